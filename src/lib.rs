@@ -1,1 +1,3 @@
-
+//! berth: an OCI container runtime. The runtime core lives in [`runtime`]; the higher layers
+//! (images, engine, build, compose) will sit beside it and call it through its Rust API.
+pub mod runtime;

@@ -1,1 +1,323 @@
-fn main(){}
+//! The `berth` command line: runc's commands and flags, so that containerd's shim, Docker,
+//! Podman and conformance suites can drive berth unchanged.
+
+use anyhow::{bail, Context, Result};
+use berth::runtime::container::{self, CreateOptions, ExecOptions, Globals};
+use berth::runtime::{features, log, signals, spec, spec_template, state};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
+
+#[derive(Parser)]
+#[command(name = "berth", version = VERSION, about = "An OCI container runtime")]
+struct Cli {
+    /// Directory holding the containers' state.
+    #[arg(long, global = true, default_value = state::DEFAULT_ROOT)]
+    root: PathBuf,
+    /// Where to write the runtime's log (default: stderr only).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Name cgroups systemd's way (slice:prefix:name); berth places them with cgroupfs.
+    #[arg(long, global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility ("auto", "true", "false").
+    #[arg(long, global = true, hide = true)]
+    rootless: Option<String>,
+    /// Accepted for runc compatibility; checkpointing is not supported.
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// Path to the bundle directory.
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket to send the pty master to, for a process with a terminal.
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    /// File to write the container process's pid to.
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for a root on ramfs).
+    #[arg(long)]
+    no_pivot: bool,
+    /// Do not give the container its own session keyring.
+    #[arg(long)]
+    no_new_keyring: bool,
+    /// Pass this many extra file descriptors (3 onwards) to the container.
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    /// The container's id.
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a container and leave its process waiting for `start`.
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Print the OCI state of a container.
+    State { id: String },
+    /// Send a signal to the container's init (or, with --all, every process in it).
+    Kill {
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container and everything berth made for it.
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Create and start a container; in the foreground, wait for it and exit with its status.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+        /// Keep the container's state after it exits (foreground only).
+        #[arg(long)]
+        keep: bool,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: ListFormat,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Write a default config.json in the bundle directory.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print what this runtime supports (the runtime-spec features document).
+    Features,
+    /// Run a new process in a running container.
+    Exec(ExecArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ListFormat {
+    Table,
+    Json,
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    #[arg(long)]
+    console_socket: Option<PathBuf>,
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    #[arg(short, long)]
+    env: Vec<String>,
+    #[arg(short, long)]
+    tty: bool,
+    /// uid[:gid]
+    #[arg(short, long)]
+    user: Option<String>,
+    #[arg(short = 'g', long)]
+    additional_gids: Vec<u32>,
+    /// A process.json to run instead of a command line.
+    #[arg(short, long)]
+    process: Option<PathBuf>,
+    #[arg(short, long)]
+    detach: bool,
+    #[arg(long)]
+    pid_file: Option<PathBuf>,
+    #[arg(long)]
+    no_new_privs: bool,
+    #[arg(short, long)]
+    cap: Vec<String>,
+    #[arg(long, default_value_t = 0)]
+    preserve_fds: i32,
+    /// Accepted for runc compatibility; LSM labels are not supported yet.
+    #[arg(long, hide = true)]
+    process_label: Option<String>,
+    #[arg(long, hide = true)]
+    apparmor: Option<String>,
+    id: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let format = match cli.log_format {
+        LogFormat::Text => log::Format::Text,
+        LogFormat::Json => log::Format::Json,
+    };
+    log::init(cli.log.clone(), format, cli.debug);
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error(&format!("{e:#}"));
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn create_options(a: CreateArgs) -> CreateOptions {
+    CreateOptions {
+        id: a.id,
+        bundle: a.bundle,
+        pid_file: a.pid_file,
+        console_socket: a.console_socket,
+        no_pivot: a.no_pivot,
+        no_new_keyring: a.no_new_keyring,
+        preserve_fds: a.preserve_fds,
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<i32> {
+    let g = Globals {
+        root: cli.root,
+        systemd_cgroup: cli.systemd_cgroup,
+    };
+    match cli.command {
+        Command::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
+        Command::Start { id } => container::start(&g, &id).map(|()| 0),
+        Command::State { id } => {
+            let s = container::state(&g, &id)?;
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(0)
+        }
+        Command::Kill { all, id, signal } => {
+            let sig = signals::parse_signal(&signal)?;
+            container::kill_container(&g, &id, sig, all).map(|()| 0)
+        }
+        Command::Delete { force, id } => container::delete(&g, &id, force).map(|()| 0),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => {
+            if keep && detach {
+                bail!("--keep: only for a foreground run");
+            }
+            container::run(&g, &create_options(create), detach, keep)
+        }
+        Command::List { format, quiet } => list(&g, format, quiet).map(|()| 0),
+        Command::Spec { bundle, rootless } => write_spec(&bundle, rootless).map(|()| 0),
+        Command::Features => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&features::features_json())?
+            );
+            Ok(0)
+        }
+        Command::Exec(a) => container::exec(
+            &g,
+            &ExecOptions {
+                id: a.id,
+                process_file: a.process,
+                args: a.command,
+                env: a.env,
+                cwd: a.cwd,
+                user: a.user,
+                additional_gids: a.additional_gids,
+                tty: a.tty,
+                detach: a.detach,
+                pid_file: a.pid_file,
+                console_socket: a.console_socket,
+                preserve_fds: a.preserve_fds,
+                no_new_privs: a.no_new_privs,
+                caps: a.cap,
+            },
+        ),
+    }
+}
+
+fn list(g: &Globals, format: ListFormat, quiet: bool) -> Result<()> {
+    let all = container::list(g)?;
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for (st, _) in &all {
+            writeln!(out, "{}", st.id)?;
+        }
+        return Ok(());
+    }
+    match format {
+        ListFormat::Json => {
+            let docs: Vec<_> = all
+                .iter()
+                .map(|(st, status)| state::oci_state_json(st, *status))
+                .collect();
+            writeln!(out, "{}", serde_json::to_string(&docs)?)?;
+        }
+        ListFormat::Table => {
+            let rows: Vec<[String; 6]> = all
+                .iter()
+                .map(|(st, status)| {
+                    let pid = if *status == state::Status::Stopped {
+                        0
+                    } else {
+                        st.pid
+                    };
+                    [
+                        st.id.clone(),
+                        pid.to_string(),
+                        status.as_str().to_string(),
+                        st.bundle.display().to_string(),
+                        st.created.clone(),
+                        st.owner.clone(),
+                    ]
+                })
+                .collect();
+            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
+            let mut widths = [0usize; 6];
+            for row in std::iter::once(&header).chain(rows.iter()) {
+                for (w, cell) in widths.iter_mut().zip(row) {
+                    *w = (*w).max(cell.len());
+                }
+            }
+            for row in std::iter::once(&header).chain(rows.iter()) {
+                let line: Vec<String> = row
+                    .iter()
+                    .zip(widths)
+                    .map(|(c, w)| format!("{c:<w$}"))
+                    .collect();
+                writeln!(out, "{}", line.join("   ").trim_end())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
+    let path = bundle.join("config.json");
+    if path.exists() {
+        bail!("{}: already exists; remove it first", path.display());
+    }
+    let mut doc = spec_template::default_spec();
+    if rootless {
+        spec_template::rootless(&mut doc);
+    }
+    let text = spec_template::spec_to_pretty_json(&doc)?;
+    // What berth writes, berth must accept.
+    spec::validate(&spec::parse_spec(text.as_bytes())?)
+        .context("internal: the default spec does not validate")?;
+    std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}

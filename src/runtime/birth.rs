@@ -1,0 +1,469 @@
+//! A container's birth, in one straight line.
+//!
+//! Parent (berth): open the sync channel, clone with the namespace flags, then serve the
+//! child's requests in the order it makes them (uid/gid maps, cgroup, prestart and
+//! createRuntime hooks) until it reports it is ready and waiting to be started.
+//!
+//! Child, in order: not dumpable → namespaces → cgroup (placed by the parent) → cgroup
+//! namespace → mounts and devices → [parent runs prestart/createRuntime hooks] →
+//! createContainer hooks → pivot_root → hostname, domainname → sysctl → read-only and masked
+//! paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
+//! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
+//! wait for start → startContainer hooks → exec.
+
+use crate::runtime::cgroups::CgroupPaths;
+use crate::runtime::hooks;
+use crate::runtime::namespaces::{self, NamespacePlan};
+use crate::runtime::process::{self, ProcessPlan, PtyDestination};
+use crate::runtime::rootfs::{self, RootfsPlan};
+use crate::runtime::state::{oci_state_json, ContainerState, Status};
+use crate::runtime::sync::{self, Msg};
+use crate::runtime::tty;
+use anyhow::{bail, Context, Result};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::signal::{kill, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag};
+use nix::unistd::Pid;
+use oci_spec::runtime::{Hook, Hooks, LinuxNamespaceType};
+use std::convert::Infallible;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// How the waiting container process is told to exec.
+pub enum Release {
+    /// `create`: it accepts a connection on this listening socket (from `start`).
+    StartSocket(OwnedFd),
+    /// `run`: berth sends `Start` over the sync channel.
+    Sync,
+}
+
+/// Everything about a container, checked and prepared before the clone.
+pub struct BirthPlan {
+    pub state: ContainerState,
+    pub ns: NamespacePlan,
+    pub rootfs: RootfsPlan,
+    pub process: ProcessPlan,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: Vec<(String, String)>,
+    pub hooks: Hooks,
+    pub cgroup: CgroupPaths,
+    pub console: Option<OwnedFd>,
+    pub release: Release,
+    /// A fresh session keyring (`_ses.<id>`) so containers do not share the host's keys.
+    pub session_keyring: Option<String>,
+}
+
+/// The container process, set up and waiting to be started.
+pub struct Born {
+    pub pid: i32,
+    /// berth's end of the sync channel (`run` sends `Start` on it).
+    pub sync: OwnedFd,
+    /// The pty master, for a foreground `run` with a terminal.
+    pub pty_master: Option<OwnedFd>,
+}
+
+impl BirthPlan {
+    fn hooks_of<'a>(list: &'a Option<Vec<Hook>>) -> &'a [Hook] {
+        list.as_deref().unwrap_or_default()
+    }
+
+    fn needs_hook_round_trip(&self) -> bool {
+        let h = &self.hooks;
+        [
+            h.prestart(),
+            h.create_runtime(),
+            h.create_container(),
+            h.start_container(),
+        ]
+        .iter()
+        .any(|l| !Self::hooks_of(l).is_empty())
+    }
+}
+
+/// Parent side: clones the container process and walks it through set-up.
+pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
+    let (parent_end, child_end) = sync::channel()?;
+    let pid = clone_process(plan.ns.clone_flags())?;
+    if pid == 0 {
+        drop(parent_end);
+        child_main(plan, child_end);
+    }
+    drop(child_end);
+    let mut guard = KillOnError {
+        cloned: pid,
+        init: pid,
+        armed: true,
+    };
+    let mut pty_master = None;
+    loop {
+        let msg = sync::recv(parent_end.as_fd())?;
+        match msg {
+            Some(Msg::MapsNeeded) => {
+                reply(parent_end.as_fd(), namespaces::write_id_maps(pid, &plan.ns))?;
+            }
+            Some(Msg::Pid(p)) => {
+                guard.init = p;
+                // The intermediate process of the general path exits once it has reported.
+                let _ = waitpid(Pid::from_raw(pid), None);
+                guard.cloned = 0;
+            }
+            Some(Msg::CgroupNeeded) => {
+                let r = plan
+                    .cgroup
+                    .join(guard.init)
+                    .and_then(|()| set_oom_score_adj(guard.init, plan.process.oom_score_adj));
+                reply(parent_end.as_fd(), r)?;
+            }
+            Some(Msg::HooksNeeded) => {
+                let mut state = plan.state.clone();
+                state.pid = guard.init;
+                let json = serde_json::to_vec(&oci_state_json(&state, Status::Creating))?;
+                let h = &plan.hooks;
+                let r = hooks::run_hooks("prestart", BirthPlan::hooks_of(h.prestart()), &json)
+                    .and_then(|()| {
+                        hooks::run_hooks(
+                            "createRuntime",
+                            BirthPlan::hooks_of(h.create_runtime()),
+                            &json,
+                        )
+                    });
+                match r {
+                    Ok(()) => {
+                        sync::send(parent_end.as_fd(), &Msg::State(String::from_utf8(json)?))?
+                    }
+                    Err(e) => {
+                        let _ = sync::send(parent_end.as_fd(), &Msg::Error(format!("{e:#}")));
+                        return Err(e);
+                    }
+                }
+            }
+            Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
+            Some(Msg::Ready) => break,
+            Some(Msg::Error(e)) => bail!("{e}"),
+            Some(other) => bail!("sync channel: unexpected {other:?} from the container process"),
+            None => {
+                let status = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+                bail!("the container process exited during set-up ({status:?})");
+            }
+        }
+    }
+    guard.armed = false;
+    Ok(Born {
+        pid: guard.init,
+        sync: parent_end,
+        pty_master,
+    })
+}
+
+fn reply(fd: BorrowedFd, r: Result<()>) -> Result<()> {
+    match r {
+        Ok(()) => sync::send(fd, &Msg::Done),
+        Err(e) => {
+            let _ = sync::send(fd, &Msg::Error(format!("{e:#}")));
+            Err(e)
+        }
+    }
+}
+
+fn set_oom_score_adj(pid: i32, adj: Option<i32>) -> Result<()> {
+    if let Some(adj) = adj {
+        std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
+            .with_context(|| format!("process.oomScoreAdj: cannot set {adj}"))?;
+    }
+    Ok(())
+}
+
+/// Kills the half-born container if the parent gives up on it.
+struct KillOnError {
+    cloned: i32,
+    init: i32,
+    armed: bool,
+}
+
+impl Drop for KillOnError {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let _ = kill(Pid::from_raw(self.init), Signal::SIGKILL);
+        for pid in [self.cloned, self.init] {
+            if pid > 0 {
+                let _ = waitpid(Pid::from_raw(pid), None);
+            }
+        }
+    }
+}
+
+/// clone3 with fork semantics (no new stack: the child continues from here on a copy of ours,
+/// which is safe because berth is single-threaded). Falls back to clone(2) where a seccomp
+/// filter answers ENOSYS for clone3.
+fn clone_process(flags: libc::c_int) -> Result<i32> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    let args = CloneArgs {
+        flags: flags as u32 as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..Default::default()
+    };
+    // SAFETY: fork semantics; `args` outlives the call and its size is passed.
+    let mut r = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &args as *const CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // SAFETY: as above; a null stack makes clone(2) behave like fork.
+        r = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (flags | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("cannot clone the container process");
+    }
+    Ok(r as i32)
+}
+
+/// Child side: never returns. Any failure is reported to the parent, then the process exits.
+fn child_main(plan: &BirthPlan, sync_fd: OwnedFd) -> ! {
+    let err = match child_steps(plan, sync_fd.as_fd()) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    let _ = sync::send(sync_fd.as_fd(), &Msg::Error(format!("{err:#}")));
+    // SAFETY: leaving the child without unwinding into the parent's copied stack frames.
+    unsafe { libc::_exit(1) }
+}
+
+fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd) -> Result<Infallible> {
+    // Until exec nobody in the container may ptrace us or open /proc/<pid>/exe (CVE-2019-5736).
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    namespaces::enter(&plan.ns, sync_fd)?;
+    sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    if plan.ns.new_cgroup {
+        unshare(CloneFlags::CLONE_NEWCGROUP).context("cannot create cgroup namespace")?;
+    }
+    if let Some(name) = &plan.session_keyring {
+        join_session_keyring(name)?;
+    }
+    // Device nodes get exactly the mode the spec gives; the process's umask is set later.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let root = rootfs::prepare(&plan.rootfs)?;
+    let mut state_json = Vec::new();
+    if plan.needs_hook_round_trip() {
+        sync::send(sync_fd, &Msg::HooksNeeded)?;
+        match sync::recv(sync_fd)? {
+            Some(Msg::State(s)) => state_json = s.into_bytes(),
+            Some(Msg::Error(e)) => bail!("{e}"),
+            other => bail!("sync channel: unexpected {other:?} after hooks"),
+        }
+        hooks::run_hooks(
+            "createContainer",
+            BirthPlan::hooks_of(plan.hooks.create_container()),
+            &state_json,
+        )?;
+    }
+    rootfs::pivot(&root, &plan.rootfs)?;
+    drop(root);
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).context("hostname: sethostname failed")?;
+    }
+    if let Some(d) = &plan.domainname {
+        set_domainname(d)?;
+    }
+    for (key, value) in &plan.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value)
+            .with_context(|| format!("linux.sysctl: cannot set {key}={value}"))?;
+    }
+    rootfs::finish(&plan.rootfs)?;
+    let pty = match (&plan.console, &plan.release) {
+        (Some(c), _) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
+        (None, Release::Sync) => Some(PtyDestination::Berth(sync_fd)),
+        (None, Release::StartSocket(_)) => None,
+    };
+    let ready = process::prepare(&plan.process, true, pty)?;
+    sync::send(sync_fd, &Msg::Ready)?;
+    match &plan.release {
+        Release::Sync => match sync::recv(sync_fd)? {
+            Some(Msg::Start) => finish_start(plan, &ready, &state_json),
+            other => bail!("sync channel: expected Start, got {other:?}"),
+        },
+        Release::StartSocket(listener) => {
+            let conn = accept(listener.as_fd())?;
+            let err = match finish_start(plan, &ready, &state_json) {
+                Ok(never) => match never {},
+                Err(e) => e,
+            };
+            // `start` is the one waiting for the outcome now.
+            let _ = sync::send(conn.as_fd(), &Msg::Error(format!("{err:#}")));
+            Err(err)
+        }
+    }
+}
+
+fn finish_start(
+    plan: &BirthPlan,
+    ready: &process::ReadyToExec,
+    state_json: &[u8],
+) -> Result<Infallible> {
+    hooks::run_hooks(
+        "startContainer",
+        BirthPlan::hooks_of(plan.hooks.start_container()),
+        state_json,
+    )?;
+    process::exec(ready)
+}
+
+fn accept(listener: BorrowedFd) -> Result<OwnedFd> {
+    loop {
+        match nix::sys::socket::accept4(
+            std::os::fd::AsRawFd::as_raw_fd(&listener),
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        ) {
+            // SAFETY: accept4 returned a new descriptor that nothing else owns.
+            Ok(fd) => return Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd) }),
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e).context("waiting for start: accept failed"),
+        }
+    }
+}
+
+fn set_domainname(name: &str) -> Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes for the duration of the call.
+    if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("domainname: setdomainname failed");
+    }
+    Ok(())
+}
+
+fn join_session_keyring(name: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let cname = std::ffi::CString::new(name).context("container id holds a NUL byte")?;
+    // SAFETY: keyctl reads the NUL-terminated name for the duration of the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            cname.as_ptr(),
+        )
+    };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        // Kernels without keys, or keyrings refused in a user namespace: runc goes on too.
+        if !matches!(
+            err.raw_os_error(),
+            Some(libc::ENOSYS | libc::EPERM | libc::EACCES | libc::EDQUOT)
+        ) {
+            return Err(err).context("cannot create a session keyring (use --no-new-keyring)");
+        }
+    }
+    Ok(())
+}
+
+/// `exec`: a new process in a running container's namespaces and cgroup. Returns its pid and,
+/// for a foreground terminal, the pty master.
+pub fn exec_into(
+    st: &ContainerState,
+    joins: Vec<(LinuxNamespaceType, OwnedFd)>,
+    plan: &ProcessPlan,
+    console: Option<OwnedFd>,
+) -> Result<(i32, Option<OwnedFd>)> {
+    // The pid and time namespaces apply to children only: enter them here, so that the one
+    // clone below is born inside them.
+    let (for_children, for_self): (Vec<_>, Vec<_>) = joins
+        .into_iter()
+        .partition(|(t, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
+    for (t, fd) in &for_children {
+        nix::sched::setns(fd, CloneFlags::from_bits_retain(namespaces::clone_flag(*t)))
+            .with_context(|| {
+                format!(
+                    "cannot join the container's {} namespace",
+                    namespaces::proc_name(*t)
+                )
+            })?;
+    }
+    let (parent_end, child_end) = sync::channel()?;
+    let pid = clone_process(0)?;
+    if pid == 0 {
+        drop(parent_end);
+        let err = match exec_child(&for_self, plan, console.as_ref(), child_end.as_fd()) {
+            Ok(never) => match never {},
+            Err(e) => e,
+        };
+        let _ = sync::send(child_end.as_fd(), &Msg::Error(format!("{err:#}")));
+        // SAFETY: leaving the child without unwinding into the parent's copied stack frames.
+        unsafe { libc::_exit(1) }
+    }
+    drop(child_end);
+    let mut guard = KillOnError {
+        cloned: pid,
+        init: pid,
+        armed: true,
+    };
+    let mut pty_master = None;
+    loop {
+        match sync::recv(parent_end.as_fd())? {
+            Some(Msg::CgroupNeeded) => {
+                let r = st
+                    .cgroup
+                    .join(pid)
+                    .and_then(|()| set_oom_score_adj(pid, plan.oom_score_adj));
+                reply(parent_end.as_fd(), r)?;
+            }
+            Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
+            Some(Msg::Error(e)) => bail!("{e}"),
+            Some(other) => bail!("sync channel: unexpected {other:?} from the exec process"),
+            None => break, // exec'd: the child's end closed on exec
+        }
+    }
+    guard.armed = false;
+    Ok((pid, pty_master))
+}
+
+fn exec_child(
+    joins: &[(LinuxNamespaceType, OwnedFd)],
+    plan: &ProcessPlan,
+    console: Option<&OwnedFd>,
+    sync_fd: BorrowedFd,
+) -> Result<Infallible> {
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    // The user namespace comes first in `joins`: the others belong to it.
+    for (t, fd) in joins {
+        nix::sched::setns(fd, CloneFlags::from_bits_retain(namespaces::clone_flag(*t)))
+            .with_context(|| {
+                format!(
+                    "cannot join the container's {} namespace",
+                    namespaces::proc_name(*t)
+                )
+            })?;
+    }
+    sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    let pty = match console {
+        Some(c) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
+        None => Some(PtyDestination::Berth(sync_fd)),
+    };
+    let ready = process::prepare(plan, false, pty)?;
+    process::exec(&ready)
+}

@@ -1,0 +1,384 @@
+//! Control groups: where a container's processes are accounted and limited.
+//!
+//! The host layout (v1, v2 unified, or hybrid: v1 controllers plus a cgroup2 mount) is found by
+//! reading /proc/self/mountinfo. A container gets one directory per hierarchy; berth records the
+//! directories it made so that `delete` removes exactly those, also after a crash.
+//! Resource limits (`linux.resources`) are not applied yet: that is the resource-control issue.
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+/// One mounted cgroup hierarchy.
+#[derive(Debug, Clone)]
+pub struct Hierarchy {
+    pub mount_point: PathBuf,
+    /// The cgroup path (within the hierarchy) at the mount's root, "/" on the host.
+    pub mount_root: PathBuf,
+    /// v1 controllers of this hierarchy ("cpu", "memory", "name=systemd"); empty for cgroup2.
+    pub controllers: Vec<String>,
+    pub unified: bool,
+}
+
+/// Every cgroup hierarchy mounted on this host.
+pub fn hierarchies() -> Result<Vec<Hierarchy>> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo")?;
+    Ok(parse_hierarchies(&mountinfo))
+}
+
+fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
+    let mut found: Vec<Hierarchy> = Vec::new();
+    for line in mountinfo.lines() {
+        // id parent major:minor root mount-point options [optional...] - fstype source super-options
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let l: Vec<&str> = left.split(' ').collect();
+        let r: Vec<&str> = right.split(' ').collect();
+        if l.len() < 5 || r.len() < 3 {
+            continue;
+        }
+        let (fstype, super_opts) = (r[0], r[2]);
+        let unified = match fstype {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        let controllers = if unified {
+            Vec::new()
+        } else {
+            super_opts
+                .split(',')
+                .filter(|o| {
+                    !matches!(*o, "rw" | "ro") && (!o.contains('=') || o.starts_with("name="))
+                })
+                .filter(|o| {
+                    !matches!(
+                        *o,
+                        "noprefix" | "clone_children" | "xattr" | "cpuset_v2_mode"
+                    )
+                })
+                .map(str::to_string)
+                .collect()
+        };
+        let h = Hierarchy {
+            mount_point: PathBuf::from(unescape(l[4])),
+            mount_root: PathBuf::from(unescape(l[3])),
+            controllers,
+            unified,
+        };
+        // The same hierarchy can be mounted twice (e.g. inside a container): keep the first.
+        if !found
+            .iter()
+            .any(|f| f.controllers == h.controllers && f.unified == h.unified)
+        {
+            found.push(h);
+        }
+    }
+    found
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Turns `linux.cgroupsPath` into a cgroup path relative to each hierarchy's root.
+/// Absolute paths are taken as they are; relative ones (and none) land under `berth/`.
+/// With `--systemd-cgroup`, `slice:prefix:name` becomes the cgroupfs path systemd would use
+/// (`a-b.slice` → `a.slice/a-b.slice`, then `prefix-name.scope`); berth has no systemd driver yet.
+pub fn container_cgroup_path(
+    cgroups_path: Option<&Path>,
+    id: &str,
+    systemd: bool,
+) -> Result<PathBuf> {
+    let Some(p) = cgroups_path else {
+        return Ok(PathBuf::from("berth").join(id));
+    };
+    let s = p.to_str().context("linux.cgroupsPath: not valid UTF-8")?;
+    if systemd && !s.starts_with('/') {
+        let parts: Vec<&str> = s.split(':').collect();
+        if parts.len() != 3 {
+            bail!("linux.cgroupsPath: {s:?} is not of the form slice:prefix:name required with --systemd-cgroup");
+        }
+        let slice = if parts[0].is_empty() {
+            "system.slice"
+        } else {
+            parts[0]
+        };
+        let mut path = PathBuf::new();
+        let stem = slice
+            .strip_suffix(".slice")
+            .with_context(|| format!("linux.cgroupsPath: {slice:?} is not a .slice"))?;
+        let mut acc = String::new();
+        for (i, piece) in stem.split('-').enumerate() {
+            if i > 0 {
+                acc.push('-');
+            }
+            acc.push_str(piece);
+            path.push(format!("{acc}.slice"));
+        }
+        let unit = if parts[1].is_empty() {
+            format!("{}.scope", parts[2])
+        } else {
+            format!("{}-{}.scope", parts[1], parts[2])
+        };
+        path.push(unit);
+        return Ok(path);
+    }
+    let rel = Path::new(s.trim_start_matches('/'));
+    if rel
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        bail!("linux.cgroupsPath: {s:?} must not contain '..' or '.'");
+    }
+    if s.starts_with('/') {
+        Ok(rel.to_path_buf())
+    } else {
+        Ok(PathBuf::from("berth").join(rel))
+    }
+}
+
+/// The directories of one container's cgroup, as kept in its state.
+#[derive(Serialize, Deserialize, Clone, Debug, Default)]
+pub struct CgroupPaths {
+    /// The container's directory in each hierarchy.
+    pub dirs: Vec<PathBuf>,
+    /// For each of `dirs`, the name the hierarchy has under /sys/fs/cgroup ("cpu", "unified";
+    /// empty on a v2-only host where the hierarchy is /sys/fs/cgroup itself).
+    pub names: Vec<String>,
+    /// Directories berth created, deepest last; removed in reverse on delete.
+    pub created: Vec<PathBuf>,
+    /// The v1 freezer directory, or the cgroup2 directory on a v2-only host.
+    pub freezer: Option<PathBuf>,
+    pub freezer_is_v2: bool,
+}
+
+impl CgroupPaths {
+    /// Creates the container's cgroup in every hierarchy (not yet joined).
+    pub fn create(rel: &Path) -> Result<CgroupPaths> {
+        let mut paths = CgroupPaths::default();
+        let result = (|| {
+            let all = hierarchies()?;
+            if all.is_empty() {
+                bail!("no cgroup hierarchy is mounted");
+            }
+            let v1_present = all.iter().any(|h| !h.unified);
+            for h in &all {
+                let base = rel_from_mount_root(h, rel);
+                let dir = h.mount_point.join(&base);
+                make_dirs(
+                    &h.mount_point,
+                    &base,
+                    h.controllers.iter().any(|c| c == "cpuset"),
+                    &mut paths.created,
+                )?;
+                if h.controllers.iter().any(|c| c == "freezer") || (h.unified && !v1_present) {
+                    paths.freezer = Some(dir.clone());
+                    paths.freezer_is_v2 = h.unified;
+                }
+                paths.dirs.push(dir);
+                let v2_only = h.unified && !v1_present;
+                let name = h
+                    .mount_point
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .unwrap_or_default();
+                paths.names.push(if v2_only {
+                    String::new()
+                } else {
+                    name.to_string()
+                });
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            paths.remove_created();
+            return Err(e);
+        }
+        Ok(paths)
+    }
+
+    /// Moves a process into the container's cgroup in every hierarchy.
+    pub fn join(&self, pid: i32) -> Result<()> {
+        for dir in &self.dirs {
+            let procs = dir.join("cgroup.procs");
+            std::fs::write(&procs, pid.to_string())
+                .with_context(|| format!("cannot add pid {pid} to {}", procs.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The pids in the container's cgroup (taken from the freezer or first hierarchy).
+    pub fn pids(&self) -> Result<Vec<i32>> {
+        let dir = self
+            .freezer
+            .as_ref()
+            .or(self.dirs.first())
+            .context("container has no cgroup")?;
+        let procs = dir.join("cgroup.procs");
+        let text = match std::fs::read_to_string(&procs) {
+            Ok(t) => t,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", procs.display())),
+        };
+        Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+    }
+
+    pub fn is_frozen(&self) -> bool {
+        let Some(dir) = &self.freezer else {
+            return false;
+        };
+        if self.freezer_is_v2 {
+            std::fs::read_to_string(dir.join("cgroup.freeze")).is_ok_and(|s| s.trim() == "1")
+        } else {
+            std::fs::read_to_string(dir.join("freezer.state")).is_ok_and(|s| s.trim() != "THAWED")
+        }
+    }
+
+    /// Removes the directories berth created, deepest first. A directory still holding
+    /// processes (EBUSY) is retried briefly: exiting processes leave their cgroup a moment late.
+    pub fn remove_created(&self) -> Vec<anyhow::Error> {
+        let mut errors = Vec::new();
+        for dir in self.created.iter().rev() {
+            let mut tries = 0;
+            loop {
+                match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                        tries += 1;
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    // A shared parent such as berth/ still used by another container.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            || e.raw_os_error() == Some(libc::ENOTEMPTY) =>
+                    {
+                        if self.dirs.contains(dir) {
+                            errors.push(anyhow::anyhow!(
+                                "cannot remove cgroup {}: {e}",
+                                dir.display()
+                            ));
+                        }
+                        break;
+                    }
+                    Err(e) => {
+                        errors.push(anyhow::anyhow!(
+                            "cannot remove cgroup {}: {e}",
+                            dir.display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        errors
+    }
+}
+
+fn rel_from_mount_root(h: &Hierarchy, rel: &Path) -> PathBuf {
+    // A hierarchy mounted at a non-root cgroup (nested runtimes) already sits inside it.
+    let root = h.mount_root.strip_prefix("/").unwrap_or(&h.mount_root);
+    rel.strip_prefix(root)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|_| rel.to_path_buf())
+}
+
+/// mkdir -p that records what it made; in a v1 cpuset hierarchy each new directory gets its
+/// parent's cpus and mems, without which no process may join it.
+fn make_dirs(
+    mount_point: &Path,
+    rel: &Path,
+    cpuset: bool,
+    created: &mut Vec<PathBuf>,
+) -> Result<()> {
+    let mut dir = mount_point.to_path_buf();
+    for comp in rel.components() {
+        let parent = dir.clone();
+        dir.push(comp);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {
+                created.push(dir.clone());
+                if cpuset {
+                    for f in ["cpuset.cpus", "cpuset.mems"] {
+                        let v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+                        std::fs::write(dir.join(f), v.trim())
+                            .with_context(|| format!("cannot set {}", dir.join(f).display()))?;
+                    }
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot create cgroup {}", dir.display()))
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str =
+        "30 25 0:26 / /sys/fs/cgroup/cpu rw,relatime shared:5 - cgroup cgroup rw,cpu
+31 25 0:27 / /sys/fs/cgroup/cpuset rw,relatime shared:6 - cgroup cgroup rw,cpuset,clone_children
+32 25 0:28 / /sys/fs/cgroup/systemd rw - cgroup cgroup rw,xattr,name=systemd
+33 25 0:29 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw,nsdelegate
+34 25 0:30 / /mnt/with\\040space rw - ext4 /dev/vda rw";
+
+    #[test]
+    fn parses_hybrid_layout() {
+        let h = parse_hierarchies(HYBRID);
+        assert_eq!(h.len(), 4);
+        assert_eq!(h[0].controllers, vec!["cpu"]);
+        assert_eq!(h[1].controllers, vec!["cpuset"]);
+        assert_eq!(h[2].controllers, vec!["name=systemd"]);
+        assert!(h[3].unified && h[3].mount_point == Path::new("/sys/fs/cgroup/unified"));
+    }
+
+    #[test]
+    fn cgroup_paths() {
+        assert_eq!(
+            container_cgroup_path(None, "c1", false).unwrap(),
+            Path::new("berth/c1")
+        );
+        assert_eq!(
+            container_cgroup_path(Some(Path::new("/default/c1")), "c1", false).unwrap(),
+            Path::new("default/c1")
+        );
+        assert_eq!(
+            container_cgroup_path(Some(Path::new("a/b")), "c1", false).unwrap(),
+            Path::new("berth/a/b")
+        );
+        assert!(container_cgroup_path(Some(Path::new("/a/../b")), "c1", false).is_err());
+        assert_eq!(
+            container_cgroup_path(
+                Some(Path::new("machine-libpod.slice:libpod:abc")),
+                "c1",
+                true
+            )
+            .unwrap(),
+            Path::new("machine.slice/machine-libpod.slice/libpod-abc.scope")
+        );
+    }
+}

@@ -1,0 +1,621 @@
+//! The container lifecycle: what each command does, as a Rust API the CLI (and the layers
+//! above the runtime) call.
+
+use crate::runtime::birth::{self, BirthPlan, Born, Release};
+use crate::runtime::cgroups::{container_cgroup_path, CgroupPaths};
+use crate::runtime::foreground;
+use crate::runtime::hooks;
+use crate::runtime::log;
+use crate::runtime::namespaces::{self, NamespacePlan};
+use crate::runtime::process::ProcessPlan;
+use crate::runtime::rootfs::RootfsPlan;
+use crate::runtime::spec;
+use crate::runtime::state::{
+    self, derive_status, oci_state_json, ContainerDir, ContainerState, Status,
+};
+use crate::runtime::sync::{self, Msg};
+use crate::runtime::tty;
+use anyhow::{bail, Context, Result};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::{Hook, Hooks, LinuxNamespaceType, Process};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// Options every command shares.
+pub struct Globals {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+}
+
+pub struct CreateOptions {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// `create`: set the container up and leave its process waiting for `start`.
+pub fn create(g: &Globals, o: &CreateOptions) -> Result<()> {
+    let (_dir, _born) = create_container(g, o, false)?;
+    Ok(())
+}
+
+/// `run`: create and start; in the foreground, wait and return the container's exit status.
+pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
+    let fg = if detach {
+        None
+    } else {
+        Some(foreground::Foreground::prepare()?)
+    };
+    let (dir, born) = create_container(g, o, true)?;
+    let st = dir.load()?;
+    let start =
+        sync::send(born.sync.as_fd(), &Msg::Start).and_then(|()| wait_for_exec(born.sync.as_fd()));
+    if let Err(e) = start {
+        drop(dir);
+        let _ = delete(g, &o.id, true);
+        return Err(e);
+    }
+    run_poststart(&st);
+    drop(dir); // unlock: `kill`, `exec`, `delete` from elsewhere must not wait for us
+    let Some(fg) = fg else { return Ok(0) };
+    let status = fg.wait(born.pid, born.pty_master)?;
+    if !keep {
+        delete(g, &o.id, true)?;
+    }
+    Ok(status)
+}
+
+/// What `create` and `run` share: everything up to a process waiting to be started.
+fn create_container(g: &Globals, o: &CreateOptions, for_run: bool) -> Result<(ContainerDir, Born)> {
+    let dir = ContainerDir::create(&g.root, &o.id)?;
+    let mut cleanup = Cleanup {
+        dir: Some(dir),
+        cgroup: None,
+    };
+    let born = create_in(g, o, for_run, &mut cleanup)?;
+    cleanup.cgroup = None;
+    let dir = cleanup.dir.take().expect("held until success");
+    Ok((dir, born))
+}
+
+/// Undoes a failed create: cgroup and state directory.
+struct Cleanup {
+    dir: Option<ContainerDir>,
+    cgroup: Option<CgroupPaths>,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Some(cg) = &self.cgroup {
+            if let Ok(pids) = cg.pids() {
+                for p in pids {
+                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
+                }
+            }
+            for e in cg.remove_created() {
+                log::warn(&format!("{e:#}"));
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = dir.remove();
+        }
+    }
+}
+
+fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanup) -> Result<Born> {
+    let bundle = spec::load_bundle(&o.bundle)?;
+    let spec = &bundle.spec;
+    let linux = spec.linux().as_ref();
+    let process = spec.process().as_ref().expect("validated");
+    let ns = NamespacePlan::new(linux)?;
+    if !ns.has(LinuxNamespaceType::Mount) {
+        bail!("linux.namespaces: berth needs a mount namespace to set up the rootfs");
+    }
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && o.console_socket.is_none() && !for_run {
+        bail!("process.terminal: a terminal needs --console-socket when the container is created detached");
+    }
+    let process_plan = ProcessPlan::new(process, o.preserve_fds)?;
+    for w in &process_plan.warnings {
+        log::debug(w);
+    }
+    let rel = container_cgroup_path(
+        linux.and_then(|l| l.cgroups_path().as_deref()),
+        &o.id,
+        g.systemd_cgroup,
+    )?;
+    if g.systemd_cgroup {
+        log::debug(&format!(
+            "--systemd-cgroup: no systemd driver yet; using the cgroupfs path {}",
+            rel.display()
+        ));
+    }
+    let cgroup = CgroupPaths::create(&rel)?;
+    cleanup.cgroup = Some(cgroup.clone());
+    let cgroup_binds = cgroup
+        .names
+        .iter()
+        .cloned()
+        .zip(cgroup.dirs.iter().cloned())
+        .collect();
+    let in_user_ns = ns.has(LinuxNamespaceType::User);
+    let rootfs = RootfsPlan::new(
+        spec,
+        &bundle.dir,
+        &bundle.rootfs,
+        cgroup_binds,
+        in_user_ns,
+        o.no_pivot,
+    )?;
+    let console = o
+        .console_socket
+        .as_deref()
+        .map(tty::connect_console_socket)
+        .transpose()?;
+    let dir = cleanup.dir.as_ref().expect("held until success");
+    let release = if for_run {
+        Release::Sync
+    } else {
+        Release::StartSocket(listen_for_start(dir)?)
+    };
+    let all_hooks = spec.hooks().clone().unwrap_or_default();
+    let mut state = ContainerState {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: log::now_rfc3339(),
+        owner: owner_name(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroup.clone(),
+        namespaces: ns.types.clone(),
+        hooks: Some(kept_hooks(&all_hooks)),
+        process: process.clone(),
+        shares_host_pid_ns: !ns.has(LinuxNamespaceType::Pid),
+    };
+    let plan = BirthPlan {
+        state: state.clone(),
+        ns,
+        rootfs,
+        process: process_plan,
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        sysctl: linux
+            .and_then(|l| l.sysctl().clone())
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        hooks: all_hooks,
+        cgroup,
+        console,
+        release,
+        session_keyring: (!o.no_new_keyring).then(|| format!("_ses.{}", o.id)),
+    };
+    let born = birth::give_birth(&plan)?;
+    state.pid = born.pid;
+    state.pid_start_time = state::process_start_time(born.pid)
+        .context("the container process vanished after set-up")?;
+    dir.save(&state)?;
+    if let Some(f) = &o.pid_file {
+        write_pid_file(f, born.pid)?;
+    }
+    Ok(born)
+}
+
+/// Only poststart and poststop are needed after `create`; the rest ran already.
+fn kept_hooks(h: &Hooks) -> Hooks {
+    let mut kept = Hooks::default();
+    kept.set_poststart(h.poststart().clone());
+    kept.set_poststop(h.poststop().clone());
+    kept
+}
+
+fn owner_name() -> String {
+    let uid = nix::unistd::getuid();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// The path by which a socket in `dir` can be bound or reached: sun_path holds 108 bytes, and
+/// a container's state directory can be longer, so go through /proc/self/fd when needed.
+fn socket_path(dir: &Path, dir_fd: &OwnedFd) -> PathBuf {
+    let direct = dir.join(state::START_SOCKET);
+    if direct.as_os_str().len() < 100 {
+        direct
+    } else {
+        PathBuf::from(format!(
+            "/proc/self/fd/{}/{}",
+            dir_fd.as_raw_fd(),
+            state::START_SOCKET
+        ))
+    }
+}
+
+fn listen_for_start(dir: &ContainerDir) -> Result<OwnedFd> {
+    use nix::sys::socket::{
+        bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, UnixAddr,
+    };
+    let dir_fd: OwnedFd = std::fs::File::open(&dir.path)?.into();
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .context("start socket")?;
+    let addr = UnixAddr::new(&socket_path(&dir.path, &dir_fd)).context("start socket address")?;
+    bind(sock.as_raw_fd(), &addr).context("cannot bind the start socket")?;
+    listen(&sock, Backlog::new(1).expect("valid backlog"))
+        .context("cannot listen on the start socket")?;
+    Ok(sock)
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
+    ));
+    std::fs::write(&tmp, pid.to_string())
+        .with_context(|| format!("--pid-file {}: cannot write", path.display()))?;
+    std::fs::rename(&tmp, path)
+        .with_context(|| format!("--pid-file {}: cannot write", path.display()))
+}
+
+/// Waits until the process has exec'd (its end of `fd` closes) or reports why it could not.
+fn wait_for_exec(fd: std::os::fd::BorrowedFd) -> Result<()> {
+    match sync::recv(fd)? {
+        None => Ok(()),
+        Some(Msg::Error(e)) => bail!("{e}"),
+        Some(other) => bail!("sync channel: unexpected {other:?} while starting"),
+    }
+}
+
+fn run_poststart(st: &ContainerState) {
+    let hooks = st
+        .hooks
+        .as_ref()
+        .and_then(|h| h.poststart().clone())
+        .unwrap_or_default();
+    run_warn_only("poststart", &hooks, st, Status::Running);
+}
+
+/// poststart and poststop failures are warnings: the lifecycle goes on (runtime-spec).
+fn run_warn_only(kind: &str, list: &[Hook], st: &ContainerState, status: Status) {
+    if list.is_empty() {
+        return;
+    }
+    let json = serde_json::to_vec(&oci_state_json(st, status)).unwrap_or_default();
+    if let Err(e) = hooks::run_hooks(kind, list, &json) {
+        log::warn(&format!("{e:#}"));
+    }
+}
+
+/// `start`: release a created container's process.
+pub fn start(g: &Globals, id: &str) -> Result<()> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let st = dir.load()?;
+    let status = derive_status(&dir.path, &st);
+    if status != Status::Created {
+        bail!(
+            "container {id:?} cannot be started: it is {}",
+            status.as_str()
+        );
+    }
+    use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
+    let dir_fd: OwnedFd = std::fs::File::open(&dir.path)?.into();
+    let sock = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    let addr = UnixAddr::new(&socket_path(&dir.path, &dir_fd))?;
+    connect(sock.as_raw_fd(), &addr)
+        .with_context(|| format!("container {id:?}: its process is not waiting to start"))?;
+    // From here on the container counts as running.
+    std::fs::remove_file(dir.start_socket()).context("cannot remove the start socket")?;
+    wait_for_exec(sock.as_fd()).with_context(|| format!("container {id:?} failed to start"))?;
+    run_poststart(&st);
+    Ok(())
+}
+
+/// `state`: the OCI state of a container.
+pub fn state(g: &Globals, id: &str) -> Result<serde_json::Value> {
+    state::validate_id(id)?;
+    let dir = g.root.join(id);
+    let st =
+        state::read_state(&dir).map_err(|_| anyhow::anyhow!("container {id:?} does not exist"))?;
+    Ok(oci_state_json(&st, derive_status(&dir, &st)))
+}
+
+/// `list`: every container with its status.
+pub fn list(g: &Globals) -> Result<Vec<(ContainerState, Status)>> {
+    let mut out = Vec::new();
+    for id in state::list_ids(&g.root)? {
+        let dir = g.root.join(&id);
+        if let Ok(st) = state::read_state(&dir) {
+            let status = derive_status(&dir, &st);
+            out.push((st, status));
+        }
+    }
+    Ok(out)
+}
+
+/// `kill`: signal the container's init, or with `all` every process in its cgroup.
+pub fn kill_container(g: &Globals, id: &str, signal: Signal, all: bool) -> Result<()> {
+    state::validate_id(id)?;
+    let dir = g.root.join(id);
+    let st =
+        state::read_state(&dir).map_err(|_| anyhow::anyhow!("container {id:?} does not exist"))?;
+    let status = derive_status(&dir, &st);
+    if all {
+        signal_all(&st, signal)?;
+        return Ok(());
+    }
+    if status == Status::Stopped {
+        bail!("container {id:?} is not running");
+    }
+    signal_init(&st, signal)
+}
+
+/// Signals the init through a pidfd, after checking it is still the same process: between
+/// the check and the signal, a pidfd cannot come to name another process.
+fn signal_init(st: &ContainerState, signal: Signal) -> Result<()> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, st.pid, 0) };
+    if raw < 0 {
+        bail!("container {:?} is not running", st.id);
+    }
+    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
+    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw as i32) };
+    if state::process_start_time(st.pid) != Some(st.pid_start_time) {
+        bail!("container {:?} is not running", st.id);
+    }
+    // SAFETY: sends a signal through a pidfd we own; null siginfo means a plain kill.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal as i32,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("cannot signal container {:?}", st.id));
+    }
+    Ok(())
+}
+
+fn signal_all(st: &ContainerState, signal: Signal) -> Result<()> {
+    let pids = st.cgroup.pids()?;
+    for p in pids {
+        match kill(Pid::from_raw(p), signal) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot signal pid {p}")),
+        }
+    }
+    Ok(())
+}
+
+/// `delete`: remove a stopped container (or, with `force`, kill it first).
+pub fn delete(g: &Globals, id: &str, force: bool) -> Result<()> {
+    let dir = match ContainerDir::open(&g.root, id) {
+        Ok(d) => d,
+        // runc: deleting a container that does not exist is fine with --force.
+        Err(_)
+            if force
+                && state::validate_id(id).is_ok()
+                && !g.root.join(id).join("state.json").exists() =>
+        {
+            let _ = std::fs::remove_dir_all(g.root.join(id));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let st = dir.load()?;
+    let status = derive_status(&dir.path, &st);
+    match status {
+        Status::Stopped => {}
+        Status::Created => kill_and_wait(&st)?,
+        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&st)?,
+        _ => bail!(
+            "container {id:?} cannot be deleted: it is {} (use --force)",
+            status.as_str()
+        ),
+    }
+    // Processes left in the cgroup (the container shared the host pid namespace, or exec'd
+    // processes outlived the init) go too.
+    let _ = signal_all(&st, Signal::SIGKILL);
+    let errors = st.cgroup.remove_created();
+    let poststop = st
+        .hooks
+        .as_ref()
+        .and_then(|h| h.poststop().clone())
+        .unwrap_or_default();
+    run_warn_only("poststop", &poststop, &st, Status::Stopped);
+    dir.remove()?;
+    if let Some(e) = errors.into_iter().next() {
+        return Err(e);
+    }
+    Ok(())
+}
+
+fn kill_and_wait(st: &ContainerState) -> Result<()> {
+    if st.cgroup.is_frozen() {
+        thaw(&st.cgroup);
+    }
+    let _ = signal_init(st, Signal::SIGKILL);
+    let _ = signal_all(st, Signal::SIGKILL);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state::process_start_time(st.pid) == Some(st.pid_start_time) {
+        if Instant::now() > deadline {
+            bail!(
+                "container {:?}: its process {} did not die after SIGKILL",
+                st.id,
+                st.pid
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok(())
+}
+
+/// A frozen process cannot die: thaw before killing.
+fn thaw(cg: &CgroupPaths) {
+    if let Some(dir) = &cg.freezer {
+        let _ = if cg.freezer_is_v2 {
+            std::fs::write(dir.join("cgroup.freeze"), "0")
+        } else {
+            std::fs::write(dir.join("freezer.state"), "THAWED")
+        };
+    }
+}
+
+pub struct ExecOptions {
+    pub id: String,
+    pub process_file: Option<PathBuf>,
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    pub user: Option<String>,
+    pub additional_gids: Vec<u32>,
+    pub tty: bool,
+    pub detach: bool,
+    pub pid_file: Option<PathBuf>,
+    pub console_socket: Option<PathBuf>,
+    pub preserve_fds: i32,
+    pub no_new_privs: bool,
+    pub caps: Vec<String>,
+}
+
+/// `exec`: run a new process in a running container.
+pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
+    state::validate_id(&o.id)?;
+    let dir = g.root.join(&o.id);
+    let st = state::read_state(&dir)
+        .map_err(|_| anyhow::anyhow!("container {:?} does not exist", o.id))?;
+    match derive_status(&dir, &st) {
+        Status::Running | Status::Created => {}
+        s => bail!("cannot exec in container {:?}: it is {}", o.id, s.as_str()),
+    }
+    let process = exec_process(&st, o)?;
+    let plan = ProcessPlan::new(&process, o.preserve_fds)?;
+    for w in &plan.warnings {
+        log::debug(w);
+    }
+    if plan.terminal && o.detach && o.console_socket.is_none() {
+        bail!("--tty: a detached exec with a terminal needs --console-socket");
+    }
+    let console = o
+        .console_socket
+        .as_deref()
+        .map(tty::connect_console_socket)
+        .transpose()?;
+    let fg = if o.detach {
+        None
+    } else {
+        Some(foreground::Foreground::prepare()?)
+    };
+    let joins = namespaces::open_container_namespaces(st.pid, &st.namespaces)?;
+    let (pid, pty_master) = birth::exec_into(&st, joins, &plan, console)?;
+    if let Some(f) = &o.pid_file {
+        write_pid_file(f, pid)?;
+    }
+    match fg {
+        None => Ok(0),
+        Some(fg) => fg.wait(pid, pty_master),
+    }
+}
+
+/// The process spec of an exec: `--process FILE`, or the container's own process with the
+/// command line's changes (as runc does).
+fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
+    if let Some(file) = &o.process_file {
+        let bytes = std::fs::read(file).with_context(|| format!("--process {}", file.display()))?;
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let p: Process = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            anyhow::anyhow!("--process {}: {}: {}", file.display(), e.path(), e.inner())
+        })?;
+        if o.tty {
+            let mut p = p;
+            p.set_terminal(Some(true));
+            return Ok(p);
+        }
+        return Ok(p);
+    }
+    if o.args.is_empty() {
+        bail!("exec: give a command after the container id, or --process FILE");
+    }
+    let mut p = st.process.clone();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    let mut env = p.env().clone().unwrap_or_default();
+    for e in &o.env {
+        if !e.contains('=') {
+            bail!("--env {e:?}: not of the form KEY=VALUE");
+        }
+        let key = e.split('=').next().unwrap_or_default();
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &o.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some(u) = &o.user {
+        let (uid, gid) = match u.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (u.as_str(), None),
+        };
+        let uid: u32 = uid
+            .parse()
+            .with_context(|| format!("--user {u:?}: the uid must be a number"))?;
+        let gid: u32 = gid
+            .map(|g| {
+                g.parse()
+                    .with_context(|| format!("--user {u:?}: the gid must be a number"))
+            })
+            .transpose()?
+            .unwrap_or(0);
+        let mut user = p.user().clone();
+        user.set_uid(uid);
+        user.set_gid(gid);
+        p.set_user(user);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut user = p.user().clone();
+        user.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(user);
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let extra: Vec<String> = o.caps.clone();
+        let add = |set: Option<&oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
+            let mut s = set.cloned().unwrap_or_default();
+            for c in &extra {
+                s.insert(c.parse().map_err(|_| anyhow::anyhow!("--cap {c:?}: unknown capability"))?);
+            }
+            Ok(s)
+        };
+        caps.set_bounding(Some(add(caps.bounding().as_ref())?));
+        caps.set_effective(Some(add(caps.effective().as_ref())?));
+        caps.set_permitted(Some(add(caps.permitted().as_ref())?));
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}

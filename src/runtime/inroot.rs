@@ -1,0 +1,176 @@
+//! Resolving paths inside the container's root as if it were `/`.
+//!
+//! A mount destination comes from config.json but is looked up in a rootfs the image author
+//! controls: `/etc/resolv.conf` may be a symlink to `../../host/etc/passwd`. Every lookup here
+//! walks the path one component at a time with `O_PATH|O_NOFOLLOW` relative to the directory
+//! already reached, reads symlinks itself and restarts them from the root, and clamps `..` at
+//! the root. The result is an fd; mounts then target `/proc/self/fd/N`, so a symlink swapped
+//! in after the walk cannot redirect them (CVE-2021-30465).
+
+use anyhow::{bail, Context, Result};
+use nix::fcntl::{openat, readlinkat, OFlag};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+const MAX_SYMLINKS: u32 = 40;
+
+/// What to make when a component is missing.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Create {
+    /// Fail with ENOENT.
+    Nothing,
+    /// Make missing directories, the last one included.
+    Dir,
+    /// Make missing directories, and the last component as an empty file.
+    File,
+}
+
+/// Resolves `path` inside `root` and returns an `O_PATH` fd to it, creating what is missing.
+pub fn resolve(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedFd> {
+    resolve_inner(root, path, create)
+        .with_context(|| format!("{} (inside the rootfs)", path.display()))
+}
+
+fn resolve_inner(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedFd> {
+    let mut stack: Vec<OwnedFd> = vec![root.try_clone_to_owned()?];
+    let mut pending: VecDeque<OsString> = components(path);
+    let mut links = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            if stack.len() > 1 {
+                stack.pop();
+            }
+            continue;
+        }
+        let dir = stack.last().expect("stack holds the root").as_fd();
+        match openat(
+            dir,
+            name.as_os_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let kind = SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT;
+                if kind == SFlag::S_IFLNK {
+                    links += 1;
+                    if links > MAX_SYMLINKS {
+                        bail!("too many levels of symbolic links");
+                    }
+                    let target = PathBuf::from(readlinkat(&fd, "")?);
+                    if target.is_absolute() {
+                        stack.truncate(1);
+                    }
+                    for c in components(&target).into_iter().rev() {
+                        pending.push_front(c);
+                    }
+                } else if kind == SFlag::S_IFDIR {
+                    stack.push(fd);
+                } else if pending.is_empty() {
+                    return Ok(fd);
+                } else {
+                    bail!("{:?} is not a directory", name);
+                }
+            }
+            Err(nix::errno::Errno::ENOENT) if create != Create::Nothing => {
+                let made = if pending.is_empty() && create == Create::File {
+                    openat(
+                        dir,
+                        name.as_os_str(),
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_WRONLY
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map(drop)
+                } else {
+                    mkdirat(dir, name.as_os_str(), Mode::from_bits_truncate(0o755))
+                };
+                match made {
+                    // EEXIST: raced with another creator; look again.
+                    Ok(()) | Err(nix::errno::Errno::EEXIST) => pending.push_front(name),
+                    Err(e) => return Err(e).with_context(|| format!("cannot create {:?}", name)),
+                }
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot open {:?}", name)),
+        }
+    }
+    Ok(stack.pop().expect("stack holds the root"))
+}
+
+fn components(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The `/proc/self/fd/N` path through which the kernel reaches exactly the object `fd` holds.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// True when `fd` refers to a directory.
+pub fn is_dir(fd: &OwnedFd) -> bool {
+    fstat(fd).is_ok_and(|s| SFlag::from_bits_truncate(s.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+/// Renders a path for messages, lossily.
+pub fn show(p: &Path) -> String {
+    String::from_utf8_lossy(p.as_os_str().as_bytes()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("berth-inroot-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn symlinks_stay_inside_the_root() {
+        let base = tempdir("escape");
+        let root = base.join("root");
+        let outside = base.join("outside");
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        symlink(&outside, root.join("abs")).unwrap();
+        symlink("../../../outside", root.join("rel")).unwrap();
+        let rootfd: OwnedFd = std::fs::File::open(&root).unwrap().into();
+        resolve(rootfd.as_fd(), Path::new("/abs/x"), Create::Dir).unwrap();
+        resolve(rootfd.as_fd(), Path::new("rel/y"), Create::File).unwrap();
+        // The absolute link resolved to <root>/<outside path>, the relative one to <root>/outside.
+        assert!(root
+            .join(outside.strip_prefix("/").unwrap())
+            .join("x")
+            .is_dir());
+        assert!(root.join("outside/y").is_file());
+        assert_eq!(
+            std::fs::read_dir(&outside).unwrap().count(),
+            0,
+            "nothing written outside the root"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    #[test]
+    fn missing_without_create_fails() {
+        let base = tempdir("missing");
+        let rootfd: OwnedFd = std::fs::File::open(&base).unwrap().into();
+        assert!(resolve(rootfd.as_fd(), Path::new("/nope"), Create::Nothing).is_err());
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

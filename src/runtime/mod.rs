@@ -1,0 +1,23 @@
+//! The OCI runtime core: it takes a bundle and a container id, and knows nothing of images,
+//! registries or networks.
+
+pub mod birth;
+pub mod caps;
+pub mod cgroups;
+pub mod container;
+pub mod devices;
+pub mod features;
+pub mod foreground;
+pub mod hooks;
+pub mod inroot;
+pub mod log;
+pub mod mount_options;
+pub mod namespaces;
+pub mod process;
+pub mod rootfs;
+pub mod signals;
+pub mod spec;
+pub mod spec_template;
+pub mod state;
+pub mod sync;
+pub mod tty;

@@ -1,0 +1,986 @@
+//! Translation of an OCI mount's `options` list (config.json `mounts[i].options`) into the
+//! arguments of mount(2) and mount_setattr(2).
+//!
+//! The option table follows what runc and crun accept. Anything not in the table is passed to the
+//! filesystem as mount data (`mode=755`, `size=65536k`, `newinstance`, ...), as both do.
+//!
+//! # What the caller does with a [`MountOptions`]
+//!
+//! 1. If `flags` contains `MS_REMOUNT`, the whole entry is a remount of what is already at the
+//!    destination: one `mount(NULL, dest, NULL, flags, data)` call and nothing else.
+//! 2. Otherwise `mount(source, dest, type, flags, data)`. For a bind mount (`is_bind`) `flags`
+//!    already holds `MS_BIND` (and `MS_REC` for `rbind`); `data` is ignored by the kernel.
+//!    A config whose mount `type` is `"bind"` is a bind mount even without a `bind`/`rbind`
+//!    option (runc and crun treat it so): call [`MountOptions::make_bind`] first.
+//! 3. If `needs_remount`: the kernel ignores per-mount flags (ro, nosuid, nodev, noexec, atime,
+//!    nosymfollow) on the initial `MS_BIND`, so they must be applied by a second call,
+//!    `mount(NULL, dest, NULL, opts.remount_flags(current), NULL)`, where `current` is the new
+//!    mount's own flags from statvfs(dest) converted by [`ms_flags_from_statvfs`]. Keeping the
+//!    current flags that the config did not clear matters: a remount resets every flag it does
+//!    not name, which would silently drop an inherited `nosuid`, and inside a user namespace
+//!    flags inherited from a more privileged mount are locked (EPERM when dropped).
+//! 4. `propagation`: one `mount(NULL, dest, NULL, p, NULL)` call per entry, in order.
+//! 5. `recursive_attrs` (options `rro`, `rnosuid`, ...): if not [`MountAttr::is_empty`],
+//!    `mount_setattr(AT_FDCWD, dest, AT_RECURSIVE, &mount_attr{attr_set, attr_clr, ..})`.
+//!    The atime bits are already encoded the way the kernel demands (a new atime mode in
+//!    `attr_set` always comes with all of `MOUNT_ATTR__ATIME` in `attr_clr`). Needs Linux 5.12;
+//!    on ENOSYS report the option as unsupported rather than ignore it (runc refuses too).
+//! 6. `idmap` (`idmap`/`ridmap`): only valid for bind mounts, and needs the mount's
+//!    `uidMappings`/`gidMappings` (or, without them, the container's user namespace). The
+//!    caller clones the source with `open_tree(OPEN_TREE_CLONE | (AT_RECURSIVE if
+//!    idmap_recursive))`, sets `MOUNT_ATTR_IDMAP` with a user namespace fd via
+//!    `mount_setattr`, and attaches it with `move_mount`. Parsing does not check the bind
+//!    requirement because the mount `type` is not known here.
+//! 7. `tmpcopyup`: (tmpfs) copy the files that were under the destination into the new tmpfs.
+//!    Optional; the caller may ignore it.
+
+use anyhow::{bail, Result};
+use nix::mount::MsFlags;
+
+/// `MS_NOSYMFOLLOW` (Linux 5.10); nix 0.31 has no constant for it.
+pub const MS_NOSYMFOLLOW: MsFlags = MsFlags::from_bits_retain(256);
+
+/// `struct mount_attr` bits for mount_setattr(2), from linux/mount.h (not in the libc crate).
+pub const MOUNT_ATTR_RDONLY: u64 = 0x0000_0001;
+pub const MOUNT_ATTR_NOSUID: u64 = 0x0000_0002;
+pub const MOUNT_ATTR_NODEV: u64 = 0x0000_0004;
+pub const MOUNT_ATTR_NOEXEC: u64 = 0x0000_0008;
+/// Mask of the atime mode, a 3-valued field (relatime, noatime, strictatime), not a bitmap.
+pub const MOUNT_ATTR__ATIME: u64 = 0x0000_0070;
+pub const MOUNT_ATTR_RELATIME: u64 = 0x0000_0000;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x0000_0010;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x0000_0020;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x0000_0080;
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+pub const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x0020_0000;
+
+/// The flags that belong to one mount (vfsmount) rather than to the filesystem: the ones a bind
+/// mount ignores and a `MS_REMOUNT | MS_BIND` sets.
+const PER_MOUNT_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NOATIME)
+    .union(MsFlags::MS_NODIRATIME)
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME)
+    .union(MS_NOSYMFOLLOW);
+
+/// The per-mount flags that are plain on/off bits, which a remount keeps from the current mount
+/// unless the config says otherwise (the atime mode is preserved by the kernel itself).
+const PRESERVED_ON_REMOUNT: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NODIRATIME)
+    .union(MS_NOSYMFOLLOW);
+
+/// The `attr_set`/`attr_clr` pair of a `struct mount_attr`, for mount_setattr(2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountAttr {
+    pub attr_set: u64,
+    pub attr_clr: u64,
+}
+
+impl MountAttr {
+    /// True when there is nothing to change (no mount_setattr call needed).
+    pub fn is_empty(&self) -> bool {
+        self.attr_set == 0 && self.attr_clr == 0
+    }
+}
+
+/// What one mount's `options` list asks for. See the module documentation for how to apply it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOptions {
+    /// Flags for the first mount(2) call (`MS_BIND`, `MS_REC`, `MS_RDONLY`, `MS_NOSUID`, ...).
+    pub flags: MsFlags,
+    /// Flags the options explicitly turned off (`rw`, `suid`, `dev`, `exec`, `atime`, ...);
+    /// never also in `flags`. Matters for remounts: these must not be kept from the current mount.
+    pub clear_flags: MsFlags,
+    /// Propagation changes (`MS_PRIVATE | MS_REC`, `MS_SHARED`, ...), each a separate mount(2)
+    /// call after the mount, in the order given.
+    pub propagation: Vec<MsFlags>,
+    /// Every option not in the table, joined by ',': filesystem-specific mount data.
+    pub data: String,
+    /// `bind` or `rbind` was given (or [`MountOptions::make_bind`] was called).
+    pub is_bind: bool,
+    /// `rbind`: the bind mount takes the submounts along (`MS_REC`).
+    pub recursive: bool,
+    /// A bind mount whose per-mount flags must be applied by a `MS_REMOUNT | MS_BIND` call,
+    /// because the kernel ignores them on the initial `MS_BIND`. See [`Self::remount_flags`].
+    pub needs_remount: bool,
+    /// `idmap` or `ridmap`: make this an id-mapped mount.
+    pub idmap: bool,
+    /// `ridmap`: the id mapping applies to the submounts too.
+    pub idmap_recursive: bool,
+    /// The recursive `r*` options (`rro`, `rnosuid`, `rnoatime`, ...), for
+    /// `mount_setattr(AT_RECURSIVE)` after the mount.
+    pub recursive_attrs: MountAttr,
+    /// `tmpcopyup`: copy the destination's previous contents into the new tmpfs.
+    pub tmpcopyup: bool,
+}
+
+// By hand: nix's MsFlags has no Default.
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            flags: MsFlags::empty(),
+            clear_flags: MsFlags::empty(),
+            propagation: Vec::new(),
+            data: String::new(),
+            is_bind: false,
+            recursive: false,
+            needs_remount: false,
+            idmap: false,
+            idmap_recursive: false,
+            recursive_attrs: MountAttr::default(),
+            tmpcopyup: false,
+        }
+    }
+}
+
+impl MountOptions {
+    /// Turn this into a bind mount, for a config whose mount `type` is `"bind"` but whose
+    /// options say neither `bind` nor `rbind` (runc and crun bind-mount such entries).
+    pub fn make_bind(&mut self) {
+        self.is_bind = true;
+        self.flags |= MsFlags::MS_BIND;
+        self.needs_remount = self.compute_needs_remount();
+    }
+
+    /// Flags for the `MS_REMOUNT | MS_BIND` call that applies per-mount flags to a bind mount.
+    ///
+    /// `current` is the new mount's flags as it stands after the bind (from statvfs on the
+    /// destination, see [`ms_flags_from_statvfs`]). Per-mount flags the config neither set nor
+    /// cleared are kept from `current`, so that `rw` on an inherited `nosuid,nodev` mount does
+    /// not also drop `nosuid,nodev`. `MS_REC` is left out: a remount never recurses.
+    pub fn remount_flags(&self, current: MsFlags) -> MsFlags {
+        let kept = current & PRESERVED_ON_REMOUNT & !self.clear_flags;
+        let requested = self.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        requested | kept | MsFlags::MS_REMOUNT | MsFlags::MS_BIND
+    }
+
+    fn compute_needs_remount(&self) -> bool {
+        self.is_bind
+            && (self.flags.intersects(PER_MOUNT_FLAGS)
+                || self.clear_flags.intersects(PER_MOUNT_FLAGS))
+    }
+}
+
+/// Convert statvfs(3)'s `f_flag` bits (the `ST_*` values) into the matching `MS_*` flags.
+///
+/// The two sets mostly share values, but not all (`ST_NOSYMFOLLOW` is 0x2000, `MS_NOSYMFOLLOW`
+/// is 0x100), so they are mapped one by one.
+pub fn ms_flags_from_statvfs(f_flag: libc::c_ulong) -> MsFlags {
+    const ST_RDONLY: libc::c_ulong = 0x0001;
+    const ST_NOSUID: libc::c_ulong = 0x0002;
+    const ST_NODEV: libc::c_ulong = 0x0004;
+    const ST_NOEXEC: libc::c_ulong = 0x0008;
+    const ST_SYNCHRONOUS: libc::c_ulong = 0x0010;
+    const ST_MANDLOCK: libc::c_ulong = 0x0040;
+    const ST_NOATIME: libc::c_ulong = 0x0400;
+    const ST_NODIRATIME: libc::c_ulong = 0x0800;
+    const ST_RELATIME: libc::c_ulong = 0x1000;
+    const ST_NOSYMFOLLOW: libc::c_ulong = 0x2000;
+    let mapping = [
+        (ST_RDONLY, MsFlags::MS_RDONLY),
+        (ST_NOSUID, MsFlags::MS_NOSUID),
+        (ST_NODEV, MsFlags::MS_NODEV),
+        (ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (ST_SYNCHRONOUS, MsFlags::MS_SYNCHRONOUS),
+        (ST_MANDLOCK, MsFlags::MS_MANDLOCK),
+        (ST_NOATIME, MsFlags::MS_NOATIME),
+        (ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (ST_RELATIME, MsFlags::MS_RELATIME),
+        (ST_NOSYMFOLLOW, MS_NOSYMFOLLOW),
+    ];
+    mapping
+        .iter()
+        .filter(|(st, _)| f_flag & st != 0)
+        .fold(MsFlags::empty(), |acc, (_, ms)| acc | *ms)
+}
+
+/// What one known option does.
+#[derive(Clone, Copy)]
+enum OptionEffect {
+    /// Accepted, changes nothing (`defaults`).
+    Nothing,
+    /// Turn a mount(2) flag on.
+    SetFlag(MsFlags),
+    /// Turn a mount(2) flag off.
+    ClearFlag(MsFlags),
+    /// `bind` / `rbind`.
+    Bind {
+        recursive: bool,
+    },
+    /// A propagation change, applied by its own mount(2) call.
+    Propagation(MsFlags),
+    /// A recursive mount_setattr(2) bit turned on / off.
+    SetAttr(u64),
+    ClearAttr(u64),
+    /// A recursive atime mode change (`rrelatime`, `rnoatime`, `rstrictatime`).
+    AttrAtime(u64),
+    /// Undo a recursive atime mode if it is the one chosen so far (`ratime`, `rnostrictatime`,
+    /// `rnorelatime`); see `apply`.
+    AttrNoAtimeMode(u64),
+    /// `idmap` / `ridmap`.
+    Idmap {
+        recursive: bool,
+    },
+    /// `tmpcopyup`.
+    TmpCopyUp,
+}
+
+struct KnownOption {
+    name: &'static str,
+    effect: OptionEffect,
+}
+
+const fn known(name: &'static str, effect: OptionEffect) -> KnownOption {
+    KnownOption { name, effect }
+}
+
+use OptionEffect::*;
+
+/// Every option name this runtime understands (the rest is filesystem data). The source of
+/// truth for both parsing and the `features` document.
+static KNOWN_OPTIONS: &[KnownOption] = &[
+    known("defaults", Nothing),
+    known("rw", ClearFlag(MsFlags::MS_RDONLY)),
+    known("ro", SetFlag(MsFlags::MS_RDONLY)),
+    known("suid", ClearFlag(MsFlags::MS_NOSUID)),
+    known("nosuid", SetFlag(MsFlags::MS_NOSUID)),
+    known("dev", ClearFlag(MsFlags::MS_NODEV)),
+    known("nodev", SetFlag(MsFlags::MS_NODEV)),
+    known("exec", ClearFlag(MsFlags::MS_NOEXEC)),
+    known("noexec", SetFlag(MsFlags::MS_NOEXEC)),
+    known("sync", SetFlag(MsFlags::MS_SYNCHRONOUS)),
+    known("async", ClearFlag(MsFlags::MS_SYNCHRONOUS)),
+    known("dirsync", SetFlag(MsFlags::MS_DIRSYNC)),
+    known("remount", SetFlag(MsFlags::MS_REMOUNT)),
+    known("mand", SetFlag(MsFlags::MS_MANDLOCK)),
+    known("nomand", ClearFlag(MsFlags::MS_MANDLOCK)),
+    known("atime", ClearFlag(MsFlags::MS_NOATIME)),
+    known("noatime", SetFlag(MsFlags::MS_NOATIME)),
+    known("diratime", ClearFlag(MsFlags::MS_NODIRATIME)),
+    known("nodiratime", SetFlag(MsFlags::MS_NODIRATIME)),
+    known("relatime", SetFlag(MsFlags::MS_RELATIME)),
+    known("norelatime", ClearFlag(MsFlags::MS_RELATIME)),
+    known("strictatime", SetFlag(MsFlags::MS_STRICTATIME)),
+    known("nostrictatime", ClearFlag(MsFlags::MS_STRICTATIME)),
+    known("lazytime", SetFlag(MsFlags::MS_LAZYTIME)),
+    known("nolazytime", ClearFlag(MsFlags::MS_LAZYTIME)),
+    known("silent", SetFlag(MsFlags::MS_SILENT)),
+    known("loud", ClearFlag(MsFlags::MS_SILENT)),
+    known("acl", SetFlag(MsFlags::MS_POSIXACL)),
+    known("noacl", ClearFlag(MsFlags::MS_POSIXACL)),
+    known("iversion", SetFlag(MsFlags::MS_I_VERSION)),
+    known("noiversion", ClearFlag(MsFlags::MS_I_VERSION)),
+    known("symfollow", ClearFlag(MS_NOSYMFOLLOW)),
+    known("nosymfollow", SetFlag(MS_NOSYMFOLLOW)),
+    known("bind", Bind { recursive: false }),
+    known("rbind", Bind { recursive: true }),
+    known("private", Propagation(MsFlags::MS_PRIVATE)),
+    known(
+        "rprivate",
+        Propagation(MsFlags::MS_PRIVATE.union(MsFlags::MS_REC)),
+    ),
+    known("shared", Propagation(MsFlags::MS_SHARED)),
+    known(
+        "rshared",
+        Propagation(MsFlags::MS_SHARED.union(MsFlags::MS_REC)),
+    ),
+    known("slave", Propagation(MsFlags::MS_SLAVE)),
+    known(
+        "rslave",
+        Propagation(MsFlags::MS_SLAVE.union(MsFlags::MS_REC)),
+    ),
+    known("unbindable", Propagation(MsFlags::MS_UNBINDABLE)),
+    known(
+        "runbindable",
+        Propagation(MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
+    ),
+    known("rro", SetAttr(MOUNT_ATTR_RDONLY)),
+    known("rrw", ClearAttr(MOUNT_ATTR_RDONLY)),
+    known("rnosuid", SetAttr(MOUNT_ATTR_NOSUID)),
+    known("rsuid", ClearAttr(MOUNT_ATTR_NOSUID)),
+    known("rnodev", SetAttr(MOUNT_ATTR_NODEV)),
+    known("rdev", ClearAttr(MOUNT_ATTR_NODEV)),
+    known("rnoexec", SetAttr(MOUNT_ATTR_NOEXEC)),
+    known("rexec", ClearAttr(MOUNT_ATTR_NOEXEC)),
+    known("rnodiratime", SetAttr(MOUNT_ATTR_NODIRATIME)),
+    known("rdiratime", ClearAttr(MOUNT_ATTR_NODIRATIME)),
+    known("rnosymfollow", SetAttr(MOUNT_ATTR_NOSYMFOLLOW)),
+    known("rsymfollow", ClearAttr(MOUNT_ATTR_NOSYMFOLLOW)),
+    known("rrelatime", AttrAtime(MOUNT_ATTR_RELATIME)),
+    known("rnorelatime", AttrNoAtimeMode(MOUNT_ATTR_RELATIME)),
+    known("rnoatime", AttrAtime(MOUNT_ATTR_NOATIME)),
+    known("ratime", AttrNoAtimeMode(MOUNT_ATTR_NOATIME)),
+    known("rstrictatime", AttrAtime(MOUNT_ATTR_STRICTATIME)),
+    known("rnostrictatime", AttrNoAtimeMode(MOUNT_ATTR_STRICTATIME)),
+    known("idmap", Idmap { recursive: false }),
+    known("ridmap", Idmap { recursive: true }),
+    known("tmpcopyup", TmpCopyUp),
+];
+
+/// The names of all mount options handled here (not passed through as filesystem data), sorted,
+/// as reported by `features` under `mountOptions`.
+pub fn supported_mount_options() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = KNOWN_OPTIONS.iter().map(|o| o.name).collect();
+    names.sort_unstable();
+    names
+}
+
+/// Parse one mount's `options` list. `field` names the list in errors, e.g. `"mounts[3].options"`.
+///
+/// Options are applied in order, so a later `rw` undoes an earlier `ro`, as in runc. Empty
+/// strings are skipped. Errors only for options that cannot be passed to the kernel (a NUL byte
+/// or a ',' inside an option that would go into the data string).
+pub fn parse_mount_options(options: &[String], field: &str) -> Result<MountOptions> {
+    let mut parsed = MountOptions::default();
+    let mut data: Vec<&str> = Vec::new();
+    // The recursive atime mode chosen so far; folded into recursive_attrs at the end.
+    let mut recursive_atime: Option<u64> = None;
+
+    for (index, option) in options.iter().enumerate() {
+        if option.contains('\0') {
+            bail!("{field}[{index}]: mount option {option:?} contains a NUL byte");
+        }
+        if option.is_empty() {
+            continue;
+        }
+        let Some(known) = KNOWN_OPTIONS.iter().find(|k| k.name == option) else {
+            // The kernel splits mount data on ',', so one option holding a ',' would silently
+            // become two; refuse it rather than pass something the config did not say.
+            if option.contains(',') {
+                bail!("{field}[{index}]: mount option {option:?} contains ','; give each option as its own list entry");
+            }
+            data.push(option);
+            continue;
+        };
+        let attrs = &mut parsed.recursive_attrs;
+        match known.effect {
+            Nothing => {}
+            SetFlag(flag) => {
+                parsed.flags |= flag;
+                parsed.clear_flags &= !flag;
+            }
+            ClearFlag(flag) => {
+                parsed.flags &= !flag;
+                parsed.clear_flags |= flag;
+            }
+            Bind { recursive } => {
+                parsed.is_bind = true;
+                parsed.flags |= MsFlags::MS_BIND;
+                if recursive {
+                    parsed.recursive = true;
+                    parsed.flags |= MsFlags::MS_REC;
+                }
+            }
+            Propagation(flags) => parsed.propagation.push(flags),
+            SetAttr(bit) => {
+                attrs.attr_set |= bit;
+                attrs.attr_clr &= !bit;
+            }
+            ClearAttr(bit) => {
+                attrs.attr_clr |= bit;
+                attrs.attr_set &= !bit;
+            }
+            AttrAtime(mode) => recursive_atime = Some(mode),
+            // The atime mode is one value, not independent bits: "not noatime" can only mean
+            // going back to the kernel default (relatime), and only if noatime was what the
+            // list had picked so far; likewise for the other modes.
+            AttrNoAtimeMode(mode) => match recursive_atime {
+                Some(chosen) if chosen == mode && mode != MOUNT_ATTR_RELATIME => {
+                    recursive_atime = Some(MOUNT_ATTR_RELATIME)
+                }
+                Some(chosen) if chosen == mode => recursive_atime = None,
+                None if mode != MOUNT_ATTR_RELATIME => recursive_atime = Some(MOUNT_ATTR_RELATIME),
+                _ => {}
+            },
+            Idmap { recursive } => {
+                parsed.idmap = true;
+                parsed.idmap_recursive |= recursive;
+            }
+            TmpCopyUp => parsed.tmpcopyup = true,
+        }
+    }
+
+    if let Some(mode) = recursive_atime {
+        // mount_setattr(2): a new atime mode needs the whole __ATIME mask in attr_clr.
+        let attrs = &mut parsed.recursive_attrs;
+        attrs.attr_clr |= MOUNT_ATTR__ATIME;
+        attrs.attr_set = (attrs.attr_set & !MOUNT_ATTR__ATIME) | mode;
+    }
+    parsed.data = data.join(",");
+    parsed.needs_remount = parsed.compute_needs_remount();
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(options: &[&str]) -> MountOptions {
+        let owned: Vec<String> = options.iter().map(|s| s.to_string()).collect();
+        parse_mount_options(&owned, "mounts[0].options").unwrap()
+    }
+
+    #[test]
+    fn empty_list_is_a_plain_mount() {
+        let parsed = parse(&[]);
+        assert_eq!(parsed, MountOptions::default());
+        assert!(parse(&["defaults", ""]).flags.is_empty());
+    }
+
+    #[test]
+    fn on_off_flags_and_their_inverses() {
+        let cases: &[(&str, &str, MsFlags)] = &[
+            ("ro", "rw", MsFlags::MS_RDONLY),
+            ("nosuid", "suid", MsFlags::MS_NOSUID),
+            ("nodev", "dev", MsFlags::MS_NODEV),
+            ("noexec", "exec", MsFlags::MS_NOEXEC),
+            ("sync", "async", MsFlags::MS_SYNCHRONOUS),
+            ("mand", "nomand", MsFlags::MS_MANDLOCK),
+            ("noatime", "atime", MsFlags::MS_NOATIME),
+            ("nodiratime", "diratime", MsFlags::MS_NODIRATIME),
+            ("relatime", "norelatime", MsFlags::MS_RELATIME),
+            ("strictatime", "nostrictatime", MsFlags::MS_STRICTATIME),
+            ("lazytime", "nolazytime", MsFlags::MS_LAZYTIME),
+            ("silent", "loud", MsFlags::MS_SILENT),
+            ("acl", "noacl", MsFlags::MS_POSIXACL),
+            ("iversion", "noiversion", MsFlags::MS_I_VERSION),
+            ("nosymfollow", "symfollow", MS_NOSYMFOLLOW),
+        ];
+        for &(on, off, flag) in cases {
+            let set = parse(&[on]);
+            assert_eq!(set.flags, flag, "{on}");
+            assert!(set.clear_flags.is_empty(), "{on}");
+            let cleared = parse(&[off]);
+            assert!(cleared.flags.is_empty(), "{off}");
+            assert_eq!(cleared.clear_flags, flag, "{off}");
+            // The last one wins, as in runc.
+            assert_eq!(parse(&[on, off]).flags, MsFlags::empty(), "{on},{off}");
+            assert_eq!(parse(&[off, on]).flags, flag, "{off},{on}");
+            assert!(parse(&[off, on]).clear_flags.is_empty(), "{off},{on}");
+        }
+        assert_eq!(parse(&["dirsync"]).flags, MsFlags::MS_DIRSYNC);
+        assert_eq!(
+            parse(&["remount", "ro"]).flags,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY
+        );
+    }
+
+    #[test]
+    fn runc_spec_mounts() {
+        let dev = parse(&["nosuid", "strictatime", "mode=755", "size=65536k"]);
+        assert_eq!(dev.flags, MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME);
+        assert_eq!(dev.data, "mode=755,size=65536k");
+        assert!(!dev.is_bind && !dev.needs_remount);
+
+        let pts = parse(&[
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5",
+        ]);
+        assert_eq!(pts.flags, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC);
+        assert_eq!(pts.data, "newinstance,ptmxmode=0666,mode=0620,gid=5");
+
+        let cgroup = parse(&["nosuid", "noexec", "nodev", "relatime", "ro"]);
+        assert_eq!(
+            cgroup.flags,
+            MsFlags::MS_NOSUID
+                | MsFlags::MS_NOEXEC
+                | MsFlags::MS_NODEV
+                | MsFlags::MS_RELATIME
+                | MsFlags::MS_RDONLY
+        );
+        assert!(cgroup.data.is_empty());
+    }
+
+    #[test]
+    fn bind_and_rbind() {
+        let bind = parse(&["bind"]);
+        assert_eq!(bind.flags, MsFlags::MS_BIND);
+        assert!(bind.is_bind && !bind.recursive && !bind.needs_remount);
+
+        let rbind = parse(&["rbind", "rprivate"]);
+        assert_eq!(rbind.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert!(rbind.is_bind && rbind.recursive && !rbind.needs_remount);
+        assert_eq!(
+            rbind.propagation,
+            vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]
+        );
+    }
+
+    #[test]
+    fn bind_with_per_mount_flags_needs_remount() {
+        for flag in [
+            "ro", "nosuid", "nodev", "noexec", "relatime", "noatime", "rw", "suid",
+        ] {
+            assert!(parse(&["rbind", flag]).needs_remount, "{flag}");
+            // A plain mount takes its flags in the first call.
+            assert!(!parse(&[flag]).needs_remount, "{flag}");
+        }
+        // Flags that are not per-mount do not need a remount.
+        assert!(!parse(&["bind", "sync"]).needs_remount);
+
+        let ro = parse(&["rbind", "ro"]);
+        assert_eq!(
+            ro.remount_flags(MsFlags::empty()),
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY
+        );
+        // Inherited nosuid/nodev survive a remount for "ro"; "rw" drops only the inherited ro.
+        let inherited = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY;
+        assert_eq!(
+            ro.remount_flags(inherited),
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | inherited
+        );
+        let rw = parse(&["bind", "rw"]);
+        assert_eq!(
+            rw.remount_flags(inherited),
+            MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        );
+        // An explicit "suid" is not overridden by the current mount's nosuid.
+        let suid = parse(&["bind", "suid"]);
+        assert!(!suid.remount_flags(inherited).contains(MsFlags::MS_NOSUID));
+    }
+
+    #[test]
+    fn type_bind_without_bind_option() {
+        let mut ro = parse(&["ro"]);
+        assert!(!ro.needs_remount);
+        ro.make_bind();
+        assert!(ro.is_bind && ro.needs_remount);
+        assert_eq!(ro.flags, MsFlags::MS_BIND | MsFlags::MS_RDONLY);
+    }
+
+    #[test]
+    fn propagation_in_order() {
+        let parsed = parse(&[
+            "private",
+            "rprivate",
+            "shared",
+            "rshared",
+            "slave",
+            "rslave",
+            "unbindable",
+            "runbindable",
+        ]);
+        let rec = MsFlags::MS_REC;
+        assert_eq!(
+            parsed.propagation,
+            vec![
+                MsFlags::MS_PRIVATE,
+                MsFlags::MS_PRIVATE | rec,
+                MsFlags::MS_SHARED,
+                MsFlags::MS_SHARED | rec,
+                MsFlags::MS_SLAVE,
+                MsFlags::MS_SLAVE | rec,
+                MsFlags::MS_UNBINDABLE,
+                MsFlags::MS_UNBINDABLE | rec,
+            ]
+        );
+        assert!(parsed.flags.is_empty());
+    }
+
+    #[test]
+    fn recursive_attributes() {
+        let cases: &[(&str, &str, u64)] = &[
+            ("rro", "rrw", MOUNT_ATTR_RDONLY),
+            ("rnosuid", "rsuid", MOUNT_ATTR_NOSUID),
+            ("rnodev", "rdev", MOUNT_ATTR_NODEV),
+            ("rnoexec", "rexec", MOUNT_ATTR_NOEXEC),
+            ("rnodiratime", "rdiratime", MOUNT_ATTR_NODIRATIME),
+            ("rnosymfollow", "rsymfollow", MOUNT_ATTR_NOSYMFOLLOW),
+        ];
+        for &(on, off, bit) in cases {
+            assert_eq!(
+                parse(&[on]).recursive_attrs,
+                MountAttr {
+                    attr_set: bit,
+                    attr_clr: 0
+                },
+                "{on}"
+            );
+            assert_eq!(
+                parse(&[off]).recursive_attrs,
+                MountAttr {
+                    attr_set: 0,
+                    attr_clr: bit
+                },
+                "{off}"
+            );
+            assert_eq!(
+                parse(&[on, off]).recursive_attrs,
+                MountAttr {
+                    attr_set: 0,
+                    attr_clr: bit
+                }
+            );
+            assert!(parse(&[on]).flags.is_empty(), "{on} is not a mount(2) flag");
+        }
+        assert!(parse(&[]).recursive_attrs.is_empty());
+    }
+
+    #[test]
+    fn recursive_atime_modes() {
+        let atime = |opts: &[&str]| parse(opts).recursive_attrs;
+        let mode = |m: u64| MountAttr {
+            attr_set: m,
+            attr_clr: MOUNT_ATTR__ATIME,
+        };
+        assert_eq!(atime(&["rnoatime"]), mode(MOUNT_ATTR_NOATIME));
+        assert_eq!(atime(&["rstrictatime"]), mode(MOUNT_ATTR_STRICTATIME));
+        assert_eq!(atime(&["rrelatime"]), mode(MOUNT_ATTR_RELATIME));
+        assert_eq!(
+            atime(&["rnoatime", "rstrictatime"]),
+            mode(MOUNT_ATTR_STRICTATIME)
+        );
+        // Undoing noatime/strictatime means the default, relatime.
+        assert_eq!(atime(&["ratime"]), mode(MOUNT_ATTR_RELATIME));
+        assert_eq!(atime(&["rnoatime", "ratime"]), mode(MOUNT_ATTR_RELATIME));
+        assert_eq!(atime(&["rnostrictatime"]), mode(MOUNT_ATTR_RELATIME));
+        // "ratime" does not override an explicit strictatime.
+        assert_eq!(
+            atime(&["rstrictatime", "ratime"]),
+            mode(MOUNT_ATTR_STRICTATIME)
+        );
+        // "rnorelatime" alone changes nothing; after "rrelatime" it cancels it.
+        assert!(atime(&["rnorelatime"]).is_empty());
+        assert!(atime(&["rrelatime", "rnorelatime"]).is_empty());
+        // Atime combines with other bits; the whole atime mask is always cleared with a mode.
+        assert_eq!(
+            atime(&["rro", "rnoatime", "rnodiratime"]),
+            MountAttr {
+                attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME | MOUNT_ATTR_NODIRATIME,
+                attr_clr: MOUNT_ATTR__ATIME,
+            }
+        );
+    }
+
+    #[test]
+    fn idmap_and_tmpcopyup() {
+        let idmap = parse(&["rbind", "idmap"]);
+        assert!(idmap.idmap && !idmap.idmap_recursive);
+        let ridmap = parse(&["rbind", "ridmap"]);
+        assert!(ridmap.idmap && ridmap.idmap_recursive);
+        let tmp = parse(&["tmpcopyup", "mode=1777"]);
+        assert!(tmp.tmpcopyup);
+        assert_eq!(tmp.data, "mode=1777");
+        assert!(idmap.data.is_empty() && ridmap.data.is_empty());
+    }
+
+    #[test]
+    fn unknown_options_become_data() {
+        let parsed = parse(&[
+            "ro",
+            "context=\"system_u:object_r:foo\"",
+            "uid=0",
+            "newinstance",
+        ]);
+        assert_eq!(parsed.flags, MsFlags::MS_RDONLY);
+        assert_eq!(
+            parsed.data,
+            "context=\"system_u:object_r:foo\",uid=0,newinstance"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let nul = vec!["ro".to_string(), "mode=7\u{0}55".to_string()];
+        let err = parse_mount_options(&nul, "mounts[3].options")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mounts[3].options[1]: "), "{err}");
+        let comma = vec!["size=1k,mode=755".to_string()];
+        let err = parse_mount_options(&comma, "mounts[2].options")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("mounts[2].options[0]: "), "{err}");
+    }
+
+    #[test]
+    fn supported_list_covers_the_table_and_is_sorted() {
+        let names = supported_mount_options();
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        sorted.dedup();
+        assert_eq!(names, sorted, "sorted, no duplicates");
+        for name in [
+            "rbind",
+            "rro",
+            "ridmap",
+            "tmpcopyup",
+            "nosymfollow",
+            "unbindable",
+            "defaults",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
+        // Everything runc 1.1 lists is here too.
+        for name in [
+            "acl",
+            "async",
+            "atime",
+            "bind",
+            "dev",
+            "diratime",
+            "dirsync",
+            "exec",
+            "iversion",
+            "lazytime",
+            "loud",
+            "mand",
+            "noacl",
+            "noatime",
+            "nodev",
+            "nodiratime",
+            "noexec",
+            "noiversion",
+            "nolazytime",
+            "nomand",
+            "norelatime",
+            "nostrictatime",
+            "nosuid",
+            "private",
+            "ratime",
+            "rdev",
+            "rdiratime",
+            "relatime",
+            "remount",
+            "rexec",
+            "rnoatime",
+            "rnodev",
+            "rnodiratime",
+            "rnoexec",
+            "rnorelatime",
+            "rnostrictatime",
+            "rnosuid",
+            "rnosymfollow",
+            "ro",
+            "rprivate",
+            "rrelatime",
+            "rrw",
+            "rshared",
+            "rslave",
+            "rstrictatime",
+            "rsuid",
+            "rsymfollow",
+            "runbindable",
+            "rw",
+            "shared",
+            "silent",
+            "slave",
+            "strictatime",
+            "suid",
+            "symfollow",
+            "sync",
+        ] {
+            assert!(names.contains(&name), "{name}");
+        }
+    }
+
+    #[test]
+    fn statvfs_flags_map_to_ms_flags() {
+        assert_eq!(
+            ms_flags_from_statvfs(0x1 | 0x2 | 0x2000),
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MS_NOSYMFOLLOW
+        );
+        assert_eq!(ms_flags_from_statvfs(0x1000), MsFlags::MS_RELATIME);
+        // ST_VALID (0x20) has no mount flag.
+        assert_eq!(ms_flags_from_statvfs(0x20), MsFlags::empty());
+    }
+
+    /// Run `body` in a forked child inside a new private mount namespace, returning its error
+    /// text if it failed. The mounts vanish with the child.
+    fn in_mount_namespace(body: impl FnOnce() -> anyhow::Result<()>) -> Result<(), String> {
+        use std::io::{Read, Write};
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        // SAFETY: the child only makes mount syscalls and writes to the pipe, then _exits.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                drop(read_end);
+                let result = (|| {
+                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                    nix::mount::mount(
+                        None::<&str>,
+                        "/",
+                        None::<&str>,
+                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                        None::<&str>,
+                    )?;
+                    body()
+                })();
+                let report = match result {
+                    Ok(()) => String::from("ok"),
+                    Err(e) => format!("{e:#}"),
+                };
+                let _ = std::fs::File::from(write_end).write_all(report.as_bytes());
+                // SAFETY: leave without running the test harness's exit handlers.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                drop(write_end);
+                let mut report = String::new();
+                std::fs::File::from(read_end)
+                    .read_to_string(&mut report)
+                    .unwrap();
+                nix::sys::wait::waitpid(child, None).unwrap();
+                if report == "ok" {
+                    Ok(())
+                } else {
+                    Err(report)
+                }
+            }
+        }
+    }
+
+    fn current_flags(path: &std::path::Path) -> anyhow::Result<MsFlags> {
+        Ok(ms_flags_from_statvfs(
+            nix::sys::statvfs::statvfs(path)?.flags().bits(),
+        ))
+    }
+
+    /// Mount what `options` says the way the module documentation tells callers to.
+    fn mount_as_documented(
+        source: &std::path::Path,
+        dest: &std::path::Path,
+        options: &MountOptions,
+    ) -> anyhow::Result<()> {
+        use nix::mount::mount;
+        mount(
+            Some(source),
+            dest,
+            None::<&str>,
+            options.flags,
+            None::<&str>,
+        )?;
+        if options.needs_remount {
+            let flags = options.remount_flags(current_flags(dest)?);
+            mount(None::<&str>, dest, None::<&str>, flags, None::<&str>)?;
+        }
+        if !options.recursive_attrs.is_empty() {
+            #[repr(C)]
+            struct MountAttrArg {
+                attr_set: u64,
+                attr_clr: u64,
+                propagation: u64,
+                userns_fd: u64,
+            }
+            let arg = MountAttrArg {
+                attr_set: options.recursive_attrs.attr_set,
+                attr_clr: options.recursive_attrs.attr_clr,
+                propagation: 0,
+                userns_fd: 0,
+            };
+            let path = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())?;
+            // SAFETY: path is a valid C string and arg a correctly sized struct mount_attr
+            // that outlives the call.
+            let rc = unsafe {
+                libc::syscall(
+                    libc::SYS_mount_setattr,
+                    libc::AT_FDCWD,
+                    path.as_ptr(),
+                    libc::AT_RECURSIVE,
+                    &arg as *const MountAttrArg,
+                    std::mem::size_of::<MountAttrArg>(),
+                )
+            };
+            if rc != 0 {
+                anyhow::bail!("mount_setattr: {}", std::io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn kernel_accepts_what_the_options_say() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let base = std::env::temp_dir().join(format!("berth-mount-test-{}", std::process::id()));
+        let result = in_mount_namespace(|| {
+            use anyhow::ensure;
+            let source = base.join("source");
+            let nested = source.join("nested");
+            std::fs::create_dir_all(&source)?;
+            // The source is nosuid,nodev: a bind of it inherits both.
+            nix::mount::mount(
+                Some("tmpfs"),
+                &source,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                None::<&str>,
+            )?;
+            std::fs::create_dir_all(&nested)?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &nested,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )?;
+
+            // "ro" on a bind: read-only, inherited nosuid/nodev kept.
+            let ro = base.join("ro");
+            std::fs::create_dir_all(&ro)?;
+            mount_as_documented(&source, &ro, &parse(&["bind", "ro"]))?;
+            let flags = current_flags(&ro)?;
+            ensure!(
+                flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+                "ro: {flags:?}"
+            );
+
+            // "rw" on a bind of that read-only mount: writable again, nosuid/nodev still kept.
+            let rw = base.join("rw");
+            std::fs::create_dir_all(&rw)?;
+            mount_as_documented(&ro, &rw, &parse(&["bind", "rw"]))?;
+            let flags = current_flags(&rw)?;
+            ensure!(!flags.contains(MsFlags::MS_RDONLY), "rw: {flags:?}");
+            ensure!(
+                flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
+                "rw: {flags:?}"
+            );
+
+            // "rro,rnoatime" on an rbind: the submount gets them too.
+            let recursive = base.join("recursive");
+            std::fs::create_dir_all(&recursive)?;
+            mount_as_documented(
+                &source,
+                &recursive,
+                &parse(&["rbind", "rro", "rnoatime", "rnosymfollow"]),
+            )?;
+            for path in [recursive.clone(), recursive.join("nested")] {
+                let flags = current_flags(&path)?;
+                ensure!(
+                    flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOATIME | MS_NOSYMFOLLOW),
+                    "{}: {flags:?}",
+                    path.display()
+                );
+            }
+            // And back: "rrw,ratime" makes the whole tree writable and relatime.
+            mount_as_documented(&source, &recursive, &parse(&["rbind", "rrw", "ratime"]))?;
+            for path in [recursive.clone(), recursive.join("nested")] {
+                let flags = current_flags(&path)?;
+                ensure!(
+                    !flags.intersects(MsFlags::MS_RDONLY | MsFlags::MS_NOATIME),
+                    "{}: {flags:?}",
+                    path.display()
+                );
+                ensure!(
+                    flags.contains(MsFlags::MS_RELATIME),
+                    "{}: {flags:?}",
+                    path.display()
+                );
+            }
+            Ok(())
+        });
+        let _ = std::fs::remove_dir_all(&base);
+        result.unwrap();
+    }
+}

@@ -1,0 +1,267 @@
+//! Linux namespaces: which to create, which to join by path, and entering them.
+//!
+//! Most containers only create namespaces: then one clone with every `CLONE_NEW*` flag puts the
+//! container process in all of them at once and makes it pid 1. Joining a user or pid namespace
+//! by path, a new user namespace together with joined ones, or a time namespace (whose offsets
+//! must be written before any process enters it) need the general path: the cloned process joins
+//! and unshares in the right order, then forks once more so the container process is born inside
+//! its pid and time namespaces.
+
+use crate::runtime::sync::{self, Msg};
+use anyhow::{bail, Context, Result};
+use nix::sched::{setns, unshare, CloneFlags};
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+
+/// CLONE_NEWTIME: not in nix's CloneFlags (it collides with CSIGNAL in clone(2)).
+pub const CLONE_NEWTIME: libc::c_int = 0x80;
+
+pub fn clone_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => CLONE_NEWTIME,
+    }
+}
+
+/// The name of a namespace under /proc/PID/ns/.
+pub fn proc_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mnt",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// What the container's namespaces are to be, prepared in the parent before clone.
+pub struct NamespacePlan {
+    /// Every namespace type the container has, in config order.
+    pub types: Vec<LinuxNamespaceType>,
+    /// CLONE_NEW* flags of the namespaces to create (cgroup excluded: it is unshared after the
+    /// process has joined its cgroup, so that the cgroup is the namespace's root).
+    pub new_flags: libc::c_int,
+    pub new_cgroup: bool,
+    /// Namespaces to join, opened (and type-checked) in the parent; the user namespace first.
+    pub joins: Vec<(LinuxNamespaceType, OwnedFd)>,
+    pub uid_map: String,
+    pub gid_map: String,
+    /// `monotonic S N\nboottime S N\n` for /proc/self/timens_offsets.
+    pub time_offsets: String,
+    /// Whether set-up needs the clone-then-fork path described in the module comment.
+    pub two_step: bool,
+}
+
+impl NamespacePlan {
+    pub fn new(linux: Option<&Linux>) -> Result<NamespacePlan> {
+        let mut plan = NamespacePlan {
+            types: Vec::new(),
+            new_flags: 0,
+            new_cgroup: false,
+            joins: Vec::new(),
+            uid_map: String::new(),
+            gid_map: String::new(),
+            time_offsets: String::new(),
+            two_step: false,
+        };
+        let Some(linux) = linux else { return Ok(plan) };
+        for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+            plan.types.push(ns.typ());
+            match ns.path() {
+                None if ns.typ() == LinuxNamespaceType::Cgroup => plan.new_cgroup = true,
+                None => plan.new_flags |= clone_flag(ns.typ()),
+                Some(path) => {
+                    let fd = std::fs::File::open(path).with_context(|| {
+                        format!("linux.namespaces[{i}].path: cannot open {}", path.display())
+                    })?;
+                    check_ns_type(fd.as_fd(), ns.typ()).with_context(|| {
+                        format!("linux.namespaces[{i}].path: {}", path.display())
+                    })?;
+                    plan.joins.push((ns.typ(), fd.into()));
+                }
+            }
+        }
+        // The user namespace is joined first: the others may be owned by it.
+        plan.joins
+            .sort_by_key(|(t, _)| *t != LinuxNamespaceType::User);
+        plan.uid_map = id_map_text(linux.uid_mappings().as_deref());
+        plan.gid_map = id_map_text(linux.gid_mappings().as_deref());
+        if let Some(offsets) = linux.time_offsets() {
+            for (clock, off) in offsets {
+                if clock != "monotonic" && clock != "boottime" {
+                    bail!("linux.timeOffsets: unknown clock {clock:?} (monotonic or boottime)");
+                }
+                plan.time_offsets.push_str(&format!(
+                    "{clock} {} {}\n",
+                    off.secs().unwrap_or(0),
+                    off.nanosecs().unwrap_or(0)
+                ));
+            }
+        }
+        let joins_user_or_pid = plan.joins.iter().any(|(t, _)| {
+            matches!(
+                t,
+                LinuxNamespaceType::User | LinuxNamespaceType::Pid | LinuxNamespaceType::Time
+            )
+        });
+        plan.two_step = joins_user_or_pid
+            || plan.new_flags & CLONE_NEWTIME != 0
+            || (plan.new_user() && !plan.joins.is_empty());
+        Ok(plan)
+    }
+
+    pub fn new_user(&self) -> bool {
+        self.new_flags & libc::CLONE_NEWUSER != 0
+    }
+
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.types.contains(&t)
+    }
+
+    /// The flags for the one clone: all new namespaces on the direct path, none on the general.
+    pub fn clone_flags(&self) -> libc::c_int {
+        if self.two_step {
+            0
+        } else {
+            self.new_flags
+        }
+    }
+}
+
+fn id_map_text(maps: Option<&[LinuxIdMapping]>) -> String {
+    maps.unwrap_or_default()
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
+        .collect()
+}
+
+/// NS_GET_NSTYPE: which kind of namespace an fd refers to.
+fn check_ns_type(fd: BorrowedFd, want: LinuxNamespaceType) -> Result<()> {
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703;
+    // SAFETY: the ioctl takes no argument and only inspects the fd.
+    let got = unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if got < 0 {
+        bail!("not a namespace file");
+    }
+    if got != clone_flag(want) {
+        bail!("is not a {} namespace", proc_name(want));
+    }
+    Ok(())
+}
+
+/// Parent side: writes the uid and gid maps of a process in a new user namespace.
+pub fn write_id_maps(pid: i32, plan: &NamespacePlan) -> Result<()> {
+    std::fs::write(format!("/proc/{pid}/uid_map"), &plan.uid_map)
+        .context("linux.uidMappings: cannot write uid_map")?;
+    std::fs::write(format!("/proc/{pid}/gid_map"), &plan.gid_map)
+        .context("linux.gidMappings: cannot write gid_map")?;
+    Ok(())
+}
+
+/// Child side: puts the calling process in the container's namespaces. On the general path this
+/// forks; the function then returns only in the new process (the container process), while the
+/// intermediate process reports the new pid to the parent and exits.
+pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
+    if !plan.two_step {
+        for (t, fd) in &plan.joins {
+            setns(fd, CloneFlags::from_bits_retain(clone_flag(*t)))
+                .with_context(|| format!("cannot join {} namespace", proc_name(*t)))?;
+        }
+        if plan.new_user() {
+            become_root_in_new_userns(sync_fd)?;
+        }
+        return Ok(());
+    }
+    // General path. Joined namespaces other than the user one first, while we still have the
+    // host's privileges over them; pid and time joins only apply to children, hence the fork.
+    for (t, fd) in plan
+        .joins
+        .iter()
+        .filter(|(t, _)| *t != LinuxNamespaceType::User)
+    {
+        setns(fd, CloneFlags::from_bits_retain(clone_flag(*t)))
+            .with_context(|| format!("cannot join {} namespace", proc_name(*t)))?;
+    }
+    if let Some((_, fd)) = plan
+        .joins
+        .iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::User)
+    {
+        setns(fd, CloneFlags::CLONE_NEWUSER).context("cannot join user namespace")?;
+        set_root_ids()?;
+    } else if plan.new_user() {
+        unshare(CloneFlags::CLONE_NEWUSER).context("cannot create user namespace")?;
+        become_root_in_new_userns(sync_fd)?;
+    }
+    let rest = plan.new_flags & !libc::CLONE_NEWUSER;
+    if rest != 0 {
+        unshare(CloneFlags::from_bits_retain(rest)).context("cannot create namespaces")?;
+    }
+    if !plan.time_offsets.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", &plan.time_offsets)
+            .context("linux.timeOffsets: cannot write timens_offsets")?;
+    }
+    // SAFETY: berth is single-threaded, so the child may run arbitrary code after fork.
+    match unsafe { nix::unistd::fork() }.context("cannot fork into the new pid namespace")? {
+        nix::unistd::ForkResult::Child => Ok(()),
+        nix::unistd::ForkResult::Parent { child } => {
+            let code = if sync::send(sync_fd, &Msg::Pid(child.as_raw())).is_ok() {
+                0
+            } else {
+                1
+            };
+            // SAFETY: _exit ends this intermediate process without running destructors twice.
+            unsafe { libc::_exit(code) }
+        }
+    }
+}
+
+fn become_root_in_new_userns(sync_fd: BorrowedFd) -> Result<()> {
+    sync::request(sync_fd, &Msg::MapsNeeded)?;
+    set_root_ids()
+}
+
+/// Takes uid/gid 0 inside the user namespace (the ids the process had are not mapped there).
+fn set_root_ids() -> Result<()> {
+    let root_u = nix::unistd::Uid::from_raw(0);
+    let root_g = nix::unistd::Gid::from_raw(0);
+    nix::unistd::setresgid(root_g, root_g, root_g)
+        .context("cannot become gid 0 in the user namespace (is 0 in gidMappings?)")?;
+    nix::unistd::setresuid(root_u, root_u, root_u)
+        .context("cannot become uid 0 in the user namespace (is 0 in uidMappings?)")?;
+    Ok(())
+}
+
+/// `exec` side: opens the namespaces of a running container's init that differ from ours.
+pub fn open_container_namespaces(
+    pid: i32,
+    types: &[LinuxNamespaceType],
+) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>> {
+    let mut out = Vec::new();
+    let mut ordered: Vec<LinuxNamespaceType> = types.to_vec();
+    ordered.sort_by_key(|t| *t != LinuxNamespaceType::User);
+    for t in ordered {
+        let name = proc_name(t);
+        let theirs = std::fs::metadata(format!("/proc/{pid}/ns/{name}"));
+        let ours = std::fs::metadata(format!("/proc/self/ns/{name}"));
+        if let (Ok(a), Ok(b)) = (&theirs, &ours) {
+            use std::os::unix::fs::MetadataExt;
+            if a.ino() == b.ino() && a.dev() == b.dev() {
+                continue; // already there: setns into the same user ns would fail with EINVAL
+            }
+        }
+        let fd = std::fs::File::open(format!("/proc/{pid}/ns/{name}"))
+            .with_context(|| format!("cannot open the container's {name} namespace"))?;
+        out.push((t, fd.into()));
+    }
+    Ok(out)
+}

@@ -1,0 +1,339 @@
+//! The container's process: its attributes (user, groups, rlimits, capabilities, terminal,
+//! cwd, no_new_privs), the lookup of its program, and the exec. Shared by the init process and
+//! by `exec`.
+
+use crate::runtime::caps::{self, CapabilitySets};
+use crate::runtime::sync::{self, Msg};
+use crate::runtime::tty;
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{PosixRlimitType, Process};
+use std::convert::Infallible;
+use std::ffi::{CStr, CString};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A process spec checked and turned into what the syscalls take, in the parent.
+pub struct ProcessPlan {
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: u32,
+    pub rlimits: Vec<(i32, libc::rlimit, String)>,
+    /// None: the process keeps the capabilities it has (the spec gave no `capabilities`).
+    pub caps: Option<CapabilitySets>,
+    pub no_new_privs: bool,
+    pub oom_score_adj: Option<i32>,
+    pub terminal: bool,
+    /// How many fds beyond stdio the process inherits (`--preserve-fds` plus LISTEN_FDS).
+    pub inherited_fds: i32,
+    pub warnings: Vec<String>,
+}
+
+impl ProcessPlan {
+    /// `extra_fds`: `--preserve-fds`; LISTEN_FDS from berth's own environment adds to it and is
+    /// passed on (socket activation, as runc does).
+    pub fn new(p: &Process, extra_fds: i32) -> Result<ProcessPlan> {
+        let args = p
+            .args()
+            .as_ref()
+            .filter(|a| !a.is_empty())
+            .context("process.args: must name at least the program to run")?;
+        let argv = args
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                CString::new(a.as_str())
+                    .with_context(|| format!("process.args[{i}]: contains a NUL byte"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut env_strings: Vec<String> = p.env().clone().unwrap_or_default();
+        let mut inherited_fds = extra_fds;
+        if let Some(n) = std::env::var("LISTEN_FDS")
+            .ok()
+            .and_then(|v| v.parse::<i32>().ok())
+            .filter(|n| *n > 0)
+        {
+            inherited_fds += n;
+            env_strings.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
+            env_strings.push(format!("LISTEN_FDS={n}"));
+            env_strings.push("LISTEN_PID=1".to_string());
+        }
+        let env = env_strings
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                CString::new(e.as_str())
+                    .with_context(|| format!("process.env[{i}]: contains a NUL byte"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut rlimits = Vec::new();
+        for (i, r) in p.rlimits().iter().flatten().enumerate() {
+            if r.soft() > r.hard() {
+                bail!(
+                    "process.rlimits[{i}]: soft limit {} is above hard limit {}",
+                    r.soft(),
+                    r.hard()
+                );
+            }
+            rlimits.push((
+                rlimit_resource(r.typ()),
+                libc::rlimit {
+                    rlim_cur: r.soft(),
+                    rlim_max: r.hard(),
+                },
+                format!("process.rlimits[{i}] ({:?})", r.typ()),
+            ));
+        }
+        let (caps, warnings) = match p.capabilities() {
+            Some(c) => {
+                let (sets, warnings) = caps::parse_capabilities(Some(c), "process.capabilities")?;
+                (Some(sets), warnings)
+            }
+            None => (None, Vec::new()),
+        };
+        let user = p.user();
+        Ok(ProcessPlan {
+            argv,
+            env,
+            cwd: p.cwd().clone(),
+            uid: user.uid(),
+            gid: user.gid(),
+            additional_gids: user.additional_gids().clone().unwrap_or_default(),
+            umask: user.umask().unwrap_or(0o022),
+            rlimits,
+            caps,
+            no_new_privs: p.no_new_privileges().unwrap_or(false),
+            oom_score_adj: p.oom_score_adj(),
+            terminal: p.terminal().unwrap_or(false),
+            inherited_fds,
+            warnings,
+        })
+    }
+}
+
+fn rlimit_resource(t: PosixRlimitType) -> i32 {
+    (match t {
+        PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,
+        PosixRlimitType::RlimitFsize => libc::RLIMIT_FSIZE,
+        PosixRlimitType::RlimitData => libc::RLIMIT_DATA,
+        PosixRlimitType::RlimitStack => libc::RLIMIT_STACK,
+        PosixRlimitType::RlimitCore => libc::RLIMIT_CORE,
+        PosixRlimitType::RlimitRss => libc::RLIMIT_RSS,
+        PosixRlimitType::RlimitNproc => libc::RLIMIT_NPROC,
+        PosixRlimitType::RlimitNofile => libc::RLIMIT_NOFILE,
+        PosixRlimitType::RlimitMemlock => libc::RLIMIT_MEMLOCK,
+        PosixRlimitType::RlimitAs => libc::RLIMIT_AS,
+        PosixRlimitType::RlimitLocks => libc::RLIMIT_LOCKS,
+        PosixRlimitType::RlimitSigpending => libc::RLIMIT_SIGPENDING,
+        PosixRlimitType::RlimitMsgqueue => libc::RLIMIT_MSGQUEUE,
+        PosixRlimitType::RlimitNice => libc::RLIMIT_NICE,
+        PosixRlimitType::RlimitRtprio => libc::RLIMIT_RTPRIO,
+        PosixRlimitType::RlimitRttime => libc::RLIMIT_RTTIME,
+    }) as i32
+}
+
+/// Where the pty master goes when the process has a terminal.
+pub enum PtyDestination<'a> {
+    /// `--console-socket`: to the caller's socket, as runc does.
+    ConsoleSocket(BorrowedFd<'a>),
+    /// Foreground `run`/`exec` with no console socket: back to berth, which proxies it.
+    Berth(BorrowedFd<'a>),
+}
+
+/// The program, resolved and ready for execve.
+pub struct ReadyToExec {
+    path: CString,
+    argv: Vec<CString>,
+    env: Vec<CString>,
+}
+
+/// Child side, in the container's namespaces and root: gives the process its attributes and
+/// finds its program. What remains after this is waiting to be started and the exec.
+pub fn prepare(
+    plan: &ProcessPlan,
+    new_session: bool,
+    pty: Option<PtyDestination>,
+) -> Result<ReadyToExec> {
+    if new_session || plan.terminal {
+        nix::unistd::setsid().context("setsid")?;
+    }
+    if plan.terminal {
+        let dest = pty.context(
+            "process.terminal: set, but there is no --console-socket to send the terminal to",
+        )?;
+        let p = tty::open_pty().context("process.terminal: cannot open a pty")?;
+        let name = p.slave_name.clone();
+        match dest {
+            PtyDestination::ConsoleSocket(sock) => tty::send_fd(sock, p.master.as_fd(), &name)
+                .context("--console-socket: cannot send the pty")?,
+            PtyDestination::Berth(sync_fd) => {
+                sync::send(sync_fd, &Msg::PtyFollows)?;
+                tty::send_fd(sync_fd, p.master.as_fd(), &name)?;
+            }
+        }
+        drop(p.master);
+        tty::make_controlling_stdio(p.slave, plan.uid, plan.gid).context("process.terminal")?;
+    }
+    for (resource, limit, field) in &plan.rlimits {
+        // SAFETY: setrlimit reads the struct we pass; the resource number comes from our table.
+        if unsafe { libc::setrlimit(*resource as _, limit) } != 0 {
+            let err = std::io::Error::last_os_error();
+            bail!(
+                "{field}: cannot set soft {} hard {}: {err}",
+                limit.rlim_cur,
+                limit.rlim_max
+            );
+        }
+    }
+    if let Some(c) = &plan.caps {
+        caps::drop_bounding_set(c)?;
+    }
+    let gids: Vec<nix::unistd::Gid> = plan
+        .additional_gids
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    match nix::unistd::setgroups(&gids) {
+        Ok(()) => {}
+        // setgroups is denied in some user namespaces; nothing to drop then.
+        Err(nix::errno::Errno::EPERM) if gids.is_empty() => {}
+        Err(e) => return Err(e).context("process.user.additionalGids: setgroups failed"),
+    }
+    let gid = nix::unistd::Gid::from_raw(plan.gid);
+    nix::unistd::setresgid(gid, gid, gid)
+        .with_context(|| format!("process.user.gid: cannot set gid {}", plan.gid))?;
+    let uid = nix::unistd::Uid::from_raw(plan.uid);
+    nix::unistd::setresuid(uid, uid, uid)
+        .with_context(|| format!("process.user.uid: cannot set uid {}", plan.uid))?;
+    if let Some(c) = &plan.caps {
+        caps::apply_process_capabilities(c)?;
+    }
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
+    nix::unistd::chdir(&plan.cwd)
+        .with_context(|| format!("process.cwd: cannot enter {}", plan.cwd.display()))?;
+    if plan.no_new_privs {
+        nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges")?;
+    }
+    let mut env = plan.env.clone();
+    if !env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
+        env.push(
+            CString::new(format!("HOME={}", home_of(plan.uid))).expect("no NUL in a passwd field"),
+        );
+    }
+    let path = find_program(&plan.argv[0], &env)?;
+    reset_signals();
+    close_fds_on_exec(3 + plan.inherited_fds);
+    Ok(ReadyToExec {
+        path,
+        argv: plan.argv.clone(),
+        env,
+    })
+}
+
+/// The end of the line: becomes the container's program.
+pub fn exec(ready: &ReadyToExec) -> Result<Infallible> {
+    let err = nix::unistd::execve(&ready.path, &ready.argv, &ready.env).unwrap_err();
+    bail!("process.args[0]: cannot exec {:?}: {err}", ready.path)
+}
+
+/// The program's path, looked up like execvp does but in the container's PATH, so a missing
+/// program fails `create` rather than `start`.
+fn find_program(arg0: &CStr, env: &[CString]) -> Result<CString> {
+    let name = Path::new(std::ffi::OsStr::from_bytes(arg0.to_bytes()));
+    let executable = |p: &Path| -> bool {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file())
+            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    if name.as_os_str().as_bytes().contains(&b'/') {
+        if executable(name) {
+            return Ok(arg0.to_owned());
+        }
+        bail!(
+            "process.args[0]: {} is not an executable file in the container",
+            name.display()
+        );
+    }
+    let path_var = env
+        .iter()
+        .find_map(|e| {
+            e.to_str()
+                .ok()
+                .and_then(|s| s.strip_prefix("PATH="))
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| DEFAULT_PATH.to_string());
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let candidate = Path::new(dir).join(name);
+        if executable(&candidate) {
+            return Ok(
+                CString::new(candidate.as_os_str().as_bytes()).expect("built from C strings")
+            );
+        }
+    }
+    bail!(
+        "process.args[0]: {:?} not found in the container's PATH ({path_var})",
+        name.display().to_string()
+    )
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, or "/".
+fn home_of(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid))
+        .map(|f| f[5].to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// Signal dispositions and the mask survive exec: give the program the defaults (Rust's
+/// runtime ignores SIGPIPE, and `run` blocks the signals it forwards).
+fn reset_signals() {
+    for sig in 1..32 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // SAFETY: setting a default disposition has no memory-safety preconditions.
+        unsafe { libc::signal(sig, libc::SIG_DFL) };
+    }
+    let empty = nix::sys::signal::SigSet::empty();
+    let _ = nix::sys::signal::sigprocmask(
+        nix::sys::signal::SigmaskHow::SIG_SETMASK,
+        Some(&empty),
+        None,
+    );
+}
+
+/// No descriptor of berth's (nor the caller's, beyond those handed on) reaches the program.
+fn close_fds_on_exec(first: i32) {
+    // SAFETY: close_range only changes flags of our own descriptors.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC as libc::c_uint,
+        )
+    };
+    if r != 0 {
+        // Kernels before 5.11: mark each open descriptor by hand.
+        if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+            let fds: Vec<i32> = dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .filter(|fd| *fd >= first)
+                .collect();
+            for fd in fds {
+                // SAFETY: F_SETFD on a descriptor number only sets a flag; a closed one fails harmlessly.
+                unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            }
+        }
+    }
+}

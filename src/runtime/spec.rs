@@ -1,0 +1,247 @@
+//! Loading and validating a bundle's `config.json`.
+//!
+//! Parsing goes through `serde_path_to_error` so that a type error names the JSON field
+//! (`process.user.uid: invalid type ...`) instead of only a line and column. Validation then
+//! catches what the kernel would otherwise reject with a bare EINVAL deep inside the child.
+
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::collections::HashSet;
+use std::path::{Component, Path, PathBuf};
+
+/// The oldest and newest runtime-spec versions berth accepts (major 1, minor 0 to 3).
+pub const OCI_VERSION_MIN: &str = "1.0.0";
+pub const OCI_VERSION_MAX: &str = "1.3.0";
+
+/// A bundle ready to run: the parsed spec and the absolute paths it refers to.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub spec: Spec,
+}
+
+/// Reads `<dir>/config.json`, parses and validates it.
+pub fn load_bundle(dir: &Path) -> Result<Bundle> {
+    let dir = std::fs::canonicalize(dir)
+        .with_context(|| format!("--bundle {}: cannot open bundle directory", dir.display()))?;
+    let config = dir.join("config.json");
+    let bytes = std::fs::read(&config)
+        .with_context(|| format!("{}: cannot read config.json", config.display()))?;
+    let spec = parse_spec(&bytes).with_context(|| format!("{}", config.display()))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .context("root: missing (the spec needs root.path on Linux)")?;
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        dir.join(root.path())
+    };
+    let meta = std::fs::metadata(&rootfs)
+        .with_context(|| format!("root.path: {}: cannot access rootfs", rootfs.display()))?;
+    if !meta.is_dir() {
+        bail!("root.path: {} is not a directory", rootfs.display());
+    }
+    validate(&spec)?;
+    Ok(Bundle { dir, rootfs, spec })
+}
+
+/// Parses config.json bytes; errors name the JSON path of the offending field.
+pub fn parse_spec(bytes: &[u8]) -> Result<Spec> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            anyhow::anyhow!("invalid config.json: {inner}")
+        } else {
+            anyhow::anyhow!("{path}: {inner}")
+        }
+    })?;
+    Ok(spec)
+}
+
+/// Checks the spec for what berth cannot honour, naming the field at fault.
+pub fn validate(spec: &Spec) -> Result<()> {
+    check_version(spec.version())?;
+    let process = spec.process().as_ref().context("process: missing")?;
+    match process.args() {
+        Some(args) if !args.is_empty() => {}
+        _ => bail!("process.args: must name at least the program to run"),
+    }
+    if !process.cwd().is_absolute() {
+        bail!(
+            "process.cwd: {:?} is not an absolute path",
+            process.cwd().display()
+        );
+    }
+    if let Some(env) = process.env() {
+        for (i, e) in env.iter().enumerate() {
+            if !e.contains('=') || e.starts_with('=') {
+                bail!("process.env[{i}]: {e:?} is not of the form KEY=VALUE");
+            }
+        }
+    }
+    if let Some(rlimits) = process.rlimits() {
+        for (i, r) in rlimits.iter().enumerate() {
+            if r.soft() > r.hard() {
+                bail!(
+                    "process.rlimits[{i}]: soft limit {} is above hard limit {}",
+                    r.soft(),
+                    r.hard()
+                );
+            }
+        }
+    }
+    if let Some(mounts) = spec.mounts() {
+        for (i, m) in mounts.iter().enumerate() {
+            if !m.destination().is_absolute() {
+                bail!(
+                    "mounts[{i}].destination: {:?} is not an absolute path",
+                    m.destination().display()
+                );
+            }
+        }
+    }
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let mut seen = HashSet::new();
+    let mut has_user_ns = false;
+    let mut new_uts = false;
+    for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
+        if !seen.insert(ns.typ()) {
+            bail!(
+                "linux.namespaces[{i}]: namespace {:?} is listed twice",
+                ns.typ().to_string()
+            );
+        }
+        if let Some(p) = ns.path() {
+            if !p.is_absolute() {
+                bail!(
+                    "linux.namespaces[{i}].path: {:?} is not absolute",
+                    p.display()
+                );
+            }
+        }
+        has_user_ns |= ns.typ() == LinuxNamespaceType::User;
+        new_uts |= ns.typ() == LinuxNamespaceType::Uts && ns.path().is_none();
+    }
+    let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
+    let new_user_ns = linux
+        .namespaces()
+        .iter()
+        .flatten()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if new_user_ns && !has_maps {
+        bail!("linux.uidMappings: a new user namespace needs uidMappings and gidMappings");
+    }
+    if has_maps && !has_user_ns {
+        bail!("linux.uidMappings: mappings are given but linux.namespaces has no user namespace");
+    }
+    if (spec.hostname().is_some() || spec.domainname().is_some()) && !new_uts {
+        let field = if spec.hostname().is_some() {
+            "hostname"
+        } else {
+            "domainname"
+        };
+        bail!("{field}: setting it needs a new uts namespace in linux.namespaces");
+    }
+    if linux.time_offsets().is_some() && !seen.contains(&LinuxNamespaceType::Time) {
+        bail!("linux.timeOffsets: needs a time namespace in linux.namespaces");
+    }
+    if let Some(p) = linux.rootfs_propagation() {
+        if !matches!(
+            p.as_str(),
+            "" | "private"
+                | "rprivate"
+                | "slave"
+                | "rslave"
+                | "shared"
+                | "rshared"
+                | "unbindable"
+                | "runbindable"
+        ) {
+            bail!("linux.rootfsPropagation: unknown propagation {p:?}");
+        }
+    }
+    if let Some(sysctl) = linux.sysctl() {
+        for key in sysctl.keys() {
+            if key.is_empty() || key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+                bail!("linux.sysctl: invalid key {key:?}");
+            }
+        }
+    }
+    if linux.seccomp().is_some() {
+        bail!("linux.seccomp: seccomp filters are not supported by this berth yet; remove the field to run without one");
+    }
+    for field in [
+        ("linux.maskedPaths", linux.masked_paths()),
+        ("linux.readonlyPaths", linux.readonly_paths()),
+    ] {
+        for (i, p) in field.1.iter().flatten().enumerate() {
+            if !Path::new(p).is_absolute()
+                || Path::new(p).components().any(|c| c == Component::ParentDir)
+            {
+                bail!(
+                    "{}[{i}]: {p:?} must be an absolute path without ..",
+                    field.0
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_version(version: &str) -> Result<()> {
+    let mut parts = version.split(['.', '-', '+']);
+    let major = parts.next().and_then(|s| s.parse::<u32>().ok());
+    let minor = parts.next().and_then(|s| s.parse::<u32>().ok());
+    match (major, minor) {
+        (Some(1), Some(minor)) if minor <= 3 => Ok(()),
+        (Some(_), Some(_)) => bail!(
+            "ociVersion: {version:?} is not supported (berth accepts {OCI_VERSION_MIN} to 1.3.x)"
+        ),
+        _ => bail!("ociVersion: {version:?} is not a version number"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["sh"],"cwd":"/"},"root":{"path":"rootfs"}}"#;
+
+    #[test]
+    fn minimal_spec_is_valid() {
+        validate(&parse_spec(MINIMAL.as_bytes()).unwrap()).unwrap();
+    }
+
+    #[test]
+    fn type_error_names_the_field() {
+        let bad = MINIMAL.replace(r#""uid":0"#, r#""uid":"zero""#);
+        let err = parse_spec(bad.as_bytes()).unwrap_err().to_string();
+        assert!(err.starts_with("process.user.uid:"), "{err}");
+    }
+
+    #[test]
+    fn version_checks() {
+        for ok in ["1.0.0", "1.0.2-dev", "1.2.0", "1.3.1"] {
+            check_version(ok).unwrap();
+        }
+        for bad in ["2.0.0", "1.4.0", "0.9", "abc"] {
+            let err = check_version(bad).unwrap_err().to_string();
+            assert!(err.starts_with("ociVersion:"), "{err}");
+        }
+    }
+
+    #[test]
+    fn empty_args_named() {
+        let bad = MINIMAL.replace(r#"["sh"]"#, "[]");
+        let err = validate(&parse_spec(bad.as_bytes()).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("process.args:"), "{err}");
+    }
+}

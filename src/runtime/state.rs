@@ -1,0 +1,254 @@
+//! Container state on disk: one directory per container under `--root`.
+//!
+//! `state.json` is written atomically (temp file + rename); every command that changes a
+//! container holds an exclusive `flock` on the container's directory. The status is never taken
+//! from the file alone: it is derived from the init process (alive, and the same process, checked
+//! by its start time so a reused pid is not mistaken for the container), the start socket (present
+//! only between create and start) and the freezer.
+
+use crate::runtime::cgroups::CgroupPaths;
+use anyhow::{bail, Context, Result};
+use oci_spec::runtime::{Hooks, LinuxNamespaceType, Process};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+
+pub const DEFAULT_ROOT: &str = "/run/berth";
+const STATE_FILE: &str = "state.json";
+/// The socket the created-but-not-started init listens on; `start` connects and removes it.
+pub const START_SOCKET: &str = "start.sock";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    Creating,
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Creating => "creating",
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+/// What berth remembers about a container between commands.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+pub struct ContainerState {
+    pub id: String,
+    pub pid: i32,
+    /// Start time of the init process in clock ticks since boot (field 22 of /proc/PID/stat).
+    pub pid_start_time: u64,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub owner: String,
+    #[serde(default)]
+    pub annotations: HashMap<String, String>,
+    pub cgroup: CgroupPaths,
+    /// The namespace types the container has, in config order (what `exec` joins).
+    pub namespaces: Vec<LinuxNamespaceType>,
+    /// poststart and poststop hooks, run after `start` and on `delete`.
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+    /// The config's process, the defaults for `exec -- CMD` (capabilities, user, env, ...).
+    pub process: Process,
+    /// Whether the container shares the host's pid namespace (then `kill --all` is needed to
+    /// reach every process, and `delete --force` kills the whole cgroup).
+    pub shares_host_pid_ns: bool,
+}
+
+/// A container's directory under the root, locked for the lifetime of this value.
+pub struct ContainerDir {
+    pub path: PathBuf,
+    pub id: String,
+    _lock: File,
+}
+
+/// Checks a container id: `[A-Za-z0-9][A-Za-z0-9_.+-]*`, at most 1024 bytes.
+pub fn validate_id(id: &str) -> Result<()> {
+    let ok_first = id.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric());
+    let ok_rest = id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'+' | b'-'));
+    if id.is_empty() || id.len() > 1024 || !ok_first || !ok_rest {
+        bail!(
+            "container id {id:?}: invalid (must match [A-Za-z0-9][A-Za-z0-9_.+-]*, at most 1024 bytes)"
+        );
+    }
+    Ok(())
+}
+
+impl ContainerDir {
+    /// Makes a new container directory and locks it; fails if the id is taken.
+    pub fn create(root: &Path, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("--root {}: cannot create state root", root.display()))?;
+        let path = root.join(id);
+        if let Err(e) = std::fs::create_dir(&path) {
+            if e.kind() == ErrorKind::AlreadyExists {
+                bail!("container {id:?} already exists");
+            }
+            return Err(e).with_context(|| format!("cannot create {}", path.display()));
+        }
+        let lock = lock_dir(&path)?;
+        Ok(ContainerDir {
+            path,
+            id: id.to_string(),
+            _lock: lock,
+        })
+    }
+
+    /// Opens and locks an existing container's directory.
+    pub fn open(root: &Path, id: &str) -> Result<ContainerDir> {
+        validate_id(id)?;
+        let path = root.join(id);
+        let lock = match lock_dir(&path) {
+            Ok(l) => l,
+            Err(_) if !path.exists() => bail!("container {id:?} does not exist"),
+            Err(e) => return Err(e),
+        };
+        // A concurrent delete may have removed the directory while we waited for the lock.
+        if !path.join(STATE_FILE).exists() {
+            bail!("container {id:?} does not exist");
+        }
+        Ok(ContainerDir {
+            path,
+            id: id.to_string(),
+            _lock: lock,
+        })
+    }
+
+    pub fn load(&self) -> Result<ContainerState> {
+        read_state(&self.path)
+    }
+
+    pub fn save(&self, state: &ContainerState) -> Result<()> {
+        let tmp = self.path.join(".state.json.tmp");
+        let bytes = serde_json::to_vec(state)?;
+        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+        std::fs::rename(&tmp, self.path.join(STATE_FILE))
+            .with_context(|| format!("cannot rename state file in {}", self.path.display()))?;
+        Ok(())
+    }
+
+    pub fn start_socket(&self) -> PathBuf {
+        self.path.join(START_SOCKET)
+    }
+
+    /// Removes the directory and everything in it (the lock dies with the file handle).
+    pub fn remove(self) -> Result<()> {
+        std::fs::remove_dir_all(&self.path)
+            .with_context(|| format!("cannot remove {}", self.path.display()))
+    }
+}
+
+fn lock_dir(path: &Path) -> Result<File> {
+    let dir = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    dir.lock()
+        .with_context(|| format!("cannot lock {}", path.display()))?;
+    Ok(dir)
+}
+
+pub fn read_state(dir: &Path) -> Result<ContainerState> {
+    let file = dir.join(STATE_FILE);
+    let bytes = std::fs::read(&file).with_context(|| format!("cannot read {}", file.display()))?;
+    serde_json::from_slice(&bytes).with_context(|| format!("{}: corrupt state", file.display()))
+}
+
+/// Start time (clock ticks since boot) of a live process, or None if it is gone or a zombie.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?;
+    if state == "Z" || state == "X" {
+        return None;
+    }
+    // `rest` starts at field 3 (state); starttime is field 22.
+    fields.nth(18)?.parse().ok()
+}
+
+/// The status of a container, derived from its live process.
+pub fn derive_status(dir: &Path, state: &ContainerState) -> Status {
+    if state.pid <= 0 || process_start_time(state.pid) != Some(state.pid_start_time) {
+        return Status::Stopped;
+    }
+    if state.cgroup.is_frozen() {
+        return Status::Paused;
+    }
+    if dir.join(START_SOCKET).exists() {
+        Status::Created
+    } else {
+        Status::Running
+    }
+}
+
+/// The OCI state document (runtime-spec "State"), as `state` prints it and hooks receive it.
+pub fn oci_state_json(state: &ContainerState, status: Status) -> serde_json::Value {
+    let pid = if status == Status::Stopped {
+        0
+    } else {
+        state.pid
+    };
+    serde_json::json!({
+        "ociVersion": crate::runtime::spec::OCI_VERSION_MAX,
+        "id": state.id,
+        "pid": pid,
+        "status": status.as_str(),
+        "bundle": state.bundle,
+        "rootfs": state.rootfs,
+        "created": state.created,
+        "owner": state.owner,
+        "annotations": state.annotations,
+    })
+}
+
+/// The ids of all containers under a root (directories holding a state file).
+pub fn list_ids(root: &Path) -> Result<Vec<String>> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("--root {}", root.display())),
+    };
+    let mut ids: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join(STATE_FILE).exists())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect();
+    ids.sort();
+    Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        for ok in ["a", "abc-1.2_3+x", "0"] {
+            validate_id(ok).unwrap();
+        }
+        for bad in ["", "a/b", "..", ".a", "-a", "a b", &"x".repeat(1025)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_start_time_is_read() {
+        let me = std::process::id() as i32;
+        assert!(process_start_time(me).is_some());
+        assert_eq!(process_start_time(me), process_start_time(me));
+    }
+}
