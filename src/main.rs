@@ -26,9 +26,6 @@ struct Cli {
     /// Name cgroups systemd's way (slice:prefix:name); berth places them with cgroupfs.
     #[arg(long, global = true)]
     systemd_cgroup: bool,
-    /// Accepted for runc compatibility ("auto", "true", "false").
-    #[arg(long, global = true, hide = true)]
-    rootless: Option<String>,
     /// Accepted for runc compatibility; checkpointing is not supported.
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,

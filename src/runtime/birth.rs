@@ -51,6 +51,9 @@ pub struct BirthPlan {
     pub release: Release,
     /// A fresh session keyring (`_ses.<id>`) so containers do not share the host's keys.
     pub session_keyring: Option<String>,
+    /// berth's descriptors the child must close at once: the state directory's lock, which a
+    /// forked copy would otherwise hold until exec, blocking `start`.
+    pub close_in_child: Vec<std::os::fd::RawFd>,
 }
 
 /// The container process, set up and waiting to be started.
@@ -247,6 +250,11 @@ fn clone_process(flags: libc::c_int) -> Result<i32> {
 
 /// Child side: never returns. Any failure is reported to the parent, then the process exits.
 fn child_main(plan: &BirthPlan, sync_fd: OwnedFd) -> ! {
+    for fd in &plan.close_in_child {
+        // SAFETY: the descriptor is berth's, copied into this child; this process never runs
+        // the destructor of the copied owner (it execs or _exits), so nothing closes it twice.
+        unsafe { libc::close(*fd) };
+    }
     let err = match child_steps(plan, sync_fd.as_fd()) {
         Ok(never) => match never {},
         Err(e) => e,

@@ -337,7 +337,6 @@ fn sorted_caps(set: &CapsHashSet) -> Vec<Capability> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Write};
 
     fn set_of(caps: &[Capability]) -> CapsHashSet {
         caps.iter().copied().collect()
@@ -513,44 +512,59 @@ mod tests {
         assert!(result.is_err());
     }
 
-    /// Run `body` in a forked child and return what it reported (or its error) through a pipe.
-    fn in_child(body: impl FnOnce() -> Result<String>) -> Result<String, String> {
-        let (read_end, write_end) = nix::unistd::pipe().unwrap();
-        // SAFETY: the child only runs `body` (capability and uid syscalls, reading a /proc
-        // file) and then _exit; glibc keeps malloc usable in a child of a threaded parent.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                drop(read_end);
-                let report = match body() {
-                    Ok(text) => format!("ok\n{text}"),
-                    Err(e) => format!("err\n{e:#}"),
-                };
-                let mut pipe = std::fs::File::from(write_end);
-                let _ = pipe.write_all(report.as_bytes());
-                drop(pipe);
-                // SAFETY: leave without running the test harness's atexit handlers or unwinding
-                // into the parent's copy of the stack.
-                unsafe { libc::_exit(0) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(write_end);
-                let mut report = String::new();
-                std::fs::File::from(read_end)
-                    .read_to_string(&mut report)
-                    .unwrap();
-                nix::sys::wait::waitpid(child, None).unwrap();
-                match report.split_once('\n') {
-                    Some(("ok", text)) => Ok(text.to_string()),
-                    Some((_, error)) => Err(error.to_string()),
-                    None => Err(format!("child reported nothing: {report:?}")),
-                }
-            }
+    /// Run `body` in a new process, a copy of this test binary that runs only `test_name`, and
+    /// return what it reported (or its error). The test that calls this must pass its own name.
+    ///
+    /// Not a plain fork: a fork of the multi-threaded test harness can inherit a lock that
+    /// another test thread held at that moment (anyhow's backtrace capture takes one) and hang.
+    fn in_child_process(
+        test_name: &str,
+        body: impl FnOnce() -> anyhow::Result<String>,
+    ) -> Result<String, String> {
+        const CHILD_ENV: &str = "BERTH_TEST_CHILD";
+        const START: &str = "\n--- child report start ---\n";
+        const END: &str = "\n--- child report end ---\n";
+        // libtest names tests by module path without the crate name.
+        let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
+        let full_name = format!("{module}::{test_name}");
+        if std::env::var(CHILD_ENV).as_deref() == Ok(full_name.as_str()) {
+            use std::io::Write;
+            let report = match body() {
+                Ok(text) => format!("ok\n{text}"),
+                Err(e) => format!("err\n{e:#}"),
+            };
+            print!("{START}{report}{END}");
+            let _ = std::io::stdout().flush();
+            // Leave before the test's parent-side assertions run in the child.
+            std::process::exit(0);
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &full_name, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &full_name)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report = stdout
+            .split_once(START)
+            .and_then(|(_, rest)| rest.split_once(END))
+            .map(|(report, _)| report.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "child reported nothing; stdout: {stdout}; stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
+        match report.split_once('\n') {
+            Some(("ok", text)) => Ok(text.to_string()),
+            Some((_, error)) => Err(error.to_string()),
+            None => Err(format!("malformed child report {report:?}")),
         }
     }
 
-    /// The Cap* lines of /proc/self/status as (name, value) pairs.
+    /// The Cap* lines of this thread's status as (name, value) pairs (capabilities are per thread,
+    /// and libtest may run the test off the main thread).
     fn capability_status() -> Result<Vec<(String, u64)>> {
-        let status = std::fs::read_to_string("/proc/self/status")?;
+        let status = std::fs::read_to_string("/proc/thread-self/status")?;
         status
             .lines()
             .filter(|line| line.starts_with("Cap"))
@@ -603,7 +617,7 @@ mod tests {
             return;
         }
         let sets = restricted_sets();
-        let status = in_child(|| {
+        let status = in_child_process("applies_restricted_sets_across_a_uid_switch", || {
             drop_bounding_set(&sets)?;
             let uid = nix::unistd::Uid::from_raw(1000);
             let gid = nix::unistd::Gid::from_raw(1000);
@@ -638,7 +652,7 @@ mod tests {
             return;
         }
         let sets = restricted_sets();
-        let status = in_child(|| {
+        let status = in_child_process("applies_restricted_sets_without_a_uid_switch", || {
             drop_bounding_set(&sets)?;
             apply_process_capabilities(&sets)?;
             report_status()
@@ -658,7 +672,7 @@ mod tests {
             return;
         }
         let sets = CapabilitySets::default();
-        let status = in_child(|| {
+        let status = in_child_process("empty_sets_leave_no_capability", || {
             drop_bounding_set(&sets)?;
             apply_process_capabilities(&sets)?;
             report_status()
@@ -680,7 +694,7 @@ mod tests {
             inheritable: set_of(&[Capability::CAP_CHOWN]),
             ..Default::default()
         };
-        let error = in_child(|| {
+        let error = in_child_process("inheritable_outside_bounding_names_the_field", || {
             drop_bounding_set(&sets)?;
             apply_process_capabilities(&sets)?;
             Ok(String::new())

@@ -197,6 +197,7 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
         console,
         release,
         session_keyring: (!o.no_new_keyring).then(|| format!("_ses.{}", o.id)),
+        close_in_child: vec![dir.lock_fd()],
     };
     let born = birth::give_birth(&plan)?;
     state.pid = born.pid;

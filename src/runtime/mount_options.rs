@@ -15,7 +15,8 @@
 //! 3. If `needs_remount`: the kernel ignores per-mount flags (ro, nosuid, nodev, noexec, atime,
 //!    nosymfollow) on the initial `MS_BIND`, so they must be applied by a second call,
 //!    `mount(NULL, dest, NULL, opts.remount_flags(current), NULL)`, where `current` is the new
-//!    mount's own flags from statvfs(dest) converted by [`ms_flags_from_statvfs`]. Keeping the
+//!    mount's own flags from [`mount_flags_of`] / [`mount_flags_of_fd`] (statvfs; not nix's
+//!    `Statvfs::flags()`, which loses `ST_NOSYMFOLLOW`). Keeping the
 //!    current flags that the config did not clear matters: a remount resets every flag it does
 //!    not name, which would silently drop an inherited `nosuid`, and inside a user namespace
 //!    flags inherited from a more privileged mount are locked (EPERM when dropped).
@@ -200,6 +201,48 @@ pub fn ms_flags_from_statvfs(f_flag: libc::c_ulong) -> MsFlags {
         .fold(MsFlags::empty(), |acc, (_, ms)| acc | *ms)
 }
 
+/// The current flags of the mount that `path` is on, for [`MountOptions::remount_flags`].
+///
+/// Uses statvfs(3) directly: nix's `Statvfs::flags()` drops bits it has no name for, among
+/// them `ST_NOSYMFOLLOW`.
+pub fn mount_flags_of(path: &std::path::Path) -> Result<MsFlags> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow::anyhow!("{}: path contains a NUL byte", path.display()))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c_path is a valid C string; statvfs fills `stats` completely when it returns 0.
+    let rc = unsafe { libc::statvfs(c_path.as_ptr(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        bail!(
+            "statvfs {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: initialized by the successful statvfs call above.
+    let stats = unsafe { stats.assume_init() };
+    Ok(ms_flags_from_statvfs(stats.f_flag))
+}
+
+/// Like [`mount_flags_of`], for an open file descriptor (an `O_PATH` one works) on the mount,
+/// which avoids resolving the path again.
+pub fn mount_flags_of_fd(fd: std::os::fd::BorrowedFd<'_>) -> Result<MsFlags> {
+    use std::os::fd::AsRawFd;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: fd is a valid open descriptor for the duration of the borrow; fstatvfs fills
+    // `stats` completely when it returns 0.
+    let rc = unsafe { libc::fstatvfs(fd.as_raw_fd(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        bail!(
+            "fstatvfs on fd {}: {}",
+            fd.as_raw_fd(),
+            std::io::Error::last_os_error()
+        );
+    }
+    // SAFETY: initialized by the successful fstatvfs call above.
+    let stats = unsafe { stats.assume_init() };
+    Ok(ms_flags_from_statvfs(stats.f_flag))
+}
+
 /// What one known option does.
 #[derive(Clone, Copy)]
 enum OptionEffect {
@@ -334,8 +377,8 @@ pub fn supported_mount_options() -> Vec<&'static str> {
 /// Parse one mount's `options` list. `field` names the list in errors, e.g. `"mounts[3].options"`.
 ///
 /// Options are applied in order, so a later `rw` undoes an earlier `ro`, as in runc. Empty
-/// strings are skipped. Errors only for options that cannot be passed to the kernel (a NUL byte
-/// or a ',' inside an option that would go into the data string).
+/// strings are skipped. The only error is an option with a NUL byte, which cannot be passed to
+/// the kernel.
 pub fn parse_mount_options(options: &[String], field: &str) -> Result<MountOptions> {
     let mut parsed = MountOptions::default();
     let mut data: Vec<&str> = Vec::new();
@@ -350,11 +393,8 @@ pub fn parse_mount_options(options: &[String], field: &str) -> Result<MountOptio
             continue;
         }
         let Some(known) = KNOWN_OPTIONS.iter().find(|k| k.name == option) else {
-            // The kernel splits mount data on ',', so one option holding a ',' would silently
-            // become two; refuse it rather than pass something the config did not say.
-            if option.contains(',') {
-                bail!("{field}[{index}]: mount option {option:?} contains ','; give each option as its own list entry");
-            }
+            // Passed on as is, even with ',' inside: runc joins the same way, and SELinux
+            // labels such as context="...:s0:c1,c2" carry a quoted ','.
             data.push(option);
             continue;
         };
@@ -696,11 +736,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("mounts[3].options[1]: "), "{err}");
-        let comma = vec!["size=1k,mode=755".to_string()];
-        let err = parse_mount_options(&comma, "mounts[2].options")
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("mounts[2].options[0]: "), "{err}");
+        // A ',' inside an unknown option is data, as in runc (SELinux MCS labels have one).
+        let label = vec![r#"context="system_u:object_r:container_file_t:s0:c1,c2""#.to_string()];
+        let parsed = parse_mount_options(&label, "mounts[2].options").unwrap();
+        assert_eq!(parsed.data, label[0]);
     }
 
     #[test]
@@ -795,54 +834,87 @@ mod tests {
         assert_eq!(ms_flags_from_statvfs(0x20), MsFlags::empty());
     }
 
-    /// Run `body` in a forked child inside a new private mount namespace, returning its error
-    /// text if it failed. The mounts vanish with the child.
-    fn in_mount_namespace(body: impl FnOnce() -> anyhow::Result<()>) -> Result<(), String> {
-        use std::io::{Read, Write};
-        let (read_end, write_end) = nix::unistd::pipe().unwrap();
-        // SAFETY: the child only makes mount syscalls and writes to the pipe, then _exits.
-        match unsafe { nix::unistd::fork() }.unwrap() {
-            nix::unistd::ForkResult::Child => {
-                drop(read_end);
-                let result = (|| {
-                    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                    nix::mount::mount(
-                        None::<&str>,
-                        "/",
-                        None::<&str>,
-                        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                        None::<&str>,
-                    )?;
-                    body()
-                })();
-                let report = match result {
-                    Ok(()) => String::from("ok"),
-                    Err(e) => format!("{e:#}"),
-                };
-                let _ = std::fs::File::from(write_end).write_all(report.as_bytes());
-                // SAFETY: leave without running the test harness's exit handlers.
-                unsafe { libc::_exit(0) }
-            }
-            nix::unistd::ForkResult::Parent { child } => {
-                drop(write_end);
-                let mut report = String::new();
-                std::fs::File::from(read_end)
-                    .read_to_string(&mut report)
-                    .unwrap();
-                nix::sys::wait::waitpid(child, None).unwrap();
-                if report == "ok" {
-                    Ok(())
-                } else {
-                    Err(report)
-                }
-            }
+    /// Run `body` in a new process, a copy of this test binary that runs only `test_name`, and
+    /// return what it reported (or its error). The test that calls this must pass its own name.
+    ///
+    /// Not a plain fork: a fork of the multi-threaded test harness can inherit a lock that
+    /// another test thread held at that moment (anyhow's backtrace capture takes one) and hang.
+    fn in_child_process(
+        test_name: &str,
+        body: impl FnOnce() -> anyhow::Result<String>,
+    ) -> Result<String, String> {
+        const CHILD_ENV: &str = "BERTH_TEST_CHILD";
+        const START: &str = "\n--- child report start ---\n";
+        const END: &str = "\n--- child report end ---\n";
+        // libtest names tests by module path without the crate name.
+        let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
+        let full_name = format!("{module}::{test_name}");
+        if std::env::var(CHILD_ENV).as_deref() == Ok(full_name.as_str()) {
+            use std::io::Write;
+            let report = match body() {
+                Ok(text) => format!("ok\n{text}"),
+                Err(e) => format!("err\n{e:#}"),
+            };
+            print!("{START}{report}{END}");
+            let _ = std::io::stdout().flush();
+            // Leave before the test's parent-side assertions run in the child.
+            std::process::exit(0);
+        }
+        let output = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &full_name, "--nocapture", "--test-threads=1"])
+            .env(CHILD_ENV, &full_name)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let report = stdout
+            .split_once(START)
+            .and_then(|(_, rest)| rest.split_once(END))
+            .map(|(report, _)| report.to_string())
+            .ok_or_else(|| {
+                format!(
+                    "child reported nothing; stdout: {stdout}; stderr: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                )
+            })?;
+        match report.split_once('\n') {
+            Some(("ok", text)) => Ok(text.to_string()),
+            Some((_, error)) => Err(error.to_string()),
+            None => Err(format!("malformed child report {report:?}")),
         }
     }
 
-    fn current_flags(path: &std::path::Path) -> anyhow::Result<MsFlags> {
-        Ok(ms_flags_from_statvfs(
-            nix::sys::statvfs::statvfs(path)?.flags().bits(),
-        ))
+    /// Run `body` in a child process inside a new private mount namespace, with a scratch
+    /// directory (a tmpfs, so nothing lands on the real /tmp) that is removed afterwards; its
+    /// error text if it failed.
+    fn in_mount_namespace(
+        test_name: &str,
+        body: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+    ) -> Result<(), String> {
+        in_child_process(test_name, || {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+            nix::mount::mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )?;
+            let scratch =
+                std::env::temp_dir().join(format!("berth-mount-test-{}", std::process::id()));
+            std::fs::create_dir_all(&scratch)?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &scratch,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )?;
+            let result = body(&scratch);
+            let _ = nix::mount::umount2(&scratch, nix::mount::MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_dir(&scratch);
+            result.map(|()| String::new())
+        })
+        .map(|_| ())
     }
 
     /// Mount what `options` says the way the module documentation tells callers to.
@@ -860,7 +932,7 @@ mod tests {
             None::<&str>,
         )?;
         if options.needs_remount {
-            let flags = options.remount_flags(current_flags(dest)?);
+            let flags = options.remount_flags(mount_flags_of(dest)?);
             mount(None::<&str>, dest, None::<&str>, flags, None::<&str>)?;
         }
         if !options.recursive_attrs.is_empty() {
@@ -903,8 +975,7 @@ mod tests {
             eprintln!("skipped: needs root");
             return;
         }
-        let base = std::env::temp_dir().join(format!("berth-mount-test-{}", std::process::id()));
-        let result = in_mount_namespace(|| {
+        let result = in_mount_namespace("kernel_accepts_what_the_options_say", |base| {
             use anyhow::ensure;
             let source = base.join("source");
             let nested = source.join("nested");
@@ -930,17 +1001,29 @@ mod tests {
             let ro = base.join("ro");
             std::fs::create_dir_all(&ro)?;
             mount_as_documented(&source, &ro, &parse(&["bind", "ro"]))?;
-            let flags = current_flags(&ro)?;
+            let flags = mount_flags_of(&ro)?;
             ensure!(
                 flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
                 "ro: {flags:?}"
+            );
+
+            // The fd variant reads the same flags (an O_PATH descriptor is enough).
+            let ro_fd = nix::fcntl::open(
+                &ro,
+                nix::fcntl::OFlag::O_PATH,
+                nix::sys::stat::Mode::empty(),
+            )?;
+            use std::os::fd::AsFd;
+            ensure!(
+                mount_flags_of_fd(ro_fd.as_fd())? == flags,
+                "fd and path flags differ"
             );
 
             // "rw" on a bind of that read-only mount: writable again, nosuid/nodev still kept.
             let rw = base.join("rw");
             std::fs::create_dir_all(&rw)?;
             mount_as_documented(&ro, &rw, &parse(&["bind", "rw"]))?;
-            let flags = current_flags(&rw)?;
+            let flags = mount_flags_of(&rw)?;
             ensure!(!flags.contains(MsFlags::MS_RDONLY), "rw: {flags:?}");
             ensure!(
                 flags.contains(MsFlags::MS_NOSUID | MsFlags::MS_NODEV),
@@ -956,7 +1039,7 @@ mod tests {
                 &parse(&["rbind", "rro", "rnoatime", "rnosymfollow"]),
             )?;
             for path in [recursive.clone(), recursive.join("nested")] {
-                let flags = current_flags(&path)?;
+                let flags = mount_flags_of(&path)?;
                 ensure!(
                     flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOATIME | MS_NOSYMFOLLOW),
                     "{}: {flags:?}",
@@ -966,7 +1049,7 @@ mod tests {
             // And back: "rrw,ratime" makes the whole tree writable and relatime.
             mount_as_documented(&source, &recursive, &parse(&["rbind", "rrw", "ratime"]))?;
             for path in [recursive.clone(), recursive.join("nested")] {
-                let flags = current_flags(&path)?;
+                let flags = mount_flags_of(&path)?;
                 ensure!(
                     !flags.intersects(MsFlags::MS_RDONLY | MsFlags::MS_NOATIME),
                     "{}: {flags:?}",
@@ -980,7 +1063,6 @@ mod tests {
             }
             Ok(())
         });
-        let _ = std::fs::remove_dir_all(&base);
         result.unwrap();
     }
 }

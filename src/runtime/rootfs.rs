@@ -6,7 +6,7 @@
 
 use crate::runtime::devices::{self, DevicePlan};
 use crate::runtime::inroot::{self, fd_path, Create};
-use crate::runtime::mount_options::{parse_mount_options, MountOptions};
+use crate::runtime::mount_options::{mount_flags_of_fd, parse_mount_options, MountOptions};
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use oci_spec::runtime::Spec;
@@ -80,7 +80,12 @@ impl RootfsPlan {
                 bail!("{field}.type: missing (and the options hold no bind)");
             }
             let mut options = options;
-            options.is_bind = is_bind;
+            if is_bind && !options.is_bind {
+                options.make_bind();
+            }
+            if options.idmap || options.idmap_recursive {
+                bail!("{field}.options: idmap mounts are not supported by this berth yet");
+            }
             mounts.push(MountPlan {
                 index,
                 destination: m.destination().clone(),
@@ -189,6 +194,12 @@ fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
     if m.typ == "cgroup" && !o.is_bind {
         return mount_cgroup(root, m, plan);
     }
+    if o.flags.contains(MsFlags::MS_REMOUNT) {
+        // A remount entry changes a mount made earlier in the list.
+        let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
+        let data = (!o.data.is_empty()).then_some(o.data.as_str());
+        return mount(None::<&str>, &fd_path(&dest), None::<&str>, o.flags, data).context("cannot remount");
+    }
     if o.is_bind {
         let src = m.source.as_ref().expect("checked in RootfsPlan::new");
         let create = if std::fs::metadata(src)?.is_dir() {
@@ -210,7 +221,9 @@ fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
         )
         .with_context(|| format!("cannot bind {}", src.display()))?;
         if o.needs_remount {
-            remount(root, &m.destination, o.flags)?;
+            let fd = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
+            let flags = o.remount_flags(mount_flags_of_fd(fd.as_fd())?);
+            mount(None::<&str>, &fd_path(&fd), None::<&str>, flags, None::<&str>).context("cannot remount bind mount")?;
         }
     } else {
         let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Dir)?;
@@ -225,7 +238,40 @@ fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
         )
         .with_context(|| format!("cannot mount {} ({})", m.typ, data.unwrap_or("")))?;
     }
-    set_propagation(root, &m.destination, &o.propagation)
+    set_propagation(root, &m.destination, &o.propagation)?;
+    if !o.recursive_attrs.is_empty() {
+        let fd = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
+        mount_setattr_recursive(&fd, o.recursive_attrs.attr_set, o.recursive_attrs.attr_clr)?;
+    }
+    Ok(())
+}
+
+/// runc's recursive options (`rro`, `rnosuid`, ...): mount_setattr(2) with AT_RECURSIVE.
+fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    // SAFETY: the fd is ours, the path is an empty C string, and `attr` outlives the call with
+    // its size passed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            std::os::fd::AsRawFd::as_raw_fd(fd),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("mount_setattr (recursive mount options)");
+    }
+    Ok(())
 }
 
 /// Re-applies flags to a bind mount (the kernel ignores them on the first MS_BIND). Flags the

@@ -142,6 +142,11 @@ impl ContainerDir {
         Ok(())
     }
 
+    /// The descriptor holding the lock. A forked child shares the lock until it closes its copy.
+    pub fn lock_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self._lock)
+    }
+
     pub fn start_socket(&self) -> PathBuf {
         self.path.join(START_SOCKET)
     }
