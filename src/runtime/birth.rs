@@ -336,11 +336,14 @@ fn finish_start(
     ready: &process::ReadyToExec,
     state_json: &[u8],
 ) -> Result<Infallible> {
-    hooks::run_hooks(
-        "startContainer",
-        BirthPlan::hooks_of(plan.hooks.start_container()),
-        state_json,
-    )?;
+    let hooks = BirthPlan::hooks_of(plan.hooks.start_container());
+    if hooks.is_empty() {
+        return process::exec(ready);
+    }
+    // The container is created by now; the hooks see it so.
+    let mut state: serde_json::Value = serde_json::from_slice(state_json)?;
+    state["status"] = Status::Created.as_str().into();
+    hooks::run_hooks("startContainer", hooks, &serde_json::to_vec(&state)?)?;
     process::exec(ready)
 }
 

@@ -30,6 +30,8 @@ pub struct ProcessPlan {
     pub no_new_privs: bool,
     pub oom_score_adj: Option<i32>,
     pub terminal: bool,
+    /// `process.consoleSize` as (rows, columns).
+    pub console_size: Option<(u16, u16)>,
     /// How many fds beyond stdio the process inherits (`--preserve-fds` plus LISTEN_FDS).
     pub inherited_fds: i32,
     pub warnings: Vec<String>,
@@ -111,6 +113,12 @@ impl ProcessPlan {
             no_new_privs: p.no_new_privileges().unwrap_or(false),
             oom_score_adj: p.oom_score_adj(),
             terminal: p.terminal().unwrap_or(false),
+            console_size: p.console_size().map(|b| {
+                (
+                    b.height().min(u16::MAX as u64) as u16,
+                    b.width().min(u16::MAX as u64) as u16,
+                )
+            }),
             inherited_fds,
             warnings,
         })
@@ -169,6 +177,9 @@ pub fn prepare(
         )?;
         let p = tty::open_pty().context("process.terminal: cannot open a pty")?;
         let name = p.slave_name.clone();
+        if let Some((rows, cols)) = plan.console_size {
+            tty::set_window_size(p.master.as_fd(), rows, cols).context("process.consoleSize")?;
+        }
         match dest {
             PtyDestination::ConsoleSocket(sock) => tty::send_fd(sock, p.master.as_fd(), &name)
                 .context("--console-socket: cannot send the pty")?,
@@ -228,6 +239,7 @@ pub fn prepare(
     }
     let path = find_program(&plan.argv[0], &env)?;
     reset_signals();
+    pass_inherited_fds(plan.inherited_fds);
     close_fds_on_exec(3 + plan.inherited_fds);
     Ok(ReadyToExec {
         path,
@@ -310,6 +322,15 @@ fn reset_signals() {
         Some(&empty),
         None,
     );
+}
+
+/// The descriptors handed on (`--preserve-fds`, LISTEN_FDS) survive exec even if the caller
+/// opened them close-on-exec.
+fn pass_inherited_fds(count: i32) {
+    for fd in 3..3 + count {
+        // SAFETY: F_SETFD on a descriptor number only clears a flag; a closed one fails harmlessly.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
 }
 
 /// No descriptor of berth's (nor the caller's, beyond those handed on) reaches the program.

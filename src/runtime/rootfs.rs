@@ -165,6 +165,7 @@ pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
         None::<&str>,
     )
     .context("cannot set the propagation of /")?;
+    make_parent_mount_private(&plan.rootfs)?;
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(&plan.rootfs),
@@ -189,6 +190,41 @@ pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
     Ok(root)
 }
 
+/// pivot_root refuses a new root whose parent mount is shared, which a non-recursive
+/// rootfsPropagation (or a bundle on a shared mount) can leave: make just that mount private
+/// in our mount namespace.
+fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo")?;
+    let mut best: Option<(&str, bool)> = None;
+    for line in mountinfo.lines() {
+        let Some((left, _)) = line.split_once(" - ") else {
+            continue;
+        };
+        let fields: Vec<&str> = left.split(' ').collect();
+        if fields.len() < 6 {
+            continue;
+        }
+        let mount_point = fields[4];
+        let shared = fields[6..].iter().any(|f| f.starts_with("shared:"));
+        if rootfs.starts_with(mount_point) && best.is_none_or(|(b, _)| mount_point.len() >= b.len())
+        {
+            best = Some((mount_point, shared));
+        }
+    }
+    if let Some((mount_point, true)) = best {
+        mount(
+            None::<&str>,
+            mount_point,
+            None::<&str>,
+            MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .with_context(|| format!("cannot make {mount_point} private for pivot_root"))?;
+    }
+    Ok(())
+}
+
 fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
     let o = &m.options;
     if m.typ == "cgroup" && !o.is_bind {
@@ -198,7 +234,8 @@ fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
         // A remount entry changes a mount made earlier in the list.
         let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
-        return mount(None::<&str>, &fd_path(&dest), None::<&str>, o.flags, data).context("cannot remount");
+        return mount(None::<&str>, &fd_path(&dest), None::<&str>, o.flags, data)
+            .context("cannot remount");
     }
     if o.is_bind {
         let src = m.source.as_ref().expect("checked in RootfsPlan::new");
@@ -223,7 +260,14 @@ fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
         if o.needs_remount {
             let fd = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
             let flags = o.remount_flags(mount_flags_of_fd(fd.as_fd())?);
-            mount(None::<&str>, &fd_path(&fd), None::<&str>, flags, None::<&str>).context("cannot remount bind mount")?;
+            mount(
+                None::<&str>,
+                &fd_path(&fd),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .context("cannot remount bind mount")?;
         }
     } else {
         let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Dir)?;
@@ -255,7 +299,12 @@ fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
         propagation: u64,
         userns_fd: u64,
     }
-    let attr = MountAttr { attr_set: set, attr_clr: clear, propagation: 0, userns_fd: 0 };
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
     // SAFETY: the fd is ours, the path is an empty C string, and `attr` outlives the call with
     // its size passed.
     let r = unsafe {
@@ -269,7 +318,8 @@ fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
         )
     };
     if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("mount_setattr (recursive mount options)");
+        return Err(std::io::Error::last_os_error())
+            .context("mount_setattr (recursive mount options)");
     }
     Ok(())
 }
