@@ -66,7 +66,7 @@ pub struct Born {
 }
 
 impl BirthPlan {
-    fn hooks_of<'a>(list: &'a Option<Vec<Hook>>) -> &'a [Hook] {
+    fn hooks_of(list: &Option<Vec<Hook>>) -> &[Hook] {
         list.as_deref().unwrap_or_default()
     }
 

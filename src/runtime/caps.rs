@@ -512,55 +512,6 @@ mod tests {
         assert!(result.is_err());
     }
 
-    /// Run `body` in a new process, a copy of this test binary that runs only `test_name`, and
-    /// return what it reported (or its error). The test that calls this must pass its own name.
-    ///
-    /// Not a plain fork: a fork of the multi-threaded test harness can inherit a lock that
-    /// another test thread held at that moment (anyhow's backtrace capture takes one) and hang.
-    fn in_child_process(
-        test_name: &str,
-        body: impl FnOnce() -> anyhow::Result<String>,
-    ) -> Result<String, String> {
-        const CHILD_ENV: &str = "BERTH_TEST_CHILD";
-        const START: &str = "\n--- child report start ---\n";
-        const END: &str = "\n--- child report end ---\n";
-        // libtest names tests by module path without the crate name.
-        let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
-        let full_name = format!("{module}::{test_name}");
-        if std::env::var(CHILD_ENV).as_deref() == Ok(full_name.as_str()) {
-            use std::io::Write;
-            let report = match body() {
-                Ok(text) => format!("ok\n{text}"),
-                Err(e) => format!("err\n{e:#}"),
-            };
-            print!("{START}{report}{END}");
-            let _ = std::io::stdout().flush();
-            // Leave before the test's parent-side assertions run in the child.
-            std::process::exit(0);
-        }
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", &full_name, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &full_name)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let report = stdout
-            .split_once(START)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(report, _)| report.to_string())
-            .ok_or_else(|| {
-                format!(
-                    "child reported nothing; stdout: {stdout}; stderr: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })?;
-        match report.split_once('\n') {
-            Some(("ok", text)) => Ok(text.to_string()),
-            Some((_, error)) => Err(error.to_string()),
-            None => Err(format!("malformed child report {report:?}")),
-        }
-    }
-
     /// The Cap* lines of this thread's status as (name, value) pairs (capabilities are per thread,
     /// and libtest may run the test off the main thread).
     fn capability_status() -> Result<Vec<(String, u64)>> {
@@ -617,21 +568,25 @@ mod tests {
             return;
         }
         let sets = restricted_sets();
-        let status = in_child_process("applies_restricted_sets_across_a_uid_switch", || {
-            drop_bounding_set(&sets)?;
-            let uid = nix::unistd::Uid::from_raw(1000);
-            let gid = nix::unistd::Gid::from_raw(1000);
-            nix::unistd::setgroups(&[])?;
-            nix::unistd::setgid(gid)?;
-            nix::unistd::setuid(uid)?;
-            apply_process_capabilities(&sets)?;
-            let keepcaps = ::caps::securebits::has_keepcaps().map_err(|e| anyhow!("{e}"))?;
-            Ok(format!(
-                "{}keepcaps={}\n",
-                report_status()?,
-                u8::from(keepcaps)
-            ))
-        })
+        let status = crate::runtime::testutil::in_child_process(
+            module_path!(),
+            "applies_restricted_sets_across_a_uid_switch",
+            || {
+                drop_bounding_set(&sets)?;
+                let uid = nix::unistd::Uid::from_raw(1000);
+                let gid = nix::unistd::Gid::from_raw(1000);
+                nix::unistd::setgroups(&[])?;
+                nix::unistd::setgid(gid)?;
+                nix::unistd::setuid(uid)?;
+                apply_process_capabilities(&sets)?;
+                let keepcaps = ::caps::securebits::has_keepcaps().map_err(|e| anyhow!("{e}"))?;
+                Ok(format!(
+                    "{}keepcaps={}\n",
+                    report_status()?,
+                    u8::from(keepcaps)
+                ))
+            },
+        )
         .unwrap();
         let chown_kill = (1 << 0) | (1 << 5);
         let kill = 1 << 5;
@@ -652,11 +607,15 @@ mod tests {
             return;
         }
         let sets = restricted_sets();
-        let status = in_child_process("applies_restricted_sets_without_a_uid_switch", || {
-            drop_bounding_set(&sets)?;
-            apply_process_capabilities(&sets)?;
-            report_status()
-        })
+        let status = crate::runtime::testutil::in_child_process(
+            module_path!(),
+            "applies_restricted_sets_without_a_uid_switch",
+            || {
+                drop_bounding_set(&sets)?;
+                apply_process_capabilities(&sets)?;
+                report_status()
+            },
+        )
         .unwrap();
         assert_eq!(status_value(&status, "CapBnd"), 0x21, "{status}");
         assert_eq!(status_value(&status, "CapEff"), 0x20, "{status}");
@@ -672,11 +631,15 @@ mod tests {
             return;
         }
         let sets = CapabilitySets::default();
-        let status = in_child_process("empty_sets_leave_no_capability", || {
-            drop_bounding_set(&sets)?;
-            apply_process_capabilities(&sets)?;
-            report_status()
-        })
+        let status = crate::runtime::testutil::in_child_process(
+            module_path!(),
+            "empty_sets_leave_no_capability",
+            || {
+                drop_bounding_set(&sets)?;
+                apply_process_capabilities(&sets)?;
+                report_status()
+            },
+        )
         .unwrap();
         for name in ["CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"] {
             assert_eq!(status_value(&status, name), 0, "{name}: {status}");
@@ -694,11 +657,15 @@ mod tests {
             inheritable: set_of(&[Capability::CAP_CHOWN]),
             ..Default::default()
         };
-        let error = in_child_process("inheritable_outside_bounding_names_the_field", || {
-            drop_bounding_set(&sets)?;
-            apply_process_capabilities(&sets)?;
-            Ok(String::new())
-        })
+        let error = crate::runtime::testutil::in_child_process(
+            module_path!(),
+            "inheritable_outside_bounding_names_the_field",
+            || {
+                drop_bounding_set(&sets)?;
+                apply_process_capabilities(&sets)?;
+                Ok(String::new())
+            },
+        )
         .unwrap_err();
         assert!(
             error

@@ -20,4 +20,6 @@ pub mod spec;
 pub mod spec_template;
 pub mod state;
 pub mod sync;
+#[cfg(test)]
+mod testutil;
 pub mod tty;

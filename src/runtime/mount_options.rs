@@ -834,55 +834,6 @@ mod tests {
         assert_eq!(ms_flags_from_statvfs(0x20), MsFlags::empty());
     }
 
-    /// Run `body` in a new process, a copy of this test binary that runs only `test_name`, and
-    /// return what it reported (or its error). The test that calls this must pass its own name.
-    ///
-    /// Not a plain fork: a fork of the multi-threaded test harness can inherit a lock that
-    /// another test thread held at that moment (anyhow's backtrace capture takes one) and hang.
-    fn in_child_process(
-        test_name: &str,
-        body: impl FnOnce() -> anyhow::Result<String>,
-    ) -> Result<String, String> {
-        const CHILD_ENV: &str = "BERTH_TEST_CHILD";
-        const START: &str = "\n--- child report start ---\n";
-        const END: &str = "\n--- child report end ---\n";
-        // libtest names tests by module path without the crate name.
-        let module = module_path!().split_once("::").map_or("", |(_, rest)| rest);
-        let full_name = format!("{module}::{test_name}");
-        if std::env::var(CHILD_ENV).as_deref() == Ok(full_name.as_str()) {
-            use std::io::Write;
-            let report = match body() {
-                Ok(text) => format!("ok\n{text}"),
-                Err(e) => format!("err\n{e:#}"),
-            };
-            print!("{START}{report}{END}");
-            let _ = std::io::stdout().flush();
-            // Leave before the test's parent-side assertions run in the child.
-            std::process::exit(0);
-        }
-        let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", &full_name, "--nocapture", "--test-threads=1"])
-            .env(CHILD_ENV, &full_name)
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        let report = stdout
-            .split_once(START)
-            .and_then(|(_, rest)| rest.split_once(END))
-            .map(|(report, _)| report.to_string())
-            .ok_or_else(|| {
-                format!(
-                    "child reported nothing; stdout: {stdout}; stderr: {}",
-                    String::from_utf8_lossy(&output.stderr)
-                )
-            })?;
-        match report.split_once('\n') {
-            Some(("ok", text)) => Ok(text.to_string()),
-            Some((_, error)) => Err(error.to_string()),
-            None => Err(format!("malformed child report {report:?}")),
-        }
-    }
-
     /// Run `body` in a child process inside a new private mount namespace, with a scratch
     /// directory (a tmpfs, so nothing lands on the real /tmp) that is removed afterwards; its
     /// error text if it failed.
@@ -890,7 +841,7 @@ mod tests {
         test_name: &str,
         body: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
     ) -> Result<(), String> {
-        in_child_process(test_name, || {
+        crate::runtime::testutil::in_child_process(module_path!(), test_name, || {
             nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
             nix::mount::mount(
                 None::<&str>,
