@@ -113,6 +113,68 @@ enum Command {
     Features,
     /// Run a new process in a running container.
     Exec(ExecArgs),
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List a container's processes (table: `ps` output filtered to them; json: their pids).
+    Ps {
+        #[arg(short, long, value_enum, default_value = "table")]
+        format: ListFormat,
+        id: String,
+        /// Options for ps(1) (default -ef).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Change the resource limits of a running container.
+    Update(UpdateArgs),
+    /// Print stats and OOM events of a container as JSON lines.
+    Events {
+        /// Print one stats event and exit.
+        #[arg(long)]
+        stats: bool,
+        /// How often to print stats (e.g. 5s, 500ms).
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+}
+
+#[derive(Args)]
+struct UpdateArgs {
+    /// A JSON file of linux.resources ("-" for standard input).
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    #[arg(long)]
+    blkio_weight: Option<u16>,
+    #[arg(long)]
+    cpu_period: Option<u64>,
+    #[arg(long)]
+    cpu_quota: Option<i64>,
+    #[arg(long)]
+    cpu_share: Option<u64>,
+    #[arg(long)]
+    cpu_rt_period: Option<u64>,
+    #[arg(long)]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long)]
+    cpuset_cpus: Option<String>,
+    #[arg(long)]
+    cpuset_mems: Option<String>,
+    /// Memory limit (bytes, or with a k/m/g suffix; -1 for none).
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    id: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -225,6 +287,26 @@ fn dispatch(cli: Cli) -> Result<i32> {
             );
             Ok(0)
         }
+        Command::Pause { id } => container::pause(&g, &id).map(|()| 0),
+        Command::Resume { id } => container::resume(&g, &id).map(|()| 0),
+        Command::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&g, format, &id, ps_args).map(|()| 0),
+        Command::Update(a) => {
+            let id = a.id.clone();
+            let resources = update_resources(a)?;
+            container::update(&g, &id, &resources).map(|()| 0)
+        }
+        Command::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let interval = parse_duration(&interval)?;
+            container::events(&g, &id, stats, interval, &mut std::io::stdout().lock()).map(|()| 0)
+        }
         Command::Exec(a) => container::exec(
             &g,
             &ExecOptions {
@@ -317,4 +399,156 @@ fn write_spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
     spec::validate(&spec::parse_spec(text.as_bytes())?)
         .context("internal: the default spec does not validate")?;
     std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn ps(g: &Globals, format: ListFormat, id: &str, ps_args: Vec<String>) -> Result<()> {
+    let pids = container::pids(g, id)?;
+    if let ListFormat::Json = format {
+        println!("{}", serde_json::to_string(&pids)?);
+        return Ok(());
+    }
+    let args = if ps_args.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        ps_args
+    };
+    let out = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("cannot run ps")?;
+    if !out.status.success() {
+        bail!(
+            "ps {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_col = header
+        .split_whitespace()
+        .position(|h| h == "PID")
+        .context("ps output has no PID column")?;
+    println!("{header}");
+    for line in lines {
+        let pid = line
+            .split_whitespace()
+            .nth(pid_col)
+            .and_then(|p| p.parse::<i32>().ok());
+        if pid.is_some_and(|p| pids.contains(&p)) {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}
+
+/// Bytes from "512", "64m", "1g", "100k" (binary units, as runc and Docker read them); -1 is
+/// "no limit".
+fn parse_bytes(flag: &str, v: &str) -> Result<i64> {
+    let t = v.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--{flag} {v:?}: not a size"))?;
+    if n < 0.0 {
+        bail!("--{flag} {v:?}: must not be negative (use -1 for no limit)");
+    }
+    Ok((n * mult as f64) as i64)
+}
+
+fn parse_duration(v: &str) -> Result<std::time::Duration> {
+    let (num, unit) = v
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .map(|i| v.split_at(i))
+        .unwrap_or((v, "s"));
+    let n: f64 = num
+        .parse()
+        .with_context(|| format!("--interval {v:?}: not a duration"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        _ => bail!("--interval {v:?}: unit must be ms, s or m"),
+    };
+    if secs <= 0.0 {
+        bail!("--interval {v:?}: must be positive");
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// The resources of `update`: a JSON file (or stdin), then the flags on top of it.
+fn update_resources(a: UpdateArgs) -> Result<oci_spec::runtime::LinuxResources> {
+    let mut doc = match &a.resources {
+        Some(p) => {
+            let bytes = if p.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)?;
+                b
+            } else {
+                std::fs::read(p).with_context(|| format!("--resources {}", p.display()))?
+            };
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .context("--resources: invalid JSON")?
+        }
+        None => serde_json::json!({}),
+    };
+    let mut set = |section: &str, key: &str, value: serde_json::Value| {
+        if !doc[section].is_object() {
+            doc[section] = serde_json::json!({});
+        }
+        doc[section][key] = value;
+    };
+    if let Some(v) = a.blkio_weight {
+        set("blockIO", "weight", v.into());
+    }
+    if let Some(v) = a.cpu_period {
+        set("cpu", "period", v.into());
+    }
+    if let Some(v) = a.cpu_quota {
+        set("cpu", "quota", v.into());
+    }
+    if let Some(v) = a.cpu_share {
+        set("cpu", "shares", v.into());
+    }
+    if let Some(v) = a.cpu_rt_period {
+        set("cpu", "realtimePeriod", v.into());
+    }
+    if let Some(v) = a.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", v.into());
+    }
+    if let Some(v) = a.cpuset_cpus {
+        set("cpu", "cpus", v.into());
+    }
+    if let Some(v) = a.cpuset_mems {
+        set("cpu", "mems", v.into());
+    }
+    for (flag, key, value) in [
+        ("memory", "limit", &a.memory),
+        ("memory-reservation", "reservation", &a.memory_reservation),
+        ("memory-swap", "swap", &a.memory_swap),
+        ("kernel-memory", "kernel", &a.kernel_memory),
+        ("kernel-memory-tcp", "kernelTCP", &a.kernel_memory_tcp),
+    ] {
+        if let Some(v) = value {
+            set("memory", key, parse_bytes(flag, v)?.into());
+        }
+    }
+    if let Some(v) = a.pids_limit {
+        set("pids", "limit", v.into());
+    }
+    let text = doc.to_string();
+    let mut de = serde_json::Deserializer::from_str(&text);
+    serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| anyhow::anyhow!("--resources: {}: {}", e.path(), e.inner()))
 }

@@ -2,7 +2,7 @@
 //! above the runtime) call.
 
 use crate::runtime::birth::{self, BirthPlan, Born, Release};
-use crate::runtime::cgroups::{container_cgroup_path, CgroupPaths};
+use crate::runtime::cgroups::{self, container_cgroup_path, CgroupPaths};
 use crate::runtime::foreground;
 use crate::runtime::hooks;
 use crate::runtime::log;
@@ -138,6 +138,15 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
     }
     let cgroup = CgroupPaths::create(&rel)?;
     cleanup.cgroup = Some(cgroup.clone());
+    // Limits go on before the process joins, so it never runs unlimited. Called without
+    // resources too: on a v2 host it enables the controllers down to the container's cgroup.
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    cgroups::apply_resources(
+        &cgroup,
+        linux
+            .and_then(|l| l.resources().as_ref())
+            .unwrap_or(&no_resources),
+    )?;
     let cgroup_binds = cgroup
         .names
         .iter()
@@ -455,7 +464,8 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<()> {
 
 fn kill_and_wait(st: &ContainerState) -> Result<()> {
     if st.cgroup.is_frozen() {
-        thaw(&st.cgroup);
+        // A frozen process cannot die.
+        let _ = cgroups::thaw(&st.cgroup);
     }
     let _ = signal_init(st, Signal::SIGKILL);
     let _ = signal_all(st, Signal::SIGKILL);
@@ -471,17 +481,6 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
         std::thread::sleep(Duration::from_millis(2));
     }
     Ok(())
-}
-
-/// A frozen process cannot die: thaw before killing.
-fn thaw(cg: &CgroupPaths) {
-    if let Some(dir) = &cg.freezer {
-        let _ = if cg.freezer_is_v2 {
-            std::fs::write(dir.join("cgroup.freeze"), "0")
-        } else {
-            std::fs::write(dir.join("freezer.state"), "THAWED")
-        };
-    }
 }
 
 pub struct ExecOptions {
@@ -619,4 +618,94 @@ fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
         p.set_capabilities(Some(caps));
     }
     Ok(p)
+}
+
+/// Reads a container's state for a command that needs it alive (not locked: read-only).
+fn load_live(g: &Globals, id: &str) -> Result<(PathBuf, ContainerState, Status)> {
+    state::validate_id(id)?;
+    let dir = g.root.join(id);
+    let st =
+        state::read_state(&dir).map_err(|_| anyhow::anyhow!("container {id:?} does not exist"))?;
+    let status = derive_status(&dir, &st);
+    Ok((dir, st, status))
+}
+
+/// `pause`: freeze every process of the container.
+pub fn pause(g: &Globals, id: &str) -> Result<()> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let st = dir.load()?;
+    match derive_status(&dir.path, &st) {
+        Status::Running | Status::Created => cgroups::freeze(&st.cgroup),
+        s => bail!("container {id:?} cannot be paused: it is {}", s.as_str()),
+    }
+}
+
+/// `resume`: thaw a paused container.
+pub fn resume(g: &Globals, id: &str) -> Result<()> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let st = dir.load()?;
+    match derive_status(&dir.path, &st) {
+        Status::Paused => cgroups::thaw(&st.cgroup),
+        s => bail!("container {id:?} cannot be resumed: it is {}", s.as_str()),
+    }
+}
+
+/// `ps`: the host pids of the container's processes.
+pub fn pids(g: &Globals, id: &str) -> Result<Vec<i32>> {
+    let (_, st, status) = load_live(g, id)?;
+    if status == Status::Stopped {
+        return Ok(Vec::new());
+    }
+    st.cgroup.pids()
+}
+
+/// `update`: change the limits of a live container.
+pub fn update(g: &Globals, id: &str, r: &oci_spec::runtime::LinuxResources) -> Result<()> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let st = dir.load()?;
+    if derive_status(&dir.path, &st) == Status::Stopped {
+        bail!("container {id:?} cannot be updated: it is stopped");
+    }
+    cgroups::update_resources(&st.cgroup, r)
+}
+
+/// `events`: with `stats_once`, one stats event; otherwise stats every `interval` and OOM
+/// events as they happen, until the container stops. Each event is one JSON line.
+pub fn events(
+    g: &Globals,
+    id: &str,
+    stats_once: bool,
+    interval: Duration,
+    out: &mut dyn std::io::Write,
+) -> Result<()> {
+    let (dir, st, status) = load_live(g, id)?;
+    if status == Status::Stopped {
+        bail!("container {id:?} is not running");
+    }
+    let stats_event = |st: &ContainerState| -> Result<serde_json::Value> {
+        Ok(serde_json::json!({"type": "stats", "id": id, "data": cgroups::stats(&st.cgroup)?}))
+    };
+    if stats_once {
+        writeln!(out, "{}", stats_event(&st)?)?;
+        return Ok(());
+    }
+    let mut ooms = cgroups::oom_kill_count(&st.cgroup).unwrap_or(0);
+    let poll = Duration::from_millis(100).min(interval);
+    let mut next_stats = Instant::now() + interval;
+    while derive_status(&dir, &st) != Status::Stopped {
+        let now_ooms = cgroups::oom_kill_count(&st.cgroup).unwrap_or(ooms);
+        if now_ooms > ooms {
+            writeln!(out, "{}", serde_json::json!({"type": "oom", "id": id}))?;
+            ooms = now_ooms;
+        }
+        if Instant::now() >= next_stats {
+            if let Ok(ev) = stats_event(&st) {
+                writeln!(out, "{ev}")?;
+            }
+            next_stats += interval;
+        }
+        out.flush()?;
+        std::thread::sleep(poll);
+    }
+    Ok(())
 }

@@ -3,7 +3,16 @@
 //! The host layout (v1, v2 unified, or hybrid: v1 controllers plus a cgroup2 mount) is found by
 //! reading /proc/self/mountinfo. A container gets one directory per hierarchy; berth records the
 //! directories it made so that `delete` removes exactly those, also after a crash.
-//! Resource limits (`linux.resources`) are not applied yet: that is the resource-control issue.
+//! Limits (`linux.resources`) are written by [`resources`] through the v1 and v2 back ends.
+
+pub mod resources;
+mod v1;
+mod v2;
+
+pub use resources::{
+    apply_resources, device_rules, freeze, layout, oom_kill_count, stats, thaw, update_resources,
+    DeviceRule, Layout,
+};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
