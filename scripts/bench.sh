@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# Start-up benchmark: berth against crun and runc (whichever are installed) and the floor
+# (unshare + chroot), on a busybox bundle whose process is /bin/true.
+#
+# Everything runs inside one `unshare -m` with /sys/fs/cgroup/unified unmounted there, because
+# crun refuses hybrid cgroup hosts: all runtimes see the same host, for a fair comparison.
+# The bundle says ociVersion 1.0.2 because crun 1.8 rejects newer versions.
+# Prints a table of medians and ratios, and writes it to bench/results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+runs=${BENCH_RUNS:-40}
+say() { printf '== %s\n' "$*"; }
+
+if [ "${1:-}" != "--inside" ]; then
+    command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
+    say "building berth (release)"
+    cargo build --release --quiet
+    say "making the bench bundle"
+    scripts/mkrootfs.sh bundles/busybox/rootfs >/dev/null
+    exec unshare -m "$0" --inside
+fi
+
+# Inside our own mount namespace from here on.
+umount /sys/fs/cgroup/unified 2>/dev/null || true
+work=$(mktemp -d /tmp/berth-bench.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+bundle=$work/bundle
+mkdir -p "$bundle"
+cp -a bundles/busybox/rootfs "$bundle/rootfs"
+"$top/target/release/berth" spec --bundle "$bundle"
+sed -i -e 's/"terminal": true/"terminal": false/' -e 's/"sh"$/"\/bin\/true"/' -e 's/"ociVersion": "[^"]*"/"ociVersion": "1.0.2"/' "$bundle/config.json"
+grep -q '"/bin/true"' "$bundle/config.json" || { echo "bench: could not set the process" >&2; exit 1; }
+
+declare -A bin
+bin[berth]=$top/target/release/berth
+for rt in crun runc; do
+    if command -v $rt >/dev/null; then bin[$rt]=$(command -v $rt); fi
+done
+order=(berth)
+for rt in crun runc; do [ -n "${bin[$rt]:-}" ] && order+=("$rt"); done
+
+floor="unshare --fork --pid --mount --uts --ipc --net chroot $bundle/rootfs /bin/true"
+args=()
+for rt in "${order[@]}"; do
+    args+=(-n "$rt run" "${bin[$rt]} --root $work/root-$rt run --bundle $bundle bench-$rt")
+done
+for rt in "${order[@]}"; do
+    args+=(-n "$rt create+start+delete" "${bin[$rt]} --root $work/root-$rt create --bundle $bundle cs-$rt && ${bin[$rt]} --root $work/root-$rt start cs-$rt && ${bin[$rt]} --root $work/root-$rt delete --force cs-$rt")
+done
+args+=(-n "floor" "$floor")
+
+say "hyperfine: $runs runs each after warm-up (${order[*]} and the floor)"
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/hf.json" "${args[@]}" >/dev/null 2>&1 || \
+    hyperfine --warmup 5 --runs "$runs" --export-json "$work/hf.json" "${args[@]}" >/dev/null
+
+many() { # runtime count parallel?
+    local rt=$1 n=$2 par=$3 start end
+    start=$(date +%s%N)
+    if [ "$par" = 1 ]; then
+        for i in $(seq "$n"); do "${bin[$rt]}" --root "$work/root-$rt" run --bundle "$bundle" "p$i" & done
+        wait
+    else
+        for i in $(seq "$n"); do "${bin[$rt]}" --root "$work/root-$rt" run --bundle "$bundle" "s$i"; done
+    fi
+    end=$(date +%s%N)
+    left=$(ls "$work/root-$rt" 2>/dev/null | wc -l)
+    [ "$left" = 0 ] || echo "bench: $rt left $left containers behind" >&2
+    echo $(( (end - start) / 1000000 ))
+}
+
+declare -A seq100 par50 rss
+for rt in "${order[@]}"; do
+    say "$rt: 100 sequential, 50 parallel, peak RSS"
+    seq100[$rt]=$(many "$rt" 100 0)
+    par50[$rt]=$(many "$rt" 50 1)
+    rss[$rt]=$( { /usr/bin/time -v "${bin[$rt]}" --root "$work/root-$rt" run --bundle "$bundle" rss >/dev/null; } 2>&1 | awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}')
+done
+rss[floor]=$( { /usr/bin/time -v $floor; } 2>&1 | awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}')
+
+median() { python3 -c "import json,sys; d=json.load(open('$work/hf.json')); print([r['median'] for r in d['results'] if r['command']==sys.argv[1]][0]*1000)" "$1"; }
+ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}') if b else print('-')" "$1" "$2"; }
+
+floor_ms=$(median floor)
+ref=${order[1]:-berth}
+out=$work/table.md
+{
+    echo "| runtime | run median (ms) | vs $ref | vs floor | create+start+delete (ms) | vs $ref | 100 sequential (ms) | 50 parallel (ms) | peak RSS (KiB) |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    ref_run=$(median "$ref run"); ref_csd=$(median "$ref create+start+delete")
+    for rt in "${order[@]}"; do
+        r=$(median "$rt run"); c=$(median "$rt create+start+delete")
+        printf '| %s | %.2f | %s | %s | %.2f | %s | %s | %s | %s |\n' "$rt" "$r" "$(ratio "$r" "$ref_run")" "$(ratio "$r" "$floor_ms")" \
+            "$c" "$(ratio "$c" "$ref_csd")" "${seq100[$rt]}" "${par50[$rt]}" "${rss[$rt]}"
+    done
+    printf '| floor (unshare+chroot) | %.2f | | 1.00 | | | | | %s |\n' "$floor_ms" "${rss[floor]}"
+} > "$out"
+cat "$out"
+mkdir -p "$top/bench/results"
+dest="$top/bench/results/$(date -u +%Y-%m-%d).md"
+{ echo "# berth start-up benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores"; echo; echo "busybox bundle running /bin/true; medians of $runs runs after 5 warm-up runs."; echo; cat "$out"; } > "$dest"
+say "written to ${dest#$top/}"
