@@ -176,6 +176,10 @@ pub struct CgroupPaths {
     pub names: Vec<String>,
     /// Directories berth created, deepest last; removed in reverse on delete.
     pub created: Vec<PathBuf>,
+    /// berth's own parent (`berth/`) in each hierarchy, shared by the containers placed by
+    /// default: whichever container leaves it empty removes it.
+    #[serde(default)]
+    pub berth_parents: Vec<PathBuf>,
     /// The v1 freezer directory, or the cgroup2 directory on a v2-only host.
     pub freezer: Option<PathBuf>,
     pub freezer_is_v2: bool,
@@ -194,6 +198,9 @@ impl CgroupPaths {
             for h in &all {
                 let base = rel_from_mount_root(h, rel);
                 let dir = h.mount_point.join(&base);
+                if rel.starts_with("berth") {
+                    paths.berth_parents.push(h.mount_point.join("berth"));
+                }
                 make_dirs(
                     &h.mount_point,
                     &base,
@@ -266,6 +273,15 @@ impl CgroupPaths {
     /// Removes the directories berth created, deepest first. A directory still holding
     /// processes (EBUSY) is retried briefly: exiting processes leave their cgroup a moment late.
     pub fn remove_created(&self) -> Vec<anyhow::Error> {
+        let errors = self.remove_own_dirs();
+        for parent in &self.berth_parents {
+            // Still holding other containers (EBUSY) or already gone: both fine.
+            let _ = std::fs::remove_dir(parent);
+        }
+        errors
+    }
+
+    fn remove_own_dirs(&self) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();
         for dir in self.created.iter().rev() {
             let mut tries = 0;
