@@ -23,6 +23,9 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+/// The container's `linux.seccomp`, which `exec` processes get too.
+const SECCOMP_FILE: &str = "seccomp.json";
+
 /// Options every command shares.
 pub struct Globals {
     pub root: PathBuf,
@@ -121,7 +124,8 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
     if terminal && o.console_socket.is_none() && !for_run {
         bail!("process.terminal: a terminal needs --console-socket when the container is created detached");
     }
-    let process_plan = ProcessPlan::new(process, o.preserve_fds)?;
+    let seccomp = linux.and_then(|l| l.seccomp().as_ref());
+    let process_plan = ProcessPlan::new(process, o.preserve_fds, seccomp)?;
     for w in &process_plan.warnings {
         log::debug(w);
     }
@@ -212,6 +216,11 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
     state.pid = born.pid;
     state.pid_start_time = state::process_start_time(born.pid)
         .context("the container process vanished after set-up")?;
+    if let Some(filter) = seccomp {
+        // Kept apart from state.json (read by every command): only `exec` needs it.
+        std::fs::write(dir.path.join(SECCOMP_FILE), serde_json::to_vec(filter)?)
+            .context("cannot save the seccomp profile")?;
+    }
     dir.save(&state)?;
     if let Some(f) = &o.pid_file {
         write_pid_file(f, born.pid)?;
@@ -511,7 +520,15 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
         s => bail!("cannot exec in container {:?}: it is {}", o.id, s.as_str()),
     }
     let process = exec_process(&st, o)?;
-    let plan = ProcessPlan::new(&process, o.preserve_fds)?;
+    let seccomp: Option<oci_spec::runtime::LinuxSeccomp> =
+        match std::fs::read(dir.join(SECCOMP_FILE)) {
+            Ok(bytes) => {
+                Some(serde_json::from_slice(&bytes).context("corrupt seccomp.json in the state")?)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).context("cannot read the container's seccomp profile"),
+        };
+    let plan = ProcessPlan::new(&process, o.preserve_fds, seccomp.as_ref())?;
     for w in &plan.warnings {
         log::debug(w);
     }

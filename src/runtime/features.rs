@@ -79,7 +79,13 @@ pub fn features_json() -> Value {
                 "systemdUser": false,
                 "rdma": true
             },
-            "seccomp": { "enabled": false },
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL", "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG", "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_LE", "SCMP_CMP_LT", "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE"],
+                "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"],
+                "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+            },
             "apparmor": { "enabled": false },
             "selinux": { "enabled": false },
             "intelRdt": { "enabled": false },
@@ -113,7 +119,7 @@ mod tests {
             .contains(&json!("CAP_CHECKPOINT_RESTORE")));
         assert_eq!(linux["cgroup"]["v2"], true);
         assert_eq!(linux["cgroup"]["systemd"], false);
-        assert_eq!(linux["seccomp"]["enabled"], false);
+        assert_eq!(linux["seccomp"]["enabled"], true);
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
         assert_eq!(
             features["annotations"][VERSION_ANNOTATION],

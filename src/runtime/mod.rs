@@ -15,6 +15,7 @@ pub mod mount_options;
 pub mod namespaces;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 pub mod signals;
 pub mod spec;
 pub mod spec_template;

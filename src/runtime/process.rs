@@ -3,6 +3,7 @@
 //! by `exec`.
 
 use crate::runtime::caps::{self, CapabilitySets};
+use crate::runtime::seccomp::{self, SeccompProgram};
 use crate::runtime::sync::{self, Msg};
 use crate::runtime::tty;
 use anyhow::{bail, Context, Result};
@@ -34,13 +35,22 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     /// How many fds beyond stdio the process inherits (`--preserve-fds` plus LISTEN_FDS).
     pub inherited_fds: i32,
+    /// The container's seccomp filter, compiled in the parent.
+    pub seccomp: Option<SeccompProgram>,
+    /// What to write to /proc/self/attr/exec (AppArmor `exec PROFILE` or an SELinux label),
+    /// so the program starts confined.
+    pub lsm_exec_label: Option<String>,
     pub warnings: Vec<String>,
 }
 
 impl ProcessPlan {
     /// `extra_fds`: `--preserve-fds`; LISTEN_FDS from berth's own environment adds to it and is
     /// passed on (socket activation, as runc does).
-    pub fn new(p: &Process, extra_fds: i32) -> Result<ProcessPlan> {
+    pub fn new(
+        p: &Process,
+        extra_fds: i32,
+        seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
+    ) -> Result<ProcessPlan> {
         let args = p
             .args()
             .as_ref()
@@ -99,6 +109,18 @@ impl ProcessPlan {
             }
             None => (None, Vec::new()),
         };
+        let mut warnings = warnings;
+        let seccomp = seccomp.map(seccomp::compile).transpose()?;
+        if let Some(s) = &seccomp {
+            if !s.skipped_syscalls().is_empty() {
+                warnings.push(format!(
+                    "linux.seccomp: syscalls unknown to berth's table, skipped: {}",
+                    s.skipped_syscalls().join(", ")
+                ));
+            }
+            warnings.extend(s.notes().iter().cloned());
+        }
+        let lsm_exec_label = lsm_exec_label(p)?;
         let user = p.user();
         Ok(ProcessPlan {
             argv,
@@ -120,9 +142,38 @@ impl ProcessPlan {
                 )
             }),
             inherited_fds,
+            seccomp,
+            lsm_exec_label,
             warnings,
         })
     }
+}
+
+/// `process.apparmorProfile` / `process.selinuxLabel`: applied where the host runs that LSM,
+/// a clear error where it does not (running unconfined instead would be a silent downgrade).
+fn lsm_exec_label(p: &Process) -> Result<Option<String>> {
+    let apparmor = p.apparmor_profile().as_deref().filter(|s| !s.is_empty());
+    let selinux = p.selinux_label().as_deref().filter(|s| !s.is_empty());
+    if apparmor.is_some() && selinux.is_some() {
+        bail!(
+            "process.apparmorProfile and process.selinuxLabel: only one LSM label can be applied"
+        );
+    }
+    if let Some(profile) = apparmor {
+        let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+            .is_ok_and(|s| s.trim() == "Y");
+        if !enabled {
+            bail!("process.apparmorProfile: {profile:?} is set but AppArmor is not enabled on this host");
+        }
+        return Ok(Some(format!("exec {profile}")));
+    }
+    if let Some(label) = selinux {
+        if !Path::new("/sys/fs/selinux/enforce").exists() {
+            bail!("process.selinuxLabel: {label:?} is set but SELinux is not enabled on this host");
+        }
+        return Ok(Some(label.to_string()));
+    }
+    Ok(None)
 }
 
 fn rlimit_resource(t: PosixRlimitType) -> i32 {
@@ -202,6 +253,11 @@ pub fn prepare(
             );
         }
     }
+    // Without no_new_privs the kernel requires CAP_SYS_ADMIN to load a filter: load it while
+    // we still have it (the filter then also governs the set-up calls below).
+    if let (Some(filter), false) = (&plan.seccomp, plan.no_new_privs) {
+        seccomp::install(filter).context("linux.seccomp")?;
+    }
     if let Some(c) = &plan.caps {
         caps::drop_bounding_set(c)?;
     }
@@ -228,6 +284,11 @@ pub fn prepare(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
     nix::unistd::chdir(&plan.cwd)
         .with_context(|| format!("process.cwd: cannot enter {}", plan.cwd.display()))?;
+    if let Some(label) = &plan.lsm_exec_label {
+        // Takes effect at execve, like runc's.
+        std::fs::write("/proc/self/attr/exec", label)
+            .with_context(|| format!("cannot set the LSM label {label:?} for exec"))?;
+    }
     if plan.no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges")?;
     }
@@ -241,6 +302,10 @@ pub fn prepare(
     reset_signals();
     pass_inherited_fds(plan.inherited_fds);
     close_fds_on_exec(3 + plan.inherited_fds);
+    // As late as possible: what remains is waiting to be started and the exec.
+    if let (Some(filter), true) = (&plan.seccomp, plan.no_new_privs) {
+        seccomp::install(filter).context("linux.seccomp")?;
+    }
     Ok(ReadyToExec {
         path,
         argv: plan.argv.clone(),

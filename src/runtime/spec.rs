@@ -173,9 +173,6 @@ pub fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
-    if linux.seccomp().is_some() {
-        bail!("linux.seccomp: seccomp filters are not supported by this berth yet; remove the field to run without one");
-    }
     for field in [
         ("linux.maskedPaths", linux.masked_paths()),
         ("linux.readonlyPaths", linux.readonly_paths()),
