@@ -31,8 +31,45 @@ pub enum Create {
 
 /// Resolves `path` inside `root` and returns an `O_PATH` fd to it, creating what is missing.
 pub fn resolve(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedFd> {
+    // Where the path exists, one openat2(RESOLVE_IN_ROOT) does the same walk in the kernel
+    // (symlinks resolved inside the root, `..` clamped there) in one syscall instead of one
+    // open per component. The walk below is for creating, and for kernels before 5.6.
+    match openat2_in_root(root, path) {
+        Ok(fd) => return Ok(fd),
+        Err(nix::errno::Errno::ENOENT) if create == Create::Nothing => {
+            return Err(anyhow::anyhow!(
+                "{} (inside the rootfs): no such file or directory",
+                path.display()
+            ));
+        }
+        Err(_) => {}
+    }
     resolve_inner(root, path, create)
         .with_context(|| format!("{} (inside the rootfs)", path.display()))
+}
+
+fn openat2_in_root(root: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| nix::errno::Errno::EINVAL)?;
+    // SAFETY: open_how is plain data; all-zero is a valid value that we then fill in.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: the path is NUL-terminated and `how` outlives the call with its size passed.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            root.as_raw_fd(),
+            c_path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if fd < 0 {
+        return Err(nix::errno::Errno::last());
+    }
+    // SAFETY: openat2 returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
 }
 
 fn resolve_inner(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedFd> {
@@ -162,6 +199,23 @@ mod tests {
             std::fs::read_dir(&outside).unwrap().count(),
             0,
             "nothing written outside the root"
+        );
+        // Existing paths take the openat2 fast path: it must land in the same places.
+        let fd = resolve(rootfd.as_fd(), Path::new("/abs/x"), Create::Nothing).unwrap();
+        let landed = std::fs::read_link(fd_path(&fd)).unwrap();
+        assert_eq!(
+            landed,
+            root.join(outside.strip_prefix("/").unwrap()).join("x")
+        );
+        let fd = resolve(
+            rootfd.as_fd(),
+            Path::new("rel/../../../../rel/y"),
+            Create::Nothing,
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read_link(fd_path(&fd)).unwrap(),
+            root.join("outside/y")
         );
         std::fs::remove_dir_all(&base).unwrap();
     }
