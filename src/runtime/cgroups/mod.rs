@@ -320,6 +320,60 @@ impl CgroupPaths {
     }
 }
 
+/// Whether creating a cgroup failed for want of permission (no delegation to a non-root user,
+/// or a read-only cgroupfs): then a rootless container without limits goes without one.
+pub fn is_permission_error(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| {
+            matches!(
+                io.raw_os_error(),
+                Some(libc::EACCES | libc::EPERM | libc::EROFS)
+            )
+        })
+}
+
+/// For a container placed in no cgroup of its own: berth's own cgroup in each hierarchy (which
+/// the container process inherits), named as in [`CgroupPaths::names`], for the `cgroup` mount.
+/// runc binds the same in that case.
+pub fn own_cgroup_binds() -> Result<Vec<(String, PathBuf)>> {
+    let all = hierarchies()?;
+    let v1_present = all.iter().any(|h| !h.unified);
+    let own = std::fs::read_to_string("/proc/self/cgroup")
+        .context("cannot read /proc/self/cgroup")?;
+    let mut binds = Vec::new();
+    for h in &all {
+        // Lines are `ID:CONTROLLERS:PATH`; cgroup2's has no controllers.
+        let path = own.lines().find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+            let same = if h.unified {
+                ctrls.is_empty()
+            } else {
+                let mut listed: Vec<&str> = ctrls.split(',').collect();
+                let mut ours: Vec<&str> = h.controllers.iter().map(String::as_str).collect();
+                listed.sort_unstable();
+                ours.sort_unstable();
+                listed == ours
+            };
+            same.then_some(path)
+        });
+        let Some(path) = path else { continue };
+        let rel = rel_from_mount_root(h, Path::new(path.trim_start_matches('/')));
+        let name = if h.unified && !v1_present {
+            String::new()
+        } else {
+            h.mount_point
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        binds.push((name, h.mount_point.join(rel)));
+    }
+    Ok(binds)
+}
+
 fn rel_from_mount_root(h: &Hierarchy, rel: &Path) -> PathBuf {
     // A hierarchy mounted at a non-root cgroup (nested runtimes) already sits inside it.
     let root = h.mount_root.strip_prefix("/").unwrap_or(&h.mount_root);
@@ -336,28 +390,51 @@ fn make_dirs(
     cpuset: bool,
     created: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    let mut dir = mount_point.to_path_buf();
-    for comp in rel.components() {
-        let parent = dir.clone();
-        dir.push(comp);
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {
-                created.push(dir.clone());
-                if cpuset {
-                    for f in ["cpuset.cpus", "cpuset.mems"] {
-                        let v = std::fs::read_to_string(parent.join(f)).unwrap_or_default();
-                        std::fs::write(dir.join(f), v.trim())
-                            .with_context(|| format!("cannot set {}", dir.join(f).display()))?;
-                    }
+    // A shared parent (berth/) can be removed by another container's delete between our
+    // mkdirs: start over when a parent vanishes.
+    let mut attempts = 0;
+    'again: loop {
+        let mut dir = mount_point.to_path_buf();
+        for comp in rel.components() {
+            dir.push(comp);
+            match std::fs::create_dir(&dir) {
+                Ok(()) => created.push(dir.clone()),
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == ErrorKind::NotFound && attempts < 10 => {
+                    attempts += 1;
+                    continue 'again;
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create cgroup {}", dir.display()))
                 }
             }
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot create cgroup {}", dir.display()))
+            if cpuset {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    fill_cpuset(mount_point, &dir, f)?;
+                }
             }
         }
+        return Ok(());
     }
-    Ok(())
+}
+
+/// A v1 cpuset directory takes no process until its cpus and mems are set. A directory that
+/// another container made a moment ago may not have them yet either: fill it, and any empty
+/// ancestor, from the nearest ancestor that has them.
+fn fill_cpuset(mount_point: &Path, dir: &Path, file: &str) -> Result<String> {
+    let current = std::fs::read_to_string(dir.join(file))
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    if !current.is_empty() || dir == mount_point {
+        return Ok(current);
+    }
+    let parent = dir.parent().context("cgroup directory without a parent")?;
+    let value = fill_cpuset(mount_point, parent, file)?;
+    std::fs::write(dir.join(file), &value)
+        .with_context(|| format!("cannot set {}", dir.join(file).display()))?;
+    Ok(value)
 }
 
 #[cfg(test)]
