@@ -5,6 +5,7 @@
 //! directories it made so that `delete` removes exactly those, also after a crash.
 //! Limits (`linux.resources`) are written by [`resources`] through the v1 and v2 back ends.
 
+mod ebpf;
 pub mod resources;
 mod v1;
 mod v2;
@@ -339,8 +340,8 @@ pub fn is_permission_error(e: &anyhow::Error) -> bool {
 pub fn own_cgroup_binds() -> Result<Vec<(String, PathBuf)>> {
     let all = hierarchies()?;
     let v1_present = all.iter().any(|h| !h.unified);
-    let own = std::fs::read_to_string("/proc/self/cgroup")
-        .context("cannot read /proc/self/cgroup")?;
+    let own =
+        std::fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
     let mut binds = Vec::new();
     for h in &all {
         // Lines are `ID:CONTROLLERS:PATH`; cgroup2's has no controllers.

@@ -15,7 +15,7 @@
 //! weights, v2 swappiness), berth ignores it too with a debug-log line; a controller that is
 //! missing but asked for is an error naming the field.
 
-use super::{hierarchies, v1, v2, CgroupPaths, Hierarchy};
+use super::{ebpf, hierarchies, v1, v2, CgroupPaths, Hierarchy};
 use crate::runtime::log;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
@@ -61,8 +61,7 @@ pub fn update_resources(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
     ControllerDirs::of(paths)?.set(r, Mode::Update)
 }
 
-/// The host's layout as seen from the container's directories. On `Layout::V2` device rules
-/// need the eBPF program built from [`device_rules`].
+/// The host's layout as seen from the container's directories.
 pub fn layout(paths: &CgroupPaths) -> Result<Layout> {
     Ok(ControllerDirs::of(paths)?.layout)
 }
@@ -233,8 +232,12 @@ impl ControllerDirs {
         if let Some(rdma) = r.rdma() {
             self.set_rdma(rdma)?;
         }
-        if let Some(rules) = r.devices() {
-            self.set_devices(rules)?;
+        match (r.devices(), mode) {
+            (Some(rules), _) => self.set_devices(rules)?,
+            // A container always gets the device allow-list (deny all, then the default
+            // devices), as with runc: without it CAP_MKNOD would open the host's disks.
+            (None, Mode::Create) if self.has_device_control() => self.set_devices(&[])?,
+            (None, _) => {}
         }
         // Last, so that a raw value overrides what the structured fields wrote, as in runc.
         if let Some(unified) = r.unified() {
@@ -474,13 +477,31 @@ impl ControllerDirs {
         Ok(())
     }
 
+    /// Whether this host can restrict devices for the container: a v1 devices controller, or a
+    /// real cgroup2 directory to attach the eBPF program to.
+    fn has_device_control(&self) -> bool {
+        match self.locate("devices") {
+            ControllerDir::V1(_) => true,
+            _ if self.layout == Layout::V2 => self.unified_dir().is_some_and(|d| {
+                nix::sys::statfs::statfs(d)
+                    .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            }),
+            _ => false,
+        }
+    }
+
     fn set_devices(&self, rules: &[LinuxDeviceCgroup]) -> Result<()> {
         let rules = device_rules(rules)?;
         match self.locate("devices") {
             ControllerDir::V1(dir) => v1::set_devices(dir, &rules),
-            // cgroup2 enforces device access through an eBPF program attached to the
-            // directory; the caller builds it from `device_rules`.
-            _ if self.layout == Layout::V2 => Ok(()),
+            // cgroup2 has no devices controller: an eBPF program attached to the directory
+            // enforces the rules instead.
+            _ if self.layout == Layout::V2 => match self.unified_dir() {
+                Some(dir) => {
+                    ebpf::set_device_filter(dir, &rules).context("linux.resources.devices")
+                }
+                None => bail!("linux.resources.devices: the container has no cgroup2 directory"),
+            },
             _ => bail!("linux.resources.devices: {}", self.missing("devices")),
         }
     }

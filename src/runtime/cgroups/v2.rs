@@ -647,7 +647,6 @@ mod tests {
             "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}],
             "rdma": {"mlx5_0": {"hcaHandles": 3, "hcaObjects": 1000}},
             "network": {"classID": 1048577},
-            "devices": [{"allow": false, "access": "rwm"}],
             "unified": {"memory.high": "50331648"}
         }));
         take_writes();
