@@ -13,9 +13,10 @@ const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
 #[derive(Parser)]
 #[command(name = "berth", version = VERSION, about = "An OCI container runtime")]
 struct Cli {
-    /// Directory holding the containers' state.
-    #[arg(long, global = true, default_value = state::DEFAULT_ROOT)]
-    root: PathBuf,
+    /// Directory holding the containers' state (default: /run/berth for root,
+    /// $XDG_RUNTIME_DIR/berth or /tmp/berth-UID for other users).
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Where to write the runtime's log (default: stderr only).
     #[arg(long, global = true)]
     log: Option<PathBuf>,
@@ -252,7 +253,7 @@ fn create_options(a: CreateArgs) -> CreateOptions {
 
 fn dispatch(cli: Cli) -> Result<i32> {
     let g = Globals {
-        root: cli.root,
+        root: cli.root.unwrap_or_else(state::default_root),
         systemd_cgroup: cli.systemd_cgroup,
     };
     match cli.command {

@@ -402,10 +402,13 @@ pub fn exec_into(
     console: Option<OwnedFd>,
 ) -> Result<(i32, Option<OwnedFd>)> {
     // The pid and time namespaces apply to children only: enter them here, so that the one
-    // clone below is born inside them.
-    let (for_children, for_self): (Vec<_>, Vec<_>) = joins
-        .into_iter()
-        .partition(|(t, _)| matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time));
+    // clone below is born inside them. Not when the container has its own user namespace: that
+    // owns them, and only a process inside it may join them (an unprivileged berth cannot), so
+    // the cloned process joins them all and forks once more.
+    let fork_inside = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
+    let (for_children, for_self): (Vec<_>, Vec<_>) = joins.into_iter().partition(|(t, _)| {
+        !fork_inside && matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time)
+    });
     for (t, fd) in &for_children {
         nix::sched::setns(fd, CloneFlags::from_bits_retain(namespaces::clone_flag(*t)))
             .with_context(|| {
@@ -419,7 +422,13 @@ pub fn exec_into(
     let pid = clone_process(0)?;
     if pid == 0 {
         drop(parent_end);
-        let err = match exec_child(&for_self, plan, console.as_ref(), child_end.as_fd()) {
+        let err = match exec_child(
+            &for_self,
+            fork_inside,
+            plan,
+            console.as_ref(),
+            child_end.as_fd(),
+        ) {
             Ok(never) => match never {},
             Err(e) => e,
         };
@@ -436,11 +445,17 @@ pub fn exec_into(
     let mut pty_master = None;
     loop {
         match sync::recv(parent_end.as_fd())? {
+            Some(Msg::Pid(p)) => {
+                guard.init = p;
+                // The intermediate process exits once it has reported.
+                let _ = waitpid(Pid::from_raw(pid), None);
+                guard.cloned = 0;
+            }
             Some(Msg::CgroupNeeded) => {
                 let r = st
                     .cgroup
-                    .join(pid)
-                    .and_then(|()| set_oom_score_adj(pid, plan.oom_score_adj));
+                    .join(guard.init)
+                    .and_then(|()| set_oom_score_adj(guard.init, plan.oom_score_adj));
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
@@ -450,11 +465,12 @@ pub fn exec_into(
         }
     }
     guard.armed = false;
-    Ok((pid, pty_master))
+    Ok((guard.init, pty_master))
 }
 
 fn exec_child(
     joins: &[(LinuxNamespaceType, OwnedFd)],
+    fork_inside: bool,
     plan: &ProcessPlan,
     console: Option<&OwnedFd>,
     sync_fd: BorrowedFd,
@@ -469,6 +485,17 @@ fn exec_child(
                     namespaces::proc_name(*t)
                 )
             })?;
+    }
+    if fork_inside {
+        // SAFETY: berth is single-threaded, so the child may run arbitrary code after fork.
+        match unsafe { nix::unistd::fork() }.context("cannot fork into the pid namespace")? {
+            nix::unistd::ForkResult::Child => {}
+            nix::unistd::ForkResult::Parent { child } => {
+                let code = i32::from(sync::send(sync_fd, &Msg::Pid(child.as_raw())).is_err());
+                // SAFETY: _exit ends this intermediate process without running destructors.
+                unsafe { libc::_exit(code) }
+            }
+        }
     }
     sync::request(sync_fd, &Msg::CgroupNeeded)?;
     let pty = match console {

@@ -140,23 +140,44 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
             rel.display()
         ));
     }
-    let cgroup = CgroupPaths::create(&rel)?;
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    let cgroup = match CgroupPaths::create(&rel) {
+        Ok(cgroup) => cgroup,
+        // Rootless without delegation: like runc, go on in the caller's cgroup when nothing
+        // is to be limited.
+        Err(e) if !nix::unistd::geteuid().is_root() && cgroups::is_permission_error(&e) => {
+            if asks_for_limits(resources) {
+                return Err(e.context(
+                    "linux.resources: limits need a cgroup, and a non-root user cannot create \
+                     one here (no delegation); remove the limits or run as root",
+                ));
+            }
+            log::debug(&format!(
+                "rootless: no cgroup for the container, it stays in berth's ({e:#})"
+            ));
+            CgroupPaths::default()
+        }
+        Err(e) => return Err(e),
+    };
+    let placed = !cgroup.dirs.is_empty();
     cleanup.cgroup = Some(cgroup.clone());
-    // Limits go on before the process joins, so it never runs unlimited. Called without
-    // resources too: on a v2 host it enables the controllers down to the container's cgroup.
-    let no_resources = oci_spec::runtime::LinuxResources::default();
-    cgroups::apply_resources(
-        &cgroup,
-        linux
-            .and_then(|l| l.resources().as_ref())
-            .unwrap_or(&no_resources),
-    )?;
-    let cgroup_binds = cgroup
-        .names
-        .iter()
-        .cloned()
-        .zip(cgroup.dirs.iter().cloned())
-        .collect();
+    if placed {
+        // Limits go on before the process joins, so it never runs unlimited. Called without
+        // resources too: on a v2 host it enables the controllers down to the container's
+        // cgroup.
+        let no_resources = oci_spec::runtime::LinuxResources::default();
+        cgroups::apply_resources(&cgroup, resources.unwrap_or(&no_resources))?;
+    }
+    let cgroup_binds = if placed {
+        cgroup
+            .names
+            .iter()
+            .cloned()
+            .zip(cgroup.dirs.iter().cloned())
+            .collect()
+    } else {
+        cgroups::own_cgroup_binds()?
+    };
     let in_user_ns = ns.has(LinuxNamespaceType::User);
     let rootfs = RootfsPlan::new(
         spec,
@@ -226,6 +247,17 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
         write_pid_file(f, born.pid)?;
     }
     Ok(born)
+}
+
+/// Whether `linux.resources` sets any limit. Device rules do not count: without a cgroup
+/// they cannot be enforced, and runc ignores them for rootless containers as well (a user
+/// namespace cannot mknod, and only host devices bound in are reachable).
+fn asks_for_limits(r: Option<&oci_spec::runtime::LinuxResources>) -> bool {
+    r.is_some_and(|r| {
+        let mut r = r.clone();
+        r.set_devices(None);
+        r != oci_spec::runtime::LinuxResources::default()
+    })
 }
 
 /// Only poststart and poststop are needed after `create`; the rest ran already.
@@ -418,6 +450,14 @@ fn signal_init(st: &ContainerState, signal: Signal) -> Result<()> {
 }
 
 fn signal_all(st: &ContainerState, signal: Signal) -> Result<()> {
+    if st.cgroup.dirs.is_empty() {
+        // A rootless container placed in no cgroup: its processes cannot be told from the
+        // caller's, so only the init is signalled (in a pid namespace, SIGKILL ends them all).
+        return match signal_init(st, signal) {
+            Err(_) if state::process_start_time(st.pid) != Some(st.pid_start_time) => Ok(()),
+            r => r,
+        };
+    }
     let pids = st.cgroup.pids()?;
     for p in pids {
         match kill(Pid::from_raw(p), signal) {

@@ -160,10 +160,79 @@ fn check_ns_type(fd: BorrowedFd, want: LinuxNamespaceType) -> Result<()> {
 
 /// Parent side: writes the uid and gid maps of a process in a new user namespace.
 pub fn write_id_maps(pid: i32, plan: &NamespacePlan) -> Result<()> {
-    std::fs::write(format!("/proc/{pid}/uid_map"), &plan.uid_map)
-        .context("linux.uidMappings: cannot write uid_map")?;
-    std::fs::write(format!("/proc/{pid}/gid_map"), &plan.gid_map)
-        .context("linux.gidMappings: cannot write gid_map")?;
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        std::fs::write(format!("/proc/{pid}/uid_map"), &plan.uid_map)
+            .context("linux.uidMappings: cannot write uid_map")?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), &plan.gid_map)
+            .context("linux.gidMappings: cannot write gid_map")?;
+        return Ok(());
+    }
+    // Unprivileged: the kernel lets us write only a one-line map of our own id, and a gid map
+    // only once setgroups is denied; anything else goes through the setuid helpers (uidmap).
+    let egid = nix::unistd::getegid().as_raw();
+    if is_own_id_only(&plan.uid_map, euid.as_raw()) {
+        std::fs::write(format!("/proc/{pid}/uid_map"), &plan.uid_map)
+            .context("linux.uidMappings: cannot write uid_map")?;
+    } else {
+        run_id_map_helper(
+            "newuidmap",
+            pid,
+            &plan.uid_map,
+            "linux.uidMappings",
+            euid.as_raw(),
+        )?;
+    }
+    if is_own_id_only(&plan.gid_map, egid) {
+        std::fs::write(format!("/proc/{pid}/setgroups"), "deny")
+            .context("linux.gidMappings: cannot write \"deny\" to setgroups")?;
+        std::fs::write(format!("/proc/{pid}/gid_map"), &plan.gid_map)
+            .context("linux.gidMappings: cannot write gid_map")?;
+    } else {
+        run_id_map_helper("newgidmap", pid, &plan.gid_map, "linux.gidMappings", egid)?;
+    }
+    Ok(())
+}
+
+/// Whether a map is the single line `N <id> 1`, which an unprivileged user may write itself.
+fn is_own_id_only(map: &str, id: u32) -> bool {
+    let lines: Vec<&str> = map.lines().collect();
+    let [line] = lines.as_slice() else {
+        return false;
+    };
+    let fields: Vec<&str> = line.split_whitespace().collect();
+    matches!(fields.as_slice(), [_, host, "1"] if *host == id.to_string())
+}
+
+/// newuidmap/newgidmap PID C H S...: setuid helpers allowed to map the ranges /etc/subuid and
+/// /etc/subgid grant the caller.
+fn run_id_map_helper(helper: &str, pid: i32, map: &str, field: &str, own_id: u32) -> Result<()> {
+    // Looked up by hand: an unreadable directory in $PATH (say /root/bin after su) would make
+    // a plain spawn fail with EACCES rather than say the helper is missing.
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = std::env::split_paths(&path)
+        .chain([std::path::PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(helper))
+        .find(|p| p.is_file());
+    let Some(found) = found else {
+        bail!(
+            "{field}: as a non-root user berth can map only its own id ({own_id}) to one \
+             container id; other mappings need {helper} (package uidmap), which is not installed"
+        );
+    };
+    let out = std::process::Command::new(&found)
+        .arg(pid.to_string())
+        .args(map.split_whitespace())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("{field}: cannot run {}", found.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{field}: {helper} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
     Ok(())
 }
 
@@ -226,7 +295,11 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
 }
 
 fn become_root_in_new_userns(sync_fd: BorrowedFd) -> Result<()> {
+    // A non-dumpable process's /proc files belong to root: an unprivileged parent could not
+    // open our uid_map. Dumpable just while the parent writes the maps, as runc does.
+    nix::sys::prctl::set_dumpable(true).context("prctl(PR_SET_DUMPABLE)")?;
     sync::request(sync_fd, &Msg::MapsNeeded)?;
+    nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     set_root_ids()
 }
 
@@ -264,4 +337,19 @@ pub fn open_container_namespaces(
         out.push((t, fd.into()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_id_only_maps() {
+        assert!(is_own_id_only("0 1500 1\n", 1500));
+        assert!(is_own_id_only("5 1500 1\n", 1500));
+        assert!(!is_own_id_only("0 1500 2\n", 1500));
+        assert!(!is_own_id_only("0 1501 1\n", 1500));
+        assert!(!is_own_id_only("0 1500 1\n1 100000 1000\n", 1500));
+        assert!(!is_own_id_only("", 1500));
+    }
 }

@@ -13,9 +13,23 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 pub const DEFAULT_ROOT: &str = "/run/berth";
+
+/// `--root` when none is given: /run/berth for root; for any other user a directory of its
+/// own, `$XDG_RUNTIME_DIR/berth` or else `/tmp/berth-<uid>` (runc uses `$XDG_RUNTIME_DIR/runc`).
+pub fn default_root() -> PathBuf {
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        return PathBuf::from(DEFAULT_ROOT);
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir).join("berth"),
+        _ => PathBuf::from(format!("/tmp/berth-{euid}")),
+    }
+}
 const STATE_FILE: &str = "state.json";
 /// The socket the created-but-not-started init listens on; `start` connects and removes it.
 pub const START_SOCKET: &str = "start.sock";
@@ -92,8 +106,24 @@ impl ContainerDir {
     /// Makes a new container directory and locks it; fails if the id is taken.
     pub fn create(root: &Path, id: &str) -> Result<ContainerDir> {
         validate_id(id)?;
-        std::fs::create_dir_all(root)
+        // 0700 as runc does: a shared /tmp must not let others into a rootless user's state.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(root)
             .with_context(|| format!("--root {}: cannot create state root", root.display()))?;
+        let euid = nix::unistd::geteuid();
+        if !euid.is_root() {
+            let owner = std::fs::metadata(root)
+                .with_context(|| format!("--root {}", root.display()))?
+                .uid();
+            if owner != euid.as_raw() {
+                bail!(
+                    "--root {}: owned by uid {owner}, not by the caller (uid {euid})",
+                    root.display()
+                );
+            }
+        }
         let path = root.join(id);
         if let Err(e) = std::fs::create_dir(&path) {
             if e.kind() == ErrorKind::AlreadyExists {

@@ -290,7 +290,13 @@ impl CgroupPaths {
                 match std::fs::remove_dir(dir) {
                     Ok(()) => break,
                     Err(e) if e.kind() == ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 200 => {
+                    // The container's own directory may hold a dying process a moment
+                    // longer; a parent it made is busy because of other containers: no wait.
+                    Err(e)
+                        if e.raw_os_error() == Some(libc::EBUSY)
+                            && tries < 200
+                            && self.dirs.contains(dir) =>
+                    {
                         tries += 1;
                         std::thread::sleep(std::time::Duration::from_millis(5));
                     }
