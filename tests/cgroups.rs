@@ -59,14 +59,16 @@ fn assert_cgroup_gone(path: &str) {
     }
 }
 
-/// Removes the per-test parent directories berth made under /berth-test (berth removes
-/// only what it created, and `/berth-test/<marker>` was created for the first container).
+/// Removes the per-test parent directories under /berth-test (berth removes only what it
+/// created, and a parent it created while a sibling still used it stays).
 fn remove_test_parents(ctx: &Ctx) {
     for c in [
         "memory", "cpu", "cpuacct", "pids", "freezer", "devices", "blkio", "cpuset", "systemd",
         "unified",
     ] {
         let _ = fs::remove_dir(Path::new(V1).join(c).join("berth-test").join(&ctx.marker));
+        // Shared by the tests running in parallel: whichever finishes last removes it.
+        let _ = fs::remove_dir(Path::new(V1).join(c).join("berth-test"));
     }
 }
 
