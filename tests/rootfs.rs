@@ -500,3 +500,22 @@ fn rootfs_propagation_default_is_rslave() {
         "runc's default (rslave) lets host mounts propagate in"
     );
 }
+
+/// A non-bind mount's source goes to mount(2) as written ("proc", "tmpfs"), not as a path in
+/// the bundle; a relative bind source is a path in the bundle.
+#[test]
+fn mount_sources_are_passed_as_written() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("mountsrc");
+    let mut b = ctx.sh_bundle("awk '$5 == \"/proc\" || $5 == \"/dev\" {print $5, $(NF-1)}' /proc/self/mountinfo; cat /mnt/marker");
+    fs::write(b.path().join("marker"), "from-bundle\n").unwrap();
+    b.add_mount(json!({"destination": "/mnt/marker", "type": "bind", "source": "marker", "options": ["bind", "ro"]}));
+    let out = ctx.run_ok(&b);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        ["/proc proc", "/dev tmpfs", "from-bundle"],
+        "{out}"
+    );
+}

@@ -63,11 +63,13 @@ impl RootfsPlan {
             )?;
             let typ = m.typ().clone().unwrap_or_default();
             let is_bind = options.is_bind || typ == "bind";
+            // A relative bind source is a path in the bundle (runc runs in the bundle dir);
+            // any other source ("proc", "tmpfs", a device) goes to mount(2) as it is.
             let source = m.source().as_ref().map(|s| {
-                if s.is_absolute() {
-                    s.clone()
-                } else {
+                if is_bind && s.is_relative() {
                     bundle_dir.join(s)
+                } else {
+                    s.clone()
                 }
             });
             if is_bind {
