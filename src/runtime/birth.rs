@@ -104,17 +104,9 @@ pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
             Some(Msg::MapsNeeded) => {
                 reply(parent_end.as_fd(), namespaces::write_id_maps(pid, &plan.ns))?;
             }
-            Some(Msg::Pid(p)) => {
-                guard.init = p;
-                // The intermediate process of the general path exits once it has reported.
-                let _ = waitpid(Pid::from_raw(pid), None);
-                guard.cloned = 0;
-            }
+            Some(Msg::Pid(p)) => guard.adopt(p),
             Some(Msg::CgroupNeeded) => {
-                let r = plan
-                    .cgroup
-                    .join(guard.init)
-                    .and_then(|()| set_oom_score_adj(guard.init, plan.process.oom_score_adj));
+                let r = join_cgroup(&plan.cgroup, guard.init, plan.process.oom_score_adj);
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::HooksNeeded) => {
@@ -181,6 +173,23 @@ struct KillOnError {
     cloned: i32,
     init: i32,
     armed: bool,
+}
+
+impl KillOnError {
+    /// After a second fork the cloned process reports the container process's pid and exits:
+    /// from then on that pid is the one to kill, and the intermediate one is reaped.
+    fn adopt(&mut self, pid: i32) {
+        self.init = pid;
+        let _ = waitpid(Pid::from_raw(self.cloned), None);
+        self.cloned = 0;
+    }
+}
+
+/// Parent side of `CgroupNeeded`: the process joins the container's cgroup and gets its
+/// oom_score_adj (which needs privileges the process may not keep).
+fn join_cgroup(cgroup: &CgroupPaths, pid: i32, oom_score_adj: Option<i32>) -> Result<()> {
+    cgroup.join(pid)?;
+    set_oom_score_adj(pid, oom_score_adj)
 }
 
 impl Drop for KillOnError {
@@ -445,17 +454,9 @@ pub fn exec_into(
     let mut pty_master = None;
     loop {
         match sync::recv(parent_end.as_fd())? {
-            Some(Msg::Pid(p)) => {
-                guard.init = p;
-                // The intermediate process exits once it has reported.
-                let _ = waitpid(Pid::from_raw(pid), None);
-                guard.cloned = 0;
-            }
+            Some(Msg::Pid(p)) => guard.adopt(p),
             Some(Msg::CgroupNeeded) => {
-                let r = st
-                    .cgroup
-                    .join(guard.init)
-                    .and_then(|()| set_oom_score_adj(guard.init, plan.oom_score_adj));
+                let r = join_cgroup(&st.cgroup, guard.init, plan.oom_score_adj);
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),

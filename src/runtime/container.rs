@@ -141,7 +141,8 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
         ));
     }
     let resources = linux.and_then(|l| l.resources().as_ref());
-    let cgroup = match CgroupPaths::create(&rel) {
+    let mounted = cgroups::hierarchies()?;
+    let cgroup = match CgroupPaths::create_on(&rel, &mounted) {
         Ok(cgroup) => cgroup,
         // Rootless without delegation: like runc, go on in the caller's cgroup when nothing
         // is to be limited.
@@ -166,7 +167,7 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
         // resources too: on a v2 host it enables the controllers down to the container's
         // cgroup.
         let no_resources = oci_spec::runtime::LinuxResources::default();
-        cgroups::apply_resources(&cgroup, resources.unwrap_or(&no_resources))?;
+        cgroups::apply_resources_on(&cgroup, &mounted, resources.unwrap_or(&no_resources))?;
     }
     let cgroup_binds = if placed {
         cgroup

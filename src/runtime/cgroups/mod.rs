@@ -11,8 +11,8 @@ mod v1;
 mod v2;
 
 pub use resources::{
-    apply_resources, device_rules, freeze, layout, oom_kill_count, stats, thaw, update_resources,
-    DeviceRule, Layout,
+    apply_resources, apply_resources_on, device_rules, freeze, layout, oom_kill_count, stats, thaw,
+    update_resources, DeviceRule, Layout,
 };
 
 use anyhow::{bail, Context, Result};
@@ -189,14 +189,18 @@ pub struct CgroupPaths {
 impl CgroupPaths {
     /// Creates the container's cgroup in every hierarchy (not yet joined).
     pub fn create(rel: &Path) -> Result<CgroupPaths> {
+        Self::create_on(rel, &hierarchies()?)
+    }
+
+    /// [`CgroupPaths::create`] on hierarchies the caller has already read.
+    pub fn create_on(rel: &Path, all: &[Hierarchy]) -> Result<CgroupPaths> {
         let mut paths = CgroupPaths::default();
         let result = (|| {
-            let all = hierarchies()?;
             if all.is_empty() {
                 bail!("no cgroup hierarchy is mounted");
             }
             let v1_present = all.iter().any(|h| !h.unified);
-            for h in &all {
+            for h in all {
                 let base = rel_from_mount_root(h, rel);
                 let dir = h.mount_point.join(&base);
                 if rel.starts_with("berth") {

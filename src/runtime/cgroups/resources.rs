@@ -47,7 +47,17 @@ pub enum Layout {
 /// On v2 the device rules are validated here but enforced by the eBPF program (see
 /// [`device_rules`]).
 pub fn apply_resources(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
-    let mut dirs = ControllerDirs::of(paths)?;
+    apply_resources_on(paths, &hierarchies()?, r)
+}
+
+/// [`apply_resources`] with the hierarchies the caller already read for
+/// `CgroupPaths::create_on`: `create` reads /proc/self/mountinfo once.
+pub fn apply_resources_on(
+    paths: &CgroupPaths,
+    mounted: &[Hierarchy],
+    r: &LinuxResources,
+) -> Result<()> {
+    let mut dirs = ControllerDirs::from_hierarchies(paths, mounted)?;
     if dirs.layout == Layout::V2 {
         dirs.enable_v2_controllers()?;
     }
