@@ -251,3 +251,253 @@ fn apparmor_or_selinux_asked_for_on_a_host_without_them_is_an_error() {
         assert!(!ctx.state_dir(&id).exists());
     }
 }
+
+/// A seccomp agent (runtime spec, "Seccomp notify"): accepts connections on `listenerPath`,
+/// records each container process state it is sent, and answers every notified call with a
+/// faked success (return value 0, the call not made).
+struct SeccompAgent {
+    path: std::path::PathBuf,
+    states: std::sync::mpsc::Receiver<(Value, usize)>,
+}
+
+// struct seccomp_notif and seccomp_notif_resp (linux/seccomp.h) and their ioctls.
+#[repr(C)]
+#[derive(Default)]
+struct SeccompNotif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    nr: i32,
+    arch: u32,
+    instruction_pointer: u64,
+    args: [u64; 6],
+}
+#[repr(C)]
+struct SeccompNotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc050_2100;
+const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc018_2101;
+
+impl SeccompAgent {
+    fn start(ctx: &Ctx) -> SeccompAgent {
+        let path = ctx.dir("agent").join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let (tx, states) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    let (state, fd) = Self::receive(&conn);
+                    let answered = Self::answer_until_hangup(&fd);
+                    let _ = tx.send((state, answered));
+                });
+            }
+        });
+        SeccompAgent { path, states }
+    }
+
+    /// The container process state and the listener, in one message.
+    fn receive(conn: &std::os::unix::net::UnixStream) -> (Value, std::os::fd::OwnedFd) {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        use std::os::fd::{AsRawFd, FromRawFd};
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut control = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut control),
+            MsgFlags::empty(),
+        )
+        .unwrap();
+        let mut fds = Vec::new();
+        for c in msg.cmsgs().unwrap() {
+            if let ControlMessageOwned::ScmRights(r) = c {
+                fds.extend(r);
+            }
+        }
+        let len = msg.bytes;
+        assert_eq!(fds.len(), 1, "one listener per message");
+        // SAFETY: SCM_RIGHTS just installed this fd in our table; nothing else owns it.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fds[0]) };
+        // The sender may split a long message: read the rest until it closes.
+        let mut text = buf[..len].to_vec();
+        std::io::Read::read_to_end(&mut &*conn, &mut text).unwrap();
+        (serde_json::from_slice(&text).unwrap(), fd)
+    }
+
+    /// Answers notifications until no process uses the filter any more; returns how many.
+    fn answer_until_hangup(fd: &std::os::fd::OwnedFd) -> usize {
+        use std::os::fd::AsRawFd;
+        let mut answered = 0;
+        loop {
+            let mut pfd = libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            if unsafe { libc::poll(&mut pfd, 1, 30_000) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+                return answered;
+            }
+            let mut notif = SeccompNotif::default();
+            // SAFETY: the kernel fills the zeroed struct seccomp_notif we own.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut notif) } != 0 {
+                continue; // the caller went away (ENOENT) or a signal: poll again
+            }
+            let resp = SeccompNotifResp {
+                id: notif.id,
+                val: 0,
+                error: 0,
+                flags: 0,
+            };
+            // SAFETY: the kernel reads the struct seccomp_notif_resp we own.
+            if unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &resp) } == 0 {
+                answered += 1;
+            }
+        }
+    }
+
+    fn profile(&self) -> Value {
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": self.path,
+            "listenerMetadata": "berth-test-metadata",
+            "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        })
+    }
+
+    /// The next container process state the agent was sent, and how many calls it answered
+    /// for that process before its filter's last user went away.
+    fn next(&self) -> (Value, usize) {
+        self.states
+            .recv_timeout(WAIT_TIMEOUT)
+            .expect("the seccomp agent got no listener")
+    }
+}
+
+#[test]
+fn seccomp_notify_sends_the_listener_and_state_to_the_agent() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("scnotify");
+    let agent = SeccompAgent::start(&ctx);
+    let mut b = ctx.bundle();
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["linux"]["seccomp"] = agent.profile();
+    // The agent fakes success: mkdir "works" but makes nothing.
+    b.sh("mkdir /dev/shm/x && echo mkdir-ok; test -d /dev/shm/x && echo exists || echo absent");
+    let id = ctx.id("n");
+    let out = ctx.run(&b, &id);
+    assert_eq!(out.code(), 0, "{out}");
+    assert_eq!(out.lines(), ["mkdir-ok", "absent"], "{out}");
+    let (state, answered) = agent.next();
+    assert_eq!(state["fds"], json!(["seccompFd"]), "{state}");
+    assert_eq!(state["metadata"], "berth-test-metadata", "{state}");
+    assert!(state["pid"].as_i64().unwrap() > 1, "{state}");
+    assert_eq!(state["state"]["id"], id.as_str(), "{state}");
+    assert_eq!(state["state"]["status"], "creating", "{state}");
+    assert_eq!(state["state"]["pid"], state["pid"], "{state}");
+    assert!(state["ociVersion"].is_string(), "{state}");
+    assert_eq!(answered, 1, "{state}");
+}
+
+#[test]
+fn seccomp_notify_reaches_the_agent_for_exec_too() {
+    if skip() || berth_only("runc 1.1 sends exec listeners too, but the test agent is berth's") {
+        return;
+    }
+    let ctx = Ctx::new("scnotexec");
+    let agent = SeccompAgent::start(&ctx);
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.config["linux"]["seccomp"] = agent.profile();
+    let (id, pid) = ctx.sleeper_from(&b, "e");
+    let out = ctx
+        .rt(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "mkdir /dev/shm/y && echo mkdir-ok; test -d /dev/shm/y || echo absent",
+        ])
+        .ok();
+    assert_eq!(out.lines(), ["mkdir-ok", "absent"], "{out}");
+    // The exec process's listener: it is gone now, so its answer count is final.
+    let (exec_state, answered) = agent.next();
+    assert_eq!(exec_state["state"]["status"], "running", "{exec_state}");
+    assert_eq!(exec_state["state"]["pid"], pid, "{exec_state}");
+    assert_ne!(exec_state["pid"], pid, "{exec_state}");
+    assert_eq!(answered, 1, "{exec_state}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+    let (init_state, answered) = agent.next();
+    assert_eq!(init_state["pid"], pid, "{init_state}");
+    assert_eq!(answered, 0, "{init_state}");
+}
+
+#[test]
+fn seccomp_notify_without_an_agent_fails_clearly_and_leaves_nothing() {
+    if skip() || berth_only("error wording") {
+        return;
+    }
+    let ctx = Ctx::new("scnoagent");
+    let mut b = ctx.bundle();
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": ctx.dir("agent").join("nobody.sock"),
+        "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let id = ctx.id("x");
+    let out = ctx.try_create(&b, &id);
+    assert!(!out.success(), "{out}");
+    assert!(
+        out.stderr
+            .contains("linux.seccomp.listenerPath: cannot connect to the seccomp agent"),
+        "{out}"
+    );
+    ctx.assert_no_trace(&id);
+}
+
+#[test]
+fn the_runtime_binary_cannot_be_reopened_from_inside_the_container() {
+    if skip() || berth_only("runc 1.1 answers CVE-2019-5736 with a memfd copy instead") {
+        return;
+    }
+    let ctx = Ctx::new("secexe");
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    let id = ctx.id("c");
+    // Created, not started: the container's pid 1 is still berth, waiting to exec.
+    let pid = ctx.create(&b, &id);
+    assert!(fs::read_link(format!("/proc/{pid}/exe"))
+        .unwrap()
+        .ends_with("berth"));
+    // A process in the container (root, default capabilities) tries to read, write and
+    // follow berth's executable through /proc/1/exe, as CVE-2019-5736's exploit did.
+    let out = ctx.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "readlink /proc/1/exe || echo no-readlink; cat /proc/1/exe >/dev/null || echo no-read; \
+         echo x >>/proc/1/exe || echo no-write; \
+         for f in /proc/1/fd/*; do readlink $f || cat $f </dev/null >/dev/null || echo no-fd; done",
+    ]);
+    assert_eq!(out.code(), 0, "{out}");
+    let lines = out.lines();
+    assert_eq!(lines[..3], ["no-readlink", "no-read", "no-write"], "{out}");
+    // Its descriptors (stdio, the start socket) can be neither followed nor reopened.
+    assert!(
+        lines.len() > 3 && lines[3..].iter().all(|l| *l == "no-fd"),
+        "{out}"
+    );
+    assert!(out.stderr.contains("Permission denied"), "{out}");
+    ctx.rt(&["delete", "--force", &id]).ok();
+}

@@ -133,6 +133,14 @@ pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
                 }
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
+            Some(Msg::SeccompListenerFollows) => {
+                let mut state = plan.state.clone();
+                state.pid = guard.init;
+                let state = oci_state_json(&state, Status::Creating);
+                let r =
+                    pass_listener_to_agent(parent_end.as_fd(), &plan.process, guard.init, state);
+                reply(parent_end.as_fd(), r)?;
+            }
             Some(Msg::Ready) => break,
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the container process"),
@@ -320,7 +328,7 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd) -> Result<Infallible> {
         (None, Release::Sync) => Some(PtyDestination::Berth(sync_fd)),
         (None, Release::StartSocket(_)) => None,
     };
-    let ready = process::prepare(&plan.process, true, pty)?;
+    let ready = process::prepare(&plan.process, true, pty, sync_fd)?;
     sync::send(sync_fd, &Msg::Ready)?;
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
@@ -368,6 +376,25 @@ fn accept(listener: BorrowedFd) -> Result<OwnedFd> {
             Err(e) => return Err(e).context("waiting for start: accept failed"),
         }
     }
+}
+
+/// Receives the seccomp notify listener from the container process and sends it, with the
+/// container process state, to the agent at `listenerPath`.
+fn pass_listener_to_agent(
+    sync_fd: BorrowedFd,
+    process: &ProcessPlan,
+    pid: i32,
+    state: serde_json::Value,
+) -> Result<()> {
+    let (listener_fd, _) = tty::recv_fd(sync_fd)?;
+    let agent = process
+        .seccomp
+        .as_ref()
+        .and_then(|s| s.listener())
+        .context(
+            "sync channel: a seccomp listener arrived, but the profile has no SCMP_ACT_NOTIFY",
+        )?;
+    crate::runtime::seccomp::send_to_agent(agent, listener_fd.as_fd(), pid, state)
 }
 
 fn set_domainname(name: &str) -> Result<()> {
@@ -460,6 +487,11 @@ pub fn exec_into(
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
+            Some(Msg::SeccompListenerFollows) => {
+                let state = oci_state_json(st, Status::Running);
+                let r = pass_listener_to_agent(parent_end.as_fd(), plan, guard.init, state);
+                reply(parent_end.as_fd(), r)?;
+            }
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the exec process"),
             None => break, // exec'd: the child's end closed on exec
@@ -503,6 +535,6 @@ fn exec_child(
         Some(c) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
         None => Some(PtyDestination::Berth(sync_fd)),
     };
-    let ready = process::prepare(plan, false, pty)?;
+    let ready = process::prepare(plan, false, pty, sync_fd)?;
     process::exec(&ready)
 }

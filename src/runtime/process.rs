@@ -218,6 +218,7 @@ pub fn prepare(
     plan: &ProcessPlan,
     new_session: bool,
     pty: Option<PtyDestination>,
+    sync_fd: BorrowedFd,
 ) -> Result<ReadyToExec> {
     if new_session || plan.terminal {
         nix::unistd::setsid().context("setsid")?;
@@ -256,7 +257,7 @@ pub fn prepare(
     // Without no_new_privs the kernel requires CAP_SYS_ADMIN to load a filter: load it while
     // we still have it (the filter then also governs the set-up calls below).
     if let (Some(filter), false) = (&plan.seccomp, plan.no_new_privs) {
-        seccomp::install(filter).context("linux.seccomp")?;
+        load_seccomp(filter, sync_fd)?;
     }
     if let Some(c) = &plan.caps {
         caps::drop_bounding_set(c)?;
@@ -304,13 +305,29 @@ pub fn prepare(
     close_fds_on_exec(3 + plan.inherited_fds);
     // As late as possible: what remains is waiting to be started and the exec.
     if let (Some(filter), true) = (&plan.seccomp, plan.no_new_privs) {
-        seccomp::install(filter).context("linux.seccomp")?;
+        load_seccomp(filter, sync_fd)?;
     }
     Ok(ReadyToExec {
         path,
         argv: plan.argv.clone(),
         env,
     })
+}
+
+/// Loads the filter; a notify listener goes to berth, which passes it to the agent before
+/// this process makes another call the agent may have to answer.
+fn load_seccomp(filter: &SeccompProgram, sync_fd: BorrowedFd) -> Result<()> {
+    let Some(listener) = seccomp::install(filter).context("linux.seccomp")? else {
+        return Ok(());
+    };
+    sync::send(sync_fd, &Msg::SeccompListenerFollows)?;
+    tty::send_fd(sync_fd, listener.as_fd(), "seccomp")?;
+    drop(listener);
+    match sync::recv(sync_fd)? {
+        Some(Msg::Done) => Ok(()),
+        Some(Msg::Error(e)) => bail!("{e}"),
+        other => bail!("sync channel: unexpected {other:?} after passing the seccomp listener"),
+    }
 }
 
 /// The end of the line: becomes the container's program.

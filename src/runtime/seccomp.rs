@@ -76,13 +76,19 @@
 //!   on x86_64 that is any number with the x32 bit 0x40000000 set, -1 included. Any other
 //!   architecture is an error.
 //! - Flags: `SECCOMP_FILTER_FLAG_LOG`, `SECCOMP_FILTER_FLAG_SPEC_ALLOW` and
-//!   `SECCOMP_FILTER_FLAG_TSYNC` go to seccomp(2); `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV` is
-//!   accepted and not passed (the kernel takes it only with a notify listener).
+//!   `SECCOMP_FILTER_FLAG_TSYNC` go to seccomp(2); `SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV`
+//!   too when an action is `SCMP_ACT_NOTIFY`, else it is noted and not passed (the kernel
+//!   takes it only with a notify listener).
+//! - `SCMP_ACT_NOTIFY`: the filter is loaded with `SECCOMP_FILTER_FLAG_NEW_LISTENER`; the
+//!   container process passes the listener to berth, which sends it with the container
+//!   process state to the agent at `listenerPath` (runtime spec, "Seccomp notify") before the
+//!   process goes on. It cannot be the default action, nor apply to the calls that pass the
+//!   listener on (see `CALLS_PASSING_THE_LISTENER`).
 //!
-//! Not supported: `SCMP_ACT_NOTIFY` (and so `listenerPath`, `listenerMetadata`) is an error;
-//! runc's trick of answering ENOSYS for calls newer than the profile is not done.
+//! Not supported: runc's trick of answering ENOSYS for calls newer than the profile is not done.
 
 use std::collections::{BTreeMap, HashMap};
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{
@@ -105,6 +111,15 @@ pub struct SeccompProgram {
     flags: libc::c_ulong,
     skipped_syscalls: Vec<String>,
     notes: Vec<String>,
+    /// Where the notify listener goes (`listenerPath`), when an action is `SCMP_ACT_NOTIFY`.
+    listener: Option<NotifyListener>,
+}
+
+/// The seccomp agent's socket and the opaque string it is given with the listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyListener {
+    pub path: std::path::PathBuf,
+    pub metadata: String,
 }
 
 impl SeccompProgram {
@@ -118,6 +133,11 @@ impl SeccompProgram {
     /// one sentence each, naming the field.
     pub fn notes(&self) -> &[String] {
         &self.notes
+    }
+
+    /// The agent that gets the notify listener, when the profile uses `SCMP_ACT_NOTIFY`.
+    pub fn listener(&self) -> Option<&NotifyListener> {
+        self.listener.as_ref()
     }
 
     /// The number of BPF instructions of the filter (the kernel takes at most 4096).
@@ -230,14 +250,14 @@ enum Action {
     Trace(u16),
     Log,
     Allow,
+    Notify,
 }
 
 impl Action {
-    /// `action_field` names the action for messages, `errno_field` its errno value.
+    /// `errno_field` names the action's errno value for messages.
     fn from_spec(
         action: LinuxSeccompAction,
         errno_ret: Option<u32>,
-        action_field: &str,
         errno_field: &str,
     ) -> Result<Self> {
         let data = || -> Result<u16> {
@@ -261,9 +281,7 @@ impl Action {
             LinuxSeccompAction::ScmpActTrace => Action::Trace(data()?),
             LinuxSeccompAction::ScmpActLog => Action::Log,
             LinuxSeccompAction::ScmpActAllow => Action::Allow,
-            LinuxSeccompAction::ScmpActNotify => {
-                bail!("{action_field}: SCMP_ACT_NOTIFY is not supported yet")
-            }
+            LinuxSeccompAction::ScmpActNotify => Action::Notify,
         })
     }
 
@@ -277,6 +295,7 @@ impl Action {
             Action::Trace(message) => libc::SECCOMP_RET_TRACE | u32::from(message),
             Action::Log => libc::SECCOMP_RET_LOG,
             Action::Allow => libc::SECCOMP_RET_ALLOW,
+            Action::Notify => libc::SECCOMP_RET_USER_NOTIF,
         }
     }
 }
@@ -354,14 +373,14 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram> {
         &native,
         &mut notes,
     )?;
-    let flags = filter_flags(seccomp.flags().as_deref().unwrap_or(&[]), &mut notes);
-
     let default_action = Action::from_spec(
         seccomp.default_action(),
         seccomp.default_errno_ret(),
-        "linux.seccomp.defaultAction",
         "linux.seccomp.defaultErrnoRet",
     )?;
+    if default_action == Action::Notify {
+        bail!("linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default action: berth's own calls between loading the filter and passing the listener on would wait for an agent that does not have it yet");
+    }
 
     // The rule chain of each system call, in listing order: the first matching rule decides.
     let mut chains: BTreeMap<u32, Vec<Rule>> = BTreeMap::new();
@@ -371,7 +390,6 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram> {
         let action = Action::from_spec(
             entry.action(),
             entry.errno_ret(),
-            &format!("{field}.action"),
             &format!("{field}.errnoRet"),
         )?;
         let args = entry.args().as_deref().unwrap_or(&[]);
@@ -401,6 +419,9 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram> {
                 }
                 continue;
             };
+            if action == Action::Notify && CALLS_PASSING_THE_LISTENER.contains(&name.as_str()) {
+                bail!("{field}.names[{name_index}]: SCMP_ACT_NOTIFY on {name} would deadlock: berth makes that call to pass the listener to the agent");
+            }
             let chain = chains.entry(number).or_default();
             // After an unconditional rule nothing later in the chain can match.
             if chain.last().is_some_and(|rule| rule.conditions.is_empty()) {
@@ -413,6 +434,32 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram> {
         }
     }
 
+    let uses_notify = chains
+        .values()
+        .flatten()
+        .any(|rule| rule.action == Action::Notify);
+    let mut flags = filter_flags(
+        seccomp.flags().as_deref().unwrap_or(&[]),
+        uses_notify,
+        &mut notes,
+    );
+    let listener = match (uses_notify, seccomp.listener_path()) {
+        (false, _) => None,
+        (true, None) => bail!(
+            "linux.seccomp.listenerPath: required: an action is SCMP_ACT_NOTIFY, and the notify listener must go to an agent"
+        ),
+        (true, Some(path)) if !path.is_absolute() => bail!(
+            "linux.seccomp.listenerPath: {} is not an absolute path",
+            path.display()
+        ),
+        (true, Some(path)) => {
+            flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+            Some(NotifyListener {
+                path: path.clone(),
+                metadata: seccomp.listener_metadata().clone().unwrap_or_default(),
+            })
+        }
+    };
     let instructions = generate(&native, default_action, &chains)?;
     if instructions.len() > MAX_INSTRUCTIONS {
         bail!(
@@ -425,6 +472,7 @@ pub fn compile(seccomp: &LinuxSeccomp) -> Result<SeccompProgram> {
         flags,
         skipped_syscalls,
         notes,
+        listener,
     })
 }
 
@@ -460,8 +508,52 @@ fn check_architectures(
     Ok(())
 }
 
+/// Sends the notify `listener` to the seccomp agent: one message on a new connection to
+/// `listenerPath`, holding the container process state (runtime spec, "Seccomp") as JSON and
+/// the listener as SCM_RIGHTS, named by `fds`.
+pub fn send_to_agent(
+    agent: &NotifyListener,
+    listener: std::os::fd::BorrowedFd,
+    pid: i32,
+    state: serde_json::Value,
+) -> Result<()> {
+    let message = serde_json::json!({
+        "ociVersion": state["ociVersion"].clone(),
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": agent.metadata,
+        "state": state,
+    });
+    let socket = std::os::unix::net::UnixStream::connect(&agent.path).with_context(|| {
+        format!(
+            "linux.seccomp.listenerPath: cannot connect to the seccomp agent at {}",
+            agent.path.display()
+        )
+    })?;
+    crate::runtime::tty::send_fd(
+        std::os::fd::AsFd::as_fd(&socket),
+        listener,
+        &message.to_string(),
+    )
+    .with_context(|| {
+        format!(
+            "linux.seccomp.listenerPath: cannot send the listener to {}",
+            agent.path.display()
+        )
+    })
+}
+
+/// The calls berth makes between loading a filter and the agent holding its listener
+/// (sending the listener over the sync channel and waiting for the reply): notifying one of
+/// them would wait forever.
+const CALLS_PASSING_THE_LISTENER: &[&str] = &["sendmsg", "sendto", "recvmsg", "recvfrom"];
+
 /// The seccomp(2) flags for `linux.seccomp.flags`.
-fn filter_flags(flags: &[LinuxSeccompFilterFlag], notes: &mut Vec<String>) -> libc::c_ulong {
+fn filter_flags(
+    flags: &[LinuxSeccompFilterFlag],
+    uses_notify: bool,
+    notes: &mut Vec<String>,
+) -> libc::c_ulong {
     let mut bits = 0;
     for (index, flag) in flags.iter().enumerate() {
         bits |= match flag {
@@ -470,6 +562,9 @@ fn filter_flags(flags: &[LinuxSeccompFilterFlag], notes: &mut Vec<String>) -> li
                 libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW
             }
             LinuxSeccompFilterFlag::SeccompFilterFlagTsync => libc::SECCOMP_FILTER_FLAG_TSYNC,
+            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv if uses_notify => {
+                libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
+            }
             LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => {
                 // The kernel rejects it without SECCOMP_FILTER_FLAG_NEW_LISTENER.
                 notes.push(format!(
@@ -750,7 +845,7 @@ impl Assembler {
 
 /// Load the compiled filter into the calling thread (see the module documentation for where
 /// the caller must call it). The kernel copies the program; `program` may be dropped after.
-pub fn install(program: &SeccompProgram) -> Result<()> {
+pub fn install(program: &SeccompProgram) -> Result<Option<OwnedFd>> {
     let fprog = SockFprog {
         // compile() keeps programs within 4096 instructions.
         len: program.instructions.len() as libc::c_ushort,
@@ -766,8 +861,12 @@ pub fn install(program: &SeccompProgram) -> Result<()> {
             &fprog as *const SockFprog,
         )
     };
+    if program.flags & libc::SECCOMP_FILTER_FLAG_NEW_LISTENER != 0 && result >= 0 {
+        // SAFETY: with NEW_LISTENER seccomp(2) returns a new fd that nothing else owns.
+        return Ok(Some(unsafe { OwnedFd::from_raw_fd(result as RawFd) }));
+    }
     if result == 0 {
-        return Ok(());
+        return Ok(None);
     }
     if result > 0 {
         bail!("seccomp(2): thread {result} could not be synchronized to the filter (SECCOMP_FILTER_FLAG_TSYNC)");
@@ -788,7 +887,7 @@ pub fn install(program: &SeccompProgram) -> Result<()> {
                 let error = std::io::Error::last_os_error();
                 bail!("prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER): {error}");
             }
-            Ok(())
+            Ok(None)
         }
         Some(libc::EACCES) => bail!(
             "seccomp(2): {error}: the process has neither no_new_privs nor CAP_SYS_ADMIN; load the filter after prctl(PR_SET_NO_NEW_PRIVS) or before dropping capabilities"
@@ -809,6 +908,14 @@ fn flag_names(bits: libc::c_ulong) -> String {
         (
             libc::SECCOMP_FILTER_FLAG_SPEC_ALLOW,
             "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        ),
+        (
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+            "SECCOMP_FILTER_FLAG_NEW_LISTENER",
+        ),
+        (
+            libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
         ),
     ]
     .iter()
@@ -1173,14 +1280,26 @@ mod tests {
             );
         }
         assert_eq!(
-            compile_error(json!({"defaultAction": "SCMP_ACT_NOTIFY"})),
-            "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY is not supported yet"
+            compile_error(json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": "/a"})),
+            "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default action: berth's own calls between loading the filter and passing the listener on would wait for an agent that does not have it yet"
         );
         assert_eq!(
             compile_error(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
                 {"names": ["close"], "action": "SCMP_ACT_ERRNO"},
                 {"names": ["openat"], "action": "SCMP_ACT_NOTIFY"}]})),
-            "linux.seccomp.syscalls[1].action: SCMP_ACT_NOTIFY is not supported yet"
+            "linux.seccomp.listenerPath: required: an action is SCMP_ACT_NOTIFY, and the notify listener must go to an agent"
+        );
+        assert_eq!(
+            compile_error(
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "agent.sock",
+                "syscalls": [{"names": ["openat"], "action": "SCMP_ACT_NOTIFY"}]})
+            ),
+            "linux.seccomp.listenerPath: agent.sock is not an absolute path"
+        );
+        assert_eq!(
+            compile_error(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/a",
+                "syscalls": [{"names": ["mkdir", "sendmsg"], "action": "SCMP_ACT_NOTIFY"}]})),
+            "linux.seccomp.syscalls[0].names[1]: SCMP_ACT_NOTIFY on sendmsg would deadlock: berth makes that call to pass the listener to the agent"
         );
         assert_eq!(
             compile_error(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [

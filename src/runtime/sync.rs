@@ -30,6 +30,9 @@ pub enum Msg {
     PtyFollows,
     /// Parent → child, in reply to HooksNeeded: hooks ran; the OCI state for the container's hooks.
     State(String),
+    /// Child → parent: the seccomp notify listener follows as an SCM_RIGHTS message; pass it
+    /// to the agent and reply `Done`.
+    SeccompListenerFollows,
 }
 
 impl Msg {
@@ -45,6 +48,7 @@ impl Msg {
             Msg::Error(s) => (8, s.as_bytes().to_vec()),
             Msg::PtyFollows => (9, vec![]),
             Msg::State(s) => (10, s.as_bytes().to_vec()),
+            Msg::SeccompListenerFollows => (11, vec![]),
         };
         let mut v = Vec::with_capacity(1 + payload.len());
         v.push(tag);
@@ -67,6 +71,7 @@ impl Msg {
             8 => Msg::Error(String::from_utf8_lossy(p).into_owned()),
             9 => Msg::PtyFollows,
             10 => Msg::State(String::from_utf8_lossy(p).into_owned()),
+            11 => Msg::SeccompListenerFollows,
             t => bail!("unknown sync message {t}"),
         })
     }
