@@ -48,13 +48,10 @@ fn create_start_kill_delete() {
 
     // start: the program runs.
     ctx.start(&id);
+    // The shell creates the file before it writes to it: wait for the whole line.
     wait_until("the container to write /mnt/started", || {
-        out.join("started").exists()
+        fs::read_to_string(out.join("started")).is_ok_and(|s| s == "started\n")
     });
-    assert_eq!(
-        fs::read_to_string(out.join("started")).unwrap(),
-        "started\n"
-    );
     assert_eq!(ctx.status(&id), "running");
     assert_eq!(ctx.pid(&id), pid, "pid changed across start");
     assert!(

@@ -86,10 +86,10 @@ impl BirthPlan {
 /// Parent side: clones the container process and walks it through set-up.
 pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
     let (parent_end, child_end) = sync::channel()?;
-    let pid = clone_process(plan.ns.clone_flags())?;
+    let (pid, entry) = clone_process(plan.ns.clone_flags(), &plan.cgroup)?;
     if pid == 0 {
         drop(parent_end);
-        child_main(plan, child_end);
+        child_main(plan, child_end, entry);
     }
     drop(child_end);
     let mut guard = KillOnError {
@@ -106,7 +106,7 @@ pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
             }
             Some(Msg::Pid(p)) => guard.adopt(p),
             Some(Msg::CgroupNeeded) => {
-                let r = join_cgroup(&plan.cgroup, guard.init, plan.process.oom_score_adj);
+                let r = entry.finish(&plan.cgroup, guard.init, plan.process.oom_score_adj);
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::HooksNeeded) => {
@@ -168,7 +168,7 @@ fn reply(fd: BorrowedFd, r: Result<()>) -> Result<()> {
     }
 }
 
-fn set_oom_score_adj(pid: i32, adj: Option<i32>) -> Result<()> {
+fn set_oom_score_adj(pid: &str, adj: Option<i32>) -> Result<()> {
     if let Some(adj) = adj {
         std::fs::write(format!("/proc/{pid}/oom_score_adj"), adj.to_string())
             .with_context(|| format!("process.oomScoreAdj: cannot set {adj}"))?;
@@ -193,11 +193,41 @@ impl KillOnError {
     }
 }
 
-/// Parent side of `CgroupNeeded`: the process joins the container's cgroup and gets its
-/// oom_score_adj (which needs privileges the process may not keep).
-fn join_cgroup(cgroup: &CgroupPaths, pid: i32, oom_score_adj: Option<i32>) -> Result<()> {
-    cgroup.join(pid)?;
-    set_oom_score_adj(pid, oom_score_adj)
+/// How a new process gets into the container's cgroups, decided before the clone so that both
+/// sides agree. When berth is privileged, the process joins the v1 hierarchies itself before
+/// it enters any namespace ([`CgroupPaths::join_self_v1`]: a write from outside costs an RCU
+/// grace period) and is cloned straight into the cgroup2 directory (`CLONE_INTO_CGROUP`);
+/// berth adds it from outside (`CgroupNeeded`) only for what that did not do. Unprivileged,
+/// berth does it all from outside, as the process may lose the right once in its namespaces.
+#[derive(Debug, Clone, Copy)]
+struct CgroupEntry {
+    self_join_v1: bool,
+    cloned_into_v2: bool,
+}
+
+impl CgroupEntry {
+    /// Child side, before entering namespaces.
+    fn join_self(self, cgroup: &CgroupPaths, oom_score_adj: Option<i32>) -> Result<()> {
+        if self.self_join_v1 {
+            cgroup.join_self_v1()?;
+            set_oom_score_adj("self", oom_score_adj)?;
+        }
+        Ok(())
+    }
+
+    fn needs_berth(self, cgroup: &CgroupPaths) -> bool {
+        !self.self_join_v1 || (!self.cloned_into_v2 && cgroup.v2_dir().is_some())
+    }
+
+    /// Parent side of `CgroupNeeded`: the rest of the joining, and the oom_score_adj (which
+    /// needs privileges the process may not keep).
+    fn finish(self, cgroup: &CgroupPaths, pid: i32, oom_score_adj: Option<i32>) -> Result<()> {
+        if self.self_join_v1 {
+            return cgroup.join_v2(pid);
+        }
+        cgroup.join(pid)?;
+        set_oom_score_adj(&pid.to_string(), oom_score_adj)
+    }
 }
 
 impl Drop for KillOnError {
@@ -217,7 +247,58 @@ impl Drop for KillOnError {
 /// clone3 with fork semantics (no new stack: the child continues from here on a copy of ours,
 /// which is safe because berth is single-threaded). Falls back to clone(2) where a seccomp
 /// filter answers ENOSYS for clone3.
-fn clone_process(flags: libc::c_int) -> Result<i32> {
+///
+/// When berth is privileged and the container has a cgroup2 directory, the process is cloned
+/// into it (`CLONE_INTO_CGROUP`), falling back to a plain clone where the kernel refuses.
+fn clone_process(flags: libc::c_int, cgroup: &CgroupPaths) -> Result<(i32, CgroupEntry)> {
+    let self_join_v1 = nix::unistd::geteuid().is_root() && !cgroup.dirs.is_empty();
+    let v2_dir = cgroup
+        .v2_dir()
+        .filter(|_| self_join_v1)
+        .and_then(|dir| std::fs::File::open(dir).ok());
+    if let Some(dir) = &v2_dir {
+        let into = flags as u32 as u64 | CLONE_INTO_CGROUP;
+        if let Ok(pid) = clone3(into, std::os::fd::AsRawFd::as_raw_fd(dir) as u64) {
+            let entry = CgroupEntry {
+                self_join_v1,
+                cloned_into_v2: true,
+            };
+            return Ok((pid, entry));
+        }
+    }
+    let entry = CgroupEntry {
+        self_join_v1,
+        cloned_into_v2: false,
+    };
+    let pid = match clone3(flags as u32 as u64, 0) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            // SAFETY: fork semantics as for clone3; a null stack makes clone(2) behave like fork.
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (flags | libc::SIGCHLD) as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(r as i32)
+            }
+        }
+        other => other,
+    };
+    let pid = pid.context("cannot clone the container process")?;
+    Ok((pid, entry))
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3(2) with fork semantics: no new stack, SIGCHLD at exit.
+fn clone3(flags: u64, cgroup_fd: u64) -> std::io::Result<i32> {
     #[repr(C)]
     #[derive(Default)]
     struct CloneArgs {
@@ -234,45 +315,34 @@ fn clone_process(flags: libc::c_int) -> Result<i32> {
         cgroup: u64,
     }
     let args = CloneArgs {
-        flags: flags as u32 as u64,
+        flags,
         exit_signal: libc::SIGCHLD as u64,
+        cgroup: cgroup_fd,
         ..Default::default()
     };
-    // SAFETY: fork semantics; `args` outlives the call and its size is passed.
-    let mut r = unsafe {
+    // SAFETY: fork semantics (berth is single-threaded, the child continues on a copy of our
+    // stack); `args` outlives the call and its size is passed.
+    let r = unsafe {
         libc::syscall(
             libc::SYS_clone3,
             &args as *const CloneArgs,
             std::mem::size_of::<CloneArgs>(),
         )
     };
-    if r < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        // SAFETY: as above; a null stack makes clone(2) behave like fork.
-        r = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                (flags | libc::SIGCHLD) as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        };
-    }
     if r < 0 {
-        return Err(std::io::Error::last_os_error()).context("cannot clone the container process");
+        return Err(std::io::Error::last_os_error());
     }
     Ok(r as i32)
 }
 
 /// Child side: never returns. Any failure is reported to the parent, then the process exits.
-fn child_main(plan: &BirthPlan, sync_fd: OwnedFd) -> ! {
+fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
     for fd in &plan.close_in_child {
         // SAFETY: the descriptor is berth's, copied into this child; this process never runs
         // the destructor of the copied owner (it execs or _exits), so nothing closes it twice.
         unsafe { libc::close(*fd) };
     }
-    let err = match child_steps(plan, sync_fd.as_fd()) {
+    let err = match child_steps(plan, sync_fd.as_fd(), entry) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -281,11 +351,15 @@ fn child_main(plan: &BirthPlan, sync_fd: OwnedFd) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd) -> Result<Infallible> {
+fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Result<Infallible> {
     // Until exec nobody in the container may ptrace us or open /proc/<pid>/exe (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    // Still with the host's mounts and privileges.
+    entry.join_self(&plan.cgroup, plan.process.oom_score_adj)?;
     namespaces::enter(&plan.ns, sync_fd)?;
-    sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    if entry.needs_berth(&plan.cgroup) {
+        sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    }
     if plan.ns.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context("cannot create cgroup namespace")?;
     }
@@ -455,12 +529,13 @@ pub fn exec_into(
             })?;
     }
     let (parent_end, child_end) = sync::channel()?;
-    let pid = clone_process(0)?;
+    let (pid, entry) = clone_process(0, &st.cgroup)?;
     if pid == 0 {
         drop(parent_end);
         let err = match exec_child(
             &for_self,
             fork_inside,
+            (&st.cgroup, entry),
             plan,
             console.as_ref(),
             child_end.as_fd(),
@@ -483,7 +558,7 @@ pub fn exec_into(
         match sync::recv(parent_end.as_fd())? {
             Some(Msg::Pid(p)) => guard.adopt(p),
             Some(Msg::CgroupNeeded) => {
-                let r = join_cgroup(&st.cgroup, guard.init, plan.oom_score_adj);
+                let r = entry.finish(&st.cgroup, guard.init, plan.oom_score_adj);
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
@@ -504,11 +579,14 @@ pub fn exec_into(
 fn exec_child(
     joins: &[(LinuxNamespaceType, OwnedFd)],
     fork_inside: bool,
+    (cgroup, entry): (&CgroupPaths, CgroupEntry),
     plan: &ProcessPlan,
     console: Option<&OwnedFd>,
     sync_fd: BorrowedFd,
 ) -> Result<Infallible> {
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    // Still with the host's mounts and privileges.
+    entry.join_self(cgroup, plan.oom_score_adj)?;
     // The user namespace comes first in `joins`: the others belong to it.
     for (t, fd) in joins {
         nix::sched::setns(fd, CloneFlags::from_bits_retain(namespaces::clone_flag(*t)))
@@ -530,7 +608,9 @@ fn exec_child(
             }
         }
     }
-    sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    if entry.needs_berth(cgroup) {
+        sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    }
     let pty = match console {
         Some(c) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
         None => Some(PtyDestination::Berth(sync_fd)),

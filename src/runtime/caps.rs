@@ -260,15 +260,19 @@ fn sorted_names<'a>(caps: impl Iterator<Item = &'a Capability>) -> Vec<String> {
 ///
 /// Must run while CAP_SETPCAP is still effective, so before [`apply_process_capabilities`].
 pub fn drop_bounding_set(sets: &CapabilitySets) -> Result<()> {
-    // Dropping an already dropped capability needs CAP_SETPCAP all the same; skip those so
-    // that a process without it can still get here when nothing needs to change. One read of
-    // the whole set, rather than one prctl per capability.
-    let present = ::caps::read(None, CapSet::Bounding)
-        .map_err(|e| anyhow!("reading the bounding set: {e}"))?;
-    for cap in present.difference(&sets.bounding) {
-        ::caps::drop(None, CapSet::Bounding, *cap).map_err(|e| {
-            anyhow!("process.capabilities.bounding: dropping {cap} from the bounding set: {e}")
-        })?;
+    // One prctl per capability to drop, no reads: reading the set first would cost one more
+    // per capability the kernel knows. Dropping an already dropped capability needs
+    // CAP_SETPCAP all the same; such a failure is fine when the capability is gone anyway.
+    let last = kernel_last_cap();
+    for cap in known_capabilities()
+        .into_iter()
+        .filter(|cap| cap.index() <= last && !sets.bounding.contains(cap))
+    {
+        if let Err(e) = ::caps::drop(None, CapSet::Bounding, cap) {
+            if ::caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(true) {
+                bail!("process.capabilities.bounding: dropping {cap} from the bounding set: {e}");
+            }
+        }
     }
     ::caps::securebits::set_keepcaps(true)
         .map_err(|e| anyhow!("keeping capabilities across the uid switch: {e}"))?;
@@ -282,15 +286,12 @@ pub fn drop_bounding_set(sets: &CapabilitySets) -> Result<()> {
 pub fn apply_process_capabilities(sets: &CapabilitySets) -> Result<()> {
     // The kernel allows a new inheritable set only within the current bounding set (plus what
     // is already inheritable); say which capability is at fault rather than just EPERM.
-    let bounding_now = ::caps::read(None, CapSet::Bounding)
-        .map_err(|e| anyhow!("reading the bounding set: {e}"))?;
     let inheritable_now = ::caps::read(None, CapSet::Inheritable)
         .map_err(|e| anyhow!("reading the inheritable set: {e}"))?;
-    let outside = sorted_names(
-        sets.inheritable
-            .iter()
-            .filter(|cap| !bounding_now.contains(cap) && !inheritable_now.contains(cap)),
-    );
+    let outside = sorted_names(sets.inheritable.iter().filter(|cap| {
+        !inheritable_now.contains(cap)
+            && !::caps::has_cap(None, CapSet::Bounding, **cap).unwrap_or(false)
+    }));
     if !outside.is_empty() {
         bail!(
             "process.capabilities.inheritable: {} not in the bounding set (process.capabilities.bounding)",

@@ -6,9 +6,14 @@
 
 use crate::runtime::devices::{self, DevicePlan};
 use crate::runtime::inroot::{self, fd_path, Create};
-use crate::runtime::mount_options::{mount_flags_of_fd, parse_mount_options, MountOptions};
+use crate::runtime::mount_options::{
+    mount_flags_of_fd, parse_mount_options, MountOptions, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC,
+    MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+};
 use anyhow::{bail, Context, Result};
+use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{mkdirat, Mode};
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -421,9 +426,18 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
         Some("mode=755"),
     )
     .context("cannot mount tmpfs for cgroups")?;
+    // The tmpfs is new and ours, so its directories are made and opened directly in it.
+    let tmpfs = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
     for (name, dir) in &plan.cgroup_binds {
-        let sub = m.destination.join(name);
-        let subfd = inroot::resolve(root.as_fd(), &sub, Create::Dir)?;
+        mkdirat(&tmpfs, name.as_str(), Mode::from_bits_truncate(0o755))
+            .with_context(|| format!("cannot make {name} in the cgroup tmpfs"))?;
+        let subfd = openat(
+            &tmpfs,
+            name.as_str(),
+            OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("cannot open {name} in the cgroup tmpfs"))?;
         mount(
             Some(dir),
             &fd_path(&subfd),
@@ -432,9 +446,21 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
             None::<&str>,
         )
         .with_context(|| format!("cannot bind {}", dir.display()))?;
+    }
+    // One recursive mount_setattr gives the tmpfs and every bind their flags; kernels before
+    // 5.12 take a remount per bind.
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    if o.flags.contains(MsFlags::MS_RDONLY) {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    let tmpfs = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
+    if mount_setattr_recursive(&tmpfs, attrs, 0).is_ok() {
+        return Ok(());
+    }
+    for (name, _) in &plan.cgroup_binds {
         remount(
             root,
-            &sub,
+            &m.destination.join(name),
             o.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
         )?;
     }

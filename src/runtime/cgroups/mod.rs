@@ -184,6 +184,9 @@ pub struct CgroupPaths {
     /// The v1 freezer directory, or the cgroup2 directory on a v2-only host.
     pub freezer: Option<PathBuf>,
     pub freezer_is_v2: bool,
+    /// The index in `dirs` of the cgroup2 directory (v2-only and hybrid hosts).
+    #[serde(default)]
+    pub unified: Option<usize>,
 }
 
 impl CgroupPaths {
@@ -216,6 +219,9 @@ impl CgroupPaths {
                     paths.freezer = Some(dir.clone());
                     paths.freezer_is_v2 = h.unified;
                 }
+                if h.unified {
+                    paths.unified = Some(paths.dirs.len());
+                }
                 paths.dirs.push(dir);
                 let v2_only = h.unified && !v1_present;
                 let name = h
@@ -240,10 +246,43 @@ impl CgroupPaths {
 
     /// Moves a process into the container's cgroup in every hierarchy.
     pub fn join(&self, pid: i32) -> Result<()> {
-        for dir in &self.dirs {
-            let procs = dir.join("cgroup.procs");
-            std::fs::write(&procs, pid.to_string())
-                .with_context(|| format!("cannot add pid {pid} to {}", procs.display()))?;
+        self.dirs.iter().try_for_each(|dir| add_process(dir, pid))
+    }
+
+    /// Adds `pid` to the container's cgroup2 directory only.
+    pub fn join_v2(&self, pid: i32) -> Result<()> {
+        self.v2_dir().map_or(Ok(()), |dir| add_process(dir, pid))
+    }
+
+    /// The container's cgroup2 directory, on a v2-only or hybrid host.
+    pub fn v2_dir(&self) -> Option<&Path> {
+        (0..self.dirs.len())
+            .find(|i| self.is_v2(*i))
+            .map(|i| self.dirs[i].as_path())
+    }
+
+    fn is_v2(&self, index: usize) -> bool {
+        // State written before `unified` existed: the hierarchy's name tells.
+        Some(index) == self.unified
+            || self
+                .names
+                .get(index)
+                .is_some_and(|n| n.is_empty() || n == "unified")
+    }
+
+    /// The calling process, which must be single-threaded, joins the container's cgroup in
+    /// every v1 hierarchy by writing 0 to `tasks`. The kernel then moves just the calling
+    /// thread and skips the global threadgroup lock: taking it for writing waits for an RCU
+    /// grace period, which makes each `cgroup.procs` write from outside take milliseconds
+    /// (the largest single cost of a container start on a v1 host).
+    pub fn join_self_v1(&self) -> Result<()> {
+        for (i, dir) in self.dirs.iter().enumerate() {
+            if self.is_v2(i) {
+                continue;
+            }
+            let tasks = dir.join("tasks");
+            std::fs::write(&tasks, "0")
+                .with_context(|| format!("cannot join {}", tasks.display()))?;
         }
         Ok(())
     }
@@ -342,6 +381,12 @@ pub fn is_permission_error(e: &anyhow::Error) -> bool {
                 Some(libc::EACCES | libc::EPERM | libc::EROFS)
             )
         })
+}
+
+fn add_process(dir: &Path, pid: i32) -> Result<()> {
+    let procs = dir.join("cgroup.procs");
+    std::fs::write(&procs, pid.to_string())
+        .with_context(|| format!("cannot add pid {pid} to {}", procs.display()))
 }
 
 /// For a container placed in no cgroup of its own: berth's own cgroup in each hierarchy (which
