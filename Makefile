@@ -8,13 +8,18 @@ CARGO_TEST_FLAGS ?=
 TEST_THREADS ?= 2
 ROOTFS := bundles/busybox/rootfs
 BERTH := ./target/release/berth
+# The release binary is linked statically and not position-independent: no shared library
+# to load and no relocations to apply when it starts (measured: 347k instructions for
+# `berth --version` against 758k dynamically linked), and fewer pages touched. Only the
+# binary gets these flags (`cargo rustc`): proc-macro crates cannot be built with crt-static.
+STATIC_FLAGS := -C target-feature=+crt-static -C relocation-model=static
 
 .PHONY: all build rootfs demo test bench clean
 
 all: build
 
 build:
-	$(CARGO) build --release
+	$(CARGO) rustc --release --bin berth -- $(STATIC_FLAGS)
 
 rootfs: $(ROOTFS)/bin/busybox
 

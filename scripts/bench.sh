@@ -16,7 +16,7 @@ say() { printf '== %s\n' "$*"; }
 if [ "${1:-}" != "--inside" ]; then
     command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
     say "building berth (release)"
-    cargo build --release --quiet
+    make --no-print-directory build >/dev/null
     say "making the bench bundle"
     scripts/mkrootfs.sh bundles/busybox/rootfs >/dev/null
     exec unshare -m "$0" --inside

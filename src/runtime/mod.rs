@@ -14,6 +14,7 @@ pub mod log;
 pub mod mount_options;
 pub mod namespaces;
 pub mod process;
+pub mod procfs;
 pub mod rootfs;
 pub mod seccomp;
 pub mod signals;

@@ -378,14 +378,20 @@ fn find_program(arg0: &CStr, env: &[CString]) -> Result<CString> {
 
 /// The home directory of `uid` in the container's /etc/passwd, or "/".
 fn home_of(uid: u32) -> String {
-    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd_field(uid, 5)
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
+}
+
+/// Field `index` of `uid`'s line in /etc/passwd (0 is the name, 5 the home directory), read
+/// directly: going through NSS would make berth load shared libraries at run time.
+pub fn passwd_field(uid: u32, index: usize) -> Option<String> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
     passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.len() >= 6 && f[2].parse::<u32>().ok() == Some(uid))
-        .map(|f| f[5].to_string())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".to_string())
+        .find(|f| f.len() > index.max(2) && f[2].parse::<u32>().ok() == Some(uid))
+        .map(|f| f[index].to_string())
 }
 
 /// Signal dispositions and the mask survive exec: give the program the defaults (Rust's

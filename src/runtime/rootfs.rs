@@ -201,7 +201,7 @@ pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
 /// rootfsPropagation (or a bundle on a shared mount) can leave: make just that mount private
 /// in our mount namespace.
 fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+    let mountinfo = crate::runtime::procfs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo")?;
     let mut best: Option<(&str, bool)> = None;
     for line in mountinfo.lines() {

@@ -203,7 +203,7 @@ pub fn read_state(dir: &Path) -> Result<ContainerState> {
 
 /// Start time (clock ticks since boot) of a live process, or None if it is gone or a zombie.
 pub fn process_start_time(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = crate::runtime::procfs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields resume after the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
     let mut fields = rest.split(' ');

@@ -112,12 +112,16 @@ pub fn send(fd: BorrowedFd, msg: &Msg) -> Result<()> {
 
 /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
 pub fn recv(fd: BorrowedFd) -> Result<Option<Msg>> {
-    let mut buf = vec![0u8; 64 * 1024];
+    // Room for the largest message, but not zeroed: recv writes what arrives, and pages
+    // never written never become resident.
+    let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
-        // SAFETY: `buf` is a valid writable buffer of the given length.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        // SAFETY: `buf` owns `capacity` writable bytes for the duration of the call.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.capacity(), 0) };
         if n > 0 {
-            return Msg::decode(&buf[..n as usize]).map(Some);
+            // SAFETY: recv initialized the first n bytes, and n <= capacity.
+            unsafe { buf.set_len(n as usize) };
+            return Msg::decode(&buf).map(Some);
         }
         if n == 0 {
             return Ok(None);

@@ -33,7 +33,7 @@ pub struct Hierarchy {
 
 /// Every cgroup hierarchy mounted on this host.
 pub fn hierarchies() -> Result<Vec<Hierarchy>> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+    let mountinfo = crate::runtime::procfs::read_to_string("/proc/self/mountinfo")
         .context("cannot read /proc/self/mountinfo")?;
     Ok(parse_hierarchies(&mountinfo))
 }

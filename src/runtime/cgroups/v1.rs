@@ -760,7 +760,7 @@ mod tests {
 
     /// major:minor of the whole disk holding /, for the throttle tests.
     fn root_disk() -> Option<(u32, u32)> {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let mountinfo = crate::runtime::procfs::read_to_string("/proc/self/mountinfo").ok()?;
         let device = mountinfo.lines().find_map(|l| {
             let f: Vec<&str> = l.split(' ').collect();
             (f.get(4) == Some(&"/")).then(|| f[2].to_string())
