@@ -79,6 +79,16 @@ for rt in "${order[@]}"; do
 done
 rss[floor]=$( { /usr/bin/time -v $floor; } 2>&1 | awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}')
 
+# System calls of one run, every process counted (strace -f -c), where strace is installed.
+declare -A calls
+for rt in "${order[@]}"; do
+    calls[$rt]=-
+    if command -v strace >/dev/null; then
+        strace -f -c -o "$work/strace-$rt" "${bin[$rt]}" --root "$work/root-$rt" run --bundle "$bundle" strace >/dev/null 2>&1 || true
+        calls[$rt]=$(awk '$NF == "total" {print $4 + 0}' "$work/strace-$rt" 2>/dev/null || echo -)
+    fi
+done
+
 median() { python3 -c "import json,sys; d=json.load(open('$work/hf.json')); print([r['median'] for r in d['results'] if r['command']==sys.argv[1]][0]*1000)" "$1"; }
 ratio() { python3 -c "import sys; a,b=float(sys.argv[1]),float(sys.argv[2]); print(f'{a/b:.2f}') if b else print('-')" "$1" "$2"; }
 
@@ -86,15 +96,16 @@ floor_ms=$(median floor)
 ref=${order[1]:-berth}
 out=$work/table.md
 {
-    echo "| runtime | run median (ms) | vs $ref | vs floor | create+start+delete (ms) | vs $ref | 100 sequential (ms) | 50 parallel (ms) | peak RSS (KiB) |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| runtime | run median (ms) | vs $ref | vs floor | create+start+delete (ms) | vs $ref | 100 sequential (ms) | vs $ref | 50 parallel (ms) | vs $ref | peak RSS (KiB) | vs $ref | syscalls of a run |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     ref_run=$(median "$ref run"); ref_csd=$(median "$ref create+start+delete")
     for rt in "${order[@]}"; do
         r=$(median "$rt run"); c=$(median "$rt create+start+delete")
-        printf '| %s | %.2f | %s | %s | %.2f | %s | %s | %s | %s |\n' "$rt" "$r" "$(ratio "$r" "$ref_run")" "$(ratio "$r" "$floor_ms")" \
-            "$c" "$(ratio "$c" "$ref_csd")" "${seq100[$rt]}" "${par50[$rt]}" "${rss[$rt]}"
+        printf '| %s | %.2f | %s | %s | %.2f | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$rt" "$r" "$(ratio "$r" "$ref_run")" "$(ratio "$r" "$floor_ms")" \
+            "$c" "$(ratio "$c" "$ref_csd")" "${seq100[$rt]}" "$(ratio "${seq100[$rt]}" "${seq100[$ref]}")" \
+            "${par50[$rt]}" "$(ratio "${par50[$rt]}" "${par50[$ref]}")" "${rss[$rt]}" "$(ratio "${rss[$rt]}" "${rss[$ref]}")" "${calls[$rt]}"
     done
-    printf '| floor (unshare+chroot) | %.2f | | 1.00 | | | | | %s |\n' "$floor_ms" "${rss[floor]}"
+    printf '| floor (unshare+chroot) | %.2f | | 1.00 | | | | | | | %s | | |\n' "$floor_ms" "${rss[floor]}"
 } > "$out"
 cat "$out"
 mkdir -p "$top/bench/results"

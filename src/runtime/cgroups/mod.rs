@@ -318,7 +318,7 @@ impl CgroupPaths {
     /// processes (EBUSY) is retried briefly: exiting processes leave their cgroup a moment late.
     pub fn remove_created(&self) -> Vec<anyhow::Error> {
         let errors = self.remove_own_dirs();
-        for parent in &self.berth_parents {
+        for parent in self.berth_parents.iter().filter(|p| !self.created.contains(p)) {
             // Still holding other containers (EBUSY) or already gone: both fine.
             let _ = std::fs::remove_dir(parent);
         }
