@@ -97,3 +97,19 @@ fn containerd_runs_containers_through_its_runc_shim() {
         &["containerd", "ctr", "containerd-shim-runc-v2", "script"],
     );
 }
+
+#[test]
+fn docker_engine_runs_containers_with_a_runtimes_entry() {
+    run_suite(
+        "docker",
+        &[
+            "dockerd",
+            "containerd",
+            "docker-init",
+            "docker-proxy",
+            "iptables",
+            "script",
+            "curl",
+        ],
+    );
+}

@@ -124,4 +124,4 @@ check task-delete-killed want_has "exit code 137" ctr_ task delete c-mem
 for c in c-bg c-mem; do ctr_ container rm $c >/dev/null 2>&1; done
 check nothing-left-in-runtime-root runtime_root_empty "$RT_ROOT"
 
-report
+finish

@@ -96,6 +96,21 @@ want_has() {
     return 1
 }
 
+# want_match REGEX CMD...: CMD exits 0 and a line of its output matches the extended REGEX.
+want_match() {
+    local re=$1 got
+    shift
+    got=$("$@" 2>&1) || { echo "exit $?: $got"; return 1; }
+    printf '%s\n' "$got" | grep -Eq -- "$re" || { echo "no line matches '$re': $got"; return 1; }
+}
+
+# want_nothing CMD...: CMD prints nothing (whatever its exit status: grep, pgrep, ...).
+want_nothing() {
+    local got
+    got=$("$@" 2>&1)
+    [ -z "$got" ] || { echo "$got"; return 1; }
+}
+
 # want_exit CODE CMD...: CMD exits with CODE.
 want_exit() {
     local want=$1 got out
@@ -152,7 +167,13 @@ runtime_root_empty() {
     [ -z "$left" ] || { echo "left in $1: $left"; return 1; }
 }
 
-report() {
+# finish: stop the daemon and restore the host (the cleanup stack), check that nothing is left
+# (host changes, processes and mounts of the suite), print the summary; the suite's exit status.
+finish() {
+    run_cleanups
+    check host-restored want_nothing host_changes
+    check no-process-left want_nothing pgrep -af -- "$W/"
+    check no-mount-left want_nothing grep -F -- "$W/" /proc/self/mountinfo
     echo "$SUITE: $passed passed, $failed failed, $skipped skipped (runtime $RUNTIME)"
     [ "$failed" -eq 0 ]
 }
@@ -170,14 +191,18 @@ run_cleanups() {
     for ((i = ${#CLEANUPS[@]} - 1; i >= 0; i--)); do
         eval "${CLEANUPS[i]}" >/dev/null 2>&1 || true
     done
+    CLEANUPS=()
     unmount_under "$W"
+}
+
+remove_workdir() {
     if [ "${CLIENT_KEEP:-}" = 1 ] || [ "${CLIENT_TRACE:-}" = 1 ]; then
         echo "$SUITE: kept $W"
     else
         rm -rf "$W"
     fi
 }
-trap 'rc=$?; run_cleanups; exit $rc' EXIT
+trap 'rc=$?; run_cleanups; remove_workdir; exit $rc' EXIT
 trap 'exit 130' INT TERM
 
 # unmount_under DIR: lazily unmount every mount point under DIR, deepest first.
@@ -324,3 +349,6 @@ fetch() {
     echo "curl $1: $body"
     return 1
 }
+
+# Every suite: the host as it was, restored last at exit.
+host_save
