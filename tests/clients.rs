@@ -113,3 +113,11 @@ fn docker_engine_runs_containers_with_a_runtimes_entry() {
         ],
     );
 }
+
+#[test]
+fn podman_runs_containers_through_conmon() {
+    run_suite(
+        "podman",
+        &["podman", "conmon", "iptables", "script", "curl"],
+    );
+}

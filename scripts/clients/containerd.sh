@@ -95,6 +95,9 @@ check exec-output want_out "in the container" ctr_ task exec --exec-id e1 c-bg e
 check exec-exit-code want_exit 3 ctr_ task exec --exec-id e2 c-bg sh -c 'exit 3'
 check exec-tty want_has "tty:/dev/pts/" in_tty ctr -a "$SOCK" -n "$NS" task exec -t --exec-id e3 c-bg \
     sh -c 'echo tty:$(tty)'
+# The container's processes have only stdio open: nothing of the shim's (its fd 3) leaks in.
+check init-fds-stdio-only want_out "0 1 2" ctr_ task exec --exec-id e5 c-bg sh -c 'echo $(ls /proc/1/fd)'
+check exec-fds-stdio-only want_out $'0\n1\n2' ctr_ task exec --exec-id e6 c-bg sh -c 'ls /proc/$$/fd; true'
 check exec-sees-init want_has "sleep" ctr_ task exec --exec-id e4 c-bg ps -o comm
 check task-ps want_has "$BG_PID" ctr_ task ps c-bg
 

@@ -109,6 +109,9 @@ check exec-it want_has "tty:/dev/pts/" in_tty "$DOCKER_CLI" -H "unix://$SOCK" ex
 check exec-user want_out "uid=1000(berth) gid=1000(berth) groups=1000(berth)" docker exec -u 1000:1000 bg id
 check exec-workdir want_out "/tmp" docker exec -w /tmp bg pwd
 check exec-env want_out "bar" docker exec -e FOO=bar bg sh -c 'echo $FOO'
+# The container's processes have only stdio open: nothing of the shim's leaks in.
+check init-fds-stdio-only want_out "0 1 2" docker exec bg sh -c 'echo $(ls /proc/1/fd)'
+check exec-fds-stdio-only want_out $'0\n1\n2' docker exec bg sh -c 'ls /proc/$$/fd; true'
 check logs want_out "started" docker logs bg
 check top want_has "sleep 0.2" docker top bg
 check memory-limit-cgroup want_file "$(cgroup_file "$(init_pid bg)" memory memory.limit_in_bytes)" 67108864

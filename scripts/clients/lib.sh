@@ -224,6 +224,16 @@ stop_pidfile() {
     kill -KILL "$pid" 2>/dev/null
 }
 
+# wait_processes_gone: wait up to 10 s for the processes of the suite (any process with $W in
+# its command line: daemons, shims, conmon, podman's cleanup processes) to exit.
+wait_processes_gone() {
+    local i
+    for i in $(seq 100); do
+        pgrep -f -- "$W/" >/dev/null || return 0
+        sleep 0.1
+    done
+}
+
 # --- the host: what daemons change, saved first and restored at exit ------------------------
 
 # host_save: remember net.ipv4.ip_forward, the FORWARD policy and every iptables/ip6tables
