@@ -15,6 +15,9 @@ for tool in containerd ctr containerd-shim-runc-v2 script; do
 done
 
 RT=$(client_runtime)
+# containerd 1.6's shims put their sockets in /run/containerd/s, and ctr its fifos in
+# /run/containerd/fifo, whatever the config says.
+own_host_paths /run/containerd
 RT_ROOT=$W/runtime-root
 NS=berth-clients
 SOCK=$W/containerd.sock
@@ -84,6 +87,10 @@ check run-stdin-pipe want_out "through the pipe" sh -c 'echo through the pipe | 
     ctr -a "$SOCK" -n "$NS" run --runc-binary "$RT" --runc-root "$RT_ROOT" --rm "$IMAGE_REF" c-stdin sh -c 'read line; echo "$line"'
 check run-tty want_has "tty:/dev/pts/0" in_tty ctr -a "$SOCK" -n "$NS" run --runc-binary "$RT" \
     --runc-root "$RT_ROOT" --rm -t "$IMAGE_REF" c-tty sh -c 'echo tty:$(tty)'
+
+# The runtime's error (the last "error" line of its --log JSON) reaches the user through the shim.
+check run-missing-command-error want_fail 1 "/nonexistent: no such file or directory" \
+    run c-missing --rm -- /nonexistent
 
 # A detached container that exits 0 on TERM (a shell as pid 1 ignores TERM unless it traps it),
 # and one with a memory limit that ignores TERM.

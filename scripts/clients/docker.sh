@@ -16,6 +16,9 @@ done
 [ -x "$DOCKER_CLI" ] || die "$DOCKER_CLI not found (apt-get install docker.io)"
 
 RT=$(client_runtime)
+# containerd 1.6's shims put their sockets in /run/containerd/s, and dockerd its plugin
+# sockets in /run/docker/plugins, whatever the flags say.
+own_host_paths /run/containerd /run/docker
 BRIDGE=berthd0
 BRIDGE_ADDR=10.213.47.1/24
 SOCK=$W/docker.sock
@@ -96,6 +99,10 @@ check run-stdin want_out "through stdin" sh -c 'echo through stdin | "$0" "$@"' 
     "$DOCKER_CLI" -H "unix://$SOCK" run --runtime berth --rm -i $IMG cat
 check run-it want_has "tty:/dev/pts/0" in_tty "$DOCKER_CLI" -H "unix://$SOCK" run --runtime berth --rm -it \
     $IMG sh -c 'echo tty:$(tty)'
+# The runtime's error (the last "error" line of its --log JSON) reaches the user; Docker maps
+# "no such file or directory" to 127.
+check run-missing-command-error want_fail 127 "/nonexistent: no such file or directory" \
+    run --rm $IMG /nonexistent
 check run-init want_out "docker-init" run --rm --init $IMG cat /proc/1/comm
 
 # A container that exits 0 on TERM (a shell as pid 1 ignores TERM unless it traps it), with a

@@ -120,6 +120,21 @@ want_exit() {
     [ "$got" = "$want" ] || { echo "exit $got, want $want: $out"; return 1; }
 }
 
+# want_fail CODE TEXT CMD...: CMD exits with CODE and its output contains TEXT (an error the
+# client took from the runtime).
+want_fail() {
+    local code=$1 text=$2 got out
+    shift 2
+    out=$("$@" 2>&1)
+    got=$?
+    [ "$got" = "$code" ] || { echo "exit $got, want $code: $out"; return 1; }
+    case $out in
+    *"$text"*) return 0 ;;
+    esac
+    echo "output does not contain '$text': $out"
+    return 1
+}
+
 # want_file FILE VALUE: FILE holds exactly VALUE.
 want_file() {
     local got
@@ -172,6 +187,7 @@ runtime_root_empty() {
 finish() {
     run_cleanups
     check host-restored want_nothing host_changes
+    check host-paths-removed want_nothing own_host_paths_left
     check no-process-left want_nothing pgrep -af -- "$W/"
     check no-mount-left want_nothing grep -F -- "$W/" /proc/self/mountinfo
     echo "$SUITE: $passed passed, $failed failed, $skipped skipped (runtime $RUNTIME)"
@@ -283,6 +299,22 @@ host_changes() {
             $ipt -w -t $t -S 2>/dev/null | diff "$W/host/$ipt-$t" - | grep '^[<>]' | sed "s/^/$ipt -t $t: /"
         done
     done
+}
+
+# own_host_paths PATH...: the daemons create these fixed paths whatever their flags say; those
+# that do not exist yet are removed at exit, and `finish` checks that they are gone.
+OWN_HOST_PATHS=()
+own_host_paths() {
+    local p
+    for p in "$@"; do
+        [ -e "$p" ] || OWN_HOST_PATHS+=("$p")
+    done
+    on_exit 'rm -rf "${OWN_HOST_PATHS[@]}"'
+}
+
+own_host_paths_left() {
+    local p
+    for p in "${OWN_HOST_PATHS[@]}"; do [ ! -e "$p" ] || echo "$p left"; done
 }
 
 # delete_link NAME: remove a network interface the suite made (a bridge), if present.

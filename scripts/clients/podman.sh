@@ -25,17 +25,8 @@ esac
 
 # Podman 4.3 keeps some state at fixed paths whatever its flags say (netavark's ipam.db in
 # /run/containers/networks, the blob info cache of load/import in /var/lib/containers/cache):
-# what the suite creates there it removes.
-HOST_DIRS=()
-for d in /run/containers /var/lib/containers /run/libpod; do
-    [ -e $d ] || HOST_DIRS+=($d)
-done
-on_exit 'rm -rf "${HOST_DIRS[@]}"'
-# host_dirs_left: the podman paths above that the suite created and left.
-host_dirs_left() {
-    local d
-    for d in "${HOST_DIRS[@]}"; do [ ! -e $d ] || echo "$d"; done
-}
+# what the suite creates there it removes (lib.sh).
+own_host_paths /run/containers /var/lib/containers /run/libpod
 
 mkdir -p "$W/networks" "$W/tmp"
 export CONTAINERS_CONF=$W/containers.conf
@@ -108,6 +99,18 @@ check run-stdin want_out "through stdin" sh -c 'echo through stdin | "$0" "$@"' 
     "${PODMAN[@]}" run --rm -i $IMG cat
 check run-it want_has "tty:/dev/pts/0" in_tty "${PODMAN[@]}" run --rm -it $IMG sh -c 'echo tty:$(tty)'
 
+# The runtime's error reaches the user (through conmon); Podman maps "no such file or
+# directory" to 127.
+check run-missing-command-error want_fail 127 "/nonexistent: no such file or directory" \
+    podman run --rm $IMG /nonexistent
+# Podman passes --log-format=json --log FILE only to a runtime named crun, runc, kata, runsc or
+# krun: the runtime under the name runc, where its errors come back through that JSON log.
+mkdir -p "$W/as-runc"
+ln -s "$RT" "$W/as-runc/runc"
+PODMAN_AS_RUNC=(podman --runtime "$W/as-runc/runc" "${PODMAN[@]:3}")
+check run-runtime-named-runc want_out "named runc" "${PODMAN_AS_RUNC[@]}" run --rm $IMG echo named runc
+check run-runtime-named-runc-error want_fail 127 "/nonexistent: no such file or directory" \
+    "${PODMAN_AS_RUNC[@]}" run --rm $IMG /nonexistent
 check run-init want_out podman-init podman run --rm --init $IMG cat /proc/1/comm
 echo "passed as fd 3" >"$W/fd3"
 check run-preserve-fds want_out "passed as fd 3" podman run --rm --preserve-fds 1 $IMG cat /proc/self/fd/3 3<"$W/fd3"
@@ -170,9 +173,4 @@ check rm-force-running podman rm -f -t 0 web
 check network-rm podman network rm $NET
 
 check nothing-left-in-runtime-root no_state_for_suite
-finish_podman() {
-    run_cleanups
-    check no-podman-dirs-left want_nothing host_dirs_left
-    finish
-}
-finish_podman
+finish
