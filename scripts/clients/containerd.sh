@@ -20,6 +20,8 @@ RT=$(client_runtime)
 own_host_paths /run/containerd
 RT_ROOT=$W/runtime-root
 NS=berth-clients
+# ctr puts a container in the cgroup /NAMESPACE/ID: the runtime removes ID, nobody the parent.
+own_cgroups "$NS"
 SOCK=$W/containerd.sock
 
 cat >"$W/config.toml" <<EOF
@@ -57,7 +59,7 @@ ctr_() {
 containerd --config "$W/config.toml" >"$W/containerd.log" 2>&1 &
 echo $! >"$W/containerd.pid"
 on_exit stop_containerd
-eventually ctr -a "$SOCK" version >/dev/null || die "containerd did not start: $(tail -n 5 "$W/containerd.log")"
+wait_for 60 ctr -a "$SOCK" version >/dev/null || die "containerd did not start: $(tail -n 5 "$W/containerd.log")"
 
 make_image || die "could not make the busybox image"
 

@@ -19,6 +19,7 @@ RT=$(client_runtime)
 # containerd 1.6's shims put their sockets in /run/containerd/s, and dockerd its plugin
 # sockets in /run/docker/plugins, whatever the flags say.
 own_host_paths /run/containerd /run/docker
+own_cgroups berth-clients-docker # daemon.json's cgroup-parent
 BRIDGE=berthd0
 BRIDGE_ADDR=10.213.47.1/24
 SOCK=$W/docker.sock
@@ -52,13 +53,12 @@ stop_docker() {
     ids=$(docker ps -aq 2>/dev/null)
     [ -z "$ids" ] || docker rm -f $ids
     stop_pidfile "$W/dockerd.pid" dockerd
-    rmdir /sys/fs/cgroup/*/berth-clients-docker 2>/dev/null
 }
 
 dockerd --config-file "$W/daemon.json" --data-root "$W/data" --exec-root "$W/exec" \
     --pidfile "$W/dockerd.pid" -H "unix://$SOCK" >"$W/dockerd.log" 2>&1 &
 on_exit stop_docker
-eventually docker version >/dev/null || die "dockerd did not start: $(tail -n 5 "$W/dockerd.log")"
+wait_for 60 docker version >/dev/null || die "dockerd did not start: $(tail -n 5 "$W/dockerd.log")"
 
 make_image || die "could not make the busybox image"
 IMG=$IMAGE_REF

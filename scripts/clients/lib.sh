@@ -142,15 +142,21 @@ want_file() {
     [ "$got" = "$2" ] || { echo "$1 is '$got', want '$2'"; return 1; }
 }
 
-# eventually CMD...: CMD succeeds within 15 s (state changes the client makes asynchronously).
-eventually() {
-    local i out
-    for i in $(seq 150); do
+# wait_for SECONDS CMD...: CMD succeeds within SECONDS (polled every 0.1 s).
+wait_for() {
+    local i out tries=$(($1 * 10))
+    shift
+    for ((i = 0; i < tries; i++)); do
         out=$("$@" 2>&1) && return 0
         sleep 0.1
     done
     echo "$out"
     return 1
+}
+
+# eventually CMD...: CMD succeeds within 15 s (state changes the client makes asynchronously).
+eventually() {
+    wait_for 15 "$@"
 }
 
 # in_tty CMD...: run CMD with a pseudo-terminal as its stdin/stdout (util-linux `script`), for
@@ -188,6 +194,7 @@ finish() {
     run_cleanups
     check host-restored want_nothing host_changes
     check host-paths-removed want_nothing own_host_paths_left
+    check no-cgroup-left want_nothing own_cgroups_left
     check no-process-left want_nothing pgrep -af -- "$W/"
     check no-mount-left want_nothing grep -F -- "$W/" /proc/self/mountinfo
     echo "$SUITE: $passed passed, $failed failed, $skipped skipped (runtime $RUNTIME)"
@@ -208,6 +215,12 @@ run_cleanups() {
         eval "${CLEANUPS[i]}" >/dev/null 2>&1 || true
     done
     CLEANUPS=()
+    # Whatever of the suite outlived its daemon (containerd's shims do, by design, when a
+    # suite is interrupted): every process naming the temp dir, by pid.
+    local pid
+    for pid in $(pgrep -f -- "$W/"); do
+        kill -KILL "$pid" 2>/dev/null
+    done
     unmount_under "$W"
 }
 
@@ -315,6 +328,46 @@ own_host_paths() {
 own_host_paths_left() {
     local p
     for p in "${OWN_HOST_PATHS[@]}"; do [ ! -e "$p" ] || echo "$p left"; done
+}
+
+# own_cgroups NAME...: cgroups (relative to each hierarchy's root) that the client makes as
+# parents of the suite's containers; those that do not exist yet are removed at exit (when
+# empty), and `finish` checks that they are gone.
+OWN_CGROUPS=()
+own_cgroups() {
+    local c
+    for c in "$@"; do
+        compgen -G "/sys/fs/cgroup/*/$c" >/dev/null || [ -d "/sys/fs/cgroup/$c" ] || OWN_CGROUPS+=("$c")
+    done
+    on_exit remove_own_cgroups
+}
+
+remove_own_cgroups() {
+    local c d pids i
+    for c in "${OWN_CGROUPS[@]}"; do
+        # What a client failed to remove (an interrupted suite): thaw, kill, wait for the exit.
+        for i in $(seq 50); do
+            pids=$(cat /sys/fs/cgroup/*/"$c"/{,*/,*/*/}cgroup.procs 2>/dev/null | sort -u)
+            [ -n "$pids" ] || break
+            for d in /sys/fs/cgroup/freezer/"$c"/{,*/,*/*/}freezer.state; do
+                [ -f "$d" ] && echo THAWED >"$d"
+            done
+            kill -KILL $pids
+            sleep 0.1
+        done
+        for d in /sys/fs/cgroup/*/"$c" /sys/fs/cgroup/"$c"; do
+            [ -d "$d" ] || continue
+            # Children first: rmdir only removes empty cgroups.
+            find "$d" -depth -type d -exec rmdir {} + 2>/dev/null
+        done
+    done
+}
+
+own_cgroups_left() {
+    local c d
+    for c in "${OWN_CGROUPS[@]}"; do
+        for d in /sys/fs/cgroup/*/"$c" /sys/fs/cgroup/"$c"; do [ ! -d "$d" ] || echo "$d left"; done
+    done
 }
 
 # delete_link NAME: remove a network interface the suite made (a bridge), if present.

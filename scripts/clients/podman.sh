@@ -27,6 +27,8 @@ esac
 # /run/containers/networks, the blob info cache of load/import in /var/lib/containers/cache):
 # what the suite creates there it removes (lib.sh).
 own_host_paths /run/containers /var/lib/containers /run/libpod
+# cgroupfs: podman's containers and conmons go under /libpod_parent.
+own_cgroups libpod_parent
 
 mkdir -p "$W/networks" "$W/tmp"
 export CONTAINERS_CONF=$W/containers.conf
@@ -58,7 +60,6 @@ stop_podman() {
     podman network rm -f $NET
     podman system reset -f
     wait_processes_gone
-    rmdir /sys/fs/cgroup/*/libpod_parent/* /sys/fs/cgroup/*/libpod_parent 2>/dev/null
 }
 on_exit stop_podman
 
