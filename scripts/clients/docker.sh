@@ -105,6 +105,32 @@ check run-missing-command-error want_fail 127 "/nonexistent: no such file or dir
     run --rm $IMG /nonexistent
 check run-init want_out "docker-init" run --rm --init $IMG cat /proc/1/comm
 
+# The options Docker turns into config.json fields, each seen from inside the container.
+mkdir -p "$W/volume"
+check run-bind-volume want_out "written through the volume" sh -c \
+    '"$@" && cat "$0/volume/file"' "$W" "$DOCKER_CLI" -H "unix://$SOCK" run --runtime berth --rm \
+    -v "$W/volume:/data" $IMG sh -c 'echo written through the volume >/data/file'
+check run-read-only want_has "Read-only file system" run --rm --read-only $IMG sh -c 'touch /file; exit 0'
+check run-read-only-tmpfs want_out "tmpfs written" run --rm --read-only --tmpfs /scratch $IMG \
+    sh -c 'echo tmpfs written >/scratch/f && cat /scratch/f'
+check run-user-groups want_out "uid=1000(berth) gid=1000(berth) groups=44,1000(berth)" \
+    run --rm -u 1000:1000 --group-add 44 $IMG id
+check run-cap-drop-add want_out "CapEff:	0000000000000400" \
+    run --rm --cap-drop ALL --cap-add NET_BIND_SERVICE $IMG grep CapEff /proc/self/status
+check run-no-new-privileges want_out "NoNewPrivs:	1" \
+    run --rm --security-opt no-new-privileges $IMG grep NoNewPrivs /proc/self/status
+check run-ulimit want_out "512" run --rm --ulimit nofile=512:512 $IMG sh -c 'ulimit -n'
+check run-hostname want_out "berth-host" run --rm --hostname berth-host $IMG hostname
+check run-sysctl want_out "1024" run --rm --sysctl net.ipv4.ip_unprivileged_port_start=1024 $IMG \
+    cat /proc/sys/net/ipv4/ip_unprivileged_port_start
+check run-oom-score-adj want_out "500" run --rm --oom-score-adj 500 $IMG cat /proc/self/oom_score_adj
+check run-shm-size want_match '^shm +16384 ' run --rm --shm-size 16m $IMG df -k /dev/shm
+check run-network-none want_out "lo" run --rm --network none $IMG ls /sys/class/net
+check run-pid-host want_out "host pid 1" sh -c '[ "$("$@")" != 1 ] && echo host pid 1' sh \
+    "$DOCKER_CLI" -H "unix://$SOCK" run --runtime berth --rm --pid host $IMG sh -c 'echo $$'
+check run-cpus-pids-limit want_out "50000 100000 20" run --rm --cpus 0.5 --pids-limit 20 $IMG \
+    sh -c 'echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max)'
+
 # A container that exits 0 on TERM (a shell as pid 1 ignores TERM unless it traps it), with a
 # memory limit.
 check run-detached run -d --name bg -m 64m $IMG \
@@ -147,12 +173,13 @@ check run-term-ignored run -d --name stubborn $IMG sh -c 'trap "" TERM; while :;
 check stop-kills-after-timeout stop_takes 2 10 -t 2 stubborn
 check stop-killed-exit-137 want_out "exited 137" inspect '{{.State.Status}} {{.State.ExitCode}}' stubborn
 
-# -p: busybox httpd behind the published port, through the bridge (Docker's prestart hook
-# must have run for its networking to be set up).
+# -p: busybox httpd (a daemon, so pid 1's fds are only its own) behind the published port,
+# through the bridge (Docker's prestart hook must have run for its networking to be set up).
 PORT=$(free_port)
 check run-published-port run -d --name web -p 127.0.0.1:$PORT:80 $IMG \
-    sh -c 'mkdir /www && echo served by busybox httpd >/www/index.html && exec httpd -f -p 80 -h /www'
+    sh -c 'mkdir /www && echo served by busybox httpd >/www/index.html && httpd -p 80 -h /www && exec sleep 1000'
 check curl-published-port fetch "http://127.0.0.1:$PORT/" "served by busybox httpd"
+check published-port-init-fds-stdio-only want_out "0 1 2" docker exec web sh -c 'echo $(ls /proc/1/fd)'
 
 check rm-force-running docker rm -f web
 check rm-force-gone want_out "" docker ps -aq --filter name=web

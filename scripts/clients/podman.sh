@@ -169,6 +169,19 @@ check killed-exit-137 eventually want_out "exited 137" podman inspect -f '{{.Sta
 check rm podman rm bg
 check rm-gone want_nothing podman ps -aq --filter name=bg
 
+# A pod: its containers join the infra container's namespaces by path (podman builds the
+# infra image from catatonit locally). The second reaches the first's server on localhost.
+check pod-create podman pod create --name berth-pod
+check pod-run-server podman run -d --pod berth-pod --name pod-server $IMG \
+    sh -c 'mkdir /www && echo shared netns >/www/index.html && httpd -p 8080 -h /www && exec sleep 1000'
+check pod-shared-network eventually want_out "shared netns" podman run --rm --pod berth-pod $IMG \
+    wget -qO- http://127.0.0.1:8080/
+check pod-rm podman pod rm -f -t 0 berth-pod
+
+# A user namespace with mappings.
+check run-userns-mapped want_out "0 100000 65536" podman run --rm --uidmap 0:100000:65536 \
+    --gidmap 0:100000:65536 $IMG sh -c 'echo $(cat /proc/self/uid_map)'
+
 check read-only want_has "Read-only file system" podman run --rm --read-only $IMG sh -c 'touch /file; exit 0'
 check read-only-tmp-writable want_out "written" podman run --rm --read-only $IMG sh -c 'echo written >/tmp/f && cat /tmp/f'
 
@@ -179,8 +192,10 @@ BRIDGE=$(podman network inspect -f '{{.NetworkInterface}}' $NET)
 [ -z "$BRIDGE" ] || on_exit "delete_link $BRIDGE"
 PORT=$(free_port)
 check run-published-port podman run -d --name web --network $NET -p 127.0.0.1:$PORT:80 $IMG \
-    sh -c 'mkdir /www && echo served by busybox httpd >/www/index.html && exec httpd -f -p 80 -h /www'
+    sh -c 'mkdir /www && echo served by busybox httpd >/www/index.html && httpd -p 80 -h /www && exec sleep 1000'
 check curl-published-port fetch "http://127.0.0.1:$PORT/" "served by busybox httpd"
+# With a network, conmon passes podman's fds to the runtime: none may reach the container.
+check published-port-init-fds-stdio-only want_out "0 1 2" podman exec web sh -c 'echo $(ls /proc/1/fd)'
 check rm-force-running podman rm -f -t 0 web
 check network-rm podman network rm $NET
 
