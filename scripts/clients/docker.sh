@@ -168,6 +168,13 @@ check started-again-exec want_out "again" docker exec bg echo again
 check kill docker kill bg
 check killed-exit-137 want_out "exited 137" inspect '{{.State.Status}} {{.State.ExitCode}}' bg
 
+# A signal by name reaches the container's init (a handler writes a file).
+check run-signal-handler run -d --name sig $IMG \
+    sh -c 'trap "echo got USR1 >/tmp/sig" USR1; while :; do sleep 0.2; done'
+check kill-usr1 docker kill -s USR1 sig
+check kill-usr1-delivered eventually want_out "got USR1" docker exec sig cat /tmp/sig
+check rm-signal-container docker rm -f sig
+
 # TERM ignored: `docker stop -t 2` kills it after 2 s.
 check run-term-ignored run -d --name stubborn $IMG sh -c 'trap "" TERM; while :; do sleep 0.2; done'
 check stop-kills-after-timeout stop_takes 2 10 -t 2 stubborn

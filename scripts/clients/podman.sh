@@ -167,6 +167,12 @@ check start-again podman start bg
 check kill podman kill bg
 check killed-exit-137 eventually want_out "exited 137" podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' bg
 check rm podman rm bg
+
+# TERM ignored: `podman stop -t 1` kills it (the runtime's `kill ID 9`) after 1 s.
+check run-term-ignored podman run -d --name stubborn $IMG sh -c 'trap "" TERM; while :; do sleep 0.2; done'
+check stop-kills-after-timeout podman stop -t 1 stubborn
+check stop-killed-exit-137 eventually want_out "exited 137" podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' stubborn
+check rm-stubborn podman rm stubborn
 check rm-gone want_nothing podman ps -aq --filter name=bg
 
 # A pod: its containers join the infra container's namespaces by path (podman builds the
