@@ -131,6 +131,12 @@ check run-pid-host want_out "host pid 1" sh -c '[ "$("$@")" != 1 ] && echo host 
 check run-cpus-pids-limit want_out "50000 100000 20" run --rm --cpus 0.5 --pids-limit 20 $IMG \
     sh -c 'echo $(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us /sys/fs/cgroup/pids/pids.max)'
 
+check run-device want_match '^crw-rw-rw- +1 root +root +1, +3 ' run --rm --device /dev/null:/dev/berthnull $IMG \
+    ls -l /dev/berthnull
+check run-cgroupns-private want_match '^[0-9]+:memory:/$' run --rm --cgroupns private $IMG cat /proc/self/cgroup
+check run-large-output want_out 10000000 sh -c '"$@" | wc -c' sh "$DOCKER_CLI" -H "unix://$SOCK" run \
+    --runtime berth --rm $IMG sh -c 'yes 0123456789abcdefghi | head -c 10000000'
+
 # A container that exits 0 on TERM (a shell as pid 1 ignores TERM unless it traps it), with a
 # memory limit.
 check run-detached run -d --name bg -m 64m $IMG \
@@ -146,6 +152,9 @@ check exec-env want_out "bar" docker exec -e FOO=bar bg sh -c 'echo $FOO'
 check init-fds-stdio-only want_out "0 1 2" docker exec bg sh -c 'echo $(ls /proc/1/fd)'
 check exec-fds-stdio-only want_out $'0\n1\n2' docker exec bg sh -c 'ls /proc/$$/fd; true'
 check logs want_out "started" docker logs bg
+# Another container in bg's network namespace (joined by path): the same interface.
+check run-network-container want_out "$(docker exec bg cat /sys/class/net/eth0/address)" \
+    run --rm --network container:bg $IMG cat /sys/class/net/eth0/address
 check top want_has "sleep 0.2" docker top bg
 check memory-limit-cgroup want_file "$(cgroup_file "$(init_pid bg)" memory memory.limit_in_bytes)" 67108864
 check memory-limit-inside want_out 67108864 docker exec bg cat /sys/fs/cgroup/memory/memory.limit_in_bytes
