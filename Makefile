@@ -14,7 +14,7 @@ BERTH := ./target/release/berth
 # binary gets these flags (`cargo rustc`): proc-macro crates cannot be built with crt-static.
 STATIC_FLAGS := -C target-feature=+crt-static -C relocation-model=static
 
-.PHONY: all build rootfs demo test bench clean
+.PHONY: all build rootfs demo test test-clients bench clean
 
 all: build
 
@@ -31,6 +31,11 @@ demo: build rootfs
 
 test: rootfs
 	$(CARGO) test $(CARGO_TEST_FLAGS) --no-fail-fast -- --test-threads=$(TEST_THREADS)
+
+# Only the client suites: containerd, Docker and Podman driving berth (tests/clients.rs);
+# `make test-clients BERTH_TEST_RUNTIME=/usr/sbin/runc` runs them against runc.
+test-clients: rootfs
+	$(CARGO) test $(CARGO_TEST_FLAGS) --test clients -- --test-threads=1
 
 # Start-up time and memory against crun and runc (hyperfine); see scripts/bench.sh.
 bench: rootfs

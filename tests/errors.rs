@@ -160,6 +160,38 @@ fn missing_executable() {
     berth_names(&out, &["/no/such/program"]);
 }
 
+/// Docker and Podman turn a runtime's create error into exit 127 when it says "no such file or
+/// directory" or "executable file not found", 126 when it says "permission denied" (Docker
+/// matches case-sensitively): the words runc uses, for both runtimes.
+#[test]
+fn unrunnable_program_is_worded_as_clients_expect() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("execwords");
+    for (args, words) in [
+        (
+            "/no/such/program",
+            &["/no/such/program", "no such file or directory"][..],
+        ),
+        (
+            "no-such-program",
+            &["no-such-program", "executable file not found in $PATH"][..],
+        ),
+        ("/etc/passwd", &["/etc/passwd", "permission denied"][..]),
+        ("/etc", &["/etc", "permission denied"][..]),
+    ] {
+        let mut b = ctx.bundle();
+        b.args(&[args]);
+        let id = ctx.id("w");
+        let out = ctx.try_create(&b, &id);
+        expect_error(&ctx, &out, &id);
+        for w in words {
+            assert!(out.stderr.contains(w), "error does not say {w:?}: {out}");
+        }
+    }
+}
+
 #[test]
 fn missing_bind_source_leaves_no_mount() {
     if skip() {

@@ -337,21 +337,19 @@ pub fn exec(ready: &ReadyToExec) -> Result<Infallible> {
 }
 
 /// The program's path, looked up like execvp does but in the container's PATH, so a missing
-/// program fails `create` rather than `start`.
+/// program fails `create` rather than `start`. The errors carry runc's words (Go's lowercase
+/// errno text, "executable file not found in $PATH"): Docker and Podman match on them to exit
+/// 127 (not found) or 126 (permission denied) as they do with runc.
 fn find_program(arg0: &CStr, env: &[CString]) -> Result<CString> {
     let name = Path::new(std::ffi::OsStr::from_bytes(arg0.to_bytes()));
-    let executable = |p: &Path| -> bool {
-        std::fs::metadata(p).is_ok_and(|m| m.is_file())
-            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
-    };
     if name.as_os_str().as_bytes().contains(&b'/') {
-        if executable(name) {
-            return Ok(arg0.to_owned());
-        }
-        bail!(
-            "process.args[0]: {} is not an executable file in the container",
-            name.display()
-        );
+        return match why_not_executable(name) {
+            None => Ok(arg0.to_owned()),
+            Some(why) => bail!(
+                "process.args[0]: exec {:?}: {why}",
+                name.display().to_string()
+            ),
+        };
     }
     let path_var = env
         .iter()
@@ -364,16 +362,42 @@ fn find_program(arg0: &CStr, env: &[CString]) -> Result<CString> {
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
     for dir in path_var.split(':').filter(|d| !d.is_empty()) {
         let candidate = Path::new(dir).join(name);
-        if executable(&candidate) {
+        if why_not_executable(&candidate).is_none() {
             return Ok(
                 CString::new(candidate.as_os_str().as_bytes()).expect("built from C strings")
             );
         }
     }
     bail!(
-        "process.args[0]: {:?} not found in the container's PATH ({path_var})",
+        "process.args[0]: exec {:?}: executable file not found in $PATH ({path_var})",
         name.display().to_string()
     )
+}
+
+/// Why `path` cannot be exec'd, as runc says it (`stat P: no such file or directory`,
+/// `permission denied`), or None when it can.
+fn why_not_executable(path: &Path) -> Option<String> {
+    match std::fs::metadata(path) {
+        Err(e) => {
+            let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO));
+            Some(format!("stat {}: {}", path.display(), errno_text(errno)))
+        }
+        // execve(2) gives EACCES for a directory or other non-regular file.
+        Ok(m) if !m.is_file() => Some(errno_text(nix::errno::Errno::EACCES)),
+        Ok(_) => nix::unistd::access(path, nix::unistd::AccessFlags::X_OK)
+            .err()
+            .map(errno_text),
+    }
+}
+
+/// An errno's text as Go (and so runc) writes it: strerror with a lowercase first letter.
+fn errno_text(errno: nix::errno::Errno) -> String {
+    let desc = errno.desc();
+    let mut chars = desc.chars();
+    chars
+        .next()
+        .map(|first| first.to_lowercase().chain(chars).collect())
+        .unwrap_or_default()
 }
 
 /// The home directory of `uid` in the container's /etc/passwd, or "/".
