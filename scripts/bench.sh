@@ -42,18 +42,21 @@ order=(berth)
 for rt in crun runc; do [ -n "${bin[$rt]:-}" ] && order+=("$rt"); done
 
 floor="unshare --fork --pid --mount --uts --ipc --net chroot $bundle/rootfs /bin/true"
+# No shell between hyperfine and the commands (-N): under load hyperfine's correction for a
+# shell's start-up is unreliable. The three-command sequence runs under /bin/sh -c for every
+# runtime alike (its start-up counts against all of them).
 args=()
 for rt in "${order[@]}"; do
     args+=(-n "$rt run" "${bin[$rt]} --root $work/root-$rt run --bundle $bundle bench-$rt")
 done
 for rt in "${order[@]}"; do
-    args+=(-n "$rt create+start+delete" "${bin[$rt]} --root $work/root-$rt create --bundle $bundle cs-$rt && ${bin[$rt]} --root $work/root-$rt start cs-$rt && ${bin[$rt]} --root $work/root-$rt delete --force cs-$rt")
+    r="${bin[$rt]} --root $work/root-$rt"
+    args+=(-n "$rt create+start+delete" "/bin/sh -c '$r create --bundle $bundle cs-$rt && $r start cs-$rt && $r delete --force cs-$rt'")
 done
 args+=(-n "floor" "$floor")
 
 say "hyperfine: $runs runs each after warm-up (${order[*]} and the floor)"
-hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/hf.json" "${args[@]}" >/dev/null 2>&1 || \
-    hyperfine --warmup 5 --runs "$runs" --export-json "$work/hf.json" "${args[@]}" >/dev/null
+hyperfine -N --warmup 5 --runs "$runs" --export-json "$work/hf.json" "${args[@]}" >/dev/null
 
 many() { # runtime count parallel?
     local rt=$1 n=$2 par=$3 start end
