@@ -318,7 +318,11 @@ impl CgroupPaths {
     /// processes (EBUSY) is retried briefly: exiting processes leave their cgroup a moment late.
     pub fn remove_created(&self) -> Vec<anyhow::Error> {
         let errors = self.remove_own_dirs();
-        for parent in self.berth_parents.iter().filter(|p| !self.created.contains(p)) {
+        for parent in self
+            .berth_parents
+            .iter()
+            .filter(|p| !self.created.contains(p))
+        {
             // Still holding other containers (EBUSY) or already gone: both fine.
             let _ = std::fs::remove_dir(parent);
         }
@@ -467,12 +471,26 @@ fn make_dirs(
             }
             if cpuset {
                 for f in ["cpuset.cpus", "cpuset.mems"] {
-                    fill_cpuset(mount_point, &dir, f)?;
+                    match fill_cpuset(mount_point, &dir, f) {
+                        Ok(_) => {}
+                        // The shared parent went away under us: the same race as above.
+                        Err(e) if is_not_found(&e) && attempts < 10 => {
+                            attempts += 1;
+                            continue 'again;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
         }
         return Ok(());
     }
+}
+
+fn is_not_found(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == ErrorKind::NotFound)
 }
 
 /// A v1 cpuset directory takes no process until its cpus and mems are set. A directory that
