@@ -19,7 +19,11 @@ pub struct ImageConfig {
     #[serde(default, deserialize_with = "drop_nulls")]
     pub config: ContainerConfig,
     pub rootfs: RootFs,
-    #[serde(default, deserialize_with = "null_default", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        deserialize_with = "null_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub history: Vec<serde_json::Value>,
 }
 

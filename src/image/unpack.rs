@@ -345,9 +345,16 @@ pub fn set_xattr(dir: &OwnedFd, name: Option<&OsStr>, key: &OsStr, value: &[u8])
     }
     let c_path = CString::new(path.as_bytes())?;
     let c_key = CString::new(key.as_bytes())?;
-    // SAFETY: both strings are NUL-terminated and the value slice outlives the call.
+    // SAFETY: both strings are NUL-terminated and the value slice outlives the call. Without a
+    // name the path is the /proc magic link to `dir`, which must be followed (setxattr);
+    // with one, the final component must not be (lsetxattr).
     let rc = unsafe {
-        libc::lsetxattr(
+        let set = if name.is_some() {
+            libc::lsetxattr
+        } else {
+            libc::setxattr
+        };
+        set(
             c_path.as_ptr(),
             c_key.as_ptr(),
             value.as_ptr().cast(),
