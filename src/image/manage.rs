@@ -71,7 +71,12 @@ impl Store {
                         .into_iter()
                         .filter(|(_, e)| e.digest() == d.digest())
                         .collect();
-                    return Ok(named);
+                    // A manifest the store holds under no name is still found by its digest.
+                    return Ok(if named.is_empty() {
+                        vec![(r.clone(), d)]
+                    } else {
+                        named
+                    });
                 }
                 return Ok(vec![(r.clone(), d)]);
             }
