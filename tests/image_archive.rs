@@ -294,3 +294,100 @@ fn a_corrupt_archive_loads_nothing() {
     let err = other.berth_err(&["load", "-i", s.path("empty.tar").to_str().unwrap()]);
     assert!(err.contains("neither a docker archive"), "{err}");
 }
+
+#[test]
+fn multi_platform_index_chooses_the_platform() {
+    if !is_root() {
+        return;
+    }
+    let s = Scratch::new("index");
+    let (manifest, config) = three_layer_image(&s, "localhost/single:1");
+    let store = s.store();
+    let size = store.blob_size(&Digest::parse(&manifest).unwrap()).unwrap();
+    let absent = Digest::of_bytes(b"an arm64 manifest this store never fetched");
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": absent.to_string(), "size": 500,
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": size,
+             "platform": {"os": "linux", "architecture": "amd64"}},
+        ],
+    });
+    let bytes = serde_json::to_vec(&index).unwrap();
+    let index_digest = store.ingest_bytes(&bytes).unwrap();
+    let desc = oci_spec::image::Descriptor::new(
+        oci_spec::image::MediaType::ImageIndex,
+        bytes.len() as u64,
+        &index_digest,
+    );
+    store
+        .set_reference(
+            &berth::image::Reference::parse("localhost/multi:1").unwrap(),
+            &desc,
+        )
+        .unwrap();
+
+    let doc = inspect(&s, "localhost/multi:1");
+    assert_eq!(doc["Digest"], index_digest.to_string().as_str());
+    assert_eq!(doc["ManifestDigest"], manifest.as_str());
+    assert_eq!(doc["Id"], config.as_str());
+    let b = s.path("b");
+    let err = s.berth_err(&[
+        "bundle",
+        "--platform",
+        "linux/s390x",
+        "localhost/multi:1",
+        b.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("linux/s390x") && err.contains(&index_digest.to_string()),
+        "{err}"
+    );
+    let err = s.berth_err(&[
+        "bundle",
+        "--platform",
+        "linux/arm64",
+        "localhost/multi:1",
+        b.to_str().unwrap(),
+    ]);
+    assert!(err.contains(&absent.to_string()), "{err}");
+    assert!(!b.exists());
+    if std::env::consts::ARCH == "x86_64" {
+        assert_eq!(run_image(&s, "localhost/multi:1", "multi"), "three\ntwo\n");
+    }
+    // Saved as an OCI archive the index stays whole; skopeo sees the same index.
+    let oci = s.path("multi.tar");
+    s.berth_ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        oci.to_str().unwrap(),
+        "localhost/multi:1",
+    ]);
+    let raw = skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", oci.display()),
+    ]);
+    assert_eq!(Digest::of_bytes(&raw), index_digest);
+    let other = Scratch::new("index-load");
+    other.berth_ok(&["load", "-i", oci.to_str().unwrap()]);
+    assert_eq!(
+        inspect(&other, "localhost/multi:1")["Digest"],
+        index_digest.to_string().as_str()
+    );
+    // The index's image is in use by a bundle made through it.
+    other.berth_ok(&[
+        "bundle",
+        "localhost/multi:1",
+        other.path("b").to_str().unwrap(),
+    ]);
+    let err = other.berth_err(&["rmi", "localhost/multi:1"]);
+    assert!(err.contains("in use"), "{err}");
+    other.berth_ok(&["rm-bundle", other.path("b").to_str().unwrap()]);
+    other.berth_ok(&["rmi", "localhost/multi:1"]);
+    assert!(names_in(&other.data_root().join("image/blobs/sha256")).is_empty());
+}
