@@ -571,6 +571,24 @@ mod tests {
     }
 
     #[test]
+    fn ingest_files_of_dead_writers_are_removed_on_open() {
+        let root = TempRoot::new("dead");
+        let s = Store::open(&root.0).unwrap();
+        // A pid above the kernel's maximum (4194304) belongs to no process.
+        let dead = s.ingest_dir().join("4194305-0-abc");
+        let dead_dir = s.ingest_dir().join("4194305-1-snapshot-abc");
+        let ours = s
+            .ingest_dir()
+            .join(format!("{}-99-abc", std::process::id()));
+        fs::write(&dead, b"half a blob").unwrap();
+        fs::create_dir_all(dead_dir.join("usr/bin")).unwrap();
+        fs::write(&ours, b"in progress").unwrap();
+        drop(Store::open(&root.0).unwrap());
+        assert!(!dead.exists() && !dead_dir.exists());
+        assert!(ours.exists(), "a live writer's file is left alone");
+    }
+
+    #[test]
     fn names_point_at_manifests() {
         let root = TempRoot::new("names");
         let s = Store::open(&root.0).unwrap();
