@@ -292,3 +292,40 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
     assert!(err.contains("not a bundle made by"), "{err}");
     assert!(names_in(&s.data_root().join("image/ingest")).is_empty());
 }
+
+/// Deletes a container when dropped, so a failing test leaves no process behind.
+struct ContainerGuard<'a>(&'a Scratch, &'a str);
+impl Drop for ContainerGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.berth(&["delete", "--force", self.1]);
+    }
+}
+
+#[test]
+fn rm_bundle_refuses_a_bundle_a_container_runs_from() {
+    if !is_root() {
+        return;
+    }
+    let s = Scratch::new("busy");
+    import_busybox(&s, "localhost/bb:1", &["CMD [\"sleep\", \"300\"]"]);
+    let bundle = s.path("b");
+    s.berth_ok(&["bundle", "localhost/bb:1", bundle.to_str().unwrap()]);
+    let guard = ContainerGuard(&s, "busy-sleeper");
+    s.berth_quiet(&[
+        "run",
+        "--detach",
+        "--bundle",
+        bundle.to_str().unwrap(),
+        "busy-sleeper",
+    ]);
+    let err = s.berth_err(&["rm-bundle", bundle.to_str().unwrap()]);
+    assert!(
+        err.contains("busy-sleeper") && err.contains("delete it first"),
+        "{err}"
+    );
+    assert!(bundle.join("rootfs/bin/busybox").exists(), "left alone");
+    s.berth_ok(&["delete", "--force", "busy-sleeper"]);
+    drop(guard);
+    s.berth_ok(&["rm-bundle", bundle.to_str().unwrap()]);
+    assert!(!bundle.exists());
+}

@@ -56,7 +56,7 @@ impl Scratch {
 
     /// `berth --data-root D --root R ARGS`.
     pub fn berth(&self, args: &[&str]) -> Output {
-        let out = Command::new(berth_bin())
+        Command::new(berth_bin())
             .arg("--data-root")
             .arg(self.data_root())
             .arg("--root")
@@ -64,8 +64,7 @@ impl Scratch {
             .args(args)
             .stdin(std::process::Stdio::null())
             .output()
-            .unwrap();
-        out
+            .unwrap()
     }
 
     /// Like [`Scratch::berth`], panicking with its stderr unless it succeeds; returns stdout.
@@ -77,6 +76,23 @@ impl Scratch {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `berth ARGS` with no stdio at all (for `run --detach`, whose container keeps
+    /// whatever it inherits); panics unless it succeeds.
+    pub fn berth_quiet(&self, args: &[&str]) {
+        let st = Command::new(berth_bin())
+            .arg("--data-root")
+            .arg(self.data_root())
+            .arg("--root")
+            .arg(self.dir.join("run"))
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "berth {args:?} failed");
     }
 
     /// Runs `berth ARGS`, expecting failure; returns stderr.
