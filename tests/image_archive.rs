@@ -288,6 +288,10 @@ fn a_corrupt_archive_loads_nothing() {
     assert!(err.contains("oci.tar"), "{err}");
     assert_eq!(other.berth_ok(&["images", "-q"]), "");
     assert!(names_in(&other.data_root().join("image/ingest")).is_empty());
+    assert!(
+        names_in(&other.data_root().join("image/blobs/sha256")).is_empty(),
+        "the blobs loaded before the corrupt one are taken back"
+    );
     let err = other.berth_err(&["load", "-i", s.path("missing.tar").to_str().unwrap()]);
     assert!(err.contains("missing.tar"), "{err}");
     std::fs::write(s.path("empty.tar"), vec![0u8; 1024]).unwrap();

@@ -256,6 +256,7 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
         "localhost/junk:1",
     ]);
     assert!(err.contains("junk.tar"), "{err}");
+    assert!(names_in(&s.data_root().join("image/blobs/sha256")).is_empty());
     let err = s.berth_err(&[
         "import",
         s.path("nope.tar").to_str().unwrap(),
