@@ -348,9 +348,9 @@ fn load_into(
     if contents.json.contains_key(Path::new("index.json"))
         && contents.json.contains_key(Path::new("oci-layout"))
     {
-        load_oci(store, &contents)
+        load_oci(store, contents)
     } else if contents.json.contains_key(Path::new("manifest.json")) {
-        load_docker(store, &contents)
+        load_docker(store, contents)
     } else {
         bail!("neither a docker archive (no manifest.json) nor an OCI archive (no oci-layout and index.json)")
     }
