@@ -100,6 +100,26 @@ fn save_and_load_round_trip_in_both_formats() {
             "three\ntwo\n"
         );
     }
+    // Through a pipe: save to standard output, load from standard input.
+    let other = Scratch::new("roundtrip-pipe");
+    let mut save = s
+        .command(&["save", "localhost/three:1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = other
+        .command(&["load"])
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(save.wait().unwrap().success());
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert_eq!(inspect(&other, "localhost/three:1")["Id"], config.as_str());
+
     // A save that fails leaves no file behind.
     let err = s.berth_err(&[
         "save",
