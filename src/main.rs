@@ -30,6 +30,9 @@ struct Cli {
     /// Accepted for runc compatibility; checkpointing is not supported.
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,
+    /// Where images are stored (the image commands).
+    #[arg(long, global = true, default_value = "/var/lib/berth")]
+    data_root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +132,8 @@ enum Command {
     },
     /// Change the resource limits of a running container.
     Update(UpdateArgs),
+    #[command(flatten)]
+    Registry(berth::image::registry_cli::RegistryCommand),
     /// Print stats and OOM events of a container as JSON lines.
     Events {
         /// Print one stats event and exit.
@@ -257,6 +262,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         systemd_cgroup: cli.systemd_cgroup,
     };
     match cli.command {
+        Command::Registry(c) => berth::image::registry_cli::run(c, &cli.data_root),
         Command::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
         Command::Start { id } => container::start(&g, &id).map(|()| 0),
         Command::State { id } => {
