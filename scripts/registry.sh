@@ -52,7 +52,7 @@ YAML
     setsid docker-registry serve "$dir/config.yml" > "$dir/registry.log" 2>&1 < /dev/null &
     echo $! > "$dir/pid"
     for _ in $(seq 100); do
-        addr=$(sed -n 's/.*msg="listening on \([0-9.:]*\)".*/\1/p' "$dir/registry.log" | head -1)
+        addr=$(sed -n 's/.*msg="listening on \([0-9.:]*\)[,"].*/\1/p' "$dir/registry.log" | head -1)
         if [ -n "$addr" ]; then
             echo "$addr" > "$dir/addr"
             echo "$addr"

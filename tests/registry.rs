@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 
 /// An image made with umoci and copied into `registry` by skopeo as `repo:tag`.
 fn seed(registry: &Registry, work: &TempDir, repo_tag: &str, skopeo_flags: &[&str]) -> String {
-    let source = make_test_image(work.path(), "v1");
     let reference = format!("{}/{repo_tag}", registry.addr);
-    skopeo_copy(&source, &format!("docker://{reference}"), skopeo_flags);
+    seed_image(work.path(), &reference, skopeo_flags);
     reference
 }
 

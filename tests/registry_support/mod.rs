@@ -80,18 +80,48 @@ pub fn berth(data_root: &Path, args: &[&str]) -> Berth {
 }
 
 pub fn berth_env(data_root: &Path, args: &[&str], env: &[(&str, &str)]) -> Berth {
-    let out = Command::new(env!("CARGO_BIN_EXE_berth"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command
         .arg("--data-root")
         .arg(data_root)
         .args(args)
-        .envs(env.iter().copied())
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("cannot run berth");
-    Berth {
-        success: out.status.success(),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        .envs(env.iter().copied());
+    Berth::from(output_with_input(command, None))
+}
+
+/// Runs berth with `input` on its standard input.
+pub fn berth_with_stdin(data_root: &Path, args: &[&str], input: &str) -> Berth {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_berth"));
+    command.arg("--data-root").arg(data_root).args(args);
+    Berth::from(output_with_input(command, Some(input.as_bytes())))
+}
+
+/// Runs `command` with `input` (or nothing) on its standard input; its output.
+pub fn output_with_input(mut command: Command, input: Option<&[u8]>) -> Output {
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    if let Some(bytes) = input {
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+impl From<Output> for Berth {
+    fn from(out: Output) -> Berth {
+        Berth {
+            success: out.status.success(),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
@@ -146,7 +176,15 @@ impl Registry {
         let script = repo_dir().join("scripts/registry.sh");
         let mut args = vec!["start", dir.to_str().unwrap()];
         args.extend_from_slice(options);
-        let addr = ok(script.to_str().unwrap(), &args).trim().to_string();
+        let out = run(script.to_str().unwrap(), &args);
+        if !out.status.success() {
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!(
+                "registry.sh {args:?} failed:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let addr = String::from_utf8_lossy(&out.stdout).trim().to_string();
         Registry { dir, addr }
     }
 
@@ -205,6 +243,13 @@ pub fn make_test_image(dir: &Path, tag: &str) -> String {
         &["config", "--image", &image, "--config.cmd", "/bin/sh"],
     );
     format!("oci:{image}")
+}
+
+/// Makes the test image in `work` and copies it with skopeo to the registry reference
+/// `host/repo:tag` (`skopeo_flags` such as `--dest-creds u:p`).
+pub fn seed_image(work: &Path, reference: &str, skopeo_flags: &[&str]) {
+    let source = make_test_image(work, "v1");
+    skopeo_copy(&source, &format!("docker://{reference}"), skopeo_flags);
 }
 
 /// `skopeo copy` with TLS verification off on both ends, plus `extra` flags.
