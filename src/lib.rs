@@ -2,3 +2,4 @@
 //! (images, engine, build, compose) will sit beside it and call it through its Rust API.
 pub mod image;
 pub mod runtime;
+pub mod table;

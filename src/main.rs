@@ -30,9 +30,10 @@ struct Cli {
     /// Accepted for runc compatibility; checkpointing is not supported.
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,
-    /// Where images are stored (the image commands).
-    #[arg(long, global = true, default_value = "/var/lib/berth")]
-    data_root: PathBuf,
+    /// Where images, layer snapshots and bundle records live (image commands; default
+    /// /var/lib/berth).
+    #[arg(long, global = true)]
+    data_root: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -144,6 +145,8 @@ enum Command {
         interval: String,
         id: String,
     },
+    #[command(flatten)]
+    Image(berth::image::cli::ImageCommand),
 }
 
 #[derive(Args)]
@@ -257,12 +260,14 @@ fn create_options(a: CreateArgs) -> CreateOptions {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
+    let data_root = berth::image::cli::data_root(cli.data_root.as_deref());
     let g = Globals {
         root: cli.root.unwrap_or_else(state::default_root),
         systemd_cgroup: cli.systemd_cgroup,
     };
     match cli.command {
-        Command::Registry(c) => berth::image::registry_cli::run(c, &cli.data_root),
+        Command::Image(cmd) => berth::image::cli::run(&data_root, cmd),
+        Command::Registry(c) => berth::image::registry_cli::run(c, &data_root),
         Command::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
         Command::Start { id } => container::start(&g, &id).map(|()| 0),
         Command::State { id } => {
@@ -372,21 +377,11 @@ fn list(g: &Globals, format: ListFormat, quiet: bool) -> Result<()> {
                     ]
                 })
                 .collect();
-            let header = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from);
-            let mut widths = [0usize; 6];
-            for row in std::iter::once(&header).chain(rows.iter()) {
-                for (w, cell) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(cell.len());
-                }
-            }
-            for row in std::iter::once(&header).chain(rows.iter()) {
-                let line: Vec<String> = row
-                    .iter()
-                    .zip(widths)
-                    .map(|(c, w)| format!("{c:<w$}"))
-                    .collect();
-                writeln!(out, "{}", line.join("   ").trim_end())?;
-            }
+            berth::table::write_table(
+                &mut out,
+                ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"],
+                &rows,
+            )?;
         }
     }
     Ok(())

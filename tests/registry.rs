@@ -43,6 +43,29 @@ fn pull_what_skopeo_pushed_digests_equal_and_blobs_verified() {
     }
     assert!(store_has_blob(&root, &pulled.digest()));
 
+    // The layers were unpacked during the pull: one snapshot each, and a bundle made from the
+    // image shows the added file and not the one the whiteout removed.
+    let snapshots = std::fs::read_dir(root.join("image/snapshots"))
+        .unwrap()
+        .count();
+    assert_eq!(snapshots, 3);
+    let bundle = work.join("bundle");
+    berth(
+        &root,
+        &["bundle", "--copy", &reference, bundle.to_str().unwrap()],
+    )
+    .ok();
+    let rootfs = bundle.join("rootfs");
+    assert!(rootfs.join("bin/busybox").is_file());
+    assert!(std::fs::read_to_string(rootfs.join("etc/hello.txt"))
+        .unwrap()
+        .starts_with("hello from v1"));
+    assert!(
+        !rootfs.join("etc/group").exists(),
+        "removed by the third layer's whiteout"
+    );
+    berth(&root, &["rm-bundle", bundle.to_str().unwrap()]).ok();
+
     // A second pull fetches nothing; a pull by digest names the same manifest.
     let again = berth(&root, &["pull", "--tls-verify=false", &reference]).ok();
     assert!(

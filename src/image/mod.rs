@@ -3,9 +3,19 @@
 //! archives (docker-archive, oci-archive) in and out. It sits above the runtime core and calls it
 //! only through its Rust API.
 
+pub mod archive;
+pub mod bundle;
+pub mod cli;
+pub mod config;
 pub mod digest;
+pub mod import;
+pub mod manage;
 pub mod reference;
+pub mod rootfs;
+pub mod snapshot;
 pub mod store;
+pub mod time;
+pub mod unpack;
 
 pub use digest::Digest;
 pub use reference::Reference;

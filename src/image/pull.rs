@@ -1,15 +1,17 @@
 //! `berth pull`: a manifest (the host's platform, or `--platform`, chosen from an index), its
 //! config and layers fetched in parallel into the store, each verified by digest and size before
-//! it is committed, then the name. Blobs already in the store are not fetched again, so a pull
+//! it is committed and each layer unpacked into its snapshot as soon as it is in, then the name. Blobs already in the store are not fetched again, so a pull
 //! that was interrupted is completed by the next one; the name is set last, so an interrupted
 //! pull leaves no image behind, only verified blobs.
 
+use super::config::ImageConfig;
 use super::credentials;
 use super::digest::Digest;
 use super::progress::Progress;
 use super::reference::Reference;
 use super::registry::client::CountingReader;
 use super::registry::{self, FetchedManifest, Repository, TransportOptions};
+use super::snapshot::is_layer_media_type;
 use super::store::{choose_platform, host_platform, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, Platform};
@@ -77,15 +79,34 @@ fn pull_image(store: &Store, reference: &Reference, options: &PullOptions) -> Re
     let image = ImageManifest::from_reader(&manifest.bytes[..])
         .with_context(|| format!("GET {}: not a valid image manifest", manifest.url))?;
 
+    let progress = Progress::new(options.quiet);
     let mut blobs = vec![image.config().clone()];
     blobs.extend(image.layers().iter().cloned());
-    let progress = Progress::new(options.quiet);
     let present = blobs
         .iter()
         .filter(|b| Digest::try_from(b.digest()).is_ok_and(|d| store.has_blob(&d)))
         .count();
-    registry::for_each_parallel(&blobs, options.jobs, |blob| {
-        fetch_blob(store, &repository, blob, &progress)
+    for layer in image.layers() {
+        let media_type = layer.media_type().to_string();
+        if !is_layer_media_type(&media_type) {
+            bail!(
+                "GET {}: layer {} has unknown media type {media_type:?}",
+                manifest.url,
+                layer.digest()
+            );
+        }
+    }
+    // The config first: its diff ids let each layer be unpacked as soon as it has arrived.
+    fetch_blob(store, &repository, image.config(), &progress)?;
+    let diff_ids = layer_diff_ids(store, &image, &manifest.url)?;
+    let layers: Vec<(&Descriptor, Digest)> = image.layers().iter().zip(diff_ids).collect();
+    registry::for_each_parallel(&layers, options.jobs, |(layer, diff_id)| {
+        fetch_blob(store, &repository, layer, &progress)?;
+        let blob = Digest::try_from(layer.digest())?;
+        store
+            .ensure_snapshot(&blob, diff_id)
+            .with_context(|| format!("unpacking layer {blob} from {}", manifest.url))
+            .map(drop)
     })?;
 
     // The manifest goes in after its blobs, and the name after the manifest.
@@ -142,6 +163,27 @@ fn fetch_blob(
             Err(e.context(format!("GET {}", stream.url)))
         }
     }
+}
+
+/// The uncompressed digests of the layers, from the image config (already in the store).
+fn layer_diff_ids(store: &Store, image: &ImageManifest, url: &str) -> Result<Vec<Digest>> {
+    let config_digest = Digest::try_from(image.config().digest())?;
+    let config: ImageConfig = store
+        .read_json(&config_digest)
+        .with_context(|| format!("the image config {config_digest} named by {url}"))?;
+    if config.rootfs.diff_ids.len() != image.layers().len() {
+        bail!(
+            "{url}: the manifest has {} layers but its config lists {} diff ids",
+            image.layers().len(),
+            config.rootfs.diff_ids.len()
+        );
+    }
+    config
+        .rootfs
+        .diff_ids
+        .iter()
+        .map(|d| Digest::parse(d).with_context(|| format!("config {config_digest}: diff id")))
+        .collect()
 }
 
 fn manifest_descriptor(manifest: &FetchedManifest, platform: Option<Platform>) -> Descriptor {

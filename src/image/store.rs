@@ -442,6 +442,10 @@ impl TempFile {
         })
     }
 
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
     /// Copies `src` into the file, returning the digest and length of what was written.
     fn write_from(&self, src: &mut dyn Read) -> Result<(Digest, u64)> {
         let f = fs::OpenOptions::new()
