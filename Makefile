@@ -28,8 +28,10 @@ test: rootfs
 	$(CARGO) test $(CARGO_TEST_FLAGS) --no-fail-fast -- --test-threads=$(TEST_THREADS)
 
 # Start-up time and memory against crun and runc (hyperfine); see scripts/bench.sh.
+# Pull and unpack against skopeo + umoci from a local registry; see scripts/bench-pull.sh.
 bench: rootfs
 	scripts/bench.sh
+	scripts/bench-pull.sh
 
 clean:
 	$(CARGO) clean

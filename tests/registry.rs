@@ -378,3 +378,28 @@ fn push_of_an_image_not_in_the_store_or_to_a_wrong_digest_fails_clearly() {
     let out = berth(&root, &["push", "--chunk-size", "12q", &reference]).fails();
     assert!(out.stderr.contains("--chunk-size"), "{}", out.stderr);
 }
+
+/// Progress bars are drawn on a terminal (here a pty made by script(1)) and not with -q.
+#[test]
+fn progress_bars_on_a_terminal_only() {
+    let registry = Registry::start();
+    let work = TempDir::new("progress");
+    let reference = seed(&registry, &work, "bars/busybox:v1", &[]);
+    let on_tty = |root: &str, quiet: bool| {
+        let line = format!(
+            "{} --data-root {} pull --tls-verify=false {} {reference}",
+            env!("CARGO_BIN_EXE_berth"),
+            work.join(root).display(),
+            if quiet { "-q" } else { "" }
+        );
+        ok("script", &["-qefc", &line, "/dev/null"])
+    };
+    let shown = on_tty("root1", false);
+    assert!(shown.contains("Pulled"), "{shown}");
+    assert!(
+        shown.contains("done") && shown.contains("[===") && shown.contains("MiB"),
+        "bars expected on a terminal:\n{shown}"
+    );
+    let quiet = on_tty("root2", true);
+    assert_eq!(quiet.trim(), reference, "-q prints only the name");
+}
