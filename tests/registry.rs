@@ -276,6 +276,28 @@ fn pull_chooses_the_platform_from_an_index_or_manifest_list() {
             bad.stderr
         );
     }
+
+    // An index in the store (loaded from an OCI archive skopeo wrote with --all) is pushed with
+    // both its manifests; the registry then holds the very same index.
+    let index_ref = format!("{}/multi/app:oci-index", registry.addr);
+    let index_digest = skopeo_digest(&index_ref);
+    let archive = work.join("multi.tar");
+    let loaded_name = format!("{}/loaded/multi:idx", registry.addr);
+    skopeo_copy(
+        &format!("docker://{index_ref}"),
+        &format!("oci-archive:{}:{loaded_name}", archive.display()),
+        &["--all"],
+    );
+    let root = work.join("root-index");
+    berth(&root, &["load", "-i", archive.to_str().unwrap()]).ok();
+    let target = format!("{}/pushed/multi:v1", registry.addr);
+    let pushed = berth(&root, &["push", "--tls-verify=false", &loaded_name, &target]).ok();
+    assert_eq!(pushed.digest(), index_digest);
+    assert_eq!(skopeo_digest(&target), index_digest);
+    assert_eq!(
+        skopeo_digest(&format!("{}/pushed/multi@{arm_digest}", registry.addr)),
+        arm_digest
+    );
 }
 
 #[test]
