@@ -291,7 +291,11 @@ fn pull_chooses_the_platform_from_an_index_or_manifest_list() {
     let root = work.join("root-index");
     berth(&root, &["load", "-i", archive.to_str().unwrap()]).ok();
     let target = format!("{}/pushed/multi:v1", registry.addr);
-    let pushed = berth(&root, &["push", "--tls-verify=false", &loaded_name, &target]).ok();
+    let pushed = berth(
+        &root,
+        &["push", "--tls-verify=false", &loaded_name, &target],
+    )
+    .ok();
     assert_eq!(pushed.digest(), index_digest);
     assert_eq!(skopeo_digest(&target), index_digest);
     assert_eq!(

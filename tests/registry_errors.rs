@@ -382,7 +382,8 @@ fn status_401_403_404_and_unreachable_name_reference_and_url() {
     let out = berth(&root, &["pull", &format!("{}/test/x:v1", registry.addr)]).fails();
     assert!(
         out.stderr
-            .contains(&format!("https://{}/v2/", registry.addr)),
+            .contains(&format!("https://{}/v2/", registry.addr))
+            && out.stderr.contains("use --tls-verify=false"),
         "{}",
         out.stderr
     );

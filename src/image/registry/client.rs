@@ -321,7 +321,14 @@ impl<R: Read> Read for CountingReader<'_, R> {
 
 /// A transport failure (no answer at all): the URL and why.
 fn unreachable_error(url: &str, e: ureq::Error) -> anyhow::Error {
-    anyhow!("cannot reach the registry at {url}: {e}")
+    let text = e.to_string();
+    // What rustls says when the other end answers TLS with plain HTTP.
+    let hint = if url.starts_with("https://") && text.contains("InvalidContentType") {
+        " (the registry speaks plain HTTP? use --tls-verify=false)"
+    } else {
+        ""
+    };
+    anyhow!("cannot reach the registry at {url}: {text}{hint}")
 }
 
 /// The error for an unexpected status: method, URL, status and the registry's own error codes
