@@ -43,8 +43,10 @@ for layer in 1 2 3; do
     mkdir -p "$dir"
     for f in 1 2 3 4; do
         # 6 MiB random (incompressible) + 4 MiB of base64 text (compresses to ~3/4) a file.
+        # Sizes are whole tar blocks: umoci 0.4.7 leaves out the padding after a layer's last
+        # file, which berth's unpacker (unlike Go's archive/tar) refuses.
         head -c $((6 << 20)) /dev/urandom > "$dir/random$f.bin"
-        head -c $((3 << 20)) /dev/urandom | base64 | head -c $((4 << 20)) > "$dir/text$f.txt"
+        head -c $((3 << 20)) /dev/urandom | base64 -w 0 > "$dir/text$f.txt"
     done
     umoci insert --image "$src:bench" "$dir" "/data/layer$layer"
     rm -rf "$dir"
