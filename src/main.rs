@@ -266,7 +266,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         systemd_cgroup: cli.systemd_cgroup,
     };
     match cli.command {
-        Command::Image(cmd) => berth::image::cli::run(&data_root, cmd),
+        Command::Image(cmd) => berth::image::cli::run_in(&data_root, &g.root, cmd),
         Command::Registry(c) => berth::image::registry_cli::run(c, &data_root),
         Command::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
         Command::Start { id } => container::start(&g, &id).map(|()| 0),

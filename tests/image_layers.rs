@@ -368,3 +368,76 @@ fn a_hostile_or_corrupt_layer_leaves_no_snapshot() {
     assert!(!s.path("b").exists(), "no bundle dir left");
     assert!(!s.dir.join("escape").exists() && !s.data_root().join("image/escape").exists());
 }
+
+#[test]
+fn zstd_and_plain_layers_unpack_and_bad_layers_are_named() {
+    if !is_root() {
+        return;
+    }
+    let s = Scratch::new("formats");
+    let store = s.store();
+    let busybox = busybox_tar(&s);
+    // zstd by the zstd tool (the decoder is ruzstd, a different implementation).
+    let plain = s.path("l.tar");
+    std::fs::write(&plain, layer_one()).unwrap();
+    assert!(std::process::Command::new("zstd")
+        .args(["-q", "-f"])
+        .arg(&plain)
+        .status()
+        .unwrap()
+        .success());
+    let zst = std::fs::read(s.path("l.tar.zst")).unwrap();
+    let base = store.ingest_bytes(&gzip(&busybox)).unwrap();
+    let zblob = store.ingest_bytes(&zst).unwrap();
+    let pblob = store.ingest_bytes(&layer_two()).unwrap();
+    let layers: Vec<_> = [base, zblob, pblob]
+        .iter()
+        .map(|d| berth::image::import::describe_layer(&store, d).unwrap())
+        .collect();
+    assert_eq!(
+        layers[1].media_type,
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    assert_eq!(
+        layers[2].media_type,
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+    let config = berth::image::config::ImageConfig {
+        architecture: "amd64".into(),
+        os: "linux".into(),
+        config: cmd(&["true"]),
+        ..Default::default()
+    };
+    let desc = berth::image::import::assemble_image(&store, &layers, config.clone()).unwrap();
+    let manifest = berth::image::Digest::try_from(desc.digest()).unwrap();
+    let dirs = store.snapshot_dirs(&manifest).unwrap();
+    let root = s.path("merged");
+    berth::image::rootfs::copy_snapshots(&dirs, &root).unwrap();
+    check_merged(&root);
+
+    // A layer whose content is not what the config's diff id says is refused, and not kept.
+    // (A diff id whose snapshot exists is not re-checked: the snapshot is that content.)
+    let mut lying = layers.clone();
+    lying[2].diff_id = berth::image::Digest::of_bytes(b"some other layer");
+    let mut c = config.clone();
+    c.config.cmd = vec!["lie".into()];
+    let desc = berth::image::import::assemble_image(&store, &lying, c).unwrap();
+    let lying_manifest = berth::image::Digest::try_from(desc.digest()).unwrap();
+    let e = store.unpack_image(&lying_manifest).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("does not match the diff id"),
+        "{e:#}"
+    );
+    assert!(!store.snapshot_path(&lying[2].diff_id).exists());
+    assert!(names_in(&s.data_root().join("image/ingest")).is_empty());
+
+    // An unknown layer media type is named.
+    let m = format!(
+        r#"{{"schemaVersion":2,"config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":2}},"layers":[{{"mediaType":"application/x-weird","digest":"{}","size":1}}]}}"#,
+        store.ingest_bytes(br#"{"rootfs":{"type":"layers","diff_ids":["sha256:0000000000000000000000000000000000000000000000000000000000000000"]}}"#).unwrap(),
+        layers[2].blob
+    );
+    let md = store.ingest_bytes(m.as_bytes()).unwrap();
+    let e = store.unpack_image(&md).unwrap_err();
+    assert!(format!("{e:#}").contains("application/x-weird"), "{e:#}");
+}

@@ -97,7 +97,7 @@ fn save_docker(
         let image = store.image_layers(&manifest)?;
         let config_name = format!("{}.json", image.config_digest.hex());
         if written.insert(config_name.clone()) {
-            let bytes = store.read_blob(&image.config_digest)?;
+            let bytes = store.read_manifest_bytes(&image.config_digest)?;
             append(tar, &config_name, bytes.len() as u64, &mut &bytes[..])?;
         }
         let mut layers = Vec::new();
@@ -234,7 +234,7 @@ impl ArchiveContents {
             return Ok(b.clone());
         }
         match self.blobs.get(&p) {
-            Some(d) => store.read_blob(d),
+            Some(d) => store.read_manifest_bytes(d),
             None => bail!("the archive has no {}", p.display()),
         }
     }

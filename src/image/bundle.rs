@@ -12,8 +12,10 @@ use super::digest::Digest;
 use super::reference::Reference;
 use super::rootfs::{copy_snapshots, mount_overlay, unmount, RootfsKind};
 use super::store::{write_atomically, Store};
+use crate::runtime::container::{self, Globals};
 use crate::runtime::inroot::{self, Create};
 use crate::runtime::spec_template::{default_spec, spec_to_pretty_json};
+use crate::runtime::state::Status;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::Spec;
 use serde::{Deserialize, Serialize};
@@ -176,11 +178,33 @@ pub fn create_bundle(
     Ok(record)
 }
 
-/// Unmounts and removes a bundle made by [`create_bundle`], and forgets it.
-pub fn remove_bundle(store: &Store, dir: &Path) -> Result<()> {
+/// Unmounts and removes a bundle made by [`create_bundle`], and forgets it. A container under
+/// `state_root` that runs from it (not stopped) makes this fail, naming it, unless `force`.
+pub fn remove_bundle(store: &Store, dir: &Path, state_root: &Path, force: bool) -> Result<()> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("bundle directory {}", dir.display()))?;
+    if !force {
+        let globals = Globals {
+            root: state_root.to_path_buf(),
+            systemd_cgroup: false,
+        };
+        let users: Vec<String> = container::list(&globals)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(st, status)| {
+                *status != Status::Stopped && st.bundle.canonicalize().is_ok_and(|b| b == dir)
+            })
+            .map(|(st, _)| st.id)
+            .collect();
+        if !users.is_empty() {
+            bail!(
+                "bundle {} is used by container {} (delete it first, or use --force)",
+                dir.display(),
+                users.join(", ")
+            );
+        }
+    }
     let record_file = record_path(store, &dir);
     if !record_file.exists() {
         bail!(

@@ -130,6 +130,9 @@ pub struct BundleArgs {
 
 #[derive(Args)]
 pub struct RmBundleArgs {
+    /// Remove it even when a container still runs from it.
+    #[arg(short, long)]
+    pub force: bool,
     pub dir: PathBuf,
 }
 
@@ -138,8 +141,14 @@ pub fn data_root(flag: Option<&Path>) -> PathBuf {
     flag.map_or_else(|| PathBuf::from(DEFAULT_DATA_ROOT), Path::to_path_buf)
 }
 
-/// Runs an image command; returns the exit code.
+/// Runs an image command with containers' state under the default `--root`.
 pub fn run(data_root: &Path, cmd: ImageCommand) -> Result<i32> {
+    run_in(data_root, &crate::runtime::state::default_root(), cmd)
+}
+
+/// Runs an image command; `state_root` is the runtime's `--root`, where `rm-bundle` looks for
+/// containers still running from the bundle. Returns the exit code.
+pub fn run_in(data_root: &Path, state_root: &Path, cmd: ImageCommand) -> Result<i32> {
     let store = Store::open(data_root)?;
     let out = &mut std::io::stdout().lock();
     match cmd {
@@ -203,7 +212,7 @@ pub fn run(data_root: &Path, cmd: ImageCommand) -> Result<i32> {
             };
             bundle::create_bundle(&store, &r, &a.dir, &opts)?;
         }
-        ImageCommand::RmBundle(a) => bundle::remove_bundle(&store, &a.dir)?,
+        ImageCommand::RmBundle(a) => bundle::remove_bundle(&store, &a.dir, state_root, a.force)?,
     }
     Ok(0)
 }

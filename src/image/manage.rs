@@ -71,7 +71,12 @@ impl Store {
                         .into_iter()
                         .filter(|(_, e)| e.digest() == d.digest())
                         .collect();
-                    return Ok(named);
+                    // A manifest the store holds under no name is still found by its digest.
+                    return Ok(if named.is_empty() {
+                        vec![(r.clone(), d)]
+                    } else {
+                        named
+                    });
                 }
                 return Ok(vec![(r.clone(), d)]);
             }
@@ -108,7 +113,9 @@ impl Store {
         if !into.insert(d.clone()) || !self.has_blob(d) {
             return;
         }
-        let Ok(bytes) = self.read_blob(d) else { return };
+        let Ok(bytes) = self.read_manifest_bytes(d) else {
+            return;
+        };
         let kind = super::store::sniff_manifest_media_type(&bytes)
             .ok()
             .and_then(|m| manifest_kind(&m));
@@ -175,6 +182,7 @@ impl Store {
 
     fn diff_ids_of(&self, blobs: &BTreeSet<Digest>) -> BTreeSet<Digest> {
         let mut ids = BTreeSet::new();
+        // Only manifests name layers; image_layers refuses large (layer) blobs unread.
         for d in blobs {
             if let Ok(img) = self.image_layers(d) {
                 ids.extend(img.layers.into_iter().map(|(_, id)| id));

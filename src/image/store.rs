@@ -25,6 +25,11 @@ pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.mani
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const DOCKER_LAYER_GZIP: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
+/// Manifests, indexes and configs larger than this are refused rather than read into memory
+/// (the distribution spec lets registries refuse manifests over 4 MiB).
+pub const MAX_MANIFEST_SIZE: u64 = 4 << 20;
+const MAX_INDEX_DEPTH: usize = 4;
+
 static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// The image store under one data root.
@@ -267,7 +272,7 @@ impl Store {
                 return Ok(strip_name(e));
             }
             if self.has_blob(d) {
-                let bytes = self.read_blob(d)?;
+                let bytes = self.read_manifest_bytes(d)?;
                 let media_type = sniff_manifest_media_type(&bytes)
                     .with_context(|| format!("{r}: blob {d} is not a manifest"))?;
                 return Ok(Descriptor::new(
@@ -328,17 +333,17 @@ impl Store {
     }
 
     pub fn read_manifest(&self, d: &Digest) -> Result<ImageManifest> {
-        ImageManifest::from_reader(&self.read_blob(d)?[..])
+        ImageManifest::from_reader(&self.read_manifest_bytes(d)?[..])
             .with_context(|| format!("manifest {d} is not a valid image manifest"))
     }
 
     pub fn read_image_index(&self, d: &Digest) -> Result<ImageIndex> {
-        ImageIndex::from_reader(&self.read_blob(d)?[..])
+        ImageIndex::from_reader(&self.read_manifest_bytes(d)?[..])
             .with_context(|| format!("{d} is not a valid image index"))
     }
 
     pub fn read_json<T: serde::de::DeserializeOwned>(&self, d: &Digest) -> Result<T> {
-        let bytes = self.read_blob(d)?;
+        let bytes = self.read_manifest_bytes(d)?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         serde_path_to_error::deserialize(de).with_context(|| format!("blob {d}: invalid JSON"))
     }
@@ -350,20 +355,41 @@ impl Store {
         desc: &Descriptor,
         platform: Option<&str>,
     ) -> Result<(Digest, ImageManifest)> {
-        let d = Digest::try_from(desc.digest())?;
-        let bytes = self.read_blob(&d)?;
-        let media_type = sniff_manifest_media_type(&bytes).unwrap_or_default();
-        match manifest_kind(&media_type) {
-            Some(ManifestKind::Image) => Ok((d.clone(), self.read_manifest(&d)?)),
-            Some(ManifestKind::Index) => {
-                let index = self.read_image_index(&d)?;
-                let want = platform.map(str::to_string).unwrap_or_else(host_platform);
-                let chosen = choose_platform(index.manifests(), &want)
-                    .with_context(|| format!("index {d} has no image for platform {want}"))?;
-                self.image_manifest(chosen, platform)
+        let mut d = Digest::try_from(desc.digest())?;
+        // Indexes may nest, but a few levels is all real images use; a cycle is an error.
+        for _ in 0..MAX_INDEX_DEPTH {
+            let bytes = self.read_manifest_bytes(&d)?;
+            let media_type = sniff_manifest_media_type(&bytes).unwrap_or_default();
+            match manifest_kind(&media_type) {
+                Some(ManifestKind::Image) => {
+                    let m = ImageManifest::from_reader(&bytes[..])
+                        .with_context(|| format!("manifest {d} is not a valid image manifest"))?;
+                    return Ok((d, m));
+                }
+                Some(ManifestKind::Index) => {
+                    let index = ImageIndex::from_reader(&bytes[..])
+                        .with_context(|| format!("{d} is not a valid image index"))?;
+                    let want = platform.map(str::to_string).unwrap_or_else(host_platform);
+                    let chosen = choose_platform(index.manifests(), &want)
+                        .with_context(|| format!("index {d} has no image for platform {want}"))?;
+                    d = Digest::try_from(chosen.digest())?;
+                }
+                None => bail!("{d}: unknown manifest media type {media_type:?}"),
             }
-            None => bail!("{d}: unknown manifest media type {media_type:?}"),
         }
+        bail!(
+            "{}: indexes nested more than {MAX_INDEX_DEPTH} deep",
+            desc.digest()
+        )
+    }
+
+    /// A manifest or index blob, refused when too large to be one (it would be read whole).
+    pub fn read_manifest_bytes(&self, d: &Digest) -> Result<Vec<u8>> {
+        let size = self.blob_size(d)?;
+        if size > MAX_MANIFEST_SIZE {
+            bail!("{d} is {size} bytes: too large for a manifest (at most {MAX_MANIFEST_SIZE})");
+        }
+        self.read_blob(d)
     }
 }
 
@@ -542,6 +568,24 @@ mod tests {
         assert_eq!((d2.clone(), n), (Digest::of_bytes(b"streamed"), 8));
         assert!(s.has_blob(&d2));
         assert!(ingest_is_empty(&s));
+    }
+
+    #[test]
+    fn ingest_files_of_dead_writers_are_removed_on_open() {
+        let root = TempRoot::new("dead");
+        let s = Store::open(&root.0).unwrap();
+        // A pid above the kernel's maximum (4194304) belongs to no process.
+        let dead = s.ingest_dir().join("4194305-0-abc");
+        let dead_dir = s.ingest_dir().join("4194305-1-snapshot-abc");
+        let ours = s
+            .ingest_dir()
+            .join(format!("{}-99-abc", std::process::id()));
+        fs::write(&dead, b"half a blob").unwrap();
+        fs::create_dir_all(dead_dir.join("usr/bin")).unwrap();
+        fs::write(&ours, b"in progress").unwrap();
+        drop(Store::open(&root.0).unwrap());
+        assert!(!dead.exists() && !dead_dir.exists());
+        assert!(ours.exists(), "a live writer's file is left alone");
     }
 
     #[test]

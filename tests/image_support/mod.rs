@@ -54,18 +54,20 @@ impl Scratch {
         Store::open(&self.data_root()).unwrap()
     }
 
-    /// `berth --data-root D --root R ARGS`.
-    pub fn berth(&self, args: &[&str]) -> Output {
-        let out = Command::new(berth_bin())
-            .arg("--data-root")
+    /// `berth --data-root D --root R ARGS`, stdin from /dev/null.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(berth_bin());
+        c.arg("--data-root")
             .arg(self.data_root())
             .arg("--root")
             .arg(self.dir.join("run"))
             .args(args)
-            .stdin(std::process::Stdio::null())
-            .output()
-            .unwrap();
-        out
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    pub fn berth(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
     }
 
     /// Like [`Scratch::berth`], panicking with its stderr unless it succeeds; returns stdout.
@@ -77,6 +79,18 @@ impl Scratch {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs `berth ARGS` with no stdio at all (for `run --detach`, whose container keeps
+    /// whatever it inherits); panics unless it succeeds.
+    pub fn berth_quiet(&self, args: &[&str]) {
+        let st = self
+            .command(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success(), "berth {args:?} failed");
     }
 
     /// Runs `berth ARGS`, expecting failure; returns stderr.
