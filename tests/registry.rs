@@ -181,6 +181,37 @@ fn pull_chooses_the_platform_from_an_index_or_manifest_list() {
     let amd64_manifest = skopeo_raw(&amd64);
     let amd64_digest = skopeo_digest(&amd64);
     let amd64_size = get_manifest(&registry.addr, "multi/app", "amd64").len();
+    // A single-platform image: --platform must match its config.
+    let root = work.join("root-single");
+    berth(
+        &root,
+        &[
+            "pull",
+            "--tls-verify=false",
+            "--platform",
+            "linux/amd64",
+            &amd64,
+        ],
+    )
+    .ok();
+    let out = berth(
+        &root,
+        &[
+            "pull",
+            "--tls-verify=false",
+            "--platform",
+            "linux/arm64",
+            &amd64,
+        ],
+    )
+    .fails();
+    assert!(
+        out.stderr
+            .contains("the image is for linux/amd64, not the platform linux/arm64")
+            && out.stderr.contains(&amd64),
+        "{}",
+        out.stderr
+    );
 
     // An arm64 variant: same layers, a config saying arm64.
     let config_digest = amd64_manifest["config"]["digest"].as_str().unwrap();

@@ -98,7 +98,17 @@ fn pull_image(store: &Store, reference: &Reference, options: &PullOptions) -> Re
     }
     // The config first: its diff ids let each layer be unpacked as soon as it has arrived.
     fetch_blob(store, &repository, image.config(), &progress)?;
-    let diff_ids = layer_diff_ids(store, &image, &manifest.url)?;
+    let (config, diff_ids) = read_config(store, &image, &manifest.url)?;
+    // A single-platform image asked for by --platform must be of that platform (an index entry
+    // was chosen by it already).
+    if options.platform.is_some() && platform.is_none() && !platform_matches(&config, &want) {
+        bail!(
+            "GET {}: the image is for {}/{}, not the platform {want} asked for",
+            manifest.url,
+            config.os,
+            config.architecture
+        );
+    }
     let layers: Vec<(&Descriptor, Digest)> = image.layers().iter().zip(diff_ids).collect();
     registry::for_each_parallel(&layers, options.jobs, |(layer, diff_id)| {
         fetch_blob(store, &repository, layer, &progress)?;
@@ -165,8 +175,12 @@ fn fetch_blob(
     }
 }
 
-/// The uncompressed digests of the layers, from the image config (already in the store).
-fn layer_diff_ids(store: &Store, image: &ImageManifest, url: &str) -> Result<Vec<Digest>> {
+/// The image config (already in the store) and the uncompressed digests of the layers it lists.
+fn read_config(
+    store: &Store,
+    image: &ImageManifest,
+    url: &str,
+) -> Result<(ImageConfig, Vec<Digest>)> {
     let config_digest = Digest::try_from(image.config().digest())?;
     let config: ImageConfig = store
         .read_json(&config_digest)
@@ -178,12 +192,25 @@ fn layer_diff_ids(store: &Store, image: &ImageManifest, url: &str) -> Result<Vec
             config.rootfs.diff_ids.len()
         );
     }
-    config
+    let diff_ids = config
         .rootfs
         .diff_ids
         .iter()
         .map(|d| Digest::parse(d).with_context(|| format!("config {config_digest}: diff id")))
-        .collect()
+        .collect::<Result<_>>()?;
+    Ok((config, diff_ids))
+}
+
+/// Does the config's os/architecture[/variant] match `want` (a missing variant matches any)?
+fn platform_matches(config: &ImageConfig, want: &str) -> bool {
+    let mut parts = want.split('/');
+    let (os, arch, variant) = (parts.next(), parts.next(), parts.next());
+    os == Some(config.os.as_str())
+        && arch == Some(config.architecture.as_str())
+        && match (variant, config.variant.as_deref()) {
+            (Some(w), Some(c)) => w == c,
+            _ => true,
+        }
 }
 
 fn manifest_descriptor(manifest: &FetchedManifest, platform: Option<Platform>) -> Descriptor {
@@ -228,6 +255,19 @@ fn platforms(index: &ImageIndex) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_platform_matching() {
+        let config: ImageConfig = serde_json::from_str(
+            r#"{"os":"linux","architecture":"arm","variant":"v7","rootfs":{"type":"layers","diff_ids":[]}}"#,
+        )
+        .unwrap();
+        assert!(platform_matches(&config, "linux/arm"));
+        assert!(platform_matches(&config, "linux/arm/v7"));
+        assert!(!platform_matches(&config, "linux/arm/v6"));
+        assert!(!platform_matches(&config, "linux/amd64"));
+        assert!(!platform_matches(&config, "windows/arm"));
+    }
 
     #[test]
     fn platform_must_be_os_arch_variant() {

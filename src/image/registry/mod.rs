@@ -377,6 +377,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn parallel_work_runs_every_item_or_stops_at_the_first_error() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let items: Vec<usize> = (0..50).collect();
+        let sum = AtomicUsize::new(0);
+        for_each_parallel(&items, 4, |i| {
+            sum.fetch_add(*i, Ordering::SeqCst);
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(sum.into_inner(), (0..50).sum::<usize>());
+
+        let started = AtomicUsize::new(0);
+        let err = for_each_parallel(&items, 1, |i| {
+            started.fetch_add(1, Ordering::SeqCst);
+            if *i == 3 {
+                bail!("item {i} failed");
+            }
+            Ok(())
+        })
+        .unwrap_err();
+        assert_eq!(err.to_string(), "item 3 failed");
+        assert_eq!(started.into_inner(), 4, "nothing started after the failure");
+        for_each_parallel(&[] as &[u8], 8, |_| bail!("never called")).unwrap();
+    }
+
+    #[test]
     fn media_type_from_header_body_or_shape() {
         let oci = br#"{"schemaVersion":2,"config":{},"layers":[]}"#;
         assert_eq!(
