@@ -336,8 +336,10 @@ fn pull_chooses_the_platform_from_an_index_or_manifest_list() {
 }
 
 #[test]
-fn push_monolithic_and_chunked_read_back_by_skopeo() {
+fn push_monolithic_chunked_and_mounted_read_back_by_skopeo() {
     let registry = Registry::start();
+    // Pushes to another registry send the bytes; within the first one they are mounted.
+    let other = Registry::start();
     let work = TempDir::new("push");
     let reference = seed(&registry, &work, "src/busybox:v1", &[]);
     let root = work.join("root");
@@ -345,19 +347,21 @@ fn push_monolithic_and_chunked_read_back_by_skopeo() {
     let digest = pulled.digest();
 
     // One PUT per blob (blobs are below the default chunk size).
-    let mono = format!("{}/dst/mono:v1", registry.addr);
+    let mono = format!("{}/dst/mono:v1", other.addr);
     let pushed = berth(&root, &["push", "--tls-verify=false", &reference, &mono]).ok();
     assert_eq!(pushed.digest(), digest);
     assert!(
-        pushed.stdout.contains("4 blobs pushed, 0 already there"),
+        pushed
+            .stdout
+            .contains("4 blobs pushed, 0 mounted, 0 already there"),
         "{}",
         pushed.stdout
     );
     assert_eq!(skopeo_digest(&mono), digest);
 
     // Chunks of 64 KiB: the 1 MB busybox layer goes up in PATCHes.
-    let patches_before = registry.log().matches("http.request.method=PATCH").count();
-    let chunked = format!("{}/dst/chunked:v1", registry.addr);
+    let patches_before = other.log().matches("http.request.method=PATCH").count();
+    let chunked = format!("{}/dst/chunked:v1", other.addr);
     let pushed = berth(
         &root,
         &[
@@ -377,7 +381,7 @@ fn push_monolithic_and_chunked_read_back_by_skopeo() {
         pushed.stdout
     );
     assert_eq!(skopeo_digest(&chunked), digest);
-    let patches = registry.log().matches("http.request.method=PATCH").count() - patches_before;
+    let patches = other.log().matches("http.request.method=PATCH").count() - patches_before;
     assert!(
         patches >= 10,
         "expected many PATCH requests, the log shows {patches}"
@@ -400,7 +404,9 @@ fn push_monolithic_and_chunked_read_back_by_skopeo() {
     // Pushing again: every blob is already there (HEAD), only the manifest is put.
     let again = berth(&root, &["push", "--tls-verify=false", &reference, &mono]).ok();
     assert!(
-        again.stdout.contains("0 blobs pushed, 4 already there"),
+        again
+            .stdout
+            .contains("0 blobs pushed, 0 mounted, 4 already there"),
         "{}",
         again.stdout
     );
@@ -408,6 +414,17 @@ fn push_monolithic_and_chunked_read_back_by_skopeo() {
     // Push by its own name (no destination) to the same registry.
     let same = berth(&root, &["push", "--tls-verify=false", &reference]).ok();
     assert_eq!(same.digest(), digest);
+
+    // Another repository of the source's registry: every blob mounted, none sent.
+    let mounted = format!("{}/dst/mounted:v1", registry.addr);
+    let out = berth(&root, &["push", "--tls-verify=false", &reference, &mounted]).ok();
+    assert!(
+        out.stdout
+            .contains("0 blobs pushed, 4 mounted, 0 already there"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(skopeo_digest(&mounted), digest);
 }
 
 #[test]

@@ -237,6 +237,7 @@ fn tls_with_a_private_ca_and_htpasswd_basic_auth_login_pull_push_logout() {
         skopeo_digest_creds(&reference, "alice:wonder:land")
     );
     let pushed_ref = format!("{addr}/team/copy:v2");
+    berth(&root, &["tag", &reference, "local.test/copy:v2"]).ok();
     let pushed = berth(
         &root,
         &[
@@ -247,11 +248,18 @@ fn tls_with_a_private_ca_and_htpasswd_basic_auth_login_pull_push_logout() {
             cd,
             "--chunk-size",
             "256k",
-            &reference,
+            "local.test/copy:v2",
             &pushed_ref,
         ],
     )
     .ok();
+    // Named from another registry, so nothing to mount: every blob goes up over TLS with basic
+    // auth, the busybox layer in PATCH chunks.
+    assert!(
+        pushed.stdout.contains("4 blobs pushed"),
+        "{}",
+        pushed.stdout
+    );
     assert_eq!(
         skopeo_digest_creds(&pushed_ref, "alice:wonder:land"),
         pushed.digest()
@@ -604,6 +612,8 @@ fn token_auth_anonymous_pull_and_authenticated_push() {
     )
     .ok();
     assert_eq!(pushed.digest(), expected);
+    // Same registry: the blobs are mounted from proj/busybox, with a token for both scopes.
+    assert!(pushed.stdout.contains("4 mounted"), "{}", pushed.stdout);
     assert_eq!(skopeo_digest_creds(&target, "bob:builder"), expected);
     let push_scope = "repository:proj/pushed:pull,push".to_string();
     assert!(

@@ -12,6 +12,7 @@ use super::store::{sniff_manifest_media_type, Store};
 use anyhow::{bail, Context, Result};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
 
 /// Blobs above this size are sent in chunks of this size unless `--chunk-size` says otherwise.
 pub const DEFAULT_CHUNK_SIZE: u64 = 64 << 20;
@@ -30,7 +31,14 @@ pub struct PushOptions {
 pub struct Pushed {
     /// The digest of the manifest (or index) now under the destination's tag.
     pub digest: Digest,
+    pub blobs: BlobCounts,
+}
+
+/// What became of each blob: sent, mounted from the source repository, or already there.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct BlobCounts {
     pub uploaded: usize,
+    pub mounted: usize,
     pub present: usize,
 }
 
@@ -62,9 +70,13 @@ fn push_image(
         (None, None) => "latest".to_string(),
     };
     let credential = credentials::lookup(&destination.registry, options.auth_file.as_deref())?;
-    let repository = Repository::open(destination, &options.transport, credential, true)?;
+    let mut repository = Repository::open(destination, &options.transport, credential, true)?;
+    // Within one registry, blobs come from the source repository by a mount, not a copy.
+    if source.registry == destination.registry && source.repository != destination.repository {
+        repository = repository.with_mount_source(&source.repository);
+    }
     let progress = Progress::new(options.quiet);
-    let mut counts = (0, 0);
+    let mut counts = BlobCounts::default();
     let (bytes, media_type) = manifest_bytes(store, &top)?;
     if registry::is_index_media_type(&media_type) {
         let index = ImageIndex::from_reader(&bytes[..])
@@ -83,7 +95,9 @@ fn push_image(
                 options,
                 &progress,
             )?;
-            counts = (counts.0 + c.0, counts.1 + c.1);
+            counts.uploaded += c.uploaded;
+            counts.mounted += c.mounted;
+            counts.present += c.present;
         }
         repository.put_manifest(&tag, &media_type, &bytes)?;
     } else {
@@ -98,8 +112,7 @@ fn push_image(
     }
     Ok(Pushed {
         digest,
-        uploaded: counts.0,
-        present: counts.1,
+        blobs: counts,
     })
 }
 
@@ -119,8 +132,7 @@ fn manifest_bytes(store: &Store, descriptor: &Descriptor) -> Result<(Vec<u8>, St
     Ok((bytes, media_type))
 }
 
-/// Pushes a manifest's config and layers, then the manifest under `tag`; returns how many blobs
-/// were uploaded and how many the registry already had.
+/// Pushes a manifest's config and layers, then the manifest under `tag`.
 fn push_manifest(
     store: &Store,
     repository: &Repository,
@@ -128,12 +140,13 @@ fn push_manifest(
     tag: &str,
     options: &PushOptions,
     progress: &Progress,
-) -> Result<(usize, usize)> {
+) -> Result<BlobCounts> {
     let image = ImageManifest::from_reader(bytes)
         .with_context(|| format!("{digest} is not a valid image manifest"))?;
     let mut blobs = vec![image.config().clone()];
     blobs.extend(image.layers().iter().cloned());
-    let present = std::sync::atomic::AtomicUsize::new(0);
+    let present = AtomicUsize::new(0);
+    let mounted = AtomicUsize::new(0);
     registry::for_each_parallel(&blobs, options.jobs, |blob| {
         let blob_digest = Digest::try_from(blob.digest())?;
         let bar = progress.bar(blob_digest.short(), blob.size());
@@ -141,7 +154,7 @@ fn push_manifest(
             bail!("manifest {digest} lists blob {blob_digest}, which is not in the store");
         }
         if repository.has_blob(&blob_digest)? {
-            present.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            present.fetch_add(1, SeqCst);
             bar.finish("exists");
             return Ok(());
         }
@@ -153,12 +166,20 @@ fn push_manifest(
             &count,
         );
         match sent {
-            Ok(()) => bar.finish("pushed"),
+            Ok(true) => {
+                mounted.fetch_add(1, SeqCst);
+                bar.finish("mounted");
+            }
+            Ok(false) => bar.finish("pushed"),
             Err(_) => bar.abandon("failed"),
         }
-        sent
+        sent.map(drop)
     })?;
     repository.put_manifest(tag, media_type, bytes)?;
-    let present = present.into_inner();
-    Ok((blobs.len() - present, present))
+    let (present, mounted) = (present.into_inner(), mounted.into_inner());
+    Ok(BlobCounts {
+        uploaded: blobs.len() - present - mounted,
+        mounted,
+        present,
+    })
 }

@@ -154,9 +154,10 @@ pub fn run(command: RegistryCommand, data_root: &Path) -> Result<i32> {
             let store = Store::open(data_root)?;
             let pushed = push::push(&store, &source, &destination, &options)?;
             if !quiet {
+                let b = pushed.blobs;
                 println!(
-                    "Digest: {} ({} blobs pushed, {} already there)",
-                    pushed.digest, pushed.uploaded, pushed.present
+                    "Digest: {} ({} blobs pushed, {} mounted, {} already there)",
+                    pushed.digest, b.uploaded, b.mounted, b.present
                 );
             }
             println!("Pushed {destination}");

@@ -182,8 +182,13 @@ pub fn fetch_token(
     if let Some(service) = challenge.param("service") {
         request = request.query("service", service);
     }
-    let mut scopes: Vec<&str> = scope.into_iter().collect();
-    if let Some(s) = challenge.param("scope") {
+    // Several scopes (space-separated, as in a challenge) go as several parameters.
+    let mut scopes: Vec<&str> = scope.into_iter().flat_map(str::split_whitespace).collect();
+    for s in challenge
+        .param("scope")
+        .into_iter()
+        .flat_map(str::split_whitespace)
+    {
         if !scopes.contains(&s) {
             scopes.push(s);
         }

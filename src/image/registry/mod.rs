@@ -63,6 +63,8 @@ pub struct Repository {
     transport: Arc<Transport>,
     pub name: String,
     scope: String,
+    /// Where blobs may be mounted from on push (see [`Repository::with_mount_source`]).
+    mount_source: Option<String>,
 }
 
 impl Repository {
@@ -79,6 +81,7 @@ impl Repository {
             transport,
             name: reference.repository.clone(),
             scope: auth::repository_scope(&reference.repository, push),
+            mount_source: None,
         })
     }
 
@@ -174,21 +177,40 @@ impl Repository {
         }
     }
 
+    /// The same repository, also allowed to mount blobs from `source` (another repository of
+    /// the same registry): the token asked for then covers pulling from it too.
+    pub fn with_mount_source(&self, source: &str) -> Repository {
+        Repository {
+            scope: format!("{} {}", self.scope, auth::repository_scope(source, false)),
+            mount_source: Some(source.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// Uploads the blob held in `path`: in one PUT, or in PATCHes of `chunk_size` bytes when
-    /// the blob is larger than that (0: never chunked). `progress` is told of bytes sent.
+    /// the blob is larger than that (0: never chunked). `progress` is told of bytes sent. With a
+    /// mount source, the registry is first asked to link the blob from there (no bytes sent);
+    /// returns true when it did.
     pub fn upload_blob(
         &self,
         digest: &Digest,
         path: &Path,
         chunk_size: u64,
         progress: &(dyn Fn(u64) + Sync),
-    ) -> Result<()> {
-        let start_url = self
+    ) -> Result<bool> {
+        let mut start_url = self
             .transport
             .url(&format!("/v2/{}/blobs/uploads/", self.name));
+        if let Some(source) = &self.mount_source {
+            start_url = format!("{start_url}?mount={}&from={source}", encode_digest(digest));
+        }
         let response =
             self.transport
                 .send(Method::POST, &start_url, &self.scope, &[], &Body::Empty)?;
+        if self.mount_source.is_some() && response.status() == StatusCode::CREATED {
+            return Ok(true);
+        }
+        // A registry that cannot mount opens an ordinary upload session instead.
         if response.status() != StatusCode::ACCEPTED {
             return Err(status_error("POST", &start_url, response));
         }
@@ -232,17 +254,14 @@ impl Repository {
             finish_body = Body::File(path, progress);
         }
         let separator = if location.contains('?') { '&' } else { '?' };
-        let put_url = format!(
-            "{location}{separator}digest={}",
-            digest.to_string().replace(':', "%3A")
-        );
+        let put_url = format!("{location}{separator}digest={}", encode_digest(digest));
         let response =
             self.transport
                 .send(Method::PUT, &put_url, &self.scope, &octets, &finish_body)?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error("PUT", &put_url, response));
         }
-        Ok(())
+        Ok(false)
     }
 
     /// PUTs a manifest (or index) under a tag or its digest, with its media type.
@@ -332,6 +351,11 @@ pub fn for_each_parallel<T: Sync>(
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// `sha256:<hex>` with the colon percent-encoded, for a query string.
+fn encode_digest(digest: &Digest) -> String {
+    digest.to_string().replace(':', "%3A")
 }
 
 fn header(response: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
