@@ -396,3 +396,44 @@ fn status_401_403_404_and_unreachable_name_reference_and_url() {
     assert!(out.stderr.contains("\"Bad//Ref\""), "{}", out.stderr);
     assert_nothing_named_or_partial(&root);
 }
+
+#[test]
+fn a_broken_token_server_or_challenge_is_named() {
+    let work = TempDir::new("bad-token");
+    let root = work.join("root");
+    let tokens = FakeServer::start(|r| {
+        if r.target.contains("scope=repository%3Aempty") {
+            Response::new(200, "{}")
+        } else {
+            Response::new(200, "not json")
+        }
+    });
+    let realm = format!("http://{}/token", tokens.addr);
+    let registry = FakeServer::start(move |r| {
+        let challenge = if r.target.contains("/norealm/") {
+            r#"Bearer service="x""#.to_string()
+        } else {
+            format!(r#"Bearer realm="{realm}",service="fake""#)
+        };
+        if r.target == "/v2/" {
+            return Response::new(200, "{}");
+        }
+        Response::new(401, "").header("WWW-Authenticate", &challenge)
+    });
+    for (repo, expected) in [
+        ("empty/app", "answered without a token"),
+        ("garbage/app", "invalid JSON answer"),
+        ("norealm/app", "Bearer challenge has no realm"),
+    ] {
+        let reference = format!("{}/{repo}:v1", registry.addr);
+        let out = berth(&root, &["pull", "--tls-verify=false", &reference]).fails();
+        assert!(
+            out.stderr.contains(expected)
+                && out.stderr.contains(&reference)
+                && out.stderr.contains(&format!("/v2/{repo}/manifests/v1")),
+            "{repo}: {}",
+            out.stderr
+        );
+    }
+    assert_nothing_named_or_partial(&root);
+}

@@ -138,7 +138,10 @@ impl Transport {
         };
         let challenges = auth::parse_challenges(header)
             .with_context(|| format!("{method} {url}: the registry's 401 answer"))?;
-        if !self.authenticate(&challenges, scope)? {
+        let answered = self
+            .authenticate(&challenges, scope)
+            .with_context(|| format!("{method} {url}: authenticating"))?;
+        if !answered {
             return Ok(first);
         }
         self.send_once(&method, url, scope, headers, body)
