@@ -314,6 +314,62 @@ fn tls_with_a_private_ca_and_htpasswd_basic_auth_login_pull_push_logout() {
     .ok();
     assert!(read_json(&docker_config.join("config.json"))["auths"][&addr].is_object());
     berth_env(&root, &["pull", "--cert-dir", cd, &reference], &env).ok();
+
+    // On a terminal, login asks for the user name and (without echo) the password.
+    let prompted = work.join("prompted.json");
+    let line = format!(
+        "{} --data-root {} login {addr} --cert-dir {cd} --authfile {}",
+        env!("CARGO_BIN_EXE_berth"),
+        root.display(),
+        prompted.display()
+    );
+    let screen = converse(
+        &line,
+        &[("Username: ", "alice\n"), ("Password: ", "wonder:land\n")],
+    );
+    assert!(screen.contains("Login Succeeded"), "{screen}");
+    let after_prompt = screen.split("Password: ").nth(1).unwrap_or("");
+    assert!(
+        after_prompt.contains("Login Succeeded") && !after_prompt.contains("wonder"),
+        "the password was echoed: {screen:?}"
+    );
+    let encoded = base64::engine::general_purpose::STANDARD.encode("alice:wonder:land");
+    assert_eq!(read_json(&prompted)["auths"][&addr]["auth"], json!(encoded));
+}
+
+/// Runs `line` on a pty (script(1)), answering each prompt once it has appeared; returns all
+/// the terminal showed.
+fn converse(line: &str, dialogue: &[(&str, &str)]) -> String {
+    use std::io::{Read, Write};
+    let mut child = Command::new("script")
+        .args(["-qefc", line, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut screen = Vec::new();
+    let mut buf = [0u8; 256];
+    for (prompt, answer) in dialogue {
+        while !String::from_utf8_lossy(&screen).contains(prompt) {
+            let n = stdout.read(&mut buf).unwrap();
+            assert!(
+                n > 0,
+                "no prompt {prompt:?}: {}",
+                String::from_utf8_lossy(&screen)
+            );
+            screen.extend_from_slice(&buf[..n]);
+        }
+        stdin.write_all(answer.as_bytes()).unwrap();
+    }
+    stdout.read_to_end(&mut screen).unwrap();
+    assert!(
+        child.wait().unwrap().success(),
+        "{}",
+        String::from_utf8_lossy(&screen)
+    );
+    String::from_utf8_lossy(&screen).into_owned()
 }
 
 fn skopeo_digest_creds(reference: &str, creds: &str) -> String {
