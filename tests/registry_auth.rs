@@ -681,3 +681,82 @@ fn token_auth_anonymous_pull_and_authenticated_push() {
         tokens.requests()
     );
 }
+
+/// A registry that sends uploads to another host: the credentials stay with the registry.
+#[test]
+fn credentials_are_not_sent_to_an_upload_location_on_another_host() {
+    let work = TempDir::new("foreign-location");
+    let root = work.join("root");
+    let storage = FakeServer::start(|r| {
+        let status = if r.method == "PUT" { 201 } else { 405 };
+        Response::new(status, "")
+    });
+    let storage_addr = storage.addr.clone();
+    let registry = FakeServer::start(move |r| {
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("carol:pw")
+        );
+        if r.header("authorization") != Some(basic.as_str()) {
+            return Response::new(401, "").header("WWW-Authenticate", r#"Basic realm="fake""#);
+        }
+        match (r.method.as_str(), r.target.as_str()) {
+            ("GET", "/v2/") => Response::new(200, "{}"),
+            ("HEAD", _) => Response::new(404, ""),
+            ("POST", t) if t.ends_with("/blobs/uploads/") => Response::new(202, "").header(
+                "Location",
+                &format!("http://{storage_addr}/upload/1?state=x"),
+            ),
+            ("PUT", t) if t.contains("/manifests/") => Response::new(201, ""),
+            _ => Response::new(400, "unexpected"),
+        }
+    });
+    let rootfs = repo_dir().join("bundles/busybox/rootfs");
+    let tarball = work.join("etc.tar");
+    ok(
+        "tar",
+        &[
+            "-C",
+            rootfs.to_str().unwrap(),
+            "-cf",
+            tarball.to_str().unwrap(),
+            "./etc",
+        ],
+    );
+    berth(
+        &root,
+        &["import", tarball.to_str().unwrap(), "local.test/etc:1"],
+    )
+    .ok();
+    let authfile = work.join("auth.json");
+    std::fs::write(
+        &authfile,
+        json!({"auths": {registry.addr.clone(): {"auth":
+            base64::engine::general_purpose::STANDARD.encode("carol:pw")}}})
+        .to_string(),
+    )
+    .unwrap();
+    let target = format!("{}/team/etc:1", registry.addr);
+    let af = authfile.to_str().unwrap();
+    berth(
+        &root,
+        &[
+            "push",
+            "--tls-verify=false",
+            "--authfile",
+            af,
+            "local.test/etc:1",
+            &target,
+        ],
+    )
+    .ok();
+    let uploads = storage.requests();
+    assert_eq!(uploads.len(), 2, "config and layer uploaded: {uploads:?}");
+    assert!(uploads
+        .iter()
+        .all(|u| u.starts_with("PUT /upload/1?state=x&digest=sha256%3A")));
+    assert!(
+        storage.saw_no_header("authorization"),
+        "credentials leaked to the upload host"
+    );
+}

@@ -446,6 +446,8 @@ type Handler = dyn Fn(&Request) -> Response + Send + Sync;
 pub struct FakeServer {
     pub addr: String,
     pub requests: Arc<Mutex<Vec<String>>>,
+    /// The names of the headers of every request, lower-cased.
+    pub header_names: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -457,14 +459,15 @@ impl FakeServer {
         let addr = listener.local_addr().unwrap().to_string();
         let stop = Arc::new(AtomicBool::new(false));
         let requests = Arc::new(Mutex::new(Vec::new()));
+        let header_names = Arc::new(Mutex::new(Vec::new()));
         let handler: Arc<Handler> = Arc::new(handler);
-        let (stop2, requests2) = (stop.clone(), requests.clone());
+        let (stop2, requests2, names2) = (stop.clone(), requests.clone(), header_names.clone());
         let thread = std::thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        let (h, r) = (handler.clone(), requests2.clone());
-                        std::thread::spawn(move || serve(stream, &*h, &r));
+                        let (h, r, n) = (handler.clone(), requests2.clone(), names2.clone());
+                        std::thread::spawn(move || serve(stream, &*h, &r, &n));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -473,6 +476,7 @@ impl FakeServer {
         FakeServer {
             addr,
             requests,
+            header_names,
             stop,
             thread: Some(thread),
         }
@@ -480,6 +484,10 @@ impl FakeServer {
 
     pub fn requests(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+
+    pub fn saw_no_header(&self, name: &str) -> bool {
+        !self.header_names.lock().unwrap().iter().any(|h| h == name)
     }
 }
 
@@ -492,7 +500,12 @@ impl Drop for FakeServer {
     }
 }
 
-fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<String>>) {
+fn serve(
+    stream: TcpStream,
+    handler: &Handler,
+    log: &Mutex<Vec<String>>,
+    names: &Mutex<Vec<String>>,
+) {
     stream.set_nonblocking(false).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -529,6 +542,10 @@ fn serve(stream: TcpStream, handler: &Handler, log: &Mutex<Vec<String>>) {
     log.lock()
         .unwrap()
         .push(format!("{} {}", request.method, request.target));
+    names
+        .lock()
+        .unwrap()
+        .extend(request.headers.iter().map(|(k, _)| k.to_ascii_lowercase()));
     let response = handler(&request);
     let mut out = stream;
     let mut head = format!(

@@ -197,8 +197,12 @@ impl Transport {
         for (name, value) in headers {
             builder = builder.header(*name, *value);
         }
-        // Credentials go to the registry's own host only, never to a redirect target.
-        if let Some(a) = self.authorization(scope) {
+        // Credentials go to the registry's own host only: not to a redirect target (ureq drops
+        // them there) nor to an upload Location on another host.
+        let own_host = url
+            .strip_prefix(self.base_url.as_str())
+            .is_some_and(|rest| rest.starts_with('/'));
+        if let Some(a) = self.authorization(scope).filter(|_| own_host) {
             builder = builder.header("Authorization", a);
         }
         let result = match body {
