@@ -6,6 +6,7 @@ pub mod client;
 
 use crate::image::digest::Digest;
 use crate::image::reference::Reference;
+use crate::image::store::{manifest_kind, ManifestKind, MAX_MANIFEST_SIZE};
 use anyhow::{bail, Context, Result};
 use auth::Credential;
 pub use client::TransportOptions;
@@ -17,8 +18,7 @@ use ureq::http::{Method, StatusCode};
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub use crate::image::store::{DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2 as DOCKER_MANIFEST};
 
 /// Every manifest type we can use, for the Accept header.
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
@@ -26,19 +26,13 @@ const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
     application/vnd.oci.image.manifest.v1+json, \
     application/vnd.docker.distribution.manifest.v2+json";
 
-/// A manifest larger than this is refused rather than held in memory (containerd's limit too).
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
-
-/// Is this a manifest kind we pull and push?
+/// Is this a manifest kind we pull and push (an image manifest or an index, OCI or Docker)?
 pub fn is_manifest_media_type(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        OCI_MANIFEST | OCI_INDEX | DOCKER_MANIFEST | DOCKER_MANIFEST_LIST
-    )
+    manifest_kind(media_type).is_some()
 }
 
 pub fn is_index_media_type(media_type: &str) -> bool {
-    matches!(media_type, OCI_INDEX | DOCKER_MANIFEST_LIST)
+    manifest_kind(media_type) == Some(ManifestKind::Index)
 }
 
 /// A manifest as the registry sent it: its exact bytes (the digest is over them), its media type
@@ -115,7 +109,7 @@ impl Repository {
         let bytes = response
             .body_mut()
             .with_config()
-            .limit(MAX_MANIFEST_BYTES)
+            .limit(MAX_MANIFEST_SIZE)
             .read_to_vec()
             .with_context(|| format!("GET {url}: reading the manifest"))?;
         let digest = Digest::of_bytes(&bytes);
