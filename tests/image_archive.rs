@@ -100,6 +100,26 @@ fn save_and_load_round_trip_in_both_formats() {
             "three\ntwo\n"
         );
     }
+    // Through a pipe: save to standard output, load from standard input.
+    let other = Scratch::new("roundtrip-pipe");
+    let mut save = s
+        .command(&["save", "localhost/three:1"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let load = other
+        .command(&["load"])
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(save.wait().unwrap().success());
+    assert!(
+        load.status.success(),
+        "{}",
+        String::from_utf8_lossy(&load.stderr)
+    );
+    assert_eq!(inspect(&other, "localhost/three:1")["Id"], config.as_str());
+
     // A save that fails leaves no file behind.
     let err = s.berth_err(&[
         "save",
@@ -288,6 +308,10 @@ fn a_corrupt_archive_loads_nothing() {
     assert!(err.contains("oci.tar"), "{err}");
     assert_eq!(other.berth_ok(&["images", "-q"]), "");
     assert!(names_in(&other.data_root().join("image/ingest")).is_empty());
+    assert!(
+        names_in(&other.data_root().join("image/blobs/sha256")).is_empty(),
+        "the blobs loaded before the corrupt one are taken back"
+    );
     let err = other.berth_err(&["load", "-i", s.path("missing.tar").to_str().unwrap()]);
     assert!(err.contains("missing.tar"), "{err}");
     std::fs::write(s.path("empty.tar"), vec![0u8; 1024]).unwrap();

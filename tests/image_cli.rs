@@ -256,6 +256,7 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
         "localhost/junk:1",
     ]);
     assert!(err.contains("junk.tar"), "{err}");
+    assert!(names_in(&s.data_root().join("image/blobs/sha256")).is_empty());
     let err = s.berth_err(&[
         "import",
         s.path("nope.tar").to_str().unwrap(),
@@ -270,20 +271,23 @@ fn bad_input_gets_clear_errors_and_leaves_nothing() {
     assert!(err.contains("neither Entrypoint nor Cmd"), "{err}");
     assert!(!s.path("b").exists(), "no half-made bundle");
     assert!(
-        s.data_root()
-            .join("image/snapshots")
-            .read_dir()
-            .unwrap()
-            .count()
-            == 1
+        names_in(&s.data_root().join("image/snapshots")).is_empty(),
+        "checked before unpacking"
     );
     assert!(names_in(&s.data_root().join("image/bundles")).is_empty());
     // A non-empty bundle directory is refused and left alone.
     std::fs::create_dir_all(s.path("full")).unwrap();
     std::fs::write(s.path("full/keep"), b"mine").unwrap();
+    s.berth_ok(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        tar.to_str().unwrap(),
+        "localhost/cmd:1",
+    ]);
     let err = s.berth_err(&[
         "bundle",
-        "localhost/nocmd:1",
+        "localhost/cmd:1",
         s.path("full").to_str().unwrap(),
     ]);
     assert!(err.contains("not empty"), "{err}");

@@ -214,6 +214,8 @@ struct ArchiveContents {
     blobs: HashMap<PathBuf, Digest>,
     /// Symlinks, by path, to their target (resolved relative to the link's directory).
     links: HashMap<PathBuf, PathBuf>,
+    /// Blobs this load added to the store.
+    fresh: Vec<Digest>,
 }
 
 impl ArchiveContents {
@@ -267,10 +269,21 @@ fn clean(p: &Path) -> PathBuf {
 }
 
 /// Loads every image of an archive (either format, optionally compressed); returns the names
-/// loaded, Docker's way (`Loaded image: ...`).
+/// loaded, Docker's way (`Loaded image: ...`). Blobs the archive added but no name ended up
+/// using (members no image refers to, or everything when the load fails) are taken back.
 pub fn load(store: &Store, src: &mut dyn Read) -> Result<Vec<String>> {
-    let (_, stream) = decompress(src)?;
     let mut contents = ArchiveContents::default();
+    let result = load_into(store, src, &mut contents);
+    store.delete_unused(&contents.fresh)?;
+    result
+}
+
+fn load_into(
+    store: &Store,
+    src: &mut dyn Read,
+    contents: &mut ArchiveContents,
+) -> Result<Vec<String>> {
+    let (_, stream) = decompress(src)?;
     let mut archive = tar::Archive::new(stream);
     for entry in archive.entries().context("not a tar archive")? {
         let mut entry = entry.context("reading the archive")?;
@@ -287,6 +300,9 @@ pub fn load(store: &Store, src: &mut dyn Read) -> Result<Vec<String>> {
                 if let Some(hex) = blob_hex {
                     let d =
                         Digest::from_hex(hex).with_context(|| format!("archive member {shown}"))?;
+                    if !store.has_blob(&d) {
+                        contents.fresh.push(d.clone());
+                    }
                     store
                         .ingest_blob(&d, Some(size), &mut entry)
                         .with_context(|| format!("archive member {shown}"))?;
@@ -304,9 +320,12 @@ pub fn load(store: &Store, src: &mut dyn Read) -> Result<Vec<String>> {
                         .with_context(|| format!("archive member {shown}"))?;
                     contents.json.insert(path, b);
                 } else {
-                    let (d, _) = store
-                        .ingest_stream(&mut entry)
+                    let (d, _, new) = store
+                        .ingest_stream_new(&mut entry)
                         .with_context(|| format!("archive member {shown}"))?;
+                    if new {
+                        contents.fresh.push(d.clone());
+                    }
                     contents.blobs.insert(path, d);
                 }
             }
@@ -325,12 +344,13 @@ pub fn load(store: &Store, src: &mut dyn Read) -> Result<Vec<String>> {
             _ => {}
         }
     }
+    let contents = &*contents;
     if contents.json.contains_key(Path::new("index.json"))
         && contents.json.contains_key(Path::new("oci-layout"))
     {
-        load_oci(store, &contents)
+        load_oci(store, contents)
     } else if contents.json.contains_key(Path::new("manifest.json")) {
-        load_docker(store, &contents)
+        load_docker(store, contents)
     } else {
         bail!("neither a docker archive (no manifest.json) nor an OCI archive (no oci-layout and index.json)")
     }

@@ -113,10 +113,19 @@ pub fn create_bundle(
 ) -> Result<BundleRecord> {
     let resolved = store.resolve(r)?;
     let (manifest, _) = store.image_manifest(&resolved, opts.platform.as_deref())?;
+    let image = store.image_layers(&manifest)?;
+    if image.config.config.entrypoint.is_empty() && image.config.config.cmd.is_empty() {
+        bail!("image {r} has neither Entrypoint nor Cmd: no command to run");
+    }
+    // Unpack without the store's lock (it may take a while), then hold it until this bundle is
+    // recorded, so that a concurrent rmi cannot delete the snapshots between the two.
+    store
+        .unpack_image(&manifest)
+        .with_context(|| format!("image {r}"))?;
+    let _lock = store.lock()?;
     let lowers = store
         .snapshot_dirs(&manifest)
         .with_context(|| format!("image {r}"))?;
-    let image = store.image_layers(&manifest)?;
 
     let made_dir = match fs::read_dir(dir) {
         Ok(mut entries) => {

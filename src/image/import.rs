@@ -103,8 +103,21 @@ pub fn import_tarball(
     r: &Reference,
     changes: &[String],
 ) -> Result<Digest> {
-    let (blob, _) = store.ingest_stream(src)?;
-    let layer = describe_layer(store, &blob).context("the tarball")?;
+    let (blob, _, new) = store.ingest_stream_new(src)?;
+    let result = image_from_layer(store, &blob, r, changes);
+    if result.is_err() && new {
+        store.delete_unused(&[blob])?;
+    }
+    result
+}
+
+fn image_from_layer(
+    store: &Store,
+    blob: &Digest,
+    r: &Reference,
+    changes: &[String],
+) -> Result<Digest> {
+    let layer = describe_layer(store, blob).context("the tarball")?;
     let (os, arch) = host_platform()
         .split_once('/')
         .map(|(o, a)| (o.to_string(), a.to_string()))

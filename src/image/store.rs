@@ -173,13 +173,19 @@ impl Store {
 
     /// Stores a stream whose digest is not known in advance; returns its digest and size.
     pub fn ingest_stream(&self, src: &mut dyn Read) -> Result<(Digest, u64)> {
+        self.ingest_stream_new(src).map(|(d, n, _)| (d, n))
+    }
+
+    /// Like [`Store::ingest_stream`], also telling whether the blob is new to the store (so a
+    /// failed import or load can take back exactly what it added).
+    pub fn ingest_stream_new(&self, src: &mut dyn Read) -> Result<(Digest, u64, bool)> {
         let temp = self.temp_ingest("stream")?;
         let (d, size) = temp.write_from(src)?;
         if self.has_blob(&d) {
-            return Ok((d, size));
+            return Ok((d, size, false));
         }
         temp.commit(&self.blob_path(&d))?;
-        Ok((d, size))
+        Ok((d, size, true))
     }
 
     pub(crate) fn temp_ingest(&self, what: &str) -> Result<TempFile> {
