@@ -38,8 +38,10 @@ test-clients: rootfs
 	$(CARGO) test $(CARGO_TEST_FLAGS) --test clients -- --test-threads=1
 
 # Start-up time and memory against crun and runc (hyperfine); see scripts/bench.sh.
+# Pull and unpack against skopeo + umoci from a local registry; see scripts/bench-pull.sh.
 bench: rootfs
 	scripts/bench.sh
+	scripts/bench-pull.sh
 
 clean:
 	$(CARGO) clean

@@ -133,6 +133,8 @@ enum Command {
     },
     /// Change the resource limits of a running container.
     Update(UpdateArgs),
+    #[command(flatten)]
+    Registry(berth::image::registry_cli::RegistryCommand),
     /// Print stats and OOM events of a container as JSON lines.
     Events {
         /// Print one stats event and exit.
@@ -265,6 +267,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     };
     match cli.command {
         Command::Image(cmd) => berth::image::cli::run_in(&data_root, &g.root, cmd),
+        Command::Registry(c) => berth::image::registry_cli::run(c, &data_root),
         Command::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
         Command::Start { id } => container::start(&g, &id).map(|()| 0),
         Command::State { id } => {

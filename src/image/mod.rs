@@ -20,3 +20,11 @@ pub mod unpack;
 pub use digest::Digest;
 pub use reference::Reference;
 pub use store::Store;
+
+// Registries: the client, pull, push and the credentials file.
+pub mod credentials;
+pub mod progress;
+pub mod pull;
+pub mod push;
+pub mod registry;
+pub mod registry_cli;
