@@ -83,7 +83,11 @@ pub fn apply_layer(root: &Path, tar: &mut dyn Read, opts: UnpackOptions) -> Resu
     let root_fd: OwnedFd = std::fs::File::open(root)
         .with_context(|| format!("cannot open {}", root.display()))?
         .into();
-    let mut archive = tar::Archive::new(tar);
+    let mut archive = tar::Archive::new(BlockPadded {
+        inner: tar,
+        read: 0,
+        padding: 0,
+    });
     let mut dir_times: Vec<(PathBuf, i64)> = Vec::new();
     for entry in archive.entries().context("reading the layer tarball")? {
         let mut entry = entry.context("reading the layer tarball")?;
@@ -106,6 +110,35 @@ pub fn apply_layer(root: &Path, tar: &mut dyn Read, opts: UnpackOptions) -> Resu
         }
     }
     Ok(())
+}
+
+/// Some writers (umoci 0.4's `insert`) end a layer right after the last file's data, without
+/// padding it to a whole 512-byte block or writing the end-of-archive blocks; GNU tar and Go's
+/// reader accept that, the tar crate fails skipping the padding. This supplies the missing
+/// padding as zeros at the end of the stream. The layer's digest is taken underneath, on the
+/// bytes as they came.
+struct BlockPadded<R> {
+    inner: R,
+    read: u64,
+    padding: usize,
+}
+
+impl<R: Read> Read for BlockPadded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.padding == 0 {
+            let n = self.inner.read(buf)?;
+            self.read += n as u64;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            self.padding = (512 - (self.read % 512) as usize) % 512;
+        }
+        let n = self.padding.min(buf.len());
+        buf[..n].fill(0);
+        self.padding -= n;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// The entry's path as components below the root; `..` anywhere is refused.
@@ -396,4 +429,30 @@ fn resolve_dir(root: BorrowedFd, rel: &Path, create: Create) -> Result<OwnedFd> 
         return Ok(root.try_clone_to_owned()?);
     }
     inroot::resolve(root, rel, create)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_layer_ending_without_padding_unpacks() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let data = b"hi\n";
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, "f", &data[..]).unwrap();
+        let mut bytes = builder.into_inner().unwrap();
+        // Cut after the data: no padding to 512 bytes, no end-of-archive blocks.
+        bytes.truncate(512 + data.len());
+        let dir = std::env::temp_dir().join(format!("berth-unpad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let r = apply_layer(&dir, &mut &bytes[..], UnpackOptions::default());
+        let content = std::fs::read(dir.join("f"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        r.unwrap();
+        assert_eq!(content.unwrap(), data);
+    }
 }
