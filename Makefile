@@ -12,7 +12,8 @@ BERTH := ./target/release/berth
 # to load and no relocations to apply when it starts (measured: 347k instructions for
 # `berth --version` against 758k dynamically linked), and fewer pages touched. Only the
 # binary gets these flags (`cargo rustc`): proc-macro crates cannot be built with crt-static.
-STATIC_FLAGS := -C target-feature=+crt-static -C relocation-model=static
+STATIC_FLAGS := -C target-feature=+crt-static -C relocation-model=static \
+	-C link-arg=-Wl,-T,$(CURDIR)/scripts/cold-code.ld
 
 .PHONY: all build rootfs demo test test-clients bench clean
 

@@ -10,9 +10,41 @@ use std::path::PathBuf;
 
 const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
 
+/// The whole command line: runc's commands and the image layer's.
 #[derive(Parser)]
 #[command(name = "berth", version = VERSION, about = "An OCI container runtime")]
 struct Cli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// runc's commands alone. clap builds every subcommand's arguments before it parses, and
+/// the image layer's are many: a runtime command is parsed with this smaller tree (anything
+/// it does not take, help included, goes to [`Cli`]), which keeps the image layer's code and
+/// allocations out of a container's start.
+#[derive(Parser)]
+#[command(name = "berth", version = VERSION)]
+struct RuntimeCli {
+    #[command(flatten)]
+    globals: GlobalArgs,
+    #[command(subcommand)]
+    command: RuntimeCommand,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    #[command(flatten)]
+    Runtime(RuntimeCommand),
+    #[command(flatten)]
+    Registry(berth::image::registry_cli::RegistryCommand),
+    #[command(flatten)]
+    Image(berth::image::cli::ImageCommand),
+}
+
+#[derive(Args)]
+struct GlobalArgs {
     /// Directory holding the containers' state (default: /run/berth for root,
     /// $XDG_RUNTIME_DIR/berth or /tmp/berth-UID for other users).
     #[arg(long, global = true)]
@@ -34,8 +66,6 @@ struct Cli {
     /// /var/lib/berth).
     #[arg(long, global = true)]
     data_root: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -69,7 +99,7 @@ struct CreateArgs {
 }
 
 #[derive(Subcommand)]
-enum Command {
+enum RuntimeCommand {
     /// Create a container and leave its process waiting for `start`.
     Create(CreateArgs),
     /// Start a created container.
@@ -133,8 +163,6 @@ enum Command {
     },
     /// Change the resource limits of a running container.
     Update(UpdateArgs),
-    #[command(flatten)]
-    Registry(berth::image::registry_cli::RegistryCommand),
     /// Print stats and OOM events of a container as JSON lines.
     Events {
         /// Print one stats event and exit.
@@ -145,8 +173,6 @@ enum Command {
         interval: String,
         id: String,
     },
-    #[command(flatten)]
-    Image(berth::image::cli::ImageCommand),
 }
 
 #[derive(Args)]
@@ -231,12 +257,18 @@ struct ExecArgs {
 }
 
 fn main() {
-    let cli = Cli::parse();
-    let format = match cli.log_format {
+    let cli = match RuntimeCli::try_parse() {
+        Ok(rt) => Cli {
+            globals: rt.globals,
+            command: Command::Runtime(rt.command),
+        },
+        Err(_) => Cli::parse(),
+    };
+    let format = match cli.globals.log_format {
         LogFormat::Text => log::Format::Text,
         LogFormat::Json => log::Format::Json,
     };
-    log::init(cli.log.clone(), format, cli.debug);
+    log::init(cli.globals.log.clone(), format, cli.globals.debug);
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -260,27 +292,30 @@ fn create_options(a: CreateArgs) -> CreateOptions {
 }
 
 fn dispatch(cli: Cli) -> Result<i32> {
-    let data_root = berth::image::cli::data_root(cli.data_root.as_deref());
+    let data_root = berth::image::cli::data_root(cli.globals.data_root.as_deref());
     let g = Globals {
-        root: cli.root.unwrap_or_else(state::default_root),
-        systemd_cgroup: cli.systemd_cgroup,
+        root: cli.globals.root.unwrap_or_else(state::default_root),
+        systemd_cgroup: cli.globals.systemd_cgroup,
     };
-    match cli.command {
-        Command::Image(cmd) => berth::image::cli::run_in(&data_root, &g.root, cmd),
-        Command::Registry(c) => berth::image::registry_cli::run(c, &data_root),
-        Command::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
-        Command::Start { id } => container::start(&g, &id).map(|()| 0),
-        Command::State { id } => {
+    let command = match cli.command {
+        Command::Image(cmd) => return berth::image::cli::run_in(&data_root, &g.root, cmd),
+        Command::Registry(c) => return berth::image::registry_cli::run(c, &data_root),
+        Command::Runtime(command) => command,
+    };
+    match command {
+        RuntimeCommand::Create(a) => container::create(&g, &create_options(a)).map(|()| 0),
+        RuntimeCommand::Start { id } => container::start(&g, &id).map(|()| 0),
+        RuntimeCommand::State { id } => {
             let s = container::state(&g, &id)?;
             println!("{}", serde_json::to_string_pretty(&s)?);
             Ok(0)
         }
-        Command::Kill { all, id, signal } => {
+        RuntimeCommand::Kill { all, id, signal } => {
             let sig = signals::parse_signal(&signal)?;
             container::kill_container(&g, &id, sig, all).map(|()| 0)
         }
-        Command::Delete { force, id } => container::delete(&g, &id, force).map(|()| 0),
-        Command::Run {
+        RuntimeCommand::Delete { force, id } => container::delete(&g, &id, force).map(|()| 0),
+        RuntimeCommand::Run {
             create,
             detach,
             keep,
@@ -290,28 +325,28 @@ fn dispatch(cli: Cli) -> Result<i32> {
             }
             container::run(&g, &create_options(create), detach, keep)
         }
-        Command::List { format, quiet } => list(&g, format, quiet).map(|()| 0),
-        Command::Spec { bundle, rootless } => write_spec(&bundle, rootless).map(|()| 0),
-        Command::Features => {
+        RuntimeCommand::List { format, quiet } => list(&g, format, quiet).map(|()| 0),
+        RuntimeCommand::Spec { bundle, rootless } => write_spec(&bundle, rootless).map(|()| 0),
+        RuntimeCommand::Features => {
             println!(
                 "{}",
                 serde_json::to_string_pretty(&features::features_json())?
             );
             Ok(0)
         }
-        Command::Pause { id } => container::pause(&g, &id).map(|()| 0),
-        Command::Resume { id } => container::resume(&g, &id).map(|()| 0),
-        Command::Ps {
+        RuntimeCommand::Pause { id } => container::pause(&g, &id).map(|()| 0),
+        RuntimeCommand::Resume { id } => container::resume(&g, &id).map(|()| 0),
+        RuntimeCommand::Ps {
             format,
             id,
             ps_args,
         } => ps(&g, format, &id, ps_args).map(|()| 0),
-        Command::Update(a) => {
+        RuntimeCommand::Update(a) => {
             let id = a.id.clone();
             let resources = update_resources(a)?;
             container::update(&g, &id, &resources).map(|()| 0)
         }
-        Command::Events {
+        RuntimeCommand::Events {
             stats,
             interval,
             id,
@@ -319,7 +354,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
             let interval = parse_duration(&interval)?;
             container::events(&g, &id, stats, interval, &mut std::io::stdout().lock()).map(|()| 0)
         }
-        Command::Exec(a) => container::exec(
+        RuntimeCommand::Exec(a) => container::exec(
             &g,
             &ExecOptions {
                 id: a.id,
