@@ -174,6 +174,8 @@ check stop-graceful stop_takes 0 5 -t 20 bg
 check stop-graceful-exit-0 want_out "exited 0" inspect '{{.State.Status}} {{.State.ExitCode}}' bg
 check start-again docker start bg
 check started-again-exec want_out "again" docker exec bg echo again
+check restart docker restart -t 20 bg
+check restarted-exec want_out "restarted" docker exec bg echo restarted
 check kill docker kill bg
 check killed-exit-137 want_out "exited 137" inspect '{{.State.Status}} {{.State.ExitCode}}' bg
 

@@ -164,6 +164,8 @@ check unpaused want_out running state_of bg
 check stop-graceful podman stop -t 20 bg
 check stop-graceful-exit-0 want_out "exited 0" podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' bg
 check start-again podman start bg
+check restart podman restart -t 20 bg
+check restarted-exec want_out "restarted" podman exec bg echo restarted
 check kill podman kill bg
 check killed-exit-137 eventually want_out "exited 137" podman inspect -f '{{.State.Status}} {{.State.ExitCode}}' bg
 check rm podman rm bg
