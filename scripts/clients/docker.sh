@@ -170,7 +170,7 @@ check unpause docker unpause bg
 check unpaused want_out running inspect '{{.State.Status}}' bg
 check stats want_match '^bg [1-9][0-9.]*[KMG]iB / 64MiB$' docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' bg
 
-check stop-graceful stop_takes 0 5 -t 20 bg
+check stop-graceful stop_takes 0 15 -t 30 bg
 check stop-graceful-exit-0 want_out "exited 0" inspect '{{.State.Status}} {{.State.ExitCode}}' bg
 check start-again docker start bg
 check started-again-exec want_out "again" docker exec bg echo again
@@ -188,7 +188,7 @@ check rm-signal-container docker rm -f sig
 
 # TERM ignored: `docker stop -t 2` kills it after 2 s.
 check run-term-ignored run -d --name stubborn $IMG sh -c 'trap "" TERM; while :; do sleep 0.2; done'
-check stop-kills-after-timeout stop_takes 2 10 -t 2 stubborn
+check stop-kills-after-timeout stop_takes 2 20 -t 2 stubborn
 check stop-killed-exit-137 want_out "exited 137" inspect '{{.State.Status}} {{.State.ExitCode}}' stubborn
 
 # -p: busybox httpd (a daemon, so pid 1's fds are only its own) behind the published port,
