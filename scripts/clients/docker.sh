@@ -161,6 +161,8 @@ check memory-limit-inside want_out 67108864 docker exec bg cat /sys/fs/cgroup/me
 
 check update docker update --cpu-shares 512 --pids-limit 100 bg
 check update-cpu-shares want_file "$(cgroup_file "$(init_pid bg)" cpu cpu.shares)" 512
+# The update JSON carries 0 for what was not asked: the memory limit stays.
+check update-memory-unchanged want_file "$(cgroup_file "$(init_pid bg)" memory memory.limit_in_bytes)" 67108864
 check update-pids-limit want_file "$(cgroup_file "$(init_pid bg)" pids pids.max)" 100
 
 check pause docker pause bg

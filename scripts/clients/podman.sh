@@ -152,6 +152,8 @@ check init-fds-stdio-only want_out "0 1 2" podman exec bg sh -c 'echo $(ls /proc
 check exec-fds-stdio-only want_out $'0\n1\n2' podman exec bg sh -c 'ls /proc/$$/fd; true'
 check update podman update --cpu-shares 512 bg
 check update-cpu-shares want_file "$(cgroup_file "$(init_pid bg)" cpu cpu.shares)" 512
+# The update JSON carries 0 for what was not asked: the memory limit stays.
+check update-memory-unchanged want_file "$(cgroup_file "$(init_pid bg)" memory memory.limit_in_bytes)" 67108864
 check logs want_out "started" podman logs bg
 check top want_has "sleep 0.2" podman top bg
 check memory-limit-cgroup want_file "$(cgroup_file "$(init_pid bg)" memory memory.limit_in_bytes)" 67108864
