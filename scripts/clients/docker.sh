@@ -204,6 +204,7 @@ check published-port-init-fds-stdio-only want_out "0 1 2" docker exec web sh -c 
 check rm-force-running docker rm -f web
 check rm-force-gone want_out "" docker ps -aq --filter name=web
 check rm-stopped docker rm bg stubborn
-check nothing-left-in-runtime-root runtime_root_empty "$W/exec"
+# dockerd gives runc-shim runtimes the root EXEC-ROOT/runtime-runc/moby.
+check nothing-left-in-runtime-root runtime_root_empty "$W/exec/runtime-runc"
 
 finish

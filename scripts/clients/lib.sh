@@ -180,11 +180,12 @@ cgroup_file() {
     fi
 }
 
-# runtime_root_empty DIR: no container state is left under DIR (the runtime's --root).
+# runtime_root_empty DIR: the shim gave the runtime --root DIR/NAMESPACE, and no container
+# directory is left in any of them (DIR must exist: the client did use it).
 runtime_root_empty() {
     local left
-    [ -d "$1" ] || return 0
-    left=$(find "$1" -name state.json 2>/dev/null)
+    [ -d "$1" ] || { echo "no runtime root $1: was it used?"; return 1; }
+    left=$(find "$1" -mindepth 2 -maxdepth 2)
     [ -z "$left" ] || { echo "left in $1: $left"; return 1; }
 }
 

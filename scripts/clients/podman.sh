@@ -80,12 +80,18 @@ runtime_status() {
     "$RUNTIME" state "$(podman inspect -f '{{.Id}}' "$1")" | sed -n 's/^ *"status": "\(.*\)",*$/\1/p'
 }
 
-# no_state_for_suite: nothing under the runtime's default root belongs to this suite's
-# containers (their bundles are under $W).
+# The runtime's default root as it was: what the suite's containers add must be gone at the end.
+# Made by the runtime for the suite, it is removed at exit if empty (never with what is in it).
+[ -d "$RT_DEFAULT_ROOT" ] || on_exit "rmdir $RT_DEFAULT_ROOT"
+RT_ROOT_BEFORE=$(ls -A "$RT_DEFAULT_ROOT" 2>/dev/null)
+
+# no_state_for_suite: no container directory left in the runtime's default root (none that was
+# not there at the start; and none holding a bundle path of this suite).
 no_state_for_suite() {
     local left
-    left=$(grep -rlsF -- "$W/" "$RT_DEFAULT_ROOT" --include=state.json)
-    [ -z "$left" ] || { echo "left: $left"; return 1; }
+    left=$(ls -A "$RT_DEFAULT_ROOT" 2>/dev/null | grep -vxF -- "$RT_ROOT_BEFORE")
+    left+=$(grep -rlsF -- "$W/" "$RT_DEFAULT_ROOT" --include=state.json)
+    [ -z "$left" ] || { echo "left in $RT_DEFAULT_ROOT: $left"; return 1; }
 }
 
 check load want_has "Loaded image: $IMG" podman load -i "$W/image/busybox-archive.tar"
