@@ -83,13 +83,16 @@ runtime_status() {
 # The runtime's default root as it was: what the suite's containers add must be gone at the end.
 # Made by the runtime for the suite, it is removed at exit if empty (never with what is in it).
 [ -d "$RT_DEFAULT_ROOT" ] || on_exit "rmdir $RT_DEFAULT_ROOT"
-RT_ROOT_BEFORE=$(ls -A "$RT_DEFAULT_ROOT" 2>/dev/null)
+root_entries() {
+    find "$RT_DEFAULT_ROOT" -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null
+}
+RT_ROOT_BEFORE=$(root_entries)
 
 # no_state_for_suite: no container directory left in the runtime's default root (none that was
 # not there at the start; and none holding a bundle path of this suite).
 no_state_for_suite() {
     local left
-    left=$(ls -A "$RT_DEFAULT_ROOT" 2>/dev/null | grep -vxF -- "$RT_ROOT_BEFORE")
+    left=$(root_entries | grep -vxF -- "$RT_ROOT_BEFORE")
     left+=$(grep -rlsF -- "$W/" "$RT_DEFAULT_ROOT" --include=state.json)
     [ -z "$left" ] || { echo "left in $RT_DEFAULT_ROOT: $left"; return 1; }
 }
