@@ -110,6 +110,13 @@ check exec-fds-stdio-only want_out $'0\n1\n2' ctr_ task exec --exec-id e6 c-bg s
 check exec-sees-init want_has "sleep" ctr_ task exec --exec-id e4 c-bg ps -o comm
 check task-ps want_has "$BG_PID" ctr_ task ps c-bg
 
+# A new container in c-bg's network namespace, joined by path: the same interfaces.
+check run-with-ns want_out "$(ctr_ task exec --exec-id e7 c-bg cat /proc/net/dev)" \
+    run c-ns --rm --with-ns "network:/proc/$BG_PID/ns/net" -- cat /proc/net/dev
+check run-cwd-env want_out "/tmp bar" run c-cwd --rm --cwd /tmp --env FOO=bar -- sh -c 'echo $(pwd) $FOO'
+check run-userns-mapped want_out "0 100000 65536" run c-userns --rm --uidmap 0:100000:65536 \
+    --gidmap 0:100000:65536 -- sh -c 'echo $(cat /proc/self/uid_map)'
+
 check run-memory-limit run c-mem -d --memory-limit 67108864 -- sleep 1000
 check memory-limit-in-cgroup eventually want_file "$(cgroup_file "$(task_field c-mem 2)" memory memory.limit_in_bytes)" 67108864
 

@@ -161,6 +161,8 @@ check memory-limit-inside want_out 67108864 docker exec bg cat /sys/fs/cgroup/me
 
 check update docker update --cpu-shares 512 --pids-limit 100 bg
 check update-cpu-shares want_file "$(cgroup_file "$(init_pid bg)" cpu cpu.shares)" 512
+# The update JSON carries 0 for what was not asked: the memory limit stays.
+check update-memory-unchanged want_file "$(cgroup_file "$(init_pid bg)" memory memory.limit_in_bytes)" 67108864
 check update-pids-limit want_file "$(cgroup_file "$(init_pid bg)" pids pids.max)" 100
 
 check pause docker pause bg
@@ -170,10 +172,12 @@ check unpause docker unpause bg
 check unpaused want_out running inspect '{{.State.Status}}' bg
 check stats want_match '^bg [1-9][0-9.]*[KMG]iB / 64MiB$' docker stats --no-stream --format '{{.Name}} {{.MemUsage}}' bg
 
-check stop-graceful stop_takes 0 5 -t 20 bg
+check stop-graceful stop_takes 0 15 -t 30 bg
 check stop-graceful-exit-0 want_out "exited 0" inspect '{{.State.Status}} {{.State.ExitCode}}' bg
 check start-again docker start bg
 check started-again-exec want_out "again" docker exec bg echo again
+check restart docker restart -t 20 bg
+check restarted-exec want_out "restarted" docker exec bg echo restarted
 check kill docker kill bg
 check killed-exit-137 want_out "exited 137" inspect '{{.State.Status}} {{.State.ExitCode}}' bg
 
@@ -186,7 +190,7 @@ check rm-signal-container docker rm -f sig
 
 # TERM ignored: `docker stop -t 2` kills it after 2 s.
 check run-term-ignored run -d --name stubborn $IMG sh -c 'trap "" TERM; while :; do sleep 0.2; done'
-check stop-kills-after-timeout stop_takes 2 10 -t 2 stubborn
+check stop-kills-after-timeout stop_takes 2 20 -t 2 stubborn
 check stop-killed-exit-137 want_out "exited 137" inspect '{{.State.Status}} {{.State.ExitCode}}' stubborn
 
 # -p: busybox httpd (a daemon, so pid 1's fds are only its own) behind the published port,
@@ -200,6 +204,7 @@ check published-port-init-fds-stdio-only want_out "0 1 2" docker exec web sh -c 
 check rm-force-running docker rm -f web
 check rm-force-gone want_out "" docker ps -aq --filter name=web
 check rm-stopped docker rm bg stubborn
-check nothing-left-in-runtime-root runtime_root_empty "$W/exec"
+# dockerd gives runc-shim runtimes the root EXEC-ROOT/runtime-runc/moby.
+check nothing-left-in-runtime-root runtime_root_empty "$W/exec/runtime-runc"
 
 finish

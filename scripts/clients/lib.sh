@@ -36,6 +36,19 @@ die() {
 RUNTIME=$(readlink -f "$RUNTIME")
 [ -x "$ROOTFS/bin/busybox" ] || die "no busybox rootfs at $ROOTFS (run: make rootfs)"
 
+# One suite at a time on a host, from any checkout: they share the host's iptables, ip_forward
+# and the fixed paths the daemons use (/run/containerd, ...), and name their bridges alike. The
+# suite runs again under flock(1), which holds the lock itself (-o: the suite, and so the
+# daemons it starts, never inherit the lock's fd, and an orphaned shim cannot keep it).
+CLIENTS_LOCK=${CLIENTS_LOCK:-/run/lock/berth-clients.lock}
+if [ "${CLIENTS_LOCK_HELD:-}" != "$CLIENTS_LOCK" ]; then
+    export CLIENTS_LOCK_HELD=$CLIENTS_LOCK
+    flock -o -w 600 -E 75 "$CLIENTS_LOCK" "$BASH" "$0" "$@"
+    rc=$?
+    [ $rc -ne 75 ] || echo "$SUITE: another client suite held $CLIENTS_LOCK for 10 minutes" >&2
+    exit $rc
+fi
+
 W=$(mktemp -d "/tmp/berth-clients-$SUITE-XXXXXX") || die "mktemp"
 chmod 711 "$W"
 
@@ -43,7 +56,9 @@ chmod 711 "$W"
 
 # check NAME CMD [ARGS...]: run CMD (a command or one of the functions below); `ok NAME` if it
 # exits 0, else `FAIL NAME: the last lines of its output`. CMD runs as a job of its own (set -m)
-# so that, after CHECK_TIMEOUT seconds, its whole process group is killed.
+# so that, after CHECK_TIMEOUT seconds, its whole process group is killed. Being in other
+# process groups, the job and its watchdog miss a TERM sent to the suite's: the trap passes it
+# on (else the watchdog would hold the output pipe open, and the suite's cleanup wait on it).
 check() {
     local name=$1 out rc
     shift
@@ -53,6 +68,7 @@ check() {
         job=$!
         (sleep "$CHECK_TIMEOUT" && echo "timed out after ${CHECK_TIMEOUT}s" && kill -KILL -- -$job) 2>/dev/null &
         watchdog=$!
+        trap 'kill -KILL -- -$job -$watchdog 2>/dev/null; exit 143' TERM INT
         wait $job
         rc=$?
         kill -- -$watchdog 2>/dev/null
@@ -180,11 +196,12 @@ cgroup_file() {
     fi
 }
 
-# runtime_root_empty DIR: no container state is left under DIR (the runtime's --root).
+# runtime_root_empty DIR: the shim gave the runtime --root DIR/NAMESPACE, and no container
+# directory is left in any of them (DIR must exist: the client did use it).
 runtime_root_empty() {
     local left
-    [ -d "$1" ] || return 0
-    left=$(find "$1" -name state.json 2>/dev/null)
+    [ -d "$1" ] || { echo "no runtime root $1: was it used?"; return 1; }
+    left=$(find "$1" -mindepth 2 -maxdepth 2)
     [ -z "$left" ] || { echo "left in $1: $left"; return 1; }
 }
 
