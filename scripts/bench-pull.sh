@@ -20,7 +20,7 @@ done
 [ -x bundles/busybox/rootfs/bin/busybox ] || scripts/mkrootfs.sh bundles/busybox/rootfs >/dev/null
 
 say "building berth (release)"
-cargo build --release --quiet
+make --no-print-directory build >/dev/null  # the same static binary as make build
 berth=$top/target/release/berth
 
 work=$(mktemp -d /tmp/berth-bench-pull.XXXXXX)
