@@ -7,6 +7,7 @@
 
 use super::digest::{Digest, DigestingWriter};
 use super::reference::Reference;
+use crate::runtime::fsutil::write_atomically;
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{Flock, FlockArg};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
@@ -509,21 +510,6 @@ impl Drop for TempFile {
             let _ = fs::remove_file(&self.path).or_else(|_| fs::remove_dir_all(&self.path));
         }
     }
-}
-
-/// Writes a file by writing a temporary sibling and renaming it over, so readers never see half.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let seq = TEMP_SEQ.fetch_add(1, Ordering::Relaxed);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let temp = dir.join(format!(".{name}.{}-{seq}.tmp", std::process::id()));
-    let result = fs::write(&temp, bytes)
-        .and_then(|_| fs::rename(&temp, path))
-        .with_context(|| format!("cannot write {}", path.display()));
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
-    }
-    result
 }
 
 #[cfg(test)]

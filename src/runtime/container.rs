@@ -309,14 +309,8 @@ fn listen_for_start(dir: &ContainerDir) -> Result<OwnedFd> {
 }
 
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("pid")
-    ));
-    std::fs::write(&tmp, pid.to_string())
-        .with_context(|| format!("--pid-file {}: cannot write", path.display()))?;
-    std::fs::rename(&tmp, path)
-        .with_context(|| format!("--pid-file {}: cannot write", path.display()))
+    crate::runtime::fsutil::write_atomically(path, pid.to_string().as_bytes())
+        .with_context(|| format!("--pid-file {}", path.display()))
 }
 
 /// Waits until the process has exec'd (its end of `fd` closes) or reports why it could not.

@@ -8,6 +8,7 @@ pub mod container;
 pub mod devices;
 pub mod features;
 pub mod foreground;
+pub mod fsutil;
 pub mod hooks;
 pub mod inroot;
 pub mod log;

@@ -453,7 +453,7 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
     if o.flags.contains(MsFlags::MS_RDONLY) {
         attrs |= MOUNT_ATTR_RDONLY;
     }
-    let tmpfs = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
+    // `tmpfs` still holds the tmpfs's root: the call covers the binds made below it.
     if mount_setattr_recursive(&tmpfs, attrs, 0).is_ok() {
         return Ok(());
     }

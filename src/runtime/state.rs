@@ -164,12 +164,8 @@ impl ContainerDir {
     }
 
     pub fn save(&self, state: &ContainerState) -> Result<()> {
-        let tmp = self.path.join(".state.json.tmp");
         let bytes = serde_json::to_vec(state)?;
-        std::fs::write(&tmp, bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, self.path.join(STATE_FILE))
-            .with_context(|| format!("cannot rename state file in {}", self.path.display()))?;
-        Ok(())
+        crate::runtime::fsutil::write_atomically(&self.path.join(STATE_FILE), &bytes)
     }
 
     /// The descriptor holding the lock. A forked child shares the lock until it closes its copy.

@@ -377,14 +377,19 @@ impl CgroupPaths {
 /// Whether creating a cgroup failed for want of permission (no delegation to a non-root user,
 /// or a read-only cgroupfs): then a rootless container without limits goes without one.
 pub fn is_permission_error(e: &anyhow::Error) -> bool {
+    has_io_error(e, |io| {
+        matches!(
+            io.raw_os_error(),
+            Some(libc::EACCES | libc::EPERM | libc::EROFS)
+        )
+    })
+}
+
+/// Whether any cause in `e`'s chain is an I/O error for which `what` holds.
+fn has_io_error(e: &anyhow::Error, what: impl Fn(&std::io::Error) -> bool) -> bool {
     e.chain()
         .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| {
-            matches!(
-                io.raw_os_error(),
-                Some(libc::EACCES | libc::EPERM | libc::EROFS)
-            )
-        })
+        .any(what)
 }
 
 fn add_process(dir: &Path, pid: i32) -> Result<()> {
@@ -399,8 +404,8 @@ fn add_process(dir: &Path, pid: i32) -> Result<()> {
 pub fn own_cgroup_binds() -> Result<Vec<(String, PathBuf)>> {
     let all = hierarchies()?;
     let v1_present = all.iter().any(|h| !h.unified);
-    let own =
-        std::fs::read_to_string("/proc/self/cgroup").context("cannot read /proc/self/cgroup")?;
+    let own = crate::runtime::procfs::read_to_string("/proc/self/cgroup")
+        .context("cannot read /proc/self/cgroup")?;
     let mut binds = Vec::new();
     for h in &all {
         // Lines are `ID:CONTROLLERS:PATH`; cgroup2's has no controllers.
@@ -474,7 +479,10 @@ fn make_dirs(
                     match fill_cpuset(mount_point, &dir, f) {
                         Ok(_) => {}
                         // The shared parent went away under us: the same race as above.
-                        Err(e) if is_not_found(&e) && attempts < 10 => {
+                        Err(e)
+                            if has_io_error(&e, |io| io.kind() == ErrorKind::NotFound)
+                                && attempts < 10 =>
+                        {
                             attempts += 1;
                             continue 'again;
                         }
@@ -485,12 +493,6 @@ fn make_dirs(
         }
         return Ok(());
     }
-}
-
-fn is_not_found(e: &anyhow::Error) -> bool {
-    e.chain()
-        .filter_map(|c| c.downcast_ref::<std::io::Error>())
-        .any(|io| io.kind() == ErrorKind::NotFound)
 }
 
 /// A v1 cpuset directory takes no process until its cpus and mems are set. A directory that
