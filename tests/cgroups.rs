@@ -432,3 +432,39 @@ fn delete_force_cleans_up_after_the_init_was_killed_from_outside() {
     assert!(!ctx.state_dir(&id).exists());
     remove_test_parents(&ctx);
 }
+
+#[test]
+fn a_default_cgroup_lives_under_the_kept_berth_parent() {
+    if skip_v1() || berth_only("the berth/ parent cgroup") {
+        return;
+    }
+    let ctx = Ctx::new("cgparent");
+    let (id, pid) = ctx.sleeper("p");
+    let own = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let line = own
+        .lines()
+        .find(|l| l.split(':').nth(1) == Some("memory"))
+        .unwrap_or_else(|| panic!("no memory line in {own}"));
+    assert_eq!(
+        line.rsplit(':').next(),
+        Some(format!("/berth/{id}").as_str()),
+        "{own}"
+    );
+    // Made once with clone_children, so that a new container's cpuset inherits cpus and mems.
+    let parent = Path::new(V1).join("cpuset/berth");
+    assert_eq!(read(parent.join("cgroup.clone_children")), "1");
+    let cpus = read(parent.join("cpuset.cpus"));
+    assert!(!cpus.is_empty());
+    assert_eq!(read(parent.join(&id).join("cpuset.cpus")), cpus);
+    ctx.rt(&["delete", "--force", &id]).ok();
+    for c in [
+        "memory", "cpu", "cpuset", "pids", "devices", "freezer", "systemd",
+    ] {
+        let leaf = Path::new(V1).join(c).join("berth").join(&id);
+        assert!(!leaf.exists(), "{} is left behind", leaf.display());
+        assert!(
+            Path::new(V1).join(c).join("berth").is_dir(),
+            "berth/ in {c} was removed"
+        );
+    }
+}

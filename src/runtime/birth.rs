@@ -1,11 +1,13 @@
 //! A container's birth, in one straight line.
 //!
-//! Parent (berth): open the sync channel, clone with the namespace flags, then serve the
-//! child's requests in the order it makes them (uid/gid maps, cgroup, prestart and
-//! createRuntime hooks) until it reports it is ready and waiting to be started.
+//! Parent (berth): open the sync channel, clone (into the pid namespace), make the cgroup and
+//! write its limits → "cgroup ready", then serve the child's requests in the order it makes
+//! them (uid/gid maps, cgroup, prestart and createRuntime hooks) until it reports it is ready
+//! and waiting to be started.
 //!
-//! Child, in order: not dumpable → namespaces → cgroup (placed by the parent) → cgroup
-//! namespace → mounts and devices → [parent runs prestart/createRuntime hooks] →
+//! Child, in order: not dumpable → its new namespaces (while the parent makes the cgroup) →
+//! wait for "cgroup ready" → join the cgroup → namespaces it joins, or a user namespace →
+//! cgroup namespace → mounts and devices → [parent runs prestart/createRuntime hooks] →
 //! createContainer hooks → pivot_root → hostname, domainname → sysctl → read-only and masked
 //! paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
 //! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
@@ -83,8 +85,17 @@ impl BirthPlan {
     }
 }
 
+/// What berth does for a container while its process sets itself up, on another CPU.
+pub trait ParentWork {
+    /// Make what is left of the container's cgroup and write its limits. The process makes
+    /// its namespaces meanwhile, then waits for this ([`Msg::CgroupReady`]) to join it.
+    fn prepare_cgroup(&mut self) -> Result<()>;
+    /// The container's init is `pid` and sets up its mounts: record what needs the pid.
+    fn record(&mut self, pid: i32) -> Result<()>;
+}
+
 /// Parent side: clones the container process and walks it through set-up.
-pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
+pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
     let (parent_end, child_end) = sync::channel()?;
     let (pid, entry) = clone_process(plan.ns.clone_flags(), &plan.cgroup)?;
     if pid == 0 {
@@ -97,6 +108,11 @@ pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
         init: pid,
         armed: true,
     };
+    work.prepare_cgroup()?;
+    sync::send(parent_end.as_fd(), &Msg::CgroupReady)?;
+    if !plan.ns.two_step {
+        work.record(pid)?;
+    }
     let mut pty_master = None;
     loop {
         let msg = sync::recv(parent_end.as_fd())?;
@@ -104,7 +120,10 @@ pub fn give_birth(plan: &BirthPlan) -> Result<Born> {
             Some(Msg::MapsNeeded) => {
                 reply(parent_end.as_fd(), namespaces::write_id_maps(pid, &plan.ns))?;
             }
-            Some(Msg::Pid(p)) => guard.adopt(p),
+            Some(Msg::Pid(p)) => {
+                guard.adopt(p);
+                work.record(p)?;
+            }
             Some(Msg::CgroupNeeded) => {
                 let r = entry.finish(&plan.cgroup, guard.init, plan.process.oom_score_adj);
                 reply(parent_end.as_fd(), r)?;
@@ -354,6 +373,14 @@ fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
 fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Result<Infallible> {
     // Until exec nobody in the container may ptrace us or open /proc/<pid>/exe (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
+    let own = plan.ns.unshared_by_child();
+    if own != 0 {
+        unshare(CloneFlags::from_bits_retain(own)).context("cannot create namespaces")?;
+    }
+    match sync::recv(sync_fd)? {
+        Some(Msg::CgroupReady) => {}
+        other => bail!("sync channel: expected CgroupReady, got {other:?}"),
+    }
     // Still with the host's mounts and privileges.
     entry.join_self(&plan.cgroup, plan.process.oom_score_adj)?;
     namespaces::enter(&plan.ns, sync_fd)?;

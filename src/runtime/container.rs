@@ -4,6 +4,7 @@
 use crate::runtime::birth::{self, BirthPlan, Born, Release};
 use crate::runtime::cgroups::{self, container_cgroup_path, CgroupPaths};
 use crate::runtime::foreground;
+use crate::runtime::fsutil::StagedFile;
 use crate::runtime::hooks;
 use crate::runtime::log;
 use crate::runtime::namespaces::{self, NamespacePlan};
@@ -44,7 +45,7 @@ pub struct CreateOptions {
 
 /// `create`: set the container up and leave its process waiting for `start`.
 pub fn create(g: &Globals, o: &CreateOptions) -> Result<()> {
-    let (_dir, _born) = create_container(g, o, false)?;
+    let (_dir, _born, _state) = create_container(g, o, false)?;
     Ok(())
 }
 
@@ -55,8 +56,7 @@ pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i
     } else {
         Some(foreground::Foreground::prepare()?)
     };
-    let (dir, born) = create_container(g, o, true)?;
-    let st = dir.load()?;
+    let (dir, born, st) = create_container(g, o, true)?;
     let start =
         sync::send(born.sync.as_fd(), &Msg::Start).and_then(|()| wait_for_exec(born.sync.as_fd()));
     if let Err(e) = start {
@@ -75,16 +75,20 @@ pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i
 }
 
 /// What `create` and `run` share: everything up to a process waiting to be started.
-fn create_container(g: &Globals, o: &CreateOptions, for_run: bool) -> Result<(ContainerDir, Born)> {
+fn create_container(
+    g: &Globals,
+    o: &CreateOptions,
+    for_run: bool,
+) -> Result<(ContainerDir, Born, ContainerState)> {
     let dir = ContainerDir::create(&g.root, &o.id)?;
     let mut cleanup = Cleanup {
         dir: Some(dir),
         cgroup: None,
     };
-    let born = create_in(g, o, for_run, &mut cleanup)?;
+    let (born, state) = create_in(g, o, for_run, &mut cleanup)?;
     cleanup.cgroup = None;
     let dir = cleanup.dir.take().expect("held until success");
-    Ok((dir, born))
+    Ok((dir, born, state))
 }
 
 /// Undoes a failed create: cgroup and state directory.
@@ -111,7 +115,12 @@ impl Drop for Cleanup {
     }
 }
 
-fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanup) -> Result<Born> {
+fn create_in(
+    g: &Globals,
+    o: &CreateOptions,
+    for_run: bool,
+    cleanup: &mut Cleanup,
+) -> Result<(Born, ContainerState)> {
     let bundle = spec::load_bundle(&o.bundle)?;
     let spec = &bundle.spec;
     let linux = spec.linux().as_ref();
@@ -142,33 +151,32 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
     }
     let resources = linux.and_then(|l| l.resources().as_ref());
     let mounted = cgroups::hierarchies()?;
-    let cgroup = match CgroupPaths::create_on(&rel, &mounted) {
-        Ok(cgroup) => cgroup,
+    // Made before the clone: the cgroup2 directory the process is cloned into and, when berth
+    // is not root, everything (whether it may make a cgroup at all decides the mounts). The
+    // rest is made after the clone, while the process makes its namespaces.
+    let root = nix::unistd::geteuid().is_root();
+    let before_clone = |h: &cgroups::Hierarchy| h.unified || !root;
+    let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
+    let made = cgroup.make(&mounted, before_clone);
+    if let Err(e) = made {
+        cgroup.remove_created();
         // Rootless without delegation: like runc, go on in the caller's cgroup when nothing
         // is to be limited.
-        Err(e) if !nix::unistd::geteuid().is_root() && cgroups::is_permission_error(&e) => {
-            if asks_for_limits(resources) {
-                return Err(e.context(
-                    "linux.resources: limits need a cgroup, and a non-root user cannot create \
-                     one here (no delegation); remove the limits or run as root",
-                ));
-            }
-            log::debug(&format!(
-                "rootless: no cgroup for the container, it stays in berth's ({e:#})"
-            ));
-            CgroupPaths::default()
+        if root || !cgroups::is_permission_error(&e) {
+            return Err(e);
         }
-        Err(e) => return Err(e),
-    };
-    let placed = !cgroup.dirs.is_empty();
-    cleanup.cgroup = Some(cgroup.clone());
-    if placed {
-        // Limits go on before the process joins, so it never runs unlimited. Called without
-        // resources too: on a v2 host it enables the controllers down to the container's
-        // cgroup.
-        let no_resources = oci_spec::runtime::LinuxResources::default();
-        cgroups::apply_resources_on(&cgroup, &mounted, resources.unwrap_or(&no_resources))?;
+        if asks_for_limits(resources) {
+            return Err(e.context(
+                "linux.resources: limits need a cgroup, and a non-root user cannot create \
+                 one here (no delegation); remove the limits or run as root",
+            ));
+        }
+        log::debug(&format!(
+            "rootless: no cgroup for the container, it stays in berth's ({e:#})"
+        ));
+        cgroup = CgroupPaths::default();
     }
+    let placed = !cgroup.dirs.is_empty();
     let cgroup_binds = if placed {
         cgroup
             .names
@@ -179,6 +187,7 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
     } else {
         cgroups::own_cgroup_binds()?
     };
+    cleanup.cgroup = Some(cgroup.clone());
     let in_user_ns = ns.has(LinuxNamespaceType::User);
     let rootfs = RootfsPlan::new(
         spec,
@@ -200,7 +209,7 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
         Release::StartSocket(listen_for_start(dir)?)
     };
     let all_hooks = spec.hooks().clone().unwrap_or_default();
-    let mut state = ContainerState {
+    let state = ContainerState {
         id: o.id.clone(),
         pid: 0,
         pid_start_time: 0,
@@ -234,20 +243,72 @@ fn create_in(g: &Globals, o: &CreateOptions, for_run: bool, cleanup: &mut Cleanu
         session_keyring: (!o.no_new_keyring).then(|| format!("_ses.{}", o.id)),
         close_in_child: vec![dir.lock_fd()],
     };
-    let born = birth::give_birth(&plan)?;
-    state.pid = born.pid;
-    state.pid_start_time = state::process_start_time(born.pid)
-        .context("the container process vanished after set-up")?;
-    if let Some(filter) = seccomp {
-        // Kept apart from state.json (read by every command): only `exec` needs it.
-        std::fs::write(dir.path.join(SECCOMP_FILE), serde_json::to_vec(filter)?)
-            .context("cannot save the seccomp profile")?;
-    }
-    dir.save(&state)?;
+    let no_resources = oci_spec::runtime::LinuxResources::default();
+    let mut work = CreateWork {
+        cgroup: cleanup.cgroup.as_mut().expect("set above"),
+        placed,
+        before_clone: &before_clone,
+        mounted: &mounted,
+        resources: resources.unwrap_or(&no_resources),
+        dir,
+        state,
+        seccomp,
+        staged: None,
+    };
+    let born = birth::give_birth(&plan, &mut work)?;
+    work.staged
+        .take()
+        .context("internal: the container's state was not recorded")?
+        .commit()?;
     if let Some(f) = &o.pid_file {
         write_pid_file(f, born.pid)?;
     }
-    Ok(born)
+    Ok((born, work.state))
+}
+
+/// What `create` does while the container process sets itself up.
+struct CreateWork<'a> {
+    cgroup: &'a mut CgroupPaths,
+    placed: bool,
+    before_clone: &'a dyn Fn(&cgroups::Hierarchy) -> bool,
+    mounted: &'a [cgroups::Hierarchy],
+    resources: &'a oci_spec::runtime::LinuxResources,
+    dir: &'a ContainerDir,
+    state: ContainerState,
+    seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+    /// state.json, written ahead and put in place once the process is ready.
+    staged: Option<StagedFile>,
+}
+
+impl birth::ParentWork for CreateWork<'_> {
+    fn prepare_cgroup(&mut self) -> Result<()> {
+        if !self.placed {
+            return Ok(());
+        }
+        self.cgroup
+            .make(self.mounted, |h| !(self.before_clone)(h))?;
+        // Limits go on before the process joins, so it never runs unlimited. Written without
+        // resources too: on a v2 host that enables the controllers down to the container's
+        // cgroup.
+        cgroups::apply_resources_on(self.cgroup, self.mounted, self.resources)
+    }
+
+    fn record(&mut self, pid: i32) -> Result<()> {
+        self.state.cgroup = self.cgroup.clone();
+        self.state.pid = pid;
+        self.state.pid_start_time = state::process_start_time(pid)
+            .context("the container process vanished during set-up")?;
+        if let Some(filter) = self.seccomp {
+            // Kept apart from state.json (read by every command): only `exec` needs it.
+            std::fs::write(
+                self.dir.path.join(SECCOMP_FILE),
+                serde_json::to_vec(filter)?,
+            )
+            .context("cannot save the seccomp profile")?;
+        }
+        self.staged = Some(self.dir.stage(&self.state)?);
+        Ok(())
+    }
 }
 
 /// Whether `linux.resources` sets any limit. Device rules do not count: without a cgroup

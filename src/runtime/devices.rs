@@ -86,18 +86,24 @@ pub fn plan(extra: Option<&[LinuxDevice]>) -> Result<Vec<DevicePlan>> {
 }
 
 /// Creates the devices and symlinks under the (not yet pivoted) root.
+///
+/// Called with the umask at 0 (the birth clears it before the mounts), so mknod gives a node
+/// exactly the spec's permission bits, and by root, whose nodes are root's already: chmod and
+/// chown are needed only beyond that.
 pub fn populate(root: &OwnedFd, devices: &[DevicePlan], bind_from_host: bool) -> Result<()> {
+    let by_root = nix::unistd::geteuid().is_root() && nix::unistd::getegid().as_raw() == 0;
+    // The devices are mostly in one directory: it is looked up once.
+    let mut last_dir: Option<(&Path, OwnedFd)> = None;
     for d in devices {
         let field = || format!("device {}", d.path.display());
         let (parent, name) = split(&d.path)?;
-        let dir = inroot::resolve(root.as_fd(), parent, Create::Dir).with_context(field)?;
-        match unlinkat(&dir, name, UnlinkatFlags::NoRemoveDir) {
-            Ok(()) | Err(nix::errno::Errno::ENOENT) => {}
-            Err(e) => {
-                return Err(e).with_context(|| format!("cannot replace {}", d.path.display()))
-            }
+        if last_dir.as_ref().is_none_or(|(p, _)| *p != parent) {
+            let fd = inroot::resolve(root.as_fd(), parent, Create::Dir).with_context(field)?;
+            last_dir = Some((parent, fd));
         }
+        let dir = &last_dir.as_ref().expect("set above").1;
         if bind_from_host {
+            remove_existing(dir, name, &d.path)?;
             // mknod is refused in a user namespace: bind the host's node instead.
             let target =
                 inroot::resolve(root.as_fd(), &d.path, Create::File).with_context(field)?;
@@ -112,31 +118,31 @@ pub fn populate(root: &OwnedFd, devices: &[DevicePlan], bind_from_host: bool) ->
             continue;
         }
         let dev = libc::makedev(d.major as u32, d.minor as u32);
-        mknodat(&dir, name, d.kind, Mode::from_bits_truncate(d.mode), dev)
-            .with_context(|| format!("cannot mknod {}", d.path.display()))?;
-        // mknod applied the umask; the spec's mode is exact.
-        fchmodat(
-            &dir,
-            name,
-            Mode::from_bits_truncate(d.mode),
-            FchmodatFlags::NoFollowSymlink,
-        )
-        .or_else(|e| {
-            if e == nix::errno::Errno::EOPNOTSUPP {
-                Ok(())
-            } else {
-                Err(e)
+        let mode = Mode::from_bits_truncate(d.mode);
+        match mknodat(dir, name, d.kind, mode, dev) {
+            // The rootfs's own /dev may hold a node (or anything) there already.
+            Err(nix::errno::Errno::EEXIST) => {
+                remove_existing(dir, name, &d.path)?;
+                mknodat(dir, name, d.kind, mode, dev)
             }
-        })
-        .with_context(|| format!("cannot chmod {}", d.path.display()))?;
-        fchownat(
-            &dir,
-            name,
-            Some(d.uid.into()),
-            Some(d.gid.into()),
-            AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .with_context(|| format!("cannot chown {}", d.path.display()))?;
+            r => r,
+        }
+        .with_context(|| format!("cannot mknod {}", d.path.display()))?;
+        if d.mode & 0o7000 != 0 {
+            // Set-id and sticky bits are not all kept by mknod.
+            fchmodat(dir, name, mode, FchmodatFlags::NoFollowSymlink)
+                .with_context(|| format!("cannot chmod {}", d.path.display()))?;
+        }
+        if !(by_root && d.uid == 0 && d.gid == 0) {
+            fchownat(
+                dir,
+                name,
+                Some(d.uid.into()),
+                Some(d.gid.into()),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .with_context(|| format!("cannot chown {}", d.path.display()))?;
+        }
     }
     let dev = inroot::resolve(root.as_fd(), Path::new("/dev"), Create::Dir)?;
     let mut links = vec![
@@ -158,6 +164,13 @@ pub fn populate(root: &OwnedFd, devices: &[DevicePlan], bind_from_host: bool) ->
     let _ = unlinkat(&dev, "ptmx", UnlinkatFlags::NoRemoveDir);
     nix::unistd::symlinkat("pts/ptmx", &dev, "ptmx").context("cannot create /dev/ptmx")?;
     Ok(())
+}
+
+fn remove_existing(dir: &OwnedFd, name: &std::ffi::OsStr, path: &Path) -> Result<()> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e).with_context(|| format!("cannot replace {}", path.display())),
+    }
 }
 
 fn split(path: &Path) -> Result<(&Path, &std::ffi::OsStr)> {

@@ -1,7 +1,9 @@
 //! Linux namespaces: which to create, which to join by path, and entering them.
 //!
-//! Most containers only create namespaces: then one clone with every `CLONE_NEW*` flag puts the
-//! container process in all of them at once and makes it pid 1. Joining a user or pid namespace
+//! Most containers only create namespaces: then the clone makes the pid namespace, with the
+//! container process as its pid 1, and the process makes the others itself with one unshare,
+//! on its own CPU while berth makes the cgroup (a new user namespace, which must own the
+//! others, goes into the clone with them). Joining a user or pid namespace
 //! by path, a new user namespace together with joined ones, or a time namespace (whose offsets
 //! must be written before any process enters it) need the general path: the cloned process joins
 //! and unshares in the right order, then forks once more so the container process is born inside
@@ -127,12 +129,25 @@ impl NamespacePlan {
         self.types.contains(&t)
     }
 
-    /// The flags for the one clone: all new namespaces on the direct path, none on the general.
+    /// The flags for the one clone: on the direct path the new namespaces the process cannot
+    /// make itself afterwards (pid, which applies to children only), none on the general path.
     pub fn clone_flags(&self) -> libc::c_int {
         if self.two_step {
             0
         } else {
-            self.new_flags
+            self.new_flags & !self.unshared_by_child()
+        }
+    }
+
+    /// The new namespaces the container process makes itself, first thing after the clone:
+    /// a network namespace alone takes about a millisecond to set up, and made there it is
+    /// set up while berth makes the cgroup, on another CPU. Not with a user namespace, which
+    /// must own the others and is made on the way in ([`enter`]).
+    pub fn unshared_by_child(&self) -> libc::c_int {
+        if self.two_step || self.new_user() {
+            0
+        } else {
+            self.new_flags & !libc::CLONE_NEWPID
         }
     }
 }

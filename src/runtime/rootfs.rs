@@ -172,7 +172,10 @@ pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
         None::<&str>,
     )
     .context("cannot set the propagation of /")?;
-    make_parent_mount_private(&plan.rootfs)?;
+    // After a recursive slave, private or unbindable, no mount is shared any more.
+    if !plan.root_propagation.contains(MsFlags::MS_REC) {
+        make_parent_mount_private(&plan.rootfs)?;
+    }
     // pivot_root needs the new root to be a mount point.
     mount(
         Some(&plan.rootfs),
@@ -299,6 +302,31 @@ fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
 
 /// runc's recursive options (`rro`, `rnosuid`, ...): mount_setattr(2) with AT_RECURSIVE.
 fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(fd);
+    mount_setattr(
+        fd,
+        c"",
+        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+        set,
+        clear,
+    )
+    .context("mount_setattr (recursive mount options)")
+}
+
+/// Sets `attrs` on the mount at `path` and every mount below it.
+fn mount_setattr_at(path: &Path, attrs: u64) -> Result<()> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
+    mount_setattr(libc::AT_FDCWD, &c, libc::AT_RECURSIVE, attrs, 0)
+        .with_context(|| format!("mount_setattr {}", path.display()))
+}
+
+fn mount_setattr(
+    dirfd: libc::c_int,
+    path: &std::ffi::CStr,
+    flags: libc::c_int,
+    set: u64,
+    clear: u64,
+) -> std::io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -312,21 +340,20 @@ fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
         propagation: 0,
         userns_fd: 0,
     };
-    // SAFETY: the fd is ours, the path is an empty C string, and `attr` outlives the call with
-    // its size passed.
+    // SAFETY: `path` is a NUL-terminated string and `attr` a mount_attr; both outlive the
+    // call, and the struct's size is passed.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
-            std::os::fd::AsRawFd::as_raw_fd(fd),
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            dirfd,
+            path.as_ptr(),
+            flags as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
     };
     if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .context("mount_setattr (recursive mount options)");
+        return Err(std::io::Error::last_os_error());
     }
     Ok(())
 }
@@ -545,6 +572,11 @@ fn readonly_path(p: &Path) -> Result<()> {
     ) {
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         r => r.context("cannot bind")?,
+    }
+    // mount_setattr changes only the read-only flag, on the bind and every mount below it,
+    // and keeps the flags the kernel locked; kernels before 5.12 take a remount.
+    if mount_setattr_at(p, MOUNT_ATTR_RDONLY).is_ok() {
+        return Ok(());
     }
     let fd: OwnedFd = std::fs::File::open(p)?.into();
     let flags = MsFlags::MS_BIND

@@ -7,6 +7,7 @@
 //! only between create and start) and the freezer.
 
 use crate::runtime::cgroups::CgroupPaths;
+use crate::runtime::fsutil::StagedFile;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{Hooks, LinuxNamespaceType, Process};
 use serde::{Deserialize, Serialize};
@@ -163,9 +164,10 @@ impl ContainerDir {
         read_state(&self.path)
     }
 
-    pub fn save(&self, state: &ContainerState) -> Result<()> {
+    /// `state.json`'s new content, written but not yet in place ([`StagedFile::commit`]).
+    pub fn stage(&self, state: &ContainerState) -> Result<StagedFile> {
         let bytes = serde_json::to_vec(state)?;
-        crate::runtime::fsutil::write_atomically(&self.path.join(STATE_FILE), &bytes)
+        StagedFile::write(&self.path.join(STATE_FILE), &bytes)
     }
 
     /// The descriptor holding the lock. A forked child shares the lock until it closes its copy.

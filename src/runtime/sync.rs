@@ -33,6 +33,8 @@ pub enum Msg {
     /// Child → parent: the seccomp notify listener follows as an SCM_RIGHTS message; pass it
     /// to the agent and reply `Done`.
     SeccompListenerFollows,
+    /// Parent → child: the cgroup is made and limited; join it.
+    CgroupReady,
 }
 
 impl Msg {
@@ -49,6 +51,7 @@ impl Msg {
             Msg::PtyFollows => (9, vec![]),
             Msg::State(s) => (10, s.as_bytes().to_vec()),
             Msg::SeccompListenerFollows => (11, vec![]),
+            Msg::CgroupReady => (12, vec![]),
         };
         let mut v = Vec::with_capacity(1 + payload.len());
         v.push(tag);
@@ -72,6 +75,7 @@ impl Msg {
             9 => Msg::PtyFollows,
             10 => Msg::State(String::from_utf8_lossy(p).into_owned()),
             11 => Msg::SeccompListenerFollows,
+            12 => Msg::CgroupReady,
             t => bail!("unknown sync message {t}"),
         })
     }

@@ -110,6 +110,13 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// berth's parent cgroup in each hierarchy, made by the first container placed under it and
+/// then kept, as Docker keeps `docker/` and systemd its slices: removing it with the last
+/// container cost every start a second mkdir and every delete a second rmdir per hierarchy,
+/// and raced with containers being created under it. In the cpuset hierarchy it has
+/// `cgroup.clone_children` set, so that a new container's cpuset starts with its cpus and mems.
+pub const BERTH_PARENT: &str = "berth";
+
 /// Turns `linux.cgroupsPath` into a cgroup path relative to each hierarchy's root.
 /// Absolute paths are taken as they are; relative ones (and none) land under `berth/`.
 /// With `--systemd-cgroup`, `slice:prefix:name` becomes the cgroupfs path systemd would use
@@ -120,7 +127,7 @@ pub fn container_cgroup_path(
     systemd: bool,
 ) -> Result<PathBuf> {
     let Some(p) = cgroups_path else {
-        return Ok(PathBuf::from("berth").join(id));
+        return Ok(PathBuf::from(BERTH_PARENT).join(id));
     };
     let s = p.to_str().context("linux.cgroupsPath: not valid UTF-8")?;
     if systemd && !s.starts_with('/') {
@@ -163,7 +170,7 @@ pub fn container_cgroup_path(
     if s.starts_with('/') {
         Ok(rel.to_path_buf())
     } else {
-        Ok(PathBuf::from("berth").join(rel))
+        Ok(PathBuf::from(BERTH_PARENT).join(rel))
     }
 }
 
@@ -175,12 +182,9 @@ pub struct CgroupPaths {
     /// For each of `dirs`, the name the hierarchy has under /sys/fs/cgroup ("cpu", "unified";
     /// empty on a v2-only host where the hierarchy is /sys/fs/cgroup itself).
     pub names: Vec<String>,
-    /// Directories berth created, deepest last; removed in reverse on delete.
+    /// Directories berth created, deepest last; removed in reverse on delete. berth's own
+    /// parent (`berth/`) is never among them: see [`BERTH_PARENT`].
     pub created: Vec<PathBuf>,
-    /// berth's own parent (`berth/`) in each hierarchy, shared by the containers placed by
-    /// default: whichever container leaves it empty removes it.
-    #[serde(default)]
-    pub berth_parents: Vec<PathBuf>,
     /// The v1 freezer directory, or the cgroup2 directory on a v2-only host.
     pub freezer: Option<PathBuf>,
     pub freezer_is_v2: bool,
@@ -197,51 +201,64 @@ impl CgroupPaths {
 
     /// [`CgroupPaths::create`] on hierarchies the caller has already read.
     pub fn create_on(rel: &Path, all: &[Hierarchy]) -> Result<CgroupPaths> {
-        let mut paths = CgroupPaths::default();
-        let result = (|| {
-            if all.is_empty() {
-                bail!("no cgroup hierarchy is mounted");
-            }
-            let v1_present = all.iter().any(|h| !h.unified);
-            for h in all {
-                let base = rel_from_mount_root(h, rel);
-                let dir = h.mount_point.join(&base);
-                if rel.starts_with("berth") {
-                    paths.berth_parents.push(h.mount_point.join("berth"));
-                }
-                make_dirs(
-                    &h.mount_point,
-                    &base,
-                    h.controllers.iter().any(|c| c == "cpuset"),
-                    &mut paths.created,
-                )?;
-                if h.controllers.iter().any(|c| c == "freezer") || (h.unified && !v1_present) {
-                    paths.freezer = Some(dir.clone());
-                    paths.freezer_is_v2 = h.unified;
-                }
-                if h.unified {
-                    paths.unified = Some(paths.dirs.len());
-                }
-                paths.dirs.push(dir);
-                let v2_only = h.unified && !v1_present;
-                let name = h
-                    .mount_point
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default();
-                paths.names.push(if v2_only {
-                    String::new()
-                } else {
-                    name.to_string()
-                });
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
+        let mut paths = Self::plan(rel, all)?;
+        if let Err(e) = paths.make(all, |_| true) {
             paths.remove_created();
             return Err(e);
         }
         Ok(paths)
+    }
+
+    /// Where the container's cgroup is in each of `all` (in that order); nothing is made yet
+    /// ([`CgroupPaths::make`]).
+    pub fn plan(rel: &Path, all: &[Hierarchy]) -> Result<CgroupPaths> {
+        if all.is_empty() {
+            bail!("no cgroup hierarchy is mounted");
+        }
+        let mut paths = CgroupPaths::default();
+        let v1_present = all.iter().any(|h| !h.unified);
+        for h in all {
+            let dir = h.mount_point.join(rel_from_mount_root(h, rel));
+            if h.controllers.iter().any(|c| c == "freezer") || (h.unified && !v1_present) {
+                paths.freezer = Some(dir.clone());
+                paths.freezer_is_v2 = h.unified;
+            }
+            if h.unified {
+                paths.unified = Some(paths.dirs.len());
+            }
+            paths.dirs.push(dir);
+            let v2_only = h.unified && !v1_present;
+            let name = h
+                .mount_point
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            paths.names.push(if v2_only {
+                String::new()
+            } else {
+                name.to_string()
+            });
+        }
+        Ok(paths)
+    }
+
+    /// Makes the planned directory, and any missing parent, in the hierarchies of `all` that
+    /// `which` picks; what it made is added to `created` (also when it fails part-way, so
+    /// that [`CgroupPaths::remove_created`] undoes it).
+    pub fn make(&mut self, all: &[Hierarchy], which: impl Fn(&Hierarchy) -> bool) -> Result<()> {
+        for (h, dir) in all.iter().zip(&self.dirs) {
+            if !which(h) {
+                continue;
+            }
+            let base = dir.strip_prefix(&h.mount_point).unwrap_or(dir);
+            make_dirs(
+                &h.mount_point,
+                base,
+                h.controllers.iter().any(|c| c == "cpuset"),
+                &mut self.created,
+            )?;
+        }
+        Ok(())
     }
 
     /// Moves a process into the container's cgroup in every hierarchy.
@@ -317,19 +334,6 @@ impl CgroupPaths {
     /// Removes the directories berth created, deepest first. A directory still holding
     /// processes (EBUSY) is retried briefly: exiting processes leave their cgroup a moment late.
     pub fn remove_created(&self) -> Vec<anyhow::Error> {
-        let errors = self.remove_own_dirs();
-        for parent in self
-            .berth_parents
-            .iter()
-            .filter(|p| !self.created.contains(p))
-        {
-            // Still holding other containers (EBUSY) or already gone: both fine.
-            let _ = std::fs::remove_dir(parent);
-        }
-        errors
-    }
-
-    fn remove_own_dirs(&self) -> Vec<anyhow::Error> {
         let mut errors = Vec::new();
         for dir in self.created.iter().rev() {
             let mut tries = 0;
@@ -447,24 +451,44 @@ fn rel_from_mount_root(h: &Hierarchy, rel: &Path) -> PathBuf {
         .unwrap_or_else(|_| rel.to_path_buf())
 }
 
-/// mkdir -p that records what it made; in a v1 cpuset hierarchy each new directory gets its
-/// parent's cpus and mems, without which no process may join it.
+/// mkdir -p that records what it made (but for berth's parent, which stays); in a v1 cpuset
+/// hierarchy each new directory gets its parent's cpus and mems, without which no process may
+/// join it.
 fn make_dirs(
     mount_point: &Path,
     rel: &Path,
     cpuset: bool,
     created: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    // A shared parent (berth/) can be removed by another container's delete between our
-    // mkdirs: start over when a parent vanishes.
+    // Usually every parent is there (berth/ is kept): then one mkdir does.
+    let leaf = mount_point.join(rel);
+    match std::fs::create_dir(&leaf) {
+        Ok(()) => {
+            created.push(leaf.clone());
+            if cpuset {
+                for f in ["cpuset.cpus", "cpuset.mems"] {
+                    fill_cpuset(mount_point, &leaf, f)?;
+                }
+            }
+            return Ok(());
+        }
+        // A parent is missing, or the cgroup exists (then its parents are checked as well).
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::AlreadyExists) => {}
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot create cgroup {}", leaf.display()))
+        }
+    }
+    let kept = mount_point.join(BERTH_PARENT);
+    // A shared parent can be removed by someone else between our mkdirs: start over when a
+    // parent vanishes.
     let mut attempts = 0;
     'again: loop {
         let mut dir = mount_point.to_path_buf();
         for comp in rel.components() {
             dir.push(comp);
-            match std::fs::create_dir(&dir) {
-                Ok(()) => created.push(dir.clone()),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            let new = match std::fs::create_dir(&dir) {
+                Ok(()) => true,
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => false,
                 Err(e) if e.kind() == ErrorKind::NotFound && attempts < 10 => {
                     attempts += 1;
                     continue 'again;
@@ -473,12 +497,15 @@ fn make_dirs(
                     return Err(e)
                         .with_context(|| format!("cannot create cgroup {}", dir.display()))
                 }
+            };
+            if new && dir != kept {
+                created.push(dir.clone());
             }
             if cpuset {
                 for f in ["cpuset.cpus", "cpuset.mems"] {
                     match fill_cpuset(mount_point, &dir, f) {
                         Ok(_) => {}
-                        // The shared parent went away under us: the same race as above.
+                        // A parent went away under us: the same race as above.
                         Err(e)
                             if has_io_error(&e, |io| io.kind() == ErrorKind::NotFound)
                                 && attempts < 10 =>
@@ -488,6 +515,11 @@ fn make_dirs(
                         }
                         Err(e) => return Err(e),
                     }
+                }
+                if new && dir == kept {
+                    let flag = dir.join("cgroup.clone_children");
+                    std::fs::write(&flag, "1")
+                        .with_context(|| format!("cannot set {}", flag.display()))?;
                 }
             }
         }

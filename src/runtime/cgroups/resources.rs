@@ -869,10 +869,18 @@ thread_local! {
 
 /// One write(2) of `value` into an existing cgroup file; the file is never created, so a
 /// missing controller file is an error rather than a stray file.
+/// Unit tests see every value written to a cgroup file.
+pub(super) fn record_write(_path: &Path, _value: &str) {
+    #[cfg(test)]
+    WRITES.with(|w| {
+        w.borrow_mut()
+            .push((_path.to_path_buf(), _value.to_string()))
+    });
+}
+
 pub(super) fn write_raw(dir: &Path, file: &str, value: &str) -> std::io::Result<()> {
     let path = dir.join(file);
-    #[cfg(test)]
-    WRITES.with(|w| w.borrow_mut().push((path.clone(), value.to_string())));
+    record_write(&path, value);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .truncate(true)

@@ -4,12 +4,13 @@
 use super::resources::{
     blkio_entry, debug_ignored, device_number, flat_keyed, hugepage_sizes, hugetlb_entry,
     memory_entry, nonzero_i, nonzero_u, parse_cpu_list, put_nonzero, read_number, read_optional,
-    read_string, wait_until, write_error, write_interdependent, write_raw, write_value,
-    ControllerDir, ControllerDirs, DeviceRule, Mode, FREEZE_TIMEOUT,
+    read_string, record_write, wait_until, write_error, write_interdependent, write_raw,
+    write_value, ControllerDir, ControllerDirs, DeviceRule, Mode, FREEZE_TIMEOUT,
 };
 use anyhow::{bail, Result};
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxHugepageLimit, LinuxMemory};
 use serde_json::{json, Map, Value};
+use std::io::Write;
 use std::path::Path;
 
 const MEMORY_LIMIT: &str = "memory.limit_in_bytes";
@@ -379,15 +380,32 @@ pub(super) fn set_hugepages(dir: &Path, limits: &[LinuxHugepageLimit]) -> Result
 
 /// Replaces the cgroup's device list: deny everything, then each rule in order.
 pub(super) fn set_devices(dir: &Path, rules: &[DeviceRule]) -> Result<()> {
-    write_value(dir, "devices.deny", "a", "linux.resources.devices")?;
-    for (i, rule) in rules.iter().enumerate() {
-        let file = if rule.allow {
-            "devices.allow"
-        } else {
-            "devices.deny"
-        };
+    // The kernel takes one rule per write(2): each file is opened once for all of them.
+    let open = |file: &str| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join(file))
+            .map_err(|e| write_error(e, dir, file, "", "linux.resources.devices"))
+    };
+    let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
+    let lines = std::iter::once((
+        false,
+        "a".to_string(),
+        "linux.resources.devices".to_string(),
+    ))
+    .chain(rules.iter().enumerate().map(|(i, rule)| {
         let field = format!("linux.resources.devices[{i}]");
-        write_value(dir, file, &rule.v1_line(), &field)?;
+        (rule.allow, rule.v1_line(), field)
+    }));
+    for (allowed, line, field) in lines {
+        let (f, file) = if allowed {
+            (&mut allow, "devices.allow")
+        } else {
+            (&mut deny, "devices.deny")
+        };
+        record_write(&dir.join(file), &line);
+        f.write_all(line.as_bytes())
+            .map_err(|e| write_error(e, dir, file, &line, &field))?;
     }
     Ok(())
 }
