@@ -400,3 +400,91 @@ fn json_log_file() {
     );
     ctx.assert_no_trace(&cid);
 }
+
+/// berth runs with a seccomp filter that answers unshare(2) with EPERM: its container process,
+/// which makes its namespaces itself while berth makes the cgroup, then cannot.
+fn refusing_unshare(mut cmd: std::process::Command) -> std::process::Command {
+    use std::os::unix::process::CommandExt;
+    const AUDIT_ARCH_X86_64: u32 = 0xc000_003e;
+    let stmt = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jump = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
+    let filter = vec![
+        stmt((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 4), // arch
+        jump(
+            (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            AUDIT_ARCH_X86_64,
+            0,
+            3,
+        ),
+        stmt((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 0), // nr
+        jump(
+            (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            libc::SYS_unshare as u32,
+            0,
+            1,
+        ),
+        stmt(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            libc::SECCOMP_RET_ERRNO | libc::EPERM as u32,
+        ),
+        stmt(
+            (libc::BPF_RET | libc::BPF_K) as u16,
+            libc::SECCOMP_RET_ALLOW,
+        ),
+    ];
+    // SAFETY: between fork and exec the closure makes only two prctl calls, which are
+    // async-signal-safe; `filter` lives in the closure, which outlives them.
+    unsafe {
+        cmd.pre_exec(move || {
+            let prog = libc::sock_fprog {
+                len: filter.len() as u16,
+                filter: filter.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                || libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &prog as *const libc::sock_fprog,
+                ) != 0
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd
+}
+
+#[test]
+fn namespaces_the_process_cannot_make_fail_the_create_with_its_reason() {
+    if skip() || berth_only("the container process makes its own namespaces") {
+        return;
+    }
+    let ctx = Ctx::new("nounshare");
+    let b = ctx.bundle();
+    b.write();
+    for command in ["create", "run"] {
+        let id = ctx.id(command);
+        let cmd = ctx.cmd(&[command, "--bundle", b.path().to_str().unwrap(), &id]);
+        let out = ctx.output(refusing_unshare(cmd));
+        expect_error(&ctx, &out, &id);
+        assert!(
+            out.stderr.contains("cannot create namespaces")
+                && out.stderr.contains("Operation not permitted"),
+            "the process's reason is not the one reported: {out}"
+        );
+        // The cgroup berth made meanwhile is gone with it.
+        for c in ["memory", "cpu", "pids", "devices", "freezer", "systemd"] {
+            let leaf = std::path::Path::new("/sys/fs/cgroup")
+                .join(c)
+                .join("berth")
+                .join(&id);
+            assert!(!leaf.exists(), "{} is left behind", leaf.display());
+        }
+    }
+}

@@ -21,7 +21,7 @@ use crate::runtime::rootfs::{self, RootfsPlan};
 use crate::runtime::state::{oci_state_json, ContainerState, Status};
 use crate::runtime::sync::{self, Msg};
 use crate::runtime::tty;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitPidFlag};
@@ -108,10 +108,16 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
         init: pid,
         armed: true,
     };
-    work.prepare_cgroup()?;
-    sync::send(parent_end.as_fd(), &Msg::CgroupReady)?;
-    if !plan.ns.two_step {
-        work.record(pid)?;
+    let parallel = work
+        .prepare_cgroup()
+        .and_then(|()| sync::send(parent_end.as_fd(), &Msg::CgroupReady))
+        .and_then(|()| match plan.ns.two_step {
+            false => work.record(pid),
+            true => Ok(()),
+        });
+    if let Err(e) = parallel {
+        // The process may have failed first (say, making its namespaces) and gone.
+        return Err(sync::pending_error(parent_end.as_fd()).map_or(e, |why| anyhow!(why)));
     }
     let mut pty_master = None;
     loop {

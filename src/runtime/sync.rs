@@ -116,12 +116,32 @@ pub fn send(fd: BorrowedFd, msg: &Msg) -> Result<()> {
 
 /// Receives one message; `None` at end-of-file (the peer exited or exec'd).
 pub fn recv(fd: BorrowedFd) -> Result<Option<Msg>> {
+    recv_with(fd, 0)
+}
+
+/// The error the peer sent before it went away, if one waits to be read: when berth's own
+/// step fails because the container process is gone, the process's reason is the one to tell.
+pub fn pending_error(fd: BorrowedFd) -> Option<String> {
+    match recv_with(fd, libc::MSG_DONTWAIT) {
+        Ok(Some(Msg::Error(e))) => Some(e),
+        _ => None,
+    }
+}
+
+fn recv_with(fd: BorrowedFd, flags: libc::c_int) -> Result<Option<Msg>> {
     // Room for the largest message, but not zeroed: recv writes what arrives, and pages
     // never written never become resident.
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
     loop {
         // SAFETY: `buf` owns `capacity` writable bytes for the duration of the call.
-        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.capacity(), 0) };
+        let n = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.capacity(),
+                flags,
+            )
+        };
         if n > 0 {
             // SAFETY: recv initialized the first n bytes, and n <= capacity.
             unsafe { buf.set_len(n as usize) };
@@ -131,8 +151,12 @@ pub fn recv(fd: BorrowedFd) -> Result<Option<Msg>> {
             return Ok(None);
         }
         let err = std::io::Error::last_os_error();
-        if err.raw_os_error() != Some(libc::EINTR) {
-            return Err(err).context("sync channel: receive failed");
+        match err.raw_os_error() {
+            Some(libc::EINTR) => {}
+            // The peer closed with a message of ours unread. The kernel says so once, ahead
+            // of what the peer sent before it closed (often the reason it failed): read on.
+            Some(libc::ECONNRESET) => {}
+            _ => return Err(err).context("sync channel: receive failed"),
         }
     }
 }
@@ -167,5 +191,22 @@ mod tests {
         }
         drop(a);
         assert_eq!(recv(b.as_fd()).unwrap(), None);
+    }
+
+    #[test]
+    fn what_the_peer_sent_before_closing_is_read_past_the_reset() {
+        let (parent, child) = channel().unwrap();
+        send(parent.as_fd(), &Msg::CgroupReady).unwrap();
+        send(
+            child.as_fd(),
+            &Msg::Error("cannot create namespaces".into()),
+        )
+        .unwrap();
+        drop(child); // with CgroupReady unread: the parent's next recv is reset first
+        assert_eq!(
+            pending_error(parent.as_fd()).as_deref(),
+            Some("cannot create namespaces")
+        );
+        assert_eq!(recv(parent.as_fd()).unwrap(), None);
     }
 }
