@@ -413,7 +413,7 @@ fn refusing_unshare(mut cmd: std::process::Command) -> std::process::Command {
         k,
     };
     let jump = |code: u16, k: u32, jt: u8, jf: u8| libc::sock_filter { code, jt, jf, k };
-    let filter = vec![
+    let filter = [
         stmt((libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16, 4), // arch
         jump(
             (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
