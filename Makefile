@@ -14,7 +14,10 @@ BERTH := ./target/release/berth
 # binary gets these flags (`cargo rustc`): proc-macro crates cannot be built with crt-static.
 # The functions a start runs come first in .text (scripts/symbol-order.txt, made by
 # `make symbol-order`), and the image layer's code last (scripts/cold-code.ld): the code a
-# start touches then shares few pages, and only those become resident.
+# start touches then shares few pages, and only those become resident. build.rs makes cargo
+# relink when either file changes. Function names carry hashes of the build's metadata: after
+# a change of dependencies, features or build script, rerun `make symbol-order` (make bench
+# warns when the order no longer matches the binary).
 STATIC_FLAGS := -C target-feature=+crt-static -C relocation-model=static \
 	-C link-arg=-Wl,-T,$(CURDIR)/scripts/cold-code.ld \
 	-C link-arg=-Wl,--symbol-ordering-file=$(CURDIR)/scripts/symbol-order.txt \

@@ -17,6 +17,14 @@ if [ "${1:-}" != "--inside" ]; then
     command -v hyperfine >/dev/null || { echo "bench: hyperfine is missing (apt-get install hyperfine)" >&2; exit 1; }
     say "building berth (release)"
     make --no-print-directory build >/dev/null
+    # The link places functions by name; a build whose symbol names changed (new
+    # dependencies or features change every hash) is laid out by a stale order.
+    found=$(nm target/release/berth | awk 'NR==FNR {want[$1]; next} $NF in want {n++} END {print n+0}' scripts/symbol-order.txt -)
+    total=$(grep -c . scripts/symbol-order.txt)
+    if [ $((found * 10)) -lt $((total * 9)) ]; then
+        echo "bench: only $found of the $total functions in scripts/symbol-order.txt are in the binary:" \
+             "run 'make symbol-order' (the peak RSS measured here would be too high)" >&2
+    fi
     say "making the bench bundle"
     scripts/mkrootfs.sh bundles/busybox/rootfs >/dev/null
     exec unshare -m "$0" --inside
