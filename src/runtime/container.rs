@@ -176,6 +176,7 @@ fn create_in(
         ));
         cgroup = CgroupPaths::default();
     }
+    cleanup.cgroup = Some(cgroup.clone());
     let placed = !cgroup.dirs.is_empty();
     let cgroup_binds = if placed {
         cgroup
@@ -187,7 +188,6 @@ fn create_in(
     } else {
         cgroups::own_cgroup_binds()?
     };
-    cleanup.cgroup = Some(cgroup.clone());
     let in_user_ns = ns.has(LinuxNamespaceType::User);
     let rootfs = RootfsPlan::new(
         spec,
