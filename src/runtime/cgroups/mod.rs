@@ -1,7 +1,7 @@
 //! Control groups: where a container's processes are accounted and limited.
 //!
-//! The host layout (v1, v2 unified, or hybrid: v1 controllers plus a cgroup2 mount) is found by
-//! reading /proc/self/mountinfo. A container gets one directory per hierarchy; berth records the
+//! The host layout (v1, v2 unified, or hybrid: v1 controllers plus a cgroup2 mount) is found
+//! from /proc/self/cgroup at the usual places, or else in /proc/self/mountinfo. A container gets one directory per hierarchy; berth records the
 //! directories it made so that `delete` removes exactly those, also after a crash.
 //! Limits (`linux.resources`) are written by [`resources`] through the v1 and v2 back ends.
 
