@@ -57,7 +57,9 @@ fn conventional_hierarchies(root: &Path) -> Option<Vec<Hierarchy>> {
     let own = crate::runtime::procfs::read_to_string("/proc/self/cgroup").ok()?;
     let root_type = statfs(root).ok()?.filesystem_type();
     let mut found = Vec::new();
-    for line in own.lines() {
+    // Last line first: that is cgroup2's, the one most often not at its usual place (hidden,
+    // as crun needs it on a hybrid host), and a miss is then found before the other checks.
+    for line in own.lines().rev() {
         // ID:CONTROLLERS:PATH; cgroup2's line is 0::PATH.
         let mut f = line.splitn(3, ':');
         let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
