@@ -5,7 +5,31 @@ mod image_support;
 
 use berth::image::Digest;
 use image_support::*;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// `berth save --format oci-archive IMAGE` into FILE of the scratch directory.
+fn save_oci_archive(s: &Scratch, file: &str, image: &str) -> PathBuf {
+    let oci = s.path(file);
+    s.berth_ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        oci.to_str().unwrap(),
+        image,
+    ]);
+    oci
+}
+
+/// The manifest (or index) skopeo reads from an OCI archive, as stored.
+fn skopeo_raw(oci: &Path) -> Vec<u8> {
+    skopeo(&[
+        "inspect",
+        "--raw",
+        &format!("oci-archive:{}", oci.display()),
+    ])
+}
 
 fn skopeo(args: &[&str]) -> Vec<u8> {
     let out = Command::new("skopeo")
@@ -153,20 +177,8 @@ fn skopeo_reads_what_berth_saves_and_stores() {
     assert_eq!(Digest::of_bytes(&raw_config).to_string(), config);
 
     // oci-archive: the same manifest, and skopeo can copy it (checking every blob's digest).
-    let oci = s.path("oci.tar");
-    s.berth_ok(&[
-        "save",
-        "--format",
-        "oci-archive",
-        "-o",
-        oci.to_str().unwrap(),
-        "localhost/three:1",
-    ]);
-    let raw_manifest = skopeo(&[
-        "inspect",
-        "--raw",
-        &format!("oci-archive:{}", oci.display()),
-    ]);
+    let oci = save_oci_archive(&s, "oci.tar", "localhost/three:1");
+    let raw_manifest = skopeo_raw(&oci);
     assert_eq!(Digest::of_bytes(&raw_manifest).to_string(), manifest);
     skopeo(&[
         "copy",
@@ -285,15 +297,7 @@ fn a_corrupt_archive_loads_nothing() {
     }
     let s = Scratch::new("corrupt-archive");
     three_layer_image(&s, "localhost/three:1");
-    let oci = s.path("oci.tar");
-    s.berth_ok(&[
-        "save",
-        "--format",
-        "oci-archive",
-        "-o",
-        oci.to_str().unwrap(),
-        "localhost/three:1",
-    ]);
+    let oci = save_oci_archive(&s, "oci.tar", "localhost/three:1");
     // Flip one byte inside the largest blob: its digest no longer matches its name.
     let mut bytes = std::fs::read(&oci).unwrap();
     let at = bytes.len() / 2;
@@ -382,20 +386,8 @@ fn multi_platform_index_chooses_the_platform() {
         assert_eq!(run_image(&s, "localhost/multi:1", "multi"), "three\ntwo\n");
     }
     // Saved as an OCI archive the index stays whole; skopeo sees the same index.
-    let oci = s.path("multi.tar");
-    s.berth_ok(&[
-        "save",
-        "--format",
-        "oci-archive",
-        "-o",
-        oci.to_str().unwrap(),
-        "localhost/multi:1",
-    ]);
-    let raw = skopeo(&[
-        "inspect",
-        "--raw",
-        &format!("oci-archive:{}", oci.display()),
-    ]);
+    let oci = save_oci_archive(&s, "multi.tar", "localhost/multi:1");
+    let raw = skopeo_raw(&oci);
     assert_eq!(Digest::of_bytes(&raw), index_digest);
     let other = Scratch::new("index-load");
     other.berth_ok(&["load", "-i", oci.to_str().unwrap()]);

@@ -98,7 +98,7 @@ fn pull_image(store: &Store, reference: &Reference, options: &PullOptions) -> Re
     }
     // The config first: its diff ids let each layer be unpacked as soon as it has arrived.
     fetch_blob(store, &repository, image.config(), &progress)?;
-    let (config, diff_ids) = read_config(store, &image, &manifest.url)?;
+    let (_, config, diff_ids) = store.config_of(&image, &manifest.url)?;
     // A single-platform image asked for by --platform must be of that platform (an index entry
     // was chosen by it already).
     if options.platform.is_some() && platform.is_none() && !platform_matches(&config, &want) {
@@ -173,32 +173,6 @@ fn fetch_blob(
             Err(e.context(format!("GET {}", stream.url)))
         }
     }
-}
-
-/// The image config (already in the store) and the uncompressed digests of the layers it lists.
-fn read_config(
-    store: &Store,
-    image: &ImageManifest,
-    url: &str,
-) -> Result<(ImageConfig, Vec<Digest>)> {
-    let config_digest = Digest::try_from(image.config().digest())?;
-    let config: ImageConfig = store
-        .read_json(&config_digest)
-        .with_context(|| format!("the image config {config_digest} named by {url}"))?;
-    if config.rootfs.diff_ids.len() != image.layers().len() {
-        bail!(
-            "{url}: the manifest has {} layers but its config lists {} diff ids",
-            image.layers().len(),
-            config.rootfs.diff_ids.len()
-        );
-    }
-    let diff_ids = config
-        .rootfs
-        .diff_ids
-        .iter()
-        .map(|d| Digest::parse(d).with_context(|| format!("config {config_digest}: diff id")))
-        .collect::<Result<_>>()?;
-    Ok((config, diff_ids))
 }
 
 /// Does the config's os/architecture[/variant] match `want` (a missing variant matches any)?

@@ -7,7 +7,7 @@ use super::digest::{Digest, DigestingReader};
 use super::store::{Store, TempFile};
 use super::unpack::{apply_layer, decompress, UnpackOptions};
 use anyhow::{bail, Context, Result};
-use oci_spec::image::Descriptor;
+use oci_spec::image::{Descriptor, ImageManifest};
 use std::io;
 use std::path::PathBuf;
 
@@ -41,19 +41,9 @@ impl Store {
     /// The config and layers of an image manifest, checked against each other.
     pub fn image_layers(&self, manifest: &Digest) -> Result<ImageLayers> {
         let m = self.read_manifest(manifest)?;
-        let config_digest = Digest::try_from(m.config().digest())?;
-        let config: ImageConfig = self
-            .read_json(&config_digest)
-            .with_context(|| format!("config of image {manifest}"))?;
-        if config.rootfs.diff_ids.len() != m.layers().len() {
-            bail!(
-                "image {manifest}: the manifest has {} layers but the config lists {} diff ids",
-                m.layers().len(),
-                config.rootfs.diff_ids.len()
-            );
-        }
+        let (config_digest, config, diff_ids) = self.config_of(&m, &format!("image {manifest}"))?;
         let mut layers = Vec::new();
-        for (desc, diff_id) in m.layers().iter().zip(&config.rootfs.diff_ids) {
+        for (desc, diff_id) in m.layers().iter().zip(diff_ids) {
             let media_type = desc.media_type().to_string();
             if !is_layer_media_type(&media_type) {
                 bail!(
@@ -61,8 +51,6 @@ impl Store {
                     desc.digest()
                 );
             }
-            let diff_id = Digest::parse(diff_id)
-                .with_context(|| format!("config of image {manifest}: diff id"))?;
             layers.push((desc.clone(), diff_id));
         }
         Ok(ImageLayers {
@@ -71,6 +59,35 @@ impl Store {
             config,
             layers,
         })
+    }
+
+    /// The config an image manifest names (already in the store) and the diff ids of its
+    /// layers, one per layer of the manifest. `what` names the image in errors.
+    pub fn config_of(
+        &self,
+        m: &ImageManifest,
+        what: &str,
+    ) -> Result<(Digest, ImageConfig, Vec<Digest>)> {
+        let config_digest = Digest::try_from(m.config().digest())?;
+        let config: ImageConfig = self
+            .read_json(&config_digest)
+            .with_context(|| format!("{what}: config {config_digest}"))?;
+        if config.rootfs.diff_ids.len() != m.layers().len() {
+            bail!(
+                "{what}: the manifest has {} layers but the config lists {} diff ids",
+                m.layers().len(),
+                config.rootfs.diff_ids.len()
+            );
+        }
+        let diff_ids = config
+            .rootfs
+            .diff_ids
+            .iter()
+            .map(|d| {
+                Digest::parse(d).with_context(|| format!("{what}: config {config_digest}: diff id"))
+            })
+            .collect::<Result<_>>()?;
+        Ok((config_digest, config, diff_ids))
     }
 
     pub fn snapshot_path(&self, diff_id: &Digest) -> PathBuf {

@@ -111,9 +111,13 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
     let parallel = work
         .prepare_cgroup()
         .and_then(|()| sync::send(parent_end.as_fd(), &Msg::CgroupReady))
-        .and_then(|()| match plan.ns.two_step {
-            false => work.record(pid),
-            true => Ok(()),
+        // On the general path the init is a second fork, recorded when its pid arrives.
+        .and_then(|()| {
+            if plan.ns.two_step {
+                Ok(())
+            } else {
+                work.record(pid)
+            }
         });
     if let Err(e) = parallel {
         // The process may have failed first (say, making its namespaces) and gone.

@@ -151,13 +151,9 @@ fn create_in(
     }
     let resources = linux.and_then(|l| l.resources().as_ref());
     let mounted = cgroups::hierarchies()?;
-    // Made before the clone: the cgroup2 directory the process is cloned into and, when berth
-    // is not root, everything (whether it may make a cgroup at all decides the mounts). The
-    // rest is made after the clone, while the process makes its namespaces.
     let root = nix::unistd::geteuid().is_root();
-    let before_clone = |h: &cgroups::Hierarchy| h.unified || !root;
     let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
-    let made = cgroup.make(&mounted, before_clone);
+    let made = cgroup.make(&mounted, |h| made_before_clone(h, root));
     if let Err(e) = made {
         cgroup.remove_created();
         // Rootless without delegation: like runc, go on in the caller's cgroup when nothing
@@ -177,8 +173,7 @@ fn create_in(
         cgroup = CgroupPaths::default();
     }
     cleanup.cgroup = Some(cgroup.clone());
-    let placed = !cgroup.dirs.is_empty();
-    let cgroup_binds = if placed {
+    let cgroup_binds = if !cgroup.dirs.is_empty() {
         cgroup
             .names
             .iter()
@@ -246,8 +241,7 @@ fn create_in(
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let mut work = CreateWork {
         cgroup: cleanup.cgroup.as_mut().expect("set above"),
-        placed,
-        before_clone: &before_clone,
+        root,
         mounted: &mounted,
         resources: resources.unwrap_or(&no_resources),
         dir,
@@ -269,8 +263,7 @@ fn create_in(
 /// What `create` does while the container process sets itself up.
 struct CreateWork<'a> {
     cgroup: &'a mut CgroupPaths,
-    placed: bool,
-    before_clone: &'a dyn Fn(&cgroups::Hierarchy) -> bool,
+    root: bool,
     mounted: &'a [cgroups::Hierarchy],
     resources: &'a oci_spec::runtime::LinuxResources,
     dir: &'a ContainerDir,
@@ -282,11 +275,12 @@ struct CreateWork<'a> {
 
 impl birth::ParentWork for CreateWork<'_> {
     fn prepare_cgroup(&mut self) -> Result<()> {
-        if !self.placed {
-            return Ok(());
+        if self.cgroup.dirs.is_empty() {
+            return Ok(()); // rootless, in berth's own cgroup
         }
+        let root = self.root;
         self.cgroup
-            .make(self.mounted, |h| !(self.before_clone)(h))?;
+            .make(self.mounted, |h| !made_before_clone(h, root))?;
         // Limits go on before the process joins, so it never runs unlimited. Written without
         // resources too: on a v2 host that enables the controllers down to the container's
         // cgroup.
@@ -309,6 +303,13 @@ impl birth::ParentWork for CreateWork<'_> {
         self.staged = Some(self.dir.stage(&self.state)?);
         Ok(())
     }
+}
+
+/// Made before the clone: the cgroup2 directory the process is cloned into and, when berth is
+/// not root, everything (whether it may make a cgroup at all decides the mounts). The rest is
+/// made after the clone, while the process makes its namespaces.
+fn made_before_clone(h: &cgroups::Hierarchy, root: bool) -> bool {
+    h.unified || !root
 }
 
 /// Whether `linux.resources` sets any limit. Device rules do not count: without a cgroup

@@ -1,8 +1,9 @@
 //! Control groups: where a container's processes are accounted and limited.
 //!
 //! The host layout (v1, v2 unified, or hybrid: v1 controllers plus a cgroup2 mount) is found
-//! from /proc/self/cgroup at the usual places, or else in /proc/self/mountinfo. A container gets one directory per hierarchy; berth records the
-//! directories it made so that `delete` removes exactly those, also after a crash.
+//! from /proc/self/cgroup at the usual places, or else in /proc/self/mountinfo. A container
+//! gets one directory per hierarchy; berth records the directories it made so that `delete`
+//! removes exactly those, also after a crash.
 //! Limits (`linux.resources`) are written by [`resources`] through the v1 and v2 back ends.
 
 mod ebpf;
@@ -59,10 +60,7 @@ fn conventional_hierarchies(root: &Path) -> Option<Vec<Hierarchy>> {
     let mut found = Vec::new();
     // Last line first: that is cgroup2's, the one most often not at its usual place (hidden,
     // as crun needs it on a hybrid host), and a miss is then found before the other checks.
-    for line in own.lines().rev() {
-        // ID:CONTROLLERS:PATH; cgroup2's line is 0::PATH.
-        let mut f = line.splitn(3, ':');
-        let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+    for (controllers, path) in own_cgroups(&own).rev() {
         let unified = controllers.is_empty();
         let mount_point = match (unified, root_type) {
             (true, t) if t == CGROUP2_SUPER_MAGIC => root.to_path_buf(),
@@ -97,6 +95,16 @@ fn conventional_hierarchies(root: &Path) -> Option<Vec<Hierarchy>> {
         });
     }
     (!found.is_empty()).then_some(found)
+}
+
+/// The lines of /proc/self/cgroup, `ID:CONTROLLERS:PATH`, as (controllers, path); cgroup2's
+/// line has no controllers.
+fn own_cgroups(text: &str) -> impl DoubleEndedIterator<Item = (&str, &str)> {
+    text.lines().filter_map(|l| {
+        let mut f = l.splitn(3, ':');
+        f.next()?;
+        Some((f.next()?, f.next()?))
+    })
 }
 
 fn parse_hierarchies(mountinfo: &str) -> Vec<Hierarchy> {
@@ -473,10 +481,7 @@ pub fn own_cgroup_binds() -> Result<Vec<(String, PathBuf)>> {
         .context("cannot read /proc/self/cgroup")?;
     let mut binds = Vec::new();
     for h in &all {
-        // Lines are `ID:CONTROLLERS:PATH`; cgroup2's has no controllers.
-        let path = own.lines().find_map(|l| {
-            let mut f = l.splitn(3, ':');
-            let (_, ctrls, path) = (f.next()?, f.next()?, f.next()?);
+        let path = own_cgroups(&own).find_map(|(ctrls, path)| {
             let same = if h.unified {
                 ctrls.is_empty()
             } else {
@@ -527,9 +532,7 @@ fn make_dirs(
         Ok(()) => {
             created.push(leaf.clone());
             if cpuset {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    fill_cpuset(mount_point, &leaf, f)?;
-                }
+                fill_cpus_and_mems(mount_point, &leaf)?;
             }
             return Ok(());
         }
@@ -563,19 +566,17 @@ fn make_dirs(
                 created.push(dir.clone());
             }
             if cpuset {
-                for f in ["cpuset.cpus", "cpuset.mems"] {
-                    match fill_cpuset(mount_point, &dir, f) {
-                        Ok(_) => {}
-                        // A parent went away under us: the same race as above.
-                        Err(e)
-                            if has_io_error(&e, |io| io.kind() == ErrorKind::NotFound)
-                                && attempts < 10 =>
-                        {
-                            attempts += 1;
-                            continue 'again;
-                        }
-                        Err(e) => return Err(e),
+                match fill_cpus_and_mems(mount_point, &dir) {
+                    Ok(()) => {}
+                    // A parent went away under us: the same race as above.
+                    Err(e)
+                        if has_io_error(&e, |io| io.kind() == ErrorKind::NotFound)
+                            && attempts < 10 =>
+                    {
+                        attempts += 1;
+                        continue 'again;
                     }
+                    Err(e) => return Err(e),
                 }
                 if new && dir == kept {
                     let flag = dir.join("cgroup.clone_children");
@@ -586,6 +587,13 @@ fn make_dirs(
         }
         return Ok(());
     }
+}
+
+fn fill_cpus_and_mems(mount_point: &Path, dir: &Path) -> Result<()> {
+    for f in ["cpuset.cpus", "cpuset.mems"] {
+        fill_cpuset(mount_point, dir, f)?;
+    }
+    Ok(())
 }
 
 /// A v1 cpuset directory takes no process until its cpus and mems are set. A directory that
