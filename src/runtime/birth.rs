@@ -7,9 +7,9 @@
 //!
 //! Child, in order: not dumpable → its new namespaces (while the parent makes the cgroup) →
 //! wait for "cgroup ready" → join the cgroup → namespaces it joins, or a user namespace →
-//! cgroup namespace → mounts and devices → [parent runs prestart/createRuntime hooks] →
-//! createContainer hooks → pivot_root → hostname, domainname → sysctl → read-only and masked
-//! paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
+//! cgroup namespace → sysctl (through a procfs of its own) → mounts and devices → [parent
+//! runs prestart/createRuntime hooks] → createContainer hooks → pivot_root → hostname,
+//! domainname → read-only and masked paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
 //! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
 //! wait for start → startContainer hooks → exec.
 
@@ -400,6 +400,7 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     if plan.ns.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context("cannot create cgroup namespace")?;
     }
+    write_sysctls(&plan.sysctl)?;
     if let Some(name) = &plan.session_keyring {
         join_session_keyring(name)?;
     }
@@ -428,11 +429,6 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     if let Some(d) = &plan.domainname {
         set_domainname(d)?;
     }
-    for (key, value) in &plan.sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
-        std::fs::write(&path, value)
-            .with_context(|| format!("linux.sysctl: cannot set {key}={value}"))?;
-    }
     rootfs::finish(&plan.rootfs)?;
     let pty = match (&plan.console, &plan.release) {
         (Some(c), _) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
@@ -457,6 +453,21 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
             Err(err)
         }
     }
+}
+
+/// The sysctls, written in the container's namespaces (which decide what a sysctl file
+/// changes) before any of the image's mounts exist, through berth's own procfs.
+fn write_sysctls(sysctl: &[(String, String)]) -> Result<()> {
+    if sysctl.is_empty() {
+        return Ok(());
+    }
+    let proc = crate::runtime::procfs::PrivateProc::new()
+        .context("linux.sysctl: cannot mount a procfs to write sysctls through")?;
+    for (key, value) in sysctl {
+        proc.write_sysctl(key, value)
+            .with_context(|| format!("linux.sysctl[{key:?}]: cannot set {value:?}"))?;
+    }
+    Ok(())
 }
 
 fn finish_start(

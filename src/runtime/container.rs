@@ -333,7 +333,10 @@ fn kept_hooks(h: &Hooks) -> Hooks {
 
 fn owner_name() -> String {
     let uid = nix::unistd::getuid().as_raw();
-    crate::runtime::process::passwd_field(uid, 0).unwrap_or_else(|| uid.to_string())
+    crate::runtime::process::passwd_field(uid, 0)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| uid.to_string())
 }
 
 /// The path by which a socket in `dir` can be bound or reached: sun_path holds 108 bytes, and

@@ -51,6 +51,7 @@ impl ProcessPlan {
         extra_fds: i32,
         seccomp: Option<&oci_spec::runtime::LinuxSeccomp>,
     ) -> Result<ProcessPlan> {
+        crate::runtime::spec::check_user(p)?;
         let args = p
             .args()
             .as_ref()
@@ -296,7 +297,8 @@ pub fn prepare(
     let mut env = plan.env.clone();
     if !env.iter().any(|e| e.as_bytes().starts_with(b"HOME=")) {
         env.push(
-            CString::new(format!("HOME={}", home_of(plan.uid))).expect("no NUL in a passwd field"),
+            CString::new(format!("HOME={}", home_of(plan.uid)?))
+                .context("/etc/passwd: the home directory holds a NUL byte")?,
         );
     }
     let path = find_program(&plan.argv[0], &env)?;
@@ -401,21 +403,50 @@ fn errno_text(errno: nix::errno::Errno) -> String {
 }
 
 /// The home directory of `uid` in the container's /etc/passwd, or "/".
-fn home_of(uid: u32) -> String {
-    passwd_field(uid, 5)
+fn home_of(uid: u32) -> Result<String> {
+    Ok(passwd_field(uid, 5)?
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".to_string())
+        .unwrap_or_else(|| "/".to_string()))
 }
 
+/// The most of /etc/passwd berth reads: a real one is a few KiB.
+const PASSWD_MAX: u64 = 4 << 20;
+
 /// Field `index` of `uid`'s line in /etc/passwd (0 is the name, 5 the home directory), read
-/// directly: going through NSS would make berth load shared libraries at run time.
-pub fn passwd_field(uid: u32, index: usize) -> Option<String> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd
+/// directly: going through NSS would make berth load shared libraries at run time. In the
+/// container the file is the image's: a FIFO would block the read forever and a device such
+/// as /dev/zero never end, so only a regular file of sane size is read.
+pub fn passwd_field(uid: u32, index: usize) -> Result<Option<String>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open("/etc/passwd")
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).context("/etc/passwd: cannot open"),
+    };
+    let meta = file.metadata().context("/etc/passwd: cannot stat")?;
+    if !meta.is_file() {
+        bail!("/etc/passwd: not a regular file (a FIFO or device cannot be a user database)");
+    }
+    if meta.len() > PASSWD_MAX {
+        bail!(
+            "/etc/passwd: {} bytes, larger than {PASSWD_MAX}",
+            meta.len()
+        );
+    }
+    let mut passwd = String::new();
+    file.take(PASSWD_MAX)
+        .read_to_string(&mut passwd)
+        .context("/etc/passwd: cannot read")?;
+    Ok(passwd
         .lines()
         .map(|l| l.split(':').collect::<Vec<_>>())
         .find(|f| f.len() > index.max(2) && f[2].parse::<u32>().ok() == Some(uid))
-        .map(|f| f[index].to_string())
+        .map(|f| f[index].to_string()))
 }
 
 /// Signal dispositions and the mask survive exec: give the program the defaults (Rust's

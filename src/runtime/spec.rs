@@ -93,6 +93,8 @@ pub fn validate(spec: &Spec) -> Result<()> {
             }
         }
     }
+    check_user(process)?;
+    check_hooks(spec)?;
     if let Some(mounts) = spec.mounts() {
         for (i, m) in mounts.iter().enumerate() {
             if !m.destination().is_absolute() {
@@ -168,9 +170,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
-            if key.is_empty() || key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
-                bail!("linux.sysctl: invalid key {key:?}");
-            }
+            check_sysctl(key, spec, linux)?;
         }
     }
     for field in [
@@ -189,6 +189,122 @@ pub fn validate(spec: &Spec) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// uid and gid 4294967295 are -1 to setresuid/setresgid: "leave unchanged", so the process
+/// would silently keep berth's root. runc refuses them too.
+pub(crate) fn check_user(process: &oci_spec::runtime::Process) -> Result<()> {
+    let user = process.user();
+    if user.uid() == u32::MAX {
+        bail!("process.user.uid: {} is not a valid uid", u32::MAX);
+    }
+    if user.gid() == u32::MAX {
+        bail!("process.user.gid: {} is not a valid gid", u32::MAX);
+    }
+    for (i, g) in user.additional_gids().iter().flatten().enumerate() {
+        if *g == u32::MAX {
+            bail!("process.user.additionalGids[{i}]: {g} is not a valid gid");
+        }
+    }
+    Ok(())
+}
+
+/// The spec requires absolute hook paths; a relative one would run whatever the caller's
+/// working directory holds under that name.
+fn check_hooks(spec: &Spec) -> Result<()> {
+    let Some(hooks) = spec.hooks() else {
+        return Ok(());
+    };
+    #[allow(deprecated)]
+    let kinds = [
+        ("prestart", hooks.prestart()),
+        ("createRuntime", hooks.create_runtime()),
+        ("createContainer", hooks.create_container()),
+        ("startContainer", hooks.start_container()),
+        ("poststart", hooks.poststart()),
+        ("poststop", hooks.poststop()),
+    ];
+    for (kind, list) in kinds {
+        for (i, h) in list.iter().flatten().enumerate() {
+            if !h.path().is_absolute() {
+                bail!(
+                    "hooks.{kind}[{i}].path: {:?} is not an absolute path",
+                    h.path().display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The sysctls that belong to a namespace the container can have its own of (runc's list).
+/// Anything else is the host's, whatever path berth writes it through.
+const IPC_SYSCTLS: [&str; 8] = [
+    "kernel.msgmax",
+    "kernel.msgmnb",
+    "kernel.msgmni",
+    "kernel.sem",
+    "kernel.shmall",
+    "kernel.shmmax",
+    "kernel.shmmni",
+    "kernel.shm_rmid_forced",
+];
+
+/// A sysctl is only written when the container has its own namespace of the kind the sysctl
+/// belongs to: otherwise the write would change the host.
+fn check_sysctl(key: &str, spec: &Spec, linux: &oci_spec::runtime::Linux) -> Result<()> {
+    if key.is_empty() || key.split(['.', '/']).any(|c| c.is_empty() || c == "..") {
+        bail!("linux.sysctl: invalid key {key:?}");
+    }
+    let dotted = key.replace('/', ".");
+    let ns = |t: LinuxNamespaceType| linux.namespaces().iter().flatten().find(|n| n.typ() == t);
+    let field = format!("linux.sysctl[{key:?}]");
+    if IPC_SYSCTLS.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
+        if ns(LinuxNamespaceType::Ipc).is_none() {
+            bail!("{field}: not allowed in the host's ipc namespace (linux.namespaces has no ipc)");
+        }
+        return Ok(());
+    }
+    if dotted.starts_with("net.") {
+        match ns(LinuxNamespaceType::Network) {
+            None => bail!(
+                "{field}: not allowed in the host's network namespace (linux.namespaces has no network)"
+            ),
+            Some(n) => {
+                if let Some(path) = n.path() {
+                    if is_own_namespace(path, "net") {
+                        bail!("{field}: not allowed in the host's network namespace ({} is berth's own)", path.display());
+                    }
+                }
+            }
+        }
+        return Ok(());
+    }
+    if dotted == "kernel.hostname" || dotted == "kernel.domainname" {
+        if ns(LinuxNamespaceType::Uts).is_none() {
+            bail!("{field}: not allowed in the host's uts namespace (linux.namespaces has no uts)");
+        }
+        let conflicting = if dotted == "kernel.hostname" {
+            spec.hostname().is_some().then_some("hostname")
+        } else {
+            spec.domainname().is_some().then_some("domainname")
+        };
+        if let Some(other) = conflicting {
+            bail!("{field}: conflicts with the {other} field; set one of them");
+        }
+        return Ok(());
+    }
+    bail!("{field}: not in a namespace of the container's own: it would change the host")
+}
+
+/// Whether the namespace file at `path` is berth's own namespace of that kind.
+fn is_own_namespace(path: &Path, kind: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::metadata(format!("/proc/self/ns/{kind}"));
+    match (std::fs::metadata(path), own) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
 }
 
 fn check_version(version: &str) -> Result<()> {
