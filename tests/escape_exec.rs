@@ -299,3 +299,136 @@ fn dev_console_symlink_in_the_image_is_refused() {
     );
     ctx.assert_no_trace(&id);
 }
+
+/// The seccomp agent of an `exec` is told the pid of the process its filter is for (the one
+/// that execs the program), though the filter is loaded before that process is forked.
+#[test]
+fn seccomp_agent_gets_the_exec_process_pid() {
+    if skip() || berth_only("berth's exec listener hand-off") {
+        return;
+    }
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let ctx = Ctx::new("execagent");
+    let sock = ctx.dir("agent").join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let tx = tx.clone();
+            // One thread per listener: the init's stays in use while the exec's arrives.
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut control = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let msg = nix::sys::socket::recvmsg::<()>(
+                    conn.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut control),
+                    nix::sys::socket::MsgFlags::empty(),
+                )
+                .unwrap();
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().unwrap() {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = c {
+                        fds.extend(r);
+                    }
+                }
+                let len = msg.bytes;
+                let mut text = buf[..len].to_vec();
+                std::io::Read::read_to_end(&mut &conn, &mut text).unwrap();
+                // SAFETY: SCM_RIGHTS just put this descriptor in our table; nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+                let state: Value = serde_json::from_slice(&text).unwrap();
+                let _ = tx.send(state);
+                answer_notifications(fd);
+            });
+        }
+    });
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let (id, init_pid) = ctx.sleeper_from(&b, "g");
+    let init_state = rx
+        .recv_timeout(WAIT_TIMEOUT)
+        .expect("no listener for the init");
+    assert_eq!(init_state["pid"], init_pid, "{init_state}");
+    let pid_file = ctx.tmp.join("exec.pid");
+    let script = "mkdir /dev/shm/z && echo mkdir-ok";
+    let out = ctx
+        .rt(&[
+            "exec",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    assert_eq!(out.lines(), ["mkdir-ok"], "{out}");
+    let exec_state = rx
+        .recv_timeout(WAIT_TIMEOUT)
+        .expect("no listener for the exec");
+    let exec_pid: i64 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(exec_state["pid"], exec_pid, "{exec_state}");
+    assert_eq!(exec_state["state"]["pid"], init_pid, "{exec_state}");
+}
+
+/// Answers every notification on a seccomp listener with success (the call not made), until
+/// no process uses the filter.
+fn answer_notifications(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+    #[repr(C)]
+    struct Resp {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, 30_000) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+            return;
+        }
+        let mut n = Notif::default();
+        // SAFETY: the kernel fills the zeroed struct seccomp_notif we own.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, &mut n) } != 0 {
+            continue;
+        }
+        let r = Resp {
+            id: n.id,
+            val: 0,
+            error: 0,
+            flags: 0,
+        };
+        // SAFETY: the kernel reads the struct seccomp_notif_resp we own.
+        unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &r) };
+    }
+}

@@ -591,9 +591,19 @@ pub fn exec_into(
     // again, or after the pid, is not the cloned process's and is refused.
     let mut exec_pid = None;
     let mut cgroup_joined = false;
-    let mut listener_passed = false;
+    let mut listener_received = false;
+    // The seccomp agent is told the pid of the process the filter is for: the listener waits
+    // here for the fork, unless a call waits on the agent before that.
+    let mut held_listener: Option<OwnedFd> = None;
     let mut pty_master = None;
     loop {
+        if let Some(listener) = &held_listener {
+            if notification_first(parent_end.as_fd(), listener.as_fd())? {
+                let listener = held_listener.take().expect("held");
+                hand_listener_to_agent(plan, listener.as_fd(), pid, st)?;
+                continue;
+            }
+        }
         let before_fork = exec_pid.is_none();
         match sync::recv(parent_end.as_fd())? {
             Some(Msg::CgroupNeeded) if before_fork && !cgroup_joined => {
@@ -606,10 +616,10 @@ pub fn exec_into(
             {
                 pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0);
             }
-            Some(Msg::SeccompListenerFollows) if before_fork && !listener_passed => {
-                listener_passed = true;
-                let state = oci_state_json(st, Status::Running);
-                let r = pass_listener_to_agent(parent_end.as_fd(), plan, pid, state);
+            Some(Msg::SeccompListenerFollows) if before_fork && !listener_received => {
+                listener_received = true;
+                let (listener, _) = tty::recv_fd(parent_end.as_fd())?;
+                let r = agent_of(plan).map(|_| held_listener = Some(listener));
                 reply(parent_end.as_fd(), r)?;
             }
             Some(Msg::Pid(p)) if before_fork => {
@@ -618,6 +628,9 @@ pub fn exec_into(
                 }
                 guard.adopt(p);
                 exec_pid = Some(p);
+                if let Some(listener) = held_listener.take() {
+                    hand_listener_to_agent(plan, listener.as_fd(), p, st)?;
+                }
             }
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the exec process"),
@@ -657,6 +670,52 @@ fn is_forked_sibling(pid: i32, cloned: i32) -> bool {
         )
     };
     r == 0
+}
+
+/// Waits for a message on the sync channel or a notification on the seccomp listener; true
+/// when a notification waits and no message does (a call of the process's blocks on the agent).
+fn notification_first(sync_fd: BorrowedFd, listener: BorrowedFd) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd {
+            fd: sync_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
+            return Ok(fds[0].revents == 0 && fds[1].revents & libc::POLLIN != 0);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err).context("sync channel: poll failed");
+        }
+    }
+}
+
+fn agent_of(plan: &ProcessPlan) -> Result<&crate::runtime::seccomp::NotifyListener> {
+    plan.seccomp
+        .as_ref()
+        .and_then(|s| s.listener())
+        .context("sync channel: a seccomp listener arrived, but the profile has no SCMP_ACT_NOTIFY")
+}
+
+/// Sends an exec process's seccomp listener, with the container's state, to the agent.
+fn hand_listener_to_agent(
+    plan: &ProcessPlan,
+    listener: BorrowedFd,
+    pid: i32,
+    st: &ContainerState,
+) -> Result<()> {
+    let state = oci_state_json(st, Status::Running);
+    crate::runtime::seccomp::send_to_agent(agent_of(plan)?, listener, pid, state)
 }
 
 /// The order `exec` joins namespaces in: the user namespace first (it owns the others), the
