@@ -8,10 +8,15 @@
 //! Child, in order: not dumpable → its new namespaces (while the parent makes the cgroup) →
 //! wait for "cgroup ready" → join the cgroup → namespaces it joins, or a user namespace →
 //! cgroup namespace → mounts and devices → [parent runs prestart/createRuntime hooks] →
-//! createContainer hooks → pivot_root → hostname, domainname → sysctl → read-only and masked
-//! paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
-//! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
-//! wait for start → startContainer hooks → exec.
+//! createContainer hooks → pivot_root → hostname, domainname → sysctl → terminal, bound on
+//! /dev/console → read-only and masked paths, read-only root → rlimits → capabilities bounding
+//! set → groups, gid, uid → capabilities → umask → cwd → no_new_privs → program lookup →
+//! session and controlling terminal → fds closed on exec → "ready" → wait for start →
+//! startContainer hooks → exec.
+//!
+//! `exec` ([`exec_into`]) does the same in two processes, so that nothing in the container can
+//! reach it before it is confined: the first, invisible from the container, joins and drops
+//! everything; only then does it fork the one that enters the pid namespace and execs.
 
 use crate::runtime::cgroups::CgroupPaths;
 use crate::runtime::hooks;
