@@ -9,9 +9,14 @@
 //! wait for "cgroup ready" → join the cgroup → namespaces it joins, or a user namespace →
 //! cgroup namespace → sysctl (through a procfs of its own) → mounts and devices → [parent
 //! runs prestart/createRuntime hooks] → createContainer hooks → pivot_root → hostname,
-//! domainname → read-only and masked paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
-//! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
-//! wait for start → startContainer hooks → exec.
+//! domainname → terminal, bound on /dev/console → read-only and masked paths, read-only root
+//! → rlimits → capabilities bounding set → groups, gid, uid → capabilities → umask → cwd →
+//! no_new_privs → program lookup → session and controlling terminal → fds closed on exec →
+//! "ready" → wait for start → startContainer hooks → exec.
+//!
+//! `exec` ([`exec_into`]) does the same in two processes, so that nothing in the container can
+//! reach it before it is confined: the first, invisible from the container, joins and drops
+//! everything; only then does it fork the one that enters the pid namespace and execs.
 
 use crate::runtime::cgroups::CgroupPaths;
 use crate::runtime::hooks;
@@ -429,13 +434,18 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     if let Some(d) = &plan.domainname {
         set_domainname(d)?;
     }
-    rootfs::finish(&plan.rootfs)?;
     let pty = match (&plan.console, &plan.release) {
         (Some(c), _) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
         (None, Release::Sync) => Some(PtyDestination::Berth(sync_fd)),
         (None, Release::StartSocket(_)) => None,
     };
-    let ready = process::prepare(&plan.process, true, pty, sync_fd)?;
+    let terminal = process::open_terminal(&plan.process, pty)?;
+    if let Some(slave) = &terminal {
+        // Before the root may turn read-only, as runc does.
+        tty::mount_console(slave.as_fd()).context("process.terminal: /dev/console")?;
+    }
+    rootfs::finish(&plan.rootfs)?;
+    let ready = process::prepare(&plan.process, terminal, sync_fd)?;
     sync::send(sync_fd, &Msg::Ready)?;
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
@@ -553,36 +563,26 @@ fn join_session_keyring(name: &str) -> Result<()> {
 
 /// `exec`: a new process in a running container's namespaces and cgroup. Returns its pid and,
 /// for a foreground terminal, the pty master.
+///
+/// The process berth clones stays in the host's pid namespace, where nothing in the container
+/// can name it (nor ptrace it): it joins the container's cgroup and every namespace (the pid
+/// and time namespaces apply to its children), opens the terminal, and drops all there is to
+/// drop: rlimits, bounding set, groups, gid, uid, capabilities, no_new_privs, the seccomp
+/// filter. Only then does it fork the process that is born in the container's pid namespace,
+/// as berth's own child (CLONE_PARENT, so berth waits for it), report that process's pid and
+/// exit. The new process takes a session and its controlling terminal, and execs.
 pub fn exec_into(
     st: &ContainerState,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     plan: &ProcessPlan,
     console: Option<OwnedFd>,
 ) -> Result<(i32, Option<OwnedFd>)> {
-    // The pid and time namespaces apply to children only: enter them here, so that the one
-    // clone below is born inside them. Not when the container has its own user namespace: that
-    // owns them, and only a process inside it may join them (an unprivileged berth cannot), so
-    // the cloned process joins them all and forks once more.
-    let fork_inside = joins.iter().any(|(t, _)| *t == LinuxNamespaceType::User);
-    let (for_children, for_self): (Vec<_>, Vec<_>) = joins.into_iter().partition(|(t, _)| {
-        !fork_inside && matches!(t, LinuxNamespaceType::Pid | LinuxNamespaceType::Time)
-    });
-    for (t, fd) in &for_children {
-        nix::sched::setns(fd, CloneFlags::from_bits_retain(namespaces::clone_flag(*t)))
-            .with_context(|| {
-                format!(
-                    "cannot join the container's {} namespace",
-                    namespaces::proc_name(*t)
-                )
-            })?;
-    }
     let (parent_end, child_end) = sync::channel()?;
     let (pid, entry) = clone_process(0, &st.cgroup)?;
     if pid == 0 {
         drop(parent_end);
         let err = match exec_child(
-            &for_self,
-            fork_inside,
+            joins,
             (&st.cgroup, entry),
             plan,
             console.as_ref(),
@@ -596,37 +596,162 @@ pub fn exec_into(
         unsafe { libc::_exit(1) }
     }
     drop(child_end);
+    drop(joins);
     let mut guard = KillOnError {
         cloned: pid,
         init: pid,
         armed: true,
     };
+    // The cloned process makes each request once, before it forks. From the fork on, the new
+    // process, which the container can reach, holds this channel too: a request that comes
+    // again, or after the pid, is not the cloned process's and is refused.
+    let mut exec_pid = None;
+    let mut cgroup_joined = false;
+    let mut listener_received = false;
+    // The seccomp agent is told the pid of the process the filter is for: the listener waits
+    // here for the fork, unless a call waits on the agent before that.
+    let mut held_listener: Option<OwnedFd> = None;
     let mut pty_master = None;
     loop {
+        if let Some(listener) = &held_listener {
+            if notification_first(parent_end.as_fd(), listener.as_fd())? {
+                let listener = held_listener.take().expect("held");
+                hand_listener_to_agent(plan, listener.as_fd(), pid, st)?;
+                continue;
+            }
+        }
+        let before_fork = exec_pid.is_none();
         match sync::recv(parent_end.as_fd())? {
-            Some(Msg::Pid(p)) => guard.adopt(p),
-            Some(Msg::CgroupNeeded) => {
-                let r = entry.finish(&st.cgroup, guard.init, plan.oom_score_adj);
+            Some(Msg::CgroupNeeded) if before_fork && !cgroup_joined => {
+                cgroup_joined = true;
+                let r = entry.finish(&st.cgroup, pid, plan.oom_score_adj);
                 reply(parent_end.as_fd(), r)?;
             }
-            Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
-            Some(Msg::SeccompListenerFollows) => {
-                let state = oci_state_json(st, Status::Running);
-                let r = pass_listener_to_agent(parent_end.as_fd(), plan, guard.init, state);
+            Some(Msg::PtyFollows)
+                if before_fork && plan.terminal && console.is_none() && pty_master.is_none() =>
+            {
+                pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0);
+            }
+            Some(Msg::SeccompListenerFollows) if before_fork && !listener_received => {
+                listener_received = true;
+                let (listener, _) = tty::recv_fd(parent_end.as_fd())?;
+                let r = agent_of(plan).map(|_| held_listener = Some(listener));
                 reply(parent_end.as_fd(), r)?;
+            }
+            Some(Msg::Pid(p)) if before_fork => {
+                if !is_forked_sibling(p, pid) {
+                    bail!("sync channel: pid {p} is not the exec process berth is waiting for");
+                }
+                guard.adopt(p);
+                exec_pid = Some(p);
+                if let Some(listener) = held_listener.take() {
+                    hand_listener_to_agent(plan, listener.as_fd(), p, st)?;
+                }
             }
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the exec process"),
-            None => break, // exec'd: the child's end closed on exec
+            // Both ends closed: the cloned process exited, the new one exec'd.
+            None if exec_pid.is_some() => break,
+            None => {
+                let status = waitpid(Pid::from_raw(pid), None);
+                guard.armed = false; // reaped: nothing left to kill
+                if let Ok(nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGSYS, _)) = status {
+                    bail!("the exec process was killed by linux.seccomp before it could fork into the container's pid namespace: the filter must allow clone(2)");
+                }
+                bail!("the exec process exited during set-up ({status:?})");
+            }
         }
     }
     guard.armed = false;
     Ok((guard.init, pty_master))
 }
 
+/// Whether `pid` is the process the cloned one (`cloned`) forked: a child of berth's
+/// (CLONE_PARENT), other than `cloned`. berth has no other children during `exec`, so a pid
+/// sent by anything else (a process in the container holding the channel) fails this.
+fn is_forked_sibling(pid: i32, cloned: i32) -> bool {
+    if pid <= 0 || pid == cloned {
+        return false;
+    }
+    // SAFETY: siginfo_t is plain data; waitid fills it in. WNOWAIT leaves the child unreaped,
+    // WNOHANG returns at once: this only asks whether `pid` is our child.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid siginfo_t for the duration of the call.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+        )
+    };
+    r == 0
+}
+
+/// Waits for a message on the sync channel or a notification on the seccomp listener; true
+/// when a notification waits and no message does (a call of the process's blocks on the agent).
+fn notification_first(sync_fd: BorrowedFd, listener: BorrowedFd) -> Result<bool> {
+    use std::os::fd::AsRawFd;
+    let mut fds = [
+        libc::pollfd {
+            fd: sync_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd for the duration of the call.
+        if unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) } >= 0 {
+            return Ok(fds[0].revents == 0 && fds[1].revents & libc::POLLIN != 0);
+        }
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::EINTR) {
+            return Err(err).context("sync channel: poll failed");
+        }
+    }
+}
+
+fn agent_of(plan: &ProcessPlan) -> Result<&crate::runtime::seccomp::NotifyListener> {
+    plan.seccomp
+        .as_ref()
+        .and_then(|s| s.listener())
+        .context("sync channel: a seccomp listener arrived, but the profile has no SCMP_ACT_NOTIFY")
+}
+
+/// Sends an exec process's seccomp listener, with the container's state, to the agent.
+fn hand_listener_to_agent(
+    plan: &ProcessPlan,
+    listener: BorrowedFd,
+    pid: i32,
+    st: &ContainerState,
+) -> Result<()> {
+    let state = oci_state_json(st, Status::Running);
+    crate::runtime::seccomp::send_to_agent(agent_of(plan)?, listener, pid, state)
+}
+
+/// The order `exec` joins namespaces in: the user namespace first (it owns the others), the
+/// mount namespace next; pid and time last (they apply to the children).
+fn join_rank(t: LinuxNamespaceType) -> u8 {
+    match t {
+        LinuxNamespaceType::User => 0,
+        LinuxNamespaceType::Mount => 1,
+        LinuxNamespaceType::Network => 2,
+        LinuxNamespaceType::Ipc => 3,
+        LinuxNamespaceType::Uts => 4,
+        LinuxNamespaceType::Cgroup => 5,
+        LinuxNamespaceType::Pid => 6,
+        LinuxNamespaceType::Time => 7,
+    }
+}
+
+/// The cloned process of `exec`, in the host's pid namespace until it forks.
 fn exec_child(
-    joins: &[(LinuxNamespaceType, OwnedFd)],
-    fork_inside: bool,
+    mut joins: Vec<(LinuxNamespaceType, OwnedFd)>,
     (cgroup, entry): (&CgroupPaths, CgroupEntry),
     plan: &ProcessPlan,
     console: Option<&OwnedFd>,
@@ -635,8 +760,11 @@ fn exec_child(
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     // Still with the host's mounts and privileges.
     entry.join_self(cgroup, plan.oom_score_adj)?;
-    // The user namespace comes first in `joins`: the others belong to it.
-    for (t, fd) in joins {
+    if entry.needs_berth(cgroup) {
+        sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    }
+    joins.sort_by_key(|(t, _)| join_rank(*t));
+    for (t, fd) in &joins {
         nix::sched::setns(fd, CloneFlags::from_bits_retain(namespaces::clone_flag(*t)))
             .with_context(|| {
                 format!(
@@ -645,24 +773,51 @@ fn exec_child(
                 )
             })?;
     }
-    if fork_inside {
-        // SAFETY: berth is single-threaded, so the child may run arbitrary code after fork.
-        match unsafe { nix::unistd::fork() }.context("cannot fork into the pid namespace")? {
-            nix::unistd::ForkResult::Child => {}
-            nix::unistd::ForkResult::Parent { child } => {
-                let code = i32::from(sync::send(sync_fd, &Msg::Pid(child.as_raw())).is_err());
-                // SAFETY: _exit ends this intermediate process without running destructors.
-                unsafe { libc::_exit(code) }
-            }
-        }
-    }
-    if entry.needs_berth(cgroup) {
-        sync::request(sync_fd, &Msg::CgroupNeeded)?;
-    }
+    drop(joins);
     let pty = match console {
         Some(c) => Some(PtyDestination::ConsoleSocket(c.as_fd())),
         None => Some(PtyDestination::Berth(sync_fd)),
     };
-    let ready = process::prepare(plan, false, pty, sync_fd)?;
+    let terminal = process::open_terminal(plan, pty)?;
+    let mut dropped = process::drop_privileges(plan, terminal, sync_fd)?;
+    process::load_pending_seccomp(plan, &mut dropped, sync_fd)?;
+    let child = fork_into_pid_namespace(plan.seccomp.is_some())?;
+    if child != 0 {
+        if sync::send(sync_fd, &Msg::Pid(child)).is_err() {
+            // berth is gone: nobody would wait for the process.
+            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
+            // SAFETY: _exit ends this intermediate process without running destructors.
+            unsafe { libc::_exit(1) }
+        }
+        // SAFETY: as above.
+        unsafe { libc::_exit(0) }
+    }
+    let ready = process::finish(plan, dropped, false, sync_fd)?;
     process::exec(&ready)
+}
+
+/// Forks the process that is born in the container's pid namespace, as a child of berth's
+/// (CLONE_PARENT). Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for clone3,
+/// and the filter is loaded by now. Returns 0 in the child.
+fn fork_into_pid_namespace(filtered: bool) -> Result<i32> {
+    // SAFETY: fork semantics (berth is single-threaded; a null stack makes clone(2) continue
+    // on a copy of ours).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        if filtered {
+            bail!("cannot fork into the container's pid namespace (clone: {err}); the seccomp filter is loaded by then, and linux.seccomp must allow clone(2)");
+        }
+        bail!("cannot fork into the container's pid namespace (clone: {err})");
+    }
+    Ok(r as i32)
 }

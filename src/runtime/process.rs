@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{PosixRlimitType, Process};
 use std::convert::Infallible;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -213,36 +213,63 @@ pub struct ReadyToExec {
     env: Vec<CString>,
 }
 
-/// Child side, in the container's namespaces and root: gives the process its attributes and
-/// finds its program. What remains after this is waiting to be started and the exec.
+/// A process whose privileges are dropped (ids, capabilities, rlimits, no_new_privs, and the
+/// seccomp filter unless it is still pending): all of it is inherited by a fork. What is left
+/// is bound to the process that execs ([`finish`]).
+pub struct Dropped {
+    /// The pty slave, owned by the process's user, to become the controlling terminal.
+    terminal: Option<OwnedFd>,
+    /// The filter is loaded last when no_new_privs allows it; still to load if true.
+    seccomp_pending: bool,
+    ready: ReadyToExec,
+}
+
+/// Child side, in the container's mount namespace: opens the process's pty and sends its
+/// master on. Returns the slave (None without `process.terminal`).
+pub fn open_terminal(plan: &ProcessPlan, pty: Option<PtyDestination>) -> Result<Option<OwnedFd>> {
+    if !plan.terminal {
+        return Ok(None);
+    }
+    let dest = pty.context(
+        "process.terminal: set, but there is no --console-socket to send the terminal to",
+    )?;
+    let p = tty::open_pty().context("process.terminal: cannot open a pty")?;
+    let name = p.slave_name.clone();
+    if let Some((rows, cols)) = plan.console_size {
+        tty::set_window_size(p.master.as_fd(), rows, cols).context("process.consoleSize")?;
+    }
+    match dest {
+        PtyDestination::ConsoleSocket(sock) => tty::send_fd(sock, p.master.as_fd(), &name)
+            .context("--console-socket: cannot send the pty")?,
+        PtyDestination::Berth(sync_fd) => {
+            sync::send(sync_fd, &Msg::PtyFollows)?;
+            tty::send_fd(sync_fd, p.master.as_fd(), &name)?;
+        }
+    }
+    Ok(Some(p.slave))
+}
+
+/// The init's whole set-up, in one process: [`drop_privileges`] then [`finish`].
 pub fn prepare(
     plan: &ProcessPlan,
-    new_session: bool,
-    pty: Option<PtyDestination>,
+    terminal: Option<OwnedFd>,
     sync_fd: BorrowedFd,
 ) -> Result<ReadyToExec> {
-    if new_session || plan.terminal {
-        nix::unistd::setsid().context("setsid")?;
-    }
-    if plan.terminal {
-        let dest = pty.context(
-            "process.terminal: set, but there is no --console-socket to send the terminal to",
-        )?;
-        let p = tty::open_pty().context("process.terminal: cannot open a pty")?;
-        let name = p.slave_name.clone();
-        if let Some((rows, cols)) = plan.console_size {
-            tty::set_window_size(p.master.as_fd(), rows, cols).context("process.consoleSize")?;
-        }
-        match dest {
-            PtyDestination::ConsoleSocket(sock) => tty::send_fd(sock, p.master.as_fd(), &name)
-                .context("--console-socket: cannot send the pty")?,
-            PtyDestination::Berth(sync_fd) => {
-                sync::send(sync_fd, &Msg::PtyFollows)?;
-                tty::send_fd(sync_fd, p.master.as_fd(), &name)?;
-            }
-        }
-        drop(p.master);
-        tty::make_controlling_stdio(p.slave, plan.uid, plan.gid).context("process.terminal")?;
+    let dropped = drop_privileges(plan, terminal, sync_fd)?;
+    finish(plan, dropped, true, sync_fd)
+}
+
+/// Child side, in the container's namespaces and root: gives the process its rlimits, user,
+/// capabilities, umask, cwd and no_new_privs, and finds its program. Everything here is
+/// inherited by a fork, so `exec` does it before the process becomes visible in the container.
+pub fn drop_privileges(
+    plan: &ProcessPlan,
+    terminal: Option<OwnedFd>,
+    sync_fd: BorrowedFd,
+) -> Result<Dropped> {
+    if let Some(slave) = &terminal {
+        // Before capabilities go: fchown to another user needs CAP_CHOWN.
+        tty::give_slave_to(slave.as_fd(), plan.uid, plan.gid).context("process.terminal")?;
     }
     for (resource, limit, field) in &plan.rlimits {
         // SAFETY: setrlimit reads the struct we pass; the resource number comes from our table.
@@ -286,11 +313,6 @@ pub fn prepare(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
     nix::unistd::chdir(&plan.cwd)
         .with_context(|| format!("process.cwd: cannot enter {}", plan.cwd.display()))?;
-    if let Some(label) = &plan.lsm_exec_label {
-        // Takes effect at execve, like runc's.
-        std::fs::write("/proc/self/attr/exec", label)
-            .with_context(|| format!("cannot set the LSM label {label:?} for exec"))?;
-    }
     if plan.no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges")?;
     }
@@ -302,18 +324,60 @@ pub fn prepare(
         );
     }
     let path = find_program(&plan.argv[0], &env)?;
+    Ok(Dropped {
+        terminal,
+        seccomp_pending: plan.seccomp.is_some() && plan.no_new_privs,
+        ready: ReadyToExec {
+            path,
+            argv: plan.argv.clone(),
+            env,
+        },
+    })
+}
+
+/// Loads the filter [`drop_privileges`] left for last, now: `exec` loads it before it forks
+/// the process that enters the container's pid namespace.
+pub fn load_pending_seccomp(
+    plan: &ProcessPlan,
+    dropped: &mut Dropped,
+    sync_fd: BorrowedFd,
+) -> Result<()> {
+    if let (Some(filter), true) = (&plan.seccomp, dropped.seccomp_pending) {
+        load_seccomp(filter, sync_fd)?;
+        dropped.seccomp_pending = false;
+    }
+    Ok(())
+}
+
+/// Child side, in the process that execs: a new session and the controlling terminal, the
+/// LSM label for exec (/proc/self is this process's), default signals, the descriptors
+/// handed on, and last the seccomp filter if still pending. What remains after this is
+/// waiting to be started and the exec.
+pub fn finish(
+    plan: &ProcessPlan,
+    dropped: Dropped,
+    new_session: bool,
+    sync_fd: BorrowedFd,
+) -> Result<ReadyToExec> {
+    if new_session || dropped.terminal.is_some() {
+        nix::unistd::setsid().context("setsid")?;
+    }
+    if let Some(slave) = dropped.terminal {
+        tty::make_controlling_stdio(slave).context("process.terminal")?;
+    }
+    if let Some(label) = &plan.lsm_exec_label {
+        // Takes effect at execve, like runc's.
+        std::fs::write("/proc/self/attr/exec", label)
+            .with_context(|| format!("cannot set the LSM label {label:?} for exec"))?;
+    }
     reset_signals();
     pass_inherited_fds(plan.inherited_fds);
     close_fds_on_exec(3 + plan.inherited_fds);
     // As late as possible: what remains is waiting to be started and the exec.
-    if let (Some(filter), true) = (&plan.seccomp, plan.no_new_privs) {
+    if let (Some(filter), true) = (&plan.seccomp, dropped.seccomp_pending) {
         load_seccomp(filter, sync_fd)?;
     }
-    Ok(ReadyToExec {
-        path,
-        argv: plan.argv.clone(),
-        env,
-    })
+    Ok(dropped.ready)
 }
 
 /// Loads the filter; a notify listener goes to berth, which passes it to the agent before

@@ -141,19 +141,21 @@ fn window_size(tty: BorrowedFd) -> Result<libc::winsize> {
     Ok(size)
 }
 
-/// Child side: make `slave` the controlling terminal and stdin/stdout/stderr
-/// of the calling process, owned by `uid`:`gid` (container-side IDs, which
-/// must be mapped if in a user namespace).
+/// Child side, while the process may still change owners: gives the pty slave to `uid`:`gid`
+/// (container-side IDs, which must be mapped if in a user namespace).
+pub fn give_slave_to(slave: BorrowedFd, uid: u32, gid: u32) -> Result<()> {
+    fchown(slave, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
+        .with_context(|| format!("changing the pty slave's owner to {uid}:{gid}"))
+}
+
+/// Child side, in the process that execs: make `slave` the controlling terminal and
+/// stdin/stdout/stderr of the calling process.
 ///
 /// Calls setsid() itself unless the caller already is a session leader (a
 /// controlling terminal can only be acquired by a session leader without
-/// one). Call it before dropping privileges (fchown and TIOCSCTTY need them)
-/// and before closing the stdio the runtime wants to keep, since 0/1/2 are
-/// replaced.
-pub fn make_controlling_stdio(slave: OwnedFd, uid: u32, gid: u32) -> Result<()> {
-    fchown(&slave, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-        .with_context(|| format!("changing the pty slave's owner to {uid}:{gid}"))?;
-
+/// one). TIOCSCTTY needs no privilege for a pty no session holds yet. Call it
+/// before closing the stdio the runtime wants to keep, since 0/1/2 are replaced.
+pub fn make_controlling_stdio(slave: OwnedFd) -> Result<()> {
     let session = getsid(None).context("reading the session id (getsid)")?;
     if session != getpid() {
         setsid().context("starting a new session for the terminal (setsid)")?;
@@ -173,6 +175,95 @@ pub fn make_controlling_stdio(slave: OwnedFd, uid: u32, gid: u32) -> Result<()> 
     dup2_stdin(&slave).context("making the pty slave stdin")?;
     dup2_stdout(&slave).context("making the pty slave stdout")?;
     dup2_stderr(&slave).context("making the pty slave stderr")?;
+    Ok(())
+}
+
+/// `/dev/console` for a container with a terminal, as runc makes it: the pty slave bound over
+/// it, so that programs writing to the console reach the terminal. The init calls it after
+/// pivot_root, before the root may turn read-only. `/dev` and `/dev/console` are looked up
+/// without following any symlink (an image's link there is refused, not followed), the file is
+/// made if missing, and the bind goes from descriptor to descriptor (`open_tree` +
+/// `move_mount`), so nothing is looked up twice.
+pub fn mount_console(slave: BorrowedFd) -> Result<()> {
+    let dev = open(
+        "/dev",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("/dev in the rootfs must be a directory, not a symlink")?;
+    let target = match nix::fcntl::openat(
+        &dev,
+        "console",
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        // O_EXCL: a file (or link) that appears meanwhile is an error, never followed.
+        Err(Errno::ENOENT) => nix::fcntl::openat(
+            &dev,
+            "console",
+            OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o666),
+        )
+        .context("cannot create /dev/console")?,
+        Err(e) => return Err(e).context("cannot open /dev/console"),
+    };
+    let kind = nix::sys::stat::fstat(&target)
+        .context("cannot stat /dev/console")?
+        .st_mode
+        & libc::S_IFMT;
+    if kind != libc::S_IFREG && kind != libc::S_IFCHR {
+        bail!("/dev/console in the rootfs is not a file or a device (a symlink?): refusing to mount the terminal there");
+    }
+    bind_by_fd(slave, target.as_fd()).context("cannot bind the pty slave onto /dev/console")
+}
+
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+
+/// Binds the file `source` is open on over the file `target` is open on.
+fn bind_by_fd(source: BorrowedFd, target: BorrowedFd) -> Result<()> {
+    // SAFETY: open_tree reads the NUL-terminated empty path and returns a new fd or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            source.as_raw_fd(),
+            c"".as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint | libc::AT_EMPTY_PATH as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        let err = std::io::Error::last_os_error();
+        if err.raw_os_error() != Some(libc::ENOSYS) {
+            return Err(err).context("open_tree");
+        }
+        // Before Linux 5.2: the same bind through the descriptors' magic links.
+        return nix::mount::mount(
+            Some(format!("/proc/self/fd/{}", source.as_raw_fd()).as_str()),
+            format!("/proc/self/fd/{}", target.as_raw_fd()).as_str(),
+            None::<&str>,
+            nix::mount::MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .context("mount --bind");
+    }
+    // SAFETY: open_tree returned a new descriptor that nothing else owns.
+    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
+    // SAFETY: move_mount reads the two NUL-terminated empty paths; the fds are open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            target.as_raw_fd(),
+            c"".as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error()).context("move_mount");
+    }
     Ok(())
 }
 
@@ -766,7 +857,9 @@ mod tests {
         match unsafe { fork() }.unwrap() {
             ForkResult::Child => {
                 drop(release_write);
-                let code = match make_controlling_stdio(slave, 4321, 4321) {
+                let code = match give_slave_to(slave.as_fd(), 4321, 4321)
+                    .and_then(|()| make_controlling_stdio(slave))
+                {
                     Ok(()) => {
                         let _ = nix::unistd::write(std::io::stdout(), b"hello");
                         // Stay alive (and the session leader) until released.

@@ -1,0 +1,434 @@
+//! `exec` must not be reachable from the container before it is in it (issue 12, item 2), and a
+//! container with a terminal gets a `/dev/console` that is that terminal (item 6).
+//!
+//! The exec test is the attack itself: a container whose process holds CAP_SYS_PTRACE (as
+//! Docker allows) runs a hostile program (tests/escape_exec/attacker.rs, compiled here as a
+//! static binary) that seizes every new process of the container's pid namespace as early as
+//! it can, checks whether it is still on the host's mounts or holds more capabilities than the
+//! container, and injects `openat(CANARY, O_CREAT)` into it, CANARY being a host path. Then
+//! `exec` runs many times. An `exec` that becomes visible in the container before it has joined
+//! the mount namespace and dropped its capabilities is caught there, and the canary appears.
+mod common;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const EXECS: usize = 200;
+
+/// Compiles the attacker into `dir` as a static binary.
+fn build_attacker(dir: &Path) -> PathBuf {
+    let src = repo_dir().join("tests/escape_exec/attacker.rs");
+    let out = dir.join("attacker");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let st = std::process::Command::new(rustc)
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run rustc");
+    assert!(st.success(), "rustc failed on {}", src.display());
+    out
+}
+
+/// Waits until `path` holds a line starting with `prefix`.
+fn wait_for_line(path: &Path, prefix: &str) {
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    while !fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(prefix))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix:?} line in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of `key=` in a report line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or("")
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn exec_is_never_caught_outside_the_container() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("escexec");
+    let host = ctx.dir("host");
+    let canary = host.join("canary");
+    let out = ctx.dir("out");
+    let mut b = ctx.bundle();
+    fs::copy(build_attacker(&ctx.tmp), b.rootfs().join("attacker")).unwrap();
+    assert!(
+        !b.has_namespace("user"),
+        "the attack needs no user namespace"
+    );
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYS_PTRACE"));
+    }
+    b.bind(&out, "/out", &[]);
+    b.args(&["/attacker", canary.to_str().unwrap(), "/out/report", "2"]);
+    let (id, _) = ctx.sleeper_from(&b, "a");
+    let report = out.join("report");
+    wait_for_line(&report, "ready");
+
+    let mut failed_execs = Vec::new();
+    for _ in 0..EXECS {
+        let o = ctx.rt(&["exec", &id, "true"]);
+        if !o.success() {
+            failed_execs.push(o.to_string());
+        }
+    }
+    // The attacker writes its line once it has let the last process go.
+    std::thread::sleep(Duration::from_millis(200));
+    let text = fs::read_to_string(&report).unwrap();
+    let caught: Vec<&str> = text.lines().filter(|l| l.starts_with("caught")).collect();
+    let escaped: Vec<&&str> = caught
+        .iter()
+        .filter(|l| field(l, "mnt") != "container" || field(l, "extra") != "0x0")
+        .collect();
+    eprintln!(
+        "{EXECS} execs: the attacker caught {} processes, {} of them outside the container or \
+         with more capabilities; {} execs failed; canary {}",
+        caught.len(),
+        escaped.len(),
+        failed_execs.len(),
+        if canary.exists() { "WRITTEN" } else { "absent" }
+    );
+    if let Some(first) = caught.first() {
+        eprintln!("first caught: {first}");
+    }
+    assert!(
+        !canary.exists(),
+        "a process caught in the container created {} on the host:\n{text}",
+        canary.display()
+    );
+    assert!(
+        escaped.is_empty(),
+        "exec processes were reachable outside the container's mount namespace or with more \
+         capabilities than the container's:\n{}",
+        escaped
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The attack did run: it caught exec processes (inside, where catching them is harmless),
+    // wrote their memory, and its injected call ran there (and found no such path).
+    assert!(
+        caught.len() >= EXECS / 10,
+        "the attacker caught too little:\n{text}"
+    );
+    assert!(
+        caught.iter().any(|l| field(l, "memory_writable") == "true"
+            && field(l, "injected_openat").starts_with('-')),
+        "{text}"
+    );
+    assert!(
+        failed_execs.len() <= EXECS / 10,
+        "{}",
+        failed_execs.join("\n")
+    );
+}
+
+/// The reordered `exec` still ends up in every namespace of the container, with a user and a
+/// time namespace too (the user namespace is joined first, pid and time apply to the fork),
+/// and its process is berth's child, with no parent inside the container.
+#[test]
+fn exec_joins_every_namespace_with_user_and_time_namespaces() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("execns");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.namespace("user", None).namespace("time", None);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    let (id, pid) = ctx.sleeper_from(&b, "u");
+    let kinds = ["user", "mnt", "pid", "net", "ipc", "uts", "cgroup", "time"];
+    let script = format!(
+        "for n in {}; do readlink /proc/self/ns/$n; done; id -u; grep PPid /proc/self/status",
+        kinds.join(" ")
+    );
+    let out = ctx.rt(&["exec", &id, "sh", "-c", &script]).ok();
+    let lines = out.lines();
+    for (i, kind) in kinds.iter().enumerate() {
+        assert_eq!(lines[i], ns_link(&pid.to_string(), kind), "{kind}: {out}");
+    }
+    assert_eq!(lines[kinds.len()], "0", "{out}");
+    assert_eq!(
+        lines[kinds.len() + 1].split_whitespace().nth(1),
+        Some("0"),
+        "{out}"
+    );
+}
+
+/// A seccomp filter that refuses the fork `exec` makes after loading it fails the `exec`
+/// clearly (the filter is never loaded later instead), and leaves no process behind.
+#[test]
+fn exec_fails_clearly_when_the_seccomp_filter_refuses_the_fork() {
+    if skip() || berth_only("error wording") {
+        return;
+    }
+    for action in ["SCMP_ACT_ERRNO", "SCMP_ACT_KILL"] {
+        let ctx = Ctx::new("execscfork");
+        let mut b = ctx.bundle();
+        b.args(&["sleep", "1000"]);
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["clone", "clone3"], "action": action}]
+        });
+        let (id, pid) = ctx.sleeper_from(&b, "s");
+        let before = ctx.rt(&["ps", &id]).ok().stdout;
+        let out = ctx.rt(&["exec", &id, "true"]).fails();
+        assert!(
+            out.stderr.contains("linux.seccomp") && out.stderr.contains("clone(2)"),
+            "{action}: {out}"
+        );
+        assert_eq!(
+            ctx.rt(&["ps", &id]).ok().stdout,
+            before,
+            "{action}: a process stayed"
+        );
+        assert!(pid_alive(pid));
+    }
+}
+
+/// With `process.terminal`, /dev/console is the container's terminal (runc binds the pty
+/// there): a character device with the terminal's numbers, and what is written to it comes
+/// out of the pty.
+#[test]
+fn dev_console_is_the_terminal() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("console");
+    let mut b = ctx.sh_bundle(
+        "[ -c /dev/console ] && echo char-device; stat -L -c %t:%T /dev/console /proc/self/fd/0; \
+         echo through-the-console > /dev/console; echo done",
+    );
+    b.config["process"]["terminal"] = json!(true);
+    b.write();
+    let sock = ConsoleSocket::new(&ctx.tmp);
+    let id = ctx.id("c");
+    ctx.rt(&[
+        "create",
+        "--console-socket",
+        sock.path.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let master = sock.recv_master(Duration::from_secs(10));
+    ctx.start(&id);
+    let out = read_pty(master, Duration::from_secs(20));
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(lines.first(), Some(&"char-device"), "{out:?}");
+    assert!(lines.len() >= 5, "{out:?}");
+    assert_eq!(
+        lines[1], lines[2],
+        "/dev/console is not stdin's terminal: {out:?}"
+    );
+    assert_eq!(lines[3], "through-the-console", "{out:?}");
+    assert_eq!(lines[4], "done", "{out:?}");
+    ctx.wait_status(&id, "stopped");
+    ctx.delete(&id);
+}
+
+/// An image whose /dev/console is a symlink (no /dev tmpfs hides it) does not get the terminal
+/// mounted where the link points: the create fails and the link's target is untouched.
+#[test]
+fn dev_console_symlink_in_the_image_is_refused() {
+    if skip() || berth_only("error wording") {
+        return;
+    }
+    let ctx = Ctx::new("consolelink");
+    let mut b = ctx.sh_bundle("echo ran");
+    b.config["process"]["terminal"] = json!(true);
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["destination"] != "/dev");
+    b.readonly_root(false);
+    let rootfs = b.rootfs();
+    fs::create_dir_all(rootfs.join("dev/pts")).unwrap();
+    let _ = fs::remove_file(rootfs.join("dev/console"));
+    fs::write(rootfs.join("victim"), "untouched\n").unwrap();
+    std::os::unix::fs::symlink("/victim", rootfs.join("dev/console")).unwrap();
+    b.write();
+    let sock = ConsoleSocket::new(&ctx.tmp);
+    let id = ctx.id("l");
+    let out = ctx.rt(&[
+        "create",
+        "--console-socket",
+        sock.path.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ]);
+    assert!(!out.success(), "{out}");
+    assert!(out.stderr.contains("/dev/console"), "{out}");
+    assert!(ctx.leaked_mounts().is_empty(), "{:?}", ctx.leaked_mounts());
+    assert_eq!(
+        fs::read_to_string(rootfs.join("victim")).unwrap(),
+        "untouched\n"
+    );
+    ctx.assert_no_trace(&id);
+}
+
+/// The seccomp agent of an `exec` is told the pid of the process its filter is for (the one
+/// that execs the program), though the filter is loaded before that process is forked.
+#[test]
+fn seccomp_agent_gets_the_exec_process_pid() {
+    if skip() || berth_only("berth's exec listener hand-off") {
+        return;
+    }
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let ctx = Ctx::new("execagent");
+    let sock = ctx.dir("agent").join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let tx = tx.clone();
+            // One thread per listener: the init's stays in use while the exec's arrives.
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut control = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let msg = nix::sys::socket::recvmsg::<()>(
+                    conn.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut control),
+                    nix::sys::socket::MsgFlags::empty(),
+                )
+                .unwrap();
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().unwrap() {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = c {
+                        fds.extend(r);
+                    }
+                }
+                let len = msg.bytes;
+                let mut text = buf[..len].to_vec();
+                std::io::Read::read_to_end(&mut &conn, &mut text).unwrap();
+                // SAFETY: SCM_RIGHTS just put this descriptor in our table; nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+                let state: Value = serde_json::from_slice(&text).unwrap();
+                let _ = tx.send(state);
+                answer_notifications(fd);
+            });
+        }
+    });
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let (id, init_pid) = ctx.sleeper_from(&b, "g");
+    let init_state = rx
+        .recv_timeout(WAIT_TIMEOUT)
+        .expect("no listener for the init");
+    assert_eq!(init_state["pid"], init_pid, "{init_state}");
+    let pid_file = ctx.tmp.join("exec.pid");
+    let script = "mkdir /dev/shm/z && echo mkdir-ok";
+    let out = ctx
+        .rt(&[
+            "exec",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    assert_eq!(out.lines(), ["mkdir-ok"], "{out}");
+    let exec_state = rx
+        .recv_timeout(WAIT_TIMEOUT)
+        .expect("no listener for the exec");
+    let exec_pid: i64 = fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(exec_state["pid"], exec_pid, "{exec_state}");
+    assert_eq!(exec_state["state"]["pid"], init_pid, "{exec_state}");
+}
+
+/// Answers every notification on a seccomp listener with success (the call not made), until
+/// no process uses the filter.
+fn answer_notifications(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+    #[repr(C)]
+    struct Resp {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, 30_000) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+            return;
+        }
+        let mut n = Notif::default();
+        // SAFETY: the kernel fills the zeroed struct seccomp_notif we own.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, &mut n) } != 0 {
+            continue;
+        }
+        let r = Resp {
+            id: n.id,
+            val: 0,
+            error: 0,
+            flags: 0,
+        };
+        // SAFETY: the kernel reads the struct seccomp_notif_resp we own.
+        unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &r) };
+    }
+}
