@@ -166,6 +166,78 @@ impl MountOptions {
             && (self.flags.intersects(PER_MOUNT_FLAGS)
                 || self.clear_flags.intersects(PER_MOUNT_FLAGS))
     }
+
+    /// For a bind: the per-mount flags the options set and clear, as mount_setattr(2)'s pair,
+    /// to apply to the new (still detached) bind. What the options do not name stays as the
+    /// source mount has it, as the remount of [`Self::remount_flags`] keeps it; that also keeps
+    /// the flags the kernel locked in a user namespace. The atime mode changes only when the
+    /// options name one.
+    pub fn bind_attrs(&self) -> MountAttr {
+        let mut set = plain_attrs_of(self.flags);
+        let mut clear = plain_attrs_of(self.clear_flags);
+        if self.flags.intersects(ATIME_MODE_FLAGS) {
+            set |= atime_attr_of(self.flags);
+            clear |= MOUNT_ATTR__ATIME;
+        }
+        clear &= !set;
+        MountAttr {
+            attr_set: set,
+            attr_clr: clear,
+        }
+    }
+}
+
+const ATIME_MODE_FLAGS: MsFlags = MsFlags::MS_NOATIME
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME);
+
+/// For a new filesystem: the mount's `MOUNT_ATTR_*` bits for fsmount(2), what mount(2) would
+/// make of the same flags (relatime unless noatime or strictatime is given).
+pub fn new_mount_attrs(flags: MsFlags) -> u64 {
+    plain_attrs_of(flags) | atime_attr_of(flags)
+}
+
+/// For a new filesystem: the superblock flags among `flags`, as the fsconfig(2) flag names the
+/// kernel knows (`ro`, `sync`, ...). `silent`, `acl` and `iversion` have no such name: mount(2)
+/// only passes them as initial superblock flags, which filesystems decide for themselves.
+pub fn superblock_params(flags: MsFlags) -> Vec<&'static str> {
+    [
+        (MsFlags::MS_RDONLY, "ro"),
+        (MsFlags::MS_SYNCHRONOUS, "sync"),
+        (MsFlags::MS_DIRSYNC, "dirsync"),
+        (MsFlags::MS_LAZYTIME, "lazytime"),
+        (MsFlags::MS_MANDLOCK, "mand"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// The on/off `MOUNT_ATTR_*` bits of per-mount `MS_*` flags (not the atime mode).
+pub fn plain_attrs_of(flags: MsFlags) -> u64 {
+    [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+        (MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .fold(0, |acc, (_, a)| acc | a)
+}
+
+/// The atime mode mount(2) picks from `flags`: strictatime wins, then noatime, else relatime.
+fn atime_attr_of(flags: MsFlags) -> u64 {
+    if flags.contains(MsFlags::MS_STRICTATIME) {
+        MOUNT_ATTR_STRICTATIME
+    } else if flags.contains(MsFlags::MS_NOATIME) {
+        MOUNT_ATTR_NOATIME
+    } else {
+        MOUNT_ATTR_RELATIME
+    }
 }
 
 /// Convert statvfs(3)'s `f_flag` bits (the `ST_*` values) into the matching `MS_*` flags.
