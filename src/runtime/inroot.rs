@@ -113,13 +113,10 @@ fn openat2_in_root(root: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
     )
 }
 
-/// The filesystem type (`f_type` of statfs) of what `fd` holds.
-pub fn fs_type(fd: BorrowedFd) -> nix::Result<i64> {
-    nix::sys::statfs::fstatfs(fd).map(|s| s.filesystem_type().0 as i64)
+/// True when what `fd` holds is on a procfs.
+pub fn on_procfs(fd: BorrowedFd) -> nix::Result<bool> {
+    nix::sys::statfs::fstatfs(fd).map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
 }
-
-/// `PROC_SUPER_MAGIC`.
-pub const PROC_SUPER_MAGIC: i64 = 0x9fa0;
 
 /// The common case of a missing mount destination: only its last component is missing. The
 /// parent is found with one openat2, the destination made in it and opened: a handful of
@@ -175,7 +172,7 @@ fn resolve_inner(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedF
                 if kind == SFlag::S_IFLNK {
                     // procfs links (`self`, `cwd`, `fd/N`, `root`) name the host's view, or
                     // are magic links whose text is no path at all: never follow them here.
-                    if fs_type(fd.as_fd())? == PROC_SUPER_MAGIC {
+                    if on_procfs(fd.as_fd())? {
                         bail!(
                             "{:?} is a symlink on procfs (a magic link, or one naming the \
                              host's view); berth does not follow it",

@@ -109,7 +109,7 @@ pub fn set_attrs(mnt: BorrowedFd, set: u64, clear: u64, recursive: bool) -> Resu
 pub fn set_propagation(mnt: BorrowedFd, flags: nix::mount::MsFlags) -> Result<()> {
     use nix::mount::MsFlags;
     let recursive = flags.contains(MsFlags::MS_REC);
-    let kind = (flags - MsFlags::MS_REC).bits() as u64;
+    let kind = (flags - MsFlags::MS_REC).bits();
     mount_setattr(mnt, 0, 0, kind, recursive).context("mount_setattr (propagation)")
 }
 
@@ -219,7 +219,7 @@ fn fsconfig(
     };
     if r < 0 {
         let what = match (key, value) {
-            (Some(k), Some(v)) if k == "source" => {
+            (Some("source"), Some(v)) => {
                 format!("source {:?}", String::from_utf8_lossy(v))
             }
             (Some(k), Some(v)) => format!("option {k}={}", String::from_utf8_lossy(v)),

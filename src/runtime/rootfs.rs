@@ -7,7 +7,7 @@
 //! that lands inside /proc is refused, as runc does.
 
 use crate::runtime::devices::{self, DevicePlan};
-use crate::runtime::inroot::{self, fd_path, Create, PROC_SUPER_MAGIC};
+use crate::runtime::inroot::{self, fd_path, Create};
 use crate::runtime::mount_options::{
     new_mount_attrs, parse_mount_options, plain_attrs_of, superblock_params, MountOptions,
     MOUNT_ATTR_RDONLY,
@@ -428,6 +428,7 @@ fn check_destination(
         .strip_prefix(root_seen)
         .ok()
         .map(|p| Path::new("/").join(p));
+    let on_procfs = inroot::on_procfs(dest.as_fd()).context("cannot stat the destination")?;
     let refuse = |why: String| {
         Err(field_error(format!(
             "mounts[{}].destination: {:?}{} cannot be mounted because {why}",
@@ -442,7 +443,7 @@ fn check_destination(
     match &inside {
         Some(p) if p == Path::new("/proc") => {
             let is_proc = match bind_source {
-                Some(src) => inroot::fs_type(src.as_fd()) == Ok(PROC_SUPER_MAGIC),
+                Some(src) => inroot::on_procfs(src.as_fd()) == Ok(true),
                 None => m.typ == "proc" || m.options.flags.contains(MsFlags::MS_REMOUNT),
             };
             if is_proc {
@@ -456,9 +457,7 @@ fn check_destination(
             }
             refuse("it is inside /proc".to_string())
         }
-        _ if inroot::fs_type(dest.as_fd()) == Ok(PROC_SUPER_MAGIC) => {
-            refuse(format!("it is inside a procfs ({})", seen.display()))
-        }
+        _ if on_procfs => refuse(format!("it is inside a procfs ({})", seen.display())),
         _ => Ok(()),
     }
 }
@@ -568,13 +567,12 @@ fn move_root() -> Result<()> {
 /// one that does not exist is skipped, as in runc, but any other failure fails the create: a
 /// path silently left unmasked is what an image would aim for.
 pub fn finish(plan: &RootfsPlan) -> Result<()> {
-    let root: OwnedFd = nix::fcntl::open(
+    let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .context("cannot open /")?
-    .into();
+    .context("cannot open /")?;
     for p in &plan.readonly_paths {
         readonly_path(&root, p).with_context(|| format!("linux.readonlyPaths: {}", p.display()))?;
     }
