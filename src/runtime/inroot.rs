@@ -2,10 +2,13 @@
 //!
 //! A mount destination comes from config.json but is looked up in a rootfs the image author
 //! controls: `/etc/resolv.conf` may be a symlink to `../../host/etc/passwd`. Every lookup here
-//! walks the path one component at a time with `O_PATH|O_NOFOLLOW` relative to the directory
-//! already reached, reads symlinks itself and restarts them from the root, and clamps `..` at
-//! the root. The result is an fd; mounts then target `/proc/self/fd/N`, so a symlink swapped
-//! in after the walk cannot redirect them (CVE-2021-30465).
+//! is an openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) from the root's fd: symlinks are
+//! resolved inside the root, `..` is clamped there, and a magic link (`/proc/self/cwd`, whose
+//! text is no path in the root) fails the lookup. What is missing and must be made is walked
+//! one component at a time with `O_PATH|O_NOFOLLOW`, symlinks read and restarted from the
+//! root, procfs links refused. The result is an fd, and mounts go onto the fd itself
+//! (`move_mount`, or `/proc/self/fd/N`), so a symlink swapped in after the walk cannot
+//! redirect them (CVE-2021-30465).
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{openat, readlinkat, OFlag};
