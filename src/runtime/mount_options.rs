@@ -1199,7 +1199,7 @@ mod tests {
                 &[mountfd::FsParam::Value("mode", "x")],
                 0,
             );
-            let err = format!("{:#}", bad.err().expect("mode=x accepted"));
+            let err = format!("{:#}", bad.expect_err("mode=x accepted"));
             ensure!(err.contains("mode"), "{err}");
             Ok(())
         });

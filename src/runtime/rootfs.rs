@@ -19,7 +19,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
 use oci_spec::runtime::Spec;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// One entry of `mounts`, checked and with its options parsed (in the parent).
@@ -328,6 +328,19 @@ fn mount_entry(root: &OwnedFd, root_seen: &Path, m: &MountPlan, plan: &RootfsPla
             .source
             .as_deref()
             .map_or(m.typ.as_ref(), |s| s.as_os_str());
+        if o.propagation.is_empty() && o.recursive_attrs.is_empty() {
+            // Nothing to do after the mount: mount(2) onto the fd (through the host's
+            // /proc, not yet the container's) makes it with every flag in one call.
+            let data = (!o.data.is_empty()).then_some(o.data.as_str());
+            return mount(
+                Some(source),
+                &fd_path(&dest),
+                Some(m.typ.as_str()),
+                o.flags,
+                data,
+            )
+            .with_context(|| format!("cannot mount {} ({})", m.typ, data.unwrap_or("")));
+        }
         let mut params: Vec<FsParam> = superblock_params(o.flags)
             .into_iter()
             .map(FsParam::Flag)
@@ -469,24 +482,19 @@ fn check_destination(
 /// gets its flags (and nosuid, nodev, noexec) before it is attached.
 fn mount_cgroup(dest: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
     let o = &m.options;
-    let bind_attrs =
-        plain_attrs_of(o.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
-    let bind = |dir: &Path, onto: BorrowedFd| -> Result<()> {
-        let tree = mountfd::clone_tree(None, dir, true)
-            .with_context(|| format!("cannot bind {}", dir.display()))?;
-        mountfd::set_attrs(tree.as_fd(), bind_attrs, 0, true)
-            .with_context(|| format!("cannot set the options of the bind of {}", dir.display()))?;
-        mountfd::attach(tree.as_fd(), onto)
-    };
     if let [(name, dir)] = plan.cgroup_binds.as_slice() {
         if name.is_empty() {
-            return bind(dir, dest.as_fd()).context("cannot bind the container's cgroup");
+            let attrs = plain_attrs_of(
+                o.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+            );
+            let tree = mountfd::clone_tree(None, dir, true)
+                .context("cannot bind the container's cgroup")?;
+            mountfd::set_attrs(tree.as_fd(), attrs, 0, false)
+                .context("cannot set the flags of the container's cgroup bind")?;
+            return mountfd::attach(tree.as_fd(), dest.as_fd());
         }
     }
-    let tmpfs_flags = (o.flags & !MsFlags::MS_RDONLY)
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV
-        | MsFlags::MS_NOEXEC;
+    let tmpfs_flags = o.flags & !MsFlags::MS_RDONLY;
     let mut params: Vec<FsParam> = superblock_params(tmpfs_flags)
         .into_iter()
         .map(FsParam::Flag)
@@ -499,14 +507,11 @@ fn mount_cgroup(dest: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
         new_mount_attrs(tmpfs_flags),
     )
     .context("cannot mount tmpfs for cgroups")?;
-    // The tmpfs is new and ours: its directories are made while it is still detached.
+    // The tmpfs is new and ours: its directories are made while it is still detached, and the
+    // binds go onto them by fd.
     for (name, _) in &plan.cgroup_binds {
         mkdirat(&tmpfs, name.as_str(), Mode::from_bits_truncate(0o755))
             .with_context(|| format!("cannot make {name} in the cgroup tmpfs"))?;
-    }
-    if o.flags.contains(MsFlags::MS_RDONLY) {
-        mountfd::set_attrs(tmpfs.as_fd(), MOUNT_ATTR_RDONLY, 0, false)
-            .context("cannot make the cgroup tmpfs read-only")?;
     }
     mountfd::attach(tmpfs.as_fd(), dest.as_fd())?;
     for (name, dir) in &plan.cgroup_binds {
@@ -517,9 +522,23 @@ fn mount_cgroup(dest: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
             Mode::empty(),
         )
         .with_context(|| format!("cannot open {name} in the cgroup tmpfs"))?;
-        bind(dir, subdir.as_fd())?;
+        mount(
+            Some(dir),
+            &fd_path(&subdir),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| format!("cannot bind {}", dir.display()))?;
     }
-    Ok(())
+    // One recursive mount_setattr through the tmpfs's own fd gives it and every bind below
+    // it their flags.
+    let mut attrs = plain_attrs_of(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
+    if o.flags.contains(MsFlags::MS_RDONLY) {
+        attrs |= MOUNT_ATTR_RDONLY;
+    }
+    mountfd::set_attrs(tmpfs.as_fd(), attrs, 0, true)
+        .context("cannot set the flags of the cgroup mounts")
 }
 
 /// Makes the prepared root the process's `/`, and lets go of the host's root.
@@ -576,9 +595,9 @@ pub fn finish(plan: &RootfsPlan) -> Result<()> {
     for p in &plan.readonly_paths {
         readonly_path(&root, p).with_context(|| format!("linux.readonlyPaths: {}", p.display()))?;
     }
-    let mut dev_null = None;
+    let mut masks = Masks::default();
     for p in &plan.masked_paths {
-        mask_path(&root, p, &mut dev_null)
+        mask_path(&root, p, &mut masks)
             .with_context(|| format!("linux.maskedPaths: {}", p.display()))?;
     }
     if plan.readonly_root {
@@ -640,26 +659,40 @@ fn readonly_path(root: &OwnedFd, p: &Path) -> Result<()> {
     mountfd::attach(tree.as_fd(), target.as_fd())
 }
 
-/// Masks a path: the null device over a file, an empty read-only tmpfs over a directory.
-fn mask_path(root: &OwnedFd, p: &Path, dev_null: &mut Option<OwnedFd>) -> Result<()> {
+/// What masks are made from, each made once when first needed: the container's checked
+/// /dev/null, and an empty read-only tmpfs whose copies cover directories.
+#[derive(Default)]
+struct Masks {
+    dev_null: Option<OwnedFd>,
+    empty_dir: Option<OwnedFd>,
+}
+
+/// Masks a path: the null device over a file, an empty read-only tmpfs over a directory. After
+/// pivot_root the container's /proc is no safe way to reach an fd, so every mount here is
+/// made detached and attached by fd.
+fn mask_path(root: &OwnedFd, p: &Path, masks: &mut Masks) -> Result<()> {
     let Some(target) = resolve_existing(root, p)? else {
         return Ok(());
     };
-    let mnt = if inroot::is_dir(&target) {
-        mountfd::new_fs(
-            "tmpfs",
-            "tmpfs".as_ref(),
-            &[FsParam::Flag("ro")],
-            new_mount_attrs(MsFlags::MS_RDONLY),
-        )
-        .context("cannot mount a tmpfs to mask it")?
-    } else {
-        if dev_null.is_none() {
-            *dev_null = Some(open_dev_null(root)?);
+    let source = if inroot::is_dir(&target) {
+        if masks.empty_dir.is_none() {
+            let tmpfs = mountfd::new_fs(
+                "tmpfs",
+                "tmpfs".as_ref(),
+                &[FsParam::Flag("ro")],
+                new_mount_attrs(MsFlags::MS_RDONLY),
+            )
+            .context("cannot make a tmpfs to mask with")?;
+            masks.empty_dir = Some(tmpfs);
         }
-        let null = dev_null.as_ref().expect("opened above");
-        mountfd::clone_fd(null.as_fd(), false).context("cannot bind /dev/null")?
+        masks.empty_dir.as_ref().expect("made above")
+    } else {
+        if masks.dev_null.is_none() {
+            masks.dev_null = Some(open_dev_null(root)?);
+        }
+        masks.dev_null.as_ref().expect("opened above")
     };
+    let mnt = mountfd::clone_fd(source.as_fd(), false).context("cannot copy the mask")?;
     mountfd::attach(mnt.as_fd(), target.as_fd()).context("cannot mask")
 }
 
