@@ -345,4 +345,66 @@ mod tests {
         assert!(resolve(rootfd.as_fd(), Path::new("/nope"), Create::Nothing).is_err());
         std::fs::remove_dir_all(&base).unwrap();
     }
+
+    /// An image's `/dev -> /proc/self/cwd` with a procfs mounted in the root: neither the
+    /// kernel's walk nor the creating walk may follow the magic link (its text would be read
+    /// as a path inside the root, and the host's view leaks in).
+    #[test]
+    fn magic_links_are_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let result = crate::runtime::testutil::in_child_process(
+            module_path!(),
+            "magic_links_are_refused",
+            || {
+                use nix::mount::{mount, MsFlags};
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                let base = tempdir("magic");
+                std::fs::create_dir_all(base.join("proc"))?;
+                mount(
+                    Some("proc"),
+                    &base.join("proc"),
+                    Some("proc"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )?;
+                symlink("/proc/self/cwd", base.join("dev"))?;
+                symlink("/missing/../proc/self/cwd/etc", base.join("viadots"))?;
+                let rootfd: OwnedFd = std::fs::File::open(&base)?.into();
+                let mut report = String::new();
+                for (path, create) in [
+                    ("/dev/null", Create::Nothing),
+                    ("/dev/null", Create::File),
+                    ("/dev/pts", Create::Dir),
+                    ("/viadots/x", Create::Dir),
+                ] {
+                    match resolve(rootfd.as_fd(), Path::new(path), create) {
+                        Ok(fd) => report.push_str(&format!(
+                            "{path} {create:?} resolved to {:?}\n",
+                            std::fs::read_link(fd_path(&fd))
+                        )),
+                        Err(e) => {
+                            let e = format!("{e:#}");
+                            if !e.contains("magic link") {
+                                report.push_str(&format!("{path} {create:?}: {e}\n"));
+                            }
+                        }
+                    }
+                }
+                nix::mount::umount2(&base.join("proc"), nix::mount::MntFlags::MNT_DETACH)?;
+                std::fs::remove_dir_all(&base)?;
+                Ok(report)
+            },
+        );
+        assert_eq!(result, Ok(String::new()));
+    }
 }
