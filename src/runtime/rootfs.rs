@@ -660,7 +660,8 @@ fn readonly_path(root: &OwnedFd, p: &Path) -> Result<()> {
 }
 
 /// What masks are made from, each made once when first needed: the container's checked
-/// /dev/null, and an empty read-only tmpfs whose copies cover directories.
+/// /dev/null, and the empty read-only tmpfs of the first masked directory, whose copies cover
+/// the others (copied once attached: kernels before 6.x refuse to copy a detached mount).
 #[derive(Default)]
 struct Masks {
     dev_null: Option<OwnedFd>,
@@ -675,7 +676,7 @@ fn mask_path(root: &OwnedFd, p: &Path, masks: &mut Masks) -> Result<()> {
         return Ok(());
     };
     let source = if inroot::is_dir(&target) {
-        if masks.empty_dir.is_none() {
+        let Some(empty_dir) = &masks.empty_dir else {
             let tmpfs = mountfd::new_fs(
                 "tmpfs",
                 "tmpfs".as_ref(),
@@ -683,9 +684,11 @@ fn mask_path(root: &OwnedFd, p: &Path, masks: &mut Masks) -> Result<()> {
                 new_mount_attrs(MsFlags::MS_RDONLY),
             )
             .context("cannot make a tmpfs to mask with")?;
+            mountfd::attach(tmpfs.as_fd(), target.as_fd()).context("cannot mask")?;
             masks.empty_dir = Some(tmpfs);
-        }
-        masks.empty_dir.as_ref().expect("made above")
+            return Ok(());
+        };
+        empty_dir
     } else {
         if masks.dev_null.is_none() {
             masks.dev_null = Some(open_dev_null(root)?);
