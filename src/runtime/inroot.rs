@@ -2,10 +2,13 @@
 //!
 //! A mount destination comes from config.json but is looked up in a rootfs the image author
 //! controls: `/etc/resolv.conf` may be a symlink to `../../host/etc/passwd`. Every lookup here
-//! walks the path one component at a time with `O_PATH|O_NOFOLLOW` relative to the directory
-//! already reached, reads symlinks itself and restarts them from the root, and clamps `..` at
-//! the root. The result is an fd; mounts then target `/proc/self/fd/N`, so a symlink swapped
-//! in after the walk cannot redirect them (CVE-2021-30465).
+//! is an openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS) from the root's fd: symlinks are
+//! resolved inside the root, `..` is clamped there, and a magic link (`/proc/self/cwd`, whose
+//! text is no path in the root) fails the lookup. What is missing and must be made is walked
+//! one component at a time with `O_PATH|O_NOFOLLOW`, symlinks read and restarted from the
+//! root, procfs links refused. The result is an fd, and mounts go onto the fd itself
+//! (`move_mount`, or `/proc/self/fd/N`), so a symlink swapped in after the walk cannot
+//! redirect them (CVE-2021-30465).
 
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{openat, readlinkat, OFlag};
@@ -30,51 +33,92 @@ pub enum Create {
 }
 
 /// Resolves `path` inside `root` and returns an `O_PATH` fd to it, creating what is missing.
+///
+/// A magic link on the way (`/proc/self/cwd`, `/proc/1/root`: a procfs link that jumps to an
+/// object rather than naming a path) is refused: inside the root its text means nothing, and
+/// following it would leave the root.
 pub fn resolve(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedFd> {
-    // Where the path exists, one openat2(RESOLVE_IN_ROOT) does the same walk in the kernel
-    // (symlinks resolved inside the root, `..` clamped there) in one syscall instead of one
-    // open per component. The walk below is for creating, and for kernels before 5.6.
+    // Where the path exists, one openat2(RESOLVE_IN_ROOT) does the walk in the kernel
+    // (symlinks resolved inside the root, `..` clamped there, magic links refused) in one
+    // syscall. The walk below is only for creating what is missing.
     match openat2_in_root(root, path) {
-        Ok(fd) => return Ok(fd),
-        Err(nix::errno::Errno::ENOENT) if create == Create::Nothing => {
-            return Err(anyhow::anyhow!(
-                "{} (inside the rootfs): no such file or directory",
-                path.display()
-            ));
-        }
+        Ok(fd) => Ok(fd),
+        Err(nix::errno::Errno::ENOENT) if create == Create::Nothing => Err(anyhow::anyhow!(
+            "{} (inside the rootfs): no such file or directory",
+            path.display()
+        )),
         Err(nix::errno::Errno::ENOENT) => {
             if let Some(fd) = create_in_existing_parent(root, path, create) {
                 return Ok(fd);
             }
+            resolve_inner(root, path, create)
+                .with_context(|| format!("{} (inside the rootfs)", path.display()))
         }
-        Err(_) => {}
+        Err(e) => Err(resolve_error(e, path)),
     }
-    resolve_inner(root, path, create)
-        .with_context(|| format!("{} (inside the rootfs)", path.display()))
 }
 
-fn openat2_in_root(root: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
+/// An openat2 failure of `path` inside a root, in words.
+pub fn resolve_error(e: nix::errno::Errno, path: &Path) -> anyhow::Error {
+    match e {
+        nix::errno::Errno::ELOOP => anyhow::anyhow!(
+            "{} (inside the rootfs): too many symlinks, or a magic link (such as \
+             /proc/self/cwd) on the way, which berth does not follow",
+            path.display()
+        ),
+        nix::errno::Errno::ENOSYS => anyhow::anyhow!(
+            "{} (inside the rootfs): openat2 is not supported by this kernel (berth needs \
+             Linux 5.6 or later)",
+            path.display()
+        ),
+        e => anyhow::Error::new(e).context(format!("{} (inside the rootfs)", path.display())),
+    }
+}
+
+/// openat2(2): `path` from `dir` with `flags` (O_CLOEXEC added) and `resolve` (RESOLVE_*),
+/// retried when the kernel reports a concurrent rename (EAGAIN).
+pub fn openat2(dir: BorrowedFd, path: &Path, flags: i32, resolve: u64) -> nix::Result<OwnedFd> {
     let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
         .map_err(|_| nix::errno::Errno::EINVAL)?;
     // SAFETY: open_how is plain data; all-zero is a valid value that we then fill in.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: the path is NUL-terminated and `how` outlives the call with its size passed.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            root.as_raw_fd(),
-            c_path.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
-    };
-    if fd < 0 {
-        return Err(nix::errno::Errno::last());
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    let mut attempts = 0;
+    loop {
+        // SAFETY: the path is NUL-terminated and `how` outlives the call with its size passed.
+        let fd = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                dir.as_raw_fd(),
+                c_path.as_ptr(),
+                &how as *const libc::open_how,
+                std::mem::size_of::<libc::open_how>(),
+            )
+        };
+        if fd >= 0 {
+            // SAFETY: openat2 returned a new descriptor that nothing else owns.
+            return Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) });
+        }
+        match nix::errno::Errno::last() {
+            nix::errno::Errno::EAGAIN if attempts < 16 => attempts += 1,
+            e => return Err(e),
+        }
     }
-    // SAFETY: openat2 returned a new descriptor that nothing else owns.
-    Ok(unsafe { std::os::fd::FromRawFd::from_raw_fd(fd as i32) })
+}
+
+fn openat2_in_root(root: BorrowedFd, path: &Path) -> nix::Result<OwnedFd> {
+    openat2(
+        root,
+        path,
+        libc::O_PATH,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+/// True when what `fd` holds is on a procfs.
+pub fn on_procfs(fd: BorrowedFd) -> nix::Result<bool> {
+    nix::sys::statfs::fstatfs(fd).map(|s| s.filesystem_type() == nix::sys::statfs::PROC_SUPER_MAGIC)
 }
 
 /// The common case of a missing mount destination: only its last component is missing. The
@@ -129,6 +173,15 @@ fn resolve_inner(root: BorrowedFd, path: &Path, create: Create) -> Result<OwnedF
             Ok(fd) => {
                 let kind = SFlag::from_bits_truncate(fstat(&fd)?.st_mode) & SFlag::S_IFMT;
                 if kind == SFlag::S_IFLNK {
+                    // procfs links (`self`, `cwd`, `fd/N`, `root`) name the host's view, or
+                    // are magic links whose text is no path at all: never follow them here.
+                    if on_procfs(fd.as_fd())? {
+                        bail!(
+                            "{:?} is a symlink on procfs (a magic link, or one naming the \
+                             host's view); berth does not follow it",
+                            name
+                        );
+                    }
                     links += 1;
                     if links > MAX_SYMLINKS {
                         bail!("too many levels of symbolic links");
@@ -291,5 +344,67 @@ mod tests {
         let rootfd: OwnedFd = std::fs::File::open(&base).unwrap().into();
         assert!(resolve(rootfd.as_fd(), Path::new("/nope"), Create::Nothing).is_err());
         std::fs::remove_dir_all(&base).unwrap();
+    }
+
+    /// An image's `/dev -> /proc/self/cwd` with a procfs mounted in the root: neither the
+    /// kernel's walk nor the creating walk may follow the magic link (its text would be read
+    /// as a path inside the root, and the host's view leaks in).
+    #[test]
+    fn magic_links_are_refused() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let result = crate::runtime::testutil::in_child_process(
+            module_path!(),
+            "magic_links_are_refused",
+            || {
+                use nix::mount::{mount, MsFlags};
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )?;
+                let base = tempdir("magic");
+                std::fs::create_dir_all(base.join("proc"))?;
+                mount(
+                    Some("proc"),
+                    &base.join("proc"),
+                    Some("proc"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )?;
+                symlink("/proc/self/cwd", base.join("dev"))?;
+                symlink("/missing/../proc/self/cwd/etc", base.join("viadots"))?;
+                let rootfd: OwnedFd = std::fs::File::open(&base)?.into();
+                let mut report = String::new();
+                for (path, create) in [
+                    ("/dev/null", Create::Nothing),
+                    ("/dev/null", Create::File),
+                    ("/dev/pts", Create::Dir),
+                    ("/viadots/x", Create::Dir),
+                ] {
+                    match resolve(rootfd.as_fd(), Path::new(path), create) {
+                        Ok(fd) => report.push_str(&format!(
+                            "{path} {create:?} resolved to {:?}\n",
+                            std::fs::read_link(fd_path(&fd))
+                        )),
+                        Err(e) => {
+                            let e = format!("{e:#}");
+                            if !e.contains("magic link") {
+                                report.push_str(&format!("{path} {create:?}: {e}\n"));
+                            }
+                        }
+                    }
+                }
+                nix::mount::umount2(&base.join("proc"), nix::mount::MntFlags::MNT_DETACH)?;
+                std::fs::remove_dir_all(&base)?;
+                Ok(report)
+            },
+        );
+        assert_eq!(result, Ok(String::new()));
     }
 }

@@ -13,6 +13,7 @@ pub mod hooks;
 pub mod inroot;
 pub mod log;
 pub mod mount_options;
+pub mod mountfd;
 pub mod namespaces;
 pub mod process;
 pub mod procfs;

@@ -6,26 +6,32 @@
 //!
 //! # What the caller does with a [`MountOptions`]
 //!
+//! berth makes every mount detached, sets its attributes, and only then attaches it onto the
+//! destination fd (see `mountfd`), so no step looks the destination up twice:
+//!
 //! 1. If `flags` contains `MS_REMOUNT`, the whole entry is a remount of what is already at the
 //!    destination: one `mount(NULL, dest, NULL, flags, data)` call and nothing else.
-//! 2. Otherwise `mount(source, dest, type, flags, data)`. For a bind mount (`is_bind`) `flags`
-//!    already holds `MS_BIND` (and `MS_REC` for `rbind`); `data` is ignored by the kernel.
-//!    A config whose mount `type` is `"bind"` is a bind mount even without a `bind`/`rbind`
-//!    option (runc and crun treat it so): call [`MountOptions::make_bind`] first.
-//! 3. If `needs_remount`: the kernel ignores per-mount flags (ro, nosuid, nodev, noexec, atime,
-//!    nosymfollow) on the initial `MS_BIND`, so they must be applied by a second call,
-//!    `mount(NULL, dest, NULL, opts.remount_flags(current), NULL)`, where `current` is the new
-//!    mount's own flags from [`mount_flags_of`] / [`mount_flags_of_fd`] (statvfs; not nix's
-//!    `Statvfs::flags()`, which loses `ST_NOSYMFOLLOW`). Keeping the
-//!    current flags that the config did not clear matters: a remount resets every flag it does
-//!    not name, which would silently drop an inherited `nosuid`, and inside a user namespace
-//!    flags inherited from a more privileged mount are locked (EPERM when dropped).
-//! 4. `propagation`: one `mount(NULL, dest, NULL, p, NULL)` call per entry, in order.
-//! 5. `recursive_attrs` (options `rro`, `rnosuid`, ...): if not [`MountAttr::is_empty`],
-//!    `mount_setattr(AT_FDCWD, dest, AT_RECURSIVE, &mount_attr{attr_set, attr_clr, ..})`.
-//!    The atime bits are already encoded the way the kernel demands (a new atime mode in
-//!    `attr_set` always comes with all of `MOUNT_ATTR__ATIME` in `attr_clr`). Needs Linux 5.12;
-//!    on ENOSYS report the option as unsupported rather than ignore it (runc refuses too).
+//! 2. A bind mount (`is_bind`; a config whose mount `type` is `"bind"` is one even without a
+//!    `bind`/`rbind` option, as in runc and crun: call [`MountOptions::make_bind`] first):
+//!    `open_tree(source, OPEN_TREE_CLONE [| AT_RECURSIVE for rbind])`. The kernel ignores
+//!    per-mount flags (ro, nosuid, nodev, noexec, atime, nosymfollow) on a bind, so if
+//!    `needs_remount`, they go on the detached tree with mount_setattr and
+//!    [`MountOptions::bind_attrs`]: it sets and clears only what the options name, keeping the
+//!    source's other flags (an inherited `nosuid`, and in a user namespace the flags the
+//!    kernel locked, which it refuses to drop). A remount with [`MountOptions::remount_flags`]
+//!    and the current flags ([`mount_flags_of`] / [`mount_flags_of_fd`]) does the same on an
+//!    attached bind.
+//! 3. Any other filesystem: `fsopen(type)`, `fsconfig` with the source, the superblock flags
+//!    ([`superblock_params`]) and `data` split into parameters, then `fsmount` with the
+//!    per-mount flags ([`new_mount_attrs`]).
+//! 4. `recursive_attrs` (options `rro`, `rnosuid`, ...): if not [`MountAttr::is_empty`],
+//!    mount_setattr with `AT_RECURSIVE` and `mount_attr{attr_set, attr_clr, ..}`, still
+//!    detached. The atime bits are already encoded the way the kernel demands (a new atime mode
+//!    in `attr_set` always comes with all of `MOUNT_ATTR__ATIME` in `attr_clr`). Needs Linux
+//!    5.12; on ENOSYS report the option as unsupported rather than ignore it (runc refuses too).
+//! 5. `move_mount` onto the destination fd, then `propagation`: one change per entry, in order,
+//!    on the attached mount through its fd (mount_setattr's `propagation`, `AT_RECURSIVE` for
+//!    the `r*` ones), or `mount(NULL, dest, NULL, p, NULL)`.
 //! 6. `idmap` (`idmap`/`ridmap`): only valid for bind mounts, and needs the mount's
 //!    `uidMappings`/`gidMappings` (or, without them, the container's user namespace). The
 //!    caller clones the source with `open_tree(OPEN_TREE_CLONE | (AT_RECURSIVE if
@@ -165,6 +171,80 @@ impl MountOptions {
         self.is_bind
             && (self.flags.intersects(PER_MOUNT_FLAGS)
                 || self.clear_flags.intersects(PER_MOUNT_FLAGS))
+    }
+
+    /// For a bind: the per-mount flags the options set and clear, as mount_setattr(2)'s pair,
+    /// to apply to the new (still detached) bind. What the options do not name stays as the
+    /// source mount has it, as the remount of [`Self::remount_flags`] keeps it; that also keeps
+    /// the flags the kernel locked in a user namespace. The atime mode changes only when the
+    /// options name one.
+    pub fn bind_attrs(&self) -> MountAttr {
+        let mut set = plain_attrs_of(self.flags);
+        let mut clear = plain_attrs_of(self.clear_flags);
+        if self.flags.intersects(ATIME_MODE_FLAGS) {
+            set |= atime_attr_of(self.flags);
+            clear |= MOUNT_ATTR__ATIME;
+        }
+        // An on/off bit both cleared and set (never the case from the parser) ends set; the
+        // atime mask stays whole in `clear`, as the kernel demands with a new mode.
+        clear &= !(set & !MOUNT_ATTR__ATIME);
+        MountAttr {
+            attr_set: set,
+            attr_clr: clear,
+        }
+    }
+}
+
+const ATIME_MODE_FLAGS: MsFlags = MsFlags::MS_NOATIME
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME);
+
+/// For a new filesystem: the mount's `MOUNT_ATTR_*` bits for fsmount(2), what mount(2) would
+/// make of the same flags (relatime unless noatime or strictatime is given).
+pub fn new_mount_attrs(flags: MsFlags) -> u64 {
+    plain_attrs_of(flags) | atime_attr_of(flags)
+}
+
+/// For a new filesystem: the superblock flags among `flags`, as the fsconfig(2) flag names the
+/// kernel knows (`ro`, `sync`, ...). `silent`, `acl` and `iversion` have no such name: mount(2)
+/// only passes them as initial superblock flags, which filesystems decide for themselves.
+pub fn superblock_params(flags: MsFlags) -> Vec<&'static str> {
+    [
+        (MsFlags::MS_RDONLY, "ro"),
+        (MsFlags::MS_SYNCHRONOUS, "sync"),
+        (MsFlags::MS_DIRSYNC, "dirsync"),
+        (MsFlags::MS_LAZYTIME, "lazytime"),
+        (MsFlags::MS_MANDLOCK, "mand"),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .map(|(_, name)| name)
+    .collect()
+}
+
+/// The on/off `MOUNT_ATTR_*` bits of per-mount `MS_*` flags (not the atime mode).
+pub fn plain_attrs_of(flags: MsFlags) -> u64 {
+    [
+        (MsFlags::MS_RDONLY, MOUNT_ATTR_RDONLY),
+        (MsFlags::MS_NOSUID, MOUNT_ATTR_NOSUID),
+        (MsFlags::MS_NODEV, MOUNT_ATTR_NODEV),
+        (MsFlags::MS_NOEXEC, MOUNT_ATTR_NOEXEC),
+        (MsFlags::MS_NODIRATIME, MOUNT_ATTR_NODIRATIME),
+        (MS_NOSYMFOLLOW, MOUNT_ATTR_NOSYMFOLLOW),
+    ]
+    .into_iter()
+    .filter(|(f, _)| flags.contains(*f))
+    .fold(0, |acc, (_, a)| acc | a)
+}
+
+/// The atime mode mount(2) picks from `flags`: strictatime wins, then noatime, else relatime.
+fn atime_attr_of(flags: MsFlags) -> u64 {
+    if flags.contains(MsFlags::MS_STRICTATIME) {
+        MOUNT_ATTR_STRICTATIME
+    } else if flags.contains(MsFlags::MS_NOATIME) {
+        MOUNT_ATTR_NOATIME
+    } else {
+        MOUNT_ATTR_RELATIME
     }
 }
 
@@ -1012,6 +1092,115 @@ mod tests {
                     path.display()
                 );
             }
+            Ok(())
+        });
+        result.unwrap();
+    }
+
+    /// What berth does (see the module documentation): binds set while detached, a new tmpfs
+    /// from fsopen/fsmount; the flags must come out as the remount way gives them.
+    #[test]
+    fn detached_mounts_get_what_the_options_say() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+        let result = in_mount_namespace("detached_mounts_get_what_the_options_say", |base| {
+            use crate::runtime::mountfd;
+            use anyhow::ensure;
+            use std::os::fd::AsFd;
+            let open = |p: &std::path::Path| {
+                nix::fcntl::open(
+                    p,
+                    nix::fcntl::OFlag::O_PATH | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+            };
+            let bind = |source: &std::path::Path, options: &[&str]| -> anyhow::Result<_> {
+                let dest = base.join(format!("d{}", options.join("-")));
+                std::fs::create_dir_all(&dest)?;
+                let o = parse(options);
+                let tree = mountfd::clone_tree(None, source, o.recursive)?;
+                let a = o.bind_attrs();
+                mountfd::set_attrs(tree.as_fd(), a.attr_set, a.attr_clr, false)?;
+                let r = o.recursive_attrs;
+                if !r.is_empty() {
+                    mountfd::set_attrs(tree.as_fd(), r.attr_set, r.attr_clr, true)?;
+                }
+                mountfd::attach(tree.as_fd(), open(&dest)?.as_fd())?;
+                Ok(dest)
+            };
+            let source = base.join("source");
+            std::fs::create_dir_all(&source)?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &source,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOATIME,
+                None::<&str>,
+            )?;
+            std::fs::create_dir_all(source.join("nested"))?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &source.join("nested"),
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )?;
+            // "ro": read-only, the inherited nosuid, nodev and noatime kept.
+            let ro = bind(&source, &["bind", "ro"])?;
+            let flags = mount_flags_of(&ro)?;
+            ensure!(
+                flags.contains(
+                    MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOATIME
+                ),
+                "ro: {flags:?}"
+            );
+            // "rw,suid,strictatime" over that: writable, suid, strictatime; nodev kept.
+            let rw = bind(&ro, &["bind", "rw", "suid", "strictatime"])?;
+            let flags = mount_flags_of(&rw)?;
+            ensure!(
+                !flags.intersects(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOATIME),
+                "rw: {flags:?}"
+            );
+            ensure!(flags.contains(MsFlags::MS_NODEV), "rw: {flags:?}");
+            // "rbind,ro": the submount stays writable; "rbind,rro": read-only too.
+            let top_only = bind(&source, &["rbind", "ro"])?;
+            ensure!(!mount_flags_of(&top_only.join("nested"))?.contains(MsFlags::MS_RDONLY));
+            let all = bind(&source, &["rbind", "rro"])?;
+            ensure!(mount_flags_of(&all.join("nested"))?.contains(MsFlags::MS_RDONLY));
+            // A tmpfs: superblock flags and data by fsconfig, mount flags by fsmount.
+            let o = parse(&["nosuid", "noexec", "ro", "mode=1770", "size=1m"]);
+            let mut params: Vec<mountfd::FsParam> = superblock_params(o.flags)
+                .into_iter()
+                .map(mountfd::FsParam::Flag)
+                .collect();
+            params.extend(mountfd::split_data(&o.data));
+            let mnt =
+                mountfd::new_fs("tmpfs", "tmpfs".as_ref(), &params, new_mount_attrs(o.flags))?;
+            let dest = base.join("tmpfs");
+            std::fs::create_dir_all(&dest)?;
+            mountfd::attach(mnt.as_fd(), open(&dest)?.as_fd())?;
+            let flags = mount_flags_of(&dest)?;
+            ensure!(
+                flags.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC),
+                "tmpfs: {flags:?}"
+            );
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&dest)?.permissions().mode() & 0o7777;
+            ensure!(mode == 0o1770, "tmpfs mode {mode:o}");
+            // The filesystem's own words reach the error.
+            let bad = mountfd::new_fs(
+                "tmpfs",
+                "tmpfs".as_ref(),
+                &[mountfd::FsParam::Value("mode", "x")],
+                0,
+            );
+            let err = format!("{:#}", bad.expect_err("mode=x accepted"));
+            ensure!(err.contains("mode"), "{err}");
             Ok(())
         });
         result.unwrap();

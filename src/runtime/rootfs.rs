@@ -1,19 +1,23 @@
 //! The container's root filesystem: mounts, devices, pivot_root, masked and read-only paths.
 //!
-//! Everything before `pivot_root` resolves destinations with [`inroot`], so nothing the rootfs
-//! holds can send a mount outside it; after `pivot_root` the container's `/` is the root and
-//! plain paths are safe.
+//! Every path inside the rootfs is resolved with [`inroot`] (symlinks kept inside the root,
+//! magic links refused) into an fd, and every mount is made detached, given all its attributes
+//! and attached onto that fd ([`mountfd`]): no step looks a destination up a second time, so a
+//! symlink or a rename in the rootfs cannot send a later step to another place. A destination
+//! that lands inside /proc is refused, as runc does.
 
 use crate::runtime::devices::{self, DevicePlan};
 use crate::runtime::inroot::{self, fd_path, Create};
 use crate::runtime::mount_options::{
-    mount_flags_of_fd, parse_mount_options, MountOptions, MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC,
-    MOUNT_ATTR_NOSUID, MOUNT_ATTR_RDONLY,
+    new_mount_attrs, parse_mount_options, plain_attrs_of, superblock_params, MountOptions,
+    MOUNT_ATTR_RDONLY,
 };
+use crate::runtime::mountfd::{self, FsParam};
+use crate::runtime::spec;
 use anyhow::{bail, Context, Result};
 use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{mkdirat, Mode};
+use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
 use oci_spec::runtime::Spec;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -30,6 +34,12 @@ pub struct MountPlan {
 /// Everything the child needs to build the root filesystem.
 pub struct RootfsPlan {
     pub rootfs: PathBuf,
+    /// The bundle directory and `root.path` as written: the child opens the rootfs again
+    /// with [`spec::open_rootfs`] in its own mount namespace.
+    pub bundle_dir: PathBuf,
+    pub root_path: PathBuf,
+    /// Device and inode of the rootfs the parent checked; the child's must be the same.
+    pub rootfs_id: (u64, u64),
     pub mounts: Vec<MountPlan>,
     /// Propagation applied to `/` recursively before anything is mounted.
     pub root_propagation: MsFlags,
@@ -59,6 +69,13 @@ impl RootfsPlan {
         no_pivot: bool,
     ) -> Result<RootfsPlan> {
         let linux = spec.linux().as_ref();
+        let root_path = spec
+            .root()
+            .as_ref()
+            .context("root: missing")?
+            .path()
+            .clone();
+        let rootfs_id = file_id(&spec::open_rootfs(bundle_dir, &root_path)?)?;
         let mut mounts = Vec::new();
         for (index, m) in spec.mounts().iter().flatten().enumerate() {
             let field = format!("mounts[{index}]");
@@ -137,6 +154,9 @@ impl RootfsPlan {
         };
         Ok(RootfsPlan {
             rootfs: rootfs.to_path_buf(),
+            bundle_dir: bundle_dir.to_path_buf(),
+            root_path,
+            rootfs_id,
             mounts,
             root_propagation,
             propagation_after_pivot,
@@ -161,6 +181,28 @@ impl RootfsPlan {
     }
 }
 
+fn file_id(fd: &OwnedFd) -> Result<(u64, u64)> {
+    let st = fstat(fd)?;
+    Ok((st.st_dev, st.st_ino))
+}
+
+/// A fault of the config field named in the text itself (`mounts[3].destination: ...`),
+/// passed on without a second name in front.
+#[derive(Debug)]
+struct FieldError(String);
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for FieldError {}
+
+fn field_error(text: String) -> anyhow::Error {
+    anyhow::Error::new(FieldError(text))
+}
+
 /// Child, in its new mount namespace: everything up to (not including) pivot_root.
 /// Returns an fd of the new root for [`pivot`].
 pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
@@ -176,21 +218,31 @@ pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
     if !plan.root_propagation.contains(MsFlags::MS_REC) {
         make_parent_mount_private(&plan.rootfs)?;
     }
-    // pivot_root needs the new root to be a mount point.
-    mount(
-        Some(&plan.rootfs),
-        &plan.rootfs,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .with_context(|| format!("root.path: cannot bind-mount {}", plan.rootfs.display()))?;
-    let root: OwnedFd = std::fs::File::open(&plan.rootfs)
-        .with_context(|| format!("root.path: {}", plan.rootfs.display()))?
-        .into();
+    // pivot_root needs the new root to be a mount point: the rootfs is bound onto itself. It is
+    // opened again here, in this mount namespace, by the rules the parent checked, and must be
+    // the directory the parent saw; the bind is made from and onto that fd, and the new
+    // mount's own fd is the root from here on.
+    let dir = spec::open_rootfs(&plan.bundle_dir, &plan.root_path)?;
+    if file_id(&dir)? != plan.rootfs_id {
+        bail!(
+            "root.path: {} changed while the container was being created",
+            plan.rootfs.display()
+        );
+    }
+    let root = mountfd::clone_fd(dir.as_fd(), true)
+        .and_then(|tree| mountfd::attach(tree.as_fd(), dir.as_fd()).map(|()| tree))
+        .with_context(|| format!("root.path: cannot bind-mount {}", plan.rootfs.display()))?;
+    // Where the kernel shows the root: destinations are checked against the paths it shows
+    // for them.
+    let root_seen = std::fs::read_link(fd_path(&root)).context("cannot read the rootfs path")?;
     for m in &plan.mounts {
-        mount_entry(&root, m, plan)
-            .with_context(|| format!("mounts[{}] ({})", m.index, m.destination.display()))?;
+        mount_entry(&root, &root_seen, m, plan).map_err(|e| {
+            if e.is::<FieldError>() {
+                e
+            } else {
+                e.context(format!("mounts[{}] ({})", m.index, m.destination.display()))
+            }
+        })?;
     }
     if plan.populate_dev {
         devices::populate(&root, &plan.devices, plan.bind_devices)?;
@@ -235,230 +287,235 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_entry(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
+fn mount_entry(root: &OwnedFd, root_seen: &Path, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
     let o = &m.options;
     if m.typ == "cgroup" && !o.is_bind {
-        return mount_cgroup(root, m, plan);
+        let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Dir)?;
+        check_destination(root_seen, &dest, m, None)?;
+        return mount_cgroup(&dest, m, plan);
     }
     if o.flags.contains(MsFlags::MS_REMOUNT) {
         // A remount entry changes a mount made earlier in the list.
         let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
+        check_destination(root_seen, &dest, m, None)?;
         let data = (!o.data.is_empty()).then_some(o.data.as_str());
         return mount(None::<&str>, &fd_path(&dest), None::<&str>, o.flags, data)
             .context("cannot remount");
     }
-    if o.is_bind {
+    let (mnt, dest) = if o.is_bind {
         let src = m.source.as_ref().expect("checked in RootfsPlan::new");
-        let create = if std::fs::metadata(src)?.is_dir() {
+        let tree = mountfd::clone_tree(None, src, o.recursive)
+            .with_context(|| format!("cannot bind {}", src.display()))?;
+        let create = if inroot::is_dir(&tree) {
             Create::Dir
         } else {
             Create::File
         };
         let dest = inroot::resolve(root.as_fd(), &m.destination, create)?;
-        let mut flags = MsFlags::MS_BIND;
-        if o.recursive {
-            flags |= MsFlags::MS_REC;
-        }
-        mount(
-            Some(src),
-            &fd_path(&dest),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .with_context(|| format!("cannot bind {}", src.display()))?;
+        check_destination(root_seen, &dest, m, Some(&tree))?;
         if o.needs_remount {
-            let fd = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
-            let flags = o.remount_flags(mount_flags_of_fd(fd.as_fd())?);
-            mount(
-                None::<&str>,
-                &fd_path(&fd),
-                None::<&str>,
-                flags,
-                None::<&str>,
-            )
-            .context("cannot remount bind mount")?;
+            // The kernel ignores per-mount flags on a bind: they are set on the new bind
+            // while it is still detached, so nothing ever sees it without them.
+            let attrs = o.bind_attrs();
+            mountfd::set_attrs(tree.as_fd(), attrs.attr_set, attrs.attr_clr, false)
+                .context("cannot set the bind mount's options")?;
         }
+        (tree, dest)
     } else {
-        let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Dir)?;
-        let source = m.source.as_deref().unwrap_or(Path::new(&m.typ));
-        let data = (!o.data.is_empty()).then_some(o.data.as_str());
-        mount(
-            Some(source),
-            &fd_path(&dest),
-            Some(m.typ.as_str()),
-            o.flags,
-            data,
-        )
-        .with_context(|| format!("cannot mount {} ({})", m.typ, data.unwrap_or("")))?;
-    }
-    set_propagation(root, &m.destination, &o.propagation)?;
-    if !o.recursive_attrs.is_empty() {
-        let fd = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
-        mount_setattr_recursive(&fd, o.recursive_attrs.attr_set, o.recursive_attrs.attr_clr)?;
-    }
-    Ok(())
-}
-
-/// runc's recursive options (`rro`, `rnosuid`, ...): mount_setattr(2) with AT_RECURSIVE.
-fn mount_setattr_recursive(fd: &OwnedFd, set: u64, clear: u64) -> Result<()> {
-    let fd = std::os::fd::AsRawFd::as_raw_fd(fd);
-    mount_setattr(
-        fd,
-        c"",
-        libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-        set,
-        clear,
-    )
-    .context("mount_setattr (recursive mount options)")
-}
-
-/// Sets `attrs` on the mount at `path` and every mount below it.
-fn mount_setattr_at(path: &Path, attrs: u64) -> Result<()> {
-    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())?;
-    mount_setattr(libc::AT_FDCWD, &c, libc::AT_RECURSIVE, attrs, 0)
-        .with_context(|| format!("mount_setattr {}", path.display()))
-}
-
-fn mount_setattr(
-    dirfd: libc::c_int,
-    path: &std::ffi::CStr,
-    flags: libc::c_int,
-    set: u64,
-    clear: u64,
-) -> std::io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    // SAFETY: `path` is a NUL-terminated string and `attr` a mount_attr; both outlive the
-    // call, and the struct's size is passed.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            dirfd,
-            path.as_ptr(),
-            flags as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Re-applies flags to a bind mount (the kernel ignores them on the first MS_BIND). Flags the
-/// kernel locked on the source (nosuid, nodev, noexec in a user namespace) are kept.
-fn remount(root: &OwnedFd, dest: &Path, flags: MsFlags) -> Result<()> {
-    let fd = inroot::resolve(root.as_fd(), dest, Create::Nothing)?;
-    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
-    let want = (flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT)) | base;
-    match mount(
-        None::<&str>,
-        &fd_path(&fd),
-        None::<&str>,
-        want,
-        None::<&str>,
-    ) {
-        Err(nix::errno::Errno::EPERM) => {
-            let locked = locked_flags(&fd)?;
-            mount(
-                None::<&str>,
-                &fd_path(&fd),
-                None::<&str>,
-                want | locked,
-                None::<&str>,
+        let dest = resolve_new_fs_destination(root, m)?;
+        check_destination(root_seen, &dest, m, None)?;
+        let source = m
+            .source
+            .as_deref()
+            .map_or(m.typ.as_ref(), |s| s.as_os_str());
+        if o.propagation.is_empty() && o.recursive_attrs.is_empty() {
+            // Nothing to do after the mount: mount(2) onto the fd (through the host's
+            // /proc, not yet the container's) makes it with every flag in one call.
+            let data = (!o.data.is_empty()).then_some(o.data.as_str());
+            return mount(
+                Some(source),
+                &fd_path(&dest),
+                Some(m.typ.as_str()),
+                o.flags,
+                data,
             )
-            .context("cannot remount bind mount")
+            .with_context(|| format!("cannot mount {} ({})", m.typ, data.unwrap_or("")));
         }
-        r => r.context("cannot remount bind mount"),
+        let mut params: Vec<FsParam> = superblock_params(o.flags)
+            .into_iter()
+            .map(FsParam::Flag)
+            .collect();
+        params.extend(mountfd::split_data(&o.data));
+        let mnt = mountfd::new_fs(&m.typ, source, &params, new_mount_attrs(o.flags))
+            .with_context(|| format!("cannot mount {} ({})", m.typ, o.data))?;
+        (mnt, dest)
+    };
+    if !o.recursive_attrs.is_empty() {
+        let a = o.recursive_attrs;
+        mountfd::set_attrs(mnt.as_fd(), a.attr_set, a.attr_clr, true)
+            .context("recursive mount options")?;
     }
-}
-
-fn locked_flags(fd: &OwnedFd) -> Result<MsFlags> {
-    let st = nix::sys::statvfs::fstatvfs(fd)?;
-    let f = st.flags();
-    use nix::sys::statvfs::FsFlags;
-    let mut out = MsFlags::empty();
-    for (fs, ms) in [
-        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
-        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
-        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
-        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
-        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
-        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
-        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
-    ] {
-        if f.contains(fs) {
-            out |= ms;
-        }
-    }
-    Ok(out)
-}
-
-fn set_propagation(root: &OwnedFd, dest: &Path, propagation: &[MsFlags]) -> Result<()> {
-    if propagation.is_empty() {
-        return Ok(());
-    }
-    let fd = inroot::resolve(root.as_fd(), dest, Create::Nothing)?;
-    for p in propagation {
-        mount(None::<&str>, &fd_path(&fd), None::<&str>, *p, None::<&str>)
-            .context("cannot set mount propagation")?;
+    mountfd::attach(mnt.as_fd(), dest.as_fd())?;
+    // Propagation is changed on the attached mount through its own fd.
+    for p in &o.propagation {
+        mountfd::set_propagation(mnt.as_fd(), *p).context("cannot set mount propagation")?;
     }
     Ok(())
+}
+
+/// The destination of a new filesystem. proc and sysfs must go on a directory that is really
+/// there, not through a symlink that is the last component (runc: "must be mounted on
+/// ordinary directory"): an image could otherwise place them wherever its links point.
+fn resolve_new_fs_destination(root: &OwnedFd, m: &MountPlan) -> Result<OwnedFd> {
+    let (Some(parent), Some(name), true) = (
+        m.destination.parent(),
+        m.destination.file_name(),
+        matches!(m.typ.as_str(), "proc" | "sysfs"),
+    ) else {
+        return inroot::resolve(root.as_fd(), &m.destination, Create::Dir);
+    };
+    let parent = inroot::resolve(root.as_fd(), parent, Create::Dir)?;
+    let ordinary = |what: &str| {
+        field_error(format!(
+            "mounts[{}].destination: filesystem {:?} must be mounted on ordinary directory \
+             ({} is {what})",
+            m.index,
+            m.typ,
+            m.destination.display()
+        ))
+    };
+    match fstatat(&parent, name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+            SFlag::S_IFDIR => {}
+            SFlag::S_IFLNK => return Err(ordinary("a symlink")),
+            _ => return Err(ordinary("not a directory")),
+        },
+        Err(nix::errno::Errno::ENOENT) => {
+            match mkdirat(&parent, name, Mode::from_bits_truncate(0o755)) {
+                Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create {}", m.destination.display()))
+                }
+            }
+        }
+        Err(e) => return Err(e).with_context(|| m.destination.display().to_string()),
+    }
+    // O_DIRECTORY with O_NOFOLLOW: a symlink swapped in since fails here.
+    openat(
+        &parent,
+        name,
+        OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|_| ordinary("not a directory any more"))
+}
+
+/// Files under /proc that a bind may cover, for lxcfs (runc's list).
+const LXCFS_PROC_FILES: [&str; 10] = [
+    "/proc/cpuinfo",
+    "/proc/diskstats",
+    "/proc/meminfo",
+    "/proc/stat",
+    "/proc/swaps",
+    "/proc/uptime",
+    "/proc/loadavg",
+    "/proc/slabinfo",
+    "/proc/net/dev",
+    "/proc/sys/kernel/ns_last_pid",
+];
+
+/// runc's checkProcMount, on where the destination really is (the fd), not on the path as
+/// written, which an image symlink can send into /proc: nothing may be mounted inside /proc
+/// (a mount there could turn the writes berth or the container makes to /proc files into
+/// writes elsewhere), except binds on lxcfs's files; on /proc itself only a new procfs, or a
+/// bind of one. A destination on any procfs (one mounted elsewhere) is refused as well.
+fn check_destination(
+    root_seen: &Path,
+    dest: &OwnedFd,
+    m: &MountPlan,
+    bind_source: Option<&OwnedFd>,
+) -> Result<()> {
+    let seen = std::fs::read_link(fd_path(dest)).context("cannot read the destination's path")?;
+    let inside = seen
+        .strip_prefix(root_seen)
+        .ok()
+        .map(|p| Path::new("/").join(p));
+    let on_procfs = inroot::on_procfs(dest.as_fd()).context("cannot stat the destination")?;
+    let refuse = |why: String| {
+        Err(field_error(format!(
+            "mounts[{}].destination: {:?}{} cannot be mounted because {why}",
+            m.index,
+            m.destination.display(),
+            match &inside {
+                Some(p) if p != &m.destination => format!(" (which is {})", p.display()),
+                _ => String::new(),
+            }
+        )))
+    };
+    match &inside {
+        Some(p) if p == Path::new("/proc") => {
+            let is_proc = match bind_source {
+                Some(src) => inroot::on_procfs(src.as_fd()) == Ok(true),
+                None => m.typ == "proc" || m.options.flags.contains(MsFlags::MS_REMOUNT),
+            };
+            if is_proc {
+                return Ok(());
+            }
+            refuse("it is not of type proc".to_string())
+        }
+        Some(p) if p.starts_with("/proc") => {
+            if LXCFS_PROC_FILES.iter().any(|f| p == Path::new(f)) {
+                return Ok(());
+            }
+            refuse("it is inside /proc".to_string())
+        }
+        _ if on_procfs => refuse(format!("it is inside a procfs ({})", seen.display())),
+        _ => Ok(()),
+    }
 }
 
 /// A `cgroup` mount shows the container its own cgroups: on a v2-only host its cgroup2
 /// directory; otherwise a tmpfs holding one directory per hierarchy, each a bind of the
 /// container's cgroup in that hierarchy. Binds work the same with or without a cgroup
-/// namespace and inside a user namespace, where mounting cgroup v1 is not allowed.
-fn mount_cgroup(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
+/// namespace and inside a user namespace, where mounting cgroup v1 is not allowed. Each mount
+/// gets its flags (and nosuid, nodev, noexec) before it is attached.
+fn mount_cgroup(dest: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
     let o = &m.options;
-    let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Dir)?;
-    let bind_flags = MsFlags::MS_BIND | MsFlags::MS_REC;
     if let [(name, dir)] = plan.cgroup_binds.as_slice() {
         if name.is_empty() {
-            mount(
-                Some(dir),
-                &fd_path(&dest),
-                None::<&str>,
-                bind_flags,
-                None::<&str>,
-            )
-            .context("cannot bind the container's cgroup")?;
-            return remount(
-                root,
-                &m.destination,
+            let attrs = plain_attrs_of(
                 o.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             );
+            let tree = mountfd::clone_tree(None, dir, true)
+                .context("cannot bind the container's cgroup")?;
+            mountfd::set_attrs(tree.as_fd(), attrs, 0, false)
+                .context("cannot set the flags of the container's cgroup bind")?;
+            return mountfd::attach(tree.as_fd(), dest.as_fd());
         }
     }
     let tmpfs_flags = o.flags & !MsFlags::MS_RDONLY;
-    mount(
-        Some("tmpfs"),
-        &fd_path(&dest),
-        Some("tmpfs"),
-        tmpfs_flags,
-        Some("mode=755"),
+    let mut params: Vec<FsParam> = superblock_params(tmpfs_flags)
+        .into_iter()
+        .map(FsParam::Flag)
+        .collect();
+    params.push(FsParam::Value("mode", "755"));
+    let tmpfs = mountfd::new_fs(
+        "tmpfs",
+        "tmpfs".as_ref(),
+        &params,
+        new_mount_attrs(tmpfs_flags),
     )
     .context("cannot mount tmpfs for cgroups")?;
-    // The tmpfs is new and ours, so its directories are made and opened directly in it.
-    let tmpfs = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
-    for (name, dir) in &plan.cgroup_binds {
+    // The tmpfs is new and ours: its directories are made while it is still detached, and the
+    // binds go onto them by fd.
+    for (name, _) in &plan.cgroup_binds {
         mkdirat(&tmpfs, name.as_str(), Mode::from_bits_truncate(0o755))
             .with_context(|| format!("cannot make {name} in the cgroup tmpfs"))?;
-        let subfd = openat(
+    }
+    mountfd::attach(tmpfs.as_fd(), dest.as_fd())?;
+    for (name, dir) in &plan.cgroup_binds {
+        let subdir = openat(
             &tmpfs,
             name.as_str(),
             OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -467,42 +524,21 @@ fn mount_cgroup(root: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
         .with_context(|| format!("cannot open {name} in the cgroup tmpfs"))?;
         mount(
             Some(dir),
-            &fd_path(&subfd),
+            &fd_path(&subdir),
             None::<&str>,
-            bind_flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
             None::<&str>,
         )
         .with_context(|| format!("cannot bind {}", dir.display()))?;
     }
-    // One recursive mount_setattr gives the tmpfs and every bind their flags; kernels before
-    // 5.12 take a remount per bind.
-    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+    // One recursive mount_setattr through the tmpfs's own fd gives it and every bind below
+    // it their flags.
+    let mut attrs = plain_attrs_of(MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC);
     if o.flags.contains(MsFlags::MS_RDONLY) {
         attrs |= MOUNT_ATTR_RDONLY;
     }
-    // `tmpfs` still holds the tmpfs's root: the call covers the binds made below it.
-    if mount_setattr_recursive(&tmpfs, attrs, 0).is_ok() {
-        return Ok(());
-    }
-    for (name, _) in &plan.cgroup_binds {
-        remount(
-            root,
-            &m.destination.join(name),
-            o.flags | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        )?;
-    }
-    if o.flags.contains(MsFlags::MS_RDONLY) {
-        let fd = inroot::resolve(root.as_fd(), &m.destination, Create::Nothing)?;
-        mount(
-            None::<&str>,
-            &fd_path(&fd),
-            None::<&str>,
-            MsFlags::MS_REMOUNT | tmpfs_flags | MsFlags::MS_RDONLY,
-            Some("mode=755"),
-        )
-        .context("cannot make the cgroup tmpfs read-only")?;
-    }
-    Ok(())
+    mountfd::set_attrs(tmpfs.as_fd(), attrs, 0, true)
+        .context("cannot set the flags of the cgroup mounts")
 }
 
 /// Makes the prepared root the process's `/`, and lets go of the host's root.
@@ -545,12 +581,24 @@ fn move_root() -> Result<()> {
 }
 
 /// After pivot_root: read-only paths, masked paths, then the read-only root.
+///
+/// Each path is resolved once from the new root (magic links refused) and mounted onto by fd;
+/// one that does not exist is skipped, as in runc, but any other failure fails the create: a
+/// path silently left unmasked is what an image would aim for.
 pub fn finish(plan: &RootfsPlan) -> Result<()> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .context("cannot open /")?;
     for p in &plan.readonly_paths {
-        readonly_path(p).with_context(|| format!("linux.readonlyPaths: {}", p.display()))?;
+        readonly_path(&root, p).with_context(|| format!("linux.readonlyPaths: {}", p.display()))?;
     }
+    let mut masks = Masks::default();
     for p in &plan.masked_paths {
-        mask_path(p).with_context(|| format!("linux.maskedPaths: {}", p.display()))?;
+        mask_path(&root, p, &mut masks)
+            .with_context(|| format!("linux.maskedPaths: {}", p.display()))?;
     }
     if plan.readonly_root {
         let fd: OwnedFd = std::fs::File::open("/")?.into();
@@ -562,57 +610,120 @@ pub fn finish(plan: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-fn readonly_path(p: &Path) -> Result<()> {
-    match mount(
-        Some(p),
+/// `p` inside the (pivoted) root, or None if it does not exist.
+fn resolve_existing(root: &OwnedFd, p: &Path) -> Result<Option<OwnedFd>> {
+    match inroot::openat2(
+        root.as_fd(),
         p,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        libc::O_PATH,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
     ) {
-        Err(nix::errno::Errno::ENOENT) => return Ok(()),
-        r => r.context("cannot bind")?,
+        Ok(fd) => Ok(Some(fd)),
+        Err(nix::errno::Errno::ENOENT) => Ok(None),
+        Err(e) => Err(inroot::resolve_error(e, p)),
     }
-    // mount_setattr changes only the read-only flag, on the bind and every mount below it,
-    // and keeps the flags the kernel locked; kernels before 5.12 take a remount.
-    if mount_setattr_at(p, MOUNT_ATTR_RDONLY).is_ok() {
-        return Ok(());
-    }
-    let fd: OwnedFd = std::fs::File::open(p)?.into();
-    let flags = MsFlags::MS_BIND
-        | MsFlags::MS_REMOUNT
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_REC
-        | locked_flags(&fd)?;
-    mount(None::<&str>, p, None::<&str>, flags, None::<&str>).context("cannot remount read-only")
 }
 
-/// Masks a path: /dev/null over a file, an empty read-only tmpfs over a directory.
-fn mask_path(p: &Path) -> Result<()> {
-    let meta = match std::fs::symlink_metadata(p) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e.into()),
-    };
-    let r = if meta.is_dir() {
-        mount(
-            Some("tmpfs"),
-            p,
-            Some("tmpfs"),
-            MsFlags::MS_RDONLY,
-            None::<&str>,
-        )
-    } else {
-        mount(
-            Some("/dev/null"),
-            p,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-    };
-    match r {
-        Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
-        Err(e) => Err(e).context("cannot mask"),
+/// The flags of the mount `fd` is on that a remount must repeat: in a user namespace the
+/// kernel refuses to drop the ones inherited from a more privileged mount.
+fn locked_flags(fd: &OwnedFd) -> Result<MsFlags> {
+    let st = nix::sys::statvfs::fstatvfs(fd)?;
+    let f = st.flags();
+    use nix::sys::statvfs::FsFlags;
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
     }
+    Ok(out)
+}
+
+/// A recursive bind of `p` onto itself, read-only (and every mount below it) before it is
+/// attached. Flags the kernel locked stay as they are.
+fn readonly_path(root: &OwnedFd, p: &Path) -> Result<()> {
+    let Some(target) = resolve_existing(root, p)? else {
+        return Ok(());
+    };
+    let tree = mountfd::clone_fd(target.as_fd(), true).context("cannot bind")?;
+    mountfd::set_attrs(tree.as_fd(), MOUNT_ATTR_RDONLY, 0, true)
+        .context("cannot make the bind read-only")?;
+    mountfd::attach(tree.as_fd(), target.as_fd())
+}
+
+/// What masks are made from, each made once when first needed: the container's checked
+/// /dev/null, and the empty read-only tmpfs of the first masked directory, whose copies cover
+/// the others (copied once attached: kernels before 6.x refuse to copy a detached mount).
+#[derive(Default)]
+struct Masks {
+    dev_null: Option<OwnedFd>,
+    empty_dir: Option<OwnedFd>,
+}
+
+/// Masks a path: the null device over a file, an empty read-only tmpfs over a directory. After
+/// pivot_root the container's /proc is no safe way to reach an fd, so every mount here is
+/// made detached and attached by fd.
+fn mask_path(root: &OwnedFd, p: &Path, masks: &mut Masks) -> Result<()> {
+    let Some(target) = resolve_existing(root, p)? else {
+        return Ok(());
+    };
+    let source = if inroot::is_dir(&target) {
+        let Some(empty_dir) = &masks.empty_dir else {
+            let tmpfs = mountfd::new_fs(
+                "tmpfs",
+                "tmpfs".as_ref(),
+                &[FsParam::Flag("ro")],
+                new_mount_attrs(MsFlags::MS_RDONLY),
+            )
+            .context("cannot make a tmpfs to mask with")?;
+            mountfd::attach(tmpfs.as_fd(), target.as_fd()).context("cannot mask")?;
+            masks.empty_dir = Some(tmpfs);
+            return Ok(());
+        };
+        empty_dir
+    } else {
+        if masks.dev_null.is_none() {
+            masks.dev_null = Some(open_dev_null(root)?);
+        }
+        masks.dev_null.as_ref().expect("opened above")
+    };
+    let mnt = mountfd::clone_fd(source.as_fd(), false).context("cannot copy the mask")?;
+    mountfd::attach(mnt.as_fd(), target.as_fd()).context("cannot mask")
+}
+
+/// The container's /dev/null, opened without following any link, and checked to be the null
+/// device (character 1:3): the image or a bind of /dev may put anything there, and masking
+/// with a file or link it controls would show what it likes, or the very file masked.
+fn open_dev_null(root: &OwnedFd) -> Result<OwnedFd> {
+    let fd = inroot::openat2(
+        root.as_fd(),
+        Path::new("/dev/null"),
+        libc::O_PATH | libc::O_NOFOLLOW,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    )
+    .map_err(|e| match e {
+        nix::errno::Errno::ELOOP => anyhow::anyhow!(
+            "/dev/null in the container is reached through a symlink; berth masks only with \
+             the null device itself"
+        ),
+        e => anyhow::Error::new(e).context("cannot open /dev/null in the container to mask with"),
+    })?;
+    let st = fstat(&fd).context("/dev/null")?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let (major, minor) = (libc::major(st.st_rdev), libc::minor(st.st_rdev));
+    if kind != SFlag::S_IFCHR || (major, minor) != (1, 3) {
+        bail!(
+            "/dev/null in the container is not the null device (character device 1:3); \
+             berth does not mask with it"
+        );
+    }
+    Ok(fd)
 }

@@ -4,9 +4,14 @@
 //! (`process.user.uid: invalid type ...`) instead of only a line and column. Validation then
 //! catches what the kernel would otherwise reject with a bare EINVAL deep inside the child.
 
+use crate::runtime::inroot;
 use anyhow::{bail, Context, Result};
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::{fstat, Mode, SFlag};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::collections::HashSet;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 /// The oldest and newest runtime-spec versions berth accepts (major 1, minor 0 to 3).
@@ -37,13 +42,66 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
     } else {
         dir.join(root.path())
     };
-    let meta = std::fs::metadata(&rootfs)
-        .with_context(|| format!("root.path: {}: cannot access rootfs", rootfs.display()))?;
-    if !meta.is_dir() {
-        bail!("root.path: {} is not a directory", rootfs.display());
-    }
+    open_rootfs(&dir, root.path())?;
     validate(&spec)?;
     Ok(Bundle { dir, rootfs, spec })
+}
+
+/// Opens the directory `root.path` names (`O_PATH`), without letting what the bundle holds
+/// send it elsewhere: a relative path must resolve inside the bundle directory (symlinks on the
+/// way included, `..` and absolute links leaving it refused), and the last component must not
+/// be a symlink, whether the path is relative or absolute (an absolute one is the caller's
+/// explicit choice, as Podman passes). Magic links are never followed.
+///
+/// The parent checks the bundle with it; the child opens the rootfs again with it in its own
+/// mount namespace and binds it from that descriptor.
+pub fn open_rootfs(bundle_dir: &Path, root_path: &Path) -> Result<OwnedFd> {
+    // A trailing '/' would make the kernel follow a last-component symlink despite O_NOFOLLOW.
+    let shown = root_path.display();
+    let root_path: PathBuf = root_path.components().collect();
+    let bundle;
+    let (dir, resolve) = if root_path.is_absolute() {
+        (nix::fcntl::AT_FDCWD, libc::RESOLVE_NO_MAGICLINKS)
+    } else {
+        bundle = nix::fcntl::open(
+            bundle_dir,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .with_context(|| format!("--bundle {}: cannot open", bundle_dir.display()))?;
+        (
+            bundle.as_fd(),
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+        )
+    };
+    let fd = inroot::openat2(dir, &root_path, libc::O_PATH | libc::O_NOFOLLOW, resolve).map_err(
+        |e| match e {
+            Errno::EXDEV => anyhow::anyhow!(
+                "root.path: {shown:?} leads outside the bundle directory {} (a relative \
+                 root.path must stay inside it)",
+                bundle_dir.display()
+            ),
+            Errno::ELOOP => anyhow::anyhow!(
+                "root.path: {shown:?}: too many symlinks, or a magic link on the way"
+            ),
+            e => anyhow::Error::new(e).context(format!("root.path: {shown}: cannot access rootfs")),
+        },
+    )?;
+    let kind = SFlag::from_bits_truncate(
+        fstat(&fd)
+            .with_context(|| format!("root.path: {shown}"))?
+            .st_mode,
+    ) & SFlag::S_IFMT;
+    if kind == SFlag::S_IFLNK {
+        bail!(
+            "root.path: {shown:?} is a symlink; berth does not follow it (name the rootfs \
+             directory itself)"
+        );
+    }
+    if kind != SFlag::S_IFDIR {
+        bail!("root.path: {shown} is not a directory");
+    }
+    Ok(fd)
 }
 
 /// Parses config.json bytes; errors name the JSON path of the offending field.
@@ -356,5 +414,43 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.starts_with("process.args:"), "{err}");
+    }
+
+    #[test]
+    fn root_path_stays_in_the_bundle_and_is_no_symlink() {
+        use std::os::unix::fs::symlink;
+        let base = std::env::temp_dir().join(format!("berth-rootpath-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let bundle = base.join("bundle");
+        std::fs::create_dir_all(bundle.join("layers/real")).unwrap();
+        std::fs::create_dir_all(base.join("outside")).unwrap();
+        symlink("layers", bundle.join("via")).unwrap();
+        symlink(base.join("outside"), bundle.join("out")).unwrap();
+        symlink("layers/real", bundle.join("inside")).unwrap();
+        let open = |p: &str| open_rootfs(&bundle, Path::new(p)).map_err(|e| format!("{e:#}"));
+        assert!(open("layers/real").is_ok());
+        assert!(
+            open("./via/real/").is_ok(),
+            "a link on the way, inside the bundle"
+        );
+        assert!(
+            open(base.join("outside").to_str().unwrap()).is_ok(),
+            "absolute: the caller's"
+        );
+        for (p, says) in [
+            ("out", "is a symlink"),
+            ("out/", "is a symlink"),
+            ("inside", "is a symlink"),
+            ("inside/", "is a symlink"),
+            ("../outside", "outside the bundle"),
+            ("missing", "cannot access rootfs"),
+        ] {
+            let e = open(p).expect_err(p);
+            assert!(e.starts_with("root.path: ") && e.contains(says), "{p}: {e}");
+        }
+        let abs_link = bundle.join("out");
+        let e = open(abs_link.to_str().unwrap()).unwrap_err();
+        assert!(e.contains("is a symlink"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
