@@ -4,7 +4,8 @@
 //! files, eBPF device filter, freezer, stats) is never exercised. This test boots the host's
 //! Debian kernel in qemu with an initramfs holding this berth and busybox, mounts cgroup2 on
 //! /sys/fs/cgroup with every controller enabled, and runs `scripts/vm-tests/cgroup-v2.sh`
-//! there (see `scripts/vm-test.sh`). It needs root, `qemu-system-x86_64` (Debian:
+//! there (see `scripts/vm-test.sh`), then `scripts/vm-tests/mounts.sh`: the new mount API and
+//! openat2 rules on Debian's older kernel, with hostile rootfs refusals. It needs root, `qemu-system-x86_64` (Debian:
 //! qemu-system-x86) and a kernel in /boot (linux-image-amd64); without them it is skipped with
 //! a note, except under CI (`CI=true`), where a missing qemu, kernel or busybox is a failure.
 //!
@@ -88,7 +89,7 @@ fn cgroup_v2_checks_pass_in_a_vm() {
     let log = std::env::temp_dir().join(format!("berth-cgroup-v2-vm.{}.log", std::process::id()));
     let _ = std::fs::remove_file(&log);
     eprintln!(
-        "running scripts/vm-test.sh scripts/vm-tests/cgroup-v2.sh with BERTH={} and kernel {}",
+        "running scripts/vm-test.sh scripts/vm-tests/{{cgroup-v2,mounts}}.sh with BERTH={} and kernel {}",
         berth.display(),
         kernel.display()
     );
@@ -96,6 +97,7 @@ fn cgroup_v2_checks_pass_in_a_vm() {
     let out = Command::new("bash")
         .arg(repo.join("scripts/vm-test.sh"))
         .arg(repo.join("scripts/vm-tests/cgroup-v2.sh"))
+        .arg(repo.join("scripts/vm-tests/mounts.sh"))
         .current_dir(repo)
         .env("BERTH", &berth)
         .env("VM_LOG", &log)
