@@ -20,43 +20,13 @@ pub struct PrivateProc(std::os::fd::OwnedFd);
 
 impl PrivateProc {
     /// Mounts a fresh procfs (fsopen/fsmount, Linux 5.2) for the caller's pid namespace.
-    pub fn new() -> std::io::Result<PrivateProc> {
-        use std::os::fd::FromRawFd;
-        const FSOPEN_CLOEXEC: libc::c_uint = 1;
-        const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
-        const FSMOUNT_CLOEXEC: libc::c_uint = 1;
-        const ATTRS: libc::c_uint = 0x2 | 0x4 | 0x8; // MOUNT_ATTR_NOSUID | NODEV | NOEXEC
-                                                     // SAFETY: fsopen reads the NUL-terminated name and returns a new fd or -1.
-        let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
-        if fs < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fsopen returned a new descriptor that nothing else owns.
-        let fs = unsafe { std::os::fd::OwnedFd::from_raw_fd(fs as i32) };
-        let raw = std::os::fd::AsRawFd::as_raw_fd(&fs);
-        // SAFETY: FSCONFIG_CMD_CREATE takes no key, value or aux.
-        let r = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                raw,
-                FSCONFIG_CMD_CREATE,
-                std::ptr::null::<libc::c_char>(),
-                std::ptr::null::<libc::c_void>(),
-                0,
-            )
+    pub fn new() -> anyhow::Result<PrivateProc> {
+        use crate::runtime::mount_options::{
+            MOUNT_ATTR_NODEV, MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID,
         };
-        if r < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fsmount takes the configured context and returns a new mount fd or -1.
-        let mnt = unsafe { libc::syscall(libc::SYS_fsmount, raw, FSMOUNT_CLOEXEC, ATTRS) };
-        if mnt < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: fsmount returned a new descriptor that nothing else owns.
-        Ok(PrivateProc(unsafe {
-            std::os::fd::OwnedFd::from_raw_fd(mnt as i32)
-        }))
+        let attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC;
+        let mnt = crate::runtime::mountfd::new_fs("proc", "proc".as_ref(), &[], attrs)?;
+        Ok(PrivateProc(mnt))
     }
 
     /// Opens `rel` (e.g. `sys/net/ipv4/ip_forward`) for writing, beneath this procfs only: no
