@@ -53,7 +53,7 @@ fn mount_into_proc_through_a_symlink_is_refused() {
         b.args(&["true"]);
         let (dest, key) = if case == "image-link" {
             plant_symlink(&b, "/mnt", "/proc/sys/kernel");
-            ("/mnt/hostname", "kernel.hostname")
+            ("/mnt/domainname", "kernel.domainname")
         } else {
             let volume = ctx.dir("volume");
             symlink("/proc/sys/kernel", volume.join("k")).unwrap();
