@@ -371,7 +371,9 @@ fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
         // the destructor of the copied owner (it execs or _exits), so nothing closes it twice.
         unsafe { libc::close(*fd) };
     }
-    let err = match child_steps(plan, sync_fd.as_fd(), entry) {
+    let steps =
+        tie_to_creator(sync_fd.as_fd()).and_then(|()| child_steps(plan, sync_fd.as_fd(), entry));
+    let err = match steps {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -394,6 +396,10 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     // Still with the host's mounts and privileges.
     entry.join_self(&plan.cgroup, plan.process.oom_score_adj)?;
     namespaces::enter(&plan.ns, sync_fd)?;
+    if plan.ns.two_step || plan.ns.new_user() {
+        // Born of a second fork, or given new ids (which clear the parent-death signal).
+        tie_to_creator(sync_fd)?;
+    }
     if entry.needs_berth(&plan.cgroup) {
         sync::request(sync_fd, &Msg::CgroupNeeded)?;
     }
@@ -440,13 +446,23 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
         (None, Release::StartSocket(_)) => None,
     };
     let ready = process::prepare(&plan.process, true, pty, sync_fd)?;
+    tie_to_creator(sync_fd)?; // the container's ids, set just now, may have cleared it
     sync::send(sync_fd, &Msg::Ready)?;
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
-            Some(Msg::Start) => finish_start(plan, &ready, &state_json),
+            Some(Msg::Start) => {
+                untie_from_creator()?;
+                finish_start(plan, &ready, &state_json)
+            }
             other => bail!("sync channel: expected Start, got {other:?}"),
         },
         Release::StartSocket(listener) => {
+            match sync::recv(sync_fd)? {
+                Some(Msg::Handover) => {}
+                other => bail!("sync channel: expected Handover, got {other:?}"),
+            }
+            untie_from_creator()?;
+            sync::send(sync_fd, &Msg::Done)?;
             let conn = accept(listener.as_fd())?;
             let err = match finish_start(plan, &ready, &state_json) {
                 Ok(never) => match never {},
@@ -457,6 +473,39 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
             Err(err)
         }
     }
+}
+
+/// Until it is on record as created, the container process dies with the berth creating it
+/// (`PR_SET_PDEATHSIG`): killed at any instant, berth leaves no process that nothing records.
+/// Set again after anything that clears it (new ids; a second fork). berth may have died
+/// before the call: its end of the sync channel is closed then (a dying process's files are
+/// closed before its children are told), so look. getppid() cannot tell: in a new pid
+/// namespace it is 0 whoever the parent is.
+fn tie_to_creator(sync_fd: BorrowedFd) -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_PDEATHSIG)");
+    }
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&sync_fd),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0 {
+        bail!("berth exited while the container was being created");
+    }
+    Ok(())
+}
+
+/// The handover: the container is on record, and its process outlives berth from now on.
+fn untie_from_creator() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_PDEATHSIG)");
+    }
+    Ok(())
 }
 
 fn finish_start(
