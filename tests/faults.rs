@@ -135,6 +135,24 @@ impl Faults {
             .expect("berth did not end after SIGKILL");
     }
 
+    /// Before the container is on record as created, its process dies with the berth that
+    /// was creating it, with no `delete` needed (nothing else would find it without a cgroup).
+    #[track_caller]
+    fn dies_with_its_creator(&self, id: &str, what: &str) {
+        let deadline = Instant::now() + SETTLE;
+        loop {
+            let left = self.processes(id);
+            if left.is_empty() {
+                return;
+            }
+            if Instant::now() > deadline {
+                let desc: Vec<String> = left.iter().map(|&p| describe_process(p)).collect();
+                panic!("{what}: processes outlived the create: {desc:#?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// `delete --force ID` must succeed, soon, and leave nothing of the container.
     #[track_caller]
     fn delete_and_check(&self, id: &str, what: &str) {
@@ -286,7 +304,11 @@ fn kill_creates(f: &mut Faults, b: &Bundle, rounds: usize, test: &str) {
             f.kill_once(&create_args(b, &id), || !cgroup_dirs(&id).is_empty(), at);
             format!("create killed {at:?} after its first cgroup directory")
         };
-        *phases.entry(phase(&f.ctx, &id)).or_default() += 1;
+        let phase = phase(&f.ctx, &id);
+        *phases.entry(phase).or_default() += 1;
+        if phase != "container created" {
+            f.dies_with_its_creator(&id, &what);
+        }
         f.delete_and_check(&id, &what);
     }
     eprintln!("{test}: what the kills left before delete --force: {phases:?}");
@@ -385,6 +407,9 @@ fn run_killed_at_any_instant_leaves_nothing() {
             f.kill_once(&args, || !cgroup_dirs(&id).is_empty(), at);
             format!("run killed {at:?} after its first cgroup directory")
         };
+        if phase(&f.ctx, &id) != "container created" {
+            f.dies_with_its_creator(&id, &what);
+        }
         f.delete_and_check(&id, &what);
     }
     // A foreground run never finishes by itself here: every round killed it.
@@ -536,4 +561,24 @@ fn delete_force_whatever_the_state() {
 
     let never = format!("never-{}", f.mark);
     f.ctx.rt(&["delete", "--force", &never]).ok();
+}
+
+/// A create killed while its container process waits on something (a createContainer hook,
+/// here): the process and the hook die with it, before any `delete`.
+#[test]
+fn a_create_killed_while_stuck_takes_its_process_along() {
+    if skip() {
+        return;
+    }
+    let f = Faults::new("fstuckkill");
+    let mut b = f.sleeper_bundle();
+    b.add_hook("createContainer", f.sleeping_hook());
+    b.write();
+    let id = f.ctx.id("h");
+    let mut create = f.ctx.rt_bg(&create_args(&b, &id));
+    wait_for_hook(&f, &id);
+    create.child.kill().unwrap();
+    create.try_wait(CMD_TIMEOUT).unwrap();
+    f.dies_with_its_creator(&id, "create killed while its hook ran");
+    f.delete_and_check(&id, "create killed while its hook ran");
 }
