@@ -423,10 +423,13 @@ impl CgroupPaths {
     /// Kills every process in the container's cgroups, in every hierarchy and in any cgroup
     /// the container made below them, thawing a frozen one (a frozen process cannot die).
     /// For a container caught part-way through its creation, which may be in some
-    /// hierarchies only.
+    /// hierarchies only. Only in the directories berth made: one it did not (a
+    /// `cgroupsPath` naming an existing cgroup) may hold others' processes.
     pub fn kill_everything(&self) {
         for (i, dir) in self.dirs.iter().enumerate() {
-            kill_tree(dir, self.is_v2(i));
+            if self.created.contains(dir) {
+                kill_tree(dir, self.is_v2(i));
+            }
         }
     }
 
@@ -444,11 +447,6 @@ impl CgroupPaths {
                 );
             }
         }
-        if self.is_frozen() {
-            if let Some(dir) = &self.freezer {
-                thaw_dir(dir);
-            }
-        }
         let deadline = std::time::Instant::now() + DESTROY_WAIT;
         let mut errors = Vec::new();
         for dir in self.created.iter().rev() {
@@ -463,8 +461,12 @@ impl CgroupPaths {
                 match own {
                     // Processes still in it, dying or not yet signalled (a process that was
                     // joining when the others were killed), or cgroups the container made.
+                    // A frozen process does not die until thawed: thaw the freezer too.
                     Some(i) if busy && std::time::Instant::now() < deadline => {
                         kill_tree(dir, self.is_v2(i));
+                        if let Some(freezer) = &self.freezer {
+                            thaw_dir(freezer);
+                        }
                         std::thread::sleep(std::time::Duration::from_millis(2));
                     }
                     // A parent berth made, still used by other containers.
@@ -765,6 +767,32 @@ mod tests {
         full.sort_by_key(key);
         let show = |v: &[Hierarchy]| format!("{v:?}");
         assert_eq!(show(&quick), show(&full));
+    }
+
+    /// The record made before any cgroup lists what will be made: missing parents first,
+    /// never berth's kept parent, nothing that exists already.
+    #[test]
+    fn to_be_made_lists_the_missing_directories() {
+        let mount = std::env::temp_dir().join(format!("berth-to-be-made-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&mount);
+        std::fs::create_dir_all(&mount).unwrap();
+        let h = Hierarchy {
+            mount_point: mount.clone(),
+            mount_root: PathBuf::from("/"),
+            controllers: vec!["cpu".into()],
+            unified: false,
+        };
+        let plan = CgroupPaths::plan(Path::new("berth/a/b"), std::slice::from_ref(&h)).unwrap();
+        let made = |p: &CgroupPaths| p.to_be_made(std::slice::from_ref(&h));
+        assert_eq!(
+            made(&plan),
+            [mount.join("berth/a"), mount.join("berth/a/b")]
+        );
+        std::fs::create_dir_all(mount.join("berth/a")).unwrap();
+        assert_eq!(made(&plan), [mount.join("berth/a/b")]);
+        std::fs::create_dir_all(mount.join("berth/a/b")).unwrap();
+        assert!(made(&plan).is_empty());
+        std::fs::remove_dir_all(&mount).unwrap();
     }
 
     #[test]
