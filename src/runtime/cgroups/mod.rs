@@ -334,15 +334,15 @@ impl CgroupPaths {
     /// berth's kept parent left out): what the container's record lists before any is made,
     /// so that a `delete --force` after a crash removes them.
     pub fn to_be_made(&self, all: &[Hierarchy]) -> Vec<PathBuf> {
-        let kept_parent = |h: &Hierarchy, d: &Path| d == h.mount_point.join(BERTH_PARENT);
         let mut out = Vec::new();
         for (h, dir) in all.iter().zip(&self.dirs) {
             let start = out.len();
+            let kept = h.mount_point.join(BERTH_PARENT);
             let mut d = dir.as_path();
-            while d.starts_with(&h.mount_point) && d != h.mount_point && !d.exists() {
-                if !kept_parent(h, d) {
-                    out.insert(start, d.to_path_buf());
-                }
+            // Up to berth's kept parent, which is never listed (nor looked at: one stat per
+            // hierarchy for the usual `berth/<id>`).
+            while d.starts_with(&h.mount_point) && d != h.mount_point && d != kept && !d.exists() {
+                out.insert(start, d.to_path_buf());
                 let Some(parent) = d.parent() else { break };
                 d = parent;
             }
