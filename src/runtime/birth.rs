@@ -446,23 +446,24 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
         (None, Release::StartSocket(_)) => None,
     };
     let ready = process::prepare(&plan.process, true, pty, sync_fd)?;
-    tie_to_creator(sync_fd)?; // the container's ids, set just now, may have cleared it
+    // Set up, the process only waits now, on the channel: if berth dies before the container
+    // is on record (`Handover`, or `Start` for `run`), the channel closes unread and it
+    // exits. So the parent-death signal can go before berth is told it is ready, and berth
+    // need not wait for it to go (which would cost a round trip on every create).
+    untie_from_creator()?;
     sync::send(sync_fd, &Msg::Ready)?;
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
-            Some(Msg::Start) => {
-                untie_from_creator()?;
-                finish_start(plan, &ready, &state_json)
-            }
+            Some(Msg::Start) => finish_start(plan, &ready, &state_json),
             other => bail!("sync channel: expected Start, got {other:?}"),
         },
         Release::StartSocket(listener) => {
             match sync::recv(sync_fd)? {
                 Some(Msg::Handover) => {}
-                other => bail!("sync channel: expected Handover, got {other:?}"),
+                other => bail!(
+                    "sync channel: berth exited before the container was on record ({other:?})"
+                ),
             }
-            untie_from_creator()?;
-            sync::send(sync_fd, &Msg::Done)?;
             let conn = accept(listener.as_fd())?;
             let err = match finish_start(plan, &ready, &state_json) {
                 Ok(never) => match never {},
@@ -475,7 +476,7 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     }
 }
 
-/// Until it is on record as created, the container process dies with the berth creating it
+/// While it sets itself up, the container process dies with the berth creating it
 /// (`PR_SET_PDEATHSIG`): killed at any instant, berth leaves no process that nothing records.
 /// Set again after anything that clears it (new ids; a second fork). berth may have died
 /// before the call: its end of the sync channel is closed then (a dying process's files are
@@ -499,7 +500,7 @@ fn tie_to_creator(sync_fd: BorrowedFd) -> Result<()> {
     Ok(())
 }
 
-/// The handover: the container is on record, and its process outlives berth from now on.
+/// Set-up done: from here the sync channel ties the process to berth until the handover.
 fn untie_from_creator() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong) } != 0 {

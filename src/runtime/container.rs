@@ -268,8 +268,8 @@ fn create_in(
     }
     if !for_run {
         // The container is on record: its process may outlive us now (`run` tells it with
-        // `Start`, and stays).
-        sync::request(born.sync.as_fd(), &Msg::Handover)
+        // `Start`, and stays). Without this, our exit tells it to give up.
+        sync::send(born.sync.as_fd(), &Msg::Handover)
             .context("the container process did not take over")?;
     }
     Ok((born, work.state))

@@ -36,7 +36,7 @@ pub enum Msg {
     /// Parent → child: the cgroup is made and limited; join it.
     CgroupReady,
     /// Parent → child (`create`): the container is on record and berth is about to exit;
-    /// clear the parent-death signal and reply `Done`.
+    /// wait for `start` (had berth died before, the channel would close unread).
     Handover,
 }
 
