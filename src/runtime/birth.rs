@@ -12,6 +12,10 @@
 //! paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
 //! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
 //! wait for start → startContainer hooks → exec.
+//!
+//! Killed at any instant, berth leaves nothing unrecorded: its record is written before the
+//! clone, and the child dies with it (parent-death signal) until it is set up; then, waiting,
+//! it exits if the channel closes before berth says the container is on record ("handover").
 
 use crate::runtime::cgroups::CgroupPaths;
 use crate::runtime::hooks;
