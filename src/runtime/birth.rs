@@ -17,6 +17,10 @@
 //! `exec` ([`exec_into`]) does the same in two processes, so that nothing in the container can
 //! reach it before it is confined: the first, invisible from the container, joins and drops
 //! everything; only then does it fork the one that enters the pid namespace and execs.
+//!
+//! Killed at any instant, berth leaves nothing unrecorded: its record is written before the
+//! clone, and the child dies with it (parent-death signal) until it is set up; then, waiting,
+//! it exits if the channel closes before berth says the container is on record ("handover").
 
 use crate::runtime::cgroups::CgroupPaths;
 use crate::runtime::hooks;
@@ -376,7 +380,9 @@ fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
         // the destructor of the copied owner (it execs or _exits), so nothing closes it twice.
         unsafe { libc::close(*fd) };
     }
-    let err = match child_steps(plan, sync_fd.as_fd(), entry) {
+    let steps =
+        tie_to_creator(sync_fd.as_fd()).and_then(|()| child_steps(plan, sync_fd.as_fd(), entry));
+    let err = match steps {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -399,6 +405,10 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     // Still with the host's mounts and privileges.
     entry.join_self(&plan.cgroup, plan.process.oom_score_adj)?;
     namespaces::enter(&plan.ns, sync_fd)?;
+    if plan.ns.two_step || plan.ns.new_user() {
+        // Born of a second fork, or given new ids (which clear the parent-death signal).
+        tie_to_creator(sync_fd)?;
+    }
     if entry.needs_berth(&plan.cgroup) {
         sync::request(sync_fd, &Msg::CgroupNeeded)?;
     }
@@ -446,6 +456,11 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     }
     rootfs::finish(&plan.rootfs)?;
     let ready = process::prepare(&plan.process, terminal, sync_fd)?;
+    // Set up, the process only waits now, on the channel: if berth dies before the container
+    // is on record (`Handover`, or `Start` for `run`), the channel closes unread and it
+    // exits. So the parent-death signal can go before berth is told it is ready, and berth
+    // need not wait for it to go (which would cost a round trip on every create).
+    untie_from_creator()?;
     sync::send(sync_fd, &Msg::Ready)?;
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
@@ -453,6 +468,12 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
             other => bail!("sync channel: expected Start, got {other:?}"),
         },
         Release::StartSocket(listener) => {
+            match sync::recv(sync_fd)? {
+                Some(Msg::Handover) => {}
+                other => bail!(
+                    "sync channel: berth exited before the container was on record ({other:?})"
+                ),
+            }
             let conn = accept(listener.as_fd())?;
             let err = match finish_start(plan, &ready, &state_json) {
                 Ok(never) => match never {},
@@ -476,6 +497,39 @@ fn write_sysctls(sysctl: &[(String, String)]) -> Result<()> {
     for (key, value) in sysctl {
         proc.write_sysctl(key, value)
             .with_context(|| format!("linux.sysctl[{key:?}]: cannot set {value:?}"))?;
+    }
+    Ok(())
+}
+
+/// While it sets itself up, the container process dies with the berth creating it
+/// (`PR_SET_PDEATHSIG`): killed at any instant, berth leaves no process that nothing records.
+/// Set again after anything that clears it (new ids; a second fork). berth may have died
+/// before the call: its end of the sync channel is closed then (a dying process's files are
+/// closed before its children are told), so look. getppid() cannot tell: in a new pid
+/// namespace it is 0 whoever the parent is.
+fn tie_to_creator(sync_fd: BorrowedFd) -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_PDEATHSIG)");
+    }
+    let mut pfd = libc::pollfd {
+        fd: std::os::fd::AsRawFd::as_raw_fd(&sync_fd),
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no wait.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    if n > 0 && pfd.revents & (libc::POLLHUP | libc::POLLRDHUP) != 0 {
+        bail!("berth exited while the container was being created");
+    }
+    Ok(())
+}
+
+/// Set-up done: from here the sync channel ties the process to berth until the handover.
+fn untie_from_creator() -> Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0 as libc::c_ulong) } != 0 {
+        return Err(std::io::Error::last_os_error()).context("prctl(PR_SET_PDEATHSIG)");
     }
     Ok(())
 }

@@ -12,7 +12,7 @@ use crate::runtime::process::ProcessPlan;
 use crate::runtime::rootfs::RootfsPlan;
 use crate::runtime::spec;
 use crate::runtime::state::{
-    self, derive_status, oci_state_json, ContainerDir, ContainerState, Status,
+    self, derive_status, oci_state_json, ContainerDir, ContainerState, Locking, ProcessId, Status,
 };
 use crate::runtime::sync::{self, Msg};
 use crate::runtime::tty;
@@ -100,12 +100,9 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Some(cg) = &self.cgroup {
-            if let Ok(pids) = cg.pids() {
-                for p in pids {
-                    let _ = kill(Pid::from_raw(p), Signal::SIGKILL);
-                }
-            }
-            for e in cg.remove_created() {
+            // A process may be in some hierarchies only, caught while joining.
+            cg.kill_everything();
+            for e in cg.destroy() {
                 log::warn(&format!("{e:#}"));
             }
         }
@@ -153,6 +150,33 @@ fn create_in(
     let mounted = cgroups::hierarchies()?;
     let root = nix::unistd::geteuid().is_root();
     let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
+    let all_hooks = spec.hooks().clone().unwrap_or_default();
+    let mut state = ContainerState {
+        id: o.id.clone(),
+        pid: 0,
+        pid_start_time: 0,
+        bundle: bundle.dir.clone(),
+        rootfs: bundle.rootfs.clone(),
+        created: log::now_rfc3339(),
+        owner: owner_name(),
+        annotations: spec.annotations().clone().unwrap_or_default(),
+        cgroup: CgroupPaths {
+            created: cgroup.to_be_made(&mounted),
+            ..cgroup.clone()
+        },
+        namespaces: ns.types.clone(),
+        hooks: Some(kept_hooks(&all_hooks)),
+        process: process.clone(),
+        shares_host_pid_ns: !ns.has(LinuxNamespaceType::Pid),
+        creating: Some(ProcessId::me()?),
+    };
+    // The record first: whatever is made from here on, a `delete --force` after berth is
+    // killed at any instant finds it from this.
+    cleanup
+        .dir
+        .as_ref()
+        .expect("held until success")
+        .write_record(&state)?;
     let made = cgroup.make(&mounted, |h| made_before_clone(h, root));
     if let Err(e) = made {
         cgroup.remove_created();
@@ -203,22 +227,7 @@ fn create_in(
     } else {
         Release::StartSocket(listen_for_start(dir)?)
     };
-    let all_hooks = spec.hooks().clone().unwrap_or_default();
-    let state = ContainerState {
-        id: o.id.clone(),
-        pid: 0,
-        pid_start_time: 0,
-        bundle: bundle.dir.clone(),
-        rootfs: bundle.rootfs.clone(),
-        created: log::now_rfc3339(),
-        owner: owner_name(),
-        annotations: spec.annotations().clone().unwrap_or_default(),
-        cgroup: cgroup.clone(),
-        namespaces: ns.types.clone(),
-        hooks: Some(kept_hooks(&all_hooks)),
-        process: process.clone(),
-        shares_host_pid_ns: !ns.has(LinuxNamespaceType::Pid),
-    };
+    state.cgroup = cgroup.clone();
     let plan = BirthPlan {
         state: state.clone(),
         ns,
@@ -257,6 +266,12 @@ fn create_in(
     if let Some(f) = &o.pid_file {
         write_pid_file(f, born.pid)?;
     }
+    if !for_run {
+        // The container is on record: its process may outlive us now (`run` tells it with
+        // `Start`, and stays). Without this, our exit tells it to give up.
+        sync::send(born.sync.as_fd(), &Msg::Handover)
+            .context("the container process did not take over")?;
+    }
     Ok((born, work.state))
 }
 
@@ -289,6 +304,7 @@ impl birth::ParentWork for CreateWork<'_> {
 
     fn record(&mut self, pid: i32) -> Result<()> {
         self.state.cgroup = self.cgroup.clone();
+        self.state.creating = None;
         self.state.pid = pid;
         self.state.pid_start_time = state::process_start_time(pid)
             .context("the container process vanished during set-up")?;
@@ -475,18 +491,34 @@ pub fn kill_container(g: &Globals, id: &str, signal: Signal, all: bool) -> Resul
     signal_init(&st, signal)
 }
 
-/// Signals the init through a pidfd, after checking it is still the same process: between
-/// the check and the signal, a pidfd cannot come to name another process.
+/// Signals the init through a pidfd, after checking it is still the same process.
 fn signal_init(st: &ContainerState, signal: Signal) -> Result<()> {
+    let init = ProcessId {
+        pid: st.pid,
+        start_time: st.pid_start_time,
+    };
+    match signal_process(init, signal) {
+        Ok(true) => Ok(()),
+        Ok(false) => bail!("container {:?} is not running", st.id),
+        Err(e) => Err(e).with_context(|| format!("cannot signal container {:?}", st.id)),
+    }
+}
+
+/// Signals `p` through a pidfd, after checking it is still the same process: between the
+/// check and the signal, a pidfd cannot come to name another process. False if it is gone.
+fn signal_process(p: ProcessId, signal: Signal) -> Result<bool> {
+    if p.pid <= 0 {
+        return Ok(false);
+    }
     // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, st.pid, 0) };
+    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
     if raw < 0 {
-        bail!("container {:?} is not running", st.id);
+        return Ok(false);
     }
     // SAFETY: the descriptor was just returned to us and is owned by nobody else.
     let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw as i32) };
-    if state::process_start_time(st.pid) != Some(st.pid_start_time) {
-        bail!("container {:?} is not running", st.id);
+    if !p.alive() {
+        return Ok(false);
     }
     // SAFETY: sends a signal through a pidfd we own; null siginfo means a plain kill.
     let r = unsafe {
@@ -499,10 +531,9 @@ fn signal_init(st: &ContainerState, signal: Signal) -> Result<()> {
         )
     };
     if r < 0 {
-        return Err(std::io::Error::last_os_error())
-            .with_context(|| format!("cannot signal container {:?}", st.id));
+        return Err(std::io::Error::last_os_error().into());
     }
-    Ok(())
+    Ok(true)
 }
 
 fn signal_all(st: &ContainerState, signal: Signal) -> Result<()> {
@@ -526,40 +557,110 @@ fn signal_all(st: &ContainerState, signal: Signal) -> Result<()> {
 
 /// `delete`: remove a stopped container (or, with `force`, kill it first).
 pub fn delete(g: &Globals, id: &str, force: bool) -> Result<()> {
-    let dir = match ContainerDir::open(&g.root, id) {
-        Ok(d) => d,
-        // runc: deleting a container that does not exist is fine with --force.
-        Err(_)
-            if force
-                && state::validate_id(id).is_ok()
-                && !g.root.join(id).join("state.json").exists() =>
-        {
-            let _ = std::fs::remove_dir_all(g.root.join(id));
-            return Ok(());
-        }
-        Err(e) => return Err(e),
-    };
+    if force {
+        return delete_forced(g, id);
+    }
+    let dir = ContainerDir::open(&g.root, id)?;
     let st = dir.load()?;
-    let status = derive_status(&dir.path, &st);
-    match status {
+    match derive_status(&dir.path, &st) {
         Status::Stopped => {}
         Status::Created => kill_and_wait(&st)?,
-        Status::Running | Status::Paused | Status::Creating if force => kill_and_wait(&st)?,
-        _ => bail!(
+        status => bail!(
             "container {id:?} cannot be deleted: it is {} (use --force)",
             status.as_str()
         ),
     }
-    // Processes left in the cgroup (the container shared the host pid namespace, or exec'd
-    // processes outlived the init) go too.
-    let _ = signal_all(&st, Signal::SIGKILL);
-    let errors = st.cgroup.remove_created();
-    let poststop = st
-        .hooks
-        .as_ref()
-        .and_then(|h| h.poststop().clone())
-        .unwrap_or_default();
-    run_warn_only("poststop", &poststop, &st, Status::Stopped);
+    remove_container(dir, &st)
+}
+
+/// How long `delete --force` waits for the command holding a container's lock (a create
+/// stuck part-way, say) before it acts without it.
+const FORCED_LOCK_WAIT: Duration = Duration::from_secs(2);
+
+/// `delete --force`: whatever the container's state (being created, created, running, paused,
+/// stopped, a record left by a berth killed at any instant, a create stuck and holding the
+/// lock), kill every process of it, wait for them to die, remove its cgroups and its state.
+/// An id that does not exist is no error (runc).
+fn delete_forced(g: &Globals, id: &str) -> Result<()> {
+    let dir = match ContainerDir::lock_within(&g.root, id, Duration::ZERO)? {
+        Locking::Locked(dir) => dir,
+        Locking::Gone => return Ok(()),
+        Locking::Busy => match unblock_and_lock(g, id)? {
+            Some(dir) => dir,
+            None => return Ok(()),
+        },
+    };
+    let Ok(st) = dir.load() else {
+        // Made by a create killed before it wrote the record: nothing else exists yet.
+        return dir.remove();
+    };
+    if derive_status(&dir.path, &st) != Status::Stopped {
+        kill_and_wait(&st)?;
+    }
+    remove_container(dir, &st)
+}
+
+/// Another command holds the container's lock; the usual holder that does not let go is a
+/// create waiting for something of the container (its process, blocked; a hook it runs).
+/// Kill the container's processes first, which makes such a create fail and clean up after
+/// itself; if it still holds the lock, kill the create itself (its container process dies
+/// with it: the parent-death signal). Returns the locked directory, or None if it is gone.
+fn unblock_and_lock(g: &Globals, id: &str) -> Result<Option<ContainerDir>> {
+    let dir = g.root.join(id);
+    let seen = state::read_state(&dir).ok();
+    if let Some(st) = &seen {
+        st.cgroup.kill_everything();
+        let _ = signal_init(st, Signal::SIGKILL);
+    }
+    let mut killed_creator = false;
+    loop {
+        match ContainerDir::lock_within(&g.root, id, FORCED_LOCK_WAIT)? {
+            Locking::Locked(dir) => return Ok(Some(dir)),
+            Locking::Gone => {
+                // The create gave up and removed what it made; what it could not is ours.
+                if let Some(st) = &seen {
+                    if let Some(e) = st.cgroup.destroy().into_iter().next() {
+                        return Err(e);
+                    }
+                }
+                return Ok(None);
+            }
+            Locking::Busy if !killed_creator => {
+                let creator = state::read_state(&dir)
+                    .ok()
+                    .or(seen.clone())
+                    .and_then(|st| st.creating);
+                match creator {
+                    Some(c) if c.alive() => {
+                        signal_process(c, Signal::SIGKILL).with_context(|| {
+                            format!("container {id:?}: cannot kill the berth creating it")
+                        })?;
+                        killed_creator = true;
+                    }
+                    _ => bail!("container {id:?} is locked by another berth command"),
+                }
+            }
+            Locking::Busy => {
+                bail!("container {id:?} is still locked after its creator was killed")
+            }
+        }
+    }
+}
+
+/// What every delete ends with: whatever is left in the cgroups (the container shared the
+/// host pid namespace, exec'd processes outlived the init, a process caught joining) is
+/// killed, the cgroups and the state directory removed.
+fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
+    let errors = st.cgroup.destroy();
+    // A container that never finished its creation never ran: no poststop for it.
+    if st.creating.is_none() {
+        let poststop = st
+            .hooks
+            .as_ref()
+            .and_then(|h| h.poststop().clone())
+            .unwrap_or_default();
+        run_warn_only("poststop", &poststop, st, Status::Stopped);
+    }
     dir.remove()?;
     if let Some(e) = errors.into_iter().next() {
         return Err(e);

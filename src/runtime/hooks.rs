@@ -140,6 +140,7 @@ fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
         stderr: stderr_write,
     };
     let empty_mask = SigSet::empty();
+    let runtime = nix::unistd::getpid().as_raw();
 
     // SAFETY: the child only runs exec_hook_child, which uses data prepared
     // above, makes async-signal-safe calls only and ends in execve or _exit.
@@ -150,6 +151,7 @@ fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
             &child_stdio,
             exec_error_write.as_raw_fd(),
             empty_mask.as_ref(),
+            runtime,
         );
     }
     if pid < 0 {
@@ -296,6 +298,7 @@ fn exec_hook_child(
     stdio: &ChildStdio,
     exec_error: RawFd,
     empty_mask: &libc::sigset_t,
+    runtime: libc::pid_t,
 ) -> ! {
     // SAFETY: plain syscalls on fds we hold and on pointers to data prepared
     // before fork that stays alive (this process never returns from here).
@@ -305,6 +308,12 @@ fn exec_hook_child(
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::sigprocmask(libc::SIG_SETMASK, empty_mask, std::ptr::null_mut());
         libc::setpgid(0, 0);
+        // The hook dies with the runtime, which waits for it: a berth killed while a hook
+        // runs leaves no hook behind. If the runtime died before this, we have another parent.
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
+        if libc::getppid() != runtime {
+            libc::_exit(1);
+        }
 
         let targets = [
             (stdio.stdin.as_raw_fd(), libc::STDIN_FILENO),

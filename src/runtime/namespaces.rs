@@ -294,11 +294,27 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
         std::fs::write("/proc/self/timens_offsets", &plan.time_offsets)
             .context("linux.timeOffsets: cannot write timens_offsets")?;
     }
-    // SAFETY: berth is single-threaded, so the child may run arbitrary code after fork.
-    match unsafe { nix::unistd::fork() }.context("cannot fork into the new pid namespace")? {
-        nix::unistd::ForkResult::Child => Ok(()),
-        nix::unistd::ForkResult::Parent { child } => {
-            let code = if sync::send(sync_fd, &Msg::Pid(child.as_raw())).is_ok() {
+    // CLONE_PARENT: the container process is berth's child, not ours, so that its parent-death
+    // signal ties it to berth while this process exits.
+    // SAFETY: fork semantics (berth is single-threaded, so the child may run arbitrary code
+    // after it; a null stack makes clone(2) continue on a copy of ours).
+    let child = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        )
+    };
+    match child {
+        r if r < 0 => {
+            Err(std::io::Error::last_os_error()).context("cannot fork into the new pid namespace")
+        }
+        0 => Ok(()),
+        child => {
+            let code = if sync::send(sync_fd, &Msg::Pid(child as i32)).is_ok() {
                 0
             } else {
                 1

@@ -80,6 +80,41 @@ pub struct ContainerState {
     /// Whether the container shares the host's pid namespace (then `kill --all` is needed to
     /// reach every process, and `delete --force` kills the whole cgroup).
     pub shares_host_pid_ns: bool,
+    /// The berth process still creating the container: set in the record written before
+    /// anything of the container exists (its cgroup paths planned, no pid yet), gone from the
+    /// record that `create` commits once the container is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating: Option<ProcessId>,
+}
+
+/// A process, told apart from a later one given the same pid by its start time.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProcessId {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl ProcessId {
+    /// The calling process.
+    pub fn me() -> Result<ProcessId> {
+        let pid = std::process::id() as i32;
+        let start_time =
+            process_start_time(pid).context("cannot read this process's start time")?;
+        Ok(ProcessId { pid, start_time })
+    }
+
+    pub fn alive(&self) -> bool {
+        process_start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+/// The outcome of trying to lock a container's directory.
+pub enum Locking {
+    Locked(ContainerDir),
+    /// Another berth command holds the lock.
+    Busy,
+    /// There is no such directory (any more).
+    Gone,
 }
 
 /// A container's directory under the root, locked for the lifetime of this value.
@@ -160,6 +195,47 @@ impl ContainerDir {
         })
     }
 
+    /// Locks a container's directory whether or not it holds a state file yet (`delete
+    /// --force`), waiting at most `wait` for a command that holds it.
+    pub fn lock_within(root: &Path, id: &str, wait: std::time::Duration) -> Result<Locking> {
+        validate_id(id)?;
+        let path = root.join(id);
+        let deadline = std::time::Instant::now() + wait;
+        let dir = match File::open(&path) {
+            Ok(d) => d,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Locking::Gone),
+            Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+        };
+        loop {
+            match dir.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+                }
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(Locking::Busy);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // The holder may have removed the directory before it let go.
+        if !path.exists() {
+            return Ok(Locking::Gone);
+        }
+        Ok(Locking::Locked(ContainerDir {
+            path,
+            id: id.to_string(),
+            _lock: dir,
+        }))
+    }
+
+    /// Writes `state.json` now (the record made before anything else of the container).
+    pub fn write_record(&self, state: &ContainerState) -> Result<()> {
+        let bytes = serde_json::to_vec(state)?;
+        crate::runtime::fsutil::write_atomically(&self.path.join(STATE_FILE), &bytes)
+    }
+
     pub fn load(&self) -> Result<ContainerState> {
         read_state(&self.path)
     }
@@ -215,6 +291,15 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
 
 /// The status of a container, derived from its live process.
 pub fn derive_status(dir: &Path, state: &ContainerState) -> Status {
+    if let Some(creator) = &state.creating {
+        // Left so by a create that was killed: nothing of it is alive (its process died with
+        // it), or soon will not be.
+        return if creator.alive() {
+            Status::Creating
+        } else {
+            Status::Stopped
+        };
+    }
     if state.pid <= 0 || process_start_time(state.pid) != Some(state.pid_start_time) {
         return Status::Stopped;
     }

@@ -35,6 +35,9 @@ pub enum Msg {
     SeccompListenerFollows,
     /// Parent → child: the cgroup is made and limited; join it.
     CgroupReady,
+    /// Parent → child (`create`): the container is on record and berth is about to exit;
+    /// wait for `start` (had berth died before, the channel would close unread).
+    Handover,
 }
 
 impl Msg {
@@ -52,6 +55,7 @@ impl Msg {
             Msg::State(s) => (10, s.as_bytes().to_vec()),
             Msg::SeccompListenerFollows => (11, vec![]),
             Msg::CgroupReady => (12, vec![]),
+            Msg::Handover => (13, vec![]),
         };
         let mut v = Vec::with_capacity(1 + payload.len());
         v.push(tag);
@@ -76,6 +80,7 @@ impl Msg {
             10 => Msg::State(String::from_utf8_lossy(p).into_owned()),
             11 => Msg::SeccompListenerFollows,
             12 => Msg::CgroupReady,
+            13 => Msg::Handover,
             t => bail!("unknown sync message {t}"),
         })
     }
@@ -184,6 +189,7 @@ mod tests {
             Msg::MapsNeeded,
             Msg::Pid(-7),
             Msg::Ready,
+            Msg::Handover,
             Msg::Error("boom".into()),
         ] {
             send(a.as_fd(), &m).unwrap();

@@ -330,6 +330,26 @@ impl CgroupPaths {
         Ok(())
     }
 
+    /// The directories [`CgroupPaths::make`] would create in `all` now (missing parents first,
+    /// berth's kept parent left out): what the container's record lists before any is made,
+    /// so that a `delete --force` after a crash removes them.
+    pub fn to_be_made(&self, all: &[Hierarchy]) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for (h, dir) in all.iter().zip(&self.dirs) {
+            let start = out.len();
+            let kept = h.mount_point.join(BERTH_PARENT);
+            let mut d = dir.as_path();
+            // Up to berth's kept parent, which is never listed (nor looked at: one stat per
+            // hierarchy for the usual `berth/<id>`).
+            while d.starts_with(&h.mount_point) && d != h.mount_point && d != kept && !d.exists() {
+                out.insert(start, d.to_path_buf());
+                let Some(parent) = d.parent() else { break };
+                d = parent;
+            }
+        }
+        out
+    }
+
     /// Moves a process into the container's cgroup in every hierarchy.
     pub fn join(&self, pid: i32) -> Result<()> {
         self.dirs.iter().try_for_each(|dir| add_process(dir, pid))
@@ -400,6 +420,70 @@ impl CgroupPaths {
         }
     }
 
+    /// Kills every process in the container's cgroups, in every hierarchy and in any cgroup
+    /// the container made below them, thawing a frozen one (a frozen process cannot die).
+    /// For a container caught part-way through its creation, which may be in some
+    /// hierarchies only. Only in the directories berth made: one it did not (a
+    /// `cgroupsPath` naming an existing cgroup) may hold others' processes.
+    pub fn kill_everything(&self) {
+        for (i, dir) in self.dirs.iter().enumerate() {
+            if self.created.contains(dir) {
+                kill_tree(dir, self.is_v2(i));
+            }
+        }
+    }
+
+    /// Kills whatever is left in the container's cgroups, waits for it to be gone and removes
+    /// every directory berth created, with any the container made below them. The usual case
+    /// (the cgroups are empty or hold the container's last dying processes) costs a read and
+    /// one rmdir per directory; only a directory that stays busy is searched in every
+    /// hierarchy and below.
+    pub fn destroy(&self) -> Vec<anyhow::Error> {
+        if let Ok(pids) = self.pids() {
+            for p in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(p),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        let deadline = std::time::Instant::now() + DESTROY_WAIT;
+        let mut errors = Vec::new();
+        for dir in self.created.iter().rev() {
+            let own = self.dirs.iter().position(|d| d == dir);
+            loop {
+                let e = match std::fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == ErrorKind::NotFound => break,
+                    Err(e) => e,
+                };
+                let busy = matches!(e.raw_os_error(), Some(libc::EBUSY | libc::ENOTEMPTY));
+                match own {
+                    // Processes still in it, dying or not yet signalled (a process that was
+                    // joining when the others were killed), or cgroups the container made.
+                    // A frozen process does not die until thawed: thaw the freezer too.
+                    Some(i) if busy && std::time::Instant::now() < deadline => {
+                        kill_tree(dir, self.is_v2(i));
+                        if let Some(freezer) = &self.freezer {
+                            thaw_dir(freezer);
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                    // A parent berth made, still used by other containers.
+                    None if busy => break,
+                    _ => {
+                        errors.push(anyhow::anyhow!(
+                            "cannot remove cgroup {}: {e}",
+                            dir.display()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        errors
+    }
+
     /// Removes the directories berth created, deepest first. A directory still holding
     /// processes (EBUSY) is retried briefly: exiting processes leave their cgroup a moment late.
     pub fn remove_created(&self) -> Vec<anyhow::Error> {
@@ -444,6 +528,49 @@ impl CgroupPaths {
             }
         }
         errors
+    }
+}
+
+/// How long [`CgroupPaths::destroy`] waits for killed processes to leave a cgroup: they
+/// leave it as they exit, which can take a while for one blocked in the kernel.
+const DESTROY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// SIGKILLs every process in the cgroup `dir` and in the cgroups below it, thaws them, and
+/// removes those below that are empty.
+fn kill_tree(dir: &Path, v2: bool) {
+    // cgroup2 kills the whole subtree in one write (Linux 5.14), also a process forking.
+    if v2 {
+        let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+    }
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in text.lines().filter_map(|l| l.trim().parse::<i32>().ok()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+    thaw_dir(dir);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            let sub = e.path();
+            kill_tree(&sub, v2);
+            let _ = std::fs::remove_dir(&sub);
+        }
+    }
+}
+
+/// Thaws a cgroup if it has a freezer (v1 `freezer.state`, v2 `cgroup.freeze`): a frozen
+/// process does not die of SIGKILL until then. Not waited for: the caller retries.
+fn thaw_dir(dir: &Path) {
+    for (file, value) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+        let path = dir.join(file);
+        if path.exists() {
+            let _ = std::fs::write(&path, value);
+        }
     }
 }
 
@@ -640,6 +767,32 @@ mod tests {
         full.sort_by_key(key);
         let show = |v: &[Hierarchy]| format!("{v:?}");
         assert_eq!(show(&quick), show(&full));
+    }
+
+    /// The record made before any cgroup lists what will be made: missing parents first,
+    /// never berth's kept parent, nothing that exists already.
+    #[test]
+    fn to_be_made_lists_the_missing_directories() {
+        let mount = std::env::temp_dir().join(format!("berth-to-be-made-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&mount);
+        std::fs::create_dir_all(&mount).unwrap();
+        let h = Hierarchy {
+            mount_point: mount.clone(),
+            mount_root: PathBuf::from("/"),
+            controllers: vec!["cpu".into()],
+            unified: false,
+        };
+        let plan = CgroupPaths::plan(Path::new("berth/a/b"), std::slice::from_ref(&h)).unwrap();
+        let made = |p: &CgroupPaths| p.to_be_made(std::slice::from_ref(&h));
+        assert_eq!(
+            made(&plan),
+            [mount.join("berth/a"), mount.join("berth/a/b")]
+        );
+        std::fs::create_dir_all(mount.join("berth/a")).unwrap();
+        assert_eq!(made(&plan), [mount.join("berth/a/b")]);
+        std::fs::create_dir_all(mount.join("berth/a/b")).unwrap();
+        assert!(made(&plan).is_empty());
+        std::fs::remove_dir_all(&mount).unwrap();
     }
 
     #[test]
