@@ -20,6 +20,7 @@ use crate::runtime::process::{self, ProcessPlan, PtyDestination};
 use crate::runtime::rootfs::{self, RootfsPlan};
 use crate::runtime::state::{oci_state_json, ContainerState, Status};
 use crate::runtime::sync::{self, Msg};
+use crate::runtime::trampoline::Trampoline;
 use crate::runtime::tty;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::{unshare, CloneFlags};
@@ -96,13 +97,15 @@ pub trait ParentWork {
 
 /// Parent side: clones the container process and walks it through set-up.
 pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
+    let trampoline = Trampoline::new()?;
     let (parent_end, child_end) = sync::channel()?;
     let (pid, entry) = clone_process(plan.ns.clone_flags(), &plan.cgroup)?;
     if pid == 0 {
         drop(parent_end);
-        child_main(plan, child_end, entry);
+        child_main(plan, child_end, entry, &trampoline);
     }
     drop(child_end);
+    drop(trampoline);
     let mut guard = KillOnError {
         cloned: pid,
         init: pid,
@@ -365,13 +368,18 @@ fn clone3(flags: u64, cgroup_fd: u64) -> std::io::Result<i32> {
 }
 
 /// Child side: never returns. Any failure is reported to the parent, then the process exits.
-fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
+fn child_main(
+    plan: &BirthPlan,
+    sync_fd: OwnedFd,
+    entry: CgroupEntry,
+    trampoline: &Trampoline,
+) -> ! {
     for fd in &plan.close_in_child {
         // SAFETY: the descriptor is berth's, copied into this child; this process never runs
         // the destructor of the copied owner (it execs or _exits), so nothing closes it twice.
         unsafe { libc::close(*fd) };
     }
-    let err = match child_steps(plan, sync_fd.as_fd(), entry) {
+    let err = match child_steps(plan, sync_fd.as_fd(), entry, trampoline) {
         Ok(never) => match never {},
         Err(e) => e,
     };
@@ -380,7 +388,12 @@ fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Result<Infallible> {
+fn child_steps(
+    plan: &BirthPlan,
+    sync_fd: BorrowedFd,
+    entry: CgroupEntry,
+    trampoline: &Trampoline,
+) -> Result<Infallible> {
     // Until exec nobody in the container may ptrace us or open /proc/<pid>/exe (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     let own = plan.ns.unshared_by_child();
@@ -441,14 +454,17 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     };
     let ready = process::prepare(&plan.process, true, pty, sync_fd)?;
     sync::send(sync_fd, &Msg::Ready)?;
+    // Whoever released the process learns the exec's outcome: berth (`run`) on the sync
+    // channel, `start` on its connection.
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
-            Some(Msg::Start) => finish_start(plan, &ready, &state_json),
+            Some(Msg::Start) => finish_start(plan, &ready, &state_json, (trampoline, sync_fd)),
             other => bail!("sync channel: expected Start, got {other:?}"),
         },
         Release::StartSocket(listener) => {
             let conn = accept(listener.as_fd())?;
-            let err = match finish_start(plan, &ready, &state_json) {
+            let exec = (trampoline, conn.as_fd());
+            let err = match finish_start(plan, &ready, &state_json, exec) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -463,16 +479,17 @@ fn finish_start(
     plan: &BirthPlan,
     ready: &process::ReadyToExec,
     state_json: &[u8],
+    (trampoline, report): (&Trampoline, BorrowedFd),
 ) -> Result<Infallible> {
     let hooks = BirthPlan::hooks_of(plan.hooks.start_container());
     if hooks.is_empty() {
-        return process::exec(ready);
+        return process::exec(ready, trampoline, report);
     }
     // The container is created by now; the hooks see it so.
     let mut state: serde_json::Value = serde_json::from_slice(state_json)?;
     state["status"] = Status::Created.as_str().into();
     hooks::run_hooks("startContainer", hooks, &serde_json::to_vec(&state)?)?;
-    process::exec(ready)
+    process::exec(ready, trampoline, report)
 }
 
 fn accept(listener: BorrowedFd) -> Result<OwnedFd> {
@@ -565,6 +582,7 @@ pub fn exec_into(
                 )
             })?;
     }
+    let trampoline = Trampoline::new()?;
     let (parent_end, child_end) = sync::channel()?;
     let (pid, entry) = clone_process(0, &st.cgroup)?;
     if pid == 0 {
@@ -575,7 +593,7 @@ pub fn exec_into(
             (&st.cgroup, entry),
             plan,
             console.as_ref(),
-            child_end.as_fd(),
+            (&trampoline, child_end.as_fd()),
         ) {
             Ok(never) => match never {},
             Err(e) => e,
@@ -585,6 +603,7 @@ pub fn exec_into(
         unsafe { libc::_exit(1) }
     }
     drop(child_end);
+    drop(trampoline);
     let mut guard = KillOnError {
         cloned: pid,
         init: pid,
@@ -619,7 +638,7 @@ fn exec_child(
     (cgroup, entry): (&CgroupPaths, CgroupEntry),
     plan: &ProcessPlan,
     console: Option<&OwnedFd>,
-    sync_fd: BorrowedFd,
+    (trampoline, sync_fd): (&Trampoline, BorrowedFd),
 ) -> Result<Infallible> {
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     // Still with the host's mounts and privileges.
@@ -653,5 +672,5 @@ fn exec_child(
         None => Some(PtyDestination::Berth(sync_fd)),
     };
     let ready = process::prepare(plan, false, pty, sync_fd)?;
-    process::exec(&ready)
+    process::exec(&ready, trampoline, sync_fd)
 }

@@ -5,6 +5,7 @@
 use crate::runtime::caps::{self, CapabilitySets};
 use crate::runtime::seccomp::{self, SeccompProgram};
 use crate::runtime::sync::{self, Msg};
+use crate::runtime::trampoline::Trampoline;
 use crate::runtime::tty;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{PosixRlimitType, Process};
@@ -330,10 +331,16 @@ fn load_seccomp(filter: &SeccompProgram, sync_fd: BorrowedFd) -> Result<()> {
     }
 }
 
-/// The end of the line: becomes the container's program.
-pub fn exec(ready: &ReadyToExec) -> Result<Infallible> {
-    let err = nix::unistd::execve(&ready.path, &ready.argv, &ready.env).unwrap_err();
-    bail!("process.args[0]: cannot exec {:?}: {err}", ready.path)
+/// The end of the line: becomes the container's program, through the exec trampoline (never
+/// exec'ing anything itself while /proc/self/exe is berth's binary). A failed exec of the
+/// program is reported by the trampoline on `report`, which berth (`run`, `exec`) or `start`
+/// reads; success closes it.
+pub fn exec(
+    ready: &ReadyToExec,
+    trampoline: &Trampoline,
+    report: BorrowedFd,
+) -> Result<Infallible> {
+    Err(trampoline.exec(&ready.path, &ready.argv, &ready.env, report))
 }
 
 /// The program's path, looked up like execvp does but in the container's PATH, so a missing

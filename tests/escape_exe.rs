@@ -1,0 +1,305 @@
+//! The runtime binary is never reachable from inside the container (CVE-2019-5736 class), and
+//! `--preserve-fds` hands on only what berth itself was given.
+//!
+//! The attack, for real: the container's program (or an exec'd one) is a script whose
+//! interpreter is `/proc/self/exe`, directly or through a symlink. Were the runtime to exec it
+//! from its own process, the kernel would run the runtime's host binary inside the container.
+//! A helper process in the container (sharing the victim's pid namespace) watches for it,
+//! opens `/proc/PID/exe`, waits for it to exit and reopens that descriptor for writing to
+//! append a canary. The hostile image ships the glibc loader and libraries the runtime needs
+//! (as an image can), so a dynamically linked runtime runs there too.
+//!
+//! Every runtime command here runs a COPY of the binary under test, which the attack may
+//! destroy; the test checks the copy is unchanged, and (from outside, while the victim runs)
+//! that its /proc/PID/exe is not the copy.
+mod common;
+use common::*;
+use std::ffi::OsStr;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The helper, pid 1 of the container it runs in. It finds the victim by its command line
+/// (`INTERPRETER /victim.sh`; the pattern `*/vict[i]m.sh*` does not match the helper's own),
+/// reports where /proc/PID/exe leads, keeps it open, and once the victim is gone tries to write
+/// through it until told to stop (the runtime's binary is busy, ETXTBSY, until the last
+/// runtime process exits).
+const HELPER: &str = r#"
+s=/shared
+while :; do
+  for d in /proc/[0-9]*; do
+    case "$(tr '\0' ' ' < $d/cmdline 2>/dev/null)" in */vict[i]m.sh*) pid=${d#/proc/}; break 2;; esac
+  done
+  sleep 0.02
+done
+readlink /proc/$pid/exe > $s/exe-link 2>&1
+# (A failed redirection of `exec` would end the shell, and with it the pid namespace.)
+if (exec 5</proc/$pid/exe) 2>/dev/null; then
+  exec 5</proc/$pid/exe; echo opened > $s/opened
+else
+  echo open-failed > $s/opened
+fi
+while [ -e /proc/$pid ]; do sleep 0.02; done
+while :; do
+  if printf CANARY 2>/dev/null >>/proc/self/fd/5; then echo wrote > $s/result; break; fi
+  if [ -e $s/stop ]; then echo write-failed > $s/result; break; fi
+  sleep 0.05
+done
+exec sleep 1000
+"#;
+
+struct Attack {
+    ctx: Ctx,
+    /// The copy of the runtime every command here runs.
+    copy: PathBuf,
+    original: Vec<u8>,
+    /// Bind-mounted at /shared in the helper's container: its reports.
+    shared: PathBuf,
+}
+
+impl Attack {
+    fn new(name: &str) -> Attack {
+        let ctx = Ctx::new(name);
+        let bin = ctx.dir("bin");
+        let copy = bin.join("berth");
+        fs::copy(runtime(), &copy).unwrap();
+        let original = fs::read(&copy).unwrap();
+        let shared = ctx.dir("shared");
+        Attack {
+            ctx,
+            copy,
+            original,
+            shared,
+        }
+    }
+
+    fn cmd<S: AsRef<OsStr>>(&self, args: &[S]) -> Command {
+        let mut c = Command::new(&self.copy);
+        c.arg("--root").arg(&self.ctx.root).args(args);
+        c.env("BERTH_TEST_MARK", &self.ctx.marker);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    fn rt<S: AsRef<OsStr>>(&self, args: &[S]) -> Out {
+        self.ctx.output(self.cmd(args))
+    }
+
+    /// A container running HELPER as its process; returns its id and host pid.
+    fn helper(&self) -> (String, i32) {
+        let mut b = self.ctx.bundle();
+        fs::write(b.rootfs().join("helper.sh"), HELPER).unwrap();
+        b.args(&["sh", "/helper.sh"]);
+        b.bind(&self.shared, "/shared", &[]);
+        b.write();
+        let id = self.ctx.id("helper");
+        let bundle = b.path().to_str().unwrap().to_string();
+        self.rt(&["create", "--bundle", &bundle, &id]).ok();
+        self.rt(&["start", &id]).ok();
+        let st: Value = serde_json::from_str(&self.rt(&["state", &id]).ok().stdout).unwrap();
+        let pid = st["pid"].as_i64().unwrap() as i32;
+        self.ctx.note_pid(pid);
+        (id, pid)
+    }
+
+    /// Makes `rootfs` hostile: `/victim.sh` whose interpreter is /proc/self/exe (through the
+    /// symlink /evil-interpreter when `via_symlink`), and the host's copies of the libraries
+    /// the runtime binary needs, so that it can run there if it is ever exec'd.
+    fn hostile_image(&self, rootfs: &Path, via_symlink: bool) -> String {
+        let interpreter = if via_symlink {
+            std::os::unix::fs::symlink("/proc/self/exe", rootfs.join("evil-interpreter")).unwrap();
+            "/evil-interpreter"
+        } else {
+            "/proc/self/exe"
+        };
+        let script = rootfs.join("victim.sh");
+        fs::write(&script, format!("#!{interpreter}\n")).unwrap();
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o755)).unwrap();
+        let ldd = Command::new("ldd").arg(&self.copy).output().unwrap();
+        for lib in String::from_utf8_lossy(&ldd.stdout)
+            .split_whitespace()
+            .filter(|w| w.starts_with('/'))
+        {
+            let dest = rootfs.join(lib.trim_start_matches('/'));
+            fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            fs::copy(lib, &dest).unwrap();
+        }
+        "/victim.sh".to_string()
+    }
+
+    /// Waits for the helper's report `name`.
+    fn report(&self, name: &str, timeout: Duration) -> String {
+        let path = self.shared.join(name);
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(s) = fs::read_to_string(&path) {
+                if !s.is_empty() {
+                    return s.trim().to_string();
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the helper never reported {name:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// While the victim (host pid `pid`) is blocked: is its exe the runtime's copy?
+    fn exe_is_the_copy(&self, pid: i32) -> bool {
+        let exe = fs::metadata(format!("/proc/{pid}/exe")).unwrap();
+        let copy = fs::metadata(&self.copy).unwrap();
+        (exe.dev(), exe.ino()) == (copy.dev(), copy.ino())
+    }
+
+    /// The attack's outcome, once every runtime process of the copy has exited.
+    fn verdict(&self, exe_was_copy: bool) {
+        fs::write(self.shared.join("stop"), "").unwrap();
+        let result = self.report("result", Duration::from_secs(20));
+        let link = fs::read_to_string(self.shared.join("exe-link")).unwrap_or_default();
+        let opened = fs::read_to_string(self.shared.join("opened")).unwrap_or_default();
+        let unchanged = fs::read(&self.copy).unwrap() == self.original;
+        eprintln!(
+            "the victim's /proc/PID/exe: {:?}, open: {}, write: {result}",
+            link.trim(),
+            opened.trim()
+        );
+        assert!(
+            unchanged && result != "wrote" && !exe_was_copy,
+            "the container reached the runtime's binary: copy unchanged: {unchanged}, write: \
+             {result}, /proc/PID/exe was the host binary: {exe_was_copy} (link {:?}, open: {})",
+            link.trim(),
+            opened.trim()
+        );
+    }
+}
+
+/// A pipe already full: a process writing to it blocks until the read end is closed, so the
+/// victim stays alive for as long as the test needs.
+fn full_pipe() -> (OwnedFd, OwnedFd) {
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+    let fd = w.as_raw_fd();
+    // SAFETY: fcntl on our own pipe descriptor; write from a valid buffer.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        let chunk = [b'x'; 4096];
+        while libc::write(fd, chunk.as_ptr().cast(), chunk.len()) > 0 {}
+        libc::fcntl(fd, libc::F_SETFL, flags);
+    }
+    (r, w)
+}
+
+/// The victim is the container's own process: `run`, or `create` and `start`, in the
+/// helper's pid namespace.
+fn container_process_attack(name: &str, via_symlink: bool, create_and_start: bool) {
+    if skip() {
+        return;
+    }
+    let a = Attack::new(name);
+    let (_helper, helper_pid) = a.helper();
+    let mut b = a.ctx.bundle();
+    let victim = a.hostile_image(&b.rootfs(), via_symlink);
+    b.args(&[&victim]);
+    b.namespace("pid", Some(&format!("/proc/{helper_pid}/ns/pid")));
+    b.write();
+    let id = a.ctx.id("victim");
+    let bundle = b.path().to_str().unwrap().to_string();
+    // The victim's stderr (inherited from `create` or `run`) is a full pipe: whatever runs
+    // there blocks on its first message.
+    let (read_end, write_end) = full_pipe();
+    let mut first = a.cmd(&[
+        if create_and_start { "create" } else { "run" },
+        "--bundle",
+        &bundle,
+        &id,
+    ]);
+    first.stdout(Stdio::null()).stderr(write_end);
+    let mut first = first.spawn().unwrap();
+    if create_and_start {
+        assert!(first.wait().unwrap().success(), "create failed");
+        a.rt(&["start", &id]).ok();
+    }
+    a.report("opened", Duration::from_secs(20));
+    let st: Value = serde_json::from_str(&a.rt(&["state", &id]).ok().stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap() as i32;
+    let exe_was_copy = a.exe_is_the_copy(pid);
+    drop(read_end); // the victim's write fails: it exits
+    if !create_and_start {
+        let deadline = Instant::now() + CMD_TIMEOUT;
+        while first.try_wait().unwrap().is_none() {
+            assert!(Instant::now() < deadline, "run did not finish");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    let _ = first.wait();
+    a.rt(&["delete", "--force", &id]);
+    a.verdict(exe_was_copy);
+}
+
+#[test]
+fn run_of_a_script_interpreted_by_proc_self_exe_cannot_reach_the_runtime_binary() {
+    container_process_attack("exerun", false, false);
+}
+
+#[test]
+fn run_of_a_script_interpreted_by_a_symlink_to_proc_self_exe_cannot_reach_the_runtime_binary() {
+    container_process_attack("exelink", true, false);
+}
+
+#[test]
+fn create_and_start_of_such_a_script_cannot_reach_the_runtime_binary() {
+    container_process_attack("execreate", false, true);
+}
+
+/// The victim is a process `exec`'d into the helper's container.
+#[test]
+fn exec_of_such_a_script_cannot_reach_the_runtime_binary() {
+    if skip() {
+        return;
+    }
+    let a = Attack::new("exeexec");
+    let mut b = a.ctx.bundle();
+    let victim = a.hostile_image(&b.rootfs(), false);
+    fs::write(b.rootfs().join("helper.sh"), HELPER).unwrap();
+    b.args(&["sh", "/helper.sh"]);
+    b.bind(&a.shared, "/shared", &[]);
+    b.write();
+    let id = a.ctx.id("helper");
+    let bundle = b.path().to_str().unwrap().to_string();
+    a.rt(&["create", "--bundle", &bundle, &id]).ok();
+    a.rt(&["start", &id]).ok();
+    let pid_file = a.ctx.tmp.join("victim.pid");
+    let (read_end, write_end) = full_pipe();
+    let mut exec = a.cmd(&[
+        "exec",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        &victim,
+    ]);
+    exec.stdout(Stdio::null()).stderr(write_end);
+    let mut exec = exec.spawn().unwrap();
+    a.report("opened", Duration::from_secs(20));
+    let deadline = Instant::now() + CMD_TIMEOUT;
+    let pid = loop {
+        if let Some(p) = fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<i32>().ok())
+        {
+            break p;
+        }
+        assert!(Instant::now() < deadline, "exec wrote no pid file");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let exe_was_copy = a.exe_is_the_copy(pid);
+    drop(read_end);
+    while exec.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "exec did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    a.verdict(exe_was_copy);
+}
