@@ -303,3 +303,104 @@ fn exec_of_such_a_script_cannot_reach_the_runtime_binary() {
     }
     a.verdict(exe_was_copy);
 }
+
+/// `--preserve-fds 100` hands on what the caller gave berth at 3.. (here a pipe at 3 and a
+/// file at 4), and nothing of berth's own that happens to sit in 3..103 (its sync channel,
+/// start socket, exec trampoline, ...): checked by the container listing its descriptors.
+#[test]
+fn preserve_fds_hands_on_only_what_the_caller_passed() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("presfds");
+    let file = ctx.tmp.join("passed-file");
+    fs::write(&file, "").unwrap();
+    let out_dir = ctx.dir("out");
+    // `exec >FILE` rather than a redirection of the loop, which would park the old stdout on
+    // a high descriptor while it runs.
+    let list = "exec >/out/listing; echo through-the-pipe >&3; \
+                for f in /proc/self/fd/*; do echo \"${f##*/} $(readlink $f)\"; done";
+    let mut leaks: Vec<String> = Vec::new();
+    for how in ["run", "create+start", "exec"] {
+        let mut b = ctx.bundle();
+        b.bind(&out_dir, "/out", &[]);
+        let _ = fs::remove_file(out_dir.join("listing"));
+        let (pipe_read, pipe_write) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap();
+        let pipe_ino = fs::metadata(format!("/proc/self/fd/{}", pipe_write.as_raw_fd()))
+            .unwrap()
+            .ino();
+        let passed_file = fs::File::open(&file).unwrap();
+        // The caller's descriptors at 3 and 4 (berth clears close-on-exec on what it hands on).
+        let with_fds = |mut cmd: Command| {
+            let (p, f) = (pipe_write.as_raw_fd(), passed_file.as_raw_fd());
+            // SAFETY: dup2 is async-signal-safe; the descriptors are the test's own.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::dup2(p, 3) < 0 || libc::dup2(f, 4) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+            cmd
+        };
+        let bundle = b.path().to_str().unwrap().to_string();
+        let id = ctx.id("c");
+        match how {
+            "run" => {
+                b.sh(list);
+                b.write();
+                let cmd = ctx.cmd(&["run", "--preserve-fds", "100", "--bundle", &bundle, &id]);
+                ctx.output(with_fds(cmd)).ok();
+            }
+            "create+start" => {
+                b.sh(list);
+                b.write();
+                let cmd = ctx.cmd(&["create", "--preserve-fds", "100", "--bundle", &bundle, &id]);
+                ctx.output(with_fds(cmd)).ok();
+                ctx.start(&id);
+                ctx.wait_status(&id, "stopped");
+                ctx.delete(&id);
+            }
+            _ => {
+                b.args(&["sleep", "1000"]);
+                let (id, _) = ctx.sleeper_from(&b, "s");
+                let cmd = ctx.cmd(&["exec", "--preserve-fds", "100", &id, "sh", "-c", list]);
+                ctx.output(with_fds(cmd)).ok();
+            }
+        }
+        drop(pipe_write);
+        let mut through = String::new();
+        std::io::Read::read_to_string(&mut fs::File::from(pipe_read), &mut through).unwrap();
+        assert_eq!(
+            through, "through-the-pipe\n",
+            "{how}: the passed pipe did not arrive"
+        );
+        let listing = fs::read_to_string(out_dir.join("listing")).unwrap();
+        let fds: Vec<(i32, &str)> = listing
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .filter_map(|(n, link)| Some((n.parse().ok()?, link)))
+            .collect();
+        assert!(
+            fds.contains(&(3, &format!("pipe:[{pipe_ino}]")[..])),
+            "{how}: fd 3 is not the caller's pipe: {fds:?}"
+        );
+        assert!(
+            fds.iter()
+                .any(|&(n, l)| n == 4 && l.ends_with("passed-file")),
+            "{how}: fd 4 is not the caller's file: {fds:?}"
+        );
+        // Beyond stdio and what was passed, only the shell's own: its reading of /proc/self/fd
+        // (gone, so unreadable, in readlink's process) and its copy of stdin (/dev/null).
+        let others: Vec<_> = fds
+            .iter()
+            .filter(|&&(n, l)| n > 4 && !l.is_empty() && !l.starts_with("/proc/"))
+            .filter(|&&(_, l)| l != "/dev/null")
+            .collect();
+        if !others.is_empty() {
+            leaks.push(format!("{how}: {others:?}"));
+        }
+    }
+    assert!(leaks.is_empty(), "berth's descriptors leaked: {leaks:?}");
+}

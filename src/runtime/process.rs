@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{PosixRlimitType, Process};
 use std::convert::Infallible;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -34,8 +34,9 @@ pub struct ProcessPlan {
     pub terminal: bool,
     /// `process.consoleSize` as (rows, columns).
     pub console_size: Option<(u16, u16)>,
-    /// How many fds beyond stdio the process inherits (`--preserve-fds` plus LISTEN_FDS).
-    pub inherited_fds: i32,
+    /// The fds beyond stdio the process inherits: of 3..3+N (`--preserve-fds` plus
+    /// LISTEN_FDS), those berth's caller handed it, never one of berth's own.
+    pub inherited_fds: Vec<RawFd>,
     /// The container's seccomp filter, compiled in the parent.
     pub seccomp: Option<SeccompProgram>,
     /// What to write to /proc/self/attr/exec (AppArmor `exec PROFILE` or an SELinux label),
@@ -66,13 +67,9 @@ impl ProcessPlan {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut env_strings: Vec<String> = p.env().clone().unwrap_or_default();
-        let mut inherited_fds = extra_fds;
-        if let Some(n) = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|v| v.parse::<i32>().ok())
-            .filter(|n| *n > 0)
-        {
-            inherited_fds += n;
+        let mut inherited_count = extra_fds;
+        if let Some(n) = listen_fds() {
+            inherited_count += n;
             env_strings.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
             env_strings.push(format!("LISTEN_FDS={n}"));
             env_strings.push("LISTEN_PID=1".to_string());
@@ -142,7 +139,7 @@ impl ProcessPlan {
                     b.width().min(u16::MAX as u64) as u16,
                 )
             }),
-            inherited_fds,
+            inherited_fds: take_callers_fds(inherited_count),
             seccomp,
             lsm_exec_label,
             warnings,
@@ -302,8 +299,8 @@ pub fn prepare(
     }
     let path = find_program(&plan.argv[0], &env)?;
     reset_signals();
-    pass_inherited_fds(plan.inherited_fds);
-    close_fds_on_exec(3 + plan.inherited_fds);
+    close_fds_on_exec(3);
+    pass_inherited_fds(&plan.inherited_fds);
     // As late as possible: what remains is waiting to be started and the exec.
     if let (Some(filter), true) = (&plan.seccomp, plan.no_new_privs) {
         load_seccomp(filter, sync_fd)?;
@@ -445,13 +442,53 @@ fn reset_signals() {
 
 /// The descriptors handed on (`--preserve-fds`, LISTEN_FDS) survive exec even if the caller
 /// opened them close-on-exec.
-fn pass_inherited_fds(count: i32) {
-    for fd in 3..3 + count {
-        // SAFETY: F_SETFD on a descriptor number only clears a flag; a closed one fails harmlessly.
+fn pass_inherited_fds(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: F_SETFD on a descriptor number only clears a flag.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
 }
 
+/// LISTEN_FDS in berth's own environment (socket activation), when positive.
+fn listen_fds() -> Option<i32> {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| *n > 0)
+}
+
+/// Which of the descriptors 3..3+N berth's caller handed it (`--preserve-fds N`, LISTEN_FDS),
+/// recorded by [`record_callers_fds`] before berth opens anything of its own, until
+/// [`ProcessPlan::new`] takes it: the numbers in that range that berth opens later (its sync
+/// channel, the start socket, the console socket, the exec trampoline...) must not reach the
+/// container. (count, the open ones.)
+static CALLERS_FDS: std::sync::Mutex<Option<(i32, Vec<RawFd>)>> = std::sync::Mutex::new(None);
+
+/// Called first thing by `create`, `run` and `exec`. Costs one fcntl per descriptor in the
+/// range, and nothing without `--preserve-fds` or LISTEN_FDS.
+pub fn record_callers_fds(preserve_fds: i32) {
+    let count = preserve_fds.max(0) + listen_fds().unwrap_or(0);
+    let open = open_fds_among(count);
+    *CALLERS_FDS.lock().unwrap_or_else(|e| e.into_inner()) = Some((count, open));
+}
+
+/// The recorded descriptors for a plan that passes `count`; when nothing was recorded for that
+/// count (a library caller that did not record), those open now.
+fn take_callers_fds(count: i32) -> Vec<RawFd> {
+    let recorded = CALLERS_FDS.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match recorded {
+        Some((n, open)) if n == count => open,
+        _ => open_fds_among(count),
+    }
+}
+
+/// The open descriptors among 3..3+count.
+fn open_fds_among(count: i32) -> Vec<RawFd> {
+    (3..3 + count.max(0))
+        // SAFETY: F_GETFD on a descriptor number only reads its flags.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .collect()
+}
 /// No descriptor of berth's (nor the caller's, beyond those handed on) reaches the program.
 fn close_fds_on_exec(first: i32) {
     // SAFETY: close_range only changes flags of our own descriptors.
