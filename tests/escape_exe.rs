@@ -404,3 +404,87 @@ fn preserve_fds_hands_on_only_what_the_caller_passed() {
     }
     assert!(leaks.is_empty(), "berth's descriptors leaked: {leaks:?}");
 }
+
+/// The program's exec happens in the trampoline now: when it fails, `run`, `start` and `exec`
+/// still report it, in the words they always used (Docker and Podman map "no such file or
+/// directory" to 127 and "permission denied" to 126).
+#[test]
+fn a_failed_exec_of_the_program_is_still_reported() {
+    if skip() || berth_only("berth's wording of a failed exec") {
+        return;
+    }
+    let ctx = Ctx::new("exefail");
+    let programs = [
+        // Executable, but neither ELF nor `#!`.
+        ("/garbage", "garbage\n", "ENOEXEC: Exec format error"),
+        // A script whose interpreter is missing.
+        (
+            "/badinterp",
+            "#!/no/such/interpreter\n",
+            "ENOENT: No such file or directory",
+        ),
+    ];
+    let prepare = |b: &Bundle| {
+        for (path, text, _) in programs {
+            let file = b.rootfs().join(path.trim_start_matches('/'));
+            fs::write(&file, text).unwrap();
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o755)).unwrap();
+        }
+    };
+    let mut sleeper = ctx.bundle();
+    prepare(&sleeper);
+    sleeper.args(&["sleep", "1000"]);
+    let (running, _) = ctx.sleeper_from(&sleeper, "s");
+    for (path, _, why) in programs {
+        let expected = format!("process.args[0]: cannot exec \"{path}\": {why}");
+        let mut b = ctx.bundle();
+        prepare(&b);
+        b.args(&[path]);
+        let id = ctx.id("run");
+        let out = ctx.run(&b, &id);
+        assert!(
+            !out.success() && out.stderr.contains(&expected),
+            "run: {out}"
+        );
+        assert!(
+            !ctx.state_dir(&id).exists(),
+            "run left its container: {out}"
+        );
+
+        let id = ctx.id("start");
+        ctx.create(&b, &id);
+        let out = ctx.rt(&["start", &id]);
+        assert!(
+            !out.success() && out.stderr.contains(&expected),
+            "start: {out}"
+        );
+
+        let out = ctx.rt(&["exec", &running, path]);
+        assert!(
+            !out.success() && out.stderr.contains(&expected),
+            "exec: {out}"
+        );
+    }
+}
+
+/// A seccomp profile that denies execveat: the trampoline is exec'd from its memfd through
+/// /proc/self/fd instead, and the program runs.
+#[test]
+fn a_profile_denying_execveat_still_runs_the_program() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("exeseccomp");
+    let mut b = ctx.bundle();
+    b.config["process"]["noNewPrivileges"] = json!(true);
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [{"names": ["execveat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]
+    });
+    b.sh("echo ran; readlink /proc/self/exe");
+    assert_eq!(
+        ctx.run_ok(&b).lines().collect::<Vec<_>>(),
+        ["ran", "/bin/busybox"]
+    );
+}

@@ -1,7 +1,7 @@
 //! A container's birth, in one straight line.
 //!
-//! Parent (berth): open the sync channel, clone (into the pid namespace), make the cgroup and
-//! write its limits → "cgroup ready", then serve the child's requests in the order it makes
+//! Parent (berth): make the exec trampoline's sealed memfd, open the sync channel, clone (into
+//! the pid namespace), make the cgroup and write its limits → "cgroup ready", then serve the child's requests in the order it makes
 //! them (uid/gid maps, cgroup, prestart and createRuntime hooks) until it reports it is ready
 //! and waiting to be started.
 //!
@@ -11,7 +11,7 @@
 //! createContainer hooks → pivot_root → hostname, domainname → sysctl → read-only and masked
 //! paths, read-only root → terminal → rlimits → capabilities bounding set → groups, gid, uid →
 //! capabilities → umask → cwd → no_new_privs → program lookup → fds closed on exec → "ready" →
-//! wait for start → startContainer hooks → exec.
+//! wait for start → startContainer hooks → exec, through the exec trampoline (trampoline.rs).
 
 use crate::runtime::cgroups::CgroupPaths;
 use crate::runtime::hooks;

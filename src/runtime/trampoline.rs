@@ -212,6 +212,16 @@ mod tests {
     }
 
     #[test]
+    fn the_error_tag_is_the_sync_protocols() {
+        let (a, b) = sync::channel().unwrap();
+        sync::send(a.as_fd(), &Msg::Error("x".into())).unwrap();
+        let mut buf = [0u8; 8];
+        // SAFETY: recv writes at most buf.len() bytes into buf.
+        let n = unsafe { libc::recv(b.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+        assert_eq!(&buf[..n as usize], &[SYNC_ERROR_TAG, b'x']);
+    }
+
+    #[test]
     fn the_memfd_cannot_be_written_or_resized() {
         let t = Trampoline::new().unwrap();
         let fd = t.memfd.as_raw_fd();

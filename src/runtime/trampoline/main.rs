@@ -109,8 +109,12 @@ unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> isize {
 
 fn exit(code: i32) -> ! {
     // SAFETY: exit_group takes a plain integer and does not return.
-    unsafe { syscall3(nr::EXIT_GROUP, code as usize, 0, 0) };
-    loop {}
+    unsafe {
+        #[cfg(target_arch = "x86_64")]
+        asm!("syscall", in("rax") nr::EXIT_GROUP, in("rdi") code as usize, options(noreturn, nostack));
+        #[cfg(target_arch = "aarch64")]
+        asm!("svc 0", in("x8") nr::EXIT_GROUP, in("x0") code as usize, options(noreturn, nostack));
+    }
 }
 
 fn write_all(fd: usize, bytes: &[u8]) {
