@@ -208,6 +208,7 @@ pub struct ReadyToExec {
     path: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
+    lsm_exec_label: Option<CString>,
 }
 
 /// Child side, in the container's namespaces and root: gives the process its attributes and
@@ -283,11 +284,14 @@ pub fn prepare(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
     nix::unistd::chdir(&plan.cwd)
         .with_context(|| format!("process.cwd: cannot enter {}", plan.cwd.display()))?;
-    if let Some(label) = &plan.lsm_exec_label {
-        // Takes effect at execve, like runc's.
-        std::fs::write("/proc/self/attr/exec", label)
-            .with_context(|| format!("cannot set the LSM label {label:?} for exec"))?;
-    }
+    // Written to /proc/self/attr/exec by the exec trampoline, just before the program's exec
+    // (it applies at the next execve, which berth's own is the trampoline's).
+    let lsm_exec_label = plan
+        .lsm_exec_label
+        .as_deref()
+        .map(CString::new)
+        .transpose()
+        .context("process.apparmorProfile or process.selinuxLabel: contains a NUL byte")?;
     if plan.no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges")?;
     }
@@ -309,6 +313,7 @@ pub fn prepare(
         path,
         argv: plan.argv.clone(),
         env,
+        lsm_exec_label,
     })
 }
 
@@ -337,7 +342,8 @@ pub fn exec(
     trampoline: &Trampoline,
     report: BorrowedFd,
 ) -> Result<Infallible> {
-    Err(trampoline.exec(&ready.path, &ready.argv, &ready.env, report))
+    let label = ready.lsm_exec_label.as_deref();
+    Err(trampoline.exec(&ready.path, &ready.argv, &ready.env, label, report))
 }
 
 /// The program's path, looked up like execvp does but in the container's PATH, so a missing

@@ -74,8 +74,8 @@ impl Trampoline {
         Ok(Trampoline { memfd })
     }
 
-    /// The end of the line: execs the trampoline, which execs `path` with `argv` and `env`.
-    /// If that exec fails, the trampoline writes a sync `Error` message to `report` and exits
+    /// The end of the line: execs the trampoline, which writes `lsm_exec_label` (if any) to
+    /// /proc/self/attr/exec and execs `path` with `argv` and `env`. If a step fails, the trampoline writes a sync `Error` message to `report` and exits
     /// 127; if it succeeds, `report` closes (it is close-on-exec in the program). Returns only
     /// if the trampoline itself could not be exec'd.
     pub fn exec(
@@ -83,13 +83,21 @@ impl Trampoline {
         path: &CStr,
         argv: &[CString],
         env: &[CString],
+        lsm_exec_label: Option<&CStr>,
         report: BorrowedFd,
     ) -> anyhow::Error {
         let marker = CString::new(TRAMPOLINE_MARKER).expect("no NUL in the marker");
         let report_number =
             CString::new(report.as_raw_fd().to_string()).expect("no NUL in a number");
-        let mut args: Vec<*const libc::c_char> = Vec::with_capacity(argv.len() + 4);
-        args.extend([marker.as_ptr(), path.as_ptr(), report_number.as_ptr()]);
+        let label = lsm_exec_label.unwrap_or(c"");
+        let mut args: Vec<*const libc::c_char> =
+            Vec::with_capacity(TRAMPOLINE_ARGS + argv.len() + 1);
+        args.extend([
+            marker.as_ptr(),
+            path.as_ptr(),
+            report_number.as_ptr(),
+            label.as_ptr(),
+        ]);
         args.extend(argv.iter().map(|a| a.as_ptr()));
         args.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
@@ -189,10 +197,15 @@ mod tests {
     }
 
     fn berths_argv(path: &[u8], fd: i32, argv: &[&[u8]]) -> Vec<Vec<u8>> {
+        labelled_argv(path, fd, b"", argv)
+    }
+
+    fn labelled_argv(path: &[u8], fd: i32, label: &[u8], argv: &[&[u8]]) -> Vec<Vec<u8>> {
         let mut v = vec![
             TRAMPOLINE_MARKER.to_vec(),
             path.to_vec(),
             fd.to_string().into_bytes(),
+            label.to_vec(),
         ];
         v.extend(argv.iter().map(|a| a.to_vec()));
         v
@@ -267,6 +280,22 @@ mod tests {
         assert_eq!(status.code(), Some(TRAMPOLINE_EXEC_FAILED_EXIT));
     }
 
+    /// The label is written just before the program's exec, and a failure to is reported.
+    /// (This host's LSM, if any, does not know the label "berth-test-label".)
+    #[test]
+    fn an_lsm_label_that_cannot_be_set_is_reported() {
+        let (msg, status, _) =
+            run(|fd| labelled_argv(b"/bin/true", fd, b"berth-test-label", &[b"true"]));
+        let Some(Msg::Error(e)) = msg else {
+            panic!("no error reported: {msg:?}")
+        };
+        assert!(
+            e.starts_with("cannot set the LSM label \"berth-test-label\" for exec: "),
+            "{e}"
+        );
+        assert_eq!(status.code(), Some(TRAMPOLINE_EXEC_FAILED_EXIT));
+    }
+
     #[test]
     fn started_any_other_way_it_execs_nothing() {
         for argv in [
@@ -276,7 +305,15 @@ mod tests {
                 TRAMPOLINE_MARKER.to_vec(),
                 b"/bin/true".to_vec(),
                 b"not-a-number".to_vec(),
+                b"".to_vec(),
                 b"true".to_vec(),
+            ],
+            // No program argv after the label.
+            vec![
+                TRAMPOLINE_MARKER.to_vec(),
+                b"/bin/true".to_vec(),
+                b"1".to_vec(),
+                b"".to_vec(),
             ],
         ] {
             let (msg, status, stderr) = run(|_| argv.clone());

@@ -8,8 +8,9 @@
 //! execs the container's: from then on /proc/self/exe of anything in the container is at
 //! worst this sealed memfd.
 //!
-//! argv: [TRAMPOLINE_MARKER, program path, report fd, program argv...]; the environment is
-//! the program's. The report descriptor (berth's sync channel or the `start` connection) is
+//! argv: [TRAMPOLINE_MARKER, program path, report fd, LSM label or "", program argv...]; the
+//! environment is the program's. The label, if any, is written to /proc/self/attr/exec just
+//! before the program's exec, so that the program (not this trampoline) starts confined. The report descriptor (berth's sync channel or the `start` connection) is
 //! made close-on-exec, so that it closes when the program's exec succeeds (how berth learns
 //! it did); if the exec fails, the error goes to it as a sync message and the exit is 127.
 //! Started any other way, it says so on stderr and exits 126, exec'ing nothing.
@@ -27,19 +28,26 @@ include!("shared.rs");
 const EBADF: isize = 9;
 const F_SETFD: usize = 2;
 const FD_CLOEXEC: usize = 1;
+const AT_FDCWD: isize = -100;
+const O_WRONLY: usize = 1;
+const O_CLOEXEC: usize = 0o2000000;
 const STDERR: usize = 2;
 
 #[cfg(target_arch = "x86_64")]
 mod nr {
     pub const WRITE: usize = 1;
+    pub const CLOSE: usize = 3;
     pub const EXECVE: usize = 59;
     pub const FCNTL: usize = 72;
     pub const EXIT_GROUP: usize = 231;
+    pub const OPENAT: usize = 257;
 }
 
 #[cfg(target_arch = "aarch64")]
 mod nr {
     pub const FCNTL: usize = 25;
+    pub const OPENAT: usize = 56;
+    pub const CLOSE: usize = 57;
     pub const WRITE: usize = 64;
     pub const EXIT_GROUP: usize = 94;
     pub const EXECVE: usize = 221;
@@ -234,21 +242,26 @@ fn misuse() -> ! {
     exit(TRAMPOLINE_MISUSE_EXIT)
 }
 
-/// Reports a failed step to berth as a sync-protocol error and exits.
-fn report(fd: usize, path: &[u8], what: &[u8], errno: isize) -> ! {
+impl Message {
+    /// `"bytes"`, as `{:?}` quotes a `CStr`; cut to leave room for the error's text.
+    fn push_quoted(&mut self, bytes: &[u8]) {
+        self.push(b'"');
+        for &b in bytes.iter().take(1024) {
+            self.push_escaped(b);
+        }
+        self.push(b'"');
+    }
+}
+
+/// Reports a failed step to berth as a sync-protocol error (what `describe` writes, then the
+/// errno's text) and exits.
+fn report(fd: usize, describe: impl FnOnce(&mut Message), errno: isize) -> ! {
     let mut m = Message {
         bytes: core::mem::MaybeUninit::uninit(),
         len: 0,
     };
     m.push(SYNC_ERROR_TAG);
-    m.push_all(EXEC_FAILED_PREFIX.as_bytes());
-    m.push(b'"');
-    // The path is cut to leave room for the error's text.
-    for &b in path.iter().take(1024) {
-        m.push_escaped(b);
-    }
-    m.push_all(b"\": ");
-    m.push_all(what);
+    describe(&mut m);
     match EXEC_ERRNO_TEXT.iter().find(|(n, _)| *n as isize == errno) {
         Some((_, text)) => m.push_all(text.as_bytes()),
         None => {
@@ -258,6 +271,55 @@ fn report(fd: usize, path: &[u8], what: &[u8], errno: isize) -> ! {
     }
     write_all(fd, m.as_bytes());
     exit(TRAMPOLINE_EXEC_FAILED_EXIT)
+}
+
+fn report_exec(fd: usize, path: &[u8], step: &[u8], errno: isize) -> ! {
+    report(
+        fd,
+        |m| {
+            m.push_all(EXEC_FAILED_PREFIX.as_bytes());
+            m.push_quoted(path);
+            m.push_all(b": ");
+            m.push_all(step);
+        },
+        errno,
+    )
+}
+
+/// Writes the LSM label the program is to run under (AppArmor's `exec PROFILE`, an SELinux
+/// context) to /proc/self/attr/exec: it applies at the next execve, so berth cannot write it
+/// before exec'ing this program, which would then be the one to run under it.
+fn set_exec_label(report_fd: usize, label: &[u8]) {
+    let fail = |errno: isize| -> ! {
+        report(
+            report_fd,
+            |m| {
+                m.push_all(b"cannot set the LSM label ");
+                m.push_quoted(label);
+                m.push_all(b" for exec: ");
+            },
+            errno,
+        )
+    };
+    // SAFETY: a NUL-terminated path; no mode is read without O_CREAT.
+    let fd = unsafe {
+        syscall3(
+            nr::OPENAT,
+            AT_FDCWD as usize,
+            c"/proc/self/attr/exec".as_ptr() as usize,
+            O_WRONLY | O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        fail(-fd);
+    }
+    // SAFETY: the pointer and length describe `label`.
+    let r = unsafe { syscall3(nr::WRITE, fd as usize, label.as_ptr() as usize, label.len()) };
+    if r < 0 {
+        fail(-r);
+    }
+    // SAFETY: closing the descriptor opened above.
+    unsafe { syscall3(nr::CLOSE, fd as usize, 0, 0) };
 }
 
 /// # Safety
@@ -272,29 +334,34 @@ unsafe extern "C" fn entry(sp: *const usize) -> ! {
     };
     // SAFETY: argv[0..argc] are valid strings (checked count).
     let arg = |i: usize| unsafe { c_bytes(*argv.add(i)) };
-    if argc < 4 || !same_bytes(arg(0), TRAMPOLINE_MARKER) {
+    if argc <= TRAMPOLINE_ARGS || !same_bytes(arg(0), TRAMPOLINE_MARKER) {
         misuse();
     }
     let path = arg(1);
     let Some(report_fd) = parse_fd(arg(2)) else {
         misuse()
     };
+    let label = arg(3);
     // SAFETY: fcntl on a descriptor number only changes its flags.
     let r = unsafe { syscall3(nr::FCNTL, report_fd, F_SETFD, FD_CLOEXEC) };
     if r == -EBADF {
         misuse();
     }
     if r < 0 {
-        report(report_fd, path, b"fcntl(FD_CLOEXEC): ", -r);
+        report_exec(report_fd, path, b"fcntl(FD_CLOEXEC): ", -r);
     }
-    // SAFETY: path, argv + 3 and envp are the kernel's NUL-terminated strings and arrays.
+    if !label.is_empty() {
+        set_exec_label(report_fd, label);
+    }
+    // SAFETY: path, the program's argv and envp are the kernel's NUL-terminated strings and
+    // NULL-terminated arrays.
     let r = unsafe {
         syscall3(
             nr::EXECVE,
             path.as_ptr() as usize,
-            argv.add(3) as usize,
+            argv.add(TRAMPOLINE_ARGS) as usize,
             envp as usize,
         )
     };
-    report(report_fd, path, b"", -r)
+    report_exec(report_fd, path, b"", -r)
 }

@@ -1,11 +1,15 @@
 // What berth and its exec trampoline must agree on, included by both with `include!` (the
 // trampoline is a separate program, built by build.rs).
 
-/// The trampoline's argv[0] when berth runs it: [MARKER, program path, report fd, argv...].
+/// The trampoline's argv[0] when berth runs it: [MARKER, program path, report fd, LSM label
+/// or "", argv...].
 /// It holds blanks, which a `#!` line cannot give an interpreter's argv[0] (the kernel cuts
 /// the interpreter's name at the first blank): the trampoline run as an interpreter, or any
 /// other way, is told apart and execs nothing.
 pub const TRAMPOLINE_MARKER: &[u8] = b"berth exec trampoline";
+
+/// How many of the trampoline's arguments come before the program's argv.
+pub const TRAMPOLINE_ARGS: usize = 4;
 
 /// The trampoline's exit status when it was not started by berth.
 pub const TRAMPOLINE_MISUSE_EXIT: i32 = 126;
