@@ -284,8 +284,8 @@ pub fn prepare(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
     nix::unistd::chdir(&plan.cwd)
         .with_context(|| format!("process.cwd: cannot enter {}", plan.cwd.display()))?;
-    // Written to /proc/self/attr/exec by the exec trampoline, just before the program's exec
-    // (it applies at the next execve, which berth's own is the trampoline's).
+    // The exec trampoline writes it to /proc/self/attr/exec just before the program's exec:
+    // it applies at the next execve, and berth's next is the trampoline's.
     let lsm_exec_label = plan
         .lsm_exec_label
         .as_deref()
