@@ -1,7 +1,67 @@
+//! Two jobs.
+//!
 //! The release link reads two files that cargo does not see (Makefile: the symbol ordering
 //! file and the linker script): told here, cargo relinks berth when either changes, rather
 //! than keep a binary laid out by the previous order.
+//!
+//! The exec trampoline (src/runtime/trampoline/main.rs, see there) is a separate program of
+//! a few KB, embedded in berth: built here with the same rustc for the same target, static,
+//! not position-independent, without std, libc or start files, stripped.
+use std::path::PathBuf;
+use std::process::Command;
+
+const TRAMPOLINE_SOURCE: &str = "src/runtime/trampoline";
+
 fn main() {
     println!("cargo:rerun-if-changed=scripts/symbol-order.txt");
     println!("cargo:rerun-if-changed=scripts/cold-code.ld");
+    println!("cargo:rerun-if-changed={TRAMPOLINE_SOURCE}");
+    build_trampoline();
+}
+
+fn build_trampoline() {
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let target = std::env::var("TARGET").expect("cargo sets TARGET");
+    let mut cmd = Command::new(rustc);
+    cmd.args(["--edition", "2021", "--crate-type", "bin"])
+        .args(["--crate-name", "berth_exec_trampoline", "--target", &target])
+        .args(["-C", "panic=abort", "-C", "opt-level=z", "-C", "lto=fat"])
+        .args([
+            "-C",
+            "codegen-units=1",
+            "-C",
+            "debuginfo=0",
+            "-C",
+            "strip=symbols",
+        ])
+        .args([
+            "-C",
+            "relocation-model=static",
+            "-C",
+            "target-feature=+crt-static",
+        ])
+        .args(["-C", "link-arg=-nostartfiles", "-C", "link-arg=-nostdlib"])
+        .args([
+            "-C",
+            "link-arg=-static",
+            "-C",
+            "link-arg=-Wl,--build-id=none",
+        ]);
+    // The linker cargo was told to use for this target, if any (a cross build).
+    if let Some(linker) = std::env::var_os("RUSTC_LINKER") {
+        let mut arg = std::ffi::OsString::from("linker=");
+        arg.push(linker);
+        cmd.arg("-C").arg(arg);
+    }
+    cmd.arg("-o")
+        .arg(out.join("exec-trampoline"))
+        .arg(format!("{TRAMPOLINE_SOURCE}/main.rs"));
+    let status = cmd
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run rustc to build the exec trampoline: {e}"));
+    assert!(
+        status.success(),
+        "building the exec trampoline ({TRAMPOLINE_SOURCE}/main.rs) failed: {status}"
+    );
 }

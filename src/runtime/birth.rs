@@ -1,7 +1,7 @@
 //! A container's birth, in one straight line.
 //!
-//! Parent (berth): open the sync channel, clone (into the pid namespace), make the cgroup and
-//! write its limits → "cgroup ready", then serve the child's requests in the order it makes
+//! Parent (berth): make the exec trampoline's sealed memfd, open the sync channel, clone (into
+//! the pid namespace), make the cgroup and write its limits → "cgroup ready", then serve the child's requests in the order it makes
 //! them (uid/gid maps, cgroup, prestart and createRuntime hooks) until it reports it is ready
 //! and waiting to be started.
 //!
@@ -12,7 +12,8 @@
 //! domainname → terminal, bound on /dev/console → read-only and masked paths, read-only root
 //! → rlimits → capabilities bounding set → groups, gid, uid → capabilities → umask → cwd →
 //! no_new_privs → program lookup → session and controlling terminal → fds closed on exec →
-//! "ready" → wait for start → startContainer hooks → exec.
+//! "ready" → wait for start → startContainer hooks → exec, through the exec trampoline
+//! (trampoline.rs).
 //!
 //! `exec` ([`exec_into`]) does the same in two processes, so that nothing in the container can
 //! reach it before it is confined: the first, invisible from the container, joins and drops
@@ -29,6 +30,7 @@ use crate::runtime::process::{self, ProcessPlan, PtyDestination};
 use crate::runtime::rootfs::{self, RootfsPlan};
 use crate::runtime::state::{oci_state_json, ContainerState, Status};
 use crate::runtime::sync::{self, Msg};
+use crate::runtime::trampoline::Trampoline;
 use crate::runtime::tty;
 use anyhow::{anyhow, bail, Context, Result};
 use nix::sched::{unshare, CloneFlags};
@@ -105,13 +107,15 @@ pub trait ParentWork {
 
 /// Parent side: clones the container process and walks it through set-up.
 pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
+    let trampoline = Trampoline::new()?;
     let (parent_end, child_end) = sync::channel()?;
     let (pid, entry) = clone_process(plan.ns.clone_flags(), &plan.cgroup)?;
     if pid == 0 {
         drop(parent_end);
-        child_main(plan, child_end, entry);
+        child_main(plan, child_end, entry, &trampoline);
     }
     drop(child_end);
+    drop(trampoline);
     let mut guard = KillOnError {
         cloned: pid,
         init: pid,
@@ -374,14 +378,19 @@ fn clone3(flags: u64, cgroup_fd: u64) -> std::io::Result<i32> {
 }
 
 /// Child side: never returns. Any failure is reported to the parent, then the process exits.
-fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
+fn child_main(
+    plan: &BirthPlan,
+    sync_fd: OwnedFd,
+    entry: CgroupEntry,
+    trampoline: &Trampoline,
+) -> ! {
     for fd in &plan.close_in_child {
         // SAFETY: the descriptor is berth's, copied into this child; this process never runs
         // the destructor of the copied owner (it execs or _exits), so nothing closes it twice.
         unsafe { libc::close(*fd) };
     }
-    let steps =
-        tie_to_creator(sync_fd.as_fd()).and_then(|()| child_steps(plan, sync_fd.as_fd(), entry));
+    let steps = tie_to_creator(sync_fd.as_fd())
+        .and_then(|()| child_steps(plan, sync_fd.as_fd(), entry, trampoline));
     let err = match steps {
         Ok(never) => match never {},
         Err(e) => e,
@@ -391,7 +400,12 @@ fn child_main(plan: &BirthPlan, sync_fd: OwnedFd, entry: CgroupEntry) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Result<Infallible> {
+fn child_steps(
+    plan: &BirthPlan,
+    sync_fd: BorrowedFd,
+    entry: CgroupEntry,
+    trampoline: &Trampoline,
+) -> Result<Infallible> {
     // Until exec nobody in the container may ptrace us or open /proc/<pid>/exe (CVE-2019-5736).
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     let own = plan.ns.unshared_by_child();
@@ -462,9 +476,11 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
     // need not wait for it to go (which would cost a round trip on every create).
     untie_from_creator()?;
     sync::send(sync_fd, &Msg::Ready)?;
+    // Whoever released the process learns the exec's outcome: berth (`run`) on the sync
+    // channel, `start` on its connection.
     match &plan.release {
         Release::Sync => match sync::recv(sync_fd)? {
-            Some(Msg::Start) => finish_start(plan, &ready, &state_json),
+            Some(Msg::Start) => finish_start(plan, &ready, &state_json, (trampoline, sync_fd)),
             other => bail!("sync channel: expected Start, got {other:?}"),
         },
         Release::StartSocket(listener) => {
@@ -475,7 +491,8 @@ fn child_steps(plan: &BirthPlan, sync_fd: BorrowedFd, entry: CgroupEntry) -> Res
                 ),
             }
             let conn = accept(listener.as_fd())?;
-            let err = match finish_start(plan, &ready, &state_json) {
+            let exec = (trampoline, conn.as_fd());
+            let err = match finish_start(plan, &ready, &state_json, exec) {
                 Ok(never) => match never {},
                 Err(e) => e,
             };
@@ -538,16 +555,17 @@ fn finish_start(
     plan: &BirthPlan,
     ready: &process::ReadyToExec,
     state_json: &[u8],
+    (trampoline, report): (&Trampoline, BorrowedFd),
 ) -> Result<Infallible> {
     let hooks = BirthPlan::hooks_of(plan.hooks.start_container());
     if hooks.is_empty() {
-        return process::exec(ready);
+        return process::exec(ready, trampoline, report);
     }
     // The container is created by now; the hooks see it so.
     let mut state: serde_json::Value = serde_json::from_slice(state_json)?;
     state["status"] = Status::Created.as_str().into();
     hooks::run_hooks("startContainer", hooks, &serde_json::to_vec(&state)?)?;
-    process::exec(ready)
+    process::exec(ready, trampoline, report)
 }
 
 fn accept(listener: BorrowedFd) -> Result<OwnedFd> {
@@ -631,6 +649,7 @@ pub fn exec_into(
     plan: &ProcessPlan,
     console: Option<OwnedFd>,
 ) -> Result<(i32, Option<OwnedFd>)> {
+    let trampoline = Trampoline::new()?;
     let (parent_end, child_end) = sync::channel()?;
     let (pid, entry) = clone_process(0, &st.cgroup)?;
     if pid == 0 {
@@ -640,7 +659,7 @@ pub fn exec_into(
             (&st.cgroup, entry),
             plan,
             console.as_ref(),
-            child_end.as_fd(),
+            (&trampoline, child_end.as_fd()),
         ) {
             Ok(never) => match never {},
             Err(e) => e,
@@ -651,6 +670,7 @@ pub fn exec_into(
     }
     drop(child_end);
     drop(joins);
+    drop(trampoline);
     let mut guard = KillOnError {
         cloned: pid,
         init: pid,
@@ -809,7 +829,7 @@ fn exec_child(
     (cgroup, entry): (&CgroupPaths, CgroupEntry),
     plan: &ProcessPlan,
     console: Option<&OwnedFd>,
-    sync_fd: BorrowedFd,
+    (trampoline, sync_fd): (&Trampoline, BorrowedFd),
 ) -> Result<Infallible> {
     nix::sys::prctl::set_dumpable(false).context("prctl(PR_SET_DUMPABLE)")?;
     // Still with the host's mounts and privileges.
@@ -847,7 +867,7 @@ fn exec_child(
         unsafe { libc::_exit(0) }
     }
     let ready = process::finish(plan, dropped, false, sync_fd)?;
-    process::exec(&ready)
+    process::exec(&ready, trampoline, sync_fd)
 }
 
 /// Forks the process that is born in the container's pid namespace, as a child of berth's

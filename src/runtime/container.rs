@@ -45,12 +45,14 @@ pub struct CreateOptions {
 
 /// `create`: set the container up and leave its process waiting for `start`.
 pub fn create(g: &Globals, o: &CreateOptions) -> Result<()> {
+    crate::runtime::process::record_callers_fds(o.preserve_fds);
     let (_dir, _born, _state) = create_container(g, o, false)?;
     Ok(())
 }
 
 /// `run`: create and start; in the foreground, wait and return the container's exit status.
 pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i32> {
+    crate::runtime::process::record_callers_fds(o.preserve_fds);
     let fg = if detach {
         None
     } else {
@@ -708,6 +710,7 @@ pub struct ExecOptions {
 
 /// `exec`: run a new process in a running container.
 pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
+    crate::runtime::process::record_callers_fds(o.preserve_fds);
     state::validate_id(&o.id)?;
     let dir = g.root.join(&o.id);
     let st = state::read_state(&dir)

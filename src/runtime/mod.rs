@@ -26,4 +26,5 @@ pub mod state;
 pub mod sync;
 #[cfg(test)]
 mod testutil;
+pub mod trampoline;
 pub mod tty;

@@ -5,12 +5,13 @@
 use crate::runtime::caps::{self, CapabilitySets};
 use crate::runtime::seccomp::{self, SeccompProgram};
 use crate::runtime::sync::{self, Msg};
+use crate::runtime::trampoline::Trampoline;
 use crate::runtime::tty;
 use anyhow::{bail, Context, Result};
 use oci_spec::runtime::{PosixRlimitType, Process};
 use std::convert::Infallible;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -33,8 +34,9 @@ pub struct ProcessPlan {
     pub terminal: bool,
     /// `process.consoleSize` as (rows, columns).
     pub console_size: Option<(u16, u16)>,
-    /// How many fds beyond stdio the process inherits (`--preserve-fds` plus LISTEN_FDS).
-    pub inherited_fds: i32,
+    /// The fds beyond stdio the process inherits: of 3..3+N (`--preserve-fds` plus
+    /// LISTEN_FDS), those berth's caller handed it, never one of berth's own.
+    pub inherited_fds: Vec<RawFd>,
     /// The container's seccomp filter, compiled in the parent.
     pub seccomp: Option<SeccompProgram>,
     /// What to write to /proc/self/attr/exec (AppArmor `exec PROFILE` or an SELinux label),
@@ -66,13 +68,9 @@ impl ProcessPlan {
             })
             .collect::<Result<Vec<_>>>()?;
         let mut env_strings: Vec<String> = p.env().clone().unwrap_or_default();
-        let mut inherited_fds = extra_fds;
-        if let Some(n) = std::env::var("LISTEN_FDS")
-            .ok()
-            .and_then(|v| v.parse::<i32>().ok())
-            .filter(|n| *n > 0)
-        {
-            inherited_fds += n;
+        let mut inherited_count = extra_fds;
+        if let Some(n) = listen_fds() {
+            inherited_count += n;
             env_strings.retain(|e| !e.starts_with("LISTEN_FDS=") && !e.starts_with("LISTEN_PID="));
             env_strings.push(format!("LISTEN_FDS={n}"));
             env_strings.push("LISTEN_PID=1".to_string());
@@ -142,7 +140,7 @@ impl ProcessPlan {
                     b.width().min(u16::MAX as u64) as u16,
                 )
             }),
-            inherited_fds,
+            inherited_fds: take_callers_fds(inherited_count),
             seccomp,
             lsm_exec_label,
             warnings,
@@ -211,6 +209,7 @@ pub struct ReadyToExec {
     path: CString,
     argv: Vec<CString>,
     env: Vec<CString>,
+    lsm_exec_label: Option<CString>,
 }
 
 /// A process whose privileges are dropped (ids, capabilities, rlimits, no_new_privs, and the
@@ -313,6 +312,14 @@ pub fn drop_privileges(
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(plan.umask));
     nix::unistd::chdir(&plan.cwd)
         .with_context(|| format!("process.cwd: cannot enter {}", plan.cwd.display()))?;
+    // The exec trampoline writes it to /proc/self/attr/exec just before the program's exec:
+    // it applies at the next execve, and berth's next is the trampoline's.
+    let lsm_exec_label = plan
+        .lsm_exec_label
+        .as_deref()
+        .map(CString::new)
+        .transpose()
+        .context("process.apparmorProfile or process.selinuxLabel: contains a NUL byte")?;
     if plan.no_new_privs {
         nix::sys::prctl::set_no_new_privs().context("process.noNewPrivileges")?;
     }
@@ -331,6 +338,7 @@ pub fn drop_privileges(
             path,
             argv: plan.argv.clone(),
             env,
+            lsm_exec_label,
         },
     })
 }
@@ -349,9 +357,8 @@ pub fn load_pending_seccomp(
     Ok(())
 }
 
-/// Child side, in the process that execs: a new session and the controlling terminal, the
-/// LSM label for exec (/proc/self is this process's), default signals, the descriptors
-/// handed on, and last the seccomp filter if still pending. What remains after this is
+/// Child side, in the process that execs: a new session and the controlling terminal,
+/// default signals, the descriptors handed on, and last the seccomp filter if still pending. What remains after this is
 /// waiting to be started and the exec.
 pub fn finish(
     plan: &ProcessPlan,
@@ -365,14 +372,9 @@ pub fn finish(
     if let Some(slave) = dropped.terminal {
         tty::make_controlling_stdio(slave).context("process.terminal")?;
     }
-    if let Some(label) = &plan.lsm_exec_label {
-        // Takes effect at execve, like runc's.
-        std::fs::write("/proc/self/attr/exec", label)
-            .with_context(|| format!("cannot set the LSM label {label:?} for exec"))?;
-    }
     reset_signals();
-    pass_inherited_fds(plan.inherited_fds);
-    close_fds_on_exec(3 + plan.inherited_fds);
+    close_fds_on_exec(3);
+    pass_inherited_fds(&plan.inherited_fds);
     // As late as possible: what remains is waiting to be started and the exec.
     if let (Some(filter), true) = (&plan.seccomp, dropped.seccomp_pending) {
         load_seccomp(filter, sync_fd)?;
@@ -396,10 +398,17 @@ fn load_seccomp(filter: &SeccompProgram, sync_fd: BorrowedFd) -> Result<()> {
     }
 }
 
-/// The end of the line: becomes the container's program.
-pub fn exec(ready: &ReadyToExec) -> Result<Infallible> {
-    let err = nix::unistd::execve(&ready.path, &ready.argv, &ready.env).unwrap_err();
-    bail!("process.args[0]: cannot exec {:?}: {err}", ready.path)
+/// The end of the line: becomes the container's program, through the exec trampoline (never
+/// exec'ing anything itself while /proc/self/exe is berth's binary). A failed exec of the
+/// program is reported by the trampoline on `report`, which berth (`run`, `exec`) or `start`
+/// reads; success closes it.
+pub fn exec(
+    ready: &ReadyToExec,
+    trampoline: &Trampoline,
+    report: BorrowedFd,
+) -> Result<Infallible> {
+    let label = ready.lsm_exec_label.as_deref();
+    Err(trampoline.exec(&ready.path, &ready.argv, &ready.env, label, report))
 }
 
 /// The program's path, looked up like execvp does but in the container's PATH, so a missing
@@ -533,13 +542,53 @@ fn reset_signals() {
 
 /// The descriptors handed on (`--preserve-fds`, LISTEN_FDS) survive exec even if the caller
 /// opened them close-on-exec.
-fn pass_inherited_fds(count: i32) {
-    for fd in 3..3 + count {
-        // SAFETY: F_SETFD on a descriptor number only clears a flag; a closed one fails harmlessly.
+fn pass_inherited_fds(fds: &[RawFd]) {
+    for &fd in fds {
+        // SAFETY: F_SETFD on a descriptor number only clears a flag.
         unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
     }
 }
 
+/// LISTEN_FDS in berth's own environment (socket activation), when positive.
+fn listen_fds() -> Option<i32> {
+    std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+        .filter(|n| *n > 0)
+}
+
+/// Which of the descriptors 3..3+N berth's caller handed it (`--preserve-fds N`, LISTEN_FDS),
+/// recorded by [`record_callers_fds`] before berth opens anything of its own, until
+/// [`ProcessPlan::new`] takes it: the numbers in that range that berth opens later (its sync
+/// channel, the start socket, the console socket, the exec trampoline...) must not reach the
+/// container. (count, the open ones.)
+static CALLERS_FDS: std::sync::Mutex<Option<(i32, Vec<RawFd>)>> = std::sync::Mutex::new(None);
+
+/// Called first thing by `create`, `run` and `exec`. Costs one fcntl per descriptor in the
+/// range, and nothing without `--preserve-fds` or LISTEN_FDS.
+pub fn record_callers_fds(preserve_fds: i32) {
+    let count = preserve_fds.max(0) + listen_fds().unwrap_or(0);
+    let open = open_fds_among(count);
+    *CALLERS_FDS.lock().unwrap_or_else(|e| e.into_inner()) = Some((count, open));
+}
+
+/// The recorded descriptors for a plan that passes `count`; when nothing was recorded for that
+/// count (a library caller that did not record), those open now.
+fn take_callers_fds(count: i32) -> Vec<RawFd> {
+    let recorded = CALLERS_FDS.lock().unwrap_or_else(|e| e.into_inner()).take();
+    match recorded {
+        Some((n, open)) if n == count => open,
+        _ => open_fds_among(count),
+    }
+}
+
+/// The open descriptors among 3..3+count.
+fn open_fds_among(count: i32) -> Vec<RawFd> {
+    (3..3 + count.max(0))
+        // SAFETY: F_GETFD on a descriptor number only reads its flags.
+        .filter(|&fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0)
+        .collect()
+}
 /// No descriptor of berth's (nor the caller's, beyond those handed on) reaches the program.
 fn close_fds_on_exec(first: i32) {
     // SAFETY: close_range only changes flags of our own descriptors.
