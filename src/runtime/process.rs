@@ -503,6 +503,12 @@ pub fn passwd_field(uid: u32, index: usize) -> Result<Option<String>> {
     };
     let meta = file.metadata().context("/etc/passwd: cannot stat")?;
     if !meta.is_file() {
+        // A masked /etc/passwd is /dev/null: no users. Any other device, FIFO or socket could
+        // block or never end, and a device's contents are not the image's to read.
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        if meta.file_type().is_char_device() && meta.rdev() == libc::makedev(1, 3) {
+            return Ok(None);
+        }
         bail!("/etc/passwd: not a regular file (a FIFO or device cannot be a user database)");
     }
     if meta.len() > PASSWD_MAX {
