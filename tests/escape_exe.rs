@@ -14,6 +14,7 @@
 //! that its /proc/PID/exe is not the copy.
 mod common;
 use common::*;
+use serde_json::json;
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -302,6 +303,34 @@ fn exec_of_such_a_script_cannot_reach_the_runtime_binary() {
         std::thread::sleep(Duration::from_millis(10));
     }
     a.verdict(exe_was_copy);
+}
+
+/// A startContainer hook's path resolves in the container: an image can make it a
+/// `#!/proc/self/exe` script. Exec'd from berth's process, that would run the runtime's host
+/// binary inside the container (its CLI then complains about the script's path); through the
+/// trampoline, the interpreter is the sealed trampoline, which refuses and execs nothing.
+#[test]
+fn a_start_container_hook_from_the_image_cannot_run_the_runtime_binary() {
+    if skip() || berth_only("the trampoline's words") {
+        return;
+    }
+    let a = Attack::new("exehook");
+    let mut b = a.ctx.bundle();
+    let victim = a.hostile_image(&b.rootfs(), false);
+    b.args(&["true"]);
+    b.add_hook("startContainer", json!({"path": victim}));
+    b.write();
+    let id = a.ctx.id("hook");
+    let bundle = b.path().to_str().unwrap().to_string();
+    let out = a.rt(&["run", "--bundle", &bundle, &id]);
+    a.rt(&["delete", "--force", &id]);
+    assert!(!out.success(), "{out}");
+    assert!(
+        !out.stderr.contains("unrecognized subcommand") && !out.stderr.contains("Usage: "),
+        "the runtime's own binary ran inside the container as the hook: {out}"
+    );
+    assert!(out.stderr.contains("berth exec trampoline"), "{out}");
+    assert_eq!(fs::read(&a.copy).unwrap(), a.original);
 }
 
 /// `--preserve-fds 100` hands on what the caller gave berth at 3.. (here a pipe at 3 and a

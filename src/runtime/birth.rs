@@ -564,7 +564,12 @@ fn finish_start(
     // The container is created by now; the hooks see it so.
     let mut state: serde_json::Value = serde_json::from_slice(state_json)?;
     state["status"] = Status::Created.as_str().into();
-    hooks::run_hooks("startContainer", hooks, &serde_json::to_vec(&state)?)?;
+    hooks::run_hooks_via(
+        "startContainer",
+        hooks,
+        &serde_json::to_vec(&state)?,
+        Some(trampoline),
+    )?;
     process::exec(ready, trampoline, report)
 }
 

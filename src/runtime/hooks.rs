@@ -28,6 +28,7 @@ use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{pipe2, Pid};
 use oci_spec::runtime::Hook;
 
+use super::trampoline::Trampoline;
 use super::tty::{dup_cloexec_above_stdio, write_without_sigpipe};
 
 /// How much of a failed hook's stderr ends up in the error (its last bytes).
@@ -43,6 +44,19 @@ const STDERR_DRAIN_LIMIT: usize = 1024 * 1024;
 /// The caller must not have SIGCHLD set to SIG_IGN (the hook could not be
 /// reaped for its status) and must not reap unknown children while this runs.
 pub fn run_hooks(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
+    run_hooks_via(kind, hooks, state_json, None)
+}
+
+/// [`run_hooks`] for hooks whose path resolves in the container (startContainer): the runtime's
+/// process is still berth's binary there, so an image's `#!/proc/self/exe` script as the hook
+/// would run berth's host binary inside the container (CVE-2019-5736). The hook is exec'd
+/// through the sealed memfd `trampoline` instead, as the container's own program is.
+pub fn run_hooks_via(
+    kind: &str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    trampoline: Option<&Trampoline>,
+) -> Result<()> {
     for (index, hook) in hooks.iter().enumerate() {
         if let Some(timeout) = hook.timeout() {
             if timeout <= 0 {
@@ -52,7 +66,7 @@ pub fn run_hooks(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Result<()> {
     }
     for (index, hook) in hooks.iter().enumerate() {
         let name = format!("hook {kind}[{index}] ({})", hook.path().display());
-        run_hook(&name, hook, state_json)?;
+        run_hook(&name, hook, state_json, trampoline)?;
     }
     Ok(())
 }
@@ -67,13 +81,23 @@ struct ExecImage {
 }
 
 impl ExecImage {
-    fn new(hook: &Hook) -> Result<Self> {
+    /// With `via` (the trampoline and the exec-error descriptor), the image is the trampoline's
+    /// arguments followed by the hook's, for [`exec_hook_child`] to exec the memfd with.
+    fn new(hook: &Hook, via: Option<(&Trampoline, RawFd)>) -> Result<Self> {
         let path_bytes = hook.path().as_os_str().as_bytes();
         let path = CString::new(path_bytes).context("path contains a NUL byte")?;
-        let args: Vec<&[u8]> = match hook.args() {
+        let leading: Vec<CString> = via
+            .map(|(_, report)| Trampoline::leading_args(&path, report, None))
+            .unwrap_or_default();
+        let hook_args: Vec<&[u8]> = match hook.args() {
             Some(args) if !args.is_empty() => args.iter().map(|arg| arg.as_bytes()).collect(),
             _ => vec![path_bytes],
         };
+        let args: Vec<&[u8]> = leading
+            .iter()
+            .map(|a| a.as_bytes())
+            .chain(hook_args)
+            .collect();
         let env: Vec<&[u8]> = hook
             .env()
             .iter()
@@ -122,8 +146,12 @@ struct ChildStdio {
 const STEP_STDIO: i32 = 1;
 const STEP_EXEC: i32 = 2;
 
-fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
-    let image = ExecImage::new(hook).with_context(|| format!("{name}: invalid hook"))?;
+fn run_hook(
+    name: &str,
+    hook: &Hook,
+    state_json: &[u8],
+    trampoline: Option<&Trampoline>,
+) -> Result<()> {
     let timeout = hook.timeout().map(|seconds| seconds as u64);
 
     let (stdin_read, stdin_write) =
@@ -132,6 +160,8 @@ fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
         pipe_above_stdio().with_context(|| format!("{name}: creating its stderr pipe"))?;
     let (exec_error_read, exec_error_write) =
         pipe_above_stdio().with_context(|| format!("{name}: creating its exec-error pipe"))?;
+    let via = trampoline.map(|t| (t, exec_error_write.as_raw_fd()));
+    let image = ExecImage::new(hook, via).with_context(|| format!("{name}: invalid hook"))?;
     let stdout =
         runtime_stderr_or_null().with_context(|| format!("{name}: preparing its stdout"))?;
     let child_stdio = ChildStdio {
@@ -149,7 +179,10 @@ fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
         exec_hook_child(
             &image,
             &child_stdio,
-            exec_error_write.as_raw_fd(),
+            (
+                exec_error_write.as_raw_fd(),
+                trampoline.map(Trampoline::memfd),
+            ),
             empty_mask.as_ref(),
             runtime,
         );
@@ -174,17 +207,26 @@ fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
             return Err(error).with_context(|| format!("{name}: waiting for it to start"));
         }
     };
-    if let Some((step, errno)) = exec_result {
-        child.reap()?;
-        let what = if step == STEP_EXEC {
-            "cannot execute"
-        } else {
-            "cannot set up stdio"
-        };
-        bail!(
-            "{name}: {what}: {}",
-            std::io::Error::from_raw_os_error(errno)
-        );
+    match exec_result {
+        None => {}
+        Some(ExecFailure::Step(step, errno)) => {
+            child.reap()?;
+            let what = if step == STEP_EXEC {
+                "cannot execute"
+            } else {
+                "cannot set up stdio"
+            };
+            bail!(
+                "{name}: {what}: {}",
+                std::io::Error::from_raw_os_error(errno)
+            );
+        }
+        Some(ExecFailure::Trampoline(text)) => {
+            child.reap()?;
+            // The trampoline words it for the container's program.
+            let text = text.strip_prefix("process.args[0]: ").unwrap_or(&text);
+            bail!("{name}: {text}");
+        }
     }
 
     let pidfd = pidfd_open(child.pid).with_context(|| format!("{name}: pidfd_open failed"))?;
@@ -296,7 +338,7 @@ fn run_hook(name: &str, hook: &Hook, state_json: &[u8]) -> Result<()> {
 fn exec_hook_child(
     image: &ExecImage,
     stdio: &ChildStdio,
-    exec_error: RawFd,
+    (exec_error, trampoline): (RawFd, Option<RawFd>),
     empty_mask: &libc::sigset_t,
     runtime: libc::pid_t,
 ) -> ! {
@@ -326,20 +368,44 @@ fn exec_hook_child(
             }
         }
         // Don't leak the runtime's fds (sync sockets, the exec fifo...) into
-        // the hook, except the exec-error pipe, which closes on exec. Errors
-        // (e.g. ENOSYS before Linux 5.9) leave us relying on O_CLOEXEC.
-        let exec_error = exec_error as libc::c_uint;
-        if exec_error > 3 {
-            libc::syscall(libc::SYS_close_range, 3u32, exec_error - 1, 0u32);
+        // the hook, except the exec-error pipe, which closes on exec, and the
+        // trampoline's memfd (close-on-exec too). Errors (e.g. ENOSYS before
+        // Linux 5.9) leave us relying on O_CLOEXEC.
+        let mut keep = [exec_error, trampoline.unwrap_or(exec_error)];
+        keep.sort_unstable();
+        let mut from = 3 as libc::c_uint;
+        for fd in keep {
+            let fd = fd as libc::c_uint;
+            if fd > from {
+                libc::syscall(libc::SYS_close_range, from, fd - 1, 0u32);
+            }
+            from = from.max(fd + 1);
         }
-        libc::syscall(libc::SYS_close_range, exec_error + 1, u32::MAX, 0u32);
+        libc::syscall(libc::SYS_close_range, from, u32::MAX, 0u32);
 
-        libc::execve(
-            image.path.as_ptr(),
-            image.argv.as_ptr(),
-            image.envp.as_ptr(),
-        );
-        report_child_failure(exec_error as RawFd, STEP_EXEC)
+        match trampoline {
+            None => {
+                libc::execve(
+                    image.path.as_ptr(),
+                    image.argv.as_ptr(),
+                    image.envp.as_ptr(),
+                );
+            }
+            Some(memfd) => {
+                // The trampoline reports a failed exec of the hook on the pipe, which it
+                // makes close-on-exec again before that exec.
+                libc::fcntl(exec_error, libc::F_SETFD, 0);
+                libc::syscall(
+                    libc::SYS_execveat,
+                    memfd,
+                    c"".as_ptr(),
+                    image.argv.as_ptr(),
+                    image.envp.as_ptr(),
+                    libc::AT_EMPTY_PATH,
+                );
+            }
+        }
+        report_child_failure(exec_error, STEP_EXEC)
     }
 }
 
@@ -356,11 +422,18 @@ fn report_child_failure(exec_error: RawFd, step: i32) -> ! {
     }
 }
 
+/// How the hook's exec failed: berth's child reports (step, errno); the exec trampoline, which
+/// runs in between for hooks in the container, a sync `Error` message.
+enum ExecFailure {
+    Step(i32, i32),
+    Trampoline(String),
+}
+
 /// Parent side: EOF means execve succeeded (the pipe is close-on-exec).
 /// Bounded by the hook's deadline, in case execve itself hangs (e.g. on a
 /// dead network filesystem).
-fn read_exec_error(pipe: OwnedFd, deadline: Option<Instant>) -> Result<Option<(i32, i32)>> {
-    let mut message = [0u8; 8];
+fn read_exec_error(pipe: OwnedFd, deadline: Option<Instant>) -> Result<Option<ExecFailure>> {
+    let mut message = [0u8; 1024];
     let mut filled = 0;
     while filled < message.len() {
         if let Some(deadline) = deadline {
@@ -384,12 +457,16 @@ fn read_exec_error(pipe: OwnedFd, deadline: Option<Instant>) -> Result<Option<(i
             Err(errno) => return Err(errno).context("reading the hook's exec-error pipe"),
         }
     }
-    if filled < message.len() {
+    let message = &message[..filled];
+    if let Some(text) = Trampoline::failure_text(message) {
+        return Ok(Some(ExecFailure::Trampoline(text)));
+    }
+    if message.len() < 8 {
         return Ok(None);
     }
     let step = i32::from_ne_bytes(message[..4].try_into().expect("4 bytes"));
-    let errno = i32::from_ne_bytes(message[4..].try_into().expect("4 bytes"));
-    Ok(Some((step, errno)))
+    let errno = i32::from_ne_bytes(message[4..8].try_into().expect("4 bytes"));
+    Ok(Some(ExecFailure::Step(step, errno)))
 }
 
 /// The forked hook; killed (with its process group) and reaped on drop if it

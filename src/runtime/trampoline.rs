@@ -16,7 +16,7 @@
 
 use anyhow::{Context, Result};
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// What berth and the trampoline agree on. berth itself needs only the marker; the tests check
 /// that the rest (the error's wording) matches berth's.
@@ -86,18 +86,10 @@ impl Trampoline {
         lsm_exec_label: Option<&CStr>,
         report: BorrowedFd,
     ) -> anyhow::Error {
-        let marker = CString::new(TRAMPOLINE_MARKER).expect("no NUL in the marker");
-        let report_number =
-            CString::new(report.as_raw_fd().to_string()).expect("no NUL in a number");
-        let label = lsm_exec_label.unwrap_or(c"");
+        let prefix = Self::leading_args(path, report.as_raw_fd(), lsm_exec_label);
         let mut args: Vec<*const libc::c_char> =
             Vec::with_capacity(TRAMPOLINE_ARGS + argv.len() + 1);
-        args.extend([
-            marker.as_ptr(),
-            path.as_ptr(),
-            report_number.as_ptr(),
-            label.as_ptr(),
-        ]);
+        args.extend(prefix.iter().map(|a| a.as_ptr()));
         args.extend(argv.iter().map(|a| a.as_ptr()));
         args.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
@@ -131,6 +123,31 @@ impl Trampoline {
             err = std::io::Error::last_os_error();
         }
         anyhow::Error::new(err).context("cannot exec berth's exec trampoline")
+    }
+}
+
+impl Trampoline {
+    /// The trampoline's own arguments, before the program's argv: the marker, the program's
+    /// path, the report descriptor's number and the LSM label ("" for none).
+    pub fn leading_args(path: &CStr, report: RawFd, lsm_exec_label: Option<&CStr>) -> Vec<CString> {
+        vec![
+            CString::new(TRAMPOLINE_MARKER).expect("no NUL in the marker"),
+            path.to_owned(),
+            CString::new(report.to_string()).expect("no NUL in a number"),
+            lsm_exec_label.unwrap_or(c"").to_owned(),
+        ]
+    }
+
+    /// The sealed memfd, for a caller that execs it itself (a forked hook, which may make
+    /// only async-signal-safe calls).
+    pub fn memfd(&self) -> RawFd {
+        self.memfd.as_raw_fd()
+    }
+
+    /// Reads a trampoline's report of a failed exec: the sync `Error` tag and its text.
+    pub fn failure_text(report: &[u8]) -> Option<String> {
+        let (&tag, text) = report.split_first()?;
+        (tag == SYNC_ERROR_TAG).then(|| String::from_utf8_lossy(text).into_owned())
     }
 }
 
