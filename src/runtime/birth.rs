@@ -137,15 +137,37 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
         return Err(sync::pending_error(parent_end.as_fd()).map_or(e, |why| anyhow!(why)));
     }
     let mut pty_master = None;
+    // On the late-fork path the seccomp filter is loaded before the fork: its listener waits
+    // here for the pid of the process the filter is for, unless a call blocks on the agent
+    // first (as for `exec`).
+    let mut held_listener: Option<OwnedFd> = None;
     loop {
+        if let Some(listener) = &held_listener {
+            if notification_first(parent_end.as_fd(), listener.as_fd())? {
+                let listener = held_listener.take().expect("held");
+                hand_init_listener(plan, listener.as_fd(), guard.init)?;
+                continue;
+            }
+        }
         let msg = sync::recv(parent_end.as_fd())?;
         match msg {
             Some(Msg::MapsNeeded) => {
                 reply(parent_end.as_fd(), namespaces::write_id_maps(pid, &plan.ns))?;
             }
-            Some(Msg::Pid(p)) => {
+            // Once, from the cloned process, naming the process it forked (a child of berth's
+            // through CLONE_PARENT): on the late-fork path that process is visible in the
+            // joined pid namespace, whose processes may reach the channel through it.
+            Some(Msg::Pid(p)) if plan.ns.two_step && guard.init == pid => {
+                if !is_forked_sibling(p, pid) {
+                    bail!(
+                        "sync channel: pid {p} is not the container process berth is waiting for"
+                    );
+                }
                 guard.adopt(p);
                 work.record(p)?;
+                if let Some(listener) = held_listener.take() {
+                    hand_init_listener(plan, listener.as_fd(), p)?;
+                }
             }
             Some(Msg::CgroupNeeded) => {
                 let r = entry.finish(&plan.cgroup, guard.init, plan.process.oom_score_adj);
@@ -175,6 +197,11 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
                 }
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
+            Some(Msg::SeccompListenerFollows) if plan.ns.late_pid_fork && guard.init == pid => {
+                let (listener, _) = tty::recv_fd(parent_end.as_fd())?;
+                let r = agent_of(&plan.process).map(|_| held_listener = Some(listener));
+                reply(parent_end.as_fd(), r)?;
+            }
             Some(Msg::SeccompListenerFollows) => {
                 let mut state = plan.state.clone();
                 state.pid = guard.init;
@@ -187,6 +214,16 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the container process"),
             None => {
+                if plan.ns.late_pid_fork && guard.init == pid {
+                    // Not forked yet: the channel closed with the cloned process, which is
+                    // dying or dead.
+                    let status = waitpid(Pid::from_raw(pid), None);
+                    guard.armed = false; // reaped: nothing left to kill
+                    if let Ok(nix::sys::wait::WaitStatus::Signaled(_, Signal::SIGSYS, _)) = status {
+                        bail!("the container process was killed by linux.seccomp before it could fork into the joined pid namespace: the filter must allow clone(2)");
+                    }
+                    bail!("the container process exited during set-up ({status:?})");
+                }
                 let status = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
                 bail!("the container process exited during set-up ({status:?})");
             }
@@ -198,6 +235,14 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
         sync: parent_end,
         pty_master,
     })
+}
+
+/// Sends the container's seccomp listener, with its state naming `pid`, to the agent.
+fn hand_init_listener(plan: &BirthPlan, listener: BorrowedFd, pid: i32) -> Result<()> {
+    let mut state = plan.state.clone();
+    state.pid = pid;
+    let state = oci_state_json(&state, Status::Creating);
+    crate::runtime::seccomp::send_to_agent(agent_of(&plan.process)?, listener, pid, state)
 }
 
 fn reply(fd: BorrowedFd, r: Result<()>) -> Result<()> {
@@ -435,7 +480,15 @@ fn child_steps(
     }
     // Device nodes get exactly the mode the spec gives; the process's umask is set later.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    let root = rootfs::prepare(&plan.rootfs)?;
+    // On the late-fork path this process is not in the joined pid namespace (only its
+    // children will be): its procfs mounts are made for that namespace.
+    let proc_pidns = plan
+        .ns
+        .joins
+        .iter()
+        .find(|(t, _)| *t == LinuxNamespaceType::Pid && plan.ns.late_pid_fork)
+        .map(|(_, fd)| fd.as_fd());
+    let root = rootfs::prepare(&plan.rootfs, proc_pidns)?;
     let mut state_json = Vec::new();
     if plan.needs_hook_round_trip() {
         sync::send(sync_fd, &Msg::HooksNeeded)?;
@@ -469,7 +522,16 @@ fn child_steps(
         tty::mount_console(slave.as_fd()).context("process.terminal: /dev/console")?;
     }
     rootfs::finish(&plan.rootfs)?;
-    let ready = process::prepare(&plan.process, terminal, sync_fd)?;
+    let mut dropped = process::drop_privileges(&plan.process, terminal, sync_fd)?;
+    if plan.ns.late_pid_fork {
+        // Confined as the container's process will be: only now may the joined pid
+        // namespace see it. The filter too goes on before the fork, which it must allow.
+        process::load_pending_seccomp(&plan.process, &mut dropped, sync_fd)?;
+        namespaces::fork_into_pid_namespace(plan.process.seccomp.is_some(), sync_fd)?;
+        // A fork does not inherit the parent-death signal.
+        tie_to_creator(sync_fd)?;
+    }
+    let ready = process::finish(&plan.process, dropped, true, sync_fd)?;
     // Set up, the process only waits now, on the channel: if berth dies before the container
     // is on record (`Handover`, or `Start` for `run`), the channel closes unread and it
     // exits. So the parent-death signal can go before berth is told it is ready, and berth
@@ -860,43 +922,7 @@ fn exec_child(
     let terminal = process::open_terminal(plan, pty)?;
     let mut dropped = process::drop_privileges(plan, terminal, sync_fd)?;
     process::load_pending_seccomp(plan, &mut dropped, sync_fd)?;
-    let child = fork_into_pid_namespace(plan.seccomp.is_some())?;
-    if child != 0 {
-        if sync::send(sync_fd, &Msg::Pid(child)).is_err() {
-            // berth is gone: nobody would wait for the process.
-            let _ = kill(Pid::from_raw(child), Signal::SIGKILL);
-            // SAFETY: _exit ends this intermediate process without running destructors.
-            unsafe { libc::_exit(1) }
-        }
-        // SAFETY: as above.
-        unsafe { libc::_exit(0) }
-    }
+    namespaces::fork_into_pid_namespace(plan.seccomp.is_some(), sync_fd)?;
     let ready = process::finish(plan, dropped, false, sync_fd)?;
     process::exec(&ready, trampoline, sync_fd)
-}
-
-/// Forks the process that is born in the container's pid namespace, as a child of berth's
-/// (CLONE_PARENT). Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for clone3,
-/// and the filter is loaded by now. Returns 0 in the child.
-fn fork_into_pid_namespace(filtered: bool) -> Result<i32> {
-    // SAFETY: fork semantics (berth is single-threaded; a null stack makes clone(2) continue
-    // on a copy of ours).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
-            0usize,
-            0usize,
-            0usize,
-            0usize,
-        )
-    };
-    if r < 0 {
-        let err = std::io::Error::last_os_error();
-        if filtered {
-            bail!("cannot fork into the container's pid namespace (clone: {err}); the seccomp filter is loaded by then, and linux.seccomp must allow clone(2)");
-        }
-        bail!("cannot fork into the container's pid namespace (clone: {err})");
-    }
-    Ok(r as i32)
 }

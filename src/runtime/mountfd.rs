@@ -20,6 +20,7 @@ const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
 const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_SET_FD: libc::c_uint = 5;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
 
 /// What a missing syscall means for the user.
@@ -153,6 +154,8 @@ fn mount_setattr(
 pub enum FsParam<'a> {
     Flag(&'a str),
     Value(&'a str, &'a str),
+    /// A key whose value is an open file (procfs's `pidns`, Linux 6.15).
+    Fd(&'a str, BorrowedFd<'a>),
 }
 
 /// A new, detached mount of a new filesystem instance of `fstype` (`fsopen`, `fsconfig`,
@@ -178,6 +181,9 @@ pub fn new_fs(
             FsParam::Value(k, v) => {
                 fsconfig(&fs, FSCONFIG_SET_STRING, Some(k), Some(v.as_bytes()))?
             }
+            FsParam::Fd(k, fd) => fsconfig_fd(&fs, k, *fd)
+                .map_err(|e| with_fs_log(&fs, anyhow::Error::new(e)))
+                .with_context(|| format!("option {k}"))?,
         }
     }
     fsconfig(&fs, FSCONFIG_CMD_CREATE, None, None)?;
@@ -229,6 +235,38 @@ fn fsconfig(
         return Err(with_fs_log(fs, os_error("fsconfig", "5.2")).context(what));
     }
     Ok(())
+}
+
+/// fsconfig(FSCONFIG_SET_FD): `key` takes the open file `fd`.
+fn fsconfig_fd(fs: &OwnedFd, key: &str, fd: BorrowedFd) -> std::io::Result<()> {
+    let c_key = CString::new(key)?;
+    // SAFETY: the key is NUL-terminated and outlives the call; both descriptors are open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_SET_FD,
+            c_key.as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            fd.as_raw_fd(),
+        )
+    };
+    if r < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Whether a new procfs can be made for the pid namespace `pidns` is open on, rather than the
+/// mounter's (the `pidns` option, Linux 6.15): asked of a filesystem context that is then
+/// dropped, before any superblock exists (two syscalls).
+pub fn procfs_takes_pidns(pidns: BorrowedFd) -> bool {
+    // SAFETY: the type is a NUL-terminated literal.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), FSOPEN_CLOEXEC) };
+    if r < 0 {
+        return false;
+    }
+    fsconfig_fd(&owned(r), "pidns", pidns).is_ok()
 }
 
 /// Adds what the filesystem said about the failure (the fs context's message log) to `e`.
@@ -291,6 +329,7 @@ mod tests {
             .map(|p| match p {
                 FsParam::Flag(k) => k.to_string(),
                 FsParam::Value(k, v) => format!("{k}={v}"),
+                FsParam::Fd(k, fd) => format!("{k}=fd:{}", fd.as_raw_fd()),
             })
             .collect()
     }

@@ -8,6 +8,16 @@
 //! must be written before any process enters it) need the general path: the cloned process joins
 //! and unshares in the right order, then forks once more so the container process is born inside
 //! its pid and time namespaces.
+//!
+//! A pid namespace joined by path is another container's, with its processes in it: a process
+//! born there at once would be visible to them (and ptrace-able with CAP_SYS_PTRACE) while it
+//! still has the host's mounts and all its privileges. So where no user namespace is made and
+//! no time namespace given, and the kernel can make a procfs for a pid namespace other than the
+//! mounter's (`pidns`, Linux 6.15), the cloned process does not fork here: it sets the whole
+//! container up from berth's pid namespace, where the container cannot name it, and forks into
+//! the joined one only once it has dropped its privileges ([`NamespacePlan::late_pid_fork`]).
+//! Older kernels (Debian 12's 6.1) fork here, as the container's procfs must be mounted by a
+//! process of its pid namespace.
 
 use crate::runtime::sync::{self, Msg};
 use anyhow::{bail, Context, Result};
@@ -61,6 +71,9 @@ pub struct NamespacePlan {
     pub time_offsets: String,
     /// Whether set-up needs the clone-then-fork path described in the module comment.
     pub two_step: bool,
+    /// On that path, the fork into a joined pid namespace is put off until the container is
+    /// set up and its privileges dropped (module comment): [`enter`] does not fork.
+    pub late_pid_fork: bool,
 }
 
 impl NamespacePlan {
@@ -74,6 +87,7 @@ impl NamespacePlan {
             gid_map: String::new(),
             time_offsets: String::new(),
             two_step: false,
+            late_pid_fork: false,
         };
         let Some(linux) = linux else { return Ok(plan) };
         for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
@@ -118,6 +132,20 @@ impl NamespacePlan {
         plan.two_step = joins_user_or_pid
             || plan.new_flags & CLONE_NEWTIME != 0
             || (plan.new_user() && !plan.joins.is_empty());
+        // A new user namespace could not mount a procfs for a pid namespace its parent owns,
+        // and a time namespace applies to children only, so these keep the early fork: there
+        // the pid namespace is new and empty, nothing can see the process. The kernel is asked
+        // only here, never on the usual path.
+        let joined_pid = plan
+            .joins
+            .iter()
+            .find(|(t, _)| *t == LinuxNamespaceType::Pid);
+        plan.late_pid_fork = match joined_pid {
+            Some((_, pidns)) if !plan.new_user() && !plan.has(LinuxNamespaceType::Time) => {
+                crate::runtime::mountfd::procfs_takes_pidns(pidns.as_fd())
+            }
+            _ => false,
+        };
         Ok(plan)
     }
 
@@ -252,8 +280,9 @@ fn run_id_map_helper(helper: &str, pid: i32, map: &str, field: &str, own_id: u32
 }
 
 /// Child side: puts the calling process in the container's namespaces. On the general path this
-/// forks; the function then returns only in the new process (the container process), while the
-/// intermediate process reports the new pid to the parent and exits.
+/// forks (unless [`NamespacePlan::late_pid_fork`]); the function then returns only in the new
+/// process (the container process), while the intermediate process reports the new pid to the
+/// parent and exits.
 pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
     if !plan.two_step {
         for (t, fd) in &plan.joins {
@@ -294,11 +323,22 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
         std::fs::write("/proc/self/timens_offsets", &plan.time_offsets)
             .context("linux.timeOffsets: cannot write timens_offsets")?;
     }
-    // CLONE_PARENT: the container process is berth's child, not ours, so that its parent-death
-    // signal ties it to berth while this process exits.
+    if plan.late_pid_fork {
+        // Set up from here, out of the joined pid namespace's sight; forked into it last.
+        return Ok(());
+    }
+    fork_into_pid_namespace(false, sync_fd)
+}
+
+/// Forks the process that is born in the container's pid (and time) namespace, as berth's
+/// child (CLONE_PARENT: its parent-death signal ties it to berth, and berth reaps it, while
+/// this process exits). Returns only in the new process; this one reports its pid
+/// ([`Msg::Pid`]) and exits. Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for
+/// clone3; `filtered` says the filter is loaded by now, for the error.
+pub fn fork_into_pid_namespace(filtered: bool, sync_fd: BorrowedFd) -> Result<()> {
     // SAFETY: fork semantics (berth is single-threaded, so the child may run arbitrary code
     // after it; a null stack makes clone(2) continue on a copy of ours).
-    let child = unsafe {
+    let r = unsafe {
         libc::syscall(
             libc::SYS_clone,
             (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong,
@@ -308,21 +348,28 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
             0usize,
         )
     };
-    match child {
-        r if r < 0 => {
-            Err(std::io::Error::last_os_error()).context("cannot fork into the new pid namespace")
+    if r < 0 {
+        let err = std::io::Error::last_os_error();
+        if filtered {
+            bail!("cannot fork into the container's pid namespace (clone: {err}); the seccomp filter is loaded by then, and linux.seccomp must allow clone(2)");
         }
-        0 => Ok(()),
-        child => {
-            let code = if sync::send(sync_fd, &Msg::Pid(child as i32)).is_ok() {
-                0
-            } else {
-                1
-            };
-            // SAFETY: _exit ends this intermediate process without running destructors twice.
-            unsafe { libc::_exit(code) }
-        }
+        bail!("cannot fork into the container's pid namespace (clone: {err})");
     }
+    if r == 0 {
+        return Ok(());
+    }
+    let child = r as i32;
+    if sync::send(sync_fd, &Msg::Pid(child)).is_err() {
+        // berth is gone: nobody would wait for the process.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        // SAFETY: _exit ends this intermediate process without running destructors twice.
+        unsafe { libc::_exit(1) }
+    }
+    // SAFETY: as above.
+    unsafe { libc::_exit(0) }
 }
 
 fn become_root_in_new_userns(sync_fd: BorrowedFd) -> Result<()> {

@@ -248,16 +248,6 @@ pub fn open_terminal(plan: &ProcessPlan, pty: Option<PtyDestination>) -> Result<
     Ok(Some(p.slave))
 }
 
-/// The init's whole set-up, in one process: [`drop_privileges`] then [`finish`].
-pub fn prepare(
-    plan: &ProcessPlan,
-    terminal: Option<OwnedFd>,
-    sync_fd: BorrowedFd,
-) -> Result<ReadyToExec> {
-    let dropped = drop_privileges(plan, terminal, sync_fd)?;
-    finish(plan, dropped, true, sync_fd)
-}
-
 /// Child side, in the container's namespaces and root: gives the process its rlimits, user,
 /// capabilities, umask, cwd and no_new_privs, and finds its program. Everything here is
 /// inherited by a fork, so `exec` does it before the process becomes visible in the container.

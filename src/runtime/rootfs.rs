@@ -19,7 +19,7 @@ use nix::fcntl::{openat, OFlag};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, fstatat, mkdirat, Mode, SFlag};
 use oci_spec::runtime::Spec;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// One entry of `mounts`, checked and with its options parsed (in the parent).
@@ -205,7 +205,10 @@ fn field_error(text: String) -> anyhow::Error {
 
 /// Child, in its new mount namespace: everything up to (not including) pivot_root.
 /// Returns an fd of the new root for [`pivot`].
-pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
+///
+/// `proc_pidns`: the pid namespace every `proc` mount is for, when it is not the caller's
+/// (a joined pid namespace the caller does not enter itself: procfs's `pidns` option).
+pub fn prepare(plan: &RootfsPlan, proc_pidns: Option<BorrowedFd>) -> Result<OwnedFd> {
     mount(
         None::<&str>,
         "/",
@@ -236,7 +239,7 @@ pub fn prepare(plan: &RootfsPlan) -> Result<OwnedFd> {
     // for them.
     let root_seen = std::fs::read_link(fd_path(&root)).context("cannot read the rootfs path")?;
     for m in &plan.mounts {
-        mount_entry(&root, &root_seen, m, plan).map_err(|e| {
+        mount_entry(&root, &root_seen, m, plan, proc_pidns).map_err(|e| {
             if e.is::<FieldError>() {
                 e
             } else {
@@ -287,7 +290,13 @@ fn make_parent_mount_private(rootfs: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mount_entry(root: &OwnedFd, root_seen: &Path, m: &MountPlan, plan: &RootfsPlan) -> Result<()> {
+fn mount_entry(
+    root: &OwnedFd,
+    root_seen: &Path,
+    m: &MountPlan,
+    plan: &RootfsPlan,
+    proc_pidns: Option<BorrowedFd>,
+) -> Result<()> {
     let o = &m.options;
     if m.typ == "cgroup" && !o.is_bind {
         let dest = inroot::resolve(root.as_fd(), &m.destination, Create::Dir)?;
@@ -328,7 +337,8 @@ fn mount_entry(root: &OwnedFd, root_seen: &Path, m: &MountPlan, plan: &RootfsPla
             .source
             .as_deref()
             .map_or(m.typ.as_ref(), |s| s.as_os_str());
-        if o.propagation.is_empty() && o.recursive_attrs.is_empty() {
+        let pidns = proc_pidns.filter(|_| m.typ == "proc");
+        if o.propagation.is_empty() && o.recursive_attrs.is_empty() && pidns.is_none() {
             // Nothing to do after the mount: mount(2) onto the fd (through the host's
             // /proc, not yet the container's) makes it with every flag in one call.
             let data = (!o.data.is_empty()).then_some(o.data.as_str());
@@ -346,6 +356,9 @@ fn mount_entry(root: &OwnedFd, root_seen: &Path, m: &MountPlan, plan: &RootfsPla
             .map(FsParam::Flag)
             .collect();
         params.extend(mountfd::split_data(&o.data));
+        if let Some(pidns) = pidns {
+            params.push(FsParam::Fd("pidns", pidns));
+        }
         let mnt = mountfd::new_fs(&m.typ, source, &params, new_mount_attrs(o.flags))
             .with_context(|| format!("cannot mount {} ({})", m.typ, o.data))?;
         (mnt, dest)

@@ -1,0 +1,337 @@
+//! A container that joins another's pid namespace by path (a pod sharing its pid namespace,
+//! `--pid container:X`) must not be reachable from that namespace before it is confined
+//! (issue 12, item 2, second form).
+//!
+//! The attack: container A holds CAP_SYS_PTRACE (as Docker allows) and runs a hostile program
+//! (tests/escape_exec/attacker.rs, compiled as a static binary) that seizes every new process
+//! of its pid namespace as early as it can, compares its capabilities with A's, and injects
+//! `openat(CANARY, O_CREAT)` into it, CANARY being a host path. Container B, whose
+//! `linux.namespaces` joins A's pid namespace by path, is then created and started many times.
+//! A B process that becomes visible in A's namespace while it still has the host's mounts or
+//! all its capabilities is caught there, and the canary appears on the host.
+//!
+//! berth puts the fork into the joined pid namespace after the whole set-up (mounts, pivot_root,
+//! dropped privileges) where the kernel can mount a procfs for another pid namespace (`pidns`,
+//! Linux 6.15); elsewhere it keeps the early fork, and the attack test is skipped.
+mod common;
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const CREATIONS: usize = 100;
+
+/// Whether this kernel makes a procfs for a given pid namespace (fsconfig `pidns`, 6.15+).
+fn procfs_takes_pidns() -> bool {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let ns = fs::File::open("/proc/self/ns/pid").unwrap();
+    // SAFETY: the type is a NUL-terminated literal.
+    let r = unsafe { libc::syscall(libc::SYS_fsopen, c"proc".as_ptr(), 1 as libc::c_uint) };
+    if r < 0 {
+        return false;
+    }
+    // SAFETY: fsopen returned a new descriptor that nothing else owns.
+    let fs_ctx = unsafe { OwnedFd::from_raw_fd(r as i32) };
+    const FSCONFIG_SET_FD: libc::c_uint = 5;
+    // SAFETY: the key is NUL-terminated; both descriptors are open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs_ctx.as_raw_fd(),
+            FSCONFIG_SET_FD,
+            c"pidns".as_ptr(),
+            std::ptr::null::<libc::c_char>(),
+            ns.as_raw_fd(),
+        )
+    };
+    r == 0
+}
+
+fn skip_without_pidns() -> bool {
+    if procfs_takes_pidns() {
+        return false;
+    }
+    eprintln!(
+        "SKIP: this kernel cannot mount a procfs for another pid namespace (procfs `pidns`, \
+         Linux 6.15); berth keeps the early fork into a joined pid namespace there"
+    );
+    true
+}
+
+/// Compiles the attacker into `dir` as a static binary.
+fn build_attacker(dir: &Path) -> PathBuf {
+    let src = repo_dir().join("tests/escape_exec/attacker.rs");
+    let out = dir.join("attacker");
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let st = std::process::Command::new(rustc)
+        .args([
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&src)
+        .status()
+        .expect("run rustc");
+    assert!(st.success(), "rustc failed on {}", src.display());
+    out
+}
+
+/// Waits until `path` holds a line starting with `prefix`.
+fn wait_for_line(path: &Path, prefix: &str) {
+    let deadline = Instant::now() + WAIT_TIMEOUT;
+    while !fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with(prefix))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix:?} line in {}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of `key=` in a report line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or("")
+}
+
+/// A bundle whose pid namespace is `pid`'s, its other namespaces new.
+fn joining_bundle(ctx: &Ctx, pid: i32) -> Bundle {
+    let mut b = ctx.bundle();
+    let path = format!("/proc/{pid}/ns/pid");
+    b.remove_namespace("pid").namespace("pid", Some(&path));
+    assert!(
+        !b.has_namespace("user"),
+        "the attack needs no user namespace"
+    );
+    b
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn pid_joining_container_is_never_caught_before_it_is_confined() {
+    if skip() || skip_without_pidns() {
+        return;
+    }
+    let ctx = Ctx::new("escpidjoin");
+    let host = ctx.dir("host");
+    let canary = host.join("canary");
+    let out = ctx.dir("out");
+    let mut a = ctx.bundle();
+    fs::copy(build_attacker(&ctx.tmp), a.rootfs().join("attacker")).unwrap();
+    assert!(
+        !a.has_namespace("user"),
+        "the attack needs no user namespace"
+    );
+    for set in ["bounding", "effective", "permitted"] {
+        a.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYS_PTRACE"));
+    }
+    a.bind(&out, "/out", &[]);
+    a.args(&["/attacker", canary.to_str().unwrap(), "/out/report", "2"]);
+    let (_a_id, a_pid) = ctx.sleeper_from(&a, "a");
+    let report = out.join("report");
+    wait_for_line(&report, "ready");
+
+    let mut b = joining_bundle(&ctx, a_pid);
+    b.args(&["true"]);
+    let mut failed = Vec::new();
+    for i in 0..CREATIONS {
+        let id = ctx.id(&format!("b{i}"));
+        let o = ctx.try_create(&b, &id);
+        if o.success() {
+            let s = ctx.rt(&["start", &id]);
+            if !s.success() {
+                failed.push(s.to_string());
+            }
+        } else {
+            failed.push(o.to_string());
+        }
+        ctx.rt(&["delete", "--force", &id]);
+    }
+    // The attacker writes its line once it has let the last process go.
+    std::thread::sleep(Duration::from_millis(200));
+    let text = fs::read_to_string(&report).unwrap();
+    let caught: Vec<&str> = text.lines().filter(|l| l.starts_with("caught")).collect();
+    // B's processes are in B's mount namespace, not A's (`mnt=outside` is expected): what must
+    // never be is a process with more capabilities than A's (B's are a subset), and the canary
+    // (written only by a process still on the host's mounts).
+    let escaped: Vec<&&str> = caught
+        .iter()
+        .filter(|l| field(l, "extra") != "0x0")
+        .collect();
+    eprintln!(
+        "{CREATIONS} creations: the attacker caught {} processes, {} of them with more \
+         capabilities than the container's; {} creations failed; canary {}",
+        caught.len(),
+        escaped.len(),
+        failed.len(),
+        if canary.exists() { "WRITTEN" } else { "absent" }
+    );
+    if let Some(first) = caught.first() {
+        eprintln!("first caught: {first}");
+    }
+    assert!(
+        !canary.exists(),
+        "a process caught in the joined pid namespace created {} on the host:\n{text}",
+        canary.display()
+    );
+    assert!(
+        escaped.is_empty(),
+        "processes of the joining container were reachable with more capabilities than the \
+         container's:\n{}",
+        escaped
+            .iter()
+            .map(|l| l.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The attack did run: it caught B's processes (confined, where catching them is harmless),
+    // wrote their memory, and its injected call ran there (and found no such path).
+    assert!(
+        caught.len() >= CREATIONS / 10,
+        "the attacker caught too little:\n{text}"
+    );
+    assert!(
+        caught.iter().any(|l| field(l, "memory_writable") == "true"
+            && field(l, "injected_openat").starts_with('-')),
+        "{text}"
+    );
+    assert!(failed.len() <= CREATIONS / 10, "{}", failed.join("\n"));
+}
+
+/// The joining container is in A's pid namespace, its /proc shows that namespace (A's init is
+/// there, and its own /proc/self), `run` returns its exit status, and `create` reports the pid
+/// of the process that execs.
+#[test]
+fn pid_joining_container_sees_the_joined_namespace() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("pidjoin");
+    let (_a_id, a_pid) = ctx.sleeper("a");
+    let mut b = joining_bundle(&ctx, a_pid);
+    b.sh(
+        "readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; \
+         ls /proc | grep -c '^[0-9]'; exit 7",
+    );
+    let id = ctx.id("b");
+    let out = ctx.run(&b, &id);
+    assert_eq!(out.code(), 7, "{out}");
+    let lines = out.lines();
+    assert_eq!(lines[0], ns_link(&a_pid.to_string(), "pid"), "{out}");
+    assert_eq!(
+        lines[1].trim(),
+        "sleep 1000",
+        "A's init is not B's /proc/1: {out}"
+    );
+    let seen: usize = lines[2].parse().unwrap();
+    assert!(seen >= 2, "B's /proc shows too few processes: {out}");
+
+    // create: the state's pid is the process in the joined namespace, which execs.
+    let mut b = joining_bundle(&ctx, a_pid);
+    b.args(&["sleep", "1000"]);
+    let (id, pid) = ctx.sleeper_from(&b, "c");
+    assert_eq!(
+        ns_link(&pid.to_string(), "pid"),
+        ns_link(&a_pid.to_string(), "pid")
+    );
+    let cmd = fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
+    assert_eq!(cmd, "sleep\u{0}1000\u{0}");
+    let ppid = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:").map(|v| v.trim().to_string()))
+        .unwrap();
+    assert_ne!(
+        ppid,
+        a_pid.to_string(),
+        "B's process is a child of A's init"
+    );
+    ctx.rt(&["delete", "--force", &id]).ok();
+    ctx.assert_gone(&id, pid);
+}
+
+/// A terminal works in a container that joins a pid namespace: the process's stdin is the
+/// pty, which is also /dev/console and its controlling terminal.
+#[test]
+fn pid_joining_container_with_a_terminal() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("pidjointty");
+    let (_a_id, a_pid) = ctx.sleeper("a");
+    let mut b = joining_bundle(&ctx, a_pid);
+    b.sh("tty; stat -L -c %t:%T /dev/console /proc/self/fd/0; echo done");
+    b.config["process"]["terminal"] = json!(true);
+    b.write();
+    let sock = ConsoleSocket::new(&ctx.tmp);
+    let id = ctx.id("t");
+    ctx.rt(&[
+        "create",
+        "--console-socket",
+        sock.path.to_str().unwrap(),
+        "--bundle",
+        b.path().to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let master = sock.recv_master(Duration::from_secs(10));
+    ctx.start(&id);
+    let out = read_pty(master, Duration::from_secs(20));
+    let lines: Vec<&str> = out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert!(lines.len() >= 4, "{out:?}");
+    assert!(
+        lines[0].starts_with("/dev/pts/"),
+        "no controlling tty: {out:?}"
+    );
+    assert_eq!(
+        lines[1], lines[2],
+        "/dev/console is not the terminal: {out:?}"
+    );
+    assert_eq!(lines[3], "done", "{out:?}");
+    ctx.wait_status(&id, "stopped");
+    ctx.delete(&id);
+}
+
+/// A seccomp filter that refuses the fork into the joined pid namespace fails `create` clearly
+/// and leaves nothing.
+#[test]
+fn pid_joining_create_fails_clearly_when_the_seccomp_filter_refuses_the_fork() {
+    if skip() || berth_only("error wording") || skip_without_pidns() {
+        return;
+    }
+    let ctx = Ctx::new("pidjoinsc");
+    let (a_id, a_pid) = ctx.sleeper("a");
+    for action in ["SCMP_ACT_ERRNO", "SCMP_ACT_KILL"] {
+        let mut b = joining_bundle(&ctx, a_pid);
+        b.args(&["true"]);
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["clone", "clone3"], "action": action}]
+        });
+        let id = ctx.id("s");
+        let out = ctx.try_create(&b, &id);
+        assert!(!out.success(), "{action}: {out}");
+        assert!(
+            out.stderr.contains("linux.seccomp") && out.stderr.contains("clone(2)"),
+            "{action}: {out}"
+        );
+        ctx.assert_no_trace_except(&id, &[&a_id]);
+    }
+}
