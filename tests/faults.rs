@@ -358,6 +358,23 @@ fn create_killed_on_the_two_step_path_leaves_nothing() {
     kill_creates(&mut f, &b, 20, "create (two-step)");
 }
 
+/// Joining another container's pid namespace by path: where the kernel takes procfs `pidns`
+/// the cloned process sets the container up out of that namespace's sight and forks into it
+/// last (the process that execs is tied to berth again after that fork).
+#[test]
+fn create_killed_joining_a_pid_namespace_leaves_nothing() {
+    if skip() {
+        return;
+    }
+    let mut f = Faults::new("fpidjoin");
+    let (_helper, helper_pid) = f.ctx.sleeper("h");
+    let mut b = f.sleeper_bundle();
+    let path = format!("/proc/{helper_pid}/ns/pid");
+    b.remove_namespace("pid").namespace("pid", Some(&path));
+    b.write();
+    kill_creates(&mut f, &b, 20, "create (joining a pid namespace)");
+}
+
 /// A new user namespace: the container process takes new ids part-way, which clears a
 /// parent-death signal.
 #[test]
