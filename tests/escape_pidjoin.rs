@@ -335,3 +335,133 @@ fn pid_joining_create_fails_clearly_when_the_seccomp_filter_refuses_the_fork() {
         ctx.assert_no_trace_except(&id, &[&a_id]);
     }
 }
+
+/// The seccomp agent of a container joining a pid namespace is told the pid of the process
+/// its filter is for (the one that execs, in the joined namespace), though the filter is
+/// loaded before that process is forked; and it answers that process's calls.
+#[test]
+fn seccomp_agent_gets_the_pid_of_the_joining_container_process() {
+    if skip() || berth_only("berth's listener hand-off") {
+        return;
+    }
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    let ctx = Ctx::new("pidjoinagent");
+    let (_a_id, a_pid) = ctx.sleeper("a");
+    let sock = ctx.dir("agent").join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { return };
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut control = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+                let msg = nix::sys::socket::recvmsg::<()>(
+                    conn.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut control),
+                    nix::sys::socket::MsgFlags::empty(),
+                )
+                .unwrap();
+                let mut fds = Vec::new();
+                for c in msg.cmsgs().unwrap() {
+                    if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = c {
+                        fds.extend(r);
+                    }
+                }
+                let len = msg.bytes;
+                let mut text = buf[..len].to_vec();
+                std::io::Read::read_to_end(&mut &conn, &mut text).unwrap();
+                // SAFETY: SCM_RIGHTS just put this descriptor in our table; nothing else owns it.
+                let fd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+                let state: Value = serde_json::from_slice(&text).unwrap();
+                let _ = tx.send(state);
+                answer_notifications(fd);
+            });
+        }
+    });
+    // The filter is loaded early without noNewPrivileges, last with it: before the fork
+    // into the joined namespace either way.
+    for nnp in [false, true] {
+        let mut b = joining_bundle(&ctx, a_pid);
+        b.sh("mkdir /dev/shm/z && echo mkdir-ok; exec sleep 1000");
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        let (id, pid) = ctx.sleeper_from(&b, "g");
+        let state = rx.recv_timeout(WAIT_TIMEOUT).expect("no listener");
+        assert_eq!(state["pid"], pid, "noNewPrivileges {nnp}: {state}");
+        assert_eq!(state["state"]["pid"], pid, "noNewPrivileges {nnp}: {state}");
+        assert_eq!(
+            ns_link(&pid.to_string(), "pid"),
+            ns_link(&a_pid.to_string(), "pid")
+        );
+        // The shell's mkdir, answered by the agent, let it go on to exec sleep.
+        let deadline = Instant::now() + WAIT_TIMEOUT;
+        while fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default()
+            != "sleep\u{0}1000\u{0}"
+        {
+            assert!(
+                Instant::now() < deadline,
+                "noNewPrivileges {nnp}: the mkdir hangs"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        ctx.rt(&["delete", "--force", &id]).ok();
+    }
+}
+
+/// Answers every notification on a seccomp listener with success (the call not made), until
+/// no process uses the filter.
+fn answer_notifications(fd: std::os::fd::OwnedFd) {
+    use std::os::fd::AsRawFd;
+    #[repr(C)]
+    #[derive(Default)]
+    struct Notif {
+        id: u64,
+        pid: u32,
+        flags: u32,
+        nr: i32,
+        arch: u32,
+        ip: u64,
+        args: [u64; 6],
+    }
+    #[repr(C)]
+    struct Resp {
+        id: u64,
+        val: i64,
+        error: i32,
+        flags: u32,
+    }
+    const RECV: libc::c_ulong = 0xc050_2100;
+    const SEND: libc::c_ulong = 0xc018_2101;
+    loop {
+        let mut pfd = libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        if unsafe { libc::poll(&mut pfd, 1, 30_000) } <= 0 || pfd.revents & libc::POLLIN == 0 {
+            return;
+        }
+        let mut n = Notif::default();
+        // SAFETY: the kernel fills the zeroed struct seccomp_notif we own.
+        if unsafe { libc::ioctl(fd.as_raw_fd(), RECV, &mut n) } != 0 {
+            continue;
+        }
+        let r = Resp {
+            id: n.id,
+            val: 0,
+            error: 0,
+            flags: 0,
+        };
+        // SAFETY: the kernel reads the struct seccomp_notif_resp we own.
+        unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &r) };
+    }
+}
