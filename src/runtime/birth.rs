@@ -19,6 +19,15 @@
 //! reach it before it is confined: the first, invisible from the container, joins and drops
 //! everything; only then does it fork the one that enters the pid namespace and execs.
 //!
+//! A container that joins another's pid namespace by path does the same where the kernel
+//! allows it ([`NamespacePlan::late_pid_fork`]): the cloned process, in berth's pid namespace,
+//! does the whole set-up above up to no_new_privs and the seccomp filter, then forks (once, at
+//! that point instead of on entering the namespaces) the process that is born in the joined
+//! namespace, reports its pid, takes the session and terminal, and waits. Until that fork the
+//! container's pid is the cloned process's: the prestart, createRuntime and createContainer
+//! hooks are given that pid in the state (a process in every namespace of the container but
+//! the pid one); createContainer hooks, forked from it, are born in the joined namespace.
+//!
 //! Killed at any instant, berth leaves nothing unrecorded: its record is written before the
 //! clone, and the child dies with it (parent-death signal) until it is set up; then, waiting,
 //! it exits if the channel closes before berth says the container is on record ("handover").
@@ -168,6 +177,7 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
                 if let Some(listener) = held_listener.take() {
                     hand_init_listener(plan, listener.as_fd(), p)?;
                 }
+                sync::send(parent_end.as_fd(), &Msg::Done)?;
             }
             Some(Msg::CgroupNeeded) => {
                 let r = entry.finish(&plan.cgroup, guard.init, plan.process.oom_score_adj);
@@ -788,6 +798,7 @@ pub fn exec_into(
                 if let Some(listener) = held_listener.take() {
                     hand_listener_to_agent(plan, listener.as_fd(), p, st)?;
                 }
+                sync::send(parent_end.as_fd(), &Msg::Done)?;
             }
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the exec process"),

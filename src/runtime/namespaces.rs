@@ -332,8 +332,8 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
 
 /// Forks the process that is born in the container's pid (and time) namespace, as berth's
 /// child (CLONE_PARENT: its parent-death signal ties it to berth, and berth reaps it, while
-/// this process exits). Returns only in the new process; this one reports its pid
-/// ([`Msg::Pid`]) and exits. Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for
+/// this process exits). Returns only in the new process, once berth has its pid: this one
+/// reports it ([`Msg::Pid`]) and exits, berth answers the new one `Done`. Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for
 /// clone3; `filtered` says the filter is loaded by now, for the error.
 pub fn fork_into_pid_namespace(filtered: bool, sync_fd: BorrowedFd) -> Result<()> {
     // SAFETY: fork semantics (berth is single-threaded, so the child may run arbitrary code
@@ -356,7 +356,13 @@ pub fn fork_into_pid_namespace(filtered: bool, sync_fd: BorrowedFd) -> Result<()
         bail!("cannot fork into the container's pid namespace (clone: {err})");
     }
     if r == 0 {
-        return Ok(());
+        // Nothing of ours may reach berth before the pid (a `Ready` first would find the
+        // container unrecorded): berth says when it has it.
+        return match sync::recv(sync_fd)? {
+            Some(Msg::Done) => Ok(()),
+            Some(Msg::Error(e)) => bail!("{e}"),
+            other => bail!("sync channel: expected Done after the pid, got {other:?}"),
+        };
     }
     let child = r as i32;
     if sync::send(sync_fd, &Msg::Pid(child)).is_err() {
