@@ -465,3 +465,64 @@ fn answer_notifications(fd: std::os::fd::OwnedFd) {
         unsafe { libc::ioctl(fd.as_raw_fd(), SEND, &r) };
     }
 }
+
+/// The hooks of a container joining a pid namespace run where the spec places them: prestart
+/// and createRuntime in berth's namespaces, createContainer and startContainer in the
+/// container's, both in the joined pid namespace. Until the fork the state's pid is that of
+/// berth's set-up process, in all the container's namespaces but the pid one; from
+/// startContainer on it is the process that execs.
+#[test]
+fn pid_joining_container_hooks() {
+    if skip() {
+        return;
+    }
+    let ctx = Ctx::new("pidjoinhooks");
+    let (_a_id, a_pid) = ctx.sleeper("a");
+    let d = ctx.dir("hooks");
+    let mut b = joining_bundle(&ctx, a_pid);
+    b.bind(&d, d.to_str().unwrap(), &[]);
+    b.args(&["sleep", "1000"]);
+    let kinds = [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+    ];
+    for kind in kinds {
+        let d = d.display();
+        b.add_hook(
+            kind,
+            json!({
+                "path": "/bin/sh",
+                "args": ["sh", "-c", format!(
+                    "cat > {d}/{kind}.json; readlink /proc/self/ns/pid > {d}/{kind}.pidns; \
+                     readlink /proc/self/ns/mnt > {d}/{kind}.mnt")]
+            }),
+        );
+    }
+    let (id, pid) = ctx.sleeper_from(&b, "h");
+    let read = |name: &str| {
+        fs::read_to_string(d.join(name))
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .trim()
+            .to_string()
+    };
+    let joined = ns_link(&a_pid.to_string(), "pid");
+    let host_pidns = ns_link("self", "pid");
+    assert_eq!(read("prestart.pidns"), host_pidns);
+    assert_eq!(read("createRuntime.pidns"), host_pidns);
+    assert_eq!(read("createContainer.pidns"), joined);
+    assert_eq!(read("startContainer.pidns"), joined);
+    assert_eq!(
+        read("createContainer.mnt"),
+        ns_link(&pid.to_string(), "mnt")
+    );
+    assert_eq!(read("startContainer.mnt"), ns_link(&pid.to_string(), "mnt"));
+    let state =
+        |kind: &str| -> Value { serde_json::from_str(&read(&format!("{kind}.json"))).unwrap() };
+    let setup_pid = state("prestart")["pid"].as_i64().unwrap();
+    assert!(setup_pid > 0 && setup_pid != pid as i64);
+    assert_eq!(state("createContainer")["pid"], setup_pid);
+    assert_eq!(state("startContainer")["pid"], pid);
+    ctx.rt(&["delete", "--force", &id]).ok();
+}

@@ -27,6 +27,7 @@
 //! container's pid is the cloned process's: the prestart, createRuntime and createContainer
 //! hooks are given that pid in the state (a process in every namespace of the container but
 //! the pid one); createContainer hooks, forked from it, are born in the joined namespace.
+//! startContainer hooks are given the pid of the process that execs.
 //!
 //! Killed at any instant, berth leaves nothing unrecorded: its record is written before the
 //! clone, and the child dies with it (parent-death signal) until it is set up; then, waiting,
@@ -177,7 +178,7 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
                 if let Some(listener) = held_listener.take() {
                     hand_init_listener(plan, listener.as_fd(), p)?;
                 }
-                sync::send(parent_end.as_fd(), &Msg::Done)?;
+                sync::send(parent_end.as_fd(), &Msg::Pid(p))?;
             }
             Some(Msg::CgroupNeeded) => {
                 let r = entry.finish(&plan.cgroup, guard.init, plan.process.oom_score_adj);
@@ -537,9 +538,15 @@ fn child_steps(
         // Confined as the container's process will be: only now may the joined pid
         // namespace see it. The filter too goes on before the fork, which it must allow.
         process::load_pending_seccomp(&plan.process, &mut dropped, sync_fd)?;
-        namespaces::fork_into_pid_namespace(plan.process.seccomp.is_some(), sync_fd)?;
+        let pid = namespaces::fork_into_pid_namespace(plan.process.seccomp.is_some(), sync_fd)?;
         // A fork does not inherit the parent-death signal.
         tie_to_creator(sync_fd)?;
+        if !state_json.is_empty() {
+            // From startContainer on, the hooks are given the process that execs.
+            let mut state: serde_json::Value = serde_json::from_slice(&state_json)?;
+            state["pid"] = pid.into();
+            state_json = serde_json::to_vec(&state)?;
+        }
     }
     let ready = process::finish(&plan.process, dropped, true, sync_fd)?;
     // Set up, the process only waits now, on the channel: if berth dies before the container
@@ -798,7 +805,7 @@ pub fn exec_into(
                 if let Some(listener) = held_listener.take() {
                     hand_listener_to_agent(plan, listener.as_fd(), p, st)?;
                 }
-                sync::send(parent_end.as_fd(), &Msg::Done)?;
+                sync::send(parent_end.as_fd(), &Msg::Pid(p))?;
             }
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the exec process"),

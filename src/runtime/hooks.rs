@@ -170,7 +170,11 @@ fn run_hook(
         stderr: stderr_write,
     };
     let empty_mask = SigSet::empty();
-    let runtime = nix::unistd::getpid().as_raw();
+    // The child looks at it to tell whether we are still alive: its getppid() cannot tell when
+    // it is born in another pid namespace than ours (0, whoever its parent), as the
+    // createContainer hooks of a container joining a pid namespace are.
+    let runtime =
+        pidfd_open(nix::unistd::getpid()).with_context(|| format!("{name}: pidfd_open failed"))?;
 
     // SAFETY: the child only runs exec_hook_child, which uses data prepared
     // above, makes async-signal-safe calls only and ends in execve or _exit.
@@ -184,7 +188,7 @@ fn run_hook(
                 trampoline.map(Trampoline::memfd),
             ),
             empty_mask.as_ref(),
-            runtime,
+            runtime.as_raw_fd(),
         );
     }
     if pid < 0 {
@@ -340,7 +344,7 @@ fn exec_hook_child(
     stdio: &ChildStdio,
     (exec_error, trampoline): (RawFd, Option<RawFd>),
     empty_mask: &libc::sigset_t,
-    runtime: libc::pid_t,
+    runtime: RawFd,
 ) -> ! {
     // SAFETY: plain syscalls on fds we hold and on pointers to data prepared
     // before fork that stays alive (this process never returns from here).
@@ -351,9 +355,14 @@ fn exec_hook_child(
         libc::sigprocmask(libc::SIG_SETMASK, empty_mask, std::ptr::null_mut());
         libc::setpgid(0, 0);
         // The hook dies with the runtime, which waits for it: a berth killed while a hook
-        // runs leaves no hook behind. If the runtime died before this, we have another parent.
+        // runs leaves no hook behind. If the runtime died before this, its pidfd says so.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong);
-        if libc::getppid() != runtime {
+        let mut alive = libc::pollfd {
+            fd: runtime,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        if libc::poll(&mut alive, 1, 0) != 0 {
             libc::_exit(1);
         }
 

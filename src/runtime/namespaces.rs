@@ -327,15 +327,16 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
         // Set up from here, out of the joined pid namespace's sight; forked into it last.
         return Ok(());
     }
-    fork_into_pid_namespace(false, sync_fd)
+    fork_into_pid_namespace(false, sync_fd).map(drop)
 }
 
 /// Forks the process that is born in the container's pid (and time) namespace, as berth's
 /// child (CLONE_PARENT: its parent-death signal ties it to berth, and berth reaps it, while
 /// this process exits). Returns only in the new process, once berth has its pid: this one
-/// reports it ([`Msg::Pid`]) and exits, berth answers the new one `Done`. Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for
+/// reports it ([`Msg::Pid`]) and exits, berth sends it back to the new one, which gets it
+/// as berth sees it (its own getpid() is its pid in the namespace it is born in). Plain clone(2): a seccomp filter (Docker's, say) answers ENOSYS for
 /// clone3; `filtered` says the filter is loaded by now, for the error.
-pub fn fork_into_pid_namespace(filtered: bool, sync_fd: BorrowedFd) -> Result<()> {
+pub fn fork_into_pid_namespace(filtered: bool, sync_fd: BorrowedFd) -> Result<i32> {
     // SAFETY: fork semantics (berth is single-threaded, so the child may run arbitrary code
     // after it; a null stack makes clone(2) continue on a copy of ours).
     let r = unsafe {
@@ -357,11 +358,11 @@ pub fn fork_into_pid_namespace(filtered: bool, sync_fd: BorrowedFd) -> Result<()
     }
     if r == 0 {
         // Nothing of ours may reach berth before the pid (a `Ready` first would find the
-        // container unrecorded): berth says when it has it.
+        // container unrecorded): berth says when it has it, and tells it back.
         return match sync::recv(sync_fd)? {
-            Some(Msg::Done) => Ok(()),
+            Some(Msg::Pid(p)) => Ok(p),
             Some(Msg::Error(e)) => bail!("{e}"),
-            other => bail!("sync channel: expected Done after the pid, got {other:?}"),
+            other => bail!("sync channel: expected the pid back, got {other:?}"),
         };
     }
     let child = r as i32;

@@ -13,7 +13,7 @@ pub enum Msg {
     /// Child → parent: I am in a new user namespace; write my uid/gid maps.
     MapsNeeded,
     /// Child → parent: the container process is this pid (after a second fork). The parent
-    /// answers `Done` to that new process, which waits for it before any message of its own.
+    /// sends it back to that new process, which waits for it before any message of its own.
     Pid(i32),
     /// Child → parent: put me in the container's cgroup.
     CgroupNeeded,
