@@ -495,47 +495,37 @@ fn wait_for_hook(f: &Faults, id: &str) {
     });
 }
 
-/// A create stuck in the container's own set-up (here a createContainer hook, run by the
-/// container process, that never returns; an image's /etc/passwd that is a FIFO was another):
-/// `delete --force` from elsewhere removes everything, and the stuck create ends.
-#[test]
-fn delete_force_ends_a_create_stuck_in_the_container() {
+/// A create stuck in a hook that never returns: `delete --force` from elsewhere removes
+/// everything, and the stuck create ends (and its hook with it).
+fn stuck_create_is_ended_by_delete_force(name: &str, hook_kind: &str) {
     if skip() {
         return;
     }
-    let f = Faults::new("fstuckin");
+    let f = Faults::new(name);
     let mut b = f.sleeper_bundle();
-    b.add_hook("createContainer", f.sleeping_hook());
+    b.add_hook(hook_kind, f.sleeping_hook());
     b.write();
     let id = f.ctx.id("h");
     let create = f.ctx.rt_bg(&create_args(&b, &id));
     wait_for_hook(&f, &id);
-    f.delete_and_check(&id, "create stuck in a createContainer hook");
+    f.delete_and_check(&id, &format!("create stuck in a {hook_kind} hook"));
     let out = create
         .try_wait(Duration::from_secs(10))
         .expect("the stuck create did not end after delete --force");
     assert!(!out.success(), "the stuck create succeeded: {out}");
 }
 
-/// A create stuck in berth itself (a prestart hook that never returns, run by berth while the
-/// container process waits): `delete --force` ends it too, and the hook with it.
+/// Stuck in the container's own set-up: a createContainer hook, run by the container process
+/// (an image's /etc/passwd that is a FIFO was another way).
+#[test]
+fn delete_force_ends_a_create_stuck_in_the_container() {
+    stuck_create_is_ended_by_delete_force("fstuckin", "createContainer");
+}
+
+/// Stuck in berth itself: a prestart hook, run by berth while the container process waits.
 #[test]
 fn delete_force_ends_a_create_stuck_in_a_runtime_hook() {
-    if skip() {
-        return;
-    }
-    let f = Faults::new("fstuckrt");
-    let mut b = f.sleeper_bundle();
-    b.add_hook("prestart", f.sleeping_hook());
-    b.write();
-    let id = f.ctx.id("h");
-    let create = f.ctx.rt_bg(&create_args(&b, &id));
-    wait_for_hook(&f, &id);
-    f.delete_and_check(&id, "create stuck in a prestart hook");
-    let out = create
-        .try_wait(Duration::from_secs(10))
-        .expect("the stuck create did not end after delete --force");
-    assert!(!out.success(), "the stuck create succeeded: {out}");
+    stuck_create_is_ended_by_delete_force("fstuckrt", "prestart");
 }
 
 /// `delete --force` whatever the state: paused (a frozen process cannot die until thawed),

@@ -967,35 +967,13 @@ mod tests {
             mount(None::<&str>, dest, None::<&str>, flags, None::<&str>)?;
         }
         if !options.recursive_attrs.is_empty() {
-            #[repr(C)]
-            struct MountAttrArg {
-                attr_set: u64,
-                attr_clr: u64,
-                propagation: u64,
-                userns_fd: u64,
-            }
-            let arg = MountAttrArg {
-                attr_set: options.recursive_attrs.attr_set,
-                attr_clr: options.recursive_attrs.attr_clr,
-                propagation: 0,
-                userns_fd: 0,
-            };
-            let path = std::ffi::CString::new(dest.as_os_str().as_encoded_bytes())?;
-            // SAFETY: path is a valid C string and arg a correctly sized struct mount_attr
-            // that outlives the call.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_mount_setattr,
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                    libc::AT_RECURSIVE,
-                    &arg as *const MountAttrArg,
-                    std::mem::size_of::<MountAttrArg>(),
-                )
-            };
-            if rc != 0 {
-                anyhow::bail!("mount_setattr: {}", std::io::Error::last_os_error());
-            }
+            let mnt: std::os::fd::OwnedFd = std::fs::File::open(dest)?.into();
+            crate::runtime::mountfd::set_attrs(
+                std::os::fd::AsFd::as_fd(&mnt),
+                options.recursive_attrs.attr_set,
+                options.recursive_attrs.attr_clr,
+                true,
+            )?;
         }
         Ok(())
     }
