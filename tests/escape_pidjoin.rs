@@ -300,44 +300,10 @@ fn seccomp_agent_gets_the_pid_of_the_joining_container_process() {
     if skip() || berth_only("berth's listener hand-off") {
         return;
     }
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
     let ctx = Ctx::new("pidjoinagent");
     let (_a_id, a_pid) = ctx.sleeper("a");
     let sock = ctx.dir("agent").join("agent.sock");
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut control = nix::cmsg_space!([std::os::fd::RawFd; 2]);
-                let mut iov = [std::io::IoSliceMut::new(&mut buf)];
-                let msg = nix::sys::socket::recvmsg::<()>(
-                    conn.as_raw_fd(),
-                    &mut iov,
-                    Some(&mut control),
-                    nix::sys::socket::MsgFlags::empty(),
-                )
-                .unwrap();
-                let mut fds = Vec::new();
-                for c in msg.cmsgs().unwrap() {
-                    if let nix::sys::socket::ControlMessageOwned::ScmRights(r) = c {
-                        fds.extend(r);
-                    }
-                }
-                let len = msg.bytes;
-                let mut text = buf[..len].to_vec();
-                std::io::Read::read_to_end(&mut &conn, &mut text).unwrap();
-                // SAFETY: SCM_RIGHTS just put this descriptor in our table; nothing else owns it.
-                let fd = unsafe { OwnedFd::from_raw_fd(fds[0]) };
-                let state: Value = serde_json::from_slice(&text).unwrap();
-                let _ = tx.send(state);
-                answer_notifications(fd);
-            });
-        }
-    });
+    let rx = spawn_seccomp_agent(&sock);
     // The filter is loaded early without noNewPrivileges, last with it: before the fork
     // into the joined namespace either way.
     for nnp in [false, true] {
