@@ -178,15 +178,30 @@ fn a_memory_limit_oom_kills_and_events_report_it() {
     let id = ctx.id("oom");
     ctx.create(&b, &id);
     ctx.start(&id);
-    let events = ctx.rt_bg(&["events", "--interval", "1s", &id]);
-    std::thread::sleep(Duration::from_millis(300));
+    let mut events = ctx.rt_bg(&["events", "--interval", "1s", &id]);
+    // Its first stats event says `events` is up and has counted the OOM kills so far: only
+    // then is the OOM set off (on a loaded machine a fixed pause was not always enough).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !events.stdout_so_far().contains("\"stats\"") {
+        assert!(
+            Instant::now() < deadline && !events.exited(),
+            "events printed no stats event: {}; stderr: {}; container: {}",
+            events.stdout_so_far(),
+            events.stderr_so_far(),
+            ctx.status(&id)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ctx.rt(&["exec", &id, "touch", "/dev/shm/go"]).ok();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !events.stdout_so_far().contains("\"oom\"") {
         assert!(
             Instant::now() < deadline,
-            "no oom event; events printed: {}",
-            events.stdout_so_far()
+            "no oom event; events printed: {}; stderr: {}; exited: {}; container: {}",
+            events.stdout_so_far(),
+            events.stderr_so_far(),
+            events.exited(),
+            ctx.status(&id)
         );
         std::thread::sleep(Duration::from_millis(50));
     }

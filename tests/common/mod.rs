@@ -299,6 +299,16 @@ impl Bg {
     pub fn stdout_so_far(&self) -> String {
         fs::read_to_string(&self.out_path).unwrap_or_default()
     }
+
+    /// What the command wrote to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        fs::read_to_string(&self.err_path).unwrap_or_default()
+    }
+
+    /// Whether the command has exited (reaped here if so).
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
 }
 
 impl Drop for Bg {
