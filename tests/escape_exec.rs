@@ -14,7 +14,6 @@ use common::*;
 use ptrace_attack::*;
 use std::fs;
 
-use std::time::Duration;
 
 const EXECS: usize = 200;
 
@@ -25,84 +24,19 @@ fn exec_is_never_caught_outside_the_container() {
         return;
     }
     let ctx = Ctx::new("escexec");
-    let host = ctx.dir("host");
-    let canary = host.join("canary");
-    let out = ctx.dir("out");
-    let mut b = ctx.bundle();
-    fs::copy(build_attacker(&ctx.tmp), b.rootfs().join("attacker")).unwrap();
-    assert!(
-        !b.has_namespace("user"),
-        "the attack needs no user namespace"
-    );
-    for set in ["bounding", "effective", "permitted"] {
-        b.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_SYS_PTRACE"));
-    }
-    b.bind(&out, "/out", &[]);
-    b.args(&["/attacker", canary.to_str().unwrap(), "/out/report", "2"]);
-    let (id, _) = ctx.sleeper_from(&b, "a");
-    let report = out.join("report");
-    wait_for_line(&report, "ready");
-
+    let attacker = Attacker::start(&ctx);
     let mut failed_execs = Vec::new();
     for _ in 0..EXECS {
-        let o = ctx.rt(&["exec", &id, "true"]);
+        let o = ctx.rt(&["exec", &attacker.id, "true"]);
         if !o.success() {
             failed_execs.push(o.to_string());
         }
     }
-    // The attacker writes its line once it has let the last process go.
-    std::thread::sleep(Duration::from_millis(200));
-    let text = fs::read_to_string(&report).unwrap();
-    let caught: Vec<&str> = text.lines().filter(|l| l.starts_with("caught")).collect();
-    let escaped: Vec<&&str> = caught
-        .iter()
-        .filter(|l| field(l, "mnt") != "container" || field(l, "extra") != "0x0")
-        .collect();
-    eprintln!(
-        "{EXECS} execs: the attacker caught {} processes, {} of them outside the container or \
-         with more capabilities; {} execs failed; canary {}",
-        caught.len(),
-        escaped.len(),
-        failed_execs.len(),
-        if canary.exists() { "WRITTEN" } else { "absent" }
-    );
-    if let Some(first) = caught.first() {
-        eprintln!("first caught: {first}");
-    }
-    assert!(
-        !canary.exists(),
-        "a process caught in the container created {} on the host:\n{text}",
-        canary.display()
-    );
-    assert!(
-        escaped.is_empty(),
-        "exec processes were reachable outside the container's mount namespace or with more \
-         capabilities than the container's:\n{}",
-        escaped
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    // The attack did run: it caught exec processes (inside, where catching them is harmless),
-    // wrote their memory, and its injected call ran there (and found no such path).
-    assert!(
-        caught.len() >= EXECS / 10,
-        "the attacker caught too little:\n{text}"
-    );
-    assert!(
-        caught.iter().any(|l| field(l, "memory_writable") == "true"
-            && field(l, "injected_openat").starts_with('-')),
-        "{text}"
-    );
-    assert!(
-        failed_execs.len() <= EXECS / 10,
-        "{}",
-        failed_execs.join("\n")
-    );
+    // An exec process is caught where it must not be if it is still on another mount
+    // namespace (the host's) or holds more capabilities than the container.
+    attacker.verdict(EXECS, &failed_execs, |l| {
+        field(l, "mnt") != "container" || field(l, "extra") != "0x0"
+    });
 }
 
 /// The reordered `exec` still ends up in every namespace of the container, with a user and a
@@ -184,20 +118,8 @@ fn dev_console_is_the_terminal() {
     );
     b.config["process"]["terminal"] = json!(true);
     b.write();
-    let sock = ConsoleSocket::new(&ctx.tmp);
     let id = ctx.id("c");
-    ctx.rt(&[
-        "create",
-        "--console-socket",
-        sock.path.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    let master = sock.recv_master(Duration::from_secs(10));
-    ctx.start(&id);
-    let out = read_pty(master, Duration::from_secs(20));
+    let out = ctx.run_on_console(&b, &id);
     let lines: Vec<&str> = out
         .lines()
         .map(str::trim)

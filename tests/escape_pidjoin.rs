@@ -79,28 +79,8 @@ fn pid_joining_container_is_never_caught_before_it_is_confined() {
         return;
     }
     let ctx = Ctx::new("escpidjoin");
-    let host = ctx.dir("host");
-    let canary = host.join("canary");
-    let out = ctx.dir("out");
-    let mut a = ctx.bundle();
-    fs::copy(build_attacker(&ctx.tmp), a.rootfs().join("attacker")).unwrap();
-    assert!(
-        !a.has_namespace("user"),
-        "the attack needs no user namespace"
-    );
-    for set in ["bounding", "effective", "permitted"] {
-        a.config["process"]["capabilities"][set]
-            .as_array_mut()
-            .unwrap()
-            .push(json!("CAP_SYS_PTRACE"));
-    }
-    a.bind(&out, "/out", &[]);
-    a.args(&["/attacker", canary.to_str().unwrap(), "/out/report", "2"]);
-    let (_a_id, a_pid) = ctx.sleeper_from(&a, "a");
-    let report = out.join("report");
-    wait_for_line(&report, "ready");
-
-    let mut b = joining_bundle(&ctx, a_pid);
+    let attacker = Attacker::start(&ctx);
+    let mut b = joining_bundle(&ctx, attacker.pid);
     b.args(&["true"]);
     let mut failed = Vec::new();
     for i in 0..CREATIONS {
@@ -116,55 +96,10 @@ fn pid_joining_container_is_never_caught_before_it_is_confined() {
         }
         ctx.rt(&["delete", "--force", &id]);
     }
-    // The attacker writes its line once it has let the last process go.
-    std::thread::sleep(Duration::from_millis(200));
-    let text = fs::read_to_string(&report).unwrap();
-    let caught: Vec<&str> = text.lines().filter(|l| l.starts_with("caught")).collect();
     // B's processes are in B's mount namespace, not A's (`mnt=outside` is expected): what must
     // never be is a process with more capabilities than A's (B's are a subset), and the canary
     // (written only by a process still on the host's mounts).
-    let escaped: Vec<&&str> = caught
-        .iter()
-        .filter(|l| field(l, "extra") != "0x0")
-        .collect();
-    eprintln!(
-        "{CREATIONS} creations: the attacker caught {} processes, {} of them with more \
-         capabilities than the container's; {} creations failed; canary {}",
-        caught.len(),
-        escaped.len(),
-        failed.len(),
-        if canary.exists() { "WRITTEN" } else { "absent" }
-    );
-    if let Some(first) = caught.first() {
-        eprintln!("first caught: {first}");
-    }
-    assert!(
-        !canary.exists(),
-        "a process caught in the joined pid namespace created {} on the host:\n{text}",
-        canary.display()
-    );
-    assert!(
-        escaped.is_empty(),
-        "processes of the joining container were reachable with more capabilities than the \
-         container's:\n{}",
-        escaped
-            .iter()
-            .map(|l| l.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
-    // The attack did run: it caught B's processes (confined, where catching them is harmless),
-    // wrote their memory, and its injected call ran there (and found no such path).
-    assert!(
-        caught.len() >= CREATIONS / 10,
-        "the attacker caught too little:\n{text}"
-    );
-    assert!(
-        caught.iter().any(|l| field(l, "memory_writable") == "true"
-            && field(l, "injected_openat").starts_with('-')),
-        "{text}"
-    );
-    assert!(failed.len() <= CREATIONS / 10, "{}", failed.join("\n"));
+    attacker.verdict(CREATIONS, &failed, |l| field(l, "extra") != "0x0");
 }
 
 /// The joining container is in A's pid namespace, its /proc shows that namespace (A's init is
@@ -232,20 +167,8 @@ fn pid_joining_container_with_a_terminal() {
     b.sh("tty; stat -L -c %t:%T /dev/console /proc/self/fd/0; echo done");
     b.config["process"]["terminal"] = json!(true);
     b.write();
-    let sock = ConsoleSocket::new(&ctx.tmp);
     let id = ctx.id("t");
-    ctx.rt(&[
-        "create",
-        "--console-socket",
-        sock.path.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    let master = sock.recv_master(Duration::from_secs(10));
-    ctx.start(&id);
-    let out = read_pty(master, Duration::from_secs(20));
+    let out = ctx.run_on_console(&b, &id);
     let lines: Vec<&str> = out
         .lines()
         .map(str::trim)

@@ -4,7 +4,6 @@ mod common;
 use common::*;
 use std::os::fd::AsRawFd;
 use std::process::Command;
-use std::time::Duration;
 
 #[test]
 fn args_env_and_cwd() {
@@ -479,20 +478,8 @@ fn terminal_with_console_socket() {
     b.config["process"]["terminal"] = json!(true);
     b.config["process"]["consoleSize"] = json!({"height": 31, "width": 101});
     b.write();
-    let sock = ConsoleSocket::new(&ctx.tmp);
     let id = ctx.id("t");
-    ctx.rt(&[
-        "create",
-        "--console-socket",
-        sock.path.to_str().unwrap(),
-        "--bundle",
-        b.path().to_str().unwrap(),
-        &id,
-    ])
-    .ok();
-    let master = sock.recv_master(Duration::from_secs(10));
-    ctx.start(&id);
-    let out = read_pty(master, Duration::from_secs(20));
+    let out = ctx.run_on_console(&b, &id);
     let lines: Vec<&str> = out
         .lines()
         .map(|l| l.trim())

@@ -594,6 +594,25 @@ impl Ctx {
     }
 
     /// `create --bundle B ID`, must succeed; returns the container's pid.
+    /// Creates `b` (its process with a terminal) with a console socket, starts it and returns
+    /// what it wrote to the terminal.
+    pub fn run_on_console(&self, b: &Bundle, id: &str) -> String {
+        b.write();
+        let sock = ConsoleSocket::new(&self.tmp);
+        self.rt(&[
+            "create",
+            "--console-socket",
+            sock.path.to_str().unwrap(),
+            "--bundle",
+            b.path().to_str().unwrap(),
+            id,
+        ])
+        .ok();
+        let master = sock.recv_master(Duration::from_secs(10));
+        self.start(id);
+        read_pty(master, Duration::from_secs(20))
+    }
+
     #[track_caller]
     pub fn create(&self, b: &Bundle, id: &str) -> i32 {
         self.try_create(b, id).ok();

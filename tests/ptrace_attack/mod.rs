@@ -1,6 +1,7 @@
 //! What the ptrace attack tests share (tests/escape_exec.rs, tests/escape_pidjoin.rs): the
-//! attacker program (attacker.rs here, compiled by the test as a static binary), reading its
-//! reports, and a seccomp agent that answers every notification.
+//! attacker program (attacker.rs here, compiled by the test as a static binary), run as the
+//! process of a container holding CAP_SYS_PTRACE, the verdict on what it caught, and a seccomp
+//! agent that answers every notification.
 #![allow(dead_code)]
 
 use crate::common::*;
@@ -144,4 +145,92 @@ pub fn spawn_seccomp_agent(sock: &Path) -> std::sync::mpsc::Receiver<Value> {
         }
     });
     rx
+}
+
+/// The attacker running as the process of a container (no user namespace, CAP_SYS_PTRACE
+/// added, as Docker allows), ready: it seizes every new process of that pid namespace.
+pub struct Attacker {
+    pub id: String,
+    pub pid: i32,
+    /// A host path the attacker makes each caught process try to create.
+    canary: PathBuf,
+    report: PathBuf,
+}
+
+impl Attacker {
+    pub fn start(ctx: &Ctx) -> Attacker {
+        let canary = ctx.dir("host").join("canary");
+        let out = ctx.dir("out");
+        let mut b = ctx.bundle();
+        fs::copy(build_attacker(&ctx.tmp), b.rootfs().join("attacker")).unwrap();
+        assert!(
+            !b.has_namespace("user"),
+            "the attack needs no user namespace"
+        );
+        for set in ["bounding", "effective", "permitted"] {
+            b.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!("CAP_SYS_PTRACE"));
+        }
+        b.bind(&out, "/out", &[]);
+        b.args(&["/attacker", canary.to_str().unwrap(), "/out/report", "2"]);
+        let (id, pid) = ctx.sleeper_from(&b, "a");
+        let report = out.join("report");
+        wait_for_line(&report, "ready");
+        Attacker {
+            id,
+            pid,
+            canary,
+            report,
+        }
+    }
+
+    /// After `attempts` processes were made in its sight (`failed` of them failing): no
+    /// caught process may be `escaped` (a report line judged so) and no canary may exist on
+    /// the host, and the attack must have really run: caught enough, written their memory,
+    /// and had its injected call run there.
+    pub fn verdict(&self, attempts: usize, failed: &[String], escaped: impl Fn(&str) -> bool) {
+        // The attacker writes its line once it has let the last process go.
+        std::thread::sleep(Duration::from_millis(200));
+        let text = fs::read_to_string(&self.report).unwrap();
+        let caught: Vec<&str> = text.lines().filter(|l| l.starts_with("caught")).collect();
+        let escaped: Vec<&str> = caught.iter().copied().filter(|l| escaped(l)).collect();
+        eprintln!(
+            "{attempts} attempts: the attacker caught {} processes, {} of them where they must \
+             not be; {} attempts failed; canary {}",
+            caught.len(),
+            escaped.len(),
+            failed.len(),
+            if self.canary.exists() {
+                "WRITTEN"
+            } else {
+                "absent"
+            }
+        );
+        if let Some(first) = caught.first() {
+            eprintln!("first caught: {first}");
+        }
+        assert!(
+            !self.canary.exists(),
+            "a caught process created {} on the host:\n{text}",
+            self.canary.display()
+        );
+        assert!(
+            escaped.is_empty(),
+            "processes were reachable outside the container's mount namespace or with more \
+             capabilities than the container's:\n{}",
+            escaped.join("\n")
+        );
+        assert!(
+            caught.len() >= attempts / 10,
+            "the attacker caught too little:\n{text}"
+        );
+        assert!(
+            caught.iter().any(|l| field(l, "memory_writable") == "true"
+                && field(l, "injected_openat").starts_with('-')),
+            "{text}"
+        );
+        assert!(failed.len() <= attempts / 10, "{}", failed.join("\n"));
+    }
 }
