@@ -14,7 +14,6 @@ use common::*;
 use ptrace_attack::*;
 use std::fs;
 
-
 const EXECS: usize = 200;
 
 #[cfg(target_arch = "x86_64")]

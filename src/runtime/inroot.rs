@@ -360,14 +360,7 @@ mod tests {
             "magic_links_are_refused",
             || {
                 use nix::mount::{mount, MsFlags};
-                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-                mount(
-                    None::<&str>,
-                    "/",
-                    None::<&str>,
-                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                    None::<&str>,
-                )?;
+                crate::runtime::testutil::private_mount_namespace()?;
                 let base = tempdir("magic");
                 std::fs::create_dir_all(base.join("proc"))?;
                 mount(

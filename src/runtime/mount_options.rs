@@ -922,14 +922,7 @@ mod tests {
         body: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
     ) -> Result<(), String> {
         crate::runtime::testutil::in_child_process(module_path!(), test_name, || {
-            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
-            nix::mount::mount(
-                None::<&str>,
-                "/",
-                None::<&str>,
-                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-                None::<&str>,
-            )?;
+            crate::runtime::testutil::private_mount_namespace()?;
             let scratch =
                 std::env::temp_dir().join(format!("berth-mount-test-{}", std::process::id()));
             std::fs::create_dir_all(&scratch)?;

@@ -49,3 +49,17 @@ pub fn in_child_process(
         None => Err(format!("malformed child report {report:?}")),
     }
 }
+
+/// In a test's child process: a mount namespace of its own, private, so that what the test
+/// mounts neither reaches the host nor receives the host's mounts.
+pub fn private_mount_namespace() -> anyhow::Result<()> {
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)?;
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        nix::mount::MsFlags::MS_REC | nix::mount::MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )?;
+    Ok(())
+}
