@@ -1,0 +1,773 @@
+//! Shared by the engine's tests: the two test images as docker-archives that both berth and
+//! Docker load (the busybox image, made from `bundles/busybox/rootfs`, and the Debian image made
+//! by `scripts/mkimage-debian.sh`), loading them into a [`Scratch`] data root, and a private
+//! dockerd for differential tests ([`Dockerd`]), with everything it makes removed at drop.
+//!
+//! A test that needs a tool the machine lacks (dockerd, debootstrap) is skipped with a printed
+//! `SKIPPED:` line, except under CI (`CI=true`), where it fails: CI installs them (`.ci/run`).
+#![allow(dead_code)]
+
+#[path = "../image_support/mod.rs"]
+mod image_support;
+pub use image_support::*;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// The busybox image's name, the same in berth's store and in Docker's.
+pub const BUSYBOX: &str = "berth-tests/busybox:latest";
+/// The Debian image's name (the tag `scripts/mkimage-debian.sh` gives it).
+pub const DEBIAN: &str = "berth-tests/debian-nginx:bookworm";
+/// What the Debian image's nginx serves at `/`.
+pub const DEBIAN_INDEX: &str = "berth test image: nginx on Debian bookworm";
+/// Docker's default capability set (moby's `oci/caps/defaults.go`), for bundles that should
+/// run what a `docker run` runs.
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+/// How long one docker or berth command of a test may take before it is killed.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
+
+pub fn in_ci() -> bool {
+    matches!(std::env::var("CI").as_deref(), Ok("true") | Ok("1"))
+}
+
+/// Path of a program found in $PATH.
+pub fn which(prog: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| {
+            std::fs::metadata(p)
+                .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                .unwrap_or(false)
+        })
+}
+
+/// True (after printing why) when a test cannot run here: not root, or one of `tools` is not
+/// installed. Under CI a missing tool is a failure, not a skip.
+pub fn skip_without(tools: &[&str], what: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED: {what} needs root");
+        return true;
+    }
+    let missing: Vec<&str> = tools
+        .iter()
+        .copied()
+        .filter(|t| which(t).is_none())
+        .collect();
+    if missing.is_empty() {
+        return false;
+    }
+    let why = format!("{what} needs {} (see .ci/run)", missing.join(", "));
+    assert!(!in_ci(), "{why}");
+    eprintln!("SKIPPED: {why}");
+    true
+}
+
+/// A command's exit code and output, as text.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// The exit code; 128+N for a command killed by signal N.
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    pub fn of(out: Output) -> Outcome {
+        use std::os::unix::process::ExitStatusExt;
+        Outcome {
+            code: out
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + out.status.signal().unwrap_or(0)),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// The stdout, panicking with everything known unless the command succeeded.
+    pub fn ok(self, what: &str) -> String {
+        assert_eq!(self.code, 0, "{what} failed: {self:?}");
+        self.stdout
+    }
+
+    pub fn lines(&self) -> Vec<&str> {
+        self.stdout.lines().collect()
+    }
+}
+
+/// Runs `cmd` (stdin from /dev/null) under coreutils' `timeout`, which kills it after
+/// [`COMMAND_TIMEOUT`]: a hung daemon fails the test instead of hanging the suite.
+pub fn run_bounded(cmd: &Command) -> Outcome {
+    let mut bounded = Command::new("timeout");
+    bounded
+        .args(["-k", "10", &COMMAND_TIMEOUT.as_secs().to_string()])
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(Stdio::null());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => bounded.env(k, v),
+            None => bounded.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        bounded.current_dir(d);
+    }
+    let out = bounded
+        .output()
+        .unwrap_or_else(|e| panic!("running {:?}: {e}", cmd.get_program()));
+    let outcome = Outcome::of(out);
+    assert_ne!(
+        outcome.code,
+        124,
+        "{:?} {:?} took more than {COMMAND_TIMEOUT:?}",
+        cmd.get_program(),
+        cmd.get_args().collect::<Vec<_>>()
+    );
+    outcome
+}
+
+// ---------------------------------------------------------------------------
+// The images
+// ---------------------------------------------------------------------------
+
+/// The busybox image's config: what Docker Hub's busybox has (PATH and `sh`).
+pub fn busybox_config() -> serde_json::Value {
+    serde_json::json!({
+        "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+        "Cmd": ["sh"],
+    })
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Writes a docker-archive (`docker save`'s format: manifest.json, the config as `ID.json`, one
+/// uncompressed `layer.tar` per layer) of an image with these layers and container config,
+/// tagged `tag`. Returns the image id (`sha256:` and the config's digest), which Docker and
+/// berth both report for it.
+pub fn write_docker_archive(
+    out: &Path,
+    tag: &str,
+    layers: &[Vec<u8>],
+    config: serde_json::Value,
+) -> String {
+    let diff_ids: Vec<String> = layers.iter().map(|l| sha256_hex(l)).collect();
+    let image = serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "created": "2024-01-02T03:04:05Z",
+        "config": config,
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": diff_ids.iter().map(|d| format!("sha256:{d}")).collect::<Vec<_>>(),
+        },
+        "history": diff_ids.iter().map(|d| serde_json::json!({
+            "created": "2024-01-02T03:04:05Z",
+            "created_by": format!("berth tests: layer {}", &d[..12]),
+        })).collect::<Vec<_>>(),
+    });
+    let config_bytes = serde_json::to_vec(&image).unwrap();
+    let config_hex = sha256_hex(&config_bytes);
+    let manifest = serde_json::json!([{
+        "Config": format!("{config_hex}.json"),
+        "RepoTags": [tag],
+        "Layers": diff_ids.iter().map(|d| format!("{d}/layer.tar")).collect::<Vec<_>>(),
+    }]);
+    let file = File::create(out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+    let mut builder = tar::Builder::new(file);
+    let mut add = |path: &str, data: &[u8]| {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        builder.append_data(&mut h, path, data).unwrap();
+    };
+    for (d, layer) in diff_ids.iter().zip(layers) {
+        add(&format!("{d}/layer.tar"), layer);
+    }
+    add(&format!("{config_hex}.json"), &config_bytes);
+    add("manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    builder.into_inner().unwrap();
+    format!("sha256:{config_hex}")
+}
+
+/// The busybox image ([`BUSYBOX`], [`busybox_config`]) as a docker-archive in the scratch dir.
+pub fn busybox_archive(scratch: &Scratch) -> PathBuf {
+    let out = scratch.path("busybox-image.tar");
+    if !out.exists() {
+        let layer = busybox_tar(scratch);
+        write_docker_archive(&out, BUSYBOX, &[layer], busybox_config());
+    }
+    out
+}
+
+/// The Debian image ([`DEBIAN`]) as a docker-archive in the scratch dir, from
+/// `scripts/mkimage-debian.sh` (debootstrap the first time, its cache after); `None`, after a
+/// printed reason, where debootstrap is not installed (a failure under CI).
+pub fn debian_archive(scratch: &Scratch) -> Option<PathBuf> {
+    if skip_without(&["debootstrap"], "the Debian test image") {
+        return None;
+    }
+    let out = scratch.path("debian-image.tar");
+    if out.exists() {
+        return Some(out);
+    }
+    let mut cmd = Command::new(repo_dir().join("scripts/mkimage-debian.sh"));
+    cmd.arg(&out);
+    // Its few lines of progress (and debootstrap's errors) go to the test's output.
+    let made = run_bounded(&cmd);
+    eprint!("{}", made.stderr);
+    assert_eq!(made.code, 0, "scripts/mkimage-debian.sh failed: {made:?}");
+    Some(out)
+}
+
+/// `berth load -i ARCHIVE` into the scratch data root; returns the names it loaded.
+pub fn berth_load(scratch: &Scratch, archive: &Path) -> Vec<String> {
+    let out = scratch.berth_ok(&["load", "-i", archive.to_str().unwrap()]);
+    out.lines()
+        .filter_map(|l| l.strip_prefix("Loaded image: "))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The busybox image, loaded into the scratch data root as [`BUSYBOX`].
+pub fn load_busybox(scratch: &Scratch) {
+    let archive = busybox_archive(scratch);
+    let names = berth_load(scratch, &archive);
+    assert_eq!(
+        names.len(),
+        1,
+        "berth load of the busybox archive: {names:?}"
+    );
+}
+
+/// The Debian image, loaded into the scratch data root as [`DEBIAN`]; false (after a printed
+/// reason) where it cannot be made here.
+pub fn load_debian(scratch: &Scratch) -> bool {
+    let Some(archive) = debian_archive(scratch) else {
+        return false;
+    };
+    let names = berth_load(scratch, &archive);
+    assert_eq!(
+        names.len(),
+        1,
+        "berth load of the Debian archive: {names:?}"
+    );
+    true
+}
+
+// ---------------------------------------------------------------------------
+// berth's own containers before the engine: `berth bundle` + `berth run`
+// ---------------------------------------------------------------------------
+
+/// A bundle made by `berth bundle` in a scratch dir, removed (`rm-bundle --force`) at drop.
+pub struct ImageBundle<'a> {
+    scratch: &'a Scratch,
+    pub dir: PathBuf,
+}
+
+impl<'a> ImageBundle<'a> {
+    pub fn new(scratch: &'a Scratch, image: &str, name: &str) -> ImageBundle<'a> {
+        let dir = scratch.path(name);
+        scratch.berth_ok(&["bundle", image, dir.to_str().unwrap()]);
+        ImageBundle { scratch, dir }
+    }
+
+    pub fn config(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.dir.join("config.json")).unwrap()).unwrap()
+    }
+
+    /// Changes config.json.
+    pub fn edit(&self, change: impl FnOnce(&mut serde_json::Value)) {
+        let mut config = self.config();
+        change(&mut config);
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&config).unwrap(),
+        )
+        .unwrap();
+    }
+
+    /// The process gets Docker's default capabilities (as a `docker run` would).
+    pub fn with_docker_caps(&self, extra: &[&str]) {
+        let caps: Vec<&str> = DOCKER_DEFAULT_CAPS.iter().chain(extra).copied().collect();
+        self.edit(|c| {
+            for set in ["bounding", "effective", "permitted"] {
+                c["process"]["capabilities"][set] = serde_json::json!(caps);
+            }
+        });
+    }
+
+    /// `berth run --bundle DIR ID`, in the foreground: the container's exit code and output.
+    pub fn run(&self, id: &str) -> Outcome {
+        let mut cmd = self.scratch.command(&["run", "--bundle"]);
+        cmd.arg(&self.dir).arg(id);
+        let out = run_bounded(&cmd);
+        // A container that outlived a killed `run` must not keep the bundle busy.
+        if out.code != 0 {
+            let _ = self.scratch.berth(&["delete", "--force", id]);
+        }
+        out
+    }
+}
+
+impl Drop for ImageBundle<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .scratch
+            .berth(&["rm-bundle", "--force", self.dir.to_str().unwrap()]);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A private dockerd
+// ---------------------------------------------------------------------------
+
+/// The lock the client suites (scripts/clients/lib.sh) take: dockerd and containerd use a few
+/// fixed host paths (/run/containerd, /run/docker) whatever their flags say, so only one of
+/// these daemons runs at a time, across test binaries and checkouts.
+const CLIENTS_LOCK: &str = "/run/lock/berth-clients.lock";
+/// Host paths dockerd makes whatever its flags say; removed at the end if they were not there.
+const DOCKERD_HOST_PATHS: &[&str] = &["/run/containerd", "/run/docker", "/etc/docker/key.json"];
+
+/// A dockerd of the test's own: its data root, exec root, pid file, socket and config in a temp
+/// dir; no bridge and no iptables rules (`"bridge": "none"`, `"iptables": false`), runc as
+/// its runtime, the cgroupfs driver under a cgroup parent of its own. Dropping it removes its
+/// containers, stops it, and removes every process, mount, cgroup and host path it made.
+pub struct Dockerd {
+    pub dir: PathBuf,
+    socket: PathBuf,
+    cgroup_parent: String,
+    daemon: Mutex<Option<Child>>,
+    made_host_paths: Vec<PathBuf>,
+    loaded: Mutex<HashSet<String>>,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+static SHARED_DOCKERD: Mutex<Weak<Dockerd>> = Mutex::new(Weak::new());
+
+fn docker_cli() -> PathBuf {
+    // Debian's docker.io client, the daemon's own version, before any other in PATH.
+    let debian = PathBuf::from("/usr/bin/docker");
+    if debian.exists() {
+        return debian;
+    }
+    which("docker").expect("docker CLI")
+}
+
+fn lock_exclusive(path: &str, patience: Duration) -> nix::fcntl::Flock<File> {
+    use nix::fcntl::{Flock, FlockArg};
+    let start = Instant::now();
+    let mut said = false;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    loop {
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => return lock,
+            Err((f, nix::errno::Errno::EWOULDBLOCK)) => {
+                file = f;
+                assert!(
+                    start.elapsed() < patience,
+                    "{path} was held for {patience:?} (a client suite or another dockerd)"
+                );
+                if !said {
+                    eprintln!("waiting for {path} (a client suite or another dockerd holds it)");
+                    said = true;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err((_, e)) => panic!("flock {path}: {e}"),
+        }
+    }
+}
+
+impl Dockerd {
+    /// One dockerd shared by the tests of this binary that run at the same time: it is
+    /// stopped when the last of them drops its handle. `None` (after a printed reason) where
+    /// Docker is not installed, a failure under CI.
+    pub fn shared() -> Option<Arc<Dockerd>> {
+        let mut shared = SHARED_DOCKERD.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = shared.upgrade() {
+            return Some(d);
+        }
+        let d = Arc::new(Dockerd::start()?);
+        *shared = Arc::downgrade(&d);
+        Some(d)
+    }
+
+    /// A dockerd of its own; `None` (after a printed reason) where Docker is not installed.
+    pub fn start() -> Option<Dockerd> {
+        if skip_without(&["dockerd", "containerd", "runc"], "a differential test") {
+            return None;
+        }
+        if !docker_cli().exists() {
+            assert!(!in_ci(), "no docker CLI (apt-get install docker.io)");
+            eprintln!("SKIPPED: no docker CLI (apt-get install docker.io)");
+            return None;
+        }
+        let lock = lock_exclusive(CLIENTS_LOCK, Duration::from_secs(900));
+        let made_host_paths = DOCKERD_HOST_PATHS
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| !p.exists())
+            .collect();
+        static STARTED: AtomicU32 = AtomicU32::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "berth-dockerd-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        cleanup(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let cgroup_parent = format!("berth-test-dockerd-{}", std::process::id());
+        let config = serde_json::json!({
+            "bridge": "none",
+            "iptables": false,
+            "ip6tables": false,
+            "ip-forward": false,
+            "ip-masq": false,
+            "exec-opts": ["native.cgroupdriver=cgroupfs"],
+            "cgroup-parent": format!("/{cgroup_parent}"),
+            "log-driver": "json-file",
+        });
+        std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
+        let socket = dir.join("docker.sock");
+        let log = File::create(dir.join("dockerd.log")).unwrap();
+        let mut cmd = Command::new("dockerd");
+        cmd.arg("--config-file")
+            .arg(dir.join("daemon.json"))
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", socket.display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            // Its own process group: a ^C of the test run reaches the test, whose cleanup
+            // stops the daemon in order, not the daemon first.
+            .process_group(0);
+        let child = cmd.spawn().expect("spawning dockerd");
+        eprintln!(
+            "dockerd {} started in {} (pid {})",
+            dockerd_version(),
+            dir.display(),
+            child.id()
+        );
+        let d = Dockerd {
+            dir,
+            socket,
+            cgroup_parent,
+            daemon: Mutex::new(Some(child)),
+            made_host_paths,
+            loaded: Mutex::new(HashSet::new()),
+            _lock: lock,
+        };
+        d.wait_ready();
+        Some(d)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = self.command(&["version"]).output().unwrap();
+            if out.status.success() {
+                return;
+            }
+            let exited = self
+                .daemon
+                .lock()
+                .unwrap()
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            if exited.is_some() || Instant::now() > deadline {
+                panic!(
+                    "dockerd did not start ({}): {}",
+                    exited.map_or("timed out".to_string(), |s| s.to_string()),
+                    self.log_tail(20)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The last lines of dockerd's log, for failure messages.
+    pub fn log_tail(&self, n: usize) -> String {
+        let log = std::fs::read_to_string(self.dir.join("dockerd.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(n)..].join("\n")
+    }
+
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `docker -H unix://SOCKET ARGS`, the client's config in the temp dir, stdin from
+    /// /dev/null.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(docker_cli());
+        c.arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.join("client"))
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// `docker ARGS` (bounded by [`COMMAND_TIMEOUT`]).
+    pub fn docker(&self, args: &[&str]) -> Outcome {
+        run_bounded(&self.command(args))
+    }
+
+    /// `docker ARGS`, panicking (with dockerd's last log lines) unless it succeeds; its stdout.
+    pub fn docker_ok(&self, args: &[&str]) -> String {
+        let out = self.docker(args);
+        assert!(
+            out.code == 0,
+            "docker {args:?} failed: {out:?}\ndockerd's log:\n{}",
+            self.log_tail(10)
+        );
+        out.stdout
+    }
+
+    /// `docker load -i ARCHIVE`, once per image name and daemon.
+    pub fn load(&self, name: &str, archive: &Path) {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        if loaded.contains(name) {
+            return;
+        }
+        let out = self.docker_ok(&["load", "-i", archive.to_str().unwrap()]);
+        assert!(
+            out.contains(&format!("Loaded image: {name}")),
+            "docker load of {} did not load {name}: {out}",
+            archive.display()
+        );
+        loaded.insert(name.to_string());
+    }
+
+    /// The busybox image, loaded as [`BUSYBOX`].
+    pub fn load_busybox(&self, scratch: &Scratch) {
+        self.load(BUSYBOX, &busybox_archive(scratch));
+    }
+
+    /// The Debian image, loaded as [`DEBIAN`]; false (after a printed reason) where it cannot
+    /// be made here.
+    pub fn load_debian(&self, scratch: &Scratch) -> bool {
+        match debian_archive(scratch) {
+            Some(archive) => {
+                self.load(DEBIAN, &archive);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The pids of every process whose command line names the temp dir (the daemon, its
+    /// containerd, the shims).
+    fn processes(&self) -> Vec<i32> {
+        let needle = self.dir.to_string_lossy().into_owned();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+                if String::from_utf8_lossy(&cmdline).contains(&needle) {
+                    pids.push(pid);
+                }
+            }
+        }
+        pids
+    }
+
+    /// The cgroup directories of the daemon's cgroup parent, in every hierarchy.
+    fn cgroup_dirs(&self) -> Vec<PathBuf> {
+        let mut dirs = Vec::new();
+        let top = Path::new("/sys/fs/cgroup");
+        if top.join(&self.cgroup_parent).is_dir() {
+            dirs.push(top.join(&self.cgroup_parent));
+        }
+        for entry in std::fs::read_dir(top).into_iter().flatten().flatten() {
+            let d = entry.path().join(&self.cgroup_parent);
+            if d.is_dir() {
+                dirs.push(d);
+            }
+        }
+        dirs
+    }
+
+    /// What the daemon left on the host after it stopped (empty when it is clean): processes,
+    /// cgroups, mounts, host paths. For the tests of this module.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left: Vec<String> = self
+            .processes()
+            .iter()
+            .map(|p| format!("process {p}"))
+            .collect();
+        left.extend(
+            self.cgroup_dirs()
+                .iter()
+                .map(|d| format!("cgroup {}", d.display())),
+        );
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        left.extend(
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| Path::new(p).starts_with(&self.dir))
+                .map(|p| format!("mount {p}")),
+        );
+        left.extend(
+            self.made_host_paths
+                .iter()
+                .filter(|p| p.exists())
+                .map(|p| format!("host path {}", p.display())),
+        );
+        left
+    }
+
+    /// Removes the containers, stops the daemon (TERM, KILL after 20 s) and removes what it
+    /// made on the host, except the temp dir. Idempotent.
+    pub fn stop(&self) {
+        let Some(mut child) = self.daemon.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        if matches!(child.try_wait(), Ok(None)) {
+            let ids = run_bounded(&self.command(&["ps", "-aq"])).stdout;
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids);
+                let _ = run_bounded(&self.command(&args));
+            }
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+        // What outlived the daemon (its containerd, shims of a daemon killed mid-way).
+        for pid in self.processes() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        for dir in self.cgroup_dirs() {
+            remove_cgroup_tree(&dir);
+        }
+        for p in &self.made_host_paths {
+            if p.is_dir() {
+                let _ = std::fs::remove_dir_all(p);
+            } else {
+                let _ = std::fs::remove_file(p);
+            }
+        }
+        cleanup_mounts_under(&self.dir);
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        self.stop();
+        cleanup(&self.dir);
+    }
+}
+
+fn dockerd_version() -> String {
+    Command::new("dockerd")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Kills what is left in a cgroup tree, then removes its directories, deepest first.
+fn remove_cgroup_tree(top: &Path) {
+    let mut dirs = Vec::new();
+    let mut todo = vec![top.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                todo.push(e.path());
+            }
+        }
+        dirs.push(d);
+    }
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+    for _ in 0..50 {
+        let mut busy = false;
+        for d in &dirs {
+            let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+            for pid in procs.split_whitespace().filter_map(|p| p.parse().ok()) {
+                busy = true;
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+        if !busy {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for d in &dirs {
+        let _ = std::fs::remove_dir(d);
+    }
+}
+
+/// Lazily unmounts every mount point under `dir`, deepest first.
+fn cleanup_mounts_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|p| Path::new(p).starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for p in points {
+        let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
