@@ -259,3 +259,404 @@ fn the_private_dockerd_leaves_nothing_behind() {
         "the container's process {pid} outlived the daemon"
     );
 }
+
+// ---------------------------------------------------------------------------
+// The engine: `berth container ...` against `docker ...`
+// ---------------------------------------------------------------------------
+
+/// Exit codes as Docker's: the command's own, 125 for the engine's errors (a bad flag or flag
+/// value, an image that is not there), 126 for a command that cannot be executed, 127 for one
+/// that is not found; and a failed `run` leaves no container behind.
+#[test]
+fn exit_codes_match_docker() {
+    let Some(d) = Differ::new("exit") else { return };
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["true"], 0, "a command that succeeds"),
+        (&["sh", "-c", "exit 3"], 3, "a command's own exit code"),
+        (&["/etc/passwd"], 126, "a file that is not executable"),
+        (&["/bin"], 126, "a directory"),
+        (&["no-such-command"], 127, "a command not in PATH"),
+        (&["/no/such/file"], 127, "a path that does not exist"),
+    ];
+    for (i, (command, code, what)) in cases.iter().enumerate() {
+        let name = d.name(&format!("case{i}"));
+        let mut args = vec!["run", "--rm", "--name", &name, "--network", "none", BUSYBOX];
+        args.extend_from_slice(command);
+        d.both(&args).assert_code(*code, what);
+    }
+    let bad: &[(&[&str], &str)] = &[
+        (&["--no-such-flag"], "an unknown flag"),
+        (&["--restart", "sometimes"], "a bad --restart"),
+        (&["--memory", "lots"], "a bad --memory"),
+        (&["--network", "no-such-network"], "an unknown network"),
+    ];
+    for (i, (flags, what)) in bad.iter().enumerate() {
+        let name = d.name(&format!("bad{i}"));
+        let mut args = vec!["run", "--name", &name];
+        args.extend_from_slice(flags);
+        args.extend_from_slice(&[BUSYBOX, "true"]);
+        d.both(&args).assert_code(125, what);
+    }
+    let name = d.name("noimage");
+    d.both(&[
+        "run",
+        "--name",
+        &name,
+        "--pull",
+        "never",
+        "berth-tests/no-such-image:1",
+        "true",
+    ])
+    .assert_code(125, "an image that is not there (and not pulled)");
+    // berth kept no container of any of these runs. (Docker 20.10 does keep one: a run on an
+    // unknown network leaves its container Created.)
+    assert_eq!(
+        d.berth.all_ids(),
+        Vec::<String>::new(),
+        "berth kept containers"
+    );
+}
+
+/// The fields of `inspect -f` that the flags of `run` and `create` and the image decide, for
+/// a container that exited, one that runs and one only created; and the state fields.
+#[test]
+fn inspect_values_match_docker() {
+    let Some(d) = Differ::new("inspect") else {
+        return;
+    };
+    let exited = d.name("exited");
+    let running = d.name("running");
+    let created = d.name("created");
+    let common = ["--network", "none", "-e", "FOO=bar", "-l", "team=core"];
+    let mut run_exited = vec!["run", "--name", &exited, "-w", "/tmp", "-u", "1000:1000"];
+    run_exited.extend_from_slice(&common);
+    run_exited.extend_from_slice(&[BUSYBOX, "sh", "-c", "exit 3"]);
+    d.both(&run_exited).assert_code(3, "run exiting 3");
+    let mut run_running = vec![
+        "run",
+        "-d",
+        "--name",
+        &running,
+        "--restart",
+        "on-failure:2",
+        "--stop-signal",
+        "SIGUSR1",
+    ];
+    run_running.extend_from_slice(&common);
+    run_running.extend_from_slice(&[BUSYBOX, "sleep", "1000"]);
+    d.both(&run_running).assert_code(0, "run -d");
+    let mut create = vec![
+        "create",
+        "--name",
+        &created,
+        "--restart",
+        "unless-stopped",
+        "--entrypoint",
+        "/bin/echo",
+    ];
+    create.extend_from_slice(&common);
+    create.extend_from_slice(&[BUSYBOX, "hello", "world"]);
+    d.both(&create).assert_code(0, "create");
+    d.wait_status(&running, "running");
+
+    let fields = [
+        ".State.Status",
+        ".State.ExitCode",
+        ".State.Running",
+        ".State.Paused",
+        ".State.OOMKilled",
+        ".Path",
+        ".Args",
+        ".Name",
+        ".RestartCount",
+        ".Config.Cmd",
+        ".Config.WorkingDir",
+        ".Config.User",
+        ".Config.Labels",
+        ".Config.StopSignal",
+        ".Config.Image",
+        ".Config.Tty",
+        ".Config.OpenStdin",
+        ".HostConfig.RestartPolicy",
+        ".HostConfig.NetworkMode",
+        ".HostConfig.AutoRemove",
+        ".HostConfig.LogConfig.Type",
+    ];
+    let mut differ = Vec::new();
+    for name in [&exited, &running, &created] {
+        for field in fields {
+            let (docker, berth) = d.inspect_json(name, field);
+            if docker != berth {
+                differ.push(format!("{name} {field}: docker {docker}, berth {berth}"));
+            }
+        }
+    }
+    assert!(differ.is_empty(), "inspect differs:\n{}", differ.join("\n"));
+}
+
+/// `Config.Env` and `Config.Entrypoint` as Docker has them: the `-e` variables before the
+/// image's, no HOSTNAME (Docker adds it to the process's environment only), and a null
+/// Entrypoint where neither the image nor `--entrypoint` gives one.
+#[test]
+fn inspect_env_and_entrypoint_match_docker() {
+    let Some(d) = Differ::new("inspect-env") else {
+        return;
+    };
+    let name = d.name("c");
+    d.both(&[
+        "create",
+        "--name",
+        &name,
+        "-e",
+        "FOO=bar",
+        "-e",
+        "PATH=/bin",
+        BUSYBOX,
+        "env",
+    ])
+    .assert_code(0, "create");
+    let with_entrypoint = d.name("ep");
+    d.both(&[
+        "create",
+        "--name",
+        &with_entrypoint,
+        "--entrypoint",
+        "/bin/echo",
+        BUSYBOX,
+        "hi",
+    ])
+    .assert_code(0, "create --entrypoint");
+    let mut differ = Vec::new();
+    for (n, field) in [
+        (&name, ".Config.Env"),
+        (&name, ".Config.Entrypoint"),
+        (&with_entrypoint, ".Config.Entrypoint"),
+        (&with_entrypoint, ".Config.Cmd"),
+    ] {
+        let (docker, berth) = d.inspect_json(n, field);
+        if docker != berth {
+            differ.push(format!("{n} {field}: docker {docker}, berth {berth}"));
+        }
+    }
+    assert!(differ.is_empty(), "inspect differs:\n{}", differ.join("\n"));
+}
+
+/// `logs` gives what the container wrote, each stream on its own (the order between stdout
+/// and stderr is not kept by either engine: two pipes), `--tail N` the last N lines, and `-t`
+/// a timestamp before each.
+#[test]
+fn logs_match_docker() {
+    let Some(d) = Differ::new("logs") else { return };
+    let streams = d.name("streams");
+    let run = d.both(&[
+        "run",
+        "--name",
+        &streams,
+        "--network",
+        "none",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo out$i; done; echo err1 >&2; echo err2 >&2",
+    ]);
+    run.assert_same("run");
+    assert_eq!(run.docker.stdout, "out1\nout2\nout3\nout4\nout5\n");
+    let logs = d.both(&["logs", &streams]);
+    logs.assert_same("logs (stdout)");
+    assert_eq!(logs.berth.stderr, logs.docker.stderr, "logs (stderr)");
+    assert_eq!(logs.docker.stderr, "err1\nerr2\n");
+
+    let lines = d.name("lines");
+    d.both(&[
+        "run",
+        "--name",
+        &lines,
+        "--network",
+        "none",
+        BUSYBOX,
+        "seq",
+        "1",
+        "10",
+    ])
+    .assert_same("run seq");
+    for tail in ["2", "0", "all", "20"] {
+        d.both(&["logs", "--tail", tail, &lines])
+            .assert_same(&format!("logs --tail {tail}"));
+    }
+    let stamped = d.both(&["logs", "-t", "--tail", "3", &lines]);
+    stamped.assert_code(0, "logs -t");
+    for out in [&stamped.docker, &stamped.berth] {
+        let text: Vec<&str> = out
+            .stdout
+            .lines()
+            .map(|l| {
+                let (stamp, text) = l.split_once(' ').unwrap_or(("", l));
+                // RFC 3339 in UTC with nanoseconds, as Docker writes them.
+                assert!(
+                    stamp.len() == 30 && stamp.ends_with('Z') && stamp.as_bytes()[10] == b'T',
+                    "timestamp {stamp:?} in {l:?}"
+                );
+                text
+            })
+            .collect();
+        assert_eq!(text, ["8", "9", "10"]);
+    }
+}
+
+/// The STATUS column of `ps` (its wording up to the time: "Up", "Exited (N)", "Created"), for
+/// containers in every state, from a table parsed by its header; and which ones `ps` without
+/// `-a` lists.
+#[test]
+fn ps_statuses_match_docker() {
+    let Some(d) = Differ::new("ps") else { return };
+    let created = d.name("created");
+    let running = d.name("running");
+    let exited0 = d.name("exited0");
+    let exited3 = d.name("exited3");
+    let killed = d.name("killed");
+    let net = ["--network", "none"];
+    let run = |flags: &[&str], name: &str, cmd: &[&str], code: i32| {
+        let mut args = flags.to_vec();
+        args.extend_from_slice(&["--name", name]);
+        args.extend_from_slice(&net);
+        args.push(BUSYBOX);
+        args.extend_from_slice(cmd);
+        d.both(&args).assert_code(code, &format!("{args:?}"));
+    };
+    run(&["create"], &created, &["true"], 0);
+    run(&["run", "-d"], &running, &["sleep", "1000"], 0);
+    run(&["run"], &exited0, &["true"], 0);
+    run(&["run"], &exited3, &["sh", "-c", "exit 3"], 3);
+    run(&["run", "-d"], &killed, &["sleep", "1000"], 0);
+    d.both(&["kill", &killed]).assert_code(0, "kill");
+    let waited = d.both(&["wait", &killed]);
+    waited.assert_same("wait for the killed container");
+    assert_eq!(waited.docker.stdout, "137\n");
+
+    let statuses = |out: &Outcome| -> std::collections::BTreeMap<String, String> {
+        let mut lines = out.stdout.lines();
+        let header = lines.next().unwrap_or_default();
+        let status_at = header.find("STATUS").expect("a STATUS column");
+        let ports_at = header.find("PORTS").expect("a PORTS column");
+        lines
+            .map(|l| {
+                let status = l.get(status_at..ports_at).unwrap_or_default().trim();
+                let name = l.split_whitespace().last().unwrap_or_default();
+                let kept = match status.split_once(')') {
+                    Some((code, _)) if status.starts_with("Exited (") => format!("{code})"),
+                    _ => status.split(' ').next().unwrap_or_default().to_string(),
+                };
+                (name.to_string(), kept)
+            })
+            .collect()
+    };
+    let all = d.both(&["ps", "-a", "--filter", "name=ps-"]);
+    all.assert_code(0, "ps -a");
+    let want: std::collections::BTreeMap<String, String> = [
+        (&created, "Created"),
+        (&running, "Up"),
+        (&exited0, "Exited (0)"),
+        (&exited3, "Exited (3)"),
+        (&killed, "Exited (137)"),
+    ]
+    .into_iter()
+    .map(|(n, s)| (n.clone(), s.to_string()))
+    .collect();
+    assert_eq!(statuses(&all.docker), want, "docker: {}", all.docker.stdout);
+    assert_eq!(statuses(&all.berth), want, "berth: {}", all.berth.stdout);
+    let up = d.both(&["ps", "--filter", "name=ps-"]);
+    let names = |o: &Outcome| statuses(o).into_keys().collect::<Vec<_>>();
+    assert_eq!(names(&up.docker), [running.clone()]);
+    assert_eq!(names(&up.berth), [running.clone()]);
+}
+
+/// `stop` sends the stop signal and kills after `-t`: busybox's `sleep` as pid 1 ignores
+/// SIGTERM, so it is killed (137) after the timeout; `--stop-signal SIGKILL` ends it at once.
+#[test]
+fn stop_matches_docker() {
+    let Some(d) = Differ::new("stop") else { return };
+    let term = d.name("term");
+    let kill = d.name("kill");
+    for (name, signal) in [(&term, "SIGTERM"), (&kill, "SIGKILL")] {
+        d.both(&[
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "none",
+            "--stop-signal",
+            signal,
+            BUSYBOX,
+            "sleep",
+            "1000",
+        ])
+        .assert_code(0, "run -d");
+    }
+    d.wait_status(&term, "running");
+    for name in [&term, &kill] {
+        let stop = d.both(&["stop", "-t", "1", name]);
+        stop.assert_same("stop");
+        assert_eq!(stop.docker.stdout, format!("{name}\n"));
+        let (docker, berth) = d.inspect_json(name, ".State.ExitCode");
+        assert_eq!(
+            (&docker, &berth),
+            (&serde_json::json!(137), &docker),
+            "{name}"
+        );
+    }
+}
+
+/// A real server in a real distribution userland, run as Docker runs it: the Debian image's
+/// nginx detached with `--network none` (its loopback up), checked from `exec`: it serves its
+/// page to curl, its configuration tests good, its worker runs as www-data; its access log
+/// reaches `logs`; `stop` sends the image's StopSignal (SIGQUIT) and nginx exits 0.
+#[test]
+fn nginx_runs_detached_from_the_debian_image_as_under_docker() {
+    let Some(d) = Differ::new("nginx").and_then(Differ::with_debian) else {
+        return;
+    };
+    let web = d.name("web");
+    d.both(&["run", "-d", "--name", &web, "--network", "none", DEBIAN])
+        .assert_code(0, "run -d nginx");
+    d.wait_status(&web, "running");
+    // nginx listens a moment after it starts.
+    let fetch = [
+        "exec",
+        &web,
+        "sh",
+        "-c",
+        "for i in $(seq 50); do curl -sS localhost 2>/dev/null && exit; sleep 0.1; done; exit 7",
+    ];
+    let page = d.both(&fetch);
+    page.assert_same("exec curl localhost");
+    assert_eq!(page.docker.stdout, format!("{DEBIAN_INDEX}\n"));
+    let config_test = d.both(&["exec", &web, "nginx", "-t"]);
+    config_test.assert_code(0, "exec nginx -t");
+    assert_eq!(config_test.berth.stderr, config_test.docker.stderr);
+    d.both(&["exec", &web, "ps", "-o", "user=,args=", "-C", "nginx"])
+        .assert_same("exec ps");
+    d.both(&["exec", &web, "ip", "-br", "addr"])
+        .assert_same("exec ip -br addr");
+    d.both(&[
+        "exec", "-u", "www-data", "-w", "/var/www", &web, "sh", "-c", "id; pwd",
+    ])
+    .assert_same("exec -u -w");
+    d.both(&["exec", &web, "sh", "-c", "exit 5"])
+        .assert_code(5, "exec's own exit code");
+    let logs = d.both(&["logs", &web]);
+    logs.assert_code(0, "logs");
+    for out in [&logs.docker, &logs.berth] {
+        let requests: Vec<&str> = out
+            .stdout
+            .lines()
+            .filter(|l| l.contains("\"GET / HTTP/1.1\" 200 43"))
+            .collect();
+        assert_eq!(requests.len(), 1, "the access log in `logs`: {out:?}");
+    }
+    let stop = d.both(&["stop", &web]);
+    stop.assert_same("stop");
+    let (docker, berth) = d.inspect_json(&web, ".State.ExitCode");
+    assert_eq!(docker, serde_json::json!(0), "nginx's exit on SIGQUIT");
+    assert_eq!(berth, docker);
+}

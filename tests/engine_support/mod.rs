@@ -771,3 +771,210 @@ fn cleanup_mounts_under(dir: &Path) {
         let _ = nix::mount::umount2(p, nix::mount::MntFlags::MNT_DETACH);
     }
 }
+
+// ---------------------------------------------------------------------------
+// The engine: `berth container ...` on a scratch data root
+// ---------------------------------------------------------------------------
+
+/// A scratch data root and runtime root for the engine. Dropping it removes every container
+/// (`container rm -f -v`), then whatever a failed test left: monitors and runtime containers
+/// that name the scratch dir, its mounts, the dir.
+pub struct EngineScratch {
+    pub scratch: Scratch,
+}
+
+impl std::ops::Deref for EngineScratch {
+    type Target = Scratch;
+    fn deref(&self) -> &Scratch {
+        &self.scratch
+    }
+}
+
+impl EngineScratch {
+    pub fn new(name: &str) -> EngineScratch {
+        EngineScratch {
+            scratch: Scratch::new(name),
+        }
+    }
+
+    /// `berth container ARGS` (bounded by [`COMMAND_TIMEOUT`]).
+    pub fn container(&self, args: &[&str]) -> Outcome {
+        let mut full = vec!["container"];
+        full.extend_from_slice(args);
+        run_bounded(&self.scratch.command(&full))
+    }
+
+    /// `berth container ARGS`, panicking unless it succeeds; its stdout.
+    pub fn container_ok(&self, args: &[&str]) -> String {
+        self.container(args)
+            .ok(&format!("berth container {args:?}"))
+    }
+
+    /// Every container's full id.
+    pub fn all_ids(&self) -> Vec<String> {
+        let out = self.container(&["ls", "-aq", "--no-trunc"]);
+        out.stdout.split_whitespace().map(str::to_string).collect()
+    }
+}
+
+/// The pids of the processes whose command line contains `needle`, this process excepted.
+pub fn processes_naming(needle: &str) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
+            if String::from_utf8_lossy(&cmdline).contains(needle) {
+                pids.push(pid);
+            }
+        }
+    }
+    pids
+}
+
+impl Drop for EngineScratch {
+    fn drop(&mut self) {
+        let ids = self.all_ids();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids.iter().map(String::as_str));
+            let _ = self.container(&args);
+        }
+        // A monitor (a fork of the berth command, whose command line it keeps) outliving rm.
+        for pid in processes_naming(&self.scratch.dir.to_string_lossy()) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        // Runtime containers whose records are gone.
+        for id in names_in(&self.scratch.dir.join("run")) {
+            let _ = self.scratch.berth(&["delete", "--force", &id]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Differential runs: the same arguments under Docker and under berth
+// ---------------------------------------------------------------------------
+
+/// What `docker ARGS` and `berth container ARGS` gave.
+#[derive(Debug)]
+pub struct Both {
+    pub docker: Outcome,
+    pub berth: Outcome,
+}
+
+impl Both {
+    /// Both exited with `code`.
+    pub fn assert_code(&self, code: i32, what: &str) {
+        assert!(
+            self.docker.code == code && self.berth.code == code,
+            "{what}: want exit {code} from both, got docker {}, berth {}\n{self:#?}",
+            self.docker.code,
+            self.berth.code
+        );
+    }
+
+    /// Both exited alike and printed the same on stdout.
+    pub fn assert_same(&self, what: &str) {
+        assert_eq!(
+            (self.berth.code, &self.berth.stdout),
+            (self.docker.code, &self.docker.stdout),
+            "{what}: berth (left) differs from docker (right)\n{self:#?}"
+        );
+    }
+}
+
+/// A test's pair of engines: the shared private dockerd and a berth data root, each with the
+/// busybox image loaded (and the Debian one with [`Differ::with_debian`]). The names a test
+/// takes from [`Differ::name`] are removed from Docker at drop (berth's data root goes whole).
+pub struct Differ {
+    pub docker: Arc<Dockerd>,
+    pub berth: EngineScratch,
+    prefix: String,
+    names: Mutex<Vec<String>>,
+}
+
+impl Differ {
+    /// `None` (after a printed reason) where Docker is not installed; a failure under CI.
+    pub fn new(test: &str) -> Option<Differ> {
+        let docker = Dockerd::shared()?;
+        let berth = EngineScratch::new(test);
+        load_busybox(&berth);
+        docker.load_busybox(&berth);
+        Some(Differ {
+            docker,
+            berth,
+            prefix: test.to_string(),
+            names: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Also the Debian image in both; `None` where it cannot be made here.
+    pub fn with_debian(self) -> Option<Differ> {
+        if !load_debian(&self.berth) || !self.docker.load_debian(&self.berth) {
+            return None;
+        }
+        Some(self)
+    }
+
+    /// A container name of this test's own (tests share the daemon).
+    pub fn name(&self, suffix: &str) -> String {
+        let name = format!("{}-{suffix}", self.prefix);
+        self.names.lock().unwrap().push(name.clone());
+        name
+    }
+
+    /// `docker ARGS` and `berth container ARGS`.
+    pub fn both(&self, args: &[&str]) -> Both {
+        Both {
+            docker: self.docker.docker(args),
+            berth: self.berth.container(args),
+        }
+    }
+
+    /// `inspect -f '{{json FIELD}}' NAME` under both, parsed.
+    pub fn inspect_json(&self, name: &str, field: &str) -> (serde_json::Value, serde_json::Value) {
+        let format = format!("{{{{json {field}}}}}");
+        let both = self.both(&["inspect", "-f", &format, name]);
+        both.assert_code(0, &format!("inspect {field} of {name}"));
+        let parse = |o: &Outcome| {
+            serde_json::from_str(o.stdout.trim())
+                .unwrap_or_else(|e| panic!("inspect {field}: {e}: {:?}", o.stdout))
+        };
+        (parse(&both.docker), parse(&both.berth))
+    }
+
+    /// Waits until `inspect -f '{{.State.Status}}'` is `status` under both (10 s at most).
+    pub fn wait_status(&self, name: &str, status: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let both = self.both(&["inspect", "-f", "{{.State.Status}}", name]);
+            if both.docker.stdout.trim() == status && both.berth.stdout.trim() == status {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{name} did not become {status}: {both:#?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Differ {
+    fn drop(&mut self) {
+        let names = std::mem::take(&mut *self.names.lock().unwrap_or_else(|e| e.into_inner()));
+        if !names.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(names.iter().map(String::as_str));
+            let _ = self.docker.docker(&args);
+        }
+    }
+}
