@@ -73,7 +73,9 @@ on_exit '"${PODMAN[@]}" rm -af -t 0; "${PODMAN[@]}" system reset -f; wait_proces
 # --- a private dockerd ----------------------------------------------------------------------
 own_host_paths /run/containerd /run/docker /etc/docker/key.json
 own_cgroups berth-bench-docker
+# The docker client's config dir (podman reads DOCKER_CONFIG too, for registry auth).
 export DOCKER_CONFIG=$W/client
+mkdir -p "$DOCKER_CONFIG" && echo '{}' >"$DOCKER_CONFIG/config.json"
 cat >"$W/daemon.json" <<EOF
 {"bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false,
  "exec-opts": ["native.cgroupdriver=cgroupfs"], "cgroup-parent": "/berth-bench-docker",
