@@ -742,9 +742,17 @@ fn a_killed_monitor_or_creator_leaves_a_truthful_record_that_rm_f_clears() {
     e.assert_nothing_left();
     // A berth killed while it creates: whatever instant, `ls -a` shows the container and
     // `rm -f` clears it.
-    for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+    for (verb, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80]
+        .iter()
+        .flat_map(|d| [("create", *d), ("run", *d)])
+    {
+        let args: &[&str] = if verb == "create" {
+            &["container", "create", "busybox", "true"]
+        } else {
+            &["container", "run", "-d", "busybox", "sleep", "1000"]
+        };
         let mut child = e
-            .cmd(&["container", "create", "busybox", "true"])
+            .cmd(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -757,6 +765,68 @@ fn a_killed_monitor_or_creator_leaves_a_truthful_record_that_rm_f_clears() {
         }
         e.assert_nothing_left();
     }
+    // A berth killed while it removes: the next `rm -f` finishes the job.
+    for delay_ms in [0u64, 2, 5, 10, 20] {
+        e.ok(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "victim",
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+        let mut child = e
+            .cmd(&["rm", "-f", "victim"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = e.ok(&["container", "ls", "-aq", "--no-trunc"]);
+        for id in left.lines() {
+            e.ok(&["rm", "-f", id]);
+        }
+        e.assert_nothing_left();
+    }
+}
+
+#[test]
+fn two_starts_at_once_make_one_monitor() {
+    let Some(e) = Eng::new("twostarts") else {
+        return;
+    };
+    e.ok(&[
+        "container",
+        "create",
+        "--name",
+        "once",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            e.cmd(&["container", "start", "once"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for s in starts {
+        let out = wait_output(s, Duration::from_secs(30), &["start"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(e.status("once"), "running");
+    assert_eq!(monitors_of(&e.data()).len(), 1);
 }
 
 /// Runs `berth ARGS` on a terminal (script(1) gives it one of `rows`x`cols`), typing `input`
