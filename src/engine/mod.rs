@@ -15,3 +15,4 @@ pub mod monitor;
 pub mod oom;
 pub mod record;
 pub mod remove;
+pub mod size;
