@@ -568,8 +568,8 @@ fn ps_statuses_match_docker() {
     assert_eq!(statuses(&all.berth), want, "berth: {}", all.berth.stdout);
     let up = d.both(&["ps", "--filter", "name=ps-"]);
     let names = |o: &Outcome| statuses(o).into_keys().collect::<Vec<_>>();
-    assert_eq!(names(&up.docker), [running.clone()]);
-    assert_eq!(names(&up.berth), [running.clone()]);
+    assert_eq!(names(&up.docker), std::slice::from_ref(&running));
+    assert_eq!(names(&up.berth), std::slice::from_ref(&running));
 }
 
 /// `stop` sends the stop signal and kills after `-t`: busybox's `sleep` as pid 1 ignores

@@ -653,12 +653,14 @@ impl Dockerd {
                 .filter(|p| Path::new(p).starts_with(&self.dir))
                 .map(|p| format!("mount {p}")),
         );
-        left.extend(
-            self.made_host_paths
-                .iter()
-                .filter(|p| p.exists())
-                .map(|p| format!("host path {}", p.display())),
-        );
+        if !other_docker_daemons_run() {
+            left.extend(
+                self.made_host_paths
+                    .iter()
+                    .filter(|p| p.exists())
+                    .map(|p| format!("host path {}", p.display())),
+            );
+        }
         left
     }
 
@@ -697,11 +699,16 @@ impl Dockerd {
         for dir in self.cgroup_dirs() {
             remove_cgroup_tree(&dir);
         }
-        for p in &self.made_host_paths {
-            if p.is_dir() {
-                let _ = std::fs::remove_dir_all(p);
-            } else {
-                let _ = std::fs::remove_file(p);
+        // The host paths it made, unless another daemon (one that did not take the lock) may
+        // use them now; even then only as far as they are empty, for a shim of such a daemon
+        // may have put its socket in /run/containerd/s since.
+        if !other_docker_daemons_run() {
+            for p in &self.made_host_paths {
+                if p.is_dir() {
+                    remove_empty_dirs(p);
+                } else {
+                    let _ = std::fs::remove_file(p);
+                }
             }
         }
         cleanup_mounts_under(&self.dir);
@@ -721,6 +728,29 @@ fn dockerd_version() -> String {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
+}
+
+/// Whether a dockerd or containerd runs on the host (another test's, which did not take the
+/// lock, or the host's own): then the fixed host paths may be theirs.
+fn other_docker_daemons_run() -> bool {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            let comm = std::fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            matches!(comm.trim_end(), "dockerd" | "containerd")
+        })
+}
+
+/// Removes `top` and the directories under it, deepest first, as far as they are empty.
+fn remove_empty_dirs(top: &Path) {
+    for e in std::fs::read_dir(top).into_iter().flatten().flatten() {
+        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+            remove_empty_dirs(&e.path());
+        }
+    }
+    let _ = std::fs::remove_dir(top);
 }
 
 /// Kills what is left in a cgroup tree, then removes its directories, deepest first.
