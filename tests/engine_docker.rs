@@ -665,3 +665,232 @@ fn nginx_runs_detached_from_the_debian_image_as_under_docker() {
     assert_eq!(docker, serde_json::json!(0), "nginx's exit on SIGQUIT");
     assert_eq!(berth, docker);
 }
+
+/// Errors on containers as Docker has them: an unknown container (exit 1; `rm -f` of one
+/// succeeds), a running one that `rm` refuses, a taken name and a bad name (125, Docker's
+/// messages). The wording of "No such container" is not compared: Docker 20.10's client words
+/// it per verb ("Error: No such container: X" for rm), later clients as the daemon does, as
+/// berth does.
+#[test]
+fn container_errors_match_docker() {
+    let Some(d) = Differ::new("errors") else {
+        return;
+    };
+    let running = d.name("running");
+    d.both(&[
+        "run",
+        "-d",
+        "--name",
+        &running,
+        "--network",
+        "none",
+        BUSYBOX,
+        "sleep",
+        "1000",
+    ])
+    .assert_code(0, "run -d");
+    for args in unknown_container_commands() {
+        d.both(&args).assert_code(1, &format!("{args:?}"));
+    }
+    d.both(&["rm", "-f", UNKNOWN])
+        .assert_code(0, "rm -f of an unknown container");
+    let rm = d.both(&["rm", &running]);
+    rm.assert_code(1, "rm of a running container");
+    // Docker 20.10's wording ("You cannot remove a running container ID. Stop the container
+    // before attempting removal or force remove") or later Docker's, which berth has.
+    for out in [&rm.docker, &rm.berth] {
+        assert!(
+            out.stderr.contains("running container") || out.stderr.contains("container is running"),
+            "{out:?}"
+        );
+        assert!(out.stderr.contains("or force remove"), "{out:?}");
+    }
+    d.wait_status(&running, "running");
+    let taken = d.both(&["run", "--name", &running, BUSYBOX]);
+    taken.assert_code(125, "run with a taken name");
+    for out in [&taken.docker, &taken.berth] {
+        assert!(
+            out.stderr.contains(&format!(
+                "Conflict. The container name \"/{running}\" is already in use by container"
+            )),
+            "{out:?}"
+        );
+    }
+    let bad = d.both(&["run", "--name", "x", BUSYBOX]);
+    bad.assert_code(125, "run with a one-letter name");
+    for out in [&bad.docker, &bad.berth] {
+        assert!(
+            out.stderr
+                .contains("Invalid container name (x), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"),
+            "{out:?}"
+        );
+    }
+}
+
+/// `create` exits as Docker's: 125 for a bad flag value (the client's parse error), 1 for an
+/// error of the engine (a taken name, a bad name, an unknown image): only `run` gives 125 for
+/// those.
+#[test]
+#[ignore = "berth's create exits 125 on a taken name, a bad name or an unknown image, where \
+            Docker's create exits 1 (its run 125)"]
+fn create_exit_codes_match_docker() {
+    let Some(d) = Differ::new("create") else {
+        return;
+    };
+    let taken = d.name("taken");
+    d.both(&["create", "--name", &taken, BUSYBOX])
+        .assert_code(0, "create");
+    let cases: &[(&[&str], &str)] = &[
+        (&["--memory", "lots", BUSYBOX], "a bad flag value"),
+        (&["--name", &taken, BUSYBOX], "a taken name"),
+        (&["--name", "x", BUSYBOX], "a bad name"),
+        (
+            &["--pull", "never", "berth-tests/no-such-image:1"],
+            "an unknown image",
+        ),
+    ];
+    let mut differ = Vec::new();
+    for (flags, what) in cases {
+        let mut args = vec!["create"];
+        args.extend_from_slice(flags);
+        let both = d.both(&args);
+        if both.docker.code != both.berth.code {
+            differ.push(format!(
+                "{what}: docker {}, berth {}",
+                both.docker.code, both.berth.code
+            ));
+        }
+    }
+    assert!(
+        differ.is_empty(),
+        "create's exit codes differ:\n{}",
+        differ.join("\n")
+    );
+}
+
+const UNKNOWN: &str = "errors-no-such-container";
+
+/// Every verb on a container that does not exist.
+fn unknown_container_commands() -> Vec<Vec<&'static str>> {
+    [
+        &["rm"][..],
+        &["logs"],
+        &["inspect"],
+        &["stop"],
+        &["start"],
+        &["kill"],
+        &["wait"],
+        &["restart"],
+        &["exec", "-e", "X=1", UNKNOWN, "true"],
+    ]
+    .iter()
+    .map(|verb| {
+        let mut args = verb.to_vec();
+        if verb[0] != "exec" {
+            args.push(UNKNOWN);
+        }
+        args
+    })
+    .collect()
+}
+
+/// `exec` runs in the container as Docker's does: `-u`, `-w` and `-e` applied, the container's
+/// environment with them, the command's own exit code, 126 for a file that is not executable.
+#[test]
+fn exec_matches_docker() {
+    let Some(d) = Differ::new("exec") else { return };
+    let name = d.name("c");
+    d.both(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "-e",
+        "FROM_RUN=1",
+        BUSYBOX,
+        "sleep",
+        "1000",
+    ])
+    .assert_code(0, "run -d");
+    d.wait_status(&name, "running");
+    d.both(&[
+        "exec",
+        "-u",
+        "1000:1000",
+        "-w",
+        "/tmp",
+        "-e",
+        "X=from exec",
+        &name,
+        "sh",
+        "-c",
+        "id -u; id -g; pwd; env | grep -v ^HOSTNAME= | sort",
+    ])
+    .assert_same("exec -u -w -e");
+    d.both(&["exec", &name, "sh", "-c", "exit 5"])
+        .assert_code(5, "exec's own exit code");
+    d.both(&["exec", &name, "/etc/passwd"])
+        .assert_code(126, "exec of a file that is not executable");
+    // The hostname Docker gives: the container's short id, in the environment too.
+    let host = d.both(&["exec", &name, "sh", "-c", "echo $HOSTNAME; hostname"]);
+    host.assert_code(0, "exec hostname");
+    for out in [&host.docker, &host.berth] {
+        let lines = out.lines();
+        assert_eq!(lines.len(), 2, "{out:?}");
+        assert_eq!(lines[0], lines[1]);
+        assert_eq!(lines[0].len(), 12, "a short id: {out:?}");
+    }
+}
+
+/// The groups of a process run as `-u UID:GID` (by `run` and by `exec`): Docker gives it the
+/// group GID as a supplementary group too, as `id` shows, and `--group-add`'s.
+#[test]
+#[ignore = "berth gives a process run as -u UID:GID no supplementary groups, where Docker gives \
+            it GID (`id` shows groups=1000(berth))"]
+fn user_groups_match_docker() {
+    let Some(d) = Differ::new("groups") else {
+        return;
+    };
+    d.both(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "1000:1000",
+        BUSYBOX,
+        "id",
+    ])
+    .assert_same("run -u");
+    d.both(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-u",
+        "1000:1000",
+        "--group-add",
+        "44",
+        BUSYBOX,
+        "id",
+    ])
+    .assert_same("run -u --group-add");
+    let name = d.name("c");
+    d.both(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        BUSYBOX,
+        "sleep",
+        "1000",
+    ])
+    .assert_code(0, "run -d");
+    d.wait_status(&name, "running");
+    d.both(&["exec", "-u", "1000:1000", &name, "id"])
+        .assert_same("exec -u");
+}
