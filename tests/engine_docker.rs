@@ -894,3 +894,37 @@ fn user_groups_match_docker() {
     d.both(&["exec", "-u", "1000:1000", &name, "id"])
         .assert_same("exec -u");
 }
+
+/// The Debian image's userland answers alike under both: dpkg's database of the packages
+/// debootstrap and apt installed, the passwd and group files, the whiteout of the image's second
+/// layer, file modes and symlinks, procps and iproute2 reading the container's /proc.
+#[test]
+fn the_debian_userland_runs_the_same_under_berth_and_docker() {
+    let Some(d) = Differ::new("userland").and_then(Differ::with_debian) else {
+        return;
+    };
+    let script = "set -e; head -n 1 /etc/os-release; cat /etc/debian_version; \
+                  dpkg-query -W -f '${Package} ${db:Status-Abbrev}\\n' nginx-light procps iproute2 curl apt; \
+                  nginx -v 2>&1; getent passwd www-data; id www-data; \
+                  stat -c '%n %U:%G %a' /tmp /var/www/html /var/log/nginx; \
+                  readlink /var/log/nginx/access.log /var/log/nginx/error.log; \
+                  ls /var/www/html; ps -o pid=,user=,comm= -p 1; ip -br link show lo | cut -d' ' -f1; \
+                  curl --version | head -n 1 | cut -d' ' -f1-2";
+    let both = d.both(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        DEBIAN,
+        "sh",
+        "-c",
+        script,
+    ]);
+    both.assert_same("the Debian userland");
+    assert!(
+        both.docker.stdout.contains("nginx-light ii "),
+        "{}",
+        both.docker.stdout
+    );
+    assert!(both.docker.stdout.contains("\nindex.html\n"));
+}
