@@ -969,9 +969,15 @@ impl Differ {
         }
     }
 
-    /// `inspect -f '{{json FIELD}}' NAME` under both, parsed.
+    /// `inspect -f '{{json FIELD}}' NAME` under both, parsed; FIELD is a field (`.State.Pid`)
+    /// or an expression (`len .Mounts`).
     pub fn inspect_json(&self, name: &str, field: &str) -> (serde_json::Value, serde_json::Value) {
-        let format = format!("{{{{json {field}}}}}");
+        // A plain field as `json .A.B`, an expression (`len .Mounts`) in parentheses.
+        let format = if field.starts_with('.') && !field.contains(' ') {
+            format!("{{{{json {field}}}}}")
+        } else {
+            format!("{{{{json ({field})}}}}")
+        };
         let both = self.both(&["inspect", "-f", &format, name]);
         both.assert_code(0, &format!("inspect {field} of {name}"));
         let parse = |o: &Outcome| {
