@@ -5,3 +5,4 @@
 //! its exit. Every command reads the records from disk.
 
 pub mod humanize;
+pub mod template;
