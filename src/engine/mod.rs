@@ -5,4 +5,6 @@
 //! its exit. Every command reads the records from disk.
 
 pub mod humanize;
+pub mod stats;
 pub mod template;
+pub mod top;
