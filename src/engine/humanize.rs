@@ -6,8 +6,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// go-units' `HumanDuration` of whole seconds (negative ones, a clock step back, are 0).
+pub fn human_duration(secs: i64) -> String {
+    human_duration_of(Duration::from_secs(secs.max(0) as u64))
+}
+
 /// go-units' `HumanDuration`: "Less than a second", "1 second", "About a minute", "3 hours", ...
-pub fn human_duration(d: Duration) -> String {
+pub fn human_duration_of(d: Duration) -> String {
     let secs = d.as_secs_f64();
     let seconds = secs as i64;
     if seconds < 1 {
@@ -53,7 +58,7 @@ pub fn since(then: SystemTime, now: SystemTime) -> Duration {
 
 /// The `ps` CREATED column: "3 seconds ago".
 pub fn running_for(created: SystemTime, now: SystemTime) -> String {
-    format!("{} ago", human_duration(since(created, now)))
+    format!("{} ago", human_duration_of(since(created, now)))
 }
 
 /// A container's health as the STATUS column shows it.
@@ -96,7 +101,8 @@ pub struct StateSummary {
 /// "Up 3 seconds (Paused)", "Up 2 minutes (healthy)", "Restarting (1) 5 seconds ago",
 /// "Removal In Progress", "Dead", "Created", "Exited (0) 2 minutes ago".
 pub fn status(s: &StateSummary, now: SystemTime) -> String {
-    let ago = |t: Option<SystemTime>| human_duration(t.map_or(Duration::ZERO, |t| since(t, now)));
+    let ago =
+        |t: Option<SystemTime>| human_duration_of(t.map_or(Duration::ZERO, |t| since(t, now)));
     if s.running {
         let up = ago(s.started_at);
         if s.paused {
@@ -216,7 +222,7 @@ pub fn go_format_float(v: f64) -> String {
     }
     // Rust's plain `{:e}` gives the shortest round-tripping digits, as strconv's -1 does.
     let (digits, exp) = decimal_digits(&format!("{:e}", v.abs()));
-    place_digits(v < 0.0, &digits, exp, !(-4..6).contains(&exp))
+    place_digits(v < 0.0, &digits, exp, exp < -4 || exp >= 6)
 }
 
 fn special_float(v: f64) -> String {
@@ -322,16 +328,18 @@ mod tests {
     const D: u64 = 24 * H;
 
     fn dur(secs: u64) -> String {
-        human_duration(Duration::from_secs(secs))
+        human_duration_of(Duration::from_secs(secs))
     }
 
     #[test]
     fn durations_as_go_units_words_them() {
         assert_eq!(
-            human_duration(Duration::from_millis(999)),
+            human_duration_of(Duration::from_millis(999)),
             "Less than a second"
         );
-        assert_eq!(human_duration(Duration::ZERO), "Less than a second");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(-5), "Less than a second");
+        assert_eq!(human_duration(90 * 86400), "3 months");
         assert_eq!(dur(S), "1 second");
         assert_eq!(dur(2 * S), "2 seconds");
         assert_eq!(dur(59 * S), "59 seconds");
