@@ -222,7 +222,7 @@ pub fn go_format_float(v: f64) -> String {
     }
     // Rust's plain `{:e}` gives the shortest round-tripping digits, as strconv's -1 does.
     let (digits, exp) = decimal_digits(&format!("{:e}", v.abs()));
-    place_digits(v < 0.0, &digits, exp, exp < -4 || exp >= 6)
+    place_digits(v < 0.0, &digits, exp, !(-4..6).contains(&exp))
 }
 
 fn special_float(v: f64) -> String {

@@ -13,6 +13,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
 pub mod oom;
+pub mod present;
 pub mod record;
 pub mod remove;
 pub mod stats;
