@@ -377,7 +377,18 @@ fn container_stats_table_and_json_match_the_cgroup() {
     let out = e.berth(&["stats", "--no-stream", "--format", "{{.Nope}}", "hog"]);
     assert!(!out.status.success());
     assert!(
-        text(&out).1.contains("template parsing error"),
+        text(&out).1.contains(
+            "failed to execute template: template: executing \"\": can't evaluate field Nope"
+        ),
+        "{}",
+        text(&out).1
+    );
+    let out = e.berth(&["stats", "--no-stream", "--format", "{{.Name", "hog"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .1
+            .contains("template parsing error: template: :1: unclosed action"),
         "{}",
         text(&out).1
     );
@@ -635,7 +646,9 @@ fn ps_and_inspect_formats() {
     let out = e.berth(&["container", "ps", "--format", "{{.Nope}}"]);
     assert!(!out.status.success());
     assert!(
-        text(&out).1.contains("template parsing error"),
+        text(&out).1.contains(
+            "failed to execute template: template: executing \"\": can't evaluate field Nope"
+        ),
         "{:?}",
         text(&out)
     );

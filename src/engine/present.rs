@@ -156,6 +156,7 @@ pub fn ps_output(
         .iter()
         .map(|c| {
             let mut row: Map<String, Value> = super::inspect::ps_row(engine, c, no_trunc);
+            complete_ps_row(&mut row, c);
             if with_size {
                 let (rw, root_fs) = container_sizes(store.as_ref(), c);
                 row.insert("Size".into(), ps_size(rw, root_fs).into());
@@ -169,6 +170,25 @@ pub fn ps_output(
         PS_TABLE.to_string()
     };
     format_rows(format, &default, PS_HEADERS, &rows)
+}
+
+/// The fields of Docker's `ps` row that the engine's row leaves to this module, in Docker's
+/// forms: CreatedAt as Go prints a time, LocalVolumes (the local volumes mounted), Size ("0B"
+/// until measured) and Platform (null, as the Docker CLI prints it for a daemon that sends
+/// none).
+fn complete_ps_row(row: &mut Map<String, Value>, c: &Container) {
+    if let Some(t) = super::humanize::parse_timestamp(&c.record.created) {
+        row.insert("CreatedAt".into(), super::humanize::created_at(t).into());
+    }
+    let local_volumes = c
+        .record
+        .mounts
+        .iter()
+        .filter(|m| m["Type"] == "volume" && m["Driver"].as_str().is_none_or(|d| d == "local"))
+        .count();
+    row.insert("LocalVolumes".into(), local_volumes.to_string().into());
+    row.insert("Size".into(), "0B".into());
+    row.insert("Platform".into(), Value::Null);
 }
 
 /// The writable layer's size and the whole rootfs's (image layers plus writable layer), as
@@ -245,7 +265,9 @@ pub fn inspect_format(format: &str, docs: &[Value], out: &mut dyn Write) -> Resu
         }
     };
     for d in docs {
-        let text = tmpl.render(d)?;
+        let text = tmpl
+            .render(d)
+            .map_err(|e| anyhow::anyhow!("template parsing error: {e:#}"))?;
         writeln!(out, "{text}")?;
     }
     Ok(0)

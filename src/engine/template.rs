@@ -98,7 +98,7 @@ impl Template {
         inner.add_funcs(funcs);
         inner
             .parse(rewritten)
-            .map_err(|e| anyhow!("template parsing error: {}", parse_error_text(e)))?;
+            .map_err(|e| anyhow!("template parsing error: {}", parse_error_text(text, e)))?;
         Ok(Template { inner })
     }
 
@@ -116,32 +116,48 @@ impl Template {
     fn run(&self, data: Value) -> Result<String> {
         self.inner
             .render(&Context::from(data))
-            .map_err(|e| anyhow!("template parsing error: template: executing \"\": {e}"))
+            .map_err(|e| anyhow!("template: executing \"\": {}", exec_error_text(e)))
     }
 }
 
-/// gtmpl's parse error in Go's words where they differ: Go quotes the function's name, and
-/// gtmpl's line numbers are not the template's (they are left out).
-fn parse_error_text(e: gtmpl::error::ParseError) -> String {
+/// gtmpl's parse error in Go's words where they differ: Go quotes the function's name and
+/// gives the line it is on; gtmpl's own line numbers are not the template's (left out).
+fn parse_error_text(text: &str, e: gtmpl::error::ParseError) -> String {
     match e {
         gtmpl::error::ParseError::WithContext(_, msg) => {
-            let msg = match msg
+            match msg
                 .strip_prefix("function ")
                 .and_then(|m| m.strip_suffix(" not defined"))
             {
-                Some(name) => format!("function {name:?} not defined"),
-                None => msg,
-            };
-            format!("template: {msg}")
+                Some(name) => {
+                    let line = text
+                        .find(name)
+                        .map_or(1, |at| 1 + text[..at].matches('\n').count());
+                    format!("template: :{line}: function {name:?} not defined")
+                }
+                None => format!("template: {msg}"),
+            }
         }
         other => format!("template: {other}"),
+    }
+}
+
+/// gtmpl's execution errors in Go's words where the two say the same thing.
+fn exec_error_text(e: gtmpl::error::ExecError) -> String {
+    use gtmpl::error::ExecError;
+    match e {
+        ExecError::NoFiledFor(field, _) => format!("can't evaluate field {field}"),
+        ExecError::InvalidRange(v) => format!("range can't iterate over {}", go_value(&v)),
+        other => other.to_string(),
     }
 }
 
 /// Parses and runs `template` on `data` (what `inspect -f` does for each object; the caller
 /// prints a newline after it, as Docker does).
 pub fn render(template: &str, data: &serde_json::Value) -> Result<String> {
-    Template::parse(template)?.render(data)
+    Template::parse(template)?
+        .render(data)
+        .map_err(|e| anyhow!("template parsing error: {e:#}"))
 }
 
 /// What a `--format` value asks for.
@@ -188,7 +204,10 @@ pub fn format_rows(
     let tmpl = Template::parse(&text)?;
     let mut body = String::new();
     for row in rows {
-        body.push_str(&tmpl.render_row(row)?);
+        let text = tmpl
+            .render_row(row)
+            .map_err(|e| anyhow!("failed to execute template: {e:#}"))?;
+        body.push_str(&text);
         body.push('\n');
     }
     if !table {
@@ -1025,8 +1044,8 @@ mod tests {
             "template parsing error: template: :2: unclosed action"
         );
         assert_eq!(
-            err("{{nosuchfunc .Id}}"),
-            "template parsing error: template: function \"nosuchfunc\" not defined"
+            err("a\n\n{{nosuchfunc .Id}}"),
+            "template parsing error: template: :3: function \"nosuchfunc\" not defined"
         );
         assert_eq!(
             err("{{end}}"),
@@ -1034,7 +1053,14 @@ mod tests {
         );
         let row = Template::parse("{{.Nope}}").unwrap();
         let e = row.render_row(&json!({"ID": "x"})).unwrap_err();
-        assert!(format!("{e:#}").contains("Nope"), "{e:#}");
+        assert_eq!(
+            format!("{e:#}"),
+            "template: executing \"\": can't evaluate field Nope"
+        );
+        assert_eq!(
+            err("{{range .State.Pid}}{{end}}"),
+            "template parsing error: template: executing \"\": range can't iterate over 4242"
+        );
     }
 
     #[test]
@@ -1106,7 +1132,10 @@ CONTAINER ID   IMAGE             COMMAND        CREATED         STATUS          
             "DRIVER    VOLUME NAME\n"
         );
         let e = format_rows("{{.Nope}}", PS_TABLE, PS_HEADERS, &ps_rows()).unwrap_err();
-        assert!(format!("{e:#}").contains("Nope"));
+        assert_eq!(
+            format!("{e:#}"),
+            "failed to execute template: template: executing \"\": can't evaluate field Nope"
+        );
     }
 
     #[test]
