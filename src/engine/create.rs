@@ -376,7 +376,7 @@ pub fn parse_ram(s: &str) -> Option<u64> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then(|| (n * mult as f64) as u64)
+    (n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 fn health_from_flags(f: &CreateFlags) -> Result<Option<super::record::Healthcheck>> {
@@ -752,7 +752,8 @@ fn group_id(rootfs: &Path, g: &str) -> Result<u32> {
 /// Where `--init` puts the init in the container, as Docker does.
 const INIT_PATH: &str = "/sbin/docker-init";
 
-/// The host's small init for `--init`: Docker's docker-init, or catatonit or tini.
+/// The host's small init for `--init`: Docker's docker-init, or catatonit or tini, each
+/// linked statically (it runs in the container's userland).
 fn find_init() -> Result<PathBuf> {
     for p in [
         "/usr/bin/docker-init",
@@ -760,7 +761,6 @@ fn find_init() -> Result<PathBuf> {
         "/usr/libexec/podman/catatonit",
         "/usr/bin/catatonit",
         "/usr/bin/tini-static",
-        "/usr/bin/tini",
     ] {
         if Path::new(p).exists() {
             return Ok(PathBuf::from(p));
