@@ -1057,6 +1057,10 @@ mod tests {
             format!("{e:#}"),
             "template: executing \"\": can't evaluate field Nope"
         );
+        // Docker errors on a field of a missing key too (its inspect's second try runs with
+        // missingkey=error).
+        assert!(err("{{.State.Health.Status}}")
+            .starts_with("template parsing error: template: executing \"\": "));
         assert_eq!(
             err("{{range .State.Pid}}{{end}}"),
             "template parsing error: template: executing \"\": range can't iterate over 4242"
