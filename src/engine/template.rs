@@ -537,6 +537,7 @@ fn data_funcs() -> Vec<(&'static str, Func)> {
         ("pad", pad),
         ("truncate", truncate),
         ("index", index),
+        ("len", len),
         ("print", print),
         ("println", println),
     ]
@@ -768,6 +769,23 @@ fn index(args: &[Value]) -> Result<Value, FuncError> {
     Ok(cur)
 }
 
+/// Go's `len`: bytes of a string, elements of a list or map; nil has none.
+fn len(args: &[Value]) -> Result<Value, FuncError> {
+    let n = match arg(args, 0, "len", 1)? {
+        Value::String(s) => s.len(),
+        Value::Array(a) => a.len(),
+        Value::Map(m) | Value::Object(m) => m.len(),
+        Value::Nil | Value::NoValue => 0,
+        other => {
+            return Err(FuncError::Generic(format!(
+                "error calling len: len of type {}",
+                go_value(other)
+            )))
+        }
+    };
+    Ok(Value::from(n as u64))
+}
+
 /// Go's `print`: a space between two operands when neither is a string.
 fn print(args: &[Value]) -> Result<Value, FuncError> {
     let mut out = String::new();
@@ -944,6 +962,7 @@ mod tests {
         assert_eq!(r("{{println .Config.Cmd}}"), "[sh -c sleep 1000]\n");
         assert_eq!(r("{{printf \"%s-%d\" .Name .State.Pid}}"), "/web-4242");
         assert_eq!(r("{{len .Mounts}}"), "2");
+        assert_eq!(r("{{len .Config.Labels}} {{len .Name}}"), "3 4");
         assert_eq!(r("{{eq .State.Status \"running\"}}"), "true");
     }
 
