@@ -282,7 +282,13 @@ pub fn parse_volume_flag(raw: &str) -> Result<MountRequest> {
     } else {
         MountType::Volume
     };
-    let wrap = |e: anyhow::Error| anyhow!("{}: {}", invalid_spec(raw), mount_config_error(kind.as_str(), e));
+    let wrap = |e: anyhow::Error| {
+        anyhow!(
+            "{}: {}",
+            invalid_spec(raw),
+            mount_config_error(kind.as_str(), e)
+        )
+    };
     let target = check_target(target).map_err(wrap)?;
     let mut m = MountRequest::new(kind, source, target, Origin::VolumeFlag);
     m.read_only = parsed.read_only;
@@ -529,9 +535,7 @@ pub fn parse_mount_flag(raw: &str) -> Result<MountRequest> {
                 )));
             }
             if std::fs::symlink_metadata(&source).is_err() {
-                return Err(err(anyhow!(
-                    "bind source path does not exist: {source}"
-                )));
+                return Err(err(anyhow!("bind source path does not exist: {source}")));
             }
             m.source = clean(&source);
             m.propagation = propagation;
@@ -610,7 +614,15 @@ fn tmpfs_flag_key(o: &str) -> Option<&'static str> {
 }
 
 /// The filesystem options tmpfs takes (`key=value`).
-const TMPFS_DATA: [&str; 7] = ["size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"];
+const TMPFS_DATA: [&str; 7] = [
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "nr_inodes",
+    "nr_blocks",
+    "mpol",
+];
 
 /// Docker's defaults for a tmpfs (`noexec,nosuid,nodev,rprivate`) with `user` after them, a
 /// later option replacing an earlier one of the same kind (so `exec` undoes `noexec`), in
@@ -734,7 +746,12 @@ pub fn resolve(
         take(parse_mount_flag(raw)?, &mut out)?;
     }
     for t in &tmpfs {
-        if tmpfs[..].iter().filter(|o| o.destination == t.destination).count() > 1 {
+        if tmpfs[..]
+            .iter()
+            .filter(|o| o.destination == t.destination)
+            .count()
+            > 1
+        {
             bail!("Duplicate mount point: {}", t.destination);
         }
     }
@@ -1014,7 +1031,10 @@ pub fn inspect_mounts(store: &VolumeStore, mounts: &[MountRequest]) -> Vec<Mount
                 driver,
                 mode: m.mode.clone(),
                 rw: !m.read_only,
-                propagation: m.propagation.map(|p| p.as_str().to_string()).unwrap_or_default(),
+                propagation: m
+                    .propagation
+                    .map(|p| p.as_str().to_string())
+                    .unwrap_or_default(),
             }
         })
         .collect();
@@ -1071,8 +1091,14 @@ mod tests {
 
     #[test]
     fn volume_flag_errors_are_dockers() {
-        assert_eq!(err(parse_volume_flag("")), "invalid volume specification: ''");
-        assert_eq!(err(parse_volume_flag(":/x")), "invalid volume specification: ':/x'");
+        assert_eq!(
+            err(parse_volume_flag("")),
+            "invalid volume specification: ''"
+        );
+        assert_eq!(
+            err(parse_volume_flag(":/x")),
+            "invalid volume specification: ':/x'"
+        );
         assert_eq!(
             err(parse_volume_flag("/foo:rw")),
             "invalid volume specification: '/foo:rw'"
@@ -1082,7 +1108,10 @@ mod tests {
             "invalid volume specification: 'a:/b:c:d'"
         );
         assert_eq!(err(parse_volume_flag("data:/x:rx")), "invalid mode: rx");
-        assert_eq!(err(parse_volume_flag("data:/x:ro,rw")), "invalid mode: ro,rw");
+        assert_eq!(
+            err(parse_volume_flag("data:/x:ro,rw")),
+            "invalid mode: ro,rw"
+        );
         assert_eq!(
             err(parse_volume_flag("data:rel")),
             "invalid volume specification: 'data:rel': invalid mount config for type \
@@ -1126,7 +1155,10 @@ mod tests {
         assert_eq!(m.mode, "z");
 
         let m = parse_mount_flag("target=/anon").unwrap();
-        assert!(m.anonymous && m.kind == MountType::Volume, "type defaults to volume");
+        assert!(
+            m.anonymous && m.kind == MountType::Volume,
+            "type defaults to volume"
+        );
 
         let m = parse_mount_flag(
             "type=volume,source=v2,target=/v,volume-label=a=b,\"volume-opt=o=size=1m,uid=1\",\
@@ -1140,17 +1172,23 @@ mod tests {
         );
         assert!(m.read_only);
 
-        let m = parse_mount_flag("type=bind,source=/tmp,target=/t,bind-propagation=rslave,ro")
-            .unwrap();
+        let m =
+            parse_mount_flag("type=bind,source=/tmp,target=/t,bind-propagation=rslave,ro").unwrap();
         assert_eq!(m.propagation, Some(Propagation::Rslave));
         assert!(m.read_only && !m.create_source);
         assert_eq!(m.mode, "");
 
-        let m = parse_mount_flag("type=tmpfs,dst=/scratch,tmpfs-size=64m,tmpfs-mode=1770")
-            .unwrap();
+        let m = parse_mount_flag("type=tmpfs,dst=/scratch,tmpfs-size=64m,tmpfs-mode=1770").unwrap();
         assert_eq!(
             m.tmpfs_options,
-            ["noexec", "nosuid", "nodev", "rprivate", "mode=1770", "size=64m"]
+            [
+                "noexec",
+                "nosuid",
+                "nodev",
+                "rprivate",
+                "mode=1770",
+                "size=64m"
+            ]
         );
     }
 
@@ -1175,11 +1213,26 @@ mod tests {
             e("type=nfs,target=/x"),
             "invalid mount config for type \"nfs\": mount type unknown"
         );
-        assert_eq!(e("type=bind,bogus=1,target=/x"), "unexpected key 'bogus' in 'bogus=1'");
-        assert_eq!(e("type=bind,junk"), "invalid field 'junk' must be a key=value pair");
-        assert_eq!(e("target=/x,readonly=maybe"), "invalid value for readonly: maybe");
-        assert_eq!(e("type=tmpfs,target=/x,tmpfs-size=lots"), "invalid value for tmpfs-size: lots");
-        assert_eq!(e("type=tmpfs,target=/x,tmpfs-mode=99"), "invalid value for tmpfs-mode: 99");
+        assert_eq!(
+            e("type=bind,bogus=1,target=/x"),
+            "unexpected key 'bogus' in 'bogus=1'"
+        );
+        assert_eq!(
+            e("type=bind,junk"),
+            "invalid field 'junk' must be a key=value pair"
+        );
+        assert_eq!(
+            e("target=/x,readonly=maybe"),
+            "invalid value for readonly: maybe"
+        );
+        assert_eq!(
+            e("type=tmpfs,target=/x,tmpfs-size=lots"),
+            "invalid value for tmpfs-size: lots"
+        );
+        assert_eq!(
+            e("type=tmpfs,target=/x,tmpfs-mode=99"),
+            "invalid value for tmpfs-mode: 99"
+        );
         assert_eq!(
             e("type=bind,source=/tmp,target=/x,volume-nocopy"),
             "cannot mix 'volume-*' options with mount type 'bind'"
@@ -1219,7 +1272,10 @@ mod tests {
     #[test]
     fn tmpfs_options_merge_as_docker() {
         let m = parse_tmpfs_flag("/run:exec,size=1m,size=2m").unwrap();
-        assert_eq!(m.tmpfs_options, ["nosuid", "nodev", "rprivate", "exec", "size=2m"]);
+        assert_eq!(
+            m.tmpfs_options,
+            ["nosuid", "nodev", "rprivate", "exec", "size=2m"]
+        );
         assert_eq!(m.tmpfs_given, "exec,size=1m,size=2m");
         let m = parse_tmpfs_flag("/run").unwrap();
         assert_eq!(m.tmpfs_options, ["noexec", "nosuid", "nodev", "rprivate"]);
@@ -1259,9 +1315,18 @@ mod tests {
 
     #[test]
     fn resolve_precedence_and_duplicates() {
-        let image = vec!["/data".to_string(), "logs".to_string(), "/cache/".to_string()];
+        let image = vec![
+            "/data".to_string(),
+            "logs".to_string(),
+            "/cache/".to_string(),
+        ];
         let got = resolve(
-            &args(&["named:/data", "/var/cache"], &["type=tmpfs,dst=/t"], &["/run"], &[]),
+            &args(
+                &["named:/data", "/var/cache"],
+                &["type=tmpfs,dst=/t"],
+                &["/run"],
+                &[],
+            ),
             &mut no_containers,
             &image,
         )
@@ -1289,10 +1354,22 @@ mod tests {
                 resolve(&a, &mut no_containers, &[]).expect_err("duplicate")
             )
         };
-        assert_eq!(dup(args(&["a1:/d", "/h:/d/"], &[], &[], &[])), "Duplicate mount point: /d");
-        assert_eq!(dup(args(&["a1:/d"], &["target=/d"], &[], &[])), "Duplicate mount point: /d");
-        assert_eq!(dup(args(&["a1:/d"], &[], &["/d"], &[])), "Duplicate mount point: /d");
-        assert_eq!(dup(args(&[], &[], &["/d", "/d:size=1m"], &[])), "Duplicate mount point: /d");
+        assert_eq!(
+            dup(args(&["a1:/d", "/h:/d/"], &[], &[], &[])),
+            "Duplicate mount point: /d"
+        );
+        assert_eq!(
+            dup(args(&["a1:/d"], &["target=/d"], &[], &[])),
+            "Duplicate mount point: /d"
+        );
+        assert_eq!(
+            dup(args(&["a1:/d"], &[], &["/d"], &[])),
+            "Duplicate mount point: /d"
+        );
+        assert_eq!(
+            dup(args(&[], &[], &["/d", "/d:size=1m"], &[])),
+            "Duplicate mount point: /d"
+        );
         assert_eq!(
             dup(args(&[], &[], &[], &["gone"])),
             "No such container: gone"
@@ -1302,7 +1379,12 @@ mod tests {
     #[test]
     fn volumes_from_takes_the_other_mounts() {
         let theirs = resolve(
-            &args(&["shared:/s", "/h:/bind:ro"], &["type=tmpfs,dst=/mt"], &["/tf"], &[]),
+            &args(
+                &["shared:/s", "/h:/bind:ro"],
+                &["type=tmpfs,dst=/mt"],
+                &["/tf"],
+                &[],
+            ),
             &mut no_containers,
             &[],
         )
@@ -1319,7 +1401,14 @@ mod tests {
         .unwrap();
         let summary: Vec<(&str, &str, bool, Origin)> = got
             .iter()
-            .map(|m| (m.destination.as_str(), m.source.as_str(), m.read_only, m.origin))
+            .map(|m| {
+                (
+                    m.destination.as_str(),
+                    m.source.as_str(),
+                    m.read_only,
+                    m.origin,
+                )
+            })
             .collect();
         assert_eq!(
             summary,
@@ -1379,7 +1468,12 @@ mod tests {
         assert_eq!(
             shape,
             [
-                ("/a".into(), "bind".into(), "/h".into(), s(&["rbind", "shared"])),
+                (
+                    "/a".into(),
+                    "bind".into(),
+                    "/h".into(),
+                    s(&["rbind", "shared"])
+                ),
                 (
                     "/t".into(),
                     "tmpfs".into(),
@@ -1392,7 +1486,12 @@ mod tests {
                     "tmpfs".into(),
                     s(&["nosuid", "nodev", "rprivate", "exec"])
                 ),
-                ("/a/b/c".into(), "bind".into(), data.clone(), s(&["rbind", "ro"])),
+                (
+                    "/a/b/c".into(),
+                    "bind".into(),
+                    data.clone(),
+                    s(&["rbind", "ro"])
+                ),
             ]
         );
         assert_eq!(rootfs_propagation(&mounts), Some("rshared"));

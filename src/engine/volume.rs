@@ -128,11 +128,7 @@ pub fn random_name() -> Result<String> {
     while filled < bytes.len() {
         // SAFETY: the pointer and length describe the unfilled tail of `bytes`.
         let n = unsafe {
-            libc::getrandom(
-                bytes[filled..].as_mut_ptr().cast(),
-                bytes.len() - filled,
-                0,
-            )
+            libc::getrandom(bytes[filled..].as_mut_ptr().cast(), bytes.len() - filled, 0)
         };
         if n < 0 {
             match Errno::last() {
@@ -522,7 +518,9 @@ impl VolumeStore {
 
     fn remove_locked(&self, name: &str) -> Result<()> {
         let dir = self.volume_dir(name);
-        let gone = self.dir.join(format!(".gone-{name}-{}", std::process::id()));
+        let gone = self
+            .dir
+            .join(format!(".gone-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&gone);
         unmount_data(&dir.join("_data"));
         fs::rename(&dir, &gone).with_context(|| format!("remove {name}"))?;
@@ -702,7 +700,12 @@ fn mount_options_volume(v: &Volume) -> Result<()> {
     let o: Vec<String> = v
         .options
         .get("o")
-        .map(|o| o.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+        .map(|o| {
+            o.split(',')
+                .filter(|s| !s.is_empty())
+                .map(String::from)
+                .collect()
+        })
         .unwrap_or_default();
     let parsed = crate::runtime::mount_options::parse_mount_options(&o, "o")
         .with_context(|| format!("volume {}: option o", v.name))?;
@@ -739,8 +742,7 @@ fn unescape_mountinfo(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit)
-        {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(u8::is_ascii_digit) {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -820,7 +822,11 @@ fn kind_of(st: &FileStat) -> SFlag {
 fn tree_size(dir: OwnedFd, seen: &mut HashSet<(u64, u64)>) -> Result<u64> {
     let mut total = 0;
     for (name, _) in entries(&dir)? {
-        let st = match fstatat(&dir, name.as_os_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        let st = match fstatat(
+            &dir,
+            name.as_os_str(),
+            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+        ) {
             Ok(st) => st,
             Err(Errno::ENOENT) => continue,
             Err(e) => return Err(e.into()),
@@ -937,24 +943,23 @@ impl Copier {
             inroot::resolve(self.dst_root.as_fd(), parent, inroot::Create::Nothing)?
         };
         let first_name = first.file_name().context("hard link without a name")?;
-        linkat(
-            &dir,
-            first_name,
-            dst,
-            name,
-            nix::fcntl::AtFlags::empty(),
-        )?;
+        linkat(&dir, first_name, dst, name, nix::fcntl::AtFlags::empty())?;
         Ok(())
     }
 
     /// Owner, mode, xattrs and times of a regular file or directory, through its fds.
     fn copy_meta_fd(&self, src: &OwnedFd, dst: &OwnedFd, st: &FileStat) -> Result<()> {
         if self.as_root {
-            fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))
-                .context("cannot set the owner")?;
+            fchown(
+                dst,
+                Some(Uid::from_raw(st.st_uid)),
+                Some(Gid::from_raw(st.st_gid)),
+            )
+            .context("cannot set the owner")?;
         }
         // After the chown, which clears set-id bits.
-        fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777)).context("cannot set the mode")?;
+        fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777))
+            .context("cannot set the mode")?;
         copy_xattrs(src, dst)?;
         futimens(
             dst,
@@ -1096,5 +1101,431 @@ fn four_significant(v: f64) -> String {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    struct TempDir(PathBuf);
+    impl TempDir {
+        fn new(name: &str) -> TempDir {
+            let d =
+                std::env::temp_dir().join(format!("berth-volume-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&d);
+            fs::create_dir_all(&d).unwrap();
+            TempDir(d)
+        }
+    }
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn none() -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    #[test]
+    fn names_follow_dockers_rule() {
+        for ok in ["ab", "a1", "my_vol.2-x", "0a"] {
+            validate_name(ok).unwrap();
+        }
+        assert_eq!(
+            validate_name("a").unwrap_err().to_string(),
+            "volume name is too short, names should be at least two alphanumeric characters"
+        );
+        for bad in ["", "_ab", ".x", "a/b", "..", "a b", "é1"] {
+            let e = validate_name(bad).unwrap_err().to_string();
+            assert!(
+                e.contains(
+                    "includes invalid characters for a local volume name, only \
+                     \"[a-zA-Z0-9][a-zA-Z0-9_.-]\" are allowed"
+                ),
+                "{bad:?}: {e}"
+            );
+        }
+        let n = random_name().unwrap();
+        assert!(n.len() == 64 && n.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(n, random_name().unwrap());
+    }
+
+    #[test]
+    fn create_inspect_list_remove() {
+        let t = TempDir::new("crud");
+        let store = VolumeStore::open(&t.0).unwrap();
+        let labels = BTreeMap::from([("team".to_string(), "db".to_string())]);
+        let v = store.create(Some("pgdata"), &labels, &none()).unwrap();
+        assert_eq!(v.mountpoint, t.0.join("volumes/pgdata/_data"));
+        assert!(v.mountpoint.is_dir());
+        let json = serde_json::to_value(&v).unwrap();
+        assert_eq!(json["Driver"], "local");
+        assert_eq!(json["Scope"], "local");
+        assert_eq!(json["Labels"]["team"], "db");
+        assert_eq!(json["Options"], serde_json::Value::Null);
+        assert_eq!(json["Mountpoint"], v.mountpoint.to_str().unwrap());
+        assert!(crate::image::time::parse_rfc3339(json["CreatedAt"].as_str().unwrap()).is_some());
+
+        // Creating again returns the volume as it was.
+        let again = store.create(Some("pgdata"), &none(), &none()).unwrap();
+        assert_eq!(again, v);
+        let anon = store.create(None, &none(), &none()).unwrap();
+        assert!(anon.is_anonymous() && anon.name.len() == 64);
+        assert_eq!(
+            serde_json::to_value(&anon).unwrap()["Labels"],
+            serde_json::json!({ANONYMOUS_LABEL: ""})
+        );
+        let names: Vec<String> = store.list().unwrap().into_iter().map(|v| v.name).collect();
+        let mut want = vec![anon.name.clone(), "pgdata".to_string()];
+        want.sort();
+        assert_eq!(names, want);
+
+        assert_eq!(
+            format!(
+                "{:#}",
+                store.create(Some("x"), &none(), &none()).unwrap_err()
+            ),
+            "create x: volume name is too short, names should be at least two alphanumeric \
+             characters"
+        );
+        let opts = BTreeMap::from([("color".to_string(), "red".to_string())]);
+        assert_eq!(
+            format!(
+                "{:#}",
+                store.create(Some("vv"), &none(), &opts).unwrap_err()
+            ),
+            "create vv: invalid option: \"color\""
+        );
+        assert_eq!(
+            store.get("nope").unwrap_err().to_string(),
+            "get nope: no such volume"
+        );
+        assert_eq!(
+            store.get("../volumes").unwrap_err().to_string(),
+            "get ../volumes: no such volume"
+        );
+        let yes = |_: &str| true;
+        store.remove("pgdata", false, &yes).unwrap();
+        assert!(!t.0.join("volumes/pgdata").exists());
+        assert_eq!(
+            store.remove("pgdata", false, &yes).unwrap_err().to_string(),
+            "get pgdata: no such volume"
+        );
+        store.remove("pgdata", true, &yes).unwrap();
+    }
+
+    #[test]
+    fn users_keep_a_volume_until_released_or_gone() {
+        let t = TempDir::new("users");
+        let store = VolumeStore::open(&t.0).unwrap();
+        let (v, made) = store
+            .create_and_acquire(Some("busy"), &none(), &none(), "c1")
+            .unwrap();
+        assert!(made);
+        let (_, made) = store
+            .create_and_acquire(Some("busy"), &none(), &none(), "c2")
+            .unwrap();
+        assert!(!made, "the second user finds it made");
+        let live = |id: &str| id == "c1" || id == "c2";
+        assert_eq!(
+            store.remove("busy", false, &live).unwrap_err().to_string(),
+            "remove busy: volume is in use - [c1, c2]"
+        );
+        assert_eq!(
+            store.remove("busy", true, &live).unwrap_err().to_string(),
+            "remove busy: volume is in use - [c1, c2]",
+            "-f does not remove a volume in use, as in Docker"
+        );
+        store.release("busy", "c1").unwrap();
+        // c2 was removed without releasing (a crash): its reference is stale.
+        let only_c1 = |id: &str| id == "c1";
+        assert_eq!(store.users("busy", &only_c1).unwrap(), Vec::<String>::new());
+        assert!(
+            !t.0.join("volumes/busy/users/c2").exists(),
+            "stale user dropped"
+        );
+        store.remove("busy", false, &only_c1).unwrap();
+        assert!(!v.mountpoint.exists());
+        assert!(store.acquire("busy", "c1").is_err());
+        assert!(store.acquire("..", "c1").is_err());
+        store.create(Some("okv"), &none(), &none()).unwrap();
+        assert!(store.acquire("okv", "../escape").is_err());
+    }
+
+    #[test]
+    fn prune_takes_unused_anonymous_volumes_unless_all() {
+        let t = TempDir::new("prune");
+        let store = VolumeStore::open(&t.0).unwrap();
+        let named = store.create(Some("keepme"), &none(), &none()).unwrap();
+        let unused = store.create(None, &none(), &none()).unwrap();
+        let (used, _) = store
+            .create_and_acquire(None, &none(), &none(), "running")
+            .unwrap();
+        fs::write(unused.mountpoint.join("f"), vec![0u8; 1500]).unwrap();
+        fs::hard_link(unused.mountpoint.join("f"), unused.mountpoint.join("g")).unwrap();
+        fs::write(named.mountpoint.join("h"), b"12345").unwrap();
+        let live = |id: &str| id == "running";
+        let r = store.prune(false, &VolumeFilter::default(), &live).unwrap();
+        assert_eq!(r.deleted, [unused.name.clone()]);
+        assert_eq!(r.reclaimed_bytes, 1500, "a hard link counts once");
+        assert_eq!(human_size(r.reclaimed_bytes), "1.5kB");
+        let r = store.prune(true, &VolumeFilter::default(), &live).unwrap();
+        assert_eq!(r.deleted, ["keepme".to_string()]);
+        assert_eq!(r.reclaimed_bytes, 5);
+        assert_eq!(store.list().unwrap(), [used.clone()]);
+        let r = store
+            .prune(true, &VolumeFilter::default(), &|_| false)
+            .unwrap();
+        assert_eq!(r.deleted, [used.name]);
+    }
+
+    #[test]
+    fn anonymous_volumes_go_with_rm_v() {
+        let t = TempDir::new("rmv");
+        let store = VolumeStore::open(&t.0).unwrap();
+        let (anon, _) = store
+            .create_and_acquire(None, &none(), &none(), "c1")
+            .unwrap();
+        let (shared, _) = store
+            .create_and_acquire(None, &none(), &none(), "c1")
+            .unwrap();
+        store.acquire(&shared.name, "c2").unwrap();
+        store
+            .create_and_acquire(Some("named"), &none(), &none(), "c1")
+            .unwrap();
+        let names = vec![anon.name.clone(), shared.name.clone(), "named".to_string()];
+        store
+            .release_and_remove_anonymous(&names, "c1", &|id| id == "c2")
+            .unwrap();
+        let left: Vec<String> = store.list().unwrap().into_iter().map(|v| v.name).collect();
+        let mut want = vec![shared.name.clone(), "named".to_string()];
+        want.sort();
+        assert_eq!(left, want, "the one c2 uses and the named one stay");
+        assert!(store.users("named", &|_| true).unwrap().is_empty());
+    }
+
+    #[test]
+    fn filters() {
+        let f = VolumeFilter::parse(&[
+            "label=a".to_string(),
+            "label!=b=2".to_string(),
+            "name=ke".to_string(),
+            "dangling=true".to_string(),
+        ])
+        .unwrap();
+        let mut v = Volume {
+            created_at: String::new(),
+            driver: "local".into(),
+            labels: BTreeMap::from([("a".to_string(), "1".to_string())]),
+            mountpoint: PathBuf::new(),
+            name: "keep".into(),
+            options: BTreeMap::new(),
+            scope: "local".into(),
+        };
+        assert!(f.matches(&v, false));
+        assert!(!f.matches(&v, true), "dangling=true: no users");
+        v.labels.insert("b".into(), "2".into());
+        assert!(!f.matches(&v, false));
+        assert_eq!(
+            VolumeFilter::parse(&["colour=red".to_string()])
+                .unwrap_err()
+                .to_string(),
+            "invalid filter 'colour'"
+        );
+        assert_eq!(
+            VolumeFilter::parse(&["dangling=maybe".to_string()])
+                .unwrap_err()
+                .to_string(),
+            "invalid filter 'dangling=maybe'"
+        );
+    }
+
+    #[test]
+    fn sizes_print_as_dockers() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(999), "999B");
+        assert_eq!(human_size(1000), "1kB");
+        assert_eq!(human_size(1234), "1.234kB");
+        assert_eq!(human_size(12_345_678), "12.35MB");
+        assert_eq!(human_size(100_000_000_000), "100GB");
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_berth_are_swept() {
+        let t = TempDir::new("sweep");
+        fs::create_dir_all(t.0.join("volumes/.new-half-123/_data")).unwrap();
+        fs::create_dir_all(t.0.join("volumes/.gone-old-456/_data/x")).unwrap();
+        let store = VolumeStore::open(&t.0).unwrap();
+        assert_eq!(
+            fs::read_dir(store.dir()).unwrap().count(),
+            1,
+            "only the lock file"
+        );
+        assert!(store.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn concurrent_creates_make_one_volume() {
+        let t = TempDir::new("race");
+        let root = t.0.clone();
+        let threads: Vec<_> = (0..8)
+            .map(|i| {
+                let root = root.clone();
+                std::thread::spawn(move || {
+                    let store = VolumeStore::open(&root).unwrap();
+                    store
+                        .create_and_acquire(Some("shared"), &none(), &none(), &format!("c{i}"))
+                        .unwrap()
+                        .1
+                })
+            })
+            .collect();
+        let made: usize = threads
+            .into_iter()
+            .map(|t| t.join().unwrap() as usize)
+            .sum();
+        assert_eq!(made, 1);
+        let store = VolumeStore::open(&root).unwrap();
+        assert_eq!(store.users("shared", &|_| true).unwrap().len(), 8);
+    }
+
+    /// A rootfs built by hand: content to copy, and symlinks that try to lead the copy out.
+    fn hostile_rootfs(base: &Path, canary: &Path) -> PathBuf {
+        let root = base.join("rootfs");
+        let data = root.join("srv/data");
+        fs::create_dir_all(data.join("sub")).unwrap();
+        fs::write(data.join("file"), b"content").unwrap();
+        fs::set_permissions(data.join("file"), fs::Permissions::from_mode(0o4751)).unwrap();
+        fs::hard_link(data.join("file"), data.join("sub/hardlink")).unwrap();
+        symlink("/etc/passwd", data.join("abs-link")).unwrap();
+        symlink(canary, data.join("canary-link")).unwrap();
+        nix::unistd::mkfifo(&data.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+        fs::set_permissions(&data, fs::Permissions::from_mode(0o750)).unwrap();
+        nix::unistd::chown(&data, Some(Uid::from_raw(123)), Some(Gid::from_raw(456))).unwrap();
+        nix::unistd::chown(
+            &data.join("sub"),
+            Some(Uid::from_raw(7)),
+            Some(Gid::from_raw(8)),
+        )
+        .unwrap();
+        // Paths that would leave the root if followed on the host.
+        symlink(canary.parent().unwrap(), root.join("escape-abs")).unwrap();
+        symlink("../../../../../../..", root.join("escape-rel")).unwrap();
+        root
+    }
+
+    #[test]
+    fn fill_copies_the_image_directory_and_nothing_outside() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: needs root (owners)");
+            return;
+        }
+        let t = TempDir::new("fill");
+        let canary_dir = t.0.join("host-secrets");
+        fs::create_dir_all(&canary_dir).unwrap();
+        let canary = canary_dir.join("canary");
+        fs::write(&canary, b"host secret").unwrap();
+        let rootfs = hostile_rootfs(&t.0, &canary);
+        let store = VolumeStore::open(&t.0.join("data")).unwrap();
+
+        let v = store.create(Some("filled"), &none(), &none()).unwrap();
+        assert_eq!(
+            store
+                .fill_from_rootfs("filled", &rootfs, "/srv/data")
+                .unwrap(),
+            FillOutcome::Filled
+        );
+        let d = &v.mountpoint;
+        assert_eq!(fs::read(d.join("file")).unwrap(), b"content");
+        let m = fs::metadata(d.join("file")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o4751);
+        assert_eq!(
+            fs::metadata(d.join("sub/hardlink")).unwrap().ino(),
+            m.ino(),
+            "hard links kept"
+        );
+        assert_eq!(
+            fs::read_link(d.join("abs-link")).unwrap(),
+            Path::new("/etc/passwd")
+        );
+        assert_eq!(fs::read_link(d.join("canary-link")).unwrap(), canary);
+        use std::os::unix::fs::FileTypeExt;
+        assert!(fs::symlink_metadata(d.join("fifo"))
+            .unwrap()
+            .file_type()
+            .is_fifo());
+        let sub = fs::metadata(d.join("sub")).unwrap();
+        assert_eq!((sub.uid(), sub.gid()), (7, 8));
+        let top = fs::metadata(d).unwrap();
+        assert_eq!(
+            (top.uid(), top.gid(), top.mode() & 0o7777),
+            (123, 456, 0o750),
+            "the volume takes the owner and mode of the image's directory"
+        );
+
+        // Once it has content, a second fill leaves it alone.
+        fs::remove_file(d.join("file")).unwrap();
+        assert_eq!(
+            store
+                .fill_from_rootfs("filled", &rootfs, "/srv/data")
+                .unwrap(),
+            FillOutcome::NotEmpty
+        );
+        assert!(!d.join("file").exists());
+
+        // Paths that leave the root on the host stay inside it here: nothing there.
+        for (i, path) in [
+            "/escape-abs".to_string(),
+            "/escape-rel/".to_string() + canary_dir.strip_prefix("/").unwrap().to_str().unwrap(),
+            format!("/../../../..{}", canary_dir.display()),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let name = format!("esc{i}");
+            let v = store.create(Some(&name), &none(), &none()).unwrap();
+            assert_eq!(
+                store.fill_from_rootfs(&name, &rootfs, path).unwrap(),
+                FillOutcome::Missing,
+                "{path}"
+            );
+            assert_eq!(fs::read_dir(&v.mountpoint).unwrap().count(), 0, "{path}");
+        }
+        // A file where the volume goes: Docker's error.
+        store.create(Some("onfile"), &none(), &none()).unwrap();
+        assert_eq!(
+            store
+                .fill_from_rootfs("onfile", &rootfs, "/srv/data/file")
+                .unwrap_err()
+                .to_string(),
+            "cannot mount volume over existing file, file exists /srv/data/file"
+        );
+    }
+
+    #[test]
+    fn a_fill_cut_short_is_done_again() {
+        let t = TempDir::new("refill");
+        let rootfs = t.0.join("rootfs");
+        fs::create_dir_all(rootfs.join("d")).unwrap();
+        fs::write(rootfs.join("d/a"), b"a").unwrap();
+        let store = VolumeStore::open(&t.0.join("data")).unwrap();
+        let v = store.create(Some("half"), &none(), &none()).unwrap();
+        // What a berth killed mid-copy leaves: the marker and part of the content.
+        fs::write(t.0.join("data/volumes/half/filling"), b"").unwrap();
+        fs::write(v.mountpoint.join("partial"), b"x").unwrap();
+        assert_eq!(
+            store.fill_from_rootfs("half", &rootfs, "/d").unwrap(),
+            FillOutcome::Filled
+        );
+        let mut names: Vec<_> = fs::read_dir(&v.mountpoint)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a"]);
+        assert!(!t.0.join("data/volumes/half/filling").exists());
     }
 }
