@@ -31,7 +31,7 @@ fn config_with_volumes(volumes: &[&str]) -> ContainerConfig {
 fn data_layer() -> Vec<u8> {
     let mut t = RawTar::default();
     t.add(Entry {
-        mode: 0o770,
+        mode: 0o755,
         uid: 1000,
         gid: 1001,
         ..Entry::dir("srv/")
@@ -425,4 +425,417 @@ fn a_hostile_image_cannot_make_the_fill_copy_host_files() {
         std::fs::read(canary_dir.join("secret")).unwrap(),
         b"host secret"
     );
+}
+
+// ---- Through the engine's commands: `berth container ...` and `berth volume ...`. ----
+
+/// A scratch data root whose containers are all removed (`rm -f`) when dropped, also on panic.
+struct Engine {
+    s: Scratch,
+}
+
+impl Engine {
+    fn new(name: &str) -> Engine {
+        Engine {
+            s: Scratch::new(name),
+        }
+    }
+
+    /// `berth ARGS`: (exit code, stdout, stderr).
+    fn run(&self, args: &[&str]) -> (i32, String, String) {
+        let out = self.s.berth(args);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (code, out, err) = self.run(args);
+        assert_eq!(code, 0, "berth {args:?}: {out}{err}");
+        out
+    }
+
+    fn volumes(&self) -> Vec<String> {
+        self.ok(&["volume", "ls", "-q"])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn containers(&self) -> Vec<String> {
+        self.ok(&["container", "ls", "-a", "-q", "--no-trunc"])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+
+    fn id_of(&self, name: &str) -> String {
+        self.ok(&["container", "inspect", "-f", "{{.Id}}", name])
+            .trim()
+            .to_string()
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        if let Ok(out) = self
+            .s
+            .command(&["container", "ls", "-a", "-q", "--no-trunc"])
+            .output()
+        {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.s.berth(&["container", "rm", "-f", "-v", id]);
+            }
+        }
+    }
+}
+
+fn data_image(e: &Engine, name: &str) {
+    make_image(
+        &e.s.store(),
+        name,
+        &[busybox_tar(&e.s), data_layer()],
+        config_with_volumes(&["/srv/data"]),
+    );
+}
+
+#[test]
+fn volume_commands_as_dockers() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let e = Engine::new("vol-cli");
+    assert_eq!(
+        e.ok(&["volume", "create", "-l", "team=db", "dbdata"]),
+        "dbdata\n"
+    );
+    assert_eq!(e.ok(&["volume", "create", "--name", "other"]), "other\n");
+    let anon = e.ok(&["volume", "create"]).trim().to_string();
+    assert_eq!(anon.len(), 64);
+    assert!(e.s.data_root().join("volumes/dbdata/_data").is_dir());
+
+    let mut all = vec!["dbdata".to_string(), "other".to_string(), anon.clone()];
+    all.sort();
+    assert_eq!(e.volumes(), all);
+    let table = e.ok(&["volume", "ls"]);
+    assert_eq!(table.lines().next(), Some("DRIVER    VOLUME NAME"));
+    assert!(table.contains("local     dbdata\n"), "{table}");
+    assert_eq!(
+        e.ok(&[
+            "volume",
+            "ls",
+            "-f",
+            "label=team=db",
+            "--format",
+            "{{.Name}} {{.Labels}}"
+        ]),
+        "dbdata team=db\n"
+    );
+    assert_eq!(
+        e.ok(&["volume", "ls", "-q", "--filter", "name=oth"]),
+        "other\n"
+    );
+
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.ok(&["volume", "inspect", "dbdata"])).unwrap();
+    let v = &inspect[0];
+    assert_eq!(v["Name"], "dbdata");
+    assert_eq!(v["Driver"], "local");
+    assert_eq!(v["Scope"], "local");
+    assert_eq!(v["Labels"]["team"], "db");
+    assert_eq!(v["Options"], serde_json::Value::Null);
+    assert_eq!(
+        v["Mountpoint"],
+        e.s.data_root()
+            .join("volumes/dbdata/_data")
+            .to_str()
+            .unwrap()
+    );
+    assert_eq!(
+        e.ok(&[
+            "volume",
+            "inspect",
+            "-f",
+            "{{.Name}} {{.Driver}}",
+            "dbdata",
+            "other"
+        ]),
+        "dbdata local\nother local\n"
+    );
+
+    // Docker's errors, exit code 1, nothing made.
+    let (code, _, err) = e.run(&["volume", "create", "x"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error response from daemon: create x: volume name is too short, names should be \
+             at least two alphanumeric characters\n"
+        )
+    );
+    let (code, _, err) = e.run(&["volume", "inspect", "nope"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error response from daemon: get nope: no such volume\n")
+    );
+    let (code, out, err) = e.run(&["volume", "rm", "nope", "other"]);
+    assert_eq!(code, 1);
+    assert_eq!(out, "other\n", "the others are still removed");
+    assert_eq!(
+        err,
+        "Error response from daemon: get nope: no such volume\n"
+    );
+    assert_eq!(e.ok(&["volume", "rm", "-f", "nope"]), "nope\n");
+    let (code, _, err) = e.run(&["volume", "ls", "-f", "colour=red"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (1, "Error response from daemon: invalid filter 'colour'\n")
+    );
+
+    // prune: the anonymous volume only, then -a for the named one too.
+    std::fs::write(
+        e.s.data_root().join(format!("volumes/{anon}/_data/f")),
+        vec![1u8; 2000],
+    )
+    .unwrap();
+    assert_eq!(
+        e.ok(&["volume", "prune", "-f"]),
+        format!("Deleted Volumes:\n{anon}\n\nTotal reclaimed space: 2kB\n")
+    );
+    assert_eq!(
+        e.ok(&["volume", "prune", "-f"]),
+        "\nTotal reclaimed space: 0B\n"
+    );
+    assert_eq!(
+        e.ok(&["volume", "prune", "-a", "-f"]),
+        "Deleted Volumes:\ndbdata\n\nTotal reclaimed space: 0B\n"
+    );
+    assert!(e.volumes().is_empty());
+    assert!(!e.s.data_root().join("volumes/dbdata").exists());
+}
+
+#[test]
+fn containers_use_named_anonymous_bind_and_tmpfs_mounts() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let e = Engine::new("vol-run");
+    data_image(&e, "localhost/voldata:run");
+    let image = "localhost/voldata:run";
+
+    // A named volume, made on first use and filled from the image. (As the owner of the
+    // image's directory: the test does not rest on root's capabilities.)
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--name",
+        "writer",
+        "-u",
+        "1000:1001",
+        "-v",
+        "appdata:/srv/data",
+        image,
+        "sh",
+        "-c",
+        "cat /srv/data/conf; stat -c '%a %u %g' /srv/data; echo hi > /srv/data/new",
+    ]);
+    assert_eq!(out, "from the image\n750 1000 1001\n");
+    let data = e.s.data_root().join("volumes/appdata/_data");
+    assert_eq!(std::fs::read(data.join("new")).unwrap(), b"hi\n");
+    assert_eq!(
+        e.volumes(),
+        ["appdata"],
+        "-v covers the image's VOLUME: no anonymous one"
+    );
+    let writer = e.id_of("writer");
+
+    // In use by a container (even stopped): Docker's error.
+    let (code, _, err) = e.run(&["volume", "rm", "appdata"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        format!("Error response from daemon: remove appdata: volume is in use - [{writer}]\n")
+    );
+
+    // Inspect's Mounts.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.ok(&["container", "inspect", "writer"])).unwrap();
+    let m = &inspect[0]["Mounts"][0];
+    assert_eq!(m["Type"], "volume");
+    assert_eq!(m["Name"], "appdata");
+    assert_eq!(m["Source"], data.to_str().unwrap());
+    assert_eq!(m["Destination"], "/srv/data");
+    assert_eq!(m["Driver"], "local");
+    assert_eq!(m["Mode"], "z");
+    assert_eq!(m["RW"], true);
+    assert_eq!(inspect[0]["HostConfig"]["Binds"][0], "appdata:/srv/data");
+
+    // Another container sees what the first wrote; --volumes-from with :ro.
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "-u",
+        "1000",
+        "--volumes-from",
+        "writer:ro",
+        image,
+        "sh",
+        "-c",
+        "cat /srv/data/new; touch /srv/data/x 2>/dev/null && echo rw || echo ro",
+    ]);
+    assert_eq!(out, "hi\nro\n");
+
+    // The image's VOLUME alone: an anonymous volume filled from the image; `rm -v` removes it.
+    e.ok(&["container", "create", "--name", "anon", image, "true"]);
+    let vols = e.volumes();
+    assert_eq!(vols.len(), 2);
+    let anon = vols.iter().find(|v| *v != "appdata").unwrap().clone();
+    assert_eq!(anon.len(), 64);
+    assert_eq!(
+        std::fs::read(e.s.data_root().join(format!("volumes/{anon}/_data/conf"))).unwrap(),
+        b"from the image\n"
+    );
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.ok(&["volume", "inspect", &anon])).unwrap();
+    assert_eq!(
+        inspect[0]["Labels"],
+        serde_json::json!({"com.docker.volume.anonymous": ""})
+    );
+    assert_eq!(
+        e.ok(&["container", "inspect", "-f", "{{json .Mounts}}", "anon"])
+            .trim(),
+        serde_json::json!([{
+            "Type": "volume", "Name": anon,
+            "Source": e.s.data_root().join(format!("volumes/{anon}/_data")),
+            "Destination": "/srv/data", "Driver": "local", "Mode": "", "RW": true,
+            "Propagation": ""
+        }])
+        .to_string()
+    );
+    e.ok(&["container", "rm", "-v", "anon"]);
+    assert_eq!(e.volumes(), ["appdata"]);
+
+    // `rm` without -v leaves the anonymous volume; `prune` then removes it.
+    e.ok(&["container", "create", "--name", "anon2", image, "true"]);
+    e.ok(&["container", "rm", "anon2"]);
+    assert_eq!(e.volumes().len(), 2);
+    e.ok(&["volume", "prune", "-f"]);
+    assert_eq!(e.volumes(), ["appdata"]);
+
+    // `run --rm`: its anonymous volumes go with it.
+    e.ok(&["container", "run", "--rm", image, "true"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.volumes().len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(e.volumes(), ["appdata"]);
+
+    // Binds (ro with -v, --mount), tmpfs (--tmpfs, --mount) and nocopy, seen from inside.
+    let host = e.s.path("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("hello"), b"from the host\n").unwrap();
+    let ro = format!("{}:/host:ro", host.display());
+    let rw = format!("type=bind,src={},dst=/host-rw", host.display());
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "-v",
+        &ro,
+        "--mount",
+        &rw,
+        "--tmpfs",
+        "/fast:size=2m,exec",
+        "--mount",
+        "type=tmpfs,dst=/scratch,tmpfs-mode=1777",
+        "-v",
+        "empty:/srv/data:nocopy",
+        image,
+        "sh",
+        "-c",
+        "cat /host/hello; touch /host/x 2>/dev/null || echo host-ro; echo w > /host-rw/w; \
+         grep -E ' /(fast|scratch|host|srv/data) ' /proc/self/mountinfo; stat -c %a /scratch; \
+         ls /srv/data | wc -l",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["from the host", "host-ro"], "{out}");
+    assert_eq!(std::fs::read(host.join("w")).unwrap(), b"w\n");
+    let line = |dest: &str| {
+        *lines
+            .iter()
+            .find(|l| l.split(' ').nth(4) == Some(dest))
+            .unwrap_or_else(|| panic!("no {dest} in {out}"))
+    };
+    assert!(
+        line("/host").split(' ').nth(5).unwrap().starts_with("ro"),
+        "{out}"
+    );
+    let fast = line("/fast");
+    assert!(
+        fast.contains("tmpfs") && fast.contains("size=2048k"),
+        "{fast}"
+    );
+    assert!(
+        !fast.split(' ').nth(5).unwrap().contains("noexec"),
+        "exec given: {fast}"
+    );
+    let scratch = line("/scratch");
+    assert!(
+        scratch.split(' ').nth(5).unwrap().contains("noexec"),
+        "{scratch}"
+    );
+    line("/srv/data");
+    assert_eq!(lines[lines.len() - 2..], ["1777", "0"], "{out}");
+}
+
+#[test]
+fn bad_mount_flags_fail_and_leave_nothing() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let e = Engine::new("vol-bad");
+    data_image(&e, "localhost/voldata:bad");
+    let image = "localhost/voldata:bad";
+    for (args, want) in [
+        (
+            vec!["-v", "a:/x"],
+            "create a: volume name is too short, names should be at least two alphanumeric \
+             characters",
+        ),
+        (
+            vec!["--mount", "type=bind,src=/nonexistent-berth,dst=/x"],
+            "invalid mount config for type \"bind\": bind source path does not exist: \
+             /nonexistent-berth",
+        ),
+        (
+            vec!["-v", "v1:/d", "-v", "v2:/d"],
+            "Duplicate mount point: /d",
+        ),
+        (
+            vec!["-v", "v1:rel"],
+            "invalid volume specification: 'v1:rel': invalid mount config for type \
+             \"volume\": invalid mount path: 'rel' mount path must be absolute",
+        ),
+        (vec!["-v", "v1:/d:bogus"], "invalid mode: bogus"),
+        (vec!["--volumes-from", "ghost"], "No such container: ghost"),
+        (
+            vec!["-v", "madehere:/srv/data/conf"],
+            "cannot mount volume over existing file, file exists /srv/data/conf",
+        ),
+    ] {
+        let mut argv = vec!["container", "run", "--rm"];
+        argv.extend(&args);
+        argv.extend([image, "true"]);
+        let (code, _, err) = e.run(&argv);
+        assert_eq!(code, 125, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(e.containers().is_empty(), "{args:?}: a container was left");
+        assert!(e.volumes().is_empty(), "{args:?}: a volume was left");
+    }
 }

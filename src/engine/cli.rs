@@ -44,6 +44,9 @@ pub enum EngineCommand {
     Unpause(NamesArgs),
     /// List port mappings or a specific mapping for the container.
     Port(PortArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(super::volume_cli::VolumeCommand),
 }
 
 /// Whether `name` is one of the engine's top-level commands (Docker's exit codes apply).
@@ -61,6 +64,7 @@ pub fn is_engine_command(name: &str) -> bool {
             | "attach"
             | "unpause"
             | "port"
+            | "volume"
     )
 }
 
@@ -354,6 +358,7 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Attach(a) => attach_cmd(&engine, &a),
         EngineCommand::Unpause(a) => each(&engine, &a.containers, |e, c| lifecycle::unpause(e, c)),
         EngineCommand::Port(a) => port_cmd(&engine, &a),
+        EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
     };
     match result {
         Ok(code) => code,
@@ -463,7 +468,7 @@ fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
             eprintln!("berth: {}", e.message);
             if a.create.rm {
                 c.reload();
-                let _ = remove::remove(engine, &mut c, remove::Caller::Command);
+                let _ = remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true);
             }
             e.code
         }
@@ -569,8 +574,7 @@ fn rm_cmd(engine: &Engine, a: &RmArgs) -> Result<i32> {
                 };
                 bail!("cannot remove container \"/{}\": {what}", c.record.name);
             }
-            let _ = a.volumes;
-            remove::remove(engine, &mut c, remove::Caller::Command)
+            remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, a.volumes)
         });
         match r {
             Ok(()) => println!("{name}"),

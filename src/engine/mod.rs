@@ -17,3 +17,4 @@ pub mod oom;
 pub mod record;
 pub mod remove;
 pub mod volume;
+pub mod volume_cli;

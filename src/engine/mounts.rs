@@ -9,6 +9,7 @@
 //! error (`Duplicate mount point`), as is a `--tmpfs` there; the anonymous volumes (`-v /path`
 //! and the image's VOLUMEs) only where nothing else is mounted at that path.
 
+use super::record::{Container, Engine, Record, RECORD_FILE};
 use super::volume::{validate_name, FillOutcome, VolumeStore, ANONYMOUS_LABEL};
 use anyhow::{anyhow, bail, Context, Result};
 use oci_spec::runtime::{Mount, MountBuilder};
@@ -17,7 +18,8 @@ use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 
 /// The mount flags of `run` and `create`.
-#[derive(clap::Args, Clone, Debug, Default)]
+#[derive(clap::Args, Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct MountArgs {
     /// Bind mount a volume (NAME:/path[:opts], /host:/path[:opts], or /path for an anonymous one)
     #[arg(short = 'v', long = "volume", value_name = "LIST")]
@@ -1049,6 +1051,141 @@ pub fn host_config_tmpfs(mounts: &[MountRequest]) -> BTreeMap<String, String> {
         .filter(|m| m.origin == Origin::TmpfsFlag)
         .map(|m| (m.destination.clone(), m.tmpfs_given.clone()))
         .collect()
+}
+
+/// Where a container's record keeps its resolved mounts (`Record::options`).
+pub const RECORD_KEY: &str = "mounts";
+
+/// What a container's record holds of its mounts.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(default)]
+pub struct MountsRecord {
+    pub mounts: Vec<MountRequest>,
+    /// The volumes made for this container (removed again if its creation fails).
+    pub made: Vec<String>,
+}
+
+/// The mounts recorded for a container (none for a record made before they were).
+pub fn recorded_mounts(record: &Record) -> MountsRecord {
+    record
+        .options
+        .get(RECORD_KEY)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+/// True while a container's record exists: a volume user that is not one is stale.
+pub fn container_exists(engine: &Engine) -> impl Fn(&str) -> bool + '_ {
+    move |id: &str| engine.container_dir(id).join(RECORD_FILE).exists()
+}
+
+/// `create`'s part for the mount flags, once the bundle is made and the record's Config and
+/// HostConfig are set: resolves the flags (the image's VOLUMEs from the record's Config), makes
+/// and acquires the volumes, records them (so a failure or a kill from here on leaves what
+/// `rm` needs to let them go), fills new volumes from `rootfs`, adds the mounts to `spec`, and
+/// fills in inspect's `Mounts`, `HostConfig.Binds/Tmpfs/VolumesFrom` and `Config.Volumes`.
+pub fn apply_to_container(
+    engine: &Engine,
+    c: &mut Container,
+    args: &MountArgs,
+    spec: &mut oci_spec::runtime::Spec,
+    rootfs: &Path,
+) -> Result<()> {
+    let image_volumes: Vec<String> = c.record.config.volumes.keys().cloned().collect();
+    let mut lookup = |name: &str| -> Result<Vec<MountRequest>> {
+        let other = engine.lookup(name)?;
+        Ok(recorded_mounts(&other.record).mounts)
+    };
+    let mut mounts = resolve(args, &mut lookup, &image_volumes)?;
+    let store = VolumeStore::open(&engine.data_root)?;
+    let prepared = prepare_volumes(&store, c.id(), &mut mounts)?;
+    let record = MountsRecord {
+        mounts: mounts.clone(),
+        made: prepared.made.clone(),
+    };
+    c.record
+        .options
+        .insert(RECORD_KEY.into(), serde_json::to_value(&record)?);
+    if let Err(e) = c.save_record() {
+        prepared.undo(&store, c.id());
+        return Err(e);
+    }
+    fill_volumes(&store, &mounts, rootfs)?;
+
+    let mut list = spec.mounts().clone().unwrap_or_default();
+    for m in oci_mounts(&store, &mounts)? {
+        list.retain(|x| x.destination() != m.destination());
+        list.push(m);
+    }
+    spec.set_mounts(Some(list));
+    if let Some(p) = rootfs_propagation(&mounts) {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_rootfs_propagation(Some(p.to_string()));
+        spec.set_linux(Some(linux));
+    }
+
+    c.record.mounts = inspect_mounts(&store, &mounts)
+        .iter()
+        .map(serde_json::to_value)
+        .collect::<std::result::Result<_, _>>()?;
+    let volume = |anonymous: bool| -> Vec<String> {
+        mounts
+            .iter()
+            .filter(|m| m.kind == MountType::Volume && m.anonymous == anonymous)
+            .map(|m| m.source.clone())
+            .collect()
+    };
+    c.record.anonymous_volumes = volume(true);
+    c.record.named_volumes = volume(false);
+    // Docker keeps `-v /path` in Config.Volumes, beside the image's, and the others in Binds.
+    for raw in &args.volume {
+        if raw.contains(':') {
+            c.record.host_config.binds.push(raw.clone());
+        } else {
+            c.record
+                .config
+                .volumes
+                .insert(raw.clone(), serde_json::json!({}));
+        }
+    }
+    c.record.host_config.tmpfs = host_config_tmpfs(&mounts);
+    c.record.host_config.volumes_from = args.volumes_from.clone();
+    Ok(())
+}
+
+/// Lets a removed container's volumes go: with `remove_anonymous` (`rm -v`, `--rm`) its
+/// anonymous volumes nobody else uses are removed, with `remove_made` (a failed create) also
+/// the named volumes made for it.
+pub fn release_container(
+    engine: &Engine,
+    record: &Record,
+    remove_anonymous: bool,
+    remove_made: bool,
+) -> Result<()> {
+    let recorded = recorded_mounts(record);
+    if recorded.mounts.is_empty() {
+        return Ok(());
+    }
+    let store = VolumeStore::open(&engine.data_root)?;
+    let exists = container_exists(engine);
+    release_volumes(
+        &store,
+        &record.id,
+        &recorded.mounts,
+        remove_anonymous,
+        &exists,
+    )?;
+    if remove_made {
+        for name in &recorded.made {
+            // Another container may have started using it meanwhile: then it stays.
+            match store.remove(name, true, &exists) {
+                Ok(()) => {}
+                Err(e) if e.to_string().contains("volume is in use") => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

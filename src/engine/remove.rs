@@ -20,8 +20,19 @@ pub enum Caller {
     Creator,
 }
 
-/// Removes container `c`.
+/// Removes container `c`; its anonymous volumes go too when the monitor of a `--rm` container
+/// or a failed create removes it.
 pub fn remove(engine: &Engine, c: &mut Container, caller: Caller) -> Result<()> {
+    remove_with_volumes(engine, c, caller, caller != Caller::Command)
+}
+
+/// Removes container `c`, and its anonymous volumes nobody else uses when `volumes` (`rm -v`).
+pub fn remove_with_volumes(
+    engine: &Engine,
+    c: &mut Container,
+    caller: Caller,
+    volumes: bool,
+) -> Result<()> {
     if c.dir.join(super::record::RECORD_FILE).exists() {
         let _ = c.update_state(|s| s.status = Status::Removing);
     }
@@ -44,7 +55,9 @@ pub fn remove(engine: &Engine, c: &mut Container, caller: Caller) -> Result<()> 
                 Err(e)
             }
         })
-        .with_context(|| format!("cannot remove {}", c.dir.display()))
+        .with_context(|| format!("cannot remove {}", c.dir.display()))?;
+    // Once the record is gone, the container no longer holds its volumes.
+    super::mounts::release_container(engine, &c.record, volumes, caller == Caller::Creator)
 }
 
 /// Unmounts the rootfs and removes the bundle and the store's record of it.

@@ -1269,13 +1269,13 @@ mod tests {
         fs::write(named.mountpoint.join("h"), b"12345").unwrap();
         let live = |id: &str| id == "running";
         let r = store.prune(false, &VolumeFilter::default(), &live).unwrap();
-        assert_eq!(r.deleted, [unused.name.clone()]);
+        assert_eq!(r.deleted, [unused.name]);
         assert_eq!(r.reclaimed_bytes, 1500, "a hard link counts once");
         assert_eq!(human_size(r.reclaimed_bytes), "1.5kB");
         let r = store.prune(true, &VolumeFilter::default(), &live).unwrap();
         assert_eq!(r.deleted, ["keepme".to_string()]);
         assert_eq!(r.reclaimed_bytes, 5);
-        assert_eq!(store.list().unwrap(), [used.clone()]);
+        assert_eq!(store.list().unwrap(), std::slice::from_ref(&used));
         let r = store
             .prune(true, &VolumeFilter::default(), &|_| false)
             .unwrap();
