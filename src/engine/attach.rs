@@ -263,15 +263,27 @@ fn relay(
                     err.write_all(&d)?;
                     err.flush()?;
                 }
-                Some(Frame::Exit(code)) => return Ok(Ended::Exited(code)),
+                Some(Frame::Exit(code)) => {
+                    wait_for_close(sock);
+                    return Ok(Ended::Exited(code));
+                }
                 Some(Frame::Failed { code, message }) => {
-                    return Ok(Ended::Failed { code, message })
+                    wait_for_close(sock);
+                    return Ok(Ended::Failed { code, message });
                 }
                 Some(_) => {}
                 None => return Ok(Ended::Lost),
             }
         }
     }
+}
+
+/// Waits (briefly) for the monitor to close its end: it exits right after its last frame, so
+/// that a command that returns has nothing of the container left running behind it.
+fn wait_for_close(sock: &UnixStream) {
+    let _ = sock.set_read_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut buf = [0u8; 256];
+    while matches!((&*sock).read(&mut buf), Ok(n) if n > 0) {}
 }
 
 /// Passes input through until the detach sequence is typed; a prefix of it is held back until

@@ -130,22 +130,26 @@ pub fn stop(engine: &Engine, c: &mut Container, timeout: Option<i64>) -> Result<
     finish_stop(engine, c, sent)
 }
 
-/// Waits for the monitor to record the exit; records it itself when the monitor is gone.
+/// Waits for the monitor to record the exit and end; records the exit itself when the monitor
+/// is gone.
 fn finish_stop(engine: &Engine, c: &mut Container, sent: Option<Signal>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        c.reload();
-        let monitor_alive = c.state.monitor.as_ref().is_some_and(|m| m.alive());
-        if !c.state.status.is_active() && (!monitor_alive || c.state.monitor.is_none()) {
-            return Ok(());
-        }
-        if !monitor_alive {
-            break;
-        }
-        if Instant::now() > deadline {
+    let monitor = c.state.monitor;
+    let monitor_fd = monitor
+        .as_ref()
+        .and_then(|m| monitor::pidfd_open(m.pid).ok().filter(|_| m.alive()));
+    if let Some(fd) = monitor_fd {
+        // The monitor ends once the exit is recorded and the runtime's container deleted.
+        let left = deadline.saturating_duration_since(Instant::now());
+        let exited = Init { pidfd: fd }.wait(Some(left));
+        if exited {
+            c.reload();
+            if !c.state.status.is_active() {
+                return Ok(());
+            }
+        } else {
             bail!("container {}: its monitor did not record the exit", c.id());
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
     // The monitor died: the container's exit is ours to record.
     runtime::delete(&engine.runtime_globals(), c.id(), true)?;

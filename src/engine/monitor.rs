@@ -269,7 +269,7 @@ impl Monitor<'_> {
                     let code = start_failure_code(&message);
                     let first = self.status_w.is_some();
                     c.update_state(|s| {
-                        s.status = if first && s.restart_count == 0 && s.started_at.is_empty() {
+                        s.status = if first && s.status == Status::Created {
                             Status::Created
                         } else {
                             Status::Exited

@@ -262,7 +262,7 @@ impl Engine {
     /// of one, as Docker resolves them.
     pub fn lookup(&self, arg: &str) -> Result<Container> {
         let name = arg.strip_prefix('/').unwrap_or(arg);
-        if is_full_id(arg) && self.container_dir(arg).join(RECORD_FILE).exists() {
+        if is_full_id(arg) && self.container_dir(arg).exists() {
             return self.open(arg);
         }
         if valid_name(name) {
@@ -291,12 +291,16 @@ impl Engine {
 
     pub fn open(&self, id: &str) -> Result<Container> {
         let dir = self.container_dir(id);
-        let record: Record = read_json(&dir.join(RECORD_FILE))
-            .with_context(|| format!("container {id}: its record"))?;
-        let state: State = match read_json(&dir.join(STATE_FILE)) {
-            Ok(s) => s,
-            Err(_) => State::default(),
-        };
+        if !dir.is_dir() {
+            bail!(NoSuchContainer(id.to_string()));
+        }
+        // A directory without a readable record was left by a berth killed as it began to
+        // create the container: it shows as dead, and `rm -f` removes it.
+        let record: Record = read_json(&dir.join(RECORD_FILE)).unwrap_or_else(|_| Record {
+            id: id.to_string(),
+            ..Default::default()
+        });
+        let state: State = read_json(&dir.join(STATE_FILE)).unwrap_or_default();
         Ok(Container { dir, record, state })
     }
 
