@@ -839,3 +839,170 @@ fn bad_mount_flags_fail_and_leave_nothing() {
         assert!(e.volumes().is_empty(), "{args:?}: a volume was left");
     }
 }
+
+/// `-v SRC:DST:rshared` needs SRC on a shared mount (Docker's error otherwise); then a mount
+/// made on the host under SRC after the start shows inside the container.
+#[test]
+fn shared_propagation_reaches_the_container() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    use nix::mount::{mount, MsFlags};
+    let e = Engine::new("vol-prop");
+    data_image(&e, "localhost/voldata:prop");
+    let dir = e.s.path("prop");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let none = None::<&str>;
+    mount(Some(&dir), &dir, none, MsFlags::MS_BIND, none).unwrap();
+    mount(none, &dir, none, MsFlags::MS_PRIVATE, none).unwrap();
+    let spec = format!("{}:/p:rshared", dir.display());
+    let (code, _, err) = e.run(&[
+        "container",
+        "run",
+        "--rm",
+        "-v",
+        &spec,
+        "localhost/voldata:prop",
+        "true",
+    ]);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains(&format!(
+            "path {0} is mounted on {0} but it is not a shared mount",
+            dir.display()
+        )),
+        "{err}"
+    );
+    assert!(e.containers().is_empty());
+
+    mount(none, &dir, none, MsFlags::MS_SHARED, none).unwrap();
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "prop",
+        "-v",
+        &spec,
+        "localhost/voldata:prop",
+        "sleep",
+        "60",
+    ]);
+    mount(
+        Some("tmpfs"),
+        &dir.join("sub"),
+        Some("tmpfs"),
+        MsFlags::empty(),
+        Some("size=1m"),
+    )
+    .unwrap();
+    let out = e.ok(&[
+        "container",
+        "exec",
+        "prop",
+        "sh",
+        "-c",
+        "grep -c ' /p/sub ' /proc/self/mountinfo",
+    ]);
+    assert_eq!(
+        out, "1\n",
+        "the host's new mount propagated into the container"
+    );
+}
+
+/// A volume made with the local driver's options (`type`, `device`, `o`) is that filesystem,
+/// mounted on its data directory while a container uses it; and volumes mount on a read-only
+/// rootfs at paths the image lacks.
+#[test]
+fn volume_options_and_a_read_only_rootfs() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let e = Engine::new("vol-opts");
+    data_image(&e, "localhost/voldata:opts");
+    let image = "localhost/voldata:opts";
+    e.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=tmpfs",
+        "-o",
+        "device=tmpfs",
+        "-o",
+        "o=size=1m,uid=1000",
+        "tmpvol",
+    ]);
+    let inspect: serde_json::Value =
+        serde_json::from_str(&e.ok(&["volume", "inspect", "tmpvol"])).unwrap();
+    assert_eq!(
+        inspect[0]["Options"],
+        serde_json::json!({"type": "tmpfs", "device": "tmpfs", "o": "size=1m,uid=1000"})
+    );
+    let data = e.s.data_root().join("volumes/tmpvol/_data");
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--name",
+        "ro-t",
+        "--read-only",
+        "-v",
+        "tmpvol:/new/place",
+        "-v",
+        "other:/srv/data",
+        image,
+        "sh",
+        "-c",
+        "grep ' /new/place ' /proc/self/mountinfo; stat -c %u /new/place; \
+         touch /rootfs-write 2>/dev/null || echo rootfs-ro",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains(" - tmpfs ") && lines[0].contains("size=1024k"),
+        "{out}"
+    );
+    assert_eq!(lines[1..], ["1000", "rootfs-ro"], "{out}");
+    let host_view = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        host_view.contains(&format!(" {} ", data.display())),
+        "mounted on the host while the container exists"
+    );
+    assert_eq!(
+        e.ok(&["volume", "ls", "-q", "-f", "dangling=false"]),
+        "other\ntmpvol\n"
+    );
+    e.ok(&["container", "rm", "ro-t"]);
+    let host_view = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !host_view.contains(&format!(" {} ", data.display())),
+        "unmounted with its last user"
+    );
+    assert_eq!(
+        e.ok(&["volume", "ls", "-q", "-f", "dangling=true"]),
+        "other\ntmpvol\n"
+    );
+
+    // A device that cannot be mounted: the run fails and leaves no container.
+    e.ok(&[
+        "volume",
+        "create",
+        "-o",
+        "type=ext4",
+        "-o",
+        "device=/nonexistent-dev",
+        "badvol",
+    ]);
+    let (code, _, err) = e.run(&["container", "run", "--rm", "-v", "badvol:/b", image, "true"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("error while mounting volume"), "{err}");
+    assert!(e.containers().is_empty());
+    let (code, _, err) = e.run(&["volume", "create", "-o", "color=red", "colorful"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error response from daemon: create colorful: invalid option: \"color\"\n"
+        )
+    );
+}

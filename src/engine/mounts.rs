@@ -991,6 +991,69 @@ pub fn rootfs_propagation(mounts: &[MountRequest]) -> Option<&'static str> {
     }
 }
 
+/// The mount (its mount point and optional fields) that holds `path`, from mountinfo: the
+/// entry with the longest mount point above it (the last such, a later mount hiding an
+/// earlier one).
+fn source_mount(path: &Path) -> Result<(PathBuf, String)> {
+    use std::os::unix::ffi::OsStringExt;
+    let real = std::fs::canonicalize(path)
+        .with_context(|| format!("cannot resolve {}", path.display()))?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .context("cannot read /proc/self/mountinfo")?;
+    let mut best: Option<(PathBuf, String)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        if fields.len() < 7 || sep < 6 {
+            continue;
+        }
+        let point = PathBuf::from(std::ffi::OsString::from_vec(
+            super::volume::unescape_mountinfo(fields[4]),
+        ));
+        if real.starts_with(&point)
+            && best
+                .as_ref()
+                .is_none_or(|(b, _)| point.as_os_str().len() >= b.as_os_str().len())
+        {
+            best = Some((point, fields[6..sep].join(" ")));
+        }
+    }
+    best.with_context(|| format!("no mount holds {}", real.display()))
+}
+
+/// Docker's check of a bind's propagation: a shared one needs its source on a shared mount,
+/// a slave one on a shared or slave mount (else the propagation could not happen).
+pub fn check_propagation_sources(mounts: &[MountRequest]) -> Result<()> {
+    for m in mounts {
+        let Some(p) = m.propagation else { continue };
+        let (shared, slave_ok) = match p {
+            Propagation::Shared | Propagation::Rshared => (true, false),
+            Propagation::Slave | Propagation::Rslave => (false, true),
+            _ => continue,
+        };
+        let (point, optional) = source_mount(Path::new(&m.source))?;
+        let is_shared = optional.split(' ').any(|o| o.starts_with("shared:"));
+        let is_slave = optional.split(' ').any(|o| o.starts_with("master:"));
+        if shared && !is_shared {
+            bail!(
+                "path {} is mounted on {} but it is not a shared mount",
+                m.source,
+                point.display()
+            );
+        }
+        if slave_ok && !is_shared && !is_slave {
+            bail!(
+                "path {} is mounted on {} but it is not a shared or slave mount",
+                m.source,
+                point.display()
+            );
+        }
+    }
+    Ok(())
+}
+
 /// One entry of `inspect`'s `Mounts`, Docker's `MountPoint`.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "PascalCase")]
@@ -1099,6 +1162,11 @@ pub fn apply_to_container(
     let mut mounts = resolve(args, &mut lookup, &image_volumes)?;
     let store = VolumeStore::open(&engine.data_root)?;
     let prepared = prepare_volumes(&store, c.id(), &mut mounts)?;
+    // After the `-v` bind sources are made: a source made here is checked too.
+    if let Err(e) = check_propagation_sources(&mounts) {
+        prepared.undo(&store, c.id());
+        return Err(e);
+    }
     let record = MountsRecord {
         mounts: mounts.clone(),
         made: prepared.made.clone(),

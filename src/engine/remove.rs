@@ -56,8 +56,11 @@ pub fn remove_with_volumes(
             }
         })
         .with_context(|| format!("cannot remove {}", c.dir.display()))?;
-    // Once the record is gone, the container no longer holds its volumes.
-    super::mounts::release_container(engine, &c.record, volumes, caller == Caller::Creator)
+    // Once the record is gone, the container no longer holds its volumes. A creation that
+    // failed or never completed (its berth was killed) is undone whole: the volumes made for
+    // it go too.
+    let undo = caller == Caller::Creator || !c.record.complete;
+    super::mounts::release_container(engine, &c.record, volumes || undo, undo)
 }
 
 /// Unmounts the rootfs and removes the bundle and the store's record of it.
