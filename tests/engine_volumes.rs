@@ -1006,3 +1006,37 @@ fn volume_options_and_a_read_only_rootfs() {
         )
     );
 }
+
+/// A berth killed at any instant of a create with volumes: `rm -f` clears the container and
+/// the volumes made for it that its record knows; whatever it had not yet recorded is a
+/// dangling anonymous volume that `volume prune` removes. No volume stays busy.
+#[test]
+fn a_killed_create_leaves_no_busy_volume() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let e = Engine::new("vol-kill");
+    data_image(&e, "localhost/voldata:kill");
+    for delay_ms in [0u64, 5, 10, 20, 40, 80, 160, 320] {
+        let mut child =
+            e.s.command(&["container", "create", "localhost/voldata:kill", "true"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        for id in e.containers() {
+            e.ok(&["container", "rm", "-f", &id]);
+        }
+        assert_eq!(
+            e.ok(&["volume", "ls", "-q", "-f", "dangling=false"]),
+            "",
+            "{delay_ms} ms: a volume is still in use"
+        );
+        e.ok(&["volume", "prune", "-f"]);
+        assert!(e.volumes().is_empty(), "{delay_ms} ms");
+    }
+}
