@@ -791,6 +791,24 @@ fn containers_use_named_anonymous_bind_and_tmpfs_mounts() {
     );
     line("/srv/data");
     assert_eq!(lines[lines.len() - 2..], ["1777", "0"], "{out}");
+
+    // A volume over /etc: filled with the image's /etc, and the files berth writes there
+    // (hostname, hosts, resolv.conf) still mounted over it.
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--hostname",
+        "etc-test",
+        "-v",
+        "etcvol:/etc",
+        image,
+        "sh",
+        "-c",
+        "cat /etc/hostname; grep -c '^root:' /etc/passwd",
+    ]);
+    assert_eq!(out, "etc-test\n1\n");
+    assert!(e.s.data_root().join("volumes/etcvol/_data/passwd").exists());
 }
 
 #[test]

@@ -1183,7 +1183,14 @@ pub fn apply_to_container(
     let mut list = spec.mounts().clone().unwrap_or_default();
     for m in oci_mounts(&store, &mounts)? {
         list.retain(|x| x.destination() != m.destination());
+        // What berth mounts below a user's mount (a `/etc` volume and /etc/hosts) goes after
+        // it, so that it stays visible, as in Docker, which sorts them together.
+        let (below, rest): (Vec<_>, Vec<_>) = list
+            .into_iter()
+            .partition(|x| x.destination().starts_with(m.destination()));
+        list = rest;
         list.push(m);
+        list.extend(below);
     }
     spec.set_mounts(Some(list));
     if let Some(p) = rootfs_propagation(&mounts) {
