@@ -759,7 +759,8 @@ fn group_id(rootfs: &Path, g: &str) -> Result<u32> {
 /// Where `--init` puts the init in the container, as Docker does.
 const INIT_PATH: &str = "/sbin/docker-init";
 
-/// The host's small init for `--init`: Docker's docker-init, or catatonit or tini.
+/// The host's small init for `--init`: Docker's docker-init, or catatonit or tini, each
+/// linked statically (it runs in the container's userland).
 fn find_init() -> Result<PathBuf> {
     for p in [
         "/usr/bin/docker-init",
@@ -767,7 +768,6 @@ fn find_init() -> Result<PathBuf> {
         "/usr/libexec/podman/catatonit",
         "/usr/bin/catatonit",
         "/usr/bin/tini-static",
-        "/usr/bin/tini",
     ] {
         if Path::new(p).exists() {
             return Ok(PathBuf::from(p));

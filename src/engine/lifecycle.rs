@@ -37,6 +37,9 @@ pub fn start(
         code: 125,
         message: format!("{e:#}"),
     };
+    // One start at a time: a second `start` waits, then finds the container running.
+    let starting = c.lock_named("start").map_err(internal)?;
+    c.reload();
     match c.status(engine) {
         Status::Running | Status::Restarting => return Ok(Outcome::Detached),
         Status::Paused => {
@@ -61,6 +64,7 @@ pub fn start(
     };
     let (mine, theirs) = UnixStream::pair().map_err(|e| internal(e.into()))?;
     monitor::launch(engine, c, Some(theirs))?;
+    drop(starting);
     match attach::run_client(mine, o).map_err(internal)? {
         Ended::Exited(code) => Ok(Outcome::Exited(code)),
         Ended::Failed { code, message } => Err(StartError { code, message }),

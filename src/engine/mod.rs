@@ -16,5 +16,6 @@ pub mod mounts;
 pub mod oom;
 pub mod record;
 pub mod remove;
+pub mod size;
 pub mod volume;
 pub mod volume_cli;
