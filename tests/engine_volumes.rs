@@ -576,10 +576,14 @@ fn volume_commands_as_dockers() {
              at least two alphanumeric characters\n"
         )
     );
-    let (code, _, err) = e.run(&["volume", "inspect", "nope"]);
+    let (code, out, err) = e.run(&["volume", "inspect", "nope"]);
     assert_eq!(
-        (code, err.as_str()),
-        (1, "Error response from daemon: get nope: no such volume\n")
+        (code, out.as_str(), err.as_str()),
+        (
+            1,
+            "[]\n",
+            "Error response from daemon: get nope: no such volume\n"
+        )
     );
     let (code, out, err) = e.run(&["volume", "rm", "nope", "other"]);
     assert_eq!(code, 1);

@@ -171,11 +171,8 @@ fn run_inner(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
                         writeln!(out, "{}", render(&unescape(f), &inspect_value(v))?)?;
                     }
                 }
-                _ => {
-                    if !found.is_empty() || code == 0 {
-                        writeln!(out, "{}", indented_json(&found)?)?;
-                    }
-                }
+                // Docker's CLI prints the array even when empty (`[]`), errors or not.
+                _ => writeln!(out, "{}", indented_json(&found)?)?,
             }
             Ok(code)
         }
