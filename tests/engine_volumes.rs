@@ -576,6 +576,21 @@ fn volume_commands_as_dockers() {
              at least two alphanumeric characters\n"
         )
     );
+    let (code, _, err) = e.run(&["volume", "create", "-d", "foo", "zz"]);
+    assert_eq!(
+        (code, err.as_str()),
+        (
+            1,
+            "Error response from daemon: create zz: error looking up volume plugin foo: plugin \
+             \"foo\" not found\n"
+        )
+    );
+    let (code, _, err) = e.run(&["volume", "create", "--name", "a1", "a2"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.starts_with(
+        "conflicting options: cannot specify a volume-name through both --name and as a \
+         positional arg"
+    ));
     let (code, out, err) = e.run(&["volume", "inspect", "nope"]);
     assert_eq!(
         (code, out.as_str(), err.as_str()),
@@ -596,7 +611,7 @@ fn volume_commands_as_dockers() {
     let (code, _, err) = e.run(&["volume", "ls", "-f", "colour=red"]);
     assert_eq!(
         (code, err.as_str()),
-        (1, "Error response from daemon: invalid filter 'colour'\n")
+        (1, "Error response from daemon: Invalid filter 'colour'\n")
     );
 
     // prune: the anonymous volume only, then -a for the named one too.
@@ -611,7 +626,7 @@ fn volume_commands_as_dockers() {
     );
     assert_eq!(
         e.ok(&["volume", "prune", "-f"]),
-        "\nTotal reclaimed space: 0B\n"
+        "Total reclaimed space: 0B\n"
     );
     assert_eq!(
         e.ok(&["volume", "prune", "-a", "-f"]),

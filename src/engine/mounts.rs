@@ -408,6 +408,18 @@ fn split_csv(s: &str) -> Result<Vec<String>> {
     Ok(fields)
 }
 
+/// The `source`/`src` a `--mount` value names (for messages before it is parsed whole).
+fn fields_source(raw: &str) -> String {
+    split_csv(raw)
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|f| f.split_once('='))
+        .filter(|(k, _)| matches!(k.to_ascii_lowercase().as_str(), "source" | "src"))
+        .map(|(_, v)| v.to_string())
+        .next_back()
+        .unwrap_or_default()
+}
+
 /// Parses one `--mount` argument, with the Docker CLI's and daemon's errors.
 pub fn parse_mount_flag(raw: &str) -> Result<MountRequest> {
     let mut kind = "volume".to_string();
@@ -462,7 +474,15 @@ pub fn parse_mount_flag(raw: &str) -> Result<MountRequest> {
             "volume-driver" => {
                 volume_opts = true;
                 if value != "local" {
-                    bail!("error looking up volume plugin {value}: plugin \"{value}\" not found");
+                    let name = fields_source(raw);
+                    let op = if name.is_empty() {
+                        "create".to_string()
+                    } else {
+                        format!("create {name}")
+                    };
+                    bail!(
+                        "{op}: error looking up volume plugin {value}: plugin \"{value}\" not found"
+                    );
                 }
             }
             "volume-nocopy" => {
@@ -655,8 +675,9 @@ pub fn merge_tmpfs_options(user: &[String]) -> Result<Vec<String>> {
                 }
             }
             _ => {
-                let parts: Vec<&str> = o.splitn(2, '=').collect();
-                bail!("Invalid tmpfs option {parts:?}");
+                // Go's %q of a []string: ["key" "value"].
+                let parts: Vec<String> = o.splitn(2, '=').map(|p| format!("{p:?}")).collect();
+                bail!("invalid tmpfs option [{}]", parts.join(" "));
             }
         }
     }
@@ -1493,7 +1514,7 @@ mod tests {
         assert_eq!(m.tmpfs_options, ["noexec", "nosuid", "nodev", "rprivate"]);
         assert_eq!(
             format!("{:#}", parse_tmpfs_flag("/run:color=red").unwrap_err()),
-            "Invalid tmpfs option [\"color\", \"red\"]"
+            "invalid tmpfs option [\"color\" \"red\"]"
         );
         assert!(parse_tmpfs_flag("run").is_err());
     }

@@ -192,14 +192,14 @@ impl VolumeFilter {
                     f.dangling = Some(match value {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        _ => bail!("invalid filter 'dangling={value}'"),
+                        _ => bail!("Invalid filter 'dangling={value}'"),
                     })
                 }
                 "driver" => f.driver.push(value.to_string()),
                 "label" => f.labels.push(label(value)),
                 "label!" => f.not_labels.push(label(value)),
                 "name" => f.names.push(value.to_string()),
-                _ => bail!("invalid filter '{key}'"),
+                _ => bail!("Invalid filter '{key}'"),
             }
         }
         Ok(f)
@@ -1337,13 +1337,13 @@ mod tests {
             VolumeFilter::parse(&["colour=red".to_string()])
                 .unwrap_err()
                 .to_string(),
-            "invalid filter 'colour'"
+            "Invalid filter 'colour'"
         );
         assert_eq!(
             VolumeFilter::parse(&["dangling=maybe".to_string()])
                 .unwrap_err()
                 .to_string(),
-            "invalid filter 'dangling=maybe'"
+            "Invalid filter 'dangling=maybe'"
         );
     }
 

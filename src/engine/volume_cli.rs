@@ -111,7 +111,11 @@ pub fn run(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
             eprintln!("Error response from daemon: {e:#}");
             Ok(1)
         }
-        Err(e) => Err(e),
+        // The CLI's own errors come bare, as Docker's.
+        Err(e) => {
+            eprintln!("{e:#}");
+            Ok(1)
+        }
     }
 }
 
@@ -129,8 +133,12 @@ fn run_inner(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
                 (n, v) => n.clone().or(v.clone()),
             };
             if a.driver != "local" {
+                let op = match &name {
+                    Some(n) => format!("create {n}"),
+                    None => "create".into(),
+                };
                 return daemon(Err(anyhow::anyhow!(
-                    "error looking up volume plugin {0}: plugin \"{0}\" not found",
+                    "{op}: error looking up volume plugin {0}: plugin \"{0}\" not found",
                     a.driver
                 )));
             }
@@ -206,13 +214,14 @@ fn run_inner(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
                 }
             }
             let report = store.prune(a.all, &filter, &exists)?;
+            // A blank line after the list, none without one: Docker's CLI.
             if !report.deleted.is_empty() {
                 writeln!(out, "Deleted Volumes:")?;
                 for name in &report.deleted {
                     writeln!(out, "{name}")?;
                 }
+                writeln!(out)?;
             }
-            writeln!(out)?;
             writeln!(
                 out,
                 "Total reclaimed space: {}",
