@@ -1077,3 +1077,41 @@ fn a_killed_create_leaves_no_busy_volume() {
         assert!(e.volumes().is_empty(), "{delay_ms} ms");
     }
 }
+
+/// As Docker at each start: a volume found empty is filled again from the container's rootfs
+/// (the image's content, and what the container changed there).
+#[test]
+fn an_emptied_volume_is_filled_again_at_the_next_start() {
+    if !is_root() {
+        eprintln!("SKIPPED: needs root");
+        return;
+    }
+    let e = Engine::new("vol-refill");
+    data_image(&e, "localhost/voldata:refill");
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--name",
+        "emptier",
+        "-u",
+        "1000",
+        "-v",
+        "refill:/srv/data",
+        "localhost/voldata:refill",
+        "sh",
+        "-c",
+        "ls /srv/data",
+    ]);
+    assert_eq!(out, "conf\nlink\nsub\n");
+    let data = e.s.data_root().join("volumes/refill/_data");
+    for entry in std::fs::read_dir(&data).unwrap().flatten() {
+        let p = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            std::fs::remove_dir_all(p).unwrap();
+        } else {
+            std::fs::remove_file(p).unwrap();
+        }
+    }
+    let out = e.ok(&["container", "start", "-a", "emptier"]);
+    assert_eq!(out, "conf\nlink\nsub\n");
+}

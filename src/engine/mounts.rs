@@ -1249,6 +1249,25 @@ pub fn apply_to_container(
     Ok(())
 }
 
+/// What a start does for the container's volumes, as Docker at each start: a volume with
+/// mount options is mounted again where it is not (after a reboot), and a volume that copies
+/// data and is empty is filled from the container's rootfs. Nothing for a container without
+/// volumes.
+pub fn prepare_start(engine: &Engine, c: &Container) -> Result<()> {
+    let recorded = recorded_mounts(&c.record);
+    if !recorded.mounts.iter().any(|m| m.kind == MountType::Volume) {
+        return Ok(());
+    }
+    let store = VolumeStore::open(&engine.data_root)?;
+    for m in &recorded.mounts {
+        if m.kind == MountType::Volume && !m.source.is_empty() {
+            store.ensure_mounted(&m.source)?;
+        }
+    }
+    fill_volumes(&store, &recorded.mounts, &c.rootfs())?;
+    Ok(())
+}
+
 /// Lets a removed container's volumes go: with `remove_anonymous` (`rm -v`, `--rm`) its
 /// anonymous volumes nobody else uses are removed, with `remove_made` (a failed create) also
 /// the named volumes made for it.

@@ -431,6 +431,17 @@ impl VolumeStore {
         Ok(())
     }
 
+    /// Mounts what a volume's options name on its data directory where it is not mounted (a
+    /// reboot unmounted it); nothing for a plain volume.
+    pub fn ensure_mounted(&self, name: &str) -> Result<()> {
+        let _lock = self.lock()?;
+        let v = self.get(name)?;
+        if v.options.is_empty() {
+            return Ok(());
+        }
+        mount_options_volume(&v)
+    }
+
     /// Drops `container_id` from the users of `name` (nothing if it was not one, or the volume
     /// is gone). A volume with mount options is unmounted when its last user goes.
     pub fn release(&self, name: &str, container_id: &str) -> Result<()> {
