@@ -11,7 +11,8 @@
 //! the release) is found through the caller's `is_container` and dropped, so it cannot keep the
 //! volume busy for ever.
 //!
-//! Filling a new volume from the image ([`VolumeStore::fill_from_rootfs`]) reads the rootfs as
+//! Filling an empty volume from the image ([`VolumeStore::fill_from_rootfs`], at create and at
+//! each start, as Docker copies whenever a volume it mounts is empty) reads the rootfs as
 //! hostile: the path is resolved inside the root (openat2 `RESOLVE_IN_ROOT`), and the copy walks
 //! file descriptors, never following a symlink.
 
@@ -233,6 +234,10 @@ impl VolumeStore {
     pub fn open(data_root: &Path) -> Result<VolumeStore> {
         let dir = data_root.join("volumes");
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        // Absolute and without symlinks: mountinfo (where option volumes are found mounted)
+        // names mount points so.
+        let dir =
+            fs::canonicalize(&dir).with_context(|| format!("cannot resolve {}", dir.display()))?;
         let store = VolumeStore { dir };
         let _lock = store.lock()?;
         for entry in fs::read_dir(&store.dir)? {
