@@ -634,6 +634,42 @@ fn volume_commands_as_dockers() {
     );
     assert!(e.volumes().is_empty());
     assert!(!e.s.data_root().join("volumes/dbdata").exists());
+
+    // Berth commands at once: one volume, made once, and each sees it whole.
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let args: Vec<&str> = if i % 2 == 0 {
+                vec!["volume", "create", "-l", "n=1", "racevol"]
+            } else {
+                vec!["volume", "inspect", "-f", "{{.Name}}", "racevol"]
+            };
+            e.s.command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for (i, child) in children.into_iter().enumerate() {
+        let out = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        let err = String::from_utf8_lossy(&out.stderr);
+        if i % 2 == 0 || out.status.success() {
+            assert_eq!(text, "racevol\n", "{i}: {err}");
+        } else {
+            assert_eq!(
+                err,
+                "Error response from daemon: get racevol: no such volume\n"
+            );
+        }
+    }
+    assert_eq!(e.volumes(), ["racevol"]);
+    let names = std::fs::read_dir(e.s.data_root().join("volumes"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n != ".lock")
+        .count();
+    assert_eq!(names, 0, "no half-made volume left");
 }
 
 #[test]
