@@ -4,7 +4,6 @@
 //! removal or creation already did or never did, so `rm -f` always finishes the job.
 
 use super::record::{Container, Engine, Status};
-use crate::image::rootfs::unmount;
 use crate::image::store::Store;
 use anyhow::{Context, Result};
 use std::fs;
@@ -71,7 +70,14 @@ fn remove_bundle(engine: &Engine, c: &Container) -> Result<()> {
     }
     let rootfs = c.rootfs();
     if rootfs.exists() {
-        unmount(&rootfs)?;
+        // Detached: no process of the container is left to use it, and a synchronous
+        // unmount of an overlay waits for its upper layer's writeback for nothing.
+        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot unmount {}", rootfs.display()))
+            }
+        }
     }
     let dev = |p: &std::path::Path| {
         fs::symlink_metadata(p)
