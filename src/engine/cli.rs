@@ -48,6 +48,9 @@ pub enum EngineCommand {
     Stats(super::present::StatsArgs),
     /// Display the running processes of a container.
     Top(super::present::TopArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(super::volume_cli::VolumeCommand),
 }
 
 /// Whether `name` is one of the engine's top-level commands (Docker's exit codes apply).
@@ -67,6 +70,7 @@ pub fn is_engine_command(name: &str) -> bool {
             | "port"
             | "stats"
             | "top"
+            | "volume"
     )
 }
 
@@ -370,6 +374,7 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Port(a) => port_cmd(&engine, &a),
         EngineCommand::Stats(a) => super::present::stats_cmd(&engine, &a),
         EngineCommand::Top(a) => super::present::top_cmd(&engine, &a),
+        EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
     };
     match result {
         Ok(code) => code,
@@ -481,7 +486,7 @@ fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
             eprintln!("berth: {}", e.message);
             if a.create.rm {
                 c.reload();
-                let _ = remove::remove(engine, &mut c, remove::Caller::Command);
+                let _ = remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true);
             }
             e.code
         }
@@ -587,8 +592,7 @@ fn rm_cmd(engine: &Engine, a: &RmArgs) -> Result<i32> {
                 };
                 bail!("cannot remove container \"/{}\": {what}", c.record.name);
             }
-            let _ = a.volumes;
-            remove::remove(engine, &mut c, remove::Caller::Command)
+            remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, a.volumes)
         });
         match r {
             Ok(()) => println!("{name}"),

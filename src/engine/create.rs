@@ -142,6 +142,10 @@ pub struct CreateFlags {
     /// Log driver options.
     #[arg(long)]
     pub log_opt: Vec<String>,
+    /// -v, --mount, --tmpfs, --volumes-from (engine::mounts).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub mounts: super::mounts::MountArgs,
 }
 
 /// What `create` was asked to make, beyond the flags: the image and the command.
@@ -682,6 +686,9 @@ fn build(
     for (file, dest) in etc {
         add_mount(&mut spec, bind_mount(&file, dest, false));
     }
+
+    // Volumes, binds and tmpfs mounts (-v, --mount, --tmpfs, --volumes-from, VOLUME).
+    super::mounts::apply_to_container(engine, c, &f.mounts, &mut spec, &rootfs)?;
 
     let ctx = SpecContext {
         engine,
