@@ -810,6 +810,7 @@ fn formats_and_wording_match_dockers() {
     for t in [
         "{{.State.Status}} {{.State.Running}} {{.State.Paused}} {{.State.ExitCode}} {{.State.OOMKilled}}",
         "{{.Name}} {{.RestartCount}} {{.HostConfig.NetworkMode}} {{.Config.Tty}} {{.Config.OpenStdin}}",
+        "{{.State.Health}} {{if .State.Health}}health{{else}}no health{{end}}",
         "{{index .Config.Labels \"a\"}}|{{index .Config.Labels \"zz\"}}|{{.Config.Labels.a}}",
         "{{range $k, $v := .Config.Labels}}{{$k}}={{$v}} {{end}}",
         "{{json .Config.Labels}} {{.Config.Labels}} {{len .Config.Labels}}",

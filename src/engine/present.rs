@@ -266,11 +266,25 @@ pub fn inspect_format(format: &str, docs: &[Value], out: &mut dyn Write) -> Resu
     };
     for d in docs {
         let text = tmpl
-            .render(d)
+            .render(&typed_view(d))
             .map_err(|e| anyhow::anyhow!("template parsing error: {e:#}"))?;
         writeln!(out, "{text}")?;
     }
     Ok(0)
+}
+
+/// The inspect document as Docker's templates see it: Docker runs them on its Go structs first,
+/// where a container without a health check has `State.Health` (left out of the JSON) as a nil
+/// pointer, which prints `<nil>` and is false in an `if`.
+fn typed_view(doc: &Value) -> std::borrow::Cow<'_, Value> {
+    match doc.get("State").and_then(Value::as_object) {
+        Some(state) if !state.contains_key("Health") => {
+            let mut doc = doc.clone();
+            doc["State"]["Health"] = Value::Null;
+            std::borrow::Cow::Owned(doc)
+        }
+        _ => std::borrow::Cow::Borrowed(doc),
+    }
 }
 
 #[cfg(test)]
@@ -302,6 +316,10 @@ mod tests {
             0
         );
         assert_eq!(String::from_utf8(out).unwrap(), "/a running\n");
+        let mut out = Vec::new();
+        let t = "{{.State.Health}} {{json .State.Health}} {{if .State.Health}}h{{else}}none{{end}}";
+        assert_eq!(inspect_format(t, &docs, &mut out).unwrap(), 0);
+        assert_eq!(String::from_utf8(out).unwrap(), "<nil> null none\n");
         let mut out = Vec::new();
         assert_eq!(inspect_format("{{.Name", &docs, &mut out).unwrap(), 64);
         assert!(out.is_empty());
