@@ -140,6 +140,33 @@ fn stats_sample_matches_the_cgroup_files() {
     assert!(s.memory_usage >= 20_000_000, "{s:?}");
     assert_eq!(s.pids, read_u64(&pids_dir.join("pids.current")));
     assert_eq!(s.pids, 2, "sh and sleep");
+    // Block I/O: the Read and Write bytes of every device, from the throttle counters (v1)
+    // or io.stat (v2).
+    let (mut read, mut write) = (0u64, 0u64);
+    if let Some(dir) = find_cgroup_dir(&state_dir, "blkio.throttle.io_service_bytes_recursive") {
+        let text =
+            std::fs::read_to_string(dir.join("blkio.throttle.io_service_bytes_recursive")).unwrap();
+        for l in text.lines() {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [_, "Read", n] => read += n.parse::<u64>().unwrap(),
+                [_, "Write", n] => write += n.parse::<u64>().unwrap(),
+                _ => {}
+            }
+        }
+    } else if let Some(dir) = find_cgroup_dir(&state_dir, "io.stat") {
+        for kv in std::fs::read_to_string(dir.join("io.stat"))
+            .unwrap()
+            .split_whitespace()
+        {
+            match kv.split_once('=') {
+                Some(("rbytes", n)) => read += n.parse::<u64>().unwrap(),
+                Some(("wbytes", n)) => write += n.parse::<u64>().unwrap(),
+                _ => {}
+            }
+        }
+    }
+    assert_eq!((s.block_read, s.block_write), (read, write));
     // The container has its own network namespace with only lo: nothing counted.
     assert_eq!((s.net_rx, s.net_tx), (0, 0));
     assert!(s.online_cpus >= 1);
