@@ -17,7 +17,6 @@ pub mod oom;
 pub mod present;
 pub mod record;
 pub mod remove;
-pub mod size;
 pub mod stats;
 pub mod template;
 pub mod top;
