@@ -3,3 +3,5 @@
 //! the image's snapshots plus its own writable layer, and the runtime core's container under
 //! `--root`; a small monitor process per running container holds its stdio and log and records
 //! its exit. Every command reads the records from disk.
+
+pub mod copy;

@@ -548,7 +548,7 @@ impl DirSink {
         if rc != 0 {
             let err = Errno::last();
             // Only root may give files away; others keep what they make.
-            if !(err == Errno::EPERM && !nix::unistd::geteuid().is_root()) {
+            if err != Errno::EPERM || nix::unistd::geteuid().is_root() {
                 return Err(err).with_context(|| format!("cannot set the owner of {shown}"));
             }
         }
