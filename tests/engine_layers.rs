@@ -1,0 +1,622 @@
+//! A container's writable layer and rootfs, on a real overlay: `berth bundle` makes one from a
+//! two-layer busybox image, `berth run` changes it from inside, and then diff, commit, export
+//! and cp are checked against it (and a committed image is run). cp is also raced against a
+//! container process swapping symlinks (CVE-2018-15664): the host must stay untouched.
+
+mod image_support;
+
+use berth::engine::copy::{copy_from_container, copy_to_container, ContainerFs, CopyOptions};
+use berth::image::changes::{changes, format_changes};
+use berth::image::commit::{commit, export_rootfs, write_layer_tar, CommitOptions};
+use berth::image::config::ImageConfig;
+use berth::image::{Digest, Reference};
+use image_support::*;
+use std::collections::BTreeSet;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+/// The image's second layer: /etc/motd, a web root, a directory the container replaces, and
+/// a hard link.
+fn app_layer() -> Vec<u8> {
+    let mut t = RawTar::default();
+    t.add(Entry::dir("etc/"))
+        .add(Entry::file("etc/motd", b"welcome\n"))
+        .add(Entry::dir("srv/"))
+        .add(Entry::dir("srv/www/"))
+        .add(Entry::file("srv/www/index.html", b"<h1>hi</h1>\n"))
+        .add(Entry::hardlink("srv/www/index.htm", "srv/www/index.html"))
+        .add(Entry::dir("srv/old/"))
+        .add(Entry::file("srv/old/stale", b"stale"))
+        .add(Entry::file("srv/www/mode.txt", b"m\n"))
+        .add(Entry::file("srv/www/a.txt", b"shared\n"))
+        .add(Entry::hardlink("srv/www/b.txt", "srv/www/a.txt"))
+        .add(Entry {
+            mode: 0o640,
+            uid: 33,
+            gid: 33,
+            xattrs: &[("user.origin", "layer2")],
+            ..Entry::file("srv/www/secret.conf", b"key=1\n")
+        });
+    t.finish()
+}
+
+/// What the container does to its root filesystem.
+const CHANGES: &str = "echo x > /new; rm /etc/motd; echo more >> /srv/www/index.html; \
+                       rm -rf /srv/old; mkdir /srv/old; echo fresh > /srv/old/fresh; \
+                       ln -s /etc/passwd /plink; mkdir -p /var/cache/app; \
+                       chmod 600 /srv/www/mode.txt";
+
+/// A container made the way the engine makes them: an overlay bundle of the image, run once
+/// with `script`. Unmounted and removed with the scratch directory.
+struct Container {
+    s: Scratch,
+    manifest: Digest,
+    bundle: PathBuf,
+}
+
+impl Container {
+    fn new(name: &str, script: &str) -> Container {
+        let s = Scratch::new(name);
+        let store = s.store();
+        let manifest = make_image(
+            &store,
+            "localhost/layers:1",
+            &[busybox_tar(&s), app_layer()],
+            cmd(&["sh", "-c", script]),
+        );
+        let bundle = s.path("bundle");
+        s.berth_ok(&["bundle", "localhost/layers:1", bundle.to_str().unwrap()]);
+        let c = Container {
+            s,
+            manifest,
+            bundle,
+        };
+        assert!(c.upper().is_dir(), "bundle has an overlay rootfs");
+        c.run();
+        c
+    }
+
+    fn run(&self) -> String {
+        let id = format!("layers-{}", std::process::id());
+        self.s
+            .berth_ok(&["run", "--bundle", self.bundle.to_str().unwrap(), &id])
+    }
+
+    /// Runs the bundle again with another command.
+    fn run_with(&self, args: &[&str]) -> String {
+        let config = self.bundle.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        spec["process"]["args"] = serde_json::json!(args);
+        std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+        self.run()
+    }
+
+    fn upper(&self) -> PathBuf {
+        self.bundle.join(".berth/upper")
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.bundle.join("rootfs")
+    }
+
+    fn lowers(&self) -> Vec<PathBuf> {
+        self.s.store().snapshot_dirs(&self.manifest).unwrap()
+    }
+}
+
+fn skip_unless_root() -> bool {
+    if !is_root() {
+        eprintln!("skipped: needs root (overlay mounts, containers)");
+        return true;
+    }
+    false
+}
+
+/// The entries of a tar stream: name, type, and data.
+fn tar_entries(bytes: &[u8]) -> Vec<(String, tar::EntryType, Vec<u8>, String)> {
+    let mut out = Vec::new();
+    let mut archive = tar::Archive::new(bytes);
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let kind = e.header().entry_type();
+        let link = e
+            .link_name()
+            .unwrap()
+            .map(|l| l.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut data = Vec::new();
+        e.read_to_end(&mut data).unwrap();
+        out.push((name, kind, data, link));
+    }
+    out
+}
+
+#[test]
+fn diff_lists_the_containers_changes_in_dockers_order() {
+    if skip_unless_root() {
+        return;
+    }
+    let c = Container::new("diff", CHANGES);
+    let got = changes(&c.upper(), &c.lowers()).unwrap();
+    let text = format_changes(&got);
+    let lines: Vec<&str> = text.lines().collect();
+    for want in [
+        "C /etc",
+        "D /etc/motd",
+        "A /new",
+        "A /plink",
+        "C /srv",
+        "C /srv/www/index.html",
+        "C /srv/www/mode.txt",
+        "D /srv/old",
+        "A /srv/old/fresh",
+        "C /var",
+        "A /var/cache",
+        "A /var/cache/app",
+    ] {
+        assert!(lines.contains(&want), "{want:?} missing from:\n{text}");
+    }
+    // Nothing the container did not touch: the other name of the changed file (a hard link
+    // in the image) stays in the image. /srv/www was only copied up to hold the changed
+    // files, and an unchanged directory above a change is not listed (Docker lists parents
+    // of additions and deletions only).
+    for line in &lines {
+        assert!(
+            !line.contains("/bin")
+                && !line.contains("index.htm\n")
+                && !line.ends_with("/srv/old/stale"),
+            "unexpected {line:?} in:\n{text}"
+        );
+    }
+    // Docker's order: depth first, names sorted, each directory before what is below it.
+    let pos = |l: &str| lines.iter().position(|x| *x == l).unwrap();
+    assert!(pos("C /etc") < pos("D /etc/motd"));
+    assert!(pos("D /etc/motd") < pos("A /new"));
+    assert!(pos("A /plink") < pos("C /srv"));
+    assert!(pos("D /srv/old") < pos("A /srv/old/fresh"));
+    assert!(pos("A /srv/old/fresh") < pos("C /srv/www/index.html"));
+    assert!(pos("C /var") < pos("A /var/cache") && pos("A /var/cache") < pos("A /var/cache/app"));
+    let unique: BTreeSet<&&str> = lines.iter().collect();
+    assert_eq!(unique.len(), lines.len(), "each path once:\n{text}");
+}
+
+#[test]
+fn commit_makes_an_image_that_runs_and_skopeo_reads() {
+    if skip_unless_root() {
+        return;
+    }
+    let c = Container::new("commit", CHANGES);
+    let store = c.s.store();
+    // The layer itself: OCI whiteouts for the deletion and the re-made directory.
+    let mut layer = Vec::new();
+    write_layer_tar(&c.upper(), &mut layer).unwrap();
+    let entries = tar_entries(&layer);
+    let names: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    for want in [
+        "etc/.wh.motd",
+        "srv/old/",
+        "srv/old/.wh..wh..opq",
+        "srv/old/fresh",
+        "new",
+        "plink",
+    ] {
+        assert!(names.contains(&want), "{want} missing from {names:?}");
+    }
+    assert!(!names.iter().any(|n| n.contains("trusted.overlay")));
+
+    let r = Reference::parse("localhost/committed:1").unwrap();
+    let committed = commit(
+        &store,
+        Some(&c.manifest),
+        &c.upper(),
+        &CommitOptions {
+            author: Some("Ada <ada@example.com>".into()),
+            message: Some("added /new".into()),
+            changes: vec![
+                "CMD [\"sh\", \"-c\", \"cat /new /srv/old/fresh; ls /srv/old; ls /etc; cat /srv/www/index.htm\"]".into(),
+                "ENV FOO=bar".into(),
+                "LABEL stage=committed".into(),
+            ],
+            created_by: Some("sh -c ...".into()),
+            reference: Some(r.clone()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert!(committed.id.to_string().starts_with("sha256:"));
+    let (manifest, m) = store
+        .image_manifest(&store.resolve(&r).unwrap(), None)
+        .unwrap();
+    assert_eq!(
+        manifest.to_string(),
+        committed.manifest.digest().to_string()
+    );
+    assert_eq!(m.config().digest().to_string(), committed.id.to_string());
+    assert_eq!(m.layers().len(), 3);
+    let config: ImageConfig = store.read_json(&committed.id).unwrap();
+    assert_eq!(config.rootfs.diff_ids.len(), 3);
+    assert_eq!(
+        config.rootfs.diff_ids[2],
+        committed.layer.as_ref().unwrap().diff_id.to_string()
+    );
+    assert_eq!(config.author.as_deref(), Some("Ada <ada@example.com>"));
+    assert!(config.config.env.contains(&"FOO=bar".to_string()));
+    assert_eq!(
+        config.config.labels.get("stage").map(String::as_str),
+        Some("committed")
+    );
+    let last = config.history.last().unwrap();
+    assert_eq!(last["comment"], "added /new");
+    assert_eq!(last["created_by"], "sh -c ...");
+
+    // The committed image runs: its layer's whiteouts hide what the container removed.
+    let b2 = c.s.path("bundle2");
+    c.s.berth_ok(&["bundle", "localhost/committed:1", b2.to_str().unwrap()]);
+    let out =
+        c.s.berth_ok(&["run", "--bundle", b2.to_str().unwrap(), "committed-run"]);
+    assert_eq!(
+        out, "x\nfresh\nfresh\ngroup\npasswd\n<h1>hi</h1>\n",
+        "ran the committed image"
+    );
+    c.s.berth_ok(&["rm-bundle", b2.to_str().unwrap()]);
+
+    // skopeo reads the store's layout and copies the image out whole.
+    if Path::new("/usr/bin/skopeo").exists() {
+        let out_dir = c.s.path("skopeo-out");
+        let st = std::process::Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--quiet"])
+            .arg(format!(
+                "oci:{}:{}",
+                store.layout_dir().display(),
+                "localhost/committed:1"
+            ))
+            .arg(format!("oci:{}:copied", out_dir.display()))
+            .output()
+            .unwrap();
+        assert!(
+            st.status.success(),
+            "skopeo copy: {}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+    }
+
+    // Nothing changed since: a second commit adds no layer, only a history entry.
+    let clean = c.s.path("clean-upper");
+    std::fs::create_dir_all(&clean).unwrap();
+    let again = commit(&store, Some(&manifest), &clean, &CommitOptions::default()).unwrap();
+    assert!(again.layer.is_none());
+    let config2: ImageConfig = store.read_json(&again.id).unwrap();
+    assert_eq!(config2.rootfs.diff_ids, config.rootfs.diff_ids);
+    assert_eq!(config2.history.last().unwrap()["empty_layer"], true);
+    assert!(
+        config2.author.is_none(),
+        "the author is commit's, not inherited"
+    );
+}
+
+#[test]
+fn export_tars_the_whole_root_filesystem() {
+    if skip_unless_root() {
+        return;
+    }
+    let c = Container::new("export", CHANGES);
+    let mut tar = Vec::new();
+    export_rootfs(&c.rootfs(), &mut tar).unwrap();
+    let entries = tar_entries(&tar);
+    let names: BTreeSet<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    // The merged view, Docker's names: no root entry, no `./`, directories with a slash.
+    for want in [
+        "bin/",
+        "bin/busybox",
+        "etc/passwd",
+        "new",
+        "srv/old/fresh",
+        "srv/www/index.html",
+    ] {
+        assert!(names.contains(want), "{want} missing");
+    }
+    for gone in ["etc/motd", "srv/old/stale", "./", "/"] {
+        assert!(!names.contains(gone), "{gone} exported");
+    }
+    assert!(!names
+        .iter()
+        .any(|n| n.starts_with("./") || n.contains(".wh.")));
+    // Everything on the merged tree is there, nothing else.
+    let mut on_disk = BTreeSet::new();
+    fn collect(dir: &Path, rel: &str, out: &mut BTreeSet<String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let name = format!("{rel}{}", e.file_name().to_string_lossy());
+            if e.file_type().unwrap().is_dir() {
+                out.insert(format!("{name}/"));
+                collect(&e.path(), &format!("{name}/"), out);
+            } else {
+                out.insert(name);
+            }
+        }
+    }
+    collect(&c.rootfs(), "", &mut on_disk);
+    assert_eq!(
+        names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>(),
+        on_disk
+    );
+    // Data, hard links, symlinks and metadata as they are in the container.
+    let find = |n: &str| entries.iter().find(|e| e.0 == n).unwrap();
+    assert_eq!(find("srv/www/index.html").2, b"<h1>hi</h1>\nmore\n");
+    let b = find("srv/www/b.txt");
+    assert_eq!(
+        b.1,
+        tar::EntryType::Link,
+        "the other name of the same inode"
+    );
+    assert_eq!(b.3, "srv/www/a.txt");
+    // Copying index.html up split it from its hard link: two files now, as in the container.
+    assert_eq!(find("srv/www/index.htm").1, tar::EntryType::Regular);
+    assert_eq!(find("plink").3, "/etc/passwd");
+    let mut archive = tar::Archive::new(&tar[..]);
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        if &*e.path_bytes() == b"srv/www/secret.conf" {
+            let h = e.header();
+            assert_eq!(
+                (h.mode().unwrap(), h.uid().unwrap(), h.gid().unwrap()),
+                (0o640, 33, 33)
+            );
+            let xattrs: Vec<(String, Vec<u8>)> = e
+                .pax_extensions()
+                .unwrap()
+                .unwrap()
+                .map(|x| {
+                    let x = x.unwrap();
+                    (x.key().unwrap().to_string(), x.value_bytes().to_vec())
+                })
+                .collect();
+            assert!(xattrs.contains(&("SCHILY.xattr.user.origin".into(), b"layer2".to_vec())));
+        }
+    }
+}
+
+#[test]
+fn cp_copies_both_ways_and_the_container_sees_it() {
+    if skip_unless_root() {
+        return;
+    }
+    let c = Container::new("cp", CHANGES);
+    let fs = ContainerFs {
+        rootfs: &c.rootfs(),
+        name: "c1",
+    };
+    let host = c.s.path("host");
+    std::fs::create_dir_all(host.join("in/sub")).unwrap();
+    std::fs::write(host.join("in/sub/file"), b"from the host\n").unwrap();
+    nix::unistd::chown(
+        &host.join("in/sub/file"),
+        Some(nix::unistd::Uid::from_raw(1000)),
+        Some(nix::unistd::Gid::from_raw(1000)),
+    )
+    .unwrap();
+    let o = CopyOptions::default();
+    let a = CopyOptions { archive: true, ..o };
+    // Out: a directory, its contents, a file by a symlink (-L), as a tar stream.
+    copy_from_container(
+        &fs,
+        "/srv/www",
+        host.to_str().unwrap(),
+        &mut std::io::sink(),
+        o,
+    )
+    .unwrap();
+    assert_eq!(
+        std::fs::read(host.join("www/index.html")).unwrap(),
+        b"<h1>hi</h1>\nmore\n"
+    );
+    assert_eq!(
+        std::fs::metadata(host.join("www/b.txt")).unwrap().ino(),
+        std::fs::metadata(host.join("www/a.txt")).unwrap().ino()
+    );
+    let m = std::fs::metadata(host.join("www/secret.conf")).unwrap();
+    assert_eq!(
+        (m.uid(), m.mode() & 0o7777),
+        (0, 0o640),
+        "owned by the caller without -a"
+    );
+    copy_from_container(
+        &fs,
+        "/srv/www/secret.conf",
+        host.join("kept").to_str().unwrap(),
+        &mut std::io::sink(),
+        a,
+    )
+    .unwrap();
+    assert_eq!(std::fs::metadata(host.join("kept")).unwrap().uid(), 33);
+    let follow = CopyOptions {
+        follow_link: true,
+        ..o
+    };
+    copy_from_container(
+        &fs,
+        "/plink",
+        host.to_str().unwrap(),
+        &mut std::io::sink(),
+        follow,
+    )
+    .unwrap();
+    assert!(std::fs::read_to_string(host.join("plink"))
+        .unwrap()
+        .starts_with("root:"));
+    let mut stream = Vec::new();
+    copy_from_container(&fs, "/srv/old", "-", &mut stream, o).unwrap();
+    let names: Vec<String> = tar_entries(&stream).into_iter().map(|e| e.0).collect();
+    assert_eq!(names, vec!["old/", "old/fresh"]);
+
+    // In: a directory under a new name (-a keeps its owner), then a tar stream into /tmp.
+    copy_to_container(
+        &fs,
+        host.join("in").to_str().unwrap(),
+        &mut std::io::empty(),
+        "/copied",
+        a,
+    )
+    .unwrap();
+    copy_to_container(&fs, "-", &mut &stream[..], "/tmp", o).unwrap();
+    let err = copy_to_container(
+        &fs,
+        host.join("in").to_str().unwrap(),
+        &mut std::io::empty(),
+        "/nope/x",
+        o,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Could not find the file /nope in container c1"
+    );
+    // The container sees both, with their owners.
+    let out = c.run_with(&[
+        "sh",
+        "-c",
+        "cat /copied/sub/file /tmp/old/fresh; stat -c '%u:%g' /copied/sub/file /tmp/old/fresh",
+    ]);
+    assert_eq!(out, "from the host\nfresh\n1000:1000\n0:0\n");
+    // And the copies are the container's changes.
+    let text = format_changes(&changes(&c.upper(), &c.lowers()).unwrap());
+    assert!(
+        text.contains("A /copied/sub/file\n") && text.contains("A /tmp/old/fresh\n"),
+        "{text}"
+    );
+}
+
+/// CVE-2018-15664: while cp runs, a process flips a directory of the container's tree with a
+/// symlink to a host directory (absolute, and by `..`). Neither direction may read or write
+/// the host directory: its canary stays as it was, nothing lands beside it, and no copy out
+/// ever holds its content.
+#[test]
+fn cp_raced_by_a_symlink_swap_stays_inside_the_root() {
+    if skip_unless_root() {
+        return;
+    }
+    let c = Container::new("race", "mkdir -p /w/d; echo inside > /w/d/secret");
+    let canary_dir = c.s.path("host-canary");
+    std::fs::create_dir_all(&canary_dir).unwrap();
+    std::fs::write(canary_dir.join("secret"), b"HOST SECRET\n").unwrap();
+    let rootfs = c.rootfs();
+    let depth = rootfs.components().count() + 2;
+    let climbing = format!(
+        "{}{}",
+        "../".repeat(depth),
+        canary_dir.strip_prefix("/").unwrap().display()
+    );
+    // The swapper works on the container's tree as a process in it would (from the host
+    // side of the same overlay): rename the real directory away, put a symlink in its
+    // place, put the directory back, forever.
+    let w = rootfs.join("w");
+    let script = format!(
+        "cd {w}; while :; do mv d d.real; ln -s {abs} d; rm d; ln -s {rel} d; rm d; mv d.real d; done",
+        w = w.display(),
+        abs = canary_dir.display(),
+        rel = climbing,
+    );
+    let mut swapper = std::process::Command::new(busybox_rootfs().join("bin/busybox"))
+        .args(["sh", "-c", &script])
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _guard = Kill(swapper);
+    let fs = ContainerFs {
+        rootfs: &rootfs,
+        name: "c1",
+    };
+    let payload = c.s.path("payload");
+    std::fs::write(&payload, b"payload from cp\n").unwrap();
+    let out_dir = c.s.path("out");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let (mut wrote, mut read) = (0, 0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(4);
+    let mut i = 0;
+    while std::time::Instant::now() < deadline {
+        i += 1;
+        if copy_to_container(
+            &fs,
+            payload.to_str().unwrap(),
+            &mut std::io::empty(),
+            "/w/d/secret",
+            CopyOptions::default(),
+        )
+        .is_ok()
+        {
+            wrote += 1;
+        }
+        let dest = out_dir.join(format!("got{i}"));
+        let follow = CopyOptions {
+            follow_link: i % 2 == 0,
+            ..Default::default()
+        };
+        if copy_from_container(
+            &fs,
+            "/w/d/secret",
+            dest.to_str().unwrap(),
+            &mut std::io::sink(),
+            follow,
+        )
+        .is_ok()
+        {
+            read += 1;
+            if let Ok(bytes) = std::fs::read(&dest) {
+                assert_ne!(bytes, b"HOST SECRET\n", "cp read the host's file");
+            }
+        }
+        // The whole directory too (the walk holds fds as it goes).
+        let _ = copy_from_container(
+            &fs,
+            "/w",
+            out_dir.join(format!("tree{i}")).to_str().unwrap(),
+            &mut std::io::sink(),
+            CopyOptions::default(),
+        );
+    }
+    drop(_guard);
+    assert!(
+        wrote > 0 && read > 0,
+        "the race ran ({wrote} writes, {read} reads)"
+    );
+    assert_eq!(
+        std::fs::read(canary_dir.join("secret")).unwrap(),
+        b"HOST SECRET\n"
+    );
+    assert_eq!(
+        names_in(&canary_dir),
+        vec!["secret".to_string()],
+        "nothing written beside it"
+    );
+    for e in walkdir(&out_dir) {
+        if e.is_file() {
+            assert_ne!(
+                std::fs::read(&e).unwrap(),
+                b"HOST SECRET\n",
+                "{} holds the host's secret",
+                e.display()
+            );
+        }
+    }
+}
+
+fn walkdir(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if e.file_type().unwrap().is_dir() {
+            out.extend(walkdir(&p));
+        }
+        out.push(p);
+    }
+    out
+}
