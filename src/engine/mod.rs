@@ -3,5 +3,18 @@
 //! the image's snapshots plus its own writable layer, and the runtime core's container under
 //! `--root`; a small monitor process per running container holds its stdio and log and records
 //! its exit. Every command reads the records from disk.
+pub mod attach;
+pub mod cli;
+pub mod create;
+pub mod health;
+pub mod humanize;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
+pub mod oom;
+pub mod record;
+pub mod remove;
 
+// A container's writable layer and rootfs: docker cp (diff, commit, export: crate::image).
 pub mod copy;
