@@ -29,6 +29,19 @@ use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+/// An error about the container's side of a copy (Docker's daemon reports these, so its CLI
+/// prints them after "Error response from daemon: ").
+#[derive(Debug)]
+pub struct InContainer(pub String);
+
+impl std::fmt::Display for InContainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for InContainer {}
+
 /// `docker cp`'s flags.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct CopyOptions {
@@ -129,9 +142,9 @@ impl Side {
     fn not_found(&self, shown_path: &str) -> anyhow::Error {
         match self {
             Side::Host => anyhow::anyhow!("lstat {shown_path}: no such file or directory"),
-            Side::Container { name, .. } => {
-                anyhow::anyhow!("Could not find the file {shown_path} in container {name}")
-            }
+            Side::Container { name, .. } => anyhow::Error::new(InContainer(format!(
+                "Could not find the file {shown_path} in container {name}"
+            ))),
         }
     }
 }

@@ -18,3 +18,4 @@ pub mod remove;
 
 // A container's writable layer and rootfs: docker cp (diff, commit, export: crate::image).
 pub mod copy;
+pub mod layers_cli;
