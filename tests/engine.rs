@@ -758,3 +758,97 @@ fn a_killed_monitor_or_creator_leaves_a_truthful_record_that_rm_f_clears() {
         e.assert_nothing_left();
     }
 }
+
+/// Runs `berth ARGS` on a terminal (script(1) gives it one of `rows`x`cols`), typing `input`
+/// step by step: each step waits for its text in the output, then types its bytes.
+fn on_terminal(e: &Eng, args: &[&str], steps: &[(&str, &[u8])]) -> (Option<i32>, String) {
+    let mut cmd = format!(
+        "stty rows 22 cols 77; exec {} --data-root {} --root {}",
+        image_support::berth_bin().display(),
+        e.data().display(),
+        e.run_root().display()
+    );
+    for a in args {
+        cmd.push_str(&format!(" '{a}'"));
+    }
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let out = out.clone();
+        let mut so = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut so, &mut buf) {
+                if n == 0 {
+                    break;
+                }
+                out.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    for (wait_for, typed) in steps {
+        let end = Instant::now() + Duration::from_secs(20);
+        while !String::from_utf8_lossy(&out.lock().unwrap()).contains(wait_for) {
+            assert!(
+                Instant::now() < end,
+                "no {wait_for:?} in {:?}",
+                String::from_utf8_lossy(&out.lock().unwrap())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        use std::io::Write;
+        stdin.write_all(typed).unwrap();
+        stdin.flush().unwrap();
+    }
+    let end = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < end, "berth on the terminal did not end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    reader.join().unwrap();
+    let text = String::from_utf8_lossy(&out.lock().unwrap()).into_owned();
+    (status.code(), text)
+}
+
+#[test]
+fn a_terminal_follows_the_window_detaches_with_ctrl_p_ctrl_q_and_reattaches() {
+    let Some(e) = Eng::new("tty") else { return };
+    if std::process::Command::new("script").arg("--version").output().is_err() {
+        panic!("script(1) is needed (apt-get install util-linux)");
+    }
+    let (code, text) = on_terminal(
+        &e,
+        &["container", "run", "-it", "--name", "tty", "busybox", "sh"],
+        &[
+            ("", b"stty size; tty; echo mark-$((6*7))\r"),
+            ("mark-42", b"\x10\x11"),
+        ],
+    );
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("22 77"), "the window size: {text}");
+    assert!(text.contains("/dev/pts/0"), "{text}");
+    assert_eq!(e.status("tty"), "running", "detached, not stopped");
+    // attach again: the same shell, whose exit ends the attach with its code.
+    let (code, text) = on_terminal(
+        &e,
+        &["attach", "tty"],
+        &[("", b"\r"), ("#", b"echo again-$((2*3)); exit 5\r")],
+    );
+    assert!(text.contains("again-6"), "{text}");
+    assert_eq!(code, Some(5), "{text}");
+    e.wait_status("tty", "exited");
+    assert_eq!(e.inspect("tty", "{{.State.ExitCode}}"), "5");
+    // The terminal's output is in the log too.
+    assert!(e.ok(&["logs", "tty"]).contains("mark-42"));
+}

@@ -24,7 +24,7 @@ use std::path::Path;
 pub enum EngineCommand {
     /// Manage containers.
     #[command(subcommand)]
-    Container(ContainerCommand),
+    Container(Box<ContainerCommand>),
     /// Fetch the logs of a container.
     Logs(LogsArgs),
     /// Stop one or more running containers.
@@ -364,7 +364,7 @@ pub struct PortArgs {
 pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
     let engine = Engine::new(data_root, state_root);
     let result = match cmd {
-        EngineCommand::Container(c) => container(&engine, c),
+        EngineCommand::Container(c) => container(&engine, *c),
         EngineCommand::Logs(a) => logs_cmd(&engine, &a),
         EngineCommand::Stop(a) => stop_cmd(&engine, &a, false),
         EngineCommand::Restart(a) => stop_cmd(&engine, &a, true),

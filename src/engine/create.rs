@@ -376,7 +376,7 @@ pub fn parse_ram(s: &str) -> Option<u64> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then(|| (n * mult as f64) as u64)
+    (n >= 0.0).then_some((n * mult as f64) as u64)
 }
 
 fn health_from_flags(f: &CreateFlags) -> Result<Option<super::record::Healthcheck>> {

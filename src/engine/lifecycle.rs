@@ -134,7 +134,7 @@ pub fn stop(engine: &Engine, c: &mut Container, timeout: Option<i64>) -> Result<
 /// is gone.
 fn finish_stop(engine: &Engine, c: &mut Container, sent: Option<Signal>) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(15);
-    let monitor = c.state.monitor.clone();
+    let monitor = c.state.monitor;
     let monitor_fd = monitor
         .as_ref()
         .and_then(|m| monitor::pidfd_open(m.pid).ok().filter(|_| m.alive()));

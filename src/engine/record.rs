@@ -300,10 +300,7 @@ impl Engine {
             id: id.to_string(),
             ..Default::default()
         });
-        let state: State = match read_json(&dir.join(STATE_FILE)) {
-            Ok(s) => s,
-            Err(_) => State::default(),
-        };
+        let state: State = read_json(&dir.join(STATE_FILE)).unwrap_or_default();
         Ok(Container { dir, record, state })
     }
 

@@ -26,7 +26,7 @@ pub fn remove(engine: &Engine, c: &mut Container, caller: Caller) -> Result<()> 
         let _ = c.update_state(|s| s.status = Status::Removing);
     }
     if caller == Caller::Command {
-        if let Some(m) = c.state.monitor.clone() {
+        if let Some(m) = c.state.monitor {
             kill_verified(m.pid, m.start_time);
         }
     }
