@@ -824,7 +824,11 @@ fn on_terminal(e: &Eng, args: &[&str], steps: &[(&str, &[u8])]) -> (Option<i32>,
 #[test]
 fn a_terminal_follows_the_window_detaches_with_ctrl_p_ctrl_q_and_reattaches() {
     let Some(e) = Eng::new("tty") else { return };
-    if std::process::Command::new("script").arg("--version").output().is_err() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!("script(1) is needed (apt-get install util-linux)");
     }
     let (code, text) = on_terminal(

@@ -519,7 +519,7 @@ fn cp_raced_by_a_symlink_swap_stays_inside_the_root() {
         abs = canary_dir.display(),
         rel = climbing,
     );
-    let mut swapper = std::process::Command::new(busybox_rootfs().join("bin/busybox"))
+    let swapper = std::process::Command::new(busybox_rootfs().join("bin/busybox"))
         .args(["sh", "-c", &script])
         .spawn()
         .unwrap();
@@ -619,4 +619,346 @@ fn walkdir(dir: &Path) -> Vec<PathBuf> {
         out.push(p);
     }
     out
+}
+
+// ---- Through the engine's commands: `berth container diff|commit|export|cp` and aliases.
+
+/// A data root with the two-layer image as `localhost/layers:1`; its containers are removed
+/// when dropped.
+struct Eng {
+    s: Scratch,
+}
+
+impl Eng {
+    fn new(name: &str) -> Option<Eng> {
+        if skip_unless_root() {
+            return None;
+        }
+        let s = Scratch::new(&format!("englayers-{name}"));
+        let store = s.store();
+        let mut cfg = cmd(&["sh"]);
+        cfg.env = vec!["PATH=/usr/sbin:/usr/bin:/sbin:/bin".into()];
+        make_image(
+            &store,
+            "localhost/layers:1",
+            &[busybox_tar(&s), app_layer()],
+            cfg,
+        );
+        Some(Eng { s })
+    }
+
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        self.s.berth(args)
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?} failed ({:?}): {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn ok_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "berth {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Exit code and stderr of a command that must fail.
+    fn fails(&self, args: &[&str]) -> (i32, String) {
+        let out = self.run(args);
+        assert!(!out.status.success(), "berth {args:?} should have failed");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn inspect(&self, c: &str, template: &str) -> String {
+        self.ok(&["container", "inspect", "-f", template, c])
+            .trim_end()
+            .to_string()
+    }
+
+    fn wait_running(&self, c: &str) {
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while self.inspect(c, "{{.State.Status}}") != "running" {
+            assert!(std::time::Instant::now() < end, "{c} never ran");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Eng {
+    fn drop(&mut self) {
+        let ids = self.run(&["container", "ls", "-aq", "--no-trunc"]);
+        for id in String::from_utf8_lossy(&ids.stdout).lines() {
+            let _ = self.run(&["container", "rm", "-f", id]);
+        }
+    }
+}
+
+#[test]
+fn container_diff_and_commit_through_the_cli() {
+    let Some(e) = Eng::new("commit") else { return };
+    e.ok(&[
+        "container",
+        "run",
+        "--name",
+        "c1",
+        "localhost/layers:1",
+        "sh",
+        "-c",
+        CHANGES,
+    ]);
+    let diff = e.ok(&["container", "diff", "c1"]);
+    for want in [
+        "C /etc\nD /etc/motd\n",
+        "A /new\n",
+        "D /srv/old\nA /srv/old/fresh\n",
+        "C /srv/www/mode.txt\n",
+    ] {
+        assert!(diff.contains(want), "{want:?} missing from:\n{diff}");
+    }
+    assert_eq!(
+        e.ok(&["diff", "c1"]),
+        diff,
+        "the top-level alias says the same"
+    );
+    // The mount points of the files berth bind-mounts are not the container's changes.
+    assert!(
+        !diff.contains("/etc/hosts") && !diff.contains("/etc/resolv.conf"),
+        "{diff}"
+    );
+
+    // commit: the image id on stdout, the config edited, the image runs.
+    let out = e.ok(&[
+        "container",
+        "commit",
+        "-a",
+        "Ada",
+        "-m",
+        "from c1",
+        "-c",
+        "ENV X=1",
+        "-c",
+        "CMD [\"cat\", \"/new\"]",
+        "c1",
+        "localhost/committed:2",
+    ]);
+    let id = out.trim_end();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{out:?}");
+    let store = e.s.store();
+    let desc = store
+        .resolve(&Reference::parse("localhost/committed:2").unwrap())
+        .unwrap();
+    assert_eq!(store.image_id(&desc).to_string(), id);
+    let config: ImageConfig = store.read_json(&Digest::parse(id).unwrap()).unwrap();
+    assert_eq!(config.author.as_deref(), Some("Ada"));
+    assert_eq!(config.config.cmd, vec!["cat", "/new"]);
+    assert!(config.config.env.contains(&"X=1".to_string()));
+    assert_eq!(
+        config.history.last().unwrap()["created_by"],
+        format!("sh -c {CHANGES}")
+    );
+    // The new layer holds the container's changes, not the mount points berth made.
+    let (_, m) = store.image_manifest(&desc, None).unwrap();
+    let top = Digest::try_from(m.layers().last().unwrap().digest()).unwrap();
+    let (_, mut raw) = berth::image::unpack::decompress(store.open_blob(&top).unwrap()).unwrap();
+    let mut layer = Vec::new();
+    raw.read_to_end(&mut layer).unwrap();
+    let in_layer: Vec<String> = tar_entries(&layer).into_iter().map(|e| e.0).collect();
+    assert!(
+        in_layer.contains(&"etc/.wh.motd".to_string()) && in_layer.contains(&"new".to_string())
+    );
+    assert!(
+        !in_layer
+            .iter()
+            .any(|n| n == "etc/hosts" || n == "etc/resolv.conf" || n == "etc/hostname"),
+        "{in_layer:?}"
+    );
+    assert_eq!(
+        e.ok(&["container", "run", "--rm", "localhost/committed:2"]),
+        "x\n"
+    );
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "localhost/committed:2",
+        "sh",
+        "-c",
+        "echo $X; test -e /etc/motd || echo motd gone; cat /srv/old/fresh; ls /srv/old",
+    ]);
+    assert_eq!(out, "1\nmotd gone\nfresh\nfresh\n");
+
+    // A running container is paused for the commit and runs on after it.
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "localhost/layers:1",
+        "sh",
+        "-c",
+        "echo during > /during; exec sleep 1000",
+    ]);
+    e.wait_running("live");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !e.ok(&["diff", "live"]).contains("A /during") {
+        assert!(
+            std::time::Instant::now() < end,
+            "the container never wrote /during"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    e.ok(&["commit", "live", "localhost/live:1"]);
+    assert_eq!(e.inspect("live", "{{.State.Status}}"), "running");
+    assert_eq!(
+        e.ok(&[
+            "container",
+            "run",
+            "--rm",
+            "localhost/live:1",
+            "cat",
+            "/during"
+        ]),
+        "during\n"
+    );
+
+    // Bad input: Docker's words, exit 1, no image made.
+    let (code, err) = e.fails(&["container", "diff", "nosuch"]);
+    assert_eq!(
+        (code, err.trim_end()),
+        (1, "Error response from daemon: No such container: nosuch")
+    );
+    let (code, err) = e.fails(&["commit", "-c", "RUN rm -rf /", "c1", "localhost/bad:1"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("run is not a valid change command"), "{err}");
+    assert!(store
+        .resolve(&Reference::parse("localhost/bad:1").unwrap())
+        .is_err());
+}
+
+#[test]
+fn container_export_and_cp_through_the_cli() {
+    let Some(e) = Eng::new("cp") else { return };
+    e.ok(&[
+        "container",
+        "run",
+        "--name",
+        "c1",
+        "localhost/layers:1",
+        "sh",
+        "-c",
+        CHANGES,
+    ]);
+    // export: to a file with -o, or to stdout; the same tar either way.
+    let file = e.s.path("c1.tar");
+    e.ok(&["container", "export", "-o", file.to_str().unwrap(), "c1"]);
+    let tar = std::fs::read(&file).unwrap();
+    assert_eq!(e.ok_bytes(&["export", "c1"]), tar);
+    let names: BTreeSet<String> = tar_entries(&tar).into_iter().map(|e| e.0).collect();
+    assert!(names.contains("new") && names.contains("bin/busybox") && !names.contains("etc/motd"));
+
+    // cp out of the exited container: a file, a directory, a tar stream.
+    let host = e.s.path("host");
+    std::fs::create_dir_all(&host).unwrap();
+    e.ok(&["container", "cp", "c1:/new", host.to_str().unwrap()]);
+    assert_eq!(std::fs::read(host.join("new")).unwrap(), b"x\n");
+    e.ok(&["cp", "c1:/srv/www/.", host.join("www").to_str().unwrap()]);
+    assert!(host.join("www/index.html").is_file() && host.join("www/b.txt").is_file());
+    let stream = e.ok_bytes(&["cp", "c1:/srv/old", "-"]);
+    let listed: Vec<String> = tar_entries(&stream).into_iter().map(|e| e.0).collect();
+    assert_eq!(listed, vec!["old/", "old/fresh"]);
+
+    // Its rootfs unmounted (as after a reboot): cp mounts it again.
+    let id = e.inspect("c1", "{{.Id}}");
+    let rootfs =
+        e.s.data_root()
+            .join(format!("containers/{id}/bundle/rootfs"));
+    nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    let again = tar_entries(&e.ok_bytes(&["cp", "c1:/srv/old/fresh", "-"]));
+    assert_eq!(
+        (again[0].0.as_str(), &again[0].2[..]),
+        ("fresh", &b"fresh\n"[..])
+    );
+
+    // cp into a running container; it sees the files from inside.
+    std::fs::create_dir_all(host.join("in/sub")).unwrap();
+    std::fs::write(host.join("in/sub/file"), b"from the host\n").unwrap();
+    nix::unistd::chown(
+        &host.join("in/sub/file"),
+        Some(nix::unistd::Uid::from_raw(1000)),
+        Some(nix::unistd::Gid::from_raw(1000)),
+    )
+    .unwrap();
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "live",
+        "localhost/layers:1",
+        "sleep",
+        "1000",
+    ]);
+    e.wait_running("live");
+    e.ok(&["cp", host.join("in").to_str().unwrap(), "live:/copied"]);
+    e.ok(&[
+        "cp",
+        "-a",
+        host.join("in/sub/file").to_str().unwrap(),
+        "live:/kept",
+    ]);
+    let mut piped = e.s.command(&["container", "cp", "-", "live:/tmp"]);
+    piped.stdin(std::process::Stdio::piped());
+    let mut child = piped.spawn().unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), &stream).unwrap();
+    assert!(child.wait().unwrap().success());
+    let inside = e.ok(&[
+        "container",
+        "exec",
+        "live",
+        "sh",
+        "-c",
+        "cat /copied/sub/file /tmp/old/fresh; stat -c '%u:%g' /copied/sub/file /kept",
+    ]);
+    assert_eq!(inside, "from the host\nfresh\n0:0\n1000:1000\n");
+
+    // Docker's errors.
+    let (code, err) = e.fails(&["cp", "c1:/nope", host.to_str().unwrap()]);
+    assert_eq!(
+        (code, err.trim_end()),
+        (
+            1,
+            "Error response from daemon: Could not find the file /nope in container c1"
+        )
+    );
+    let (_, err) = e.fails(&["cp", host.to_str().unwrap(), "/tmp/x"]);
+    assert_eq!(err.trim_end(), "must specify at least one container source");
+    let (_, err) = e.fails(&["cp", "c1:/new", "live:/new"]);
+    assert_eq!(
+        err.trim_end(),
+        "copying between containers is not supported"
+    );
+    let (_, err) = e.fails(&["cp", "-", "live:/etc/passwd"]);
+    assert_eq!(
+        err.trim_end(),
+        "destination \"live:/etc/passwd\" must be a directory"
+    );
+    let (_, err) = e.fails(&["cp", "nosuch:/x", host.to_str().unwrap()]);
+    assert_eq!(
+        err.trim_end(),
+        "Error response from daemon: No such container: nosuch"
+    );
 }

@@ -6,7 +6,7 @@
 use super::copy::{self, ContainerFs, CopyOptions, InContainer};
 use super::lifecycle;
 use super::record::{Container, Engine, NoSuchContainer, Status};
-use crate::image::changes::{changes, format_changes};
+use crate::image::changes::{changes_hiding, format_changes};
 use crate::image::commit::{commit, export_rootfs, CommitOptions};
 use crate::image::{Digest, Reference, Store};
 use anyhow::{bail, Context, Result};
@@ -117,12 +117,36 @@ fn layers(engine: &Engine, c: &Container) -> Result<(Store, Digest, PathBuf, Vec
     Ok((store, manifest, upper, lowers))
 }
 
+/// The destinations of the files bind-mounted into the container (its /etc/hosts, hostname
+/// and resolv.conf, and `-v FILE:PATH`): the runtime makes empty mount points for them in the
+/// writable layer, which diff and commit leave out (Docker keeps them in an "init" layer).
+fn bind_mounted_files(c: &Container) -> Vec<String> {
+    let Ok(bytes) = std::fs::read(c.bundle_dir().join("config.json")) else {
+        return Vec::new();
+    };
+    let Ok(spec) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    let mounts = spec["mounts"].as_array().cloned().unwrap_or_default();
+    mounts
+        .iter()
+        .filter(|m| {
+            let bind = m["type"] == "bind"
+                || m["options"]
+                    .as_array()
+                    .is_some_and(|o| o.iter().any(|x| x == "bind" || x == "rbind"));
+            bind && m["source"].as_str().is_some_and(|s| Path::new(s).is_file())
+        })
+        .filter_map(|m| m["destination"].as_str().map(String::from))
+        .collect()
+}
+
 /// `container diff CONTAINER`.
 pub fn diff_cmd(engine: &Engine, a: &DiffArgs) -> Result<i32> {
     done((|| {
         let c = engine.lookup(&a.container)?;
         let (_, _, upper, lowers) = layers(engine, &c)?;
-        let list = changes(&upper, &lowers)?;
+        let list = changes_hiding(&upper, &lowers, &bind_mounted_files(&c))?;
         std::io::stdout()
             .write_all(format_changes(&list).as_bytes())
             .context("writing the changes")
@@ -163,6 +187,7 @@ pub fn commit_cmd(engine: &Engine, a: &CommitArgs) -> Result<i32> {
             container_config: Some(config),
             created_by: Some(c.record.config.cmd.join(" ")),
             reference,
+            hidden: bind_mounted_files(&c),
         };
         Ok(commit(&store, Some(&manifest), &upper, &opts)?.id)
     })();

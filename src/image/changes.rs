@@ -68,6 +68,13 @@ impl fmt::Display for Change {
 /// The changes of the overlay upper directory `upper` over `lowers` (the image's snapshot
 /// directories, base first, as [`super::Store::snapshot_dirs`] gives them).
 pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    changes_hiding(upper, lowers, &[])
+}
+
+/// Like [`changes`], leaving out the empty regular files at `hidden` (absolute container
+/// paths): mount points the runtime made in the writable layer for files bind-mounted over
+/// them (`/etc/hosts`), which Docker keeps in a layer of their own.
+pub fn changes_hiding(upper: &Path, lowers: &[PathBuf], hidden: &[String]) -> Result<Vec<Change>> {
     let open_dir = |p: &Path| -> Result<OwnedFd> {
         openat(
             nix::fcntl::AT_FDCWD,
@@ -85,6 +92,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
         .map(|p| open_dir(p))
         .collect::<Result<Vec<_>>>()?;
     let mut walk = DiffWalk {
+        hidden,
         out: Vec::new(),
         changed_dirs: HashSet::new(),
     };
@@ -93,7 +101,8 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
     Ok(walk.out)
 }
 
-struct DiffWalk {
+struct DiffWalk<'a> {
+    hidden: &'a [String],
     out: Vec<Change>,
     changed_dirs: HashSet<String>,
 }
@@ -131,7 +140,7 @@ fn same_time(a: &FileStat, b: &FileStat) -> bool {
         && (a.st_mtime_nsec == b.st_mtime_nsec || a.st_mtime_nsec == 0 || b.st_mtime_nsec == 0)
 }
 
-impl DiffWalk {
+impl DiffWalk<'_> {
     /// `dir` is the upper directory at `rel` ("" for the root, else "/a/b"); `lowers` the
     /// lower directories visible at that path, top first.
     fn dir(&mut self, dir: &OwnedFd, rel: &str, lowers: &[OwnedFd]) -> Result<()> {
@@ -155,6 +164,9 @@ impl DiffWalk {
                 Err(e) => return Err(e).with_context(|| format!("cannot stat {rel}/{name:?}")),
             };
             let path = format!("{rel}/{}", String::from_utf8_lossy(name.as_bytes()));
+            if kind_of(&st) == SFlag::S_IFREG && st.st_size == 0 && self.hidden.contains(&path) {
+                continue;
+            }
             let is_dir = kind_of(&st) == SFlag::S_IFDIR;
             let opaque = is_dir && is_opaque(dir.as_fd(), &name);
             let in_lowers = lookup(lowers, &name)?;

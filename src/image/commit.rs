@@ -11,7 +11,7 @@
 
 use super::config::ImageConfig;
 use super::digest::{Digest, DigestingWriter};
-use super::fswalk::{walk, WalkOptions};
+use super::fswalk::{walk, walk_hiding, WalkOptions};
 use super::import::LayerBlob;
 use super::reference::Reference;
 use super::store::{host_platform, Store, DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_MANIFEST_V2};
@@ -58,6 +58,16 @@ impl<S: Sink> Sink for Counting<'_, S> {
 /// Writes the overlay upper directory `upper` as an uncompressed OCI layer tar; returns the
 /// number of entries written (0: the container changed nothing).
 pub fn write_layer_tar(upper: &Path, out: &mut dyn Write) -> Result<u64> {
+    write_layer_tar_hiding(upper, &[], out)
+}
+
+/// Like [`write_layer_tar`], leaving out the empty regular files at `hidden` (absolute
+/// container paths; see [`super::changes::changes_hiding`]).
+pub fn write_layer_tar_hiding(upper: &Path, hidden: &[String], out: &mut dyn Write) -> Result<u64> {
+    let hidden: Vec<std::path::PathBuf> = hidden
+        .iter()
+        .map(|h| std::path::PathBuf::from(h.trim_start_matches('/')))
+        .collect();
     let opts = WalkOptions {
         xattrs: true,
         hardlinks: true,
@@ -69,8 +79,14 @@ pub fn write_layer_tar(upper: &Path, out: &mut dyn Write) -> Result<u64> {
         inner: &mut tar,
         entries: 0,
     };
-    walk(open_tree(upper)?, Path::new(""), opts, &mut counting)
-        .with_context(|| format!("making a layer of {}", upper.display()))?;
+    walk_hiding(
+        open_tree(upper)?,
+        Path::new(""),
+        opts,
+        &hidden,
+        &mut counting,
+    )
+    .with_context(|| format!("making a layer of {}", upper.display()))?;
     let entries = counting.entries;
     tar.finish()?;
     Ok(entries)
@@ -93,11 +109,12 @@ pub fn export_rootfs(rootfs: &Path, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// Tars and gzips the upper directory into the store as a layer blob of `media_type`;
-/// None when the upper directory is empty (the container changed nothing).
+/// Tars and gzips the upper directory (without the mount-point stubs at `hidden`) into the
+/// store as a layer blob of `media_type`; None when the container changed nothing.
 pub fn store_layer(
     store: &Store,
     upper: &Path,
+    hidden: &[String],
     media_type: &'static str,
 ) -> Result<Option<LayerBlob>> {
     let temp = store.temp_ingest("layer")?;
@@ -110,7 +127,7 @@ pub fn store_layer(
     let blob_hasher = DigestingWriter::new(BufWriter::with_capacity(1 << 20, file));
     let gz = flate2::write::GzEncoder::new(blob_hasher, flate2::Compression::default());
     let mut diff_hasher = DigestingWriter::new(gz);
-    let entries = write_layer_tar(upper, &mut diff_hasher)?;
+    let entries = write_layer_tar_hiding(upper, hidden, &mut diff_hasher)?;
     if entries == 0 {
         return Ok(None);
     }
@@ -150,6 +167,9 @@ pub struct CommitOptions {
     pub created_by: Option<String>,
     /// The name to give the new image.
     pub reference: Option<Reference>,
+    /// Container paths of files bind-mounted over empty mount points the runtime made in
+    /// the writable layer (`/etc/hosts`): those stubs are left out of the layer.
+    pub hidden: Vec<String>,
 }
 
 /// A committed image.
@@ -237,7 +257,7 @@ pub fn commit(
     } else {
         OCI_LAYER_GZIP
     };
-    let layer = store_layer(store, upper, layer_type)?;
+    let layer = store_layer(store, upper, &opts.hidden, layer_type)?;
 
     let now = now_rfc3339();
     root.insert("created".into(), json!(now));

@@ -95,9 +95,23 @@ fn sorted_names(dir: &OwnedFd) -> Result<Vec<OsString>> {
 /// normally) and puts its entries into `sink`. The start itself is written as `name` unless
 /// `name` is empty, in which case only its children are (named from the top).
 pub fn walk(start: OwnedFd, name: &Path, opts: WalkOptions, sink: &mut dyn Sink) -> Result<()> {
+    walk_hiding(start, name, opts, &[], sink)
+}
+
+/// Like [`walk`], leaving out the empty regular files at `hidden` (paths as the walk names
+/// them): mount points the runtime made for files bind-mounted over them, which are no
+/// content of the tree (Docker keeps them in a layer of their own).
+pub fn walk_hiding(
+    start: OwnedFd,
+    name: &Path,
+    opts: WalkOptions,
+    hidden: &[PathBuf],
+    sink: &mut dyn Sink,
+) -> Result<()> {
     let st = fstat(&start).context("cannot stat the tree's root")?;
     let mut walker = Walker {
         opts,
+        hidden,
         root_dev: st.st_dev,
         links: HashMap::new(),
         sink,
@@ -115,6 +129,7 @@ pub fn walk(start: OwnedFd, name: &Path, opts: WalkOptions, sink: &mut dyn Sink)
 
 struct Walker<'a> {
     opts: WalkOptions,
+    hidden: &'a [PathBuf],
     root_dev: u64,
     links: HashMap<(u64, u64), PathBuf>,
     sink: &'a mut dyn Sink,
@@ -144,6 +159,9 @@ impl Walker<'_> {
     fn node(&mut self, node: Node, parent: Option<(&OwnedFd, &OsStr)>, rel: &Path) -> Result<()> {
         let st = &node.st;
         let kind = kind_of(st);
+        if kind == SFlag::S_IFREG && st.st_size == 0 && self.hidden.iter().any(|h| h == rel) {
+            return Ok(());
+        }
         let mut entry = Entry {
             path: rel.to_path_buf(),
             kind: EntryKind::Dir,
