@@ -962,3 +962,84 @@ fn container_export_and_cp_through_the_cli() {
         "Error response from daemon: No such container: nosuch"
     );
 }
+
+/// cp reaches the container's volumes (its record's Docker-shaped `Mounts`) as Docker's daemon
+/// does, through mounts only its own process sees; read-only volumes and rootfs refuse.
+#[test]
+fn cp_reaches_volumes_and_refuses_read_only_places() {
+    let Some(e) = Eng::new("volumes") else { return };
+    let id = e
+        .ok(&[
+            "container",
+            "create",
+            "--name",
+            "vc",
+            "localhost/layers:1",
+            "sleep",
+            "1000",
+        ])
+        .trim()
+        .to_string();
+    let vol = e.s.path("vol");
+    let ro = e.s.path("ro");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::create_dir_all(&ro).unwrap();
+    std::fs::write(vol.join("inside"), b"in the volume\n").unwrap();
+    let record_path =
+        e.s.data_root()
+            .join(format!("containers/{id}/container.json"));
+    let mut record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
+    record["Mounts"] = serde_json::json!([
+        {"Type": "volume", "Name": "data", "Source": vol, "Destination": "/srv/data", "RW": true},
+        {"Type": "bind", "Source": ro, "Destination": "/srv/data/ro", "RW": false},
+    ]);
+    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+
+    let host = e.s.path("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), b"payload\n").unwrap();
+    e.ok(&["cp", host.join("f").to_str().unwrap(), "vc:/srv/data/"]);
+    assert_eq!(
+        std::fs::read(vol.join("f")).unwrap(),
+        b"payload\n",
+        "landed in the volume"
+    );
+    let tar = e.ok_bytes(&["cp", "vc:/srv/data/inside", "-"]);
+    assert_eq!(tar_entries(&tar)[0].2, b"in the volume\n");
+    let (code, err) = e.fails(&["cp", host.join("f").to_str().unwrap(), "vc:/srv/data/ro/f"]);
+    assert_eq!(
+        (code, err.trim_end()),
+        (
+            1,
+            "Error response from daemon: mounted volume is marked read-only"
+        )
+    );
+    assert!(!ro.join("f").exists());
+    // The mounts were the cp process's own.
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(vol.to_str().unwrap()),
+        "a volume mount leaked"
+    );
+
+    e.ok(&[
+        "container",
+        "create",
+        "--read-only",
+        "--name",
+        "rc",
+        "localhost/layers:1",
+        "true",
+    ]);
+    let (_, err) = e.fails(&["cp", host.join("f").to_str().unwrap(), "rc:/f"]);
+    assert_eq!(
+        err.trim_end(),
+        "Error response from daemon: container rootfs is marked read-only"
+    );
+    e.ok(&[
+        "cp",
+        "rc:/etc/passwd",
+        host.join("passwd").to_str().unwrap(),
+    ]);
+}

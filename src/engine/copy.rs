@@ -10,7 +10,9 @@
 //!   name, or is created under the destination's name (which must not end in `/`);
 //! - a destination that is a symlink is followed; its parent directory must exist;
 //! - owners: `-a` keeps the source's uid and gid, otherwise copies into a container belong to
-//!   its root and copies out to the user running berth.
+//!   its root and copies out to the user running berth;
+//! - device nodes are copied into a container, never out of one onto the host (where a node
+//!   the container chose would open a host device to whoever reaches the copy).
 //!
 //! The container's tree is hostile and may be running. Its paths are resolved inside its root
 //! (openat2 RESOLVE_IN_ROOT), every object is then read or made by fd, never by path again,
@@ -57,6 +59,103 @@ pub struct CopyOptions {
 pub struct ContainerFs<'a> {
     pub rootfs: &'a Path,
     pub name: &'a str,
+}
+
+/// A volume or bind mount of the container (Docker's `Mounts` entry): the host directory or
+/// file `source` is seen at `destination` inside it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VolumeMount {
+    pub source: PathBuf,
+    pub destination: String,
+    pub read_only: bool,
+}
+
+/// Makes the container's volumes part of its rootfs for this process, as Docker's daemon
+/// mounts them for a copy: the process gets a private mount namespace (the mounts vanish
+/// with it, and nobody else sees them) and each volume is bind-mounted on its destination,
+/// resolved inside the rootfs (outermost first, so nested volumes land inside their parents).
+/// For a single-threaded process (the berth command): a mount namespace cannot be unshared
+/// by one thread of several.
+pub fn mount_volumes(rootfs: &Path, volumes: &[VolumeMount]) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    if volumes.is_empty() {
+        return Ok(());
+    }
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .and_then(|()| {
+            // Private, so that nothing mounted here propagates to the host's namespace.
+            mount(
+                None::<&str>,
+                "/",
+                None::<&str>,
+                MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                None::<&str>,
+            )
+        })
+        .context("cannot make a private mount namespace to reach the container's volumes")?;
+    let root: OwnedFd = std::fs::File::open(rootfs)
+        .with_context(|| format!("cannot open {}", rootfs.display()))?
+        .into();
+    let mut sorted: Vec<&VolumeMount> = volumes.iter().collect();
+    sorted.sort_by_key(|v| clean(&v.destination, Path::new("/")).components().count());
+    for v in sorted {
+        let dest = clean(&v.destination, Path::new("/"));
+        let create = if v.source.is_dir() {
+            inroot::Create::Dir
+        } else {
+            inroot::Create::File
+        };
+        let at = inroot::resolve(root.as_fd(), &dest, create)
+            .with_context(|| format!("volume destination {}", dest.display()))?;
+        let target = inroot::fd_path(&at);
+        mount(
+            Some(&v.source),
+            &target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .with_context(|| {
+            format!(
+                "cannot mount the volume {} on {}",
+                v.source.display(),
+                dest.display()
+            )
+        })?;
+        if v.read_only {
+            // A fresh fd: the old one still holds the directory under the new mount.
+            let mounted = inroot::resolve(root.as_fd(), &dest, inroot::Create::Nothing)?;
+            mount(
+                None::<&str>,
+                &inroot::fd_path(&mounted),
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .with_context(|| format!("cannot make the volume on {} read-only", dest.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a copy into the container where Docker's daemon does: onto a read-only rootfs
+/// (outside a writable volume), or into a read-only volume. `dest` is the container path.
+pub fn check_writable(dest: &str, readonly_rootfs: bool, volumes: &[VolumeMount]) -> Result<()> {
+    let path = clean(dest, Path::new("/"));
+    let volume = volumes
+        .iter()
+        .filter(|v| path.starts_with(clean(&v.destination, Path::new("/"))))
+        .max_by_key(|v| clean(&v.destination, Path::new("/")).components().count());
+    match volume {
+        Some(v) if v.read_only => Err(anyhow::Error::new(InContainer(
+            "mounted volume is marked read-only".into(),
+        ))),
+        Some(_) => Ok(()),
+        None if readonly_rootfs => Err(anyhow::Error::new(InContainer(
+            "container rootfs is marked read-only".into(),
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Splits a `docker cp` argument into container and path: `c1:/etc` is a container path; a
@@ -334,11 +433,13 @@ const WALK: WalkOptions = WalkOptions {
     overlay_upper: false,
 };
 
-/// Copies `src` to the destination by Docker's rules (see the module doc).
-fn copy_tree(src: Source, dest: &Dest, ownership: Ownership) -> Result<()> {
+/// Copies `src` to the destination by Docker's rules (see the module doc). Device nodes are
+/// made only where `devices` says (not on the host: see [`DirSink::make_devices`]).
+fn copy_tree(src: Source, dest: &Dest, ownership: Ownership, devices: bool) -> Result<()> {
     match dest.exists {
         Some(true) => {
             let mut sink = DirSink::new(&dest.dir()?, ownership)?;
+            sink.make_devices(devices);
             let name = if src.contents_only && src.is_dir {
                 Path::new("")
             } else {
@@ -351,6 +452,7 @@ fn copy_tree(src: Source, dest: &Dest, ownership: Ownership) -> Result<()> {
         _ => {
             // Made (or replaced) under the destination's own name, in its parent.
             let mut sink = DirSink::new(&dest.parent, ownership)?;
+            sink.make_devices(devices);
             walk(src.fd, Path::new(&dest.name), WALK, &mut sink)
         }
     }
@@ -382,7 +484,7 @@ pub fn copy_from_container(
             nix::unistd::getegid().as_raw(),
         )
     };
-    copy_tree(source, &dest, ownership)
+    copy_tree(source, &dest, ownership, false)
 }
 
 /// `docker cp SRC CONTAINER:DEST`: `src` is a host path, or `-` for a tar stream read from
@@ -411,7 +513,7 @@ pub fn copy_to_container(
     }
     let source = open_source(&Side::Host, src, opts.follow_link)?;
     let dest = open_dest(&side, dest)?;
-    copy_tree(source, &dest, ownership)
+    copy_tree(source, &dest, ownership, true)
 }
 
 #[cfg(test)]
@@ -622,5 +724,72 @@ mod tests {
             e.to_string(),
             "destination \"c2:/dst/etc/hostname\" must be a directory"
         );
+    }
+
+    #[test]
+    fn device_nodes_go_into_containers_but_not_out_to_the_host() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mknod needs root");
+            return;
+        }
+        let t = TempDir::new("dev");
+        let root = rootfs(&t);
+        std::fs::create_dir_all(root.join("devs")).unwrap();
+        nix::sys::stat::mknod(
+            &root.join("devs/disk"),
+            SFlag::S_IFBLK,
+            Mode::from_bits_truncate(0o666),
+            nix::sys::stat::makedev(8, 0),
+        )
+        .unwrap();
+        std::fs::write(root.join("devs/file"), b"f").unwrap();
+        let out = t.0.join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        from(&root, "/devs", &out, CopyOptions::default()).unwrap();
+        assert!(out.join("devs/file").is_file());
+        assert!(
+            !out.join("devs/disk").exists(),
+            "no block device made on the host"
+        );
+        // Into a container (here: a tar of the directory into another root) it is made.
+        let c = ContainerFs {
+            rootfs: &root,
+            name: "c1",
+        };
+        let mut tar = Vec::new();
+        copy_from_container(&c, "/devs", "-", &mut tar, CopyOptions::default()).unwrap();
+        let other = t.0.join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        let c2 = ContainerFs {
+            rootfs: &other,
+            name: "c2",
+        };
+        copy_to_container(&c2, "-", &mut &tar[..], "/", CopyOptions::default()).unwrap();
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata(other.join("devs/disk"))
+            .unwrap()
+            .file_type()
+            .is_block_device());
+    }
+
+    #[test]
+    fn read_only_rootfs_and_volumes_refuse_copies_in() {
+        let rw = VolumeMount {
+            source: "/v".into(),
+            destination: "/data".into(),
+            read_only: false,
+        };
+        let ro = VolumeMount {
+            source: "/r".into(),
+            destination: "/data/ro".into(),
+            read_only: true,
+        };
+        let vols = [rw, ro];
+        assert!(check_writable("/data/x", true, &vols).is_ok());
+        let e = check_writable("data/ro/../ro/x", false, &vols).unwrap_err();
+        assert_eq!(e.to_string(), "mounted volume is marked read-only");
+        let e = check_writable("/etc", true, &vols).unwrap_err();
+        assert_eq!(e.to_string(), "container rootfs is marked read-only");
+        assert!(check_writable("/etc", false, &vols).is_ok());
     }
 }

@@ -3,7 +3,7 @@
 //! The work is done by [`crate::image::changes`], [`crate::image::commit`] and
 //! [`super::copy`]; this is their command line.
 
-use super::copy::{self, ContainerFs, CopyOptions, InContainer};
+use super::copy::{self, ContainerFs, CopyOptions, InContainer, VolumeMount};
 use super::lifecycle;
 use super::record::{Container, Engine, NoSuchContainer, Status};
 use crate::image::changes::{changes_hiding, format_changes};
@@ -240,6 +240,24 @@ fn write_then_rename(path: &Path, write: impl FnOnce(&mut dyn Write) -> Result<(
     result
 }
 
+/// The container's volumes and bind mounts, from its record's Docker-shaped `Mounts`
+/// entries (tmpfs mounts hold nothing to copy and are left out).
+fn volumes_of(c: &Container) -> Vec<VolumeMount> {
+    c.record
+        .mounts
+        .iter()
+        .filter(|m| matches!(m["Type"].as_str(), Some("volume" | "bind")))
+        .filter_map(|m| {
+            Some(VolumeMount {
+                source: PathBuf::from(m["Source"].as_str()?),
+                destination: m["Destination"].as_str()?.to_string(),
+                read_only: m["RW"] == false,
+            })
+        })
+        .filter(|v| v.source.exists())
+        .collect()
+}
+
 /// `container cp [OPTIONS] CONTAINER:SRC_PATH DEST_PATH|-` and
 /// `container cp [OPTIONS] SRC_PATH|- CONTAINER:DEST_PATH`.
 pub fn cp_cmd(engine: &Engine, a: &CpArgs) -> Result<i32> {
@@ -264,6 +282,7 @@ pub fn cp_cmd(engine: &Engine, a: &CpArgs) -> Result<i32> {
             ((Some(name), src), (None, dest)) => {
                 let c = engine.lookup(name)?;
                 let rootfs = mounted_rootfs(engine, &c)?;
+                copy::mount_volumes(&rootfs, &volumes_of(&c))?;
                 let fs = ContainerFs {
                     rootfs: &rootfs,
                     name,
@@ -274,7 +293,10 @@ pub fn cp_cmd(engine: &Engine, a: &CpArgs) -> Result<i32> {
             }
             ((None, src), (Some(name), dest)) => {
                 let c = engine.lookup(name)?;
+                let volumes = volumes_of(&c);
+                copy::check_writable(dest, c.record.host_config.readonly_rootfs, &volumes)?;
                 let rootfs = mounted_rootfs(engine, &c)?;
+                copy::mount_volumes(&rootfs, &volumes)?;
                 let fs = ContainerFs {
                     rootfs: &rootfs,
                     name,

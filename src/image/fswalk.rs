@@ -377,6 +377,13 @@ impl DirSink {
         })
     }
 
+    /// Whether to make device nodes (made by default when running as root). A copy out of a
+    /// container should not: a node the container chose (the host's disk, mode 0666) would
+    /// give whoever can reach the destination the device.
+    pub fn make_devices(&mut self, yes: bool) {
+        self.devices = yes && nix::unistd::geteuid().is_root();
+    }
+
     fn parent_of(&mut self, rel: &Path) -> Result<OwnedFd> {
         let parent = rel.parent().unwrap_or(Path::new(""));
         if let Some((path, fd)) = &self.cached_parent {
