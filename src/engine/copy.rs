@@ -237,6 +237,15 @@ impl Side {
         }
     }
 
+    /// The error for a path asserting a directory (`x/`) that names something else.
+    fn not_a_directory(&self, shown_path: &str) -> anyhow::Error {
+        let message = format!("lstat {shown_path}: not a directory");
+        match self {
+            Side::Host => anyhow::anyhow!(message),
+            Side::Container { .. } => anyhow::Error::new(InContainer(message)),
+        }
+    }
+
     /// The error for a path that is not there.
     fn not_found(&self, shown_path: &str) -> anyhow::Error {
         match self {
@@ -296,15 +305,18 @@ fn open_source(side: &Side, raw: &str, follow_link: bool) -> Result<Source> {
     let fd = match fd {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => return Err(side.not_found(&shown)),
-        Err(Errno::ENOTDIR) => bail!("{}: not a directory", side.show(&shown)),
+        Err(Errno::ENOTDIR) => return Err(side.not_a_directory(&shown)),
         Err(e) => return Err(inroot::resolve_error(e, Path::new(&side.show(&shown)))),
     };
     let st = fstat(&fd)?;
     let is_dir = kind_of(&st) == SFlag::S_IFDIR;
     if asserts_dir(raw) && !is_dir {
-        bail!("{}: not a directory", side.show(&shown));
+        return Err(side.not_a_directory(&shown));
     }
-    let name = if contents_only {
+    // The names Docker's archives use: `/` for the root, `.` for a directory's contents.
+    let name = if is_root {
+        OsString::from("/")
+    } else if contents_only {
         OsString::from(".")
     } else {
         path.file_name().unwrap_or_default().to_os_string()
@@ -470,8 +482,17 @@ pub fn copy_from_container(
     let side = Side::container(c)?;
     let source = open_source(&side, src, opts.follow_link)?;
     if dest == "-" {
+        // Docker's stream of a followed link names the entry after the link's target.
+        let name = if opts.follow_link && !source.contents_only {
+            std::fs::read_link(inroot::fd_path(&source.fd))
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_os_string()))
+                .unwrap_or(source.name.clone())
+        } else {
+            source.name.clone()
+        };
         let mut tar = TarSink::new(out);
-        walk(source.fd, Path::new(&source.name), WALK, &mut tar)?;
+        walk(source.fd, Path::new(&name), WALK, &mut tar)?;
         tar.finish()?;
         return Ok(());
     }
@@ -702,6 +723,35 @@ mod tests {
             rootfs: &root,
             name: "c1",
         };
+        // Docker's names in the stream: the base name, `.` for contents, `/` for the root,
+        // and a followed link's target name.
+        let names = |src: &str, follow_link: bool| -> Vec<String> {
+            let mut tar = Vec::new();
+            let o = CopyOptions {
+                follow_link,
+                ..Default::default()
+            };
+            copy_from_container(&c, src, "-", &mut tar, o).unwrap();
+            let mut a = tar::Archive::new(&tar[..]);
+            a.entries()
+                .unwrap()
+                .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+                .collect()
+        };
+        assert_eq!(names("/etc/conf.d", false), ["conf.d/", "conf.d/a"]);
+        assert_eq!(names("/etc/conf.d/.", false), ["./", "./a"]);
+        assert_eq!(names("/link", false), ["link"]);
+        assert_eq!(names("/link", true), ["hostname"]);
+        assert_eq!(names("/", false)[..2], ["/", "/data"]);
+        let e = copy_from_container(
+            &c,
+            "/etc/hostname/",
+            "-",
+            &mut Vec::new(),
+            CopyOptions::default(),
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "lstat /etc/hostname/: not a directory");
         let mut tar = Vec::new();
         copy_from_container(&c, "/etc", "-", &mut tar, CopyOptions::default()).unwrap();
         let other = t.0.join("other");

@@ -155,7 +155,7 @@ pub fn store_layer(
 pub struct CommitOptions {
     /// `-a`: the image's author (replaces the base image's).
     pub author: Option<String>,
-    /// `-m`: the commit message (the config's `comment` and the history entry's).
+    /// `-m`: the commit message (the history entry's `comment`).
     pub message: Option<String>,
     /// `-c`: Dockerfile instructions applied to the config (CMD ENTRYPOINT ENV EXPOSE LABEL
     /// USER VOLUME WORKDIR STOPSIGNAL).
@@ -262,7 +262,8 @@ pub fn commit(
     let now = now_rfc3339();
     root.insert("created".into(), json!(now));
     set_or_remove(root, "author", opts.author.as_deref());
-    set_or_remove(root, "comment", opts.message.as_deref());
+    // Docker keeps the message in the history entry only.
+    root.remove("comment");
     // What Docker wrote of the base's own build container says nothing of this image.
     root.remove("container");
     root.remove("container_config");

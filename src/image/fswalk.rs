@@ -176,7 +176,13 @@ impl Walker<'_> {
             let name = rel.file_name().unwrap_or_default();
             let mut wh = OsString::from(super::unpack::WHITEOUT_PREFIX);
             wh.push(name);
-            let whiteout = Entry::new(rel.with_file_name(wh), EntryKind::File(0), 0o600);
+            // As Docker writes them: an empty file, 0600, the whiteout's owner and time.
+            let whiteout = Entry {
+                uid: st.st_uid,
+                gid: st.st_gid,
+                mtime: st.st_mtime,
+                ..Entry::new(rel.with_file_name(wh), EntryKind::File(0), 0o600)
+            };
             return self.sink.put(&whiteout, &mut io::empty());
         }
         if self.opts.xattrs && kind != SFlag::S_IFLNK {
@@ -204,7 +210,16 @@ impl Walker<'_> {
             SFlag::S_IFDIR => {
                 self.sink.put(&entry, &mut io::empty())?;
                 if opaque {
-                    let marker = Entry::new(rel.join(OPAQUE_MARKER), EntryKind::File(0), 0o600);
+                    // Docker's marker: the directory's permissions and owner, no time.
+                    let marker = Entry {
+                        uid: entry.uid,
+                        gid: entry.gid,
+                        ..Entry::new(
+                            rel.join(OPAQUE_MARKER),
+                            EntryKind::File(0),
+                            entry.mode & 0o777,
+                        )
+                    };
                     self.sink.put(&marker, &mut io::empty())?;
                 }
                 if !(self.opts.one_filesystem && st.st_dev != self.root_dev) {
