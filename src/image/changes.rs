@@ -1,13 +1,15 @@
 //! What a container changed in its root filesystem, from its overlay upper directory and the
 //! image's snapshots beneath it: `docker diff`'s list of added (A), changed (C) and deleted
-//! (D) paths, in Docker's order and by Docker's rules:
-//! - the upper directory is walked depth first, names sorted bytewise;
-//! - a whiteout (a 0/0 character device) is a deletion;
-//! - an opaque directory (`trusted.overlay.opaque=y`) that hid one in the image is a
-//!   deletion of it (what it now holds shows as added);
-//! - anything else is a change when the image had the path, an addition otherwise; a
-//!   directory the overlay only copied up (same size, mode and mtime) is not listed;
-//! - the directories above an addition or deletion are listed as changed, once, before it.
+//! (D) paths. The result is Docker's comparison of the container's tree with the image's
+//! (its overlay2 driver's, as its CLI shows it), read from the upper directory alone:
+//! - a whiteout (a 0/0 character device) is the deletion of what the image had there;
+//! - an opaque directory (`trusted.overlay.opaque=y`, a directory removed and made again)
+//!   over one of the image's is a changed directory: what the image had in it and it no
+//!   longer holds is deleted, what it holds is added or changed;
+//! - a file, link or device the image had is changed, else added; a directory the image had
+//!   is changed when its mode or owner differs, or when anything below it changed (so the
+//!   directories above any change are listed, each once, before what they hold);
+//! - the order is a depth-first walk, names sorted bytewise.
 //!
 //! The lowers are looked at as overlayfs merges them (upper layers' whiteouts and opaque
 //! directories hide lower content). Both trees are read by fd without following symlinks:
@@ -18,7 +20,6 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
-use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -91,20 +92,13 @@ pub fn changes_hiding(upper: &Path, lowers: &[PathBuf], hidden: &[String]) -> Re
         .rev()
         .map(|p| open_dir(p))
         .collect::<Result<Vec<_>>>()?;
-    let mut walk = DiffWalk {
-        hidden,
-        out: Vec::new(),
-        changed_dirs: HashSet::new(),
-    };
-    walk.dir(&upper_fd, "", &lower_fds)
-        .with_context(|| format!("reading the changes in {}", upper.display()))?;
-    Ok(walk.out)
+    let mut walk = DiffWalk { hidden };
+    walk.dir(&upper_fd, "", &lower_fds, false)
+        .with_context(|| format!("reading the changes in {}", upper.display()))
 }
 
 struct DiffWalk<'a> {
     hidden: &'a [String],
-    out: Vec<Change>,
-    changed_dirs: HashSet<String>,
 }
 
 fn kind_of(st: &FileStat) -> SFlag {
@@ -133,31 +127,80 @@ fn stat_in(dir: BorrowedFd, name: &OsStr) -> nix::Result<FileStat> {
     fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW)
 }
 
-/// Docker's test for "the same time" across tar round trips: equal, or equal seconds with
-/// one side lacking nanoseconds.
-fn same_time(a: &FileStat, b: &FileStat) -> bool {
-    a.st_mtime == b.st_mtime
-        && (a.st_mtime_nsec == b.st_mtime_nsec || a.st_mtime_nsec == 0 || b.st_mtime_nsec == 0)
+/// The sorted names in a directory held by an `O_PATH` fd.
+fn names_in(dir: BorrowedFd, shown: &str) -> Result<Vec<OsString>> {
+    let readable = nix::fcntl::openat(
+        dir,
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot read {shown}"))?;
+    let mut names: Vec<OsString> = nix::dir::Dir::from_fd(readable)?
+        .iter()
+        .filter_map(|e| e.ok())
+        .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
+        .filter(|n| n != "." && n != "..")
+        .collect();
+    names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    Ok(names)
+}
+
+/// The names the merged lower directories show (whiteouts excluded), sorted.
+fn lower_names(lowers: &[OwnedFd], shown: &str) -> Result<Vec<OsString>> {
+    let mut all: Vec<OsString> = Vec::new();
+    for layer in lowers {
+        all.extend(names_in(layer.as_fd(), shown)?);
+    }
+    all.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    all.dedup();
+    let mut out = Vec::new();
+    for name in all {
+        if lookup(lowers, &name)?.is_some() {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 impl DiffWalk<'_> {
-    /// `dir` is the upper directory at `rel` ("" for the root, else "/a/b"); `lowers` the
-    /// lower directories visible at that path, top first.
-    fn dir(&mut self, dir: &OwnedFd, rel: &str, lowers: &[OwnedFd]) -> Result<()> {
-        let readable = nix::fcntl::open(
-            &crate::runtime::inroot::fd_path(dir),
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )
-        .with_context(|| format!("cannot read {}", if rel.is_empty() { "/" } else { rel }))?;
-        let mut names: Vec<OsString> = nix::dir::Dir::from_fd(readable)?
-            .iter()
-            .filter_map(|e| e.ok())
-            .map(|e| OsStr::from_bytes(e.file_name().to_bytes()).to_os_string())
-            .filter(|n| n != "." && n != "..")
-            .collect();
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        for name in names {
+    /// The changes below the upper directory `dir` at `rel` ("" for the root, else "/a/b").
+    /// `lowers` are the lower directories visible at that path, top first; `opaque` says the
+    /// upper directory hides them, so that what they hold and it does not is deleted.
+    fn dir(
+        &mut self,
+        dir: &OwnedFd,
+        rel: &str,
+        lowers: &[OwnedFd],
+        opaque: bool,
+    ) -> Result<Vec<Change>> {
+        let shown = if rel.is_empty() { "/" } else { rel };
+        let upper_names = names_in(dir.as_fd(), shown)?;
+        let mut out = Vec::new();
+        let mut deleted: Vec<OsString> = if opaque {
+            lower_names(lowers, shown)?
+                .into_iter()
+                .filter(|n| {
+                    upper_names
+                        .binary_search_by(|u| u.as_bytes().cmp(n.as_bytes()))
+                        .is_err()
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        deleted.reverse(); // Popped in sorted order below.
+        for name in upper_names {
+            while deleted
+                .last()
+                .is_some_and(|d| d.as_bytes() < name.as_bytes())
+            {
+                let d = deleted.pop().expect("checked");
+                out.push(Change {
+                    path: format!("{rel}/{}", String::from_utf8_lossy(d.as_bytes())),
+                    kind: ChangeKind::Delete,
+                });
+            }
             let st = match stat_in(dir.as_fd(), &name) {
                 Ok(st) => st,
                 Err(Errno::ENOENT) => continue, // Removed since the directory was read.
@@ -167,83 +210,64 @@ impl DiffWalk<'_> {
             if kind_of(&st) == SFlag::S_IFREG && st.st_size == 0 && self.hidden.contains(&path) {
                 continue;
             }
-            let is_dir = kind_of(&st) == SFlag::S_IFDIR;
-            let opaque = is_dir && is_opaque(dir.as_fd(), &name);
+            if is_whiteout(&st) {
+                out.push(Change {
+                    path,
+                    kind: ChangeKind::Delete,
+                });
+                continue;
+            }
             let in_lowers = lookup(lowers, &name)?;
-            let kind = if is_whiteout(&st) || (opaque && in_lowers.is_some()) {
-                Some(ChangeKind::Delete)
+            if kind_of(&st) != SFlag::S_IFDIR {
+                let kind = if in_lowers.is_some() {
+                    ChangeKind::Modify
+                } else {
+                    ChangeKind::Add
+                };
+                out.push(Change { path, kind });
+                continue;
+            }
+            let child = match openat(
+                dir.as_fd(),
+                name.as_os_str(),
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => fd,
+                // Replaced by something else since it was looked at.
+                Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot open {path}")),
+            };
+            let st = fstat(&child)?;
+            let child_opaque = is_opaque(dir.as_fd(), &name);
+            let lower_dir = in_lowers.filter(|l| kind_of(l) == SFlag::S_IFDIR);
+            let child_lowers = if lower_dir.is_some() {
+                lower_dirs(lowers, &name)?
             } else {
-                match &in_lowers {
-                    None => Some(ChangeKind::Add),
-                    Some(lower)
-                        if is_dir
-                            && kind_of(lower) == SFlag::S_IFDIR
-                            && st.st_size == lower.st_size
-                            && st.st_mode == lower.st_mode
-                            && same_time(&st, lower) =>
-                    {
-                        None // Only copied up to hold a change below it.
-                    }
-                    Some(_) => Some(ChangeKind::Modify),
+                Vec::new()
+            };
+            let below = self.dir(&child, &path, &child_lowers, child_opaque)?;
+            let kind = match (&in_lowers, &lower_dir) {
+                (None, _) => Some(ChangeKind::Add),
+                (Some(_), None) => Some(ChangeKind::Modify), // Was no directory.
+                (Some(_), Some(l)) => {
+                    let differs =
+                        (st.st_mode, st.st_uid, st.st_gid) != (l.st_mode, l.st_uid, l.st_gid);
+                    (differs || !below.is_empty()).then_some(ChangeKind::Modify)
                 }
             };
             if let Some(kind) = kind {
-                if is_dir {
-                    self.changed_dirs.insert(path.clone());
-                }
-                if kind != ChangeKind::Modify {
-                    self.parents_changed(&path);
-                }
-                self.out.push(Change {
-                    path: path.clone(),
-                    kind,
-                });
+                out.push(Change { path, kind });
             }
-            if is_dir {
-                let child = match openat(
-                    dir.as_fd(),
-                    name.as_os_str(),
-                    OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => fd,
-                    // Replaced by something else since it was looked at.
-                    Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => continue,
-                    Err(e) => return Err(e).with_context(|| format!("cannot open {path}")),
-                };
-                // Same object as stat'ed, or the tree changed under us: then read what is
-                // there now, still without following anything.
-                let _ = fstat(&child)?;
-                let child_lowers = if opaque {
-                    Vec::new()
-                } else {
-                    lower_dirs(lowers, &name)?
-                };
-                self.dir(&child, &path, &child_lowers)?;
-            }
+            out.extend(below);
         }
-        Ok(())
-    }
-
-    /// Lists the directories above `path` as changed, outermost first, unless already listed.
-    fn parents_changed(&mut self, path: &str) {
-        let mut missing = Vec::new();
-        let mut p = path;
-        while let Some(i) = p.rfind('/') {
-            p = &p[..i];
-            if p.is_empty() {
-                break;
-            }
-            if self.changed_dirs.insert(p.to_string()) {
-                missing.push(p.to_string());
-            }
-        }
-        for parent in missing.into_iter().rev() {
-            self.out.push(Change {
-                path: parent,
-                kind: ChangeKind::Modify,
+        while let Some(d) = deleted.pop() {
+            out.push(Change {
+                path: format!("{rel}/{}", String::from_utf8_lossy(d.as_bytes())),
+                kind: ChangeKind::Delete,
             });
         }
+        Ok(out)
     }
 }
 
@@ -383,20 +407,22 @@ mod tests {
 
         let got = changes(&upper, &[base.clone(), top.clone()]).unwrap();
         let text = format_changes(&got);
-        // /etc and /var kept their times: each is listed only as the parent of a deletion
-        // or addition, once, before it; /etc/sub not at all, as only its file changed. An
-        // opaque directory the layers below hold is a deletion (Docker does not look whether
-        // the one below was empty), and what it holds is added.
+        // /etc and /var kept their modes and owners: they are listed as the directories
+        // holding changes, each once, before them, and so is /etc/sub above its changed file.
+        // /old, removed and made again (opaque), is changed: its old file deleted, its new one
+        // added. /gone is opaque over a directory as empty as it: no change. /var/lib was
+        // deleted by the top layer, so the container's is new.
         assert_eq!(
             text,
             "C /etc\n\
              D /etc/motd\n\
+             C /etc/sub\n\
              C /etc/sub/conf\n\
-             D /gone\n\
              A /new\n\
              A /new/deep\n\
              A /new/deep/f\n\
-             D /old\n\
+             C /old\n\
+             D /old/x\n\
              A /old/z\n\
              C /var\n\
              A /var/lib\n\
