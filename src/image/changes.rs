@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use nix::errno::Errno;
 use nix::fcntl::{openat, AtFlags, OFlag};
 use nix::sys::stat::{fstat, fstatat, FileStat, Mode, SFlag};
+use std::collections::HashSet;
 use std::ffi::{CString, OsStr, OsString};
 use std::fmt;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -315,6 +316,39 @@ fn lower_dirs(lowers: &[OwnedFd], name: &OsStr) -> Result<Vec<OwnedFd>> {
     Ok(out)
 }
 
+/// The bytes a container's changes take, as Docker counts its `SizeRw` (`ps -s`): the sizes
+/// of the regular files added or changed, each inode once. Paths are looked up below `upper`
+/// without following any symlink (the container may have swapped one in).
+pub fn changes_size(upper: &Path, changes: &[Change]) -> Result<u64> {
+    let root = openat(
+        nix::fcntl::AT_FDCWD,
+        upper,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", upper.display()))?;
+    let mut seen = HashSet::new();
+    let mut total = 0u64;
+    for c in changes.iter().filter(|c| c.kind != ChangeKind::Delete) {
+        let rel = Path::new(c.path.trim_start_matches('/'));
+        let Ok(fd) = crate::runtime::inroot::openat2(
+            root.as_fd(),
+            rel,
+            libc::O_PATH | libc::O_NOFOLLOW,
+            libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        ) else {
+            continue; // Gone since it was listed.
+        };
+        let st = fstat(&fd)?;
+        if kind_of(&st) == SFlag::S_IFREG
+            && (st.st_nlink < 2 || seen.insert((st.st_dev, st.st_ino)))
+        {
+            total += st.st_size as u64;
+        }
+    }
+    Ok(total)
+}
+
 /// `docker diff`'s output: one `K /path` line per change.
 pub fn format_changes(changes: &[Change]) -> String {
     changes.iter().map(|c| format!("{c}\n")).collect()
@@ -429,5 +463,7 @@ mod tests {
              A /var/lib/new\n",
             "got:\n{text}"
         );
+        // The added and changed files' bytes: conf (1), z (1), new (1), f (1).
+        assert_eq!(changes_size(&upper, &got).unwrap(), 4);
     }
 }
