@@ -12,7 +12,9 @@
 //! - owners: `-a` keeps the source's uid and gid, otherwise copies into a container belong to
 //!   its root and copies out to the user running berth;
 //! - device nodes are copied into a container, never out of one onto the host (where a node
-//!   the container chose would open a host device to whoever reaches the copy).
+//!   the container chose would open a host device to whoever reaches the copy), and copies
+//!   out lose their set-user-ID and set-group-ID bits unless `-a` (a set-id-root program the
+//!   container chose would otherwise land on the host). Docker keeps both.
 //!
 //! The container's tree is hostile and may be running. Its paths are resolved inside its root
 //! (openat2 RESOLVE_IN_ROOT), every object is then read or made by fd, never by path again,
@@ -445,13 +447,19 @@ const WALK: WalkOptions = WalkOptions {
     overlay_upper: false,
 };
 
-/// Copies `src` to the destination by Docker's rules (see the module doc). Device nodes are
-/// made only where `devices` says (not on the host: see [`DirSink::make_devices`]).
-fn copy_tree(src: Source, dest: &Dest, ownership: Ownership, devices: bool) -> Result<()> {
+/// Copies `src` to the destination by Docker's rules (see the module doc). `to_host`: device
+/// nodes are not made and set-id bits are cleared (see [`DirSink::make_devices`] and
+/// [`DirSink::strip_setid`]) unless `-a` asked for an archive copy (`archive`).
+fn copy_tree(src: Source, dest: &Dest, ownership: Ownership, to_host: bool) -> Result<()> {
+    let archive = ownership == Ownership::Keep;
+    let prepare = |sink: &mut DirSink| {
+        sink.make_devices(!to_host);
+        sink.strip_setid(to_host && !archive);
+    };
     match dest.exists {
         Some(true) => {
             let mut sink = DirSink::new(&dest.dir()?, ownership)?;
-            sink.make_devices(devices);
+            prepare(&mut sink);
             let name = if src.contents_only && src.is_dir {
                 Path::new("")
             } else {
@@ -464,7 +472,7 @@ fn copy_tree(src: Source, dest: &Dest, ownership: Ownership, devices: bool) -> R
         _ => {
             // Made (or replaced) under the destination's own name, in its parent.
             let mut sink = DirSink::new(&dest.parent, ownership)?;
-            sink.make_devices(devices);
+            prepare(&mut sink);
             walk(src.fd, Path::new(&dest.name), WALK, &mut sink)
         }
     }
@@ -505,7 +513,7 @@ pub fn copy_from_container(
             nix::unistd::getegid().as_raw(),
         )
     };
-    copy_tree(source, &dest, ownership, false)
+    copy_tree(source, &dest, ownership, true)
 }
 
 /// `docker cp SRC CONTAINER:DEST`: `src` is a host path, or `-` for a tar stream read from
@@ -534,7 +542,7 @@ pub fn copy_to_container(
     }
     let source = open_source(&Side::Host, src, opts.follow_link)?;
     let dest = open_dest(&side, dest)?;
-    copy_tree(source, &dest, ownership, true)
+    copy_tree(source, &dest, ownership, false)
 }
 
 #[cfg(test)]
@@ -795,12 +803,29 @@ mod tests {
         std::fs::write(root.join("devs/file"), b"f").unwrap();
         let out = t.0.join("out");
         std::fs::create_dir_all(&out).unwrap();
+        std::fs::set_permissions(
+            root.join("devs/file"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o4755),
+        )
+        .unwrap();
         from(&root, "/devs", &out, CopyOptions::default()).unwrap();
         assert!(out.join("devs/file").is_file());
         assert!(
             !out.join("devs/disk").exists(),
             "no block device made on the host"
         );
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(
+            mode(&out.join("devs/file")),
+            0o755,
+            "no set-id program planted"
+        );
+        let a = CopyOptions {
+            archive: true,
+            ..Default::default()
+        };
+        from(&root, "/devs/file", &out.join("archived"), a).unwrap();
+        assert_eq!(mode(&out.join("archived")), 0o4755, "-a copies it as it is");
         // Into a container (here: a tar of the directory into another root) it is made.
         let c = ContainerFs {
             rootfs: &root,

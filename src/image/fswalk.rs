@@ -376,6 +376,8 @@ pub struct DirSink {
     ownership: Ownership,
     /// Make device nodes (needs CAP_MKNOD); otherwise they are skipped.
     devices: bool,
+    /// Clear the set-user-ID and set-group-ID bits of what is not a directory.
+    strip_setid: bool,
     /// The last parent directory resolved, reused while entries stay in it.
     cached_parent: Option<(PathBuf, OwnedFd)>,
 }
@@ -388,6 +390,7 @@ impl DirSink {
             base,
             ownership,
             devices: nix::unistd::geteuid().is_root(),
+            strip_setid: false,
             cached_parent: None,
         })
     }
@@ -397,6 +400,12 @@ impl DirSink {
     /// give whoever can reach the destination the device.
     pub fn make_devices(&mut self, yes: bool) {
         self.devices = yes && nix::unistd::geteuid().is_root();
+    }
+
+    /// Whether to clear set-user-ID and set-group-ID bits of files. A copy out of a container
+    /// made by root would otherwise plant set-id programs the container chose on the host.
+    pub fn strip_setid(&mut self, yes: bool) {
+        self.strip_setid = yes;
     }
 
     fn parent_of(&mut self, rel: &Path) -> Result<OwnedFd> {
@@ -595,10 +604,15 @@ impl DirSink {
         if !matches!(e.kind, EntryKind::Symlink(_)) {
             // After chown, which clears the set-id bits. Through /proc the magic link reaches
             // exactly this inode.
+            let mode = if self.strip_setid && !e.is_dir() {
+                e.mode & 0o1777
+            } else {
+                e.mode & 0o7777
+            };
             nix::sys::stat::fchmodat(
                 nix::fcntl::AT_FDCWD,
                 &inroot::fd_path(fd),
-                Mode::from_bits_truncate(e.mode & 0o7777),
+                Mode::from_bits_truncate(mode),
                 nix::sys::stat::FchmodatFlags::FollowSymlink,
             )
             .with_context(|| format!("cannot set the mode of {shown}"))?;
