@@ -1327,3 +1327,57 @@ fn cp_export_commit_and_diff_agree_with_docker() {
         );
     }
 }
+
+/// A container's symlinks to the host's tree (`/`, by `..`, to /etc/shadow) are recorded as
+/// symlinks by diff, commit's layer and export, and never followed: nothing of the host's
+/// files gets into what they write.
+#[test]
+fn symlinks_out_of_the_container_are_never_followed() {
+    if skip_unless_root() {
+        return;
+    }
+    let c = Container::new(
+        "symlinks",
+        "ln -s / /hostroot; ln -s ../../../../../../../../etc /climb; mkdir /d; \
+         ln -s /etc/shadow /d/shadow; ln -s /proc/self/root /procroot",
+    );
+    let links = ["hostroot", "climb", "d/shadow", "procroot"];
+    // The image's own /etc/passwd and /etc/group are exported as themselves.
+    let check = |what: &str, tar: &[u8]| {
+        for (name, kind, data, _) in tar_entries(tar) {
+            if name == "etc/passwd" || name == "etc/group" {
+                continue;
+            }
+            for l in links {
+                assert!(
+                    !name.starts_with(&format!("{l}/")),
+                    "{what} followed {l}: {name}"
+                );
+                if name == l {
+                    assert_eq!(kind, tar::EntryType::Symlink, "{what}: {name}");
+                }
+            }
+            assert!(
+                !String::from_utf8_lossy(&data).contains("root:"),
+                "{what}: {name} holds a passwd or shadow"
+            );
+        }
+    };
+    let mut layer = Vec::new();
+    write_layer_tar(&c.upper(), &mut layer).unwrap();
+    check("the layer", &layer);
+    let mut export = Vec::new();
+    export_rootfs(&c.rootfs(), &mut export).unwrap();
+    check("export", &export);
+    let text = format_changes(&changes(&c.upper(), &c.lowers()).unwrap());
+    for want in [
+        "A /climb\n",
+        "A /d\n",
+        "A /d/shadow\n",
+        "A /hostroot\n",
+        "A /procroot\n",
+    ] {
+        assert!(text.contains(want), "{want:?} missing from\n{text}");
+    }
+    assert_eq!(text.lines().count(), 5, "{text}");
+}
