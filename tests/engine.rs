@@ -742,9 +742,17 @@ fn a_killed_monitor_or_creator_leaves_a_truthful_record_that_rm_f_clears() {
     e.assert_nothing_left();
     // A berth killed while it creates: whatever instant, `ls -a` shows the container and
     // `rm -f` clears it.
-    for delay_ms in [0u64, 2, 5, 10, 20, 40] {
+    for (verb, delay_ms) in [0u64, 2, 5, 10, 20, 40, 80]
+        .iter()
+        .flat_map(|d| [("create", *d), ("run", *d)])
+    {
+        let args: &[&str] = if verb == "create" {
+            &["container", "create", "busybox", "true"]
+        } else {
+            &["container", "run", "-d", "busybox", "sleep", "1000"]
+        };
         let mut child = e
-            .cmd(&["container", "create", "busybox", "true"])
+            .cmd(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -757,6 +765,68 @@ fn a_killed_monitor_or_creator_leaves_a_truthful_record_that_rm_f_clears() {
         }
         e.assert_nothing_left();
     }
+    // A berth killed while it removes: the next `rm -f` finishes the job.
+    for delay_ms in [0u64, 2, 5, 10, 20] {
+        e.ok(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            "victim",
+            "busybox",
+            "sleep",
+            "1000",
+        ]);
+        let mut child = e
+            .cmd(&["rm", "-f", "victim"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let left = e.ok(&["container", "ls", "-aq", "--no-trunc"]);
+        for id in left.lines() {
+            e.ok(&["rm", "-f", id]);
+        }
+        e.assert_nothing_left();
+    }
+}
+
+#[test]
+fn two_starts_at_once_make_one_monitor() {
+    let Some(e) = Eng::new("twostarts") else {
+        return;
+    };
+    e.ok(&[
+        "container",
+        "create",
+        "--name",
+        "once",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let starts: Vec<_> = (0..3)
+        .map(|_| {
+            e.cmd(&["container", "start", "once"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for s in starts {
+        let out = wait_output(s, Duration::from_secs(30), &["start"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    assert_eq!(e.status("once"), "running");
+    assert_eq!(monitors_of(&e.data()).len(), 1);
 }
 
 /// Runs `berth ARGS` on a terminal (script(1) gives it one of `rows`x`cols`), typing `input`
@@ -855,4 +925,171 @@ fn a_terminal_follows_the_window_detaches_with_ctrl_p_ctrl_q_and_reattaches() {
     assert_eq!(e.inspect("tty", "{{.State.ExitCode}}"), "5");
     // The terminal's output is in the log too.
     assert!(e.ok(&["logs", "tty"]).contains("mark-42"));
+}
+
+fn ns_of(pid: &str, kind: &str) -> String {
+    std::fs::read_link(format!("/proc/{pid}/ns/{kind}"))
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn run_options_shape_the_container_as_dockers_do() {
+    let Some(e) = Eng::new("options") else { return };
+    // --init: pid 1 is the init, the command its child; --read-only; -w made; -u; --hostname;
+    // --add-host; --dns; --entrypoint "".
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--init",
+        "--read-only",
+        "-w",
+        "/made/here",
+        "-u",
+        "nobody",
+        "--hostname",
+        "box1",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "9.9.9.9",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; pwd; id -u; hostname; grep db /etc/hosts; \
+         grep nameserver /etc/resolv.conf; touch /x 2>/dev/null && echo writable || echo read-only",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("/sbin/docker-init -- sh -c"), "{out}");
+    assert_eq!(
+        &lines[1..],
+        [
+            "/made/here",
+            "65534",
+            "box1",
+            "10.1.2.3\tdb",
+            "nameserver 9.9.9.9",
+            "read-only"
+        ],
+        "{out}"
+    );
+    let (code, err) = e.fails(&["container", "run", "--rm", "--entrypoint", "", "busybox"]);
+    assert_eq!(code, 125);
+    assert!(err.contains("No command specified"), "{err}");
+    // Namespaces: none has only lo; host shares the host's; container: shares another's.
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "netowner",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.wait_status("netowner", "running");
+    let owner_pid = e.inspect("netowner", "{{.State.Pid}}");
+    assert_eq!(
+        e.ok(&["container", "exec", "netowner", "ls", "/sys/class/net"]),
+        "lo\n"
+    );
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "joiner",
+        "--network",
+        "container:netowner",
+        "--pid",
+        "host",
+        "--uts",
+        "host",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.wait_status("joiner", "running");
+    let joiner_pid = e.inspect("joiner", "{{.State.Pid}}");
+    assert_eq!(ns_of(&joiner_pid, "net"), ns_of(&owner_pid, "net"));
+    assert_eq!(ns_of(&joiner_pid, "pid"), ns_of("self", "pid"));
+    assert_eq!(ns_of(&joiner_pid, "uts"), ns_of("self", "uts"));
+    assert_ne!(ns_of(&joiner_pid, "mnt"), ns_of(&owner_pid, "mnt"));
+    let host_links = names(Path::new("/sys/class/net"));
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "host",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ]);
+    assert_eq!(out.lines().collect::<Vec<_>>(), host_links);
+    // The container's cgroup exists while it runs (outside view), and goes with it.
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(
+            e.run_root()
+                .join(e.inspect("netowner", "{{.Id}}"))
+                .join("state.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let dirs: Vec<PathBuf> = state["cgroup"]["dirs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| PathBuf::from(d.as_str().unwrap()))
+        .collect();
+    assert!(!dirs.is_empty() && dirs.iter().all(|d| d.exists()));
+    let procs = std::fs::read_to_string(dirs[0].join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|p| p == owner_pid), "{procs}");
+    e.ok(&["rm", "-f", "joiner", "netowner"]);
+    assert!(dirs.iter().all(|d| !d.exists()), "cgroups left: {dirs:?}");
+    // --cidfile, --stop-signal, --log-opt rotation.
+    let cid = e.s.path("cid");
+    e.ok(&["container", "run", "-d", "--name", "sig", "--cidfile", cid.to_str().unwrap(),
+        "--stop-signal", "USR1", "--log-opt", "max-size=1k", "--log-opt", "max-file=2",
+        "busybox", "sh", "-c",
+        "trap 'echo got-usr1; exit 9' USR1; i=0; while [ $i -lt 100 ]; do echo line-$i; i=$((i+1)); done; while true; do sleep 0.1; done"]);
+    let id = std::fs::read_to_string(&cid).unwrap();
+    assert_eq!(e.inspect("sig", "{{.Id}}"), id);
+    let (code, err) = e.fails(&[
+        "container",
+        "run",
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(code, 125);
+    assert!(err.contains("Container ID file found"), "{err}");
+    e.wait_status("sig", "running");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !e.ok(&["logs", "sig"]).contains("line-99") {
+        assert!(Instant::now() < end);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    e.ok(&["stop", "sig"]);
+    assert_eq!(e.inspect("sig", "{{.State.ExitCode}}"), "9");
+    let log = e.data().join(format!("containers/{id}/{id}-json.log"));
+    assert!(std::fs::metadata(&log).unwrap().len() <= 1024);
+    assert!(PathBuf::from(format!("{}.1", log.display())).exists());
+    assert!(!PathBuf::from(format!("{}.2", log.display())).exists());
+    let logs = e.ok(&["logs", "sig"]);
+    assert!(logs.ends_with("line-99\ngot-usr1\n"), "{logs}");
+    assert!(!logs.contains("line-0\n"), "rotated away: {logs}");
+    // An image a container uses cannot be removed.
+    let (_, err) = e.fails(&["rmi", "busybox"]);
+    assert!(
+        err.contains(&format!(
+            "container {} is using its referenced image",
+            &id[..12]
+        )),
+        "{err}"
+    );
 }

@@ -53,6 +53,9 @@ pub enum EngineCommand {
     Diff(layers_cli::DiffArgs),
     /// Export a container's filesystem as a tar archive.
     Export(layers_cli::ExportArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(super::volume_cli::VolumeCommand),
 }
 
 /// Whether `name` is one of the engine's top-level commands (Docker's exit codes apply).
@@ -74,6 +77,7 @@ pub fn is_engine_command(name: &str) -> bool {
             | "commit"
             | "diff"
             | "export"
+            | "volume"
     )
 }
 
@@ -379,6 +383,7 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Commit(a) => layers_cli::commit_cmd(&engine, &a),
         EngineCommand::Diff(a) => layers_cli::diff_cmd(&engine, &a),
         EngineCommand::Export(a) => layers_cli::export_cmd(&engine, &a),
+        EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
     };
     match result {
         Ok(code) => code,
@@ -492,7 +497,7 @@ fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
             eprintln!("berth: {}", e.message);
             if a.create.rm {
                 c.reload();
-                let _ = remove::remove(engine, &mut c, remove::Caller::Command);
+                let _ = remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true);
             }
             e.code
         }
@@ -598,8 +603,7 @@ fn rm_cmd(engine: &Engine, a: &RmArgs) -> Result<i32> {
                 };
                 bail!("cannot remove container \"/{}\": {what}", c.record.name);
             }
-            let _ = a.volumes;
-            remove::remove(engine, &mut c, remove::Caller::Command)
+            remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, a.volumes)
         });
         match r {
             Ok(()) => println!("{name}"),

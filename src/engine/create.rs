@@ -142,6 +142,10 @@ pub struct CreateFlags {
     /// Log driver options.
     #[arg(long)]
     pub log_opt: Vec<String>,
+    /// -v, --mount, --tmpfs, --volumes-from (engine::mounts).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub mounts: super::mounts::MountArgs,
 }
 
 /// What `create` was asked to make, beyond the flags: the image and the command.
@@ -683,6 +687,9 @@ fn build(
         add_mount(&mut spec, bind_mount(&file, dest, false));
     }
 
+    // Volumes, binds and tmpfs mounts (-v, --mount, --tmpfs, --volumes-from, VOLUME).
+    super::mounts::apply_to_container(engine, c, &f.mounts, &mut spec, &rootfs)?;
+
     let ctx = SpecContext {
         engine,
         store,
@@ -752,7 +759,8 @@ fn group_id(rootfs: &Path, g: &str) -> Result<u32> {
 /// Where `--init` puts the init in the container, as Docker does.
 const INIT_PATH: &str = "/sbin/docker-init";
 
-/// The host's small init for `--init`: Docker's docker-init, or catatonit or tini.
+/// The host's small init for `--init`: Docker's docker-init, or catatonit or tini, each
+/// linked statically (it runs in the container's userland).
 fn find_init() -> Result<PathBuf> {
     for p in [
         "/usr/bin/docker-init",
@@ -760,7 +768,6 @@ fn find_init() -> Result<PathBuf> {
         "/usr/libexec/podman/catatonit",
         "/usr/bin/catatonit",
         "/usr/bin/tini-static",
-        "/usr/bin/tini",
     ] {
         if Path::new(p).exists() {
             return Ok(PathBuf::from(p));

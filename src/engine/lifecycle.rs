@@ -37,6 +37,9 @@ pub fn start(
         code: 125,
         message: format!("{e:#}"),
     };
+    // One start at a time: a second `start` waits, then finds the container running.
+    let starting = c.lock_named("start").map_err(internal)?;
+    c.reload();
     match c.status(engine) {
         Status::Running | Status::Restarting => return Ok(Outcome::Detached),
         Status::Paused => {
@@ -55,12 +58,14 @@ pub fn start(
     // A runtime container left by a monitor that was killed.
     let _ = runtime::delete(&engine.runtime_globals(), c.id(), true);
     ensure_rootfs(store, c).map_err(internal)?;
+    super::mounts::prepare_start(engine, c).map_err(internal)?;
     let Some(o) = attach else {
         monitor::launch(engine, c, None)?;
         return Ok(Outcome::Detached);
     };
     let (mine, theirs) = UnixStream::pair().map_err(|e| internal(e.into()))?;
     monitor::launch(engine, c, Some(theirs))?;
+    drop(starting);
     match attach::run_client(mine, o).map_err(internal)? {
         Ended::Exited(code) => Ok(Outcome::Exited(code)),
         Ended::Failed { code, message } => Err(StartError { code, message }),

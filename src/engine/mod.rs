@@ -12,9 +12,13 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod oom;
 pub mod record;
 pub mod remove;
+pub mod size;
+pub mod volume;
+pub mod volume_cli;
 
 // A container's writable layer and rootfs: docker cp (diff, commit, export: crate::image).
 pub mod copy;

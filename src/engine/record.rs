@@ -474,11 +474,16 @@ impl Container {
 
     /// The container's lock, held while its state is read and written.
     pub fn lock(&self) -> Result<nix::fcntl::Flock<fs::File>> {
+        self.lock_named("lock")
+    }
+
+    /// A lock of the container's, by name (`start` holds its own while the monitor starts).
+    pub fn lock_named(&self, name: &str) -> Result<nix::fcntl::Flock<fs::File>> {
         let f = fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(self.dir.join("lock"))
+            .open(self.dir.join(name))
             .with_context(|| format!("container {}: cannot open its lock", self.record.id))?;
         nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
             .map_err(|(_, e)| e)
