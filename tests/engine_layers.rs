@@ -946,50 +946,54 @@ fn container_export_and_cp_through_the_cli() {
     );
 }
 
-/// cp reaches the container's volumes (its record's Docker-shaped `Mounts`) as Docker's daemon
-/// does, through mounts only its own process sees; read-only volumes and rootfs refuse.
+/// cp reaches the container's volumes and bind mounts (`-v`) as Docker's daemon does, through
+/// mounts only its own process sees, and the container sees what it copied there; read-only
+/// mounts and a read-only rootfs refuse copies in.
 #[test]
 fn cp_reaches_volumes_and_refuses_read_only_places() {
     let Some(e) = Eng::new("volumes") else { return };
-    let id = e
-        .ok(&[
-            "container",
-            "create",
-            "--name",
-            "vc",
-            "localhost/layers:1",
-            "sleep",
-            "1000",
-        ])
-        .trim()
-        .to_string();
-    let vol = e.s.path("vol");
+    let bind = e.s.path("bind");
     let ro = e.s.path("ro");
-    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::create_dir_all(&bind).unwrap();
     std::fs::create_dir_all(&ro).unwrap();
-    std::fs::write(vol.join("inside"), b"in the volume\n").unwrap();
-    let record_path =
-        e.s.data_root()
-            .join(format!("containers/{id}/container.json"));
-    let mut record: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&record_path).unwrap()).unwrap();
-    record["Mounts"] = serde_json::json!([
-        {"Type": "volume", "Name": "data", "Source": vol, "Destination": "/srv/data", "RW": true},
-        {"Type": "bind", "Source": ro, "Destination": "/srv/data/ro", "RW": false},
+    std::fs::write(bind.join("inside"), b"in the bind mount\n").unwrap();
+    let bind_arg = format!("{}:/srv/data", bind.display());
+    let ro_arg = format!("{}:/srv/data/ro:ro", ro.display());
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "vc",
+        "-v",
+        &bind_arg,
+        "-v",
+        &ro_arg,
+        "-v",
+        "named:/vol",
+        "localhost/layers:1",
+        "sleep",
+        "1000",
     ]);
-    std::fs::write(&record_path, serde_json::to_vec(&record).unwrap()).unwrap();
+    e.wait_running("vc");
 
     let host = e.s.path("host");
     std::fs::create_dir_all(&host).unwrap();
     std::fs::write(host.join("f"), b"payload\n").unwrap();
     e.ok(&["cp", host.join("f").to_str().unwrap(), "vc:/srv/data/"]);
     assert_eq!(
-        std::fs::read(vol.join("f")).unwrap(),
+        std::fs::read(bind.join("f")).unwrap(),
         b"payload\n",
-        "landed in the volume"
+        "landed in the bind mount"
     );
+    e.ok(&["cp", host.join("f").to_str().unwrap(), "vc:/vol/g"]);
     let tar = e.ok_bytes(&["cp", "vc:/srv/data/inside", "-"]);
-    assert_eq!(tar_entries(&tar)[0].2, b"in the volume\n");
+    assert_eq!(tar_entries(&tar)[0].2, b"in the bind mount\n");
+    let inside = e.ok(&["container", "exec", "vc", "cat", "/srv/data/f", "/vol/g"]);
+    assert_eq!(
+        inside, "payload\npayload\n",
+        "the container sees the copies"
+    );
     let (code, err) = e.fails(&["cp", host.join("f").to_str().unwrap(), "vc:/srv/data/ro/f"]);
     assert_eq!(
         (code, err.trim_end()),
@@ -1002,8 +1006,16 @@ fn cp_reaches_volumes_and_refuses_read_only_places() {
     // The mounts were the cp process's own.
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
-        !mounts.contains(vol.to_str().unwrap()),
+        !mounts.contains(bind.to_str().unwrap()),
         "a volume mount leaked"
+    );
+    // export leaves the volumes out, as Docker's does.
+    let names: BTreeSet<String> = tar_entries(&e.ok_bytes(&["export", "vc"]))
+        .into_iter()
+        .map(|e| e.0)
+        .collect();
+    assert!(
+        names.contains("srv/data/") && !names.contains("srv/data/f") && !names.contains("vol/g")
     );
 
     e.ok(&[
