@@ -117,7 +117,19 @@ pub fn ps_row(engine: &Engine, c: &Container, no_trunc: bool) -> Map<String, Val
         .chain(&r.config.cmd)
         .cloned()
         .collect();
-    let command = command.join(" ");
+    // Docker's list shows the arguments that have spaces in single quotes.
+    let command = command
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     let command = if no_trunc {
         format!("\"{command}\"")
     } else {

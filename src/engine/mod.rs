@@ -14,9 +14,13 @@ pub mod logs;
 pub mod monitor;
 pub mod mounts;
 pub mod oom;
+pub mod present;
 pub mod record;
 pub mod remove;
 pub mod size;
+pub mod stats;
+pub mod template;
+pub mod top;
 pub mod volume;
 pub mod volume_cli;
 
