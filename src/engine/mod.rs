@@ -22,3 +22,7 @@ pub mod template;
 pub mod top;
 pub mod volume;
 pub mod volume_cli;
+
+// A container's writable layer and rootfs: docker cp (diff, commit, export: crate::image).
+pub mod copy;
+pub mod layers_cli;
