@@ -179,12 +179,7 @@ pub fn commit_cmd(engine: &Engine, a: &CommitArgs) -> Result<i32> {
         } else {
             None
         };
-        // The record's Env also holds the HOSTNAME the engine gives the process, which
-        // Docker adds at start and never commits.
-        let mut container_config = c.record.config.clone();
-        let own_hostname = format!("HOSTNAME={}", container_config.hostname);
-        container_config.env.retain(|e| *e != own_hostname);
-        let config = serde_json::to_value(&container_config)?;
+        let config = serde_json::to_value(&c.record.config)?;
         let opts = CommitOptions {
             author: a.author.clone(),
             message: a.message.clone(),
