@@ -8,6 +8,7 @@
 use super::attach::{parse_detach_keys, ClientOptions};
 use super::create::{self, CreateFlags, CreateRequest};
 use super::inspect;
+use super::layers_cli;
 use super::lifecycle::{self, ExecRequest, Outcome};
 use super::logs;
 use super::record::{Container, Engine, NoSuchContainer, Status};
@@ -44,6 +45,21 @@ pub enum EngineCommand {
     Unpause(NamesArgs),
     /// List port mappings or a specific mapping for the container.
     Port(PortArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(layers_cli::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(layers_cli::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(layers_cli::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(layers_cli::ExportArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(super::present::StatsArgs),
+    /// Display the running processes of a container.
+    Top(super::present::TopArgs),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(super::volume_cli::VolumeCommand),
 }
 
 /// Whether `name` is one of the engine's top-level commands (Docker's exit codes apply).
@@ -61,6 +77,13 @@ pub fn is_engine_command(name: &str) -> bool {
             | "attach"
             | "unpause"
             | "port"
+            | "cp"
+            | "commit"
+            | "diff"
+            | "export"
+            | "stats"
+            | "top"
+            | "volume"
     )
 }
 
@@ -105,6 +128,18 @@ pub enum ContainerCommand {
     Prune(PruneArgs),
     /// List port mappings or a specific mapping for the container.
     Port(PortArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(layers_cli::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(layers_cli::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(layers_cli::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(layers_cli::ExportArgs),
+    /// Display a live stream of container(s) resource usage statistics.
+    Stats(super::present::StatsArgs),
+    /// Display the running processes of a container.
+    Top(super::present::TopArgs),
 }
 
 #[derive(Args)]
@@ -225,6 +260,10 @@ pub struct PsArgs {
     /// Don't truncate output.
     #[arg(long)]
     no_trunc: bool,
+    /// Format output using a custom template: 'table', 'table TEMPLATE', 'json', or a Go
+    /// template.
+    #[arg(long)]
+    format: Option<String>,
 }
 
 #[derive(Args)]
@@ -354,6 +393,13 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Attach(a) => attach_cmd(&engine, &a),
         EngineCommand::Unpause(a) => each(&engine, &a.containers, |e, c| lifecycle::unpause(e, c)),
         EngineCommand::Port(a) => port_cmd(&engine, &a),
+        EngineCommand::Cp(a) => layers_cli::cp_cmd(&engine, &a),
+        EngineCommand::Commit(a) => layers_cli::commit_cmd(&engine, &a),
+        EngineCommand::Diff(a) => layers_cli::diff_cmd(&engine, &a),
+        EngineCommand::Export(a) => layers_cli::export_cmd(&engine, &a),
+        EngineCommand::Stats(a) => super::present::stats_cmd(&engine, &a),
+        EngineCommand::Top(a) => super::present::top_cmd(&engine, &a),
+        EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
     };
     match result {
         Ok(code) => code,
@@ -386,6 +432,12 @@ fn container(engine: &Engine, cmd: ContainerCommand) -> Result<i32> {
         }
         ContainerCommand::Prune(a) => prune_cmd(engine, &a),
         ContainerCommand::Port(a) => port_cmd(engine, &a),
+        ContainerCommand::Cp(a) => layers_cli::cp_cmd(engine, &a),
+        ContainerCommand::Commit(a) => layers_cli::commit_cmd(engine, &a),
+        ContainerCommand::Diff(a) => layers_cli::diff_cmd(engine, &a),
+        ContainerCommand::Export(a) => layers_cli::export_cmd(engine, &a),
+        ContainerCommand::Stats(a) => super::present::stats_cmd(engine, &a),
+        ContainerCommand::Top(a) => super::present::top_cmd(engine, &a),
     }
 }
 
@@ -463,7 +515,7 @@ fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
             eprintln!("berth: {}", e.message);
             if a.create.rm {
                 c.reload();
-                let _ = remove::remove(engine, &mut c, remove::Caller::Command);
+                let _ = remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true);
             }
             e.code
         }
@@ -569,8 +621,7 @@ fn rm_cmd(engine: &Engine, a: &RmArgs) -> Result<i32> {
                 };
                 bail!("cannot remove container \"/{}\": {what}", c.record.name);
             }
-            let _ = a.volumes;
-            remove::remove(engine, &mut c, remove::Caller::Command)
+            remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, a.volumes)
         });
         match r {
             Ok(()) => println!("{name}"),
@@ -604,6 +655,11 @@ fn ps_cmd(engine: &Engine, a: &PsArgs) -> Result<i32> {
     }
     let out = &mut std::io::stdout().lock();
     if a.quiet {
+        if a.format.is_some() {
+            eprintln!(
+                "WARNING: Ignoring custom format, because both --format and --quiet are set."
+            );
+        }
         for c in &list {
             let id = if a.no_trunc {
                 c.id()
@@ -614,40 +670,8 @@ fn ps_cmd(engine: &Engine, a: &PsArgs) -> Result<i32> {
         }
         return Ok(0);
     }
-    let rows: Vec<[String; 7]> = list
-        .iter()
-        .map(|c| {
-            let row = inspect::ps_row(engine, c, a.no_trunc);
-            let get = |k: &str| {
-                row.get(k)
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("")
-                    .to_string()
-            };
-            [
-                get("ID"),
-                get("Image"),
-                get("Command"),
-                get("RunningFor"),
-                get("Status"),
-                get("Ports"),
-                get("Names"),
-            ]
-        })
-        .collect();
-    crate::table::write_table(
-        out,
-        [
-            "CONTAINER ID",
-            "IMAGE",
-            "COMMAND",
-            "CREATED",
-            "STATUS",
-            "PORTS",
-            "NAMES",
-        ],
-        &rows,
-    )?;
+    let text = super::present::ps_output(engine, &list, a.format.as_deref(), a.size, a.no_trunc)?;
+    out.write_all(text.as_bytes())?;
     Ok(0)
 }
 
@@ -835,48 +859,14 @@ fn inspect_cmd(engine: &Engine, a: &InspectArgs) -> Result<i32> {
     let out = &mut std::io::stdout().lock();
     match &a.format {
         Some(f) => {
-            for d in &docs {
-                writeln!(out, "{}", simple_template(f, d)?)?;
+            let parsed = super::present::inspect_format(f, &docs, out)?;
+            if parsed != 0 {
+                return Ok(parsed);
             }
         }
         None => writeln!(out, "{}", serde_json::to_string_pretty(&docs)?)?,
     }
     Ok(code)
-}
-
-/// `{{.A.B}}` and `{{json .A}}` templates (the full Go template language comes with the
-/// template module).
-fn simple_template(f: &str, d: &serde_json::Value) -> Result<String> {
-    let mut out = String::new();
-    let mut rest = f;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let end = rest[start..]
-            .find("}}")
-            .with_context(|| format!("template parsing error: unclosed action in {f:?}"))?;
-        let action = rest[start + 2..start + end].trim();
-        let (json, path) = match action.strip_prefix("json ") {
-            Some(p) => (true, p.trim()),
-            None => (false, action),
-        };
-        let mut v = d;
-        for key in path
-            .trim_start_matches('.')
-            .split('.')
-            .filter(|k| !k.is_empty())
-        {
-            v = v.get(key).unwrap_or(&serde_json::Value::Null);
-        }
-        match (json, v) {
-            (true, v) => out.push_str(&serde_json::to_string(v)?),
-            (false, serde_json::Value::String(s)) => out.push_str(s),
-            (false, serde_json::Value::Null) => out.push_str("<no value>"),
-            (false, v) => out.push_str(&v.to_string()),
-        }
-        rest = &rest[start + end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
 }
 
 fn wait_cmd(engine: &Engine, a: &NamesArgs) -> Result<i32> {

@@ -58,6 +58,7 @@ pub fn start(
     // A runtime container left by a monitor that was killed.
     let _ = runtime::delete(&engine.runtime_globals(), c.id(), true);
     ensure_rootfs(store, c).map_err(internal)?;
+    super::mounts::prepare_start(engine, c).map_err(internal)?;
     let Some(o) = attach else {
         monitor::launch(engine, c, None)?;
         return Ok(Outcome::Detached);
@@ -77,7 +78,7 @@ pub fn start(
 }
 
 /// Mounts the container's overlay again where it is not mounted (after a reboot).
-fn ensure_rootfs(store: &Store, c: &Container) -> Result<()> {
+pub(crate) fn ensure_rootfs(store: &Store, c: &Container) -> Result<()> {
     let rootfs = c.rootfs();
     let dev = |p: &std::path::Path| {
         std::fs::metadata(p)

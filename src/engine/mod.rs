@@ -12,7 +12,17 @@ pub mod inspect;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod oom;
+pub mod present;
 pub mod record;
 pub mod remove;
-pub mod size;
+pub mod stats;
+pub mod template;
+pub mod top;
+pub mod volume;
+pub mod volume_cli;
+
+// A container's writable layer and rootfs: docker cp (diff, commit, export: crate::image).
+pub mod copy;
+pub mod layers_cli;

@@ -4,7 +4,6 @@
 //! removal or creation already did or never did, so `rm -f` always finishes the job.
 
 use super::record::{Container, Engine, Status};
-use crate::image::rootfs::unmount;
 use crate::image::store::Store;
 use anyhow::{Context, Result};
 use std::fs;
@@ -20,8 +19,19 @@ pub enum Caller {
     Creator,
 }
 
-/// Removes container `c`.
+/// Removes container `c`; its anonymous volumes go too when the monitor of a `--rm` container
+/// or a failed create removes it.
 pub fn remove(engine: &Engine, c: &mut Container, caller: Caller) -> Result<()> {
+    remove_with_volumes(engine, c, caller, caller != Caller::Command)
+}
+
+/// Removes container `c`, and its anonymous volumes nobody else uses when `volumes` (`rm -v`).
+pub fn remove_with_volumes(
+    engine: &Engine,
+    c: &mut Container,
+    caller: Caller,
+    volumes: bool,
+) -> Result<()> {
     if c.dir.join(super::record::RECORD_FILE).exists() {
         let _ = c.update_state(|s| s.status = Status::Removing);
     }
@@ -44,7 +54,12 @@ pub fn remove(engine: &Engine, c: &mut Container, caller: Caller) -> Result<()> 
                 Err(e)
             }
         })
-        .with_context(|| format!("cannot remove {}", c.dir.display()))
+        .with_context(|| format!("cannot remove {}", c.dir.display()))?;
+    // Once the record is gone, the container no longer holds its volumes. A creation that
+    // failed or never completed (its berth was killed) is undone whole: the volumes made for
+    // it go too.
+    let undo = caller == Caller::Creator || !c.record.complete;
+    super::mounts::release_container(engine, &c.record, volumes || undo, undo)
 }
 
 /// Unmounts the rootfs and removes the bundle and the store's record of it.
@@ -55,7 +70,14 @@ fn remove_bundle(engine: &Engine, c: &Container) -> Result<()> {
     }
     let rootfs = c.rootfs();
     if rootfs.exists() {
-        unmount(&rootfs)?;
+        // Detached: no process of the container is left to use it, and a synchronous
+        // unmount of an overlay waits for its upper layer's writeback for nothing.
+        match nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH) {
+            Ok(()) | Err(nix::errno::Errno::EINVAL) | Err(nix::errno::Errno::ENOENT) => {}
+            Err(e) => {
+                return Err(e).with_context(|| format!("cannot unmount {}", rootfs.display()))
+            }
+        }
     }
     let dev = |p: &std::path::Path| {
         fs::symlink_metadata(p)
