@@ -398,8 +398,8 @@ fn inspect_values_match_docker() {
 /// image's, no HOSTNAME (Docker adds it to the process's environment only), and a null
 /// Entrypoint where neither the image nor `--entrypoint` gives one.
 #[test]
-#[ignore = "berth's Config.Env holds HOSTNAME and puts the image's variables before -e's, and its \
-            Config.Entrypoint is [] where Docker has null (src/engine/create.rs, inspect.rs)"]
+#[ignore = "berth's Config.Env puts the image's variables first, where Docker puts the -e \
+            variables first, then the image's that they do not override"]
 fn inspect_env_and_entrypoint_match_docker() {
     let Some(d) = Differ::new("inspect-env") else {
         return;
@@ -615,8 +615,8 @@ fn stop_matches_docker() {
 /// reaches `logs`; `stop` sends the image's StopSignal (SIGQUIT) and nginx exits 0.
 #[test]
 #[ignore = "needs Docker's default capabilities in `container run` (nginx chowns its temp \
-            directories; the security defaults are not wired in yet) and the loopback up under \
-            --network none, as Docker has it"]
+            directories; berth gives AUDIT_WRITE, KILL and NET_BIND_SERVICE only) and the \
+            loopback up under --network none (berth leaves lo DOWN), as Docker has them"]
 fn nginx_runs_detached_from_the_debian_image_as_under_docker() {
     let Some(d) = Differ::new("nginx").and_then(Differ::with_debian) else {
         return;
@@ -933,8 +933,6 @@ fn the_debian_userland_runs_the_same_under_berth_and_docker() {
 /// image as Docker fills a new volume, mounted read-write in the container and listed in
 /// inspect's Mounts.
 #[test]
-#[ignore = "container run does not mount the image's VOLUMEs yet (the volumes are not wired in), \
-            and inspect's templates print null for an expression such as `json (len .Mounts)`"]
 fn the_image_volume_matches_docker() {
     let Some(d) = Differ::new("volume").and_then(Differ::with_debian) else {
         return;
