@@ -485,6 +485,24 @@ fn logs_match_docker() {
         d.both(&["logs", "--tail", tail, &lines])
             .assert_same(&format!("logs --tail {tail}"));
     }
+    // -f follows a running container to its end.
+    let follow = d.name("follow");
+    d.both(&[
+        "run",
+        "-d",
+        "--name",
+        &follow,
+        "--network",
+        "none",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo before; sleep 1; echo after",
+    ])
+    .assert_code(0, "run -d");
+    let followed = d.both_at_once(&["logs", "-f", &follow]);
+    followed.assert_same("logs -f");
+    assert_eq!(followed.docker.stdout, "before\nafter\n");
     let stamped = d.both(&["logs", "-t", "--tail", "3", &lines]);
     stamped.assert_code(0, "logs -t");
     for out in [&stamped.docker, &stamped.berth] {
@@ -566,6 +584,49 @@ fn ps_statuses_match_docker() {
     .collect();
     assert_eq!(statuses(&all.docker), want, "docker: {}", all.docker.stdout);
     assert_eq!(statuses(&all.berth), want, "berth: {}", all.berth.stdout);
+    // The same through --format, and the columns that do not move with time, as they print.
+    let formatted = d.both(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=ps-",
+        "--format",
+        "{{.Names}}|{{.Status}}",
+    ]);
+    formatted.assert_code(0, "ps --format");
+    let from_format = |o: &Outcome| -> std::collections::BTreeMap<String, String> {
+        o.stdout
+            .lines()
+            .map(|l| {
+                let (name, status) = l.split_once('|').unwrap_or((l, ""));
+                let kept = match status.split_once(')') {
+                    Some((code, _)) if status.starts_with("Exited (") => format!("{code})"),
+                    _ => status.split(' ').next().unwrap_or_default().to_string(),
+                };
+                (name.to_string(), kept)
+            })
+            .collect()
+    };
+    assert_eq!(from_format(&formatted.docker), want);
+    assert_eq!(from_format(&formatted.berth), want);
+    let columns = d.both(&[
+        "ps",
+        "-a",
+        "--filter",
+        "name=ps-",
+        "--format",
+        "{{.Names}} {{.Image}} {{.Command}} {{.Ports}}",
+    ]);
+    let sorted = |o: &Outcome| {
+        let mut l: Vec<String> = o.stdout.lines().map(str::to_string).collect();
+        l.sort();
+        l
+    };
+    assert_eq!(
+        sorted(&columns.berth),
+        sorted(&columns.docker),
+        "{columns:#?}"
+    );
     let up = d.both(&["ps", "--filter", "name=ps-"]);
     let names = |o: &Outcome| statuses(o).into_keys().collect::<Vec<_>>();
     assert_eq!(names(&up.docker), std::slice::from_ref(&running));

@@ -969,6 +969,19 @@ impl Differ {
         }
     }
 
+    /// `docker ARGS` and `berth container ARGS` at the same time (for commands that wait on
+    /// the container, such as `logs -f` and `wait`, so that each waits on a live one).
+    pub fn both_at_once(&self, args: &[&str]) -> Both {
+        std::thread::scope(|scope| {
+            let docker = scope.spawn(|| self.docker.docker(args));
+            let berth = self.berth.container(args);
+            Both {
+                docker: docker.join().expect("the docker command's thread"),
+                berth,
+            }
+        })
+    }
+
     /// `inspect -f '{{json FIELD}}' NAME` under both, parsed; FIELD is a field (`.State.Pid`)
     /// or an expression (`len .Mounts`).
     pub fn inspect_json(&self, name: &str, field: &str) -> (serde_json::Value, serde_json::Value) {
