@@ -528,7 +528,9 @@ fn logs_match_docker() {
 /// `-a` lists.
 #[test]
 fn ps_statuses_match_docker() {
-    let Some(d) = Differ::new("ps") else { return };
+    let Some(d) = Differ::new("statuses") else {
+        return;
+    };
     let created = d.name("created");
     let running = d.name("running");
     let exited0 = d.name("exited0");
@@ -570,7 +572,7 @@ fn ps_statuses_match_docker() {
             })
             .collect()
     };
-    let all = d.both(&["ps", "-a", "--filter", "name=ps-"]);
+    let all = d.both(&["ps", "-a", "--filter", "name=statuses-"]);
     all.assert_code(0, "ps -a");
     let want: std::collections::BTreeMap<String, String> = [
         (&created, "Created"),
@@ -589,7 +591,7 @@ fn ps_statuses_match_docker() {
         "ps",
         "-a",
         "--filter",
-        "name=ps-",
+        "name=statuses-",
         "--format",
         "{{.Names}}|{{.Status}}",
     ]);
@@ -613,7 +615,7 @@ fn ps_statuses_match_docker() {
         "ps",
         "-a",
         "--filter",
-        "name=ps-",
+        "name=statuses-",
         "--format",
         "{{.Names}} {{.Image}} {{.Command}} {{.Ports}}",
     ]);
@@ -627,7 +629,7 @@ fn ps_statuses_match_docker() {
         sorted(&columns.docker),
         "{columns:#?}"
     );
-    let up = d.both(&["ps", "--filter", "name=ps-"]);
+    let up = d.both(&["ps", "--filter", "name=statuses-"]);
     let names = |o: &Outcome| statuses(o).into_keys().collect::<Vec<_>>();
     assert_eq!(names(&up.docker), std::slice::from_ref(&running));
     assert_eq!(names(&up.berth), std::slice::from_ref(&running));
