@@ -60,6 +60,9 @@ pub enum EngineCommand {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(super::volume_cli::VolumeCommand),
+    /// Manage berth (disk usage, pruning).
+    #[command(subcommand)]
+    System(super::system::SystemCommand),
 }
 
 /// Whether `name` is one of the engine's top-level commands (Docker's exit codes apply).
@@ -67,6 +70,7 @@ pub fn is_engine_command(name: &str) -> bool {
     matches!(
         name,
         "container"
+            | "system"
             | "logs"
             | "stop"
             | "restart"
@@ -400,6 +404,7 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Stats(a) => super::present::stats_cmd(&engine, &a),
         EngineCommand::Top(a) => super::present::top_cmd(&engine, &a),
         EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
+        EngineCommand::System(c) => super::system::run(&engine, c),
     };
     match result {
         Ok(code) => code,

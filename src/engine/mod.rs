@@ -18,6 +18,7 @@ pub mod present;
 pub mod record;
 pub mod remove;
 pub mod stats;
+pub mod system;
 pub mod template;
 pub mod top;
 pub mod volume;
