@@ -250,7 +250,8 @@ pub fn debian_archive(scratch: &Scratch) -> Option<PathBuf> {
     let mut cmd = Command::new(repo_dir().join("scripts/mkimage-debian.sh"));
     cmd.arg(&out);
     // Its few lines of progress (and debootstrap's errors) go to the test's output. Made
-    // afresh, the image takes about 35 s here (most of it fetching packages).
+    // afresh, the image takes about 35 s here (debootstrap unpacking and configuring its 120
+    // packages, about as long when they are in its cache).
     let made = run_within(&cmd, Duration::from_secs(900));
     eprint!("{}", made.stderr);
     assert_eq!(made.code, 0, "scripts/mkimage-debian.sh failed: {made:?}");
