@@ -3,3 +3,7 @@
 //! the image's snapshots plus its own writable layer, and the runtime core's container under
 //! `--root`; a small monitor process per running container holds its stdio and log and records
 //! its exit. Every command reads the records from disk.
+
+pub mod resources;
+pub mod seccomp_default;
+pub mod security;
