@@ -87,14 +87,18 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "CAP_AUDIT_WRITE",
 ];
 
-/// Every capability the running kernel knows, by number (`--privileged`, `--cap-add ALL`).
-pub fn kernel_capabilities() -> Vec<String> {
+/// Every capability a container can be given (`--privileged`, `--cap-add ALL`), by number:
+/// those the running kernel knows, less any berth's own bounding set lacks (when berth itself
+/// runs confined, asking for those would make capset(2) fail the container's start).
+pub fn all_capabilities() -> Vec<String> {
     let last = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
         .ok()
         .and_then(|t| t.trim().parse::<u8>().ok());
+    let bounding = ::caps::read(None, ::caps::CapSet::Bounding).ok();
     crate::runtime::caps::known_capabilities()
         .into_iter()
         .filter(|c| last.is_none_or(|last| c.index() <= last))
+        .filter(|c| bounding.as_ref().is_none_or(|b| b.contains(c)))
         .map(|c| c.to_string())
         .collect()
 }
@@ -149,10 +153,10 @@ pub fn effective_capabilities(flags: &SecurityFlags) -> Result<Vec<String>> {
     check_capability_names(&add, "CapAdd")?;
     check_capability_names(&drop, "CapDrop")?;
     if flags.privileged {
-        return Ok(kernel_capabilities());
+        return Ok(all_capabilities());
     }
     let mut caps: Vec<String> = if add.iter().any(|c| c == "ALL") {
-        kernel_capabilities()
+        all_capabilities()
             .into_iter()
             .filter(|c| !drop.contains(c))
             .collect()
@@ -1067,7 +1071,7 @@ mod tests {
             f.cap_add = strings(&["all"]);
             f.cap_drop = strings(&["mknod"]);
         });
-        assert_eq!(all.len(), kernel_capabilities().len() - 1);
+        assert_eq!(all.len(), all_capabilities().len() - 1);
         assert!(!all.contains(&"CAP_MKNOD".to_string()));
         // Added and dropped: added (Docker's client takes it out of the drop list).
         assert!(caps(|f| {
@@ -1076,7 +1080,7 @@ mod tests {
         })
         .contains(&"CAP_CHOWN".to_string()));
         assert_eq!(caps(|f| f.privileged = true), {
-            let mut k = kernel_capabilities();
+            let mut k = all_capabilities();
             k.sort();
             k
         });
@@ -1228,10 +1232,7 @@ mod tests {
             f.privileged = true;
             f.security_opt = strings(&["apparmor=docker-default"]);
         }));
-        assert_eq!(
-            cap_set(&spec, "bounding").len(),
-            kernel_capabilities().len()
-        );
+        assert_eq!(cap_set(&spec, "bounding").len(), all_capabilities().len());
         let linux = spec.linux().as_ref().unwrap();
         assert!(linux.seccomp().is_none());
         assert!(linux.masked_paths().is_none() && linux.readonly_paths().is_none());

@@ -1,0 +1,452 @@
+//! The engine's security and resource flags, run for real: a bundle made by `berth bundle` from
+//! a busybox image, its config.json passed through `apply_security` / `apply_resources` as the
+//! engine does, then `berth run` (checked from inside: /proc/self/status, ulimit, denied
+//! calls, device nodes) or `berth create` (checked from outside: the container's cgroup
+//! files on the host).
+
+mod image_support;
+
+use berth::engine::resources::{apply_resources, ResourceFlags};
+use berth::engine::security::{all_capabilities, apply_security, SecurityFlags};
+use berth::runtime::spec_template::spec_to_pretty_json;
+use image_support::{busybox_tar, cmd, is_root, make_image, Scratch};
+use oci_spec::runtime::Spec;
+use std::path::PathBuf;
+use std::process::Output;
+
+/// A busybox bundle made by `berth bundle` in a scratch data root; the containers it runs are
+/// deleted when it is dropped (before the scratch directory is unmounted and removed).
+struct Fixture {
+    containers: std::cell::RefCell<Vec<String>>,
+    bundle: PathBuf,
+    scratch: Scratch,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let scratch = Scratch::new(&format!("sec-{name}"));
+        let tar = busybox_tar(&scratch);
+        make_image(&scratch.store(), "localhost/bb:1", &[tar], cmd(&["sh"]));
+        let bundle = scratch.path("bundle");
+        scratch.berth_ok(&["bundle", "localhost/bb:1", bundle.to_str().unwrap()]);
+        Fixture {
+            containers: Default::default(),
+            bundle,
+            scratch,
+        }
+    }
+
+    /// The bundle's config.json with the flags applied as the engine applies them, running
+    /// `sh -c script`.
+    fn configure(&self, script: &str, security: &SecurityFlags, resources: &ResourceFlags) {
+        let path = self.bundle.join("config.json");
+        let mut spec: Spec =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut process = spec.process().clone().unwrap();
+        process.set_args(Some(vec!["sh".into(), "-c".into(), script.into()]));
+        spec.set_process(Some(process));
+        apply_security(&mut spec, security).unwrap();
+        apply_resources(&mut spec, resources).unwrap();
+        std::fs::write(&path, spec_to_pretty_json(&spec).unwrap()).unwrap();
+    }
+
+    fn id(&self, suffix: &str) -> String {
+        let id = format!("sec-{suffix}-{}", std::process::id());
+        self.containers.borrow_mut().push(id.clone());
+        id
+    }
+
+    /// `berth run` of the configured bundle.
+    fn run(&self, suffix: &str) -> Output {
+        let id = self.id(suffix);
+        self.scratch
+            .berth(&["run", "--bundle", self.bundle.to_str().unwrap(), &id])
+    }
+
+    /// `berth run`, which must succeed; its stdout.
+    fn run_ok(&self, suffix: &str) -> String {
+        let out = self.run(suffix);
+        assert!(
+            out.status.success(),
+            "run failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `berth create`: the container exists, in its cgroups, waiting for `start`. Its pid.
+    fn create(&self, suffix: &str) -> (String, i32) {
+        let id = self.id(suffix);
+        // The container's init inherits stdio and lives on: its errors go to a file, as a
+        // pipe would not see its end until the container is gone.
+        let log = self.scratch.path(&format!("{id}.stderr"));
+        let status = self
+            .scratch
+            .command(&["create", "--bundle", self.bundle.to_str().unwrap(), &id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "create: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let state: serde_json::Value =
+            serde_json::from_str(&self.scratch.berth_ok(&["state", &id])).unwrap();
+        (id, state["pid"].as_i64().unwrap() as i32)
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for id in self.containers.borrow().iter() {
+            let _ = self.scratch.berth(&["delete", "--force", id]);
+        }
+    }
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+/// `Key:\tvalue` lines of /proc/PID/status text.
+fn status_field(text: &str, key: &str) -> String {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("no {key} in {text}"))
+        .trim()
+        .to_string()
+}
+
+/// The capability mask of a list of names.
+fn mask(names: &[String]) -> u64 {
+    names
+        .iter()
+        .map(|n| n.parse::<caps::Capability>().unwrap().bitmask())
+        .fold(0, |a, b| a | b)
+}
+
+fn hex(text: &str) -> u64 {
+    u64::from_str_radix(text, 16).unwrap()
+}
+
+/// Docker's default set: CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP
+/// NET_BIND_SERVICE NET_RAW SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP, as Docker shows it.
+const DOCKER_DEFAULT_CAPEFF: u64 = 0xa80425fb;
+
+macro_rules! root_only {
+    () => {
+        if !is_root() {
+            eprintln!("skipped: needs root");
+            return;
+        }
+    };
+}
+
+#[test]
+fn docker_defaults_from_inside() {
+    root_only!();
+    let fx = Fixture::new("defaults");
+    fx.configure(
+        "grep -E '^(CapEff|CapPrm|CapBnd|CapInh|Seccomp|NoNewPrivs):' /proc/self/status; \
+         echo interrupts=$(wc -c < /proc/interrupts); \
+         (echo 1 > /proc/sys/kernel/domainname) 2>/dev/null && echo sys=rw || echo sys=ro; \
+         unshare -U true 2>/dev/null && echo unshare=ok || echo unshare=denied; \
+         mount -t tmpfs none /mnt 2>/dev/null && echo mount=ok || echo mount=denied; \
+         chroot / true && echo chroot=ok",
+        &SecurityFlags::default(),
+        &ResourceFlags::default(),
+    );
+    let out = fx.run_ok("defaults");
+    assert_eq!(
+        hex(&status_field(&out, "CapEff")),
+        DOCKER_DEFAULT_CAPEFF,
+        "{out}"
+    );
+    assert_eq!(
+        hex(&status_field(&out, "CapBnd")),
+        DOCKER_DEFAULT_CAPEFF,
+        "{out}"
+    );
+    assert_eq!(hex(&status_field(&out, "CapInh")), 0, "{out}");
+    assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "0", "{out}");
+    for line in [
+        "interrupts=0",
+        "sys=ro",
+        "unshare=denied",
+        "mount=denied",
+        "chroot=ok",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line} in {out}");
+    }
+}
+
+#[test]
+fn seccomp_follows_added_capabilities() {
+    root_only!();
+    let fx = Fixture::new("capadd");
+    let script = "grep -E '^(CapEff|Seccomp):' /proc/self/status; \
+        mount -t tmpfs none /mnt && echo mount=ok; \
+        unshare -U true && echo unshare=ok; \
+        chown 1 /tmp 2>/dev/null && echo chown=ok || echo chown=denied";
+    let sec = SecurityFlags {
+        cap_add: strings(&["sys_admin"]),
+        cap_drop: strings(&["CHOWN"]),
+        ..Default::default()
+    };
+    fx.configure(script, &sec, &ResourceFlags::default());
+    let out = fx.run_ok("capadd");
+    let want = (DOCKER_DEFAULT_CAPEFF | caps::Capability::CAP_SYS_ADMIN.bitmask())
+        & !caps::Capability::CAP_CHOWN.bitmask();
+    assert_eq!(hex(&status_field(&out, "CapEff")), want, "{out}");
+    assert_eq!(status_field(&out, "Seccomp"), "2", "{out}");
+    for line in ["mount=ok", "unshare=ok", "chown=denied"] {
+        assert!(out.lines().any(|l| l == line), "{line} in {out}");
+    }
+}
+
+#[test]
+fn unconfined_seccomp_and_no_new_privileges() {
+    root_only!();
+    let fx = Fixture::new("unconfined");
+    let sec = SecurityFlags {
+        security_opt: strings(&["seccomp=unconfined", "no-new-privileges:true"]),
+        ..Default::default()
+    };
+    fx.configure(
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; unshare -U true && echo unshare=ok",
+        &sec,
+        &ResourceFlags::default(),
+    );
+    let out = fx.run_ok("unconfined");
+    assert_eq!(status_field(&out, "Seccomp"), "0", "{out}");
+    assert_eq!(status_field(&out, "NoNewPrivs"), "1", "{out}");
+    assert!(out.lines().any(|l| l == "unshare=ok"), "{out}");
+}
+
+#[test]
+fn custom_seccomp_profile_file() {
+    root_only!();
+    let fx = Fixture::new("profile");
+    let profile = fx.scratch.path("deny-mkdir.json");
+    std::fs::write(
+        &profile,
+        r#"{"defaultAction": "SCMP_ACT_ALLOW", "archMap": [
+              {"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86", "SCMP_ARCH_X32"]},
+              {"architecture": "SCMP_ARCH_AARCH64", "subArchitectures": ["SCMP_ARCH_ARM"]}],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}"#,
+    )
+    .unwrap();
+    let mut sec = SecurityFlags {
+        security_opt: vec![format!("seccomp={}", profile.display())],
+        ..Default::default()
+    };
+    sec.prepare().unwrap();
+    // The profile travels in the flags from here on, as with Docker.
+    std::fs::remove_file(&profile).unwrap();
+    fx.configure("mkdir /tmp/x; echo rc=$?", &sec, &ResourceFlags::default());
+    let out = fx.run("profile");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("rc=1"), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("Permission denied"),
+        "EACCES from the profile: {stderr}"
+    );
+}
+
+#[test]
+fn privileged_container() {
+    root_only!();
+    let fx = Fixture::new("privileged");
+    let sec = SecurityFlags {
+        privileged: true,
+        ..Default::default()
+    };
+    fx.configure(
+        "grep -E '^(CapEff|Seccomp):' /proc/self/status; \
+         grep ' /sys ' /proc/self/mountinfo; \
+         echo interrupts=$(wc -c < /proc/interrupts); \
+         ls /dev",
+        &sec,
+        &ResourceFlags::default(),
+    );
+    let out = fx.run_ok("privileged");
+    assert_eq!(
+        hex(&status_field(&out, "CapEff")),
+        mask(&all_capabilities()),
+        "{out}"
+    );
+    assert_eq!(status_field(&out, "Seccomp"), "0", "{out}");
+    let sys = out.lines().find(|l| l.contains(" /sys ")).unwrap();
+    assert!(sys.split(' ').nth(5).unwrap().starts_with("rw"), "{sys}");
+    assert!(
+        !out.lines().any(|l| l == "interrupts=0"),
+        "/proc/interrupts is not masked: {out}"
+    );
+    // A device node of the host's that no unprivileged container has.
+    let host_only = ["loop-control", "kmsg", "mem"]
+        .into_iter()
+        .find(|d| std::path::Path::new("/dev").join(d).exists())
+        .expect("a host device node");
+    assert!(
+        out.lines().any(|l| l == host_only),
+        "/dev/{host_only} in {out}"
+    );
+}
+
+#[test]
+fn ulimits_and_sysctls() {
+    root_only!();
+    let fx = Fixture::new("ulimit");
+    let sec = SecurityFlags {
+        ulimit: strings(&["nofile=1234:2345", "core=-1"]),
+        sysctl: strings(&["net.ipv4.ip_forward=1", "kernel.shmmax=123456789"]),
+        ..Default::default()
+    };
+    fx.configure(
+        "echo nofile=$(ulimit -n):$(ulimit -Hn) core=$(ulimit -c); \
+         echo fwd=$(cat /proc/sys/net/ipv4/ip_forward) shmmax=$(cat /proc/sys/kernel/shmmax)",
+        &sec,
+        &ResourceFlags::default(),
+    );
+    let out = fx.run_ok("ulimit");
+    assert!(out.contains("nofile=1234:2345 core=unlimited"), "{out}");
+    assert!(out.contains("fwd=1 shmmax=123456789"), "{out}");
+}
+
+#[test]
+fn devices_and_their_rules() {
+    root_only!();
+    let fx = Fixture::new("device");
+    // /dev/fuse: denied by Docker's default rules, allowed read-only by the mapping (runc's
+    // own allowed list covers null, zero and the like, so it must be another device).
+    let sec = SecurityFlags {
+        device: strings(&["/dev/null:/dev/mynull:rwm", "/dev/fuse:/dev/rofuse:r"]),
+        ..Default::default()
+    };
+    fx.configure(
+        "stat -c '%n %t:%T %F' /dev/mynull /dev/rofuse; \
+         echo hi > /dev/mynull && echo mynull=written; \
+         (exec 3< /dev/rofuse) && echo rofuse=readable; \
+         (exec 3> /dev/rofuse) 2>/dev/null && echo rofuse=writable || echo rofuse=denied",
+        &sec,
+        &ResourceFlags::default(),
+    );
+    let out = fx.run_ok("device");
+    assert!(
+        out.contains("/dev/mynull 1:3 character special file"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/dev/rofuse a:e5 character special file"),
+        "{out}"
+    );
+    for line in ["mynull=written", "rofuse=readable", "rofuse=denied"] {
+        assert!(out.lines().any(|l| l == line), "{line} in {out}");
+    }
+}
+
+/// The container's directory in a cgroup v1 hierarchy (None on a cgroup2-only host).
+fn v1_cgroup_dir(pid: i32, controller: &str) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines().find_map(|l| {
+        let mut parts = l.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == controller)
+            .then(|| PathBuf::from(format!("/sys/fs/cgroup/{controller}{path}")))
+    })
+}
+
+fn read_trim(path: PathBuf) -> String {
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn resource_limits_in_the_cgroups() {
+    root_only!();
+    let fx = Fixture::new("resources");
+    let res = ResourceFlags {
+        memory: Some("64m".into()),
+        memory_reservation: Some("32m".into()),
+        cpus: Some("1.5".into()),
+        cpu_shares: Some("512".into()),
+        cpuset_cpus: Some("0".into()),
+        pids_limit: Some("50".into()),
+        ..Default::default()
+    };
+    fx.configure("true", &SecurityFlags::default(), &res);
+    let (_, pid) = fx.create("resources");
+    let Some(memory) = v1_cgroup_dir(pid, "memory") else {
+        // cgroup2: the same limits under one directory.
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let path = text.lines().find_map(|l| l.strip_prefix("0::")).unwrap();
+        let dir = PathBuf::from(format!("/sys/fs/cgroup{path}"));
+        assert_eq!(read_trim(dir.join("memory.max")), "67108864");
+        assert_eq!(read_trim(dir.join("cpu.max")), "150000 100000");
+        assert_eq!(read_trim(dir.join("pids.max")), "50");
+        return;
+    };
+    assert_eq!(read_trim(memory.join("memory.limit_in_bytes")), "67108864");
+    assert_eq!(
+        read_trim(memory.join("memory.soft_limit_in_bytes")),
+        "33554432"
+    );
+    if memory.join("memory.memsw.limit_in_bytes").exists() {
+        // Docker's default: as much swap again as memory.
+        assert_eq!(
+            read_trim(memory.join("memory.memsw.limit_in_bytes")),
+            "134217728"
+        );
+    }
+    let cpu = v1_cgroup_dir(pid, "cpu").unwrap();
+    assert_eq!(read_trim(cpu.join("cpu.cfs_quota_us")), "150000");
+    assert_eq!(read_trim(cpu.join("cpu.cfs_period_us")), "100000");
+    assert_eq!(read_trim(cpu.join("cpu.shares")), "512");
+    assert_eq!(
+        read_trim(v1_cgroup_dir(pid, "cpuset").unwrap().join("cpuset.cpus")),
+        "0"
+    );
+    assert_eq!(
+        read_trim(v1_cgroup_dir(pid, "pids").unwrap().join("pids.max")),
+        "50"
+    );
+    // The device rules: Docker's list (null allowed, fuse not), with runc's additions.
+    let devices = read_trim(v1_cgroup_dir(pid, "devices").unwrap().join("devices.list"));
+    assert!(devices.lines().any(|l| l == "c 1:3 rwm"), "{devices}");
+    assert!(
+        !devices.lines().any(|l| l.starts_with("c 10:229")),
+        "{devices}"
+    );
+    assert!(!devices.lines().any(|l| l.starts_with("a ")), "{devices}");
+}
+
+#[test]
+fn memory_limit_from_inside() {
+    root_only!();
+    let fx = Fixture::new("meminside");
+    let res = ResourceFlags {
+        memory: Some("48m".into()),
+        pids_limit: Some("20".into()),
+        ..Default::default()
+    };
+    fx.configure(
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max \
+             /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null",
+        &SecurityFlags::default(),
+        &res,
+    );
+    let out = fx.run("meminside");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l == "50331648"), "{stdout}");
+    assert!(stdout.lines().any(|l| l == "20"), "{stdout}");
+}
