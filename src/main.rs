@@ -44,6 +44,8 @@ enum Command {
     Registry(berth::image::registry_cli::RegistryCommand),
     #[command(flatten)]
     Image(berth::image::cli::ImageCommand),
+    #[command(flatten)]
+    Engine(berth::engine::cli::EngineCommand),
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -305,7 +307,10 @@ fn run_cli() -> i32 {
                 globals: rt.globals,
                 command: Command::Runtime(rt.command),
             },
-            Err(_) => Cli::parse_from(&args),
+            Err(_) => match Cli::try_parse_from(&args) {
+                Ok(cli) => cli,
+                Err(e) => return parse_error(&args, e),
+            },
         },
     };
     let format = match cli.globals.log_format {
@@ -320,6 +325,26 @@ fn run_cli() -> i32 {
             1
         }
     }
+}
+
+/// clap's exit code (2) for runc's and the image layer's commands; Docker's 125 for the
+/// engine's, whose users expect it.
+fn parse_error(args: &[std::ffi::OsString], e: clap::Error) -> i32 {
+    let first = args
+        .iter()
+        .skip(1)
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.starts_with('-'));
+    let engine = first.is_some_and(|a| berth::engine::cli::is_engine_command(&a));
+    let help = matches!(
+        e.kind(),
+        clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
+    );
+    if engine && !help {
+        let _ = e.print();
+        return 125;
+    }
+    e.exit()
 }
 
 fn create_options(a: CreateArgs) -> CreateOptions {
@@ -343,6 +368,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let command = match cli.command {
         Command::Image(cmd) => return berth::image::cli::run_in(&data_root, &g.root, cmd),
         Command::Registry(c) => return berth::image::registry_cli::run(c, &data_root),
+        Command::Engine(c) => return Ok(berth::engine::cli::run(&data_root, &g.root, c)),
         Command::Runtime(command) => command,
     };
     match command {

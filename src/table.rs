@@ -12,7 +12,7 @@ pub fn write_table<const N: usize>(
     let mut widths = [0usize; N];
     for row in std::iter::once(&header).chain(rows) {
         for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+            *w = (*w).max(cell.chars().count());
         }
     }
     for row in std::iter::once(&header).chain(rows) {

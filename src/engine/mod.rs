@@ -3,7 +3,26 @@
 //! the image's snapshots plus its own writable layer, and the runtime core's container under
 //! `--root`; a small monitor process per running container holds its stdio and log and records
 //! its exit. Every command reads the records from disk.
-
+pub mod attach;
+pub mod cli;
+pub mod create;
+pub mod health;
+pub mod humanize;
+pub mod inspect;
+pub mod lifecycle;
+pub mod logs;
+pub mod monitor;
+pub mod mounts;
+pub mod oom;
+pub mod present;
+pub mod record;
+pub mod remove;
 pub mod resources;
 pub mod seccomp_default;
 pub mod security;
+pub mod size;
+pub mod stats;
+pub mod template;
+pub mod top;
+pub mod volume;
+pub mod volume_cli;

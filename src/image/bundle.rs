@@ -34,6 +34,9 @@ pub struct BundleOptions {
     pub copy: bool,
     /// `os/arch[/variant]` when the reference names an index (default: this host's).
     pub platform: Option<String>,
+    /// The process's arguments, instead of the image's Entrypoint and Cmd (the engine's
+    /// `run IMAGE COMMAND`).
+    pub args: Option<Vec<String>>,
 }
 
 /// What the store remembers of a bundle made from an image.
@@ -115,7 +118,10 @@ pub fn create_bundle(
     let resolved = store.resolve(r)?;
     let (manifest, _) = store.image_manifest(&resolved, opts.platform.as_deref())?;
     let image = store.image_layers(&manifest)?;
-    if image.config.config.entrypoint.is_empty() && image.config.config.cmd.is_empty() {
+    if opts.args.is_none()
+        && image.config.config.entrypoint.is_empty()
+        && image.config.config.cmd.is_empty()
+    {
         bail!("image {r} has neither Entrypoint nor Cmd: no command to run");
     }
     // Unpack without the store's lock (it may take a while), then hold it until this bundle is
@@ -168,7 +174,7 @@ pub fn create_bundle(
             }
         }
     };
-    let spec = spec_from_image(&image.config, &rootfs, r)?;
+    let spec = spec_from_image(&image.config, &rootfs, r, opts.args.as_deref())?;
     write_atomically(
         &dir.join("config.json"),
         spec_to_pretty_json(&spec)?.as_bytes(),
@@ -186,6 +192,12 @@ pub fn create_bundle(
     )?;
     guard.armed = false;
     Ok(record)
+}
+
+/// Forgets the store's record of a bundle (its owner removes the directory).
+pub fn forget_bundle(store: &Store, dir: &Path) {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    let _ = fs::remove_file(record_path(store, &dir));
 }
 
 /// Unmounts and removes a bundle made by [`create_bundle`], and forgets it. A container under
@@ -242,9 +254,17 @@ pub fn remove_bundle(store: &Store, dir: &Path, state_root: &Path, force: bool) 
 }
 
 /// The runtime config for a container of this image, starting from berth's spec template.
-pub fn spec_from_image(config: &ImageConfig, rootfs: &Path, r: &Reference) -> Result<Spec> {
+pub fn spec_from_image(
+    config: &ImageConfig,
+    rootfs: &Path,
+    r: &Reference,
+    args: Option<&[String]>,
+) -> Result<Spec> {
     let c = &config.config;
-    let args: Vec<String> = c.entrypoint.iter().chain(&c.cmd).cloned().collect();
+    let args: Vec<String> = match args {
+        Some(a) => a.to_vec(),
+        None => c.entrypoint.iter().chain(&c.cmd).cloned().collect(),
+    };
     if args.is_empty() {
         bail!("image {r} has neither Entrypoint nor Cmd: no command to run");
     }

@@ -209,6 +209,7 @@ pub fn run_in(data_root: &Path, state_root: &Path, cmd: ImageCommand) -> Result<
             let opts = BundleOptions {
                 copy: a.copy,
                 platform: a.platform,
+                args: None,
             };
             bundle::create_bundle(&store, &r, &a.dir, &opts)?;
         }

@@ -40,6 +40,9 @@ pub struct ContainerConfig {
     pub working_dir: String,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: String,
+    /// Docker's HEALTHCHECK (`Test`, `Interval`, ...), kept as it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize, Serialize, Default, Clone, Debug)]

@@ -218,11 +218,27 @@ impl Store {
                     .image_manifest(&desc, None)
                     .map(|(d, _)| d.to_string())
                     .unwrap_or_else(|_| digest.clone());
-                let users: Vec<String> = live_bundles(self)?
+                let bundles: Vec<std::path::PathBuf> = live_bundles(self)?
                     .into_iter()
                     .filter(|b| b.uses(&digest) || b.uses(&manifest))
-                    .map(|b| b.dir.display().to_string())
+                    .map(|b| b.dir)
                     .collect();
+                // The engine's containers keep their bundle in containers/ID/bundle.
+                let containers = self.data_root().join("containers");
+                if let Some(id) = bundles.iter().find_map(|b| {
+                    let parent = b.parent()?;
+                    (b.file_name()? == "bundle" && parent.parent()? == containers)
+                        .then(|| parent.file_name())?
+                }) {
+                    let id = id.to_string_lossy();
+                    bail!(
+                        "conflict: unable to remove repository reference \"{arg}\" (must force) - \
+                         container {} is using its referenced image {}",
+                        &id[..id.len().min(12)],
+                        &self.image_id(&desc).hex()[..12]
+                    );
+                }
+                let users: Vec<String> = bundles.iter().map(|b| b.display().to_string()).collect();
                 if !users.is_empty() {
                     bail!(
                         "cannot remove image {r}: in use by bundle {} (berth rm-bundle it first, or use --force)",

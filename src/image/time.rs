@@ -36,6 +36,21 @@ pub fn format_rfc3339(secs: i64) -> String {
     )
 }
 
+/// `secs` and `nanos` since the epoch as `YYYY-MM-DDTHH:MM:SS.NNNNNNNNNZ` (Go's RFC3339Nano
+/// with the trailing zeros Docker's logs keep).
+pub fn format_rfc3339_nanos(secs: i64, nanos: u32) -> String {
+    let whole = format_rfc3339(secs);
+    format!("{}.{nanos:09}Z", &whole[..whole.len() - 1])
+}
+
+/// Now, to the nanosecond.
+pub fn now_rfc3339_nanos() -> String {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    format_rfc3339_nanos(d.as_secs() as i64, d.subsec_nanos())
+}
+
 pub fn now_rfc3339() -> String {
     format_rfc3339(now_secs())
 }

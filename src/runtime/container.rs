@@ -58,6 +58,31 @@ pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i
     } else {
         Some(foreground::Foreground::prepare()?)
     };
+    let started = create_and_start(g, o)?;
+    let Some(fg) = fg else { return Ok(0) };
+    let status = fg.wait(started.pid, started.pty_master)?;
+    if !keep {
+        delete(g, &o.id, true)?;
+    }
+    Ok(status)
+}
+
+/// A container started for a caller that supervises it (the engine's monitor): its process is
+/// the caller's child, and the caller waits for it and deletes the container after.
+pub struct Started {
+    pub pid: i32,
+    /// The terminal's master side, when `process.terminal` is set and no console socket given.
+    pub pty_master: Option<OwnedFd>,
+}
+
+/// `run --detach` for a supervisor: create and start, and hand back the process and terminal.
+/// The process inherits the caller's standard streams (0, 1, 2).
+pub fn run_supervised(g: &Globals, o: &CreateOptions) -> Result<Started> {
+    crate::runtime::process::record_callers_fds(o.preserve_fds);
+    create_and_start(g, o)
+}
+
+fn create_and_start(g: &Globals, o: &CreateOptions) -> Result<Started> {
     let (dir, born, st) = create_container(g, o, true)?;
     let start =
         sync::send(born.sync.as_fd(), &Msg::Start).and_then(|()| wait_for_exec(born.sync.as_fd()));
@@ -68,12 +93,10 @@ pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i
     }
     run_poststart(&st);
     drop(dir); // unlock: `kill`, `exec`, `delete` from elsewhere must not wait for us
-    let Some(fg) = fg else { return Ok(0) };
-    let status = fg.wait(born.pid, born.pty_master)?;
-    if !keep {
-        delete(g, &o.id, true)?;
-    }
-    Ok(status)
+    Ok(Started {
+        pid: born.pid,
+        pty_master: born.pty_master,
+    })
 }
 
 /// What `create` and `run` share: everything up to a process waiting to be started.

@@ -127,7 +127,7 @@ pub fn set_window_size(tty: BorrowedFd, rows: u16, cols: u16) -> Result<()> {
     Ok(())
 }
 
-fn window_size(tty: BorrowedFd) -> Result<libc::winsize> {
+pub fn window_size(tty: BorrowedFd) -> Result<libc::winsize> {
     let mut size = libc::winsize {
         ws_row: 0,
         ws_col: 0,

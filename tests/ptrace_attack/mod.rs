@@ -110,7 +110,7 @@ pub fn answer_notifications(fd: std::os::fd::OwnedFd) {
 /// thread of its own (the init's stays in use while an exec's arrives).
 pub fn spawn_seccomp_agent(sock: &Path) -> std::sync::mpsc::Receiver<Value> {
     use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-    let listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(sock).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for conn in listener.incoming() {

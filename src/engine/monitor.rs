@@ -1,0 +1,730 @@
+//! A running container's monitor (conmon's job): a process forked by the berth command that
+//! starts the container, on its own session, the parent of the container's init. It holds the
+//! container's standard streams (pipes, or the terminal's master side), writes the log, serves
+//! `attach`, records the exit code and time, applies the restart policy with Docker's backoff,
+//! and removes a `--rm` container. It is berth's own code in a forked process: no second
+//! program is executed, and it stays out of the container's start path but for the fork.
+//!
+//! The starting command learns whether the container started through a pipe: `ok`, or
+//! `err CODE MESSAGE` with the exit code Docker gives for that failure.
+
+use super::attach::{self, Frame};
+use super::health::HealthChecker;
+use super::logs;
+use super::record::{Container, Engine, Status};
+use super::remove;
+use crate::image::time::now_rfc3339_nanos;
+use crate::runtime::container::{self as runtime, CreateOptions};
+use crate::runtime::state::ProcessId;
+use anyhow::{bail, Context, Result};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, ForkResult, Pid};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+/// Starts container `c`: forks its monitor, which creates and starts it. Returns when the
+/// container runs, or with the error that kept it from starting (and the exit code for it).
+/// `attached` is handed to the monitor as a client from before the start.
+pub fn launch(
+    engine: &Engine,
+    c: &Container,
+    attached: Option<UnixStream>,
+) -> std::result::Result<(), StartError> {
+    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+        .map_err(|e| StartError::internal(format!("pipe: {e}")))?;
+    // SAFETY: berth is single-threaded here; the child only runs this process's own code.
+    match unsafe { nix::unistd::fork() } {
+        Err(e) => Err(StartError::internal(format!("fork: {e}"))),
+        Ok(ForkResult::Child) => {
+            drop(status_r);
+            // The monitor is a grandchild on its own session: the starting command may exit
+            // at once, and the container is nobody's job control business.
+            let _ = nix::unistd::setsid();
+            // SAFETY: as above; the intermediate process exits without running destructors.
+            match unsafe { nix::unistd::fork() } {
+                Ok(ForkResult::Child) => {
+                    // Never unwind into the starting command's frames, which this process
+                    // shares but whose fds it closed.
+                    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        monitor_main(engine, c.clone(), status_w, attached)
+                    }))
+                    .unwrap_or(101);
+                    // SAFETY: ends the monitor without running the starting command's
+                    // destructors (its stdout was flushed before the fork).
+                    unsafe { libc::_exit(code) }
+                }
+                // SAFETY: _exit ends the intermediate at once, as a child of fork must.
+                _ => unsafe { libc::_exit(0) },
+            }
+        }
+        Ok(ForkResult::Parent { child }) => {
+            drop(status_w);
+            drop(attached);
+            let _ = waitpid(child, None);
+            let mut answer = String::new();
+            let _ = std::fs::File::from(status_r).read_to_string(&mut answer);
+            parse_answer(&answer)
+        }
+    }
+}
+
+/// Why a container did not start, with the exit code Docker gives for it.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl StartError {
+    fn internal(message: String) -> StartError {
+        StartError { code: 125, message }
+    }
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for StartError {}
+
+fn parse_answer(answer: &str) -> std::result::Result<(), StartError> {
+    if answer == "ok" {
+        return Ok(());
+    }
+    if let Some(rest) = answer.strip_prefix("err ") {
+        let (code, message) = rest.split_once(' ').unwrap_or((rest, ""));
+        return Err(StartError {
+            code: code.parse().unwrap_or(125),
+            message: message.to_string(),
+        });
+    }
+    Err(StartError::internal(
+        "the container's monitor died before it could start the container".into(),
+    ))
+}
+
+/// Docker's exit codes for a container that could not start: 127 for a command that is not
+/// there, 126 for one that cannot be run, 125 for the rest.
+pub fn start_failure_code(message: &str) -> i32 {
+    let m = message.to_ascii_lowercase();
+    if m.contains("executable file not found") || m.contains("no such file or directory") {
+        127
+    } else if m.contains("permission denied")
+        || m.contains("is a directory")
+        || m.contains("exec format error")
+        || m.contains("not executable")
+    {
+        126
+    } else {
+        125
+    }
+}
+
+/// The monitor's life; returns its exit code.
+fn monitor_main(
+    engine: &Engine,
+    mut c: Container,
+    status_w: OwnedFd,
+    attached: Option<UnixStream>,
+) -> i32 {
+    let keep: Vec<RawFd> = [status_w.as_raw_fd()]
+        .into_iter()
+        .chain(attached.as_ref().map(|s| s.as_raw_fd()))
+        .collect();
+    close_inherited_fds(&keep);
+    let _ = std::env::set_current_dir("/");
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    }
+    let devnull = match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+    {
+        Ok(f) => OwnedFd::from(f),
+        Err(_) => return 1,
+    };
+    let monitor_log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(c.dir.join("monitor.log"))
+        .map(OwnedFd::from)
+        .unwrap_or_else(|_| devnull.try_clone().expect("dup /dev/null"));
+    let quiet = Quiet {
+        devnull: &devnull,
+        log: &monitor_log,
+    };
+    quiet.apply();
+    let mut m = Monitor {
+        engine,
+        clients: attached.into_iter().map(Client::new).collect(),
+        listener: None,
+        status_w: Some(status_w),
+        quiet,
+    };
+    match m.run(&mut c) {
+        Ok(()) => 0,
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "berth monitor: {e:#}");
+            1
+        }
+    }
+}
+
+/// Closes every fd this process got from the command that forked it but `keep`: a lock it
+/// held (a container's, the store's) must not stay held for the container's life.
+fn close_inherited_fds(keep: &[RawFd]) {
+    let fds: Vec<RawFd> = match std::fs::read_dir("/proc/self/fd") {
+        Ok(rd) => rd
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+            .collect(),
+        Err(_) => return,
+    };
+    for fd in fds {
+        if fd > 2 && !keep.contains(&fd) {
+            // SAFETY: closing an fd this process inherited and no Rust object owns.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Where the monitor's own stdio points outside the instants the runtime gives it to the
+/// container: input and output nowhere, errors to `monitor.log`.
+struct Quiet<'a> {
+    devnull: &'a OwnedFd,
+    log: &'a OwnedFd,
+}
+
+impl Quiet<'_> {
+    fn apply(&self) {
+        let _ = dup2_stdin(self.devnull);
+        let _ = dup2_stdout(self.devnull);
+        let _ = dup2_stderr(self.log);
+    }
+}
+
+struct Client {
+    sock: UnixStream,
+    /// Bytes read that do not yet make a whole frame.
+    buf: Vec<u8>,
+}
+
+impl Client {
+    fn new(sock: UnixStream) -> Client {
+        Client {
+            sock,
+            buf: Vec::new(),
+        }
+    }
+}
+
+/// One run of the container's process.
+struct Running {
+    pid: i32,
+    pidfd: OwnedFd,
+    /// stdout and stderr pipes, or the terminal's master side (as stdout).
+    outputs: Vec<(usize, OwnedFd)>,
+    /// Where input goes: the stdin pipe or the terminal's master side.
+    stdin: Option<OwnedFd>,
+    tty: bool,
+}
+
+struct Monitor<'a> {
+    engine: &'a Engine,
+    clients: Vec<Client>,
+    listener: Option<UnixListener>,
+    status_w: Option<OwnedFd>,
+    quiet: Quiet<'a>,
+}
+
+impl Monitor<'_> {
+    fn run(&mut self, c: &mut Container) -> Result<()> {
+        let rotation = if c.record.host_config.log_config.kind == "none" {
+            None
+        } else {
+            Some(logs::Rotation::from_opts(
+                &c.record.host_config.log_config.config,
+            )?)
+        };
+        let mut log = rotation
+            .map(|r| logs::Writer::open(&c.log_path(), r))
+            .transpose()?;
+        self.listener = Some(listen(&c.dir)?);
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let started_at = Instant::now();
+            let exit = match self.start(c) {
+                Ok(running) => {
+                    self.answer("ok");
+                    self.supervise(c, running, log.as_mut())?
+                }
+                Err(e) => {
+                    let message = format!("{e:#}");
+                    let code = start_failure_code(&message);
+                    let first = self.status_w.is_some();
+                    c.update_state(|s| {
+                        s.status = if first && s.status == Status::Created {
+                            Status::Created
+                        } else {
+                            Status::Exited
+                        };
+                        s.pid = 0;
+                        s.exit_code = code;
+                        s.error = message.clone();
+                        s.monitor = None;
+                        s.finished_at = now_rfc3339_nanos();
+                    })?;
+                    if first {
+                        self.answer(&format!("err {code} {message}"));
+                        self.send_all(&Frame::Failed { code, message });
+                        return Ok(());
+                    }
+                    code
+                }
+            };
+            c.reload();
+            if !self.restarts(c, exit) {
+                break;
+            }
+            // Docker's backoff: doubling from 100 ms, back to the start after a run of 10 s.
+            if started_at.elapsed() >= Duration::from_secs(10) {
+                backoff = Duration::from_millis(100);
+            }
+            c.update_state(|s| {
+                s.status = Status::Restarting;
+                s.restart_count += 1;
+            })?;
+            if !self.wait_out(c, backoff) {
+                break;
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(60));
+        }
+        if let Some(l) = log.as_mut() {
+            let _ = l.flush();
+        }
+        self.listener = None;
+        let _ = std::fs::remove_file(c.dir.join(attach::SOCKET));
+        let code = c.state.exit_code;
+        if c.record.host_config.auto_remove {
+            remove::remove(self.engine, c, remove::Caller::Monitor)?;
+        } else {
+            c.update_state(|s| s.monitor = None)?;
+        }
+        self.send_all(&Frame::Exit(code));
+        Ok(())
+    }
+
+    fn answer(&mut self, text: &str) {
+        if let Some(fd) = self.status_w.take() {
+            let _ = std::fs::File::from(fd).write_all(text.as_bytes());
+        }
+    }
+
+    /// Creates and starts the container's process through the runtime core.
+    fn start(&mut self, c: &mut Container) -> Result<Running> {
+        let tty = c.record.config.tty;
+        let (stdin_pipe, out_pipe, err_pipe) = if tty {
+            (None, None, None)
+        } else {
+            let stdin = if c.record.config.open_stdin {
+                Some(cloexec_pipe()?)
+            } else {
+                None
+            };
+            (stdin, Some(cloexec_pipe()?), Some(cloexec_pipe()?))
+        };
+        let opts = CreateOptions {
+            id: c.record.id.clone(),
+            bundle: c.bundle_dir(),
+            pid_file: None,
+            console_socket: None,
+            no_pivot: false,
+            no_new_keyring: false,
+            preserve_fds: 0,
+        };
+        // The container's standard streams are this process's while it is created.
+        if let Some((r, _)) = &stdin_pipe {
+            dup2_stdin(r)?;
+        }
+        if let (Some((_, out)), Some((_, err))) = (&out_pipe, &err_pipe) {
+            dup2_stdout(out)?;
+            dup2_stderr(err)?;
+        }
+        let started = runtime::run_supervised(&self.engine.runtime_globals(), &opts);
+        self.quiet.apply();
+        let started = started?;
+        let pidfd = pidfd_open(started.pid)?;
+        let now = now_rfc3339_nanos();
+        let me = ProcessId::me()?;
+        let health = c
+            .record
+            .config
+            .healthcheck
+            .as_ref()
+            .filter(|h| super::health::is_enabled(h))
+            .map(|_| super::record::Health {
+                status: "starting".into(),
+                ..Default::default()
+            });
+        c.update_state(|s| {
+            s.status = Status::Running;
+            s.pid = started.pid;
+            s.started_at = now;
+            s.finished_at = super::record::ZERO_TIME.to_string();
+            s.exit_code = 0;
+            s.error.clear();
+            s.oom_killed = false;
+            s.monitor = Some(me);
+            s.stopped_by_user = false;
+            s.health = health;
+        })?;
+        Ok(match started.pty_master {
+            Some(master) => {
+                set_nonblocking(master.as_fd())?;
+                Running {
+                    pid: started.pid,
+                    pidfd,
+                    stdin: Some(master.try_clone()?),
+                    outputs: vec![(0, master)],
+                    tty: true,
+                }
+            }
+            None => {
+                let out = out_pipe.context("internal: no stdout pipe")?.0;
+                let err = err_pipe.context("internal: no stderr pipe")?.0;
+                set_nonblocking(out.as_fd())?;
+                set_nonblocking(err.as_fd())?;
+                Running {
+                    pid: started.pid,
+                    pidfd,
+                    stdin: stdin_pipe.map(|(_, w)| w),
+                    outputs: vec![(0, out), (1, err)],
+                    tty: false,
+                }
+            }
+        })
+    }
+
+    /// Relays output to the log and the clients and input from the clients until the process
+    /// exits; then removes the runtime's container and records the exit. Returns the exit code.
+    fn supervise(
+        &mut self,
+        c: &mut Container,
+        mut run: Running,
+        mut log: Option<&mut logs::Writer>,
+    ) -> Result<i32> {
+        let mut health = c
+            .record
+            .config
+            .healthcheck
+            .clone()
+            .filter(super::health::is_enabled)
+            .map(|h| HealthChecker::new(h, Instant::now()));
+        let stdin_once = c.record.config.stdin_once;
+        let code = loop {
+            let mut fds: Vec<libc::pollfd> = Vec::new();
+            let mut push = |fd: RawFd| {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+            };
+            push(run.pidfd.as_raw_fd());
+            push(self.listener.as_ref().map_or(-1, |l| l.as_raw_fd()));
+            for (_, fd) in &run.outputs {
+                push(fd.as_raw_fd());
+            }
+            for cl in &self.clients {
+                push(cl.sock.as_raw_fd());
+            }
+            if let Some(h) = &health {
+                if let Some(fd) = h.poll_fd() {
+                    push(fd);
+                }
+            }
+            let timeout = health
+                .as_ref()
+                .map_or(-1, |h| h.next_timeout_ms(Instant::now()));
+            // SAFETY: `fds` is a valid array of pollfd of the given length.
+            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
+            if n < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EINTR) {
+                    continue;
+                }
+                return Err(e).context("poll");
+            }
+            let nout = run.outputs.len();
+            // Output first, so that what the process wrote before it exited is kept.
+            // Backwards: reading at its end drops an output from the list.
+            for i in (0..nout).rev() {
+                if fds[2 + i].revents != 0 {
+                    self.read_output(&mut run, i, log.as_deref_mut());
+                }
+            }
+            let client_ready: Vec<bool> = fds[2 + nout..2 + nout + self.clients.len()]
+                .iter()
+                .map(|p| p.revents != 0)
+                .collect();
+            self.serve_clients(&client_ready, &mut run, stdin_once);
+            if fds[1].revents != 0 {
+                if let Some(Ok((sock, _))) = self.listener.as_ref().map(|l| l.accept()) {
+                    self.clients.push(Client::new(sock));
+                }
+            }
+            if let Some(h) = health.as_mut() {
+                if let Some(change) = h.step(self.engine, c, Instant::now()) {
+                    c.update_state(|s| s.health = Some(change))?;
+                }
+            }
+            if fds[0].revents != 0 {
+                break wait_exit(run.pid)?;
+            }
+        };
+        if let Some(h) = health.as_mut() {
+            h.abandon();
+        }
+        let oom = super::oom::oom_killed(self.engine, c.id());
+        // Whatever the init left (children holding the pipes open) dies with the runtime's
+        // container; then the pipes reach their end.
+        let _ = runtime::delete(&self.engine.runtime_globals(), c.id(), true);
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !run.outputs.is_empty() && Instant::now() < deadline {
+            let mut fds: Vec<libc::pollfd> = run
+                .outputs
+                .iter()
+                .map(|(_, fd)| libc::pollfd {
+                    fd: fd.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                })
+                .collect();
+            // SAFETY: `fds` is a valid array of pollfd of the given length.
+            unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 100) };
+            for i in (0..fds.len()).rev() {
+                if fds[i].revents != 0 {
+                    self.read_output(&mut run, i, log.as_deref_mut());
+                }
+            }
+        }
+        if let Some(l) = log {
+            l.flush()?;
+        }
+        let now = now_rfc3339_nanos();
+        c.update_state(|s| {
+            if s.status != Status::Removing {
+                s.status = Status::Exited;
+            }
+            s.pid = 0;
+            s.exit_code = code;
+            s.finished_at = now;
+            s.oom_killed = oom;
+            if let Some(h) = s.health.as_mut() {
+                h.status = "unhealthy".into();
+            }
+        })?;
+        Ok(code)
+    }
+
+    /// Reads what output `i` has; at its end (or error) it is dropped from the set.
+    fn read_output(&mut self, run: &mut Running, i: usize, log: Option<&mut logs::Writer>) {
+        let mut buf = [0u8; 32 * 1024];
+        let (stream, fd) = &run.outputs[i];
+        let stream = *stream;
+        match nix::unistd::read(fd.as_fd(), &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) => {
+                run.outputs.remove(i);
+            }
+            Ok(n) => {
+                let data = &buf[..n];
+                if let Some(l) = log {
+                    let _ = l.write(stream, data);
+                }
+                let frame = if stream == 0 {
+                    Frame::Stdout(data.to_vec())
+                } else {
+                    Frame::Stderr(data.to_vec())
+                };
+                self.send_all(&frame);
+            }
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => {}
+            Err(_) => {
+                run.outputs.remove(i);
+            }
+        }
+    }
+
+    fn send_all(&mut self, frame: &Frame) {
+        let bytes = frame.encode();
+        // A client that cannot take it is gone.
+        self.clients
+            .retain_mut(|cl| (&cl.sock).write_all(&bytes).is_ok());
+    }
+
+    fn serve_clients(&mut self, ready: &[bool], run: &mut Running, stdin_once: bool) {
+        let mut gone = Vec::new();
+        for (i, cl) in self.clients.iter_mut().enumerate() {
+            if !ready.get(i).copied().unwrap_or(false) {
+                continue;
+            }
+            let mut buf = [0u8; 16 * 1024];
+            match (&cl.sock).read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    gone.push(i);
+                    continue;
+                }
+                Ok(n) => cl.buf.extend_from_slice(&buf[..n]),
+            }
+            loop {
+                let mut r = &cl.buf[..];
+                let before = r.len();
+                if before < 5 {
+                    break;
+                }
+                let len = u32::from_be_bytes([r[1], r[2], r[3], r[4]]) as usize;
+                if before < 5 + len {
+                    break;
+                }
+                let frame = Frame::read(&mut r);
+                cl.buf.drain(..5 + len);
+                match frame {
+                    Ok(Some(Frame::Stdin(d))) => {
+                        if let Some(w) = &run.stdin {
+                            let _ = write_all_fd(w.as_fd(), &d);
+                        }
+                    }
+                    Ok(Some(Frame::StdinEof)) => {
+                        if run.tty {
+                            // A terminal has no end of input of its own: ^D is the user's.
+                        } else if stdin_once {
+                            run.stdin = None;
+                        }
+                    }
+                    Ok(Some(Frame::Resize { rows, cols })) => {
+                        if let (true, Some(w)) = (run.tty, &run.stdin) {
+                            let _ = crate::runtime::tty::set_window_size(w.as_fd(), rows, cols);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        for i in gone.into_iter().rev() {
+            self.clients.remove(i);
+        }
+    }
+
+    /// Whether the restart policy starts the container again after it exited with `code`.
+    fn restarts(&self, c: &Container, code: i32) -> bool {
+        if c.state.stopped_by_user || c.state.status == Status::Removing {
+            return false;
+        }
+        let p = &c.record.host_config.restart_policy;
+        match p.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != 0
+                    && (p.maximum_retry_count == 0 || c.state.restart_count < p.maximum_retry_count)
+            }
+            _ => false,
+        }
+    }
+
+    /// Waits `d` before a restart, serving attach; false when a `stop` or `rm` came meanwhile.
+    fn wait_out(&mut self, c: &mut Container, d: Duration) -> bool {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(20).min(end - Instant::now()));
+            c.reload();
+            if c.state.stopped_by_user || c.state.status == Status::Removing {
+                let _ = c.update_state(|s| {
+                    if s.status == Status::Restarting {
+                        s.status = Status::Exited;
+                    }
+                });
+                return false;
+            }
+        }
+        true
+    }
+}
+
+fn listen(dir: &std::path::Path) -> Result<UnixListener> {
+    let _ = std::fs::remove_file(dir.join(attach::SOCKET));
+    let d = std::fs::File::open(dir)?;
+    let l = UnixListener::bind(attach::socket_path(dir, d.as_fd()))
+        .context("cannot make the attach socket")?;
+    Ok(l)
+}
+
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")
+}
+
+fn set_nonblocking(fd: BorrowedFd) -> Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg, OFlag};
+    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
+    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    Ok(())
+}
+
+fn write_all_fd(fd: BorrowedFd, mut data: &[u8]) -> Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => bail!("write: {e}"),
+        }
+    }
+    Ok(())
+}
+
+pub fn pidfd_open(pid: i32) -> Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error()).context("pidfd_open");
+    }
+    // SAFETY: the kernel just returned this fd, and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Reaps `pid` and gives its status as a shell does: the code, or 128 + the signal.
+fn wait_exit(pid: i32) -> Result<i32> {
+    loop {
+        match waitpid(Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => bail!("waitpid({pid}): {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_failures_get_dockers_exit_codes() {
+        assert_eq!(
+            start_failure_code("exec: \"nope\": executable file not found in $PATH"),
+            127
+        );
+        assert_eq!(start_failure_code("exec /etc: permission denied"), 126);
+        assert_eq!(start_failure_code("cgroup: no space left"), 125);
+        assert!(parse_answer("ok").is_ok());
+        let e = parse_answer("err 127 exec: nope").unwrap_err();
+        assert_eq!((e.code, e.message.as_str()), (127, "exec: nope"));
+        assert_eq!(parse_answer("").unwrap_err().code, 125);
+    }
+}
