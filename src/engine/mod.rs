@@ -24,5 +24,6 @@ pub mod size;
 pub mod stats;
 pub mod template;
 pub mod top;
+pub mod update;
 pub mod volume;
 pub mod volume_cli;

@@ -866,6 +866,26 @@ pub fn apply_resources(spec: &mut Spec, f: &ResourceFlags) -> Result<()> {
     Ok(())
 }
 
+/// The key of the resource flags in a container's record (`Record::options`).
+pub const RECORD_KEY: &str = "resources";
+
+impl super::create::SpecPart for ResourceFlags {
+    fn key(&self) -> &'static str {
+        RECORD_KEY
+    }
+
+    fn record(&self) -> Value {
+        super::security::option_record(
+            serde_json::to_value(self).unwrap_or(Value::Null),
+            self.host_config_fields(),
+        )
+    }
+
+    fn apply(&self, spec: &mut Spec, _ctx: &super::create::SpecContext) -> Result<()> {
+        apply_resources(spec, self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

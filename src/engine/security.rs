@@ -884,72 +884,116 @@ pub fn apply_security(spec: &mut Spec, f: &SecurityFlags) -> Result<()> {
 // ---------------------------------------------------------------------------------------------
 // inspect
 
-/// Docker's `HostConfig` fields for these flags, with Docker's zero values: Privileged,
-/// CapAdd, CapDrop, SecurityOpt, Devices, DeviceCgroupRules, Ulimits, Sysctls, MaskedPaths,
-/// ReadonlyPaths, and the resource fields ([`ResourceFlags::host_config_fields`]).
-/// `host_pid_or_ipc` is whether the container shares the host's pid or ipc namespace (Docker
-/// then records `label=disable`, as for a privileged one).
+impl SecurityFlags {
+    /// Docker's `HostConfig` fields for these flags, with Docker's zero values: Privileged,
+    /// CapAdd, CapDrop, SecurityOpt, Devices, DeviceCgroupRules, Ulimits, Sysctls (left out
+    /// when empty, as Docker does), MaskedPaths, ReadonlyPaths. `host_pid_or_ipc` is whether
+    /// the container shares the host's pid or ipc namespace (Docker then records
+    /// `label=disable`, as for a privileged one).
+    pub fn host_config_fields(&self, host_pid_or_ipc: bool) -> Map<String, Value> {
+        let mut map = Map::new();
+        let (cap_add, cap_drop) = cap_add_drop(self);
+        let list_or_null = |v: Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
+        map.insert("Privileged".into(), json!(self.privileged));
+        map.insert("CapAdd".into(), list_or_null(cap_add));
+        map.insert("CapDrop".into(), list_or_null(cap_drop));
+        // Docker's client takes systempaths=unconfined out of SecurityOpt (it becomes empty
+        // MaskedPaths and ReadonlyPaths instead).
+        let mut security_opt: Vec<String> = self
+            .security_opt
+            .iter()
+            .filter(|o| o.as_str() != "systempaths=unconfined")
+            .cloned()
+            .collect();
+        if security_opt.is_empty() && (self.privileged || host_pid_or_ipc) {
+            security_opt.push("label=disable".into());
+        }
+        map.insert("SecurityOpt".into(), list_or_null(security_opt));
+        let devices: Vec<Value> = self
+            .device
+            .iter()
+            .filter_map(|d| parse_device(d).ok())
+            .map(|d| {
+                json!({
+                    "PathOnHost": d.path_on_host,
+                    "PathInContainer": d.path_in_container,
+                    "CgroupPermissions": d.cgroup_permissions,
+                })
+            })
+            .collect();
+        map.insert("Devices".into(), json!(devices));
+        map.insert(
+            "DeviceCgroupRules".into(),
+            list_or_null(self.device_cgroup_rule.clone()),
+        );
+        let ulimits: Vec<Value> = parse_ulimits(&self.ulimit)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|u| json!({"Name": u.name, "Hard": u.hard, "Soft": u.soft}))
+            .collect();
+        map.insert("Ulimits".into(), json!(ulimits));
+        let sysctls = parse_sysctls(&self.sysctl).unwrap_or_default();
+        if !sysctls.is_empty() {
+            map.insert("Sysctls".into(), json!(sysctls));
+        }
+        let unconfined = self.privileged
+            || parse_security_opts(&self.security_opt).is_ok_and(|o| o.unconfined_system_paths);
+        let (masked, readonly): (Vec<&str>, Vec<&str>) = if unconfined {
+            (Vec::new(), Vec::new())
+        } else {
+            (MASKED_PATHS.to_vec(), READONLY_PATHS.to_vec())
+        };
+        map.insert("MaskedPaths".into(), json!(masked));
+        map.insert("ReadonlyPaths".into(), json!(readonly));
+        map
+    }
+}
+
+/// Docker's `HostConfig` fields for the security and the resource flags together (see
+/// [`SecurityFlags::host_config_fields`] and [`ResourceFlags::host_config_fields`]).
 pub fn host_config_fields(
     sec: &SecurityFlags,
     res: &ResourceFlags,
     host_pid_or_ipc: bool,
 ) -> Map<String, Value> {
-    let mut map = Map::new();
-    let (cap_add, cap_drop) = cap_add_drop(sec);
-    let list_or_null = |v: Vec<String>| if v.is_empty() { Value::Null } else { json!(v) };
-    map.insert("Privileged".into(), json!(sec.privileged));
-    map.insert("CapAdd".into(), list_or_null(cap_add));
-    map.insert("CapDrop".into(), list_or_null(cap_drop));
-    // Docker's client takes systempaths=unconfined out of SecurityOpt (it becomes empty
-    // MaskedPaths and ReadonlyPaths instead).
-    let mut security_opt: Vec<String> = sec
-        .security_opt
-        .iter()
-        .filter(|o| o.as_str() != "systempaths=unconfined")
-        .cloned()
-        .collect();
-    if security_opt.is_empty() && (sec.privileged || host_pid_or_ipc) {
-        security_opt.push("label=disable".into());
-    }
-    map.insert("SecurityOpt".into(), list_or_null(security_opt));
-    let devices: Vec<Value> = sec
-        .device
-        .iter()
-        .filter_map(|d| parse_device(d).ok())
-        .map(|d| {
-            json!({
-                "PathOnHost": d.path_on_host,
-                "PathInContainer": d.path_in_container,
-                "CgroupPermissions": d.cgroup_permissions,
-            })
-        })
-        .collect();
-    map.insert("Devices".into(), json!(devices));
-    map.insert(
-        "DeviceCgroupRules".into(),
-        list_or_null(sec.device_cgroup_rule.clone()),
-    );
-    let ulimits: Vec<Value> = parse_ulimits(&sec.ulimit)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|u| json!({"Name": u.name, "Hard": u.hard, "Soft": u.soft}))
-        .collect();
-    map.insert("Ulimits".into(), json!(ulimits));
-    let sysctls = parse_sysctls(&sec.sysctl).unwrap_or_default();
-    if !sysctls.is_empty() {
-        map.insert("Sysctls".into(), json!(sysctls));
-    }
-    let unconfined = sec.privileged
-        || parse_security_opts(&sec.security_opt).is_ok_and(|o| o.unconfined_system_paths);
-    let (masked, readonly): (Vec<&str>, Vec<&str>) = if unconfined {
-        (Vec::new(), Vec::new())
-    } else {
-        (MASKED_PATHS.to_vec(), READONLY_PATHS.to_vec())
-    };
-    map.insert("MaskedPaths".into(), json!(masked));
-    map.insert("ReadonlyPaths".into(), json!(readonly));
+    let mut map = sec.host_config_fields(host_pid_or_ipc);
     map.extend(res.host_config_fields());
     map
+}
+
+/// Checks the security and resource flags of `run`/`create` before anything is made (and
+/// reads a `seccomp=FILE` profile into the flags, as Docker's client does). Gives Docker's
+/// warnings for the caller to print (`WARNING: ...`).
+pub fn prepare_options(sec: &mut SecurityFlags, res: &ResourceFlags) -> Result<Vec<String>> {
+    sec.prepare()?;
+    let (_, warnings) = super::resources::resources_with_warnings(res, false)?;
+    Ok(warnings)
+}
+
+/// The key of the security flags in a container's record (`Record::options`).
+pub const RECORD_KEY: &str = "security";
+
+/// The record of an option group: the flags as given (`Flags`) and Docker's `HostConfig`
+/// fields for them, which `inspect` merges into its HostConfig.
+pub(crate) fn option_record(flags: Value, host_config: Map<String, Value>) -> Value {
+    json!({"Flags": flags, "HostConfig": host_config})
+}
+
+impl super::create::SpecPart for SecurityFlags {
+    fn key(&self) -> &'static str {
+        RECORD_KEY
+    }
+
+    fn record(&self) -> Value {
+        option_record(
+            serde_json::to_value(self).unwrap_or(Value::Null),
+            self.host_config_fields(false),
+        )
+    }
+
+    fn apply(&self, spec: &mut Spec, _ctx: &super::create::SpecContext) -> Result<()> {
+        apply_security(spec, self)
+    }
 }
 
 #[cfg(test)]
