@@ -777,3 +777,323 @@ fn bad_flags_get_dockers_errors_and_leave_nothing() {
     }
     assert_eq!(e.container_ids(), Vec::<String>::new(), "no container left");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Against Docker: the same flags under a private dockerd and under berth.
+
+/// A dockerd of this test's own (data, exec root and socket in a temp dir, no bridge, no
+/// iptables, its own cgroup parent), stopped and removed when dropped.
+struct PrivateDocker {
+    dir: PathBuf,
+    daemon: std::process::Child,
+}
+
+const DOCKER_CGROUP_PARENT: &str = "berth-security-docker";
+
+impl PrivateDocker {
+    fn start() -> Option<PrivateDocker> {
+        let installed = |tool: &str| {
+            std::process::Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        };
+        if !installed("dockerd") || !installed("docker") {
+            eprintln!("skipped: dockerd and docker are not installed");
+            return None;
+        }
+        let dir = std::env::temp_dir().join(format!("berth-sec-dockerd-{}", std::process::id()));
+        image_support::cleanup(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
+        let daemon = std::process::Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("--pidfile")
+            .arg(dir.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
+            .arg(format!("--cgroup-parent=/{DOCKER_CGROUP_PARENT}"))
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let d = PrivateDocker { dir, daemon };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !d
+            .cmd(&["version"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "dockerd did not answer"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        Some(d)
+    }
+
+    fn cmd(&self, args: &[&str]) -> std::process::Command {
+        let mut c = std::process::Command::new("docker");
+        c.arg("-H")
+            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
+            .args(args)
+            .env("DOCKER_CONFIG", self.dir.join("client"))
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+}
+
+impl Drop for PrivateDocker {
+    fn drop(&mut self) {
+        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
+            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
+                let _ = self.cmd(&["rm", "-f", id]).output();
+            }
+        }
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while self.daemon.try_wait().ok().flatten().is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+        image_support::cleanup(&self.dir);
+        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_dir(e.path().join(DOCKER_CGROUP_PARENT));
+            }
+        }
+    }
+}
+
+/// What both print: exit code, stdout, and (for failures) nothing more, as the wording of
+/// daemon errors differs in its prefix.
+fn outcome(o: &Output) -> (Option<i32>, String) {
+    (
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn same_capabilities_seccomp_and_limits_as_docker() {
+    root_only!();
+    let Some(docker) = PrivateDocker::start() else {
+        return;
+    };
+    let e = Engine::new("vs-docker");
+    let tar = e.s.path("busybox.tar");
+    std::fs::write(&tar, busybox_tar(&e.s)).unwrap();
+    let import = docker.run(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        tar.to_str().unwrap(),
+        "busybox:latest",
+    ]);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+
+    let status =
+        "grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|Seccomp|NoNewPrivs):' /proc/self/status; \
+        echo nofile=$(ulimit -n):$(ulimit -Hn) core=$(ulimit -c); \
+        unshare -U true 2>/dev/null && echo unshare=ok || echo unshare=denied";
+    let flag_sets: Vec<Vec<&str>> = vec![
+        vec![],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec![
+            "--cap-add",
+            "sys_ptrace",
+            "--cap-drop",
+            "chown",
+            "--cap-drop",
+            "CAP_KILL",
+        ],
+        vec!["--cap-drop", "ALL", "--cap-add", "net_bind_service"],
+        vec!["--cap-drop", "ALL"],
+        vec!["--user", "1000"],
+        vec!["--security-opt", "no-new-privileges"],
+        vec![
+            "--security-opt",
+            "no-new-privileges:true",
+            "--security-opt",
+            "seccomp=unconfined",
+        ],
+        vec!["--ulimit", "nofile=100:200", "--ulimit", "core=-1"],
+    ];
+    for flags in &flag_sets {
+        let mut docker_args = vec!["run", "--rm", "--network", "none"];
+        docker_args.extend(flags);
+        docker_args.extend(["busybox", "sh", "-c", status]);
+        let mut berth_args = vec!["container"];
+        berth_args.extend(&docker_args);
+        let theirs = docker.run(&docker_args);
+        let ours = e.run(&berth_args);
+        // The limits neither sets come from the daemon and from berth's caller: compare the
+        // nofile line only where the flags set it.
+        let strip = |(code, out): (Option<i32>, String)| {
+            let keep_nofile = flags.contains(&"--ulimit");
+            let out: Vec<String> = out
+                .lines()
+                .filter(|l| keep_nofile || !l.starts_with("nofile="))
+                .map(String::from)
+                .collect();
+            (code, out)
+        };
+        assert_eq!(
+            strip(outcome(&ours)),
+            strip(outcome(&theirs)),
+            "flags {flags:?}\nberth stderr: {}\ndocker stderr: {}",
+            String::from_utf8_lossy(&ours.stderr),
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+    }
+
+    // The HostConfig fields inspect shows for the same flags.
+    let template = "{{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}} \
+        {{json .HostConfig.SecurityOpt}} {{.HostConfig.Privileged}} {{.HostConfig.Memory}} \
+        {{.HostConfig.MemorySwap}} {{.HostConfig.MemoryReservation}} {{.HostConfig.NanoCpus}} \
+        {{.HostConfig.CpuShares}} {{.HostConfig.CpuPeriod}} {{.HostConfig.CpuQuota}} \
+        {{.HostConfig.CpusetCpus}} {{.HostConfig.BlkioWeight}} {{json .HostConfig.PidsLimit}} \
+        {{.HostConfig.OomKillDisable}} {{range .HostConfig.Ulimits}}{{.Name}}={{.Soft}}:{{.Hard}} {{end}}\
+        {{range .HostConfig.Devices}}{{.PathOnHost}}>{{.PathInContainer}}:{{.CgroupPermissions}} {{end}}";
+    let create_sets: Vec<Vec<&str>> = vec![
+        vec![],
+        vec![
+            "--cap-add",
+            "sys_admin",
+            "--cap-drop",
+            "mknod",
+            "--cap-drop",
+            "sys_admin",
+        ],
+        vec!["--cap-add", "ALL", "--cap-drop", "ALL"],
+        vec![
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "no-new-privileges",
+        ],
+        vec![
+            "-m",
+            "64m",
+            "--memory-reservation",
+            "32m",
+            "--cpus",
+            "1.5",
+            "-c",
+            "512",
+            "--pids-limit",
+            "50",
+        ],
+        vec![
+            "-m",
+            "64m",
+            "--memory-swap",
+            "-1",
+            "--cpu-period",
+            "50000",
+            "--cpu-quota",
+            "25000",
+            "--cpuset-cpus",
+            "0",
+        ],
+        vec![
+            "--ulimit",
+            "nofile=10:20",
+            "--device",
+            "/dev/null:/dev/xnull:rw",
+            "--sysctl",
+            "net.ipv4.ip_forward=1",
+        ],
+        vec!["--privileged"],
+    ];
+    for flags in &create_sets {
+        let mut docker_args = vec!["create", "--network", "none"];
+        docker_args.extend(flags);
+        docker_args.push("busybox");
+        let mut berth_args = vec!["container"];
+        berth_args.extend(&docker_args);
+        let theirs = docker.run(&docker_args);
+        assert!(
+            theirs.status.success(),
+            "docker {flags:?}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let ours = e.ok(&berth_args);
+        let their_id = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
+        // Docker leaves Sysctls out when empty (a template naming it then fails).
+        let template = if flags.contains(&"--sysctl") {
+            format!("{template} {{{{.HostConfig.Sysctls}}}}")
+        } else {
+            template.to_string()
+        };
+        let template = template.as_str();
+        let their_fields = docker.run(&["inspect", "-f", template, &their_id]);
+        assert_eq!(
+            e.inspect(ours.trim(), template),
+            String::from_utf8_lossy(&their_fields.stdout).trim_end(),
+            "inspect of {flags:?}: {}",
+            String::from_utf8_lossy(&their_fields.stderr)
+        );
+    }
+
+    // Refused by both, with exit code 125.
+    for flags in [
+        vec!["-m", "4m"],
+        vec!["--cpus", "1", "--cpu-quota", "50000"],
+        vec!["--cap-add", "foo"],
+        vec!["--ulimit", "nofile=abc"],
+        vec!["--security-opt", "foo=bar"],
+        vec!["--sysctl", "kernel.hostname=x"],
+        vec!["--device", "/dev/berth-nope"],
+        vec!["--device", "/dev/null:relative"],
+    ] {
+        let mut docker_args = vec!["run", "--rm", "--network", "none"];
+        docker_args.extend(&flags);
+        docker_args.extend(["busybox", "true"]);
+        let mut berth_args = vec!["container"];
+        berth_args.extend(&docker_args);
+        let theirs = docker.run(&docker_args);
+        let ours = e.run(&berth_args);
+        // Docker checks devices only when it starts the container, and its client turns a
+        // start error mentioning "no such file or directory" into 127; berth refuses the
+        // container before making it, with 125.
+        let want_code = if flags[1] == "/dev/berth-nope" {
+            Some(125)
+        } else {
+            theirs.status.code()
+        };
+        assert_eq!(ours.status.code(), want_code, "{flags:?}");
+        // Docker's message is berth's, between Docker's own prefix and suffix.
+        let their_text = String::from_utf8_lossy(&theirs.stderr);
+        let our_text = String::from_utf8_lossy(&ours.stderr);
+        let ours_bare = our_text
+            .trim()
+            .strip_prefix("berth: ")
+            .unwrap_or(our_text.trim());
+        assert!(
+            their_text.contains(ours_bare),
+            "{flags:?}: docker said {their_text:?}, berth {our_text:?}"
+        );
+    }
+}

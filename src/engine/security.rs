@@ -103,9 +103,9 @@ pub fn all_capabilities() -> Vec<String> {
         .collect()
 }
 
-/// Docker's client-side normalization (`EffectiveCapAddCapDrop`): upper case, a `CAP_` prefix
-/// (but for `ALL`), `ALL` alone when present, and a capability both added and dropped is
-/// added. These are the `CapAdd` and `CapDrop` that `inspect` shows.
+/// Docker's client-side normalization: upper case, a `CAP_` prefix (but for `ALL`), and `ALL`
+/// alone when present. These are the `CapAdd` and `CapDrop` that `inspect` shows (a
+/// capability both added and dropped stays in both lists, as with Docker; it is added).
 pub fn cap_add_drop(flags: &SecurityFlags) -> (Vec<String>, Vec<String>) {
     let normalize = |caps: &[String]| -> Vec<String> {
         let mut out: Vec<String> = caps
@@ -124,12 +124,7 @@ pub fn cap_add_drop(flags: &SecurityFlags) -> (Vec<String>, Vec<String>) {
         }
         out
     };
-    let add = normalize(&flags.cap_add);
-    let drop = normalize(&flags.cap_drop)
-        .into_iter()
-        .filter(|c| !add.contains(c))
-        .collect();
-    (add, drop)
+    (normalize(&flags.cap_add), normalize(&flags.cap_drop))
 }
 
 /// Checks that every name is a capability (Docker: `unknown capability: "CAP_FOO"`).
@@ -354,9 +349,10 @@ fn clean_path(path: &str) -> String {
     }
 }
 
-/// Parses `--device` as Docker's client does (its path check, then the mapping).
+/// Parses `--device` as Docker's client does (its path check, then the mapping), with its
+/// errors, which name the value only (`bad format for path: X`, `X is not an absolute path`).
 pub fn parse_device(spec: &str) -> Result<DeviceMapping> {
-    let bad = |reason: String| bad_flag("--device", spec, reason);
+    let bad = |reason: String| anyhow!(reason);
     let parts: Vec<&str> = spec.split(':').collect();
     if parts.len() > 3 || parts[0].is_empty() {
         return Err(bad(format!("bad format for path: {spec}")));
@@ -1117,7 +1113,7 @@ mod tests {
         });
         assert_eq!(all.len(), all_capabilities().len() - 1);
         assert!(!all.contains(&"CAP_MKNOD".to_string()));
-        // Added and dropped: added (Docker's client takes it out of the drop list).
+        // Added and dropped: added.
         assert!(caps(|f| {
             f.cap_add = strings(&["chown"]);
             f.cap_drop = strings(&["chown"]);
@@ -1337,10 +1333,7 @@ mod tests {
             ("/dev/a:/b:rr", "bad mode specified: rr"),
             ("/dev/a:relative", "relative is not an absolute path"),
         ] {
-            assert_eq!(
-                parse_device(bad).unwrap_err().to_string(),
-                format!("invalid argument {bad:?} for \"--device\" flag: {why}")
-            );
+            assert_eq!(parse_device(bad).unwrap_err().to_string(), why);
         }
 
         let spec = applied(&flags(|f| f.device = strings(&["/dev/null:/dev/xnull:rw"])));
@@ -1489,7 +1482,7 @@ mod tests {
         });
         let m = host_config_fields(&f, &ResourceFlags::default(), false);
         assert_eq!(m["CapAdd"], json!(["CAP_NET_ADMIN"]));
-        assert_eq!(m["CapDrop"], json!(["CAP_MKNOD"]));
+        assert_eq!(m["CapDrop"], json!(["CAP_MKNOD", "CAP_NET_ADMIN"]));
         assert_eq!(m["SecurityOpt"], json!(["label=disable"]));
         assert_eq!(
             m["Devices"],
