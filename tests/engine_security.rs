@@ -1057,6 +1057,74 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
         );
     }
 
+    // Every field of these flags as JSON, for a container made without any of them (Docker's
+    // zero values: null, [] or 0) and for one with some.
+    let fields = [
+        "Privileged",
+        "CapAdd",
+        "CapDrop",
+        "SecurityOpt",
+        "Devices",
+        "DeviceCgroupRules",
+        "Ulimits",
+        "Memory",
+        "MemorySwap",
+        "MemoryReservation",
+        "MemorySwappiness",
+        "NanoCpus",
+        "CpuShares",
+        "CpuPeriod",
+        "CpuQuota",
+        "CpuRealtimePeriod",
+        "CpuRealtimeRuntime",
+        "CpusetCpus",
+        "CpusetMems",
+        "BlkioWeight",
+        "BlkioWeightDevice",
+        "BlkioDeviceReadBps",
+        "BlkioDeviceWriteBps",
+        "BlkioDeviceReadIOps",
+        "BlkioDeviceWriteIOps",
+        "PidsLimit",
+        "OomKillDisable",
+        "ReadonlyPaths",
+    ];
+    let template: String = fields
+        .iter()
+        .map(|f| format!("{f}={{{{json .HostConfig.{f}}}}}\n"))
+        .collect();
+    for flags in [
+        vec![],
+        vec![
+            "--pids-limit",
+            "-1",
+            "--memory-swappiness",
+            "10",
+            "--cap-drop",
+            "ALL",
+        ],
+    ] {
+        let mut docker_args = vec!["create", "--network", "none"];
+        docker_args.extend(&flags);
+        docker_args.push("busybox");
+        let mut berth_args = vec!["container"];
+        berth_args.extend(&docker_args);
+        let theirs = docker.run(&docker_args);
+        assert!(
+            theirs.status.success(),
+            "{}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let their_id = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
+        let ours = e.ok(&berth_args);
+        let their_fields = docker.run(&["inspect", "-f", &template, &their_id]);
+        assert_eq!(
+            e.inspect(ours.trim(), &template),
+            String::from_utf8_lossy(&their_fields.stdout).trim_end(),
+            "{flags:?}"
+        );
+    }
+
     // Refused by both, with exit code 125.
     for flags in [
         vec!["-m", "4m"],

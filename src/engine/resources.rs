@@ -456,7 +456,11 @@ impl ResourceFlags {
         map.insert("BlkioDeviceWriteBps".into(), devices(&r.device_write_bps));
         map.insert("BlkioDeviceReadIOps".into(), devices(&r.device_read_iops));
         map.insert("BlkioDeviceWriteIOps".into(), devices(&r.device_write_iops));
-        map.insert("PidsLimit".into(), json!(r.pids_limit));
+        // Docker keeps no limit for 0 and below ("unlimited").
+        map.insert(
+            "PidsLimit".into(),
+            json!(r.pids_limit.filter(|&limit| limit > 0)),
+        );
         map
     }
 }
