@@ -1026,6 +1026,8 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
             "net.ipv4.ip_forward=1",
         ],
         vec!["--privileged"],
+        vec!["--pid", "host"],
+        vec!["--ipc", "host", "--security-opt", "no-new-privileges"],
     ];
     for flags in &create_sets {
         let mut docker_args = vec!["create", "--network", "none"];

@@ -445,6 +445,8 @@ fn make(
         125
     };
     // The security and resource flags are checked before anything is made.
+    security.shares_host_pid_or_ipc =
+        flags.pid.as_deref() == Some("host") || flags.ipc.as_deref() == Some("host");
     for warning in super::security::prepare_options(security, resources).map_err(fail)? {
         eprintln!("WARNING: {warning}");
     }

@@ -59,6 +59,11 @@ pub struct SecurityFlags {
     /// Sysctl options
     #[arg(long = "sysctl", value_name = "map")]
     pub sysctl: Vec<String>,
+    /// Set by the engine, not a flag: the container shares the host's pid or ipc namespace
+    /// (Docker then records `label=disable` in SecurityOpt).
+    #[arg(skip)]
+    #[serde(skip)]
+    pub shares_host_pid_or_ipc: bool,
 }
 
 /// Docker's error for a bad flag value (the wording of its command-line parser).
@@ -901,7 +906,11 @@ impl SecurityFlags {
             .filter(|o| o.as_str() != "systempaths=unconfined")
             .cloned()
             .collect();
-        if security_opt.is_empty() && (self.privileged || host_pid_or_ipc) {
+        // Unless a label option is given, Docker adds this one.
+        let has_label = security_opt
+            .iter()
+            .any(|o| o.split('=').next() == Some("label"));
+        if !has_label && (self.privileged || host_pid_or_ipc) {
             security_opt.push("label=disable".into());
         }
         map.insert("SecurityOpt".into(), list_or_null(security_opt));
@@ -983,7 +992,7 @@ impl super::create::SpecPart for SecurityFlags {
     fn record(&self) -> Value {
         option_record(
             serde_json::to_value(self).unwrap_or(Value::Null),
-            self.host_config_fields(false),
+            self.host_config_fields(self.shares_host_pid_or_ipc),
         )
     }
 
