@@ -786,12 +786,11 @@ fn bad_flags_get_dockers_errors_and_leave_nothing() {
 struct PrivateDocker {
     dir: PathBuf,
     daemon: std::process::Child,
+    cgroup_parent: String,
 }
 
-const DOCKER_CGROUP_PARENT: &str = "berth-security-docker";
-
 impl PrivateDocker {
-    fn start() -> Option<PrivateDocker> {
+    fn start(name: &str) -> Option<PrivateDocker> {
         let installed = |tool: &str| {
             std::process::Command::new("sh")
                 .args(["-c", &format!("command -v {tool}")])
@@ -802,7 +801,9 @@ impl PrivateDocker {
             eprintln!("skipped: dockerd and docker are not installed");
             return None;
         }
-        let dir = std::env::temp_dir().join(format!("berth-sec-dockerd-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("berth-sec-dockerd-{name}-{}", std::process::id()));
+        let cgroup_parent = format!("berth-security-docker-{name}");
         image_support::cleanup(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
@@ -817,13 +818,17 @@ impl PrivateDocker {
             .arg(format!("unix://{}", dir.join("docker.sock").display()))
             .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
             .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
-            .arg(format!("--cgroup-parent=/{DOCKER_CGROUP_PARENT}"))
+            .arg(format!("--cgroup-parent=/{cgroup_parent}"))
             .stdin(std::process::Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        let d = PrivateDocker { dir, daemon };
+        let d = PrivateDocker {
+            dir,
+            daemon,
+            cgroup_parent,
+        };
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         while !d
             .cmd(&["version"])
@@ -876,7 +881,7 @@ impl Drop for PrivateDocker {
         image_support::cleanup(&self.dir);
         if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
             for e in entries.flatten() {
-                let _ = std::fs::remove_dir(e.path().join(DOCKER_CGROUP_PARENT));
+                let _ = std::fs::remove_dir(e.path().join(&self.cgroup_parent));
             }
         }
     }
@@ -894,7 +899,7 @@ fn outcome(o: &Output) -> (Option<i32>, String) {
 #[test]
 fn same_capabilities_seccomp_and_limits_as_docker() {
     root_only!();
-    let Some(docker) = PrivateDocker::start() else {
+    let Some(docker) = PrivateDocker::start("run") else {
         return;
     };
     let e = Engine::new("vs-docker");
@@ -1165,5 +1170,247 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
             their_text.contains(ours_bare),
             "{flags:?}: docker said {their_text:?}, berth {our_text:?}"
         );
+    }
+}
+
+/// A file named `name` in a directory named `id`, anywhere under `dir`.
+fn find_bundle_file(dir: &std::path::Path, id: &str, name: &str) -> Option<PathBuf> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if !kind.is_dir() {
+            continue;
+        }
+        if entry.file_name() == id && path.join(name).exists() {
+            return Some(path.join(name));
+        }
+        if let Some(found) = find_bundle_file(&path, id, name) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// The seccomp entries of a config.json, one per call name: (name, action, errnoRet, args).
+fn seccomp_entries(config: &serde_json::Value) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    for entry in config["linux"]["seccomp"]["syscalls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        for name in entry["names"].as_array().into_iter().flatten() {
+            let args: Vec<String> = entry["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|a| {
+                    format!(
+                        "{}:{}:{}:{}",
+                        a["index"],
+                        a["value"],
+                        a.get("valueTwo").cloned().unwrap_or(serde_json::json!(0)),
+                        a["op"]
+                    )
+                })
+                .collect();
+            let errno = entry
+                .get("errnoRet")
+                .cloned()
+                .unwrap_or(serde_json::Value::Null);
+            out.insert(format!(
+                "{} {} {} {:?}",
+                name.as_str().unwrap(),
+                entry["action"],
+                errno,
+                args
+            ));
+        }
+    }
+    out
+}
+
+fn sorted_strings(value: &serde_json::Value) -> Vec<String> {
+    let mut v: Vec<String> = value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|x| {
+            x.as_str()
+                .map(String::from)
+                .unwrap_or_else(|| x.to_string())
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// The runtime spec berth writes against the one Docker hands to runc, for the same flags:
+/// the capability sets, no_new_privs, read-only paths, device rules and seccomp entries.
+/// Docker here may be older than the profile berth carries: every seccomp entry of Docker's
+/// must be berth's, and berth's others may only allow calls Docker's profile never names.
+#[test]
+fn same_runtime_spec_as_docker() {
+    root_only!();
+    let Some(docker) = PrivateDocker::start("spec") else {
+        return;
+    };
+    let e = Engine::new("spec-vs-docker");
+    let tar = e.s.path("busybox.tar");
+    std::fs::write(&tar, busybox_tar(&e.s)).unwrap();
+    let import = docker.run(&[
+        "import",
+        "-c",
+        "CMD [\"sh\"]",
+        tar.to_str().unwrap(),
+        "busybox:latest",
+    ]);
+    assert!(
+        import.status.success(),
+        "{}",
+        String::from_utf8_lossy(&import.stderr)
+    );
+    for flags in [
+        vec![],
+        vec!["--cap-add", "SYS_ADMIN"],
+        vec![
+            "--cap-add",
+            "SYS_PTRACE",
+            "--cap-drop",
+            "SYS_CHROOT",
+            "--cap-add",
+            "sys_time",
+        ],
+        vec!["--cap-drop", "ALL", "--security-opt", "no-new-privileges"],
+        vec!["--user", "1000", "--device", "/dev/null:/dev/xnull:r"],
+    ] {
+        let mut docker_args = vec!["run", "-d", "--network", "none"];
+        docker_args.extend(&flags);
+        docker_args.extend(["busybox", "sleep", "1000"]);
+        let theirs = docker.run(&docker_args);
+        assert!(
+            theirs.status.success(),
+            "docker {flags:?}: {}",
+            String::from_utf8_lossy(&theirs.stderr)
+        );
+        let their_id = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
+        let their_config = find_bundle_file(&docker.dir, &their_id, "config.json")
+            .unwrap_or_else(|| panic!("docker's config.json for {their_id}"));
+        let theirs: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(their_config).unwrap()).unwrap();
+
+        let mut berth_args = vec!["container", "create", "--network", "none"];
+        berth_args.extend(&flags);
+        berth_args.extend(["busybox", "sleep", "1000"]);
+        let our_id = e.ok(&berth_args).trim().to_string();
+        let our_config =
+            e.s.data_root()
+                .join("containers")
+                .join(&our_id)
+                .join("bundle/config.json");
+        let ours: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(our_config).unwrap()).unwrap();
+
+        for set in [
+            "bounding",
+            "effective",
+            "permitted",
+            "inheritable",
+            "ambient",
+        ] {
+            assert_eq!(
+                sorted_strings(&ours["process"]["capabilities"][set]),
+                sorted_strings(&theirs["process"]["capabilities"][set]),
+                "{flags:?}: capabilities.{set}"
+            );
+        }
+        assert_eq!(
+            ours["process"]["noNewPrivileges"]
+                .as_bool()
+                .unwrap_or(false),
+            theirs["process"]["noNewPrivileges"]
+                .as_bool()
+                .unwrap_or(false),
+            "{flags:?}: noNewPrivileges"
+        );
+        assert_eq!(
+            ours["linux"]["readonlyPaths"], theirs["linux"]["readonlyPaths"],
+            "{flags:?}"
+        );
+        for masked in sorted_strings(&theirs["linux"]["maskedPaths"]) {
+            assert!(
+                sorted_strings(&ours["linux"]["maskedPaths"]).contains(&masked),
+                "{flags:?}: {masked} masked by Docker"
+            );
+        }
+        assert_eq!(
+            ours["linux"]["resources"]["devices"], theirs["linux"]["resources"]["devices"],
+            "{flags:?}"
+        );
+        let strip_host_specific = |devices: &serde_json::Value| -> Vec<(String, String, i64, i64)> {
+            devices
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|d| {
+                    (
+                        d["path"].as_str().unwrap_or("").to_string(),
+                        d["type"].as_str().unwrap_or("").to_string(),
+                        d["major"].as_i64().unwrap_or(-1),
+                        d["minor"].as_i64().unwrap_or(-1),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(
+            strip_host_specific(&ours["linux"]["devices"]),
+            strip_host_specific(&theirs["linux"]["devices"]),
+            "{flags:?}: linux.devices"
+        );
+
+        let (our_seccomp, their_seccomp) = (&ours["linux"]["seccomp"], &theirs["linux"]["seccomp"]);
+        for key in ["defaultAction", "architectures"] {
+            assert_eq!(
+                our_seccomp[key], their_seccomp[key],
+                "{flags:?}: seccomp.{key}"
+            );
+        }
+        // Older Docker leaves out defaultErrnoRet, which means EPERM.
+        let errno = |s: &serde_json::Value| s["defaultErrnoRet"].as_i64().unwrap_or(1);
+        assert_eq!(
+            errno(our_seccomp),
+            errno(their_seccomp),
+            "{flags:?}: defaultErrnoRet"
+        );
+        // Calls whose rule newer profiles changed: socket(2) refuses AF_VSOCK since Docker 25.
+        let unchanged_since_docker_20 = |entry: &String| !entry.starts_with("socket ");
+        let our_entries: std::collections::BTreeSet<String> = seccomp_entries(&ours)
+            .into_iter()
+            .filter(unchanged_since_docker_20)
+            .collect();
+        let their_entries: std::collections::BTreeSet<String> = seccomp_entries(&theirs)
+            .into_iter()
+            .filter(unchanged_since_docker_20)
+            .collect();
+        let missing: Vec<&String> = their_entries.difference(&our_entries).collect();
+        assert!(
+            missing.is_empty(),
+            "{flags:?}: Docker's entries berth lacks: {missing:?}"
+        );
+        let docker_names: std::collections::BTreeSet<&str> = their_entries
+            .iter()
+            .map(|e| e.split(' ').next().unwrap())
+            .collect();
+        for extra in our_entries.difference(&their_entries) {
+            let name = extra.split(' ').next().unwrap();
+            assert!(
+                !docker_names.contains(name)
+                    && extra.contains("SCMP_ACT_ALLOW")
+                    && extra.ends_with("[]"),
+                "{flags:?}: berth's entry {extra} differs from Docker's for a call it names"
+            );
+        }
     }
 }
