@@ -1093,3 +1093,72 @@ fn run_options_shape_the_container_as_dockers_do() {
         "{err}"
     );
 }
+
+#[test]
+fn system_df_counts_and_system_prune_removes_what_nothing_uses() {
+    let Some(e) = Eng::new("system") else { return };
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "up",
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    e.ok(&[
+        "container",
+        "run",
+        "--name",
+        "down",
+        "busybox",
+        "sh",
+        "-c",
+        "dd if=/dev/zero of=/y bs=1000 count=50 2>/dev/null",
+    ]);
+    let df = e.ok(&["system", "df"]);
+    let row = |kind: &str| -> Vec<String> {
+        df.lines()
+            .find(|l| l.starts_with(kind))
+            .unwrap_or_else(|| panic!("{kind} in {df}"))[kind.len()..]
+            .split_whitespace()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(row("Images")[..2], ["1", "1"], "{df}");
+    assert_eq!(
+        row("Containers"),
+        ["2", "1", "50kB", "50kB", "(100%)"],
+        "{df}"
+    );
+    let pruned = e.ok(&["system", "prune", "-f"]);
+    let down = e.inspect("up", "{{.Id}}");
+    assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
+    assert!(
+        !pruned.contains(&down),
+        "the running container stays: {pruned}"
+    );
+    assert!(
+        pruned.ends_with("Total reclaimed space: 50kB\n"),
+        "{pruned}"
+    );
+    assert_eq!(e.ok(&["container", "ls", "-aq"]).lines().count(), 1);
+    // Without -f, a prune asks; no answer is no.
+    e.ok(&["container", "stop", "-t", "0", "up"]);
+    e.ok(&["system", "prune"]);
+    assert_eq!(e.ok(&["container", "ls", "-aq"]).lines().count(), 1);
+    // -a: images no container uses go too (once the last container is gone).
+    e.ok(&["rm", "up"]);
+    let pruned = e.ok(&["system", "prune", "-a", "-f"]);
+    assert!(
+        pruned.contains("Deleted Images:\nuntagged: docker.io/library/busybox:latest\n"),
+        "{pruned}"
+    );
+    assert!(e
+        .ok(&["system", "df"])
+        .lines()
+        .nth(1)
+        .unwrap()
+        .starts_with("Images          0"));
+}

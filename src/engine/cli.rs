@@ -8,6 +8,7 @@
 use super::attach::{parse_detach_keys, ClientOptions};
 use super::create::{self, CreateFlags, CreateRequest};
 use super::inspect;
+use super::layers_cli;
 use super::lifecycle::{self, ExecRequest, Outcome};
 use super::logs;
 use super::record::{Container, Engine, NoSuchContainer, Status};
@@ -44,6 +45,14 @@ pub enum EngineCommand {
     Unpause(NamesArgs),
     /// List port mappings or a specific mapping for the container.
     Port(PortArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(layers_cli::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(layers_cli::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(layers_cli::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(layers_cli::ExportArgs),
     /// Display a live stream of container(s) resource usage statistics.
     Stats(super::present::StatsArgs),
     /// Display the running processes of a container.
@@ -51,6 +60,9 @@ pub enum EngineCommand {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(super::volume_cli::VolumeCommand),
+    /// Manage berth (disk usage, pruning).
+    #[command(subcommand)]
+    System(super::system::SystemCommand),
 }
 
 /// Whether `name` is one of the engine's top-level commands (Docker's exit codes apply).
@@ -58,6 +70,7 @@ pub fn is_engine_command(name: &str) -> bool {
     matches!(
         name,
         "container"
+            | "system"
             | "logs"
             | "stop"
             | "restart"
@@ -68,6 +81,10 @@ pub fn is_engine_command(name: &str) -> bool {
             | "attach"
             | "unpause"
             | "port"
+            | "cp"
+            | "commit"
+            | "diff"
+            | "export"
             | "stats"
             | "top"
             | "volume"
@@ -115,6 +132,14 @@ pub enum ContainerCommand {
     Prune(PruneArgs),
     /// List port mappings or a specific mapping for the container.
     Port(PortArgs),
+    /// Copy files/folders between a container and the local filesystem.
+    Cp(layers_cli::CpArgs),
+    /// Create a new image from a container's changes.
+    Commit(layers_cli::CommitArgs),
+    /// Inspect changes to files or directories on a container's filesystem.
+    Diff(layers_cli::DiffArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(layers_cli::ExportArgs),
     /// Display a live stream of container(s) resource usage statistics.
     Stats(super::present::StatsArgs),
     /// Display the running processes of a container.
@@ -386,9 +411,14 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Attach(a) => attach_cmd(&engine, &a),
         EngineCommand::Unpause(a) => each(&engine, &a.containers, |e, c| lifecycle::unpause(e, c)),
         EngineCommand::Port(a) => port_cmd(&engine, &a),
+        EngineCommand::Cp(a) => layers_cli::cp_cmd(&engine, &a),
+        EngineCommand::Commit(a) => layers_cli::commit_cmd(&engine, &a),
+        EngineCommand::Diff(a) => layers_cli::diff_cmd(&engine, &a),
+        EngineCommand::Export(a) => layers_cli::export_cmd(&engine, &a),
         EngineCommand::Stats(a) => super::present::stats_cmd(&engine, &a),
         EngineCommand::Top(a) => super::present::top_cmd(&engine, &a),
         EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
+        EngineCommand::System(c) => super::system::run(&engine, c),
     };
     match result {
         Ok(code) => code,
@@ -421,6 +451,10 @@ fn container(engine: &Engine, cmd: ContainerCommand) -> Result<i32> {
         }
         ContainerCommand::Prune(a) => prune_cmd(engine, &a),
         ContainerCommand::Port(a) => port_cmd(engine, &a),
+        ContainerCommand::Cp(a) => layers_cli::cp_cmd(engine, &a),
+        ContainerCommand::Commit(a) => layers_cli::commit_cmd(engine, &a),
+        ContainerCommand::Diff(a) => layers_cli::diff_cmd(engine, &a),
+        ContainerCommand::Export(a) => layers_cli::export_cmd(engine, &a),
         ContainerCommand::Stats(a) => super::present::stats_cmd(engine, &a),
         ContainerCommand::Top(a) => super::present::top_cmd(engine, &a),
         ContainerCommand::Update(a) => super::update::update_cmd(engine, &a),

@@ -517,17 +517,8 @@ fn build(
         (None, false) => short.clone(),
     };
 
+    // Config.Env: the image's and the user's; the process gets Docker's defaults under them.
     let mut env = ic.env.clone();
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(
-            0,
-            "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-        );
-    }
-    set_env(&mut env, &format!("HOSTNAME={hostname}"));
-    if f.tty {
-        set_env(&mut env, "TERM=xterm");
-    }
     for file in &f.env_file {
         let text = fs::read_to_string(file)
             .with_context(|| format!("open {}: no such file or directory", file.display()))?;
@@ -639,7 +630,17 @@ fn build(
         add_mount(&mut spec, bind_mount(&init, INIT_PATH, true));
     }
     process.set_args(Some(final_args));
-    process.set_env(Some(env));
+    let mut process_env = vec![
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if f.tty {
+        process_env.push("TERM=xterm".into());
+    }
+    for e in &env {
+        set_env(&mut process_env, e);
+    }
+    process.set_env(Some(process_env));
     process.set_terminal(Some(f.tty));
     process.set_cwd(PathBuf::from(if working_dir.is_empty() {
         "/"
@@ -724,10 +725,13 @@ fn image_healthcheck(
         .and_then(|v| serde_json::from_value(v.clone()).ok())
 }
 
+/// Sets a variable in place (Docker's ReplaceOrAppendEnvValues), or appends it.
 fn set_env(env: &mut Vec<String>, kv: &str) {
     let key = kv.split('=').next().unwrap_or(kv);
-    env.retain(|e| e.split('=').next() != Some(key));
-    env.push(kv.to_string());
+    match env.iter_mut().find(|e| e.split('=').next() == Some(key)) {
+        Some(e) => *e = kv.to_string(),
+        None => env.push(kv.to_string()),
+    }
 }
 
 /// `-e KEY=VALUE` sets, `-e KEY` takes the caller's value (or nothing when unset).

@@ -159,7 +159,7 @@ pub fn ps_row(engine: &Engine, c: &Container, no_trunc: bool) -> Map<String, Val
         "RunningFor".into(),
         format!("{} ago", super::humanize::human_duration(now - created)).into(),
     );
-    m.insert("Status".into(), status_text(engine, c, now).into());
+    m.insert("Status".into(), status_text(engine, c).into());
     m.insert("State".into(), status.as_str().into());
     m.insert("Names".into(), r.name.clone().into());
     m.insert("Ports".into(), "".into());
@@ -180,46 +180,34 @@ fn truncate(s: &str, n: usize) -> String {
 }
 
 /// `ps`'s STATUS column: "Up 3 seconds", "Exited (0) 2 minutes ago", "Created", ...
-pub fn status_text(engine: &Engine, c: &Container, now: i64) -> String {
+pub fn status_text(engine: &Engine, c: &Container) -> String {
+    use super::humanize::{parse_timestamp, status, Health, StateSummary};
     let st = &c.state;
-    let since = |t: &str| parse_rfc3339(t).map_or(0, |t| now - t);
-    match c.status(engine) {
-        Status::Created => "Created".into(),
-        Status::Running => {
-            let health = match st.health.as_ref().map(|h| h.status.as_str()) {
-                Some("starting") => " (health: starting)",
-                Some("healthy") => " (healthy)",
-                Some("unhealthy") => " (unhealthy)",
-                _ => "",
-            };
-            format!(
-                "Up {}{health}",
-                super::humanize::human_duration(since(&st.started_at))
-            )
-        }
-        Status::Paused => format!(
-            "Up {} (Paused)",
-            super::humanize::human_duration(since(&st.started_at))
-        ),
-        Status::Restarting => format!(
-            "Restarting ({}) {} ago",
-            st.exit_code,
-            super::humanize::human_duration(since(&st.finished_at))
-        ),
-        Status::Removing => "Removal In Progress".into(),
-        Status::Exited => {
-            if st.finished_at.is_empty() || st.finished_at == super::record::ZERO_TIME {
-                format!("Exited ({})", c.exit_code(engine))
-            } else {
-                format!(
-                    "Exited ({}) {} ago",
-                    c.exit_code(engine),
-                    super::humanize::human_duration(since(&st.finished_at))
-                )
-            }
-        }
-        Status::Dead => "Dead".into(),
-    }
+    let s = c.status(engine);
+    let time = |t: &str| {
+        (t != super::record::ZERO_TIME)
+            .then(|| parse_timestamp(t))
+            .flatten()
+    };
+    let summary = StateSummary {
+        running: s.is_active(),
+        paused: s == Status::Paused,
+        restarting: s == Status::Restarting,
+        removal_in_progress: s == Status::Removing,
+        dead: s == Status::Dead,
+        exit_code: c.exit_code(engine),
+        started_at: time(&st.started_at),
+        // Exited with no time recorded (its monitor died): shown as just now.
+        finished_at: time(&st.finished_at)
+            .or_else(|| (s == Status::Exited).then(std::time::SystemTime::now)),
+        health: match st.health.as_ref().map(|h| h.status.as_str()) {
+            Some("starting") => Some(Health::Starting),
+            Some("healthy") => Some(Health::Healthy),
+            Some("unhealthy") => Some(Health::Unhealthy),
+            _ => None,
+        },
+    };
+    status(&summary, std::time::SystemTime::now())
 }
 
 #[cfg(test)]

@@ -78,7 +78,7 @@ pub fn start(
 }
 
 /// Mounts the container's overlay again where it is not mounted (after a reboot).
-fn ensure_rootfs(store: &Store, c: &Container) -> Result<()> {
+pub(crate) fn ensure_rootfs(store: &Store, c: &Container) -> Result<()> {
     let rootfs = c.rootfs();
     let dev = |p: &std::path::Path| {
         std::fs::metadata(p)

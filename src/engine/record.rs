@@ -50,15 +50,34 @@ pub struct Config {
     pub open_stdin: bool,
     pub stdin_once: bool,
     pub env: Vec<String>,
+    #[serde(with = "null_when_empty")]
     pub cmd: Vec<String>,
     pub image: String,
     pub volumes: BTreeMap<String, serde_json::Value>,
     pub working_dir: String,
+    #[serde(with = "null_when_empty")]
     pub entrypoint: Vec<String>,
     pub labels: BTreeMap<String, String>,
     pub stop_signal: String,
     pub stop_timeout: Option<i64>,
     pub healthcheck: Option<Healthcheck>,
+}
+
+/// An empty list as Docker writes it (`null`), read back from either form.
+mod null_when_empty {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {
+        if v.is_empty() {
+            s.serialize_none()
+        } else {
+            s.collect_seq(v)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+        Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+    }
 }
 
 /// Docker's health check (durations in nanoseconds, as Docker stores them).

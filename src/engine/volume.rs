@@ -1099,29 +1099,7 @@ fn copy_xattrs(src: &OwnedFd, dst: &OwnedFd) -> Result<()> {
 /// A size as Docker's CLI prints it (decimal units, four significant digits: `0B`, `1.5kB`,
 /// `12.35MB`).
 pub fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 9] = ["B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB"];
-    let mut v = bytes as f64;
-    let mut unit = 0;
-    while v >= 1000.0 && unit < UNITS.len() - 1 {
-        v /= 1000.0;
-        unit += 1;
-    }
-    format!("{}{}", four_significant(v), UNITS[unit])
-}
-
-/// Go's `%.4g` for 0 <= v < 1000 (plus rounding up to 1000).
-fn four_significant(v: f64) -> String {
-    if v == 0.0 {
-        return "0".into();
-    }
-    let digits = v.abs().log10().floor() as i32 + 1;
-    let decimals = (4 - digits).max(0) as usize;
-    let s = format!("{v:.decimals$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    }
+    super::humanize::human_size(bytes as f64)
 }
 
 #[cfg(test)]

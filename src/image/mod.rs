@@ -28,3 +28,9 @@ pub mod pull;
 pub mod push;
 pub mod registry;
 pub mod registry_cli;
+
+// A container's writable layer: its changes, layers and images made of it, trees by fd.
+pub mod changes;
+pub mod commit;
+pub mod fswalk;
+pub mod tarstream;
