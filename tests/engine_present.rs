@@ -282,6 +282,8 @@ impl Engine {
             "-d",
             "--name",
             name,
+            "-e",
+            "GREETING=hello",
             "busybox",
             "sh",
             "-c",
@@ -656,7 +658,10 @@ fn ps_and_inspect_formats() {
         "{{range .Config.Env}}{{println .}}{{end}}",
         "web",
     ]);
-    assert!(out.lines().any(|l| l.starts_with("PATH=")), "{out}");
+    assert_eq!(
+        out, "GREETING=hello\n\n",
+        "the image's (none) and the user's: {out}"
+    );
     let out = e.ok(&[
         "inspect",
         "-f",

@@ -144,6 +144,8 @@ pub enum ContainerCommand {
     Stats(super::present::StatsArgs),
     /// Display the running processes of a container.
     Top(super::present::TopArgs),
+    /// Update configuration of one or more containers.
+    Update(super::update::UpdateArgs),
 }
 
 #[derive(Args)]
@@ -159,6 +161,12 @@ pub struct RunArgs {
     sig_proxy: bool,
     #[command(flatten)]
     create: CreateFlags,
+    /// --privileged, --cap-add, --security-opt, --device, --ulimit, --sysctl (engine::security).
+    #[command(flatten)]
+    security: super::security::SecurityFlags,
+    /// -m, --cpus, --pids-limit, ... (engine::resources).
+    #[command(flatten)]
+    resources: super::resources::ResourceFlags,
     /// Print help (-h is --hostname, as in Docker).
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -176,6 +184,12 @@ pub struct RunArgs {
 pub struct CreateArgs {
     #[command(flatten)]
     create: CreateFlags,
+    /// --privileged, --cap-add, --security-opt, --device, --ulimit, --sysctl (engine::security).
+    #[command(flatten)]
+    security: super::security::SecurityFlags,
+    /// -m, --cpus, --pids-limit, ... (engine::resources).
+    #[command(flatten)]
+    resources: super::resources::ResourceFlags,
     /// Print help (-h is --hostname, as in Docker).
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
@@ -443,6 +457,7 @@ fn container(engine: &Engine, cmd: ContainerCommand) -> Result<i32> {
         ContainerCommand::Export(a) => layers_cli::export_cmd(engine, &a),
         ContainerCommand::Stats(a) => super::present::stats_cmd(engine, &a),
         ContainerCommand::Top(a) => super::present::top_cmd(engine, &a),
+        ContainerCommand::Update(a) => super::update::update_cmd(engine, &a),
     }
 }
 
@@ -454,6 +469,8 @@ fn store_of(engine: &Engine) -> Result<Store> {
 fn make(
     engine: &Engine,
     flags: &CreateFlags,
+    security: &mut super::security::SecurityFlags,
+    resources: &super::resources::ResourceFlags,
     image_and_command: &[String],
     attach_stdin_once: bool,
 ) -> std::result::Result<(Store, Container), i32> {
@@ -461,6 +478,12 @@ fn make(
         eprintln!("berth: {e:#}");
         125
     };
+    // The security and resource flags are checked before anything is made.
+    security.shares_host_pid_or_ipc =
+        flags.pid.as_deref() == Some("host") || flags.ipc.as_deref() == Some("host");
+    for warning in super::security::prepare_options(security, resources).map_err(fail)? {
+        eprintln!("WARNING: {warning}");
+    }
     let store = store_of(engine).map_err(fail)?;
     let (image, command) = image_and_command
         .split_first()
@@ -470,7 +493,7 @@ fn make(
         image,
         command,
         attach_stdin_once,
-        extra: &[],
+        extra: &[&*security, resources],
     };
     let c = create::create(engine, &store, &req).map_err(fail)?;
     Ok((store, c))
@@ -483,7 +506,7 @@ fn detach_keys(arg: &Option<String>) -> Result<Vec<u8>> {
     }
 }
 
-fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
+fn run_cmd(engine: &Engine, mut a: RunArgs) -> i32 {
     let keys = match detach_keys(&a.detach_keys) {
         Ok(k) => k,
         Err(e) => {
@@ -495,6 +518,8 @@ fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
     let (store, mut c) = match make(
         engine,
         &a.create,
+        &mut a.security,
+        &a.resources,
         &a.image_and_command,
         attach && a.create.interactive,
     ) {
@@ -527,8 +552,15 @@ fn run_cmd(engine: &Engine, a: RunArgs) -> i32 {
     }
 }
 
-fn create_cmd(engine: &Engine, a: CreateArgs) -> i32 {
-    match make(engine, &a.create, &a.image_and_command, false) {
+fn create_cmd(engine: &Engine, mut a: CreateArgs) -> i32 {
+    match make(
+        engine,
+        &a.create,
+        &mut a.security,
+        &a.resources,
+        &a.image_and_command,
+        false,
+    ) {
         Ok((_, c)) => {
             println!("{}", c.id());
             0

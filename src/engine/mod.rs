@@ -5,10 +5,12 @@
 //! its exit. Every command reads the records from disk.
 pub mod attach;
 pub mod cli;
+pub mod copy;
 pub mod create;
 pub mod health;
 pub mod humanize;
 pub mod inspect;
+pub mod layers_cli;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;
@@ -17,13 +19,13 @@ pub mod oom;
 pub mod present;
 pub mod record;
 pub mod remove;
+pub mod resources;
+pub mod seccomp_default;
+pub mod security;
 pub mod stats;
 pub mod system;
 pub mod template;
 pub mod top;
+pub mod update;
 pub mod volume;
 pub mod volume_cli;
-
-// A container's writable layer and rootfs: docker cp (diff, commit, export: crate::image).
-pub mod copy;
-pub mod layers_cli;
