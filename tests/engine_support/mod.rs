@@ -609,19 +609,7 @@ impl Dockerd {
     /// The pids of every process whose command line names the temp dir (the daemon, its
     /// containerd, the shims).
     fn processes(&self) -> Vec<i32> {
-        let needle = self.dir.to_string_lossy().into_owned();
-        let mut pids = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
-                continue;
-            };
-            if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
-                if String::from_utf8_lossy(&cmdline).contains(&needle) {
-                    pids.push(pid);
-                }
-            }
-        }
-        pids
+        processes_naming(&self.dir.to_string_lossy())
     }
 
     /// The cgroup directories of the daemon's cgroup parent, in every hierarchy.
