@@ -2,5 +2,6 @@
 //! (images, engine, build, compose) will sit beside it and call it through its Rust API.
 pub mod engine;
 pub mod image;
+pub mod network;
 pub mod runtime;
 pub mod table;

@@ -473,10 +473,21 @@ fn make(
     resources: &super::resources::ResourceFlags,
     image_and_command: &[String],
     attach_stdin_once: bool,
+    daemon_code: i32,
 ) -> std::result::Result<(Store, Container), i32> {
     let fail = |e: anyhow::Error| {
         eprintln!("berth: {e:#}");
         125
+    };
+    // Docker's client checks flags (125); what its daemon refuses gives `run` 125 and
+    // `create` 1.
+    let refused = |e: anyhow::Error| {
+        eprintln!("berth: {e:#}");
+        if e.downcast_ref::<create::FlagError>().is_some() {
+            125
+        } else {
+            daemon_code
+        }
     };
     // The security and resource flags are checked before anything is made.
     security.shares_host_pid_or_ipc =
@@ -495,7 +506,7 @@ fn make(
         attach_stdin_once,
         extra: &[&*security, resources],
     };
-    let c = create::create(engine, &store, &req).map_err(fail)?;
+    let c = create::create(engine, &store, &req).map_err(refused)?;
     Ok((store, c))
 }
 
@@ -522,6 +533,7 @@ fn run_cmd(engine: &Engine, mut a: RunArgs) -> i32 {
         &a.resources,
         &a.image_and_command,
         attach && a.create.interactive,
+        125,
     ) {
         Ok(x) => x,
         Err(code) => return code,
@@ -560,6 +572,7 @@ fn create_cmd(engine: &Engine, mut a: CreateArgs) -> i32 {
         &a.resources,
         &a.image_and_command,
         false,
+        1,
     ) {
         Ok((_, c)) => {
             println!("{}", c.id());

@@ -178,7 +178,7 @@ pub struct SpecContext<'a> {
 /// Makes the container; on any failure, everything made for it is removed again.
 pub fn create(engine: &Engine, store: &Store, req: &CreateRequest) -> Result<Container> {
     let f = req.flags;
-    let checked = check_flags(f)?;
+    let checked = check_flags(f).map_err(|e| anyhow::Error::new(FlagError(e)))?;
     let reference = Reference::parse(req.image)
         .map_err(|_| anyhow::anyhow!("invalid reference format: {:?}", req.image))?;
     ensure_image(store, &reference, &f.pull, f.platform.as_deref())?;
@@ -227,6 +227,18 @@ pub fn create(engine: &Engine, store: &Store, req: &CreateRequest) -> Result<Con
     }
     Ok(c)
 }
+
+/// An error in the flags themselves (Docker's client refuses those, with 125).
+#[derive(Debug)]
+pub struct FlagError(pub anyhow::Error);
+
+impl std::fmt::Display for FlagError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for FlagError {}
 
 /// The flags checked before anything is made.
 struct Checked {
@@ -517,8 +529,9 @@ fn build(
         (None, false) => short.clone(),
     };
 
-    // Config.Env: the image's and the user's; the process gets Docker's defaults under them.
-    let mut env = ic.env.clone();
+    // Config.Env: the user's, then the image's they do not override (Docker's merge); the
+    // process gets Docker's defaults under them.
+    let mut env = Vec::new();
     for file in &f.env_file {
         let text = fs::read_to_string(file)
             .with_context(|| format!("open {}: no such file or directory", file.display()))?;
@@ -532,6 +545,12 @@ fn build(
     }
     for e in &f.env {
         add_env_arg(&mut env, e, "--env")?;
+    }
+    for e in &ic.env {
+        let key = e.split('=').next().unwrap_or(e);
+        if !env.iter().any(|u| u.split('=').next() == Some(key)) {
+            env.push(e.clone());
+        }
     }
 
     let mut labels = ic.labels.clone();
@@ -658,7 +677,7 @@ fn build(
     let mut u = process.user().clone();
     u.set_uid(resolved.uid);
     u.set_gid(resolved.gid);
-    let mut groups = resolved.groups;
+    let mut groups = supplementary_groups(&resolved);
     for g in &f.group_add {
         groups.push(group_id(&rootfs, g)?);
     }
@@ -749,6 +768,16 @@ fn add_env_arg(env: &mut Vec<String>, arg: &str, from: &str) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The supplementary groups Docker gives a user: its groups in /etc/group or, in none, its
+/// primary group (as runc's user lookup does for Docker).
+pub fn supplementary_groups(u: &bundle::ResolvedUser) -> Vec<u32> {
+    if u.groups.is_empty() {
+        vec![u.gid]
+    } else {
+        u.groups.clone()
+    }
 }
 
 fn group_id(rootfs: &Path, g: &str) -> Result<u32> {

@@ -300,13 +300,16 @@ pub fn exec(engine: &Engine, c: &Container, r: &ExecRequest) -> Result<i32> {
     if r.args.is_empty() {
         bail!("exec: no command given");
     }
-    let user = match &r.user {
+    let (user, additional_gids) = match &r.user {
         Some(u) => {
             let ru = crate::image::bundle::resolve_user(&c.rootfs(), u)
                 .map_err(|e| anyhow::anyhow!("unable to find user {u}: {e:#}"))?;
-            Some(format!("{}:{}", ru.uid, ru.gid))
+            (
+                Some(format!("{}:{}", ru.uid, ru.gid)),
+                super::create::supplementary_groups(&ru),
+            )
         }
-        None => None,
+        None => (None, Vec::new()),
     };
     let mut env = r.env.clone();
     if r.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
@@ -319,7 +322,7 @@ pub fn exec(engine: &Engine, c: &Container, r: &ExecRequest) -> Result<i32> {
         env,
         cwd: r.workdir.as_ref().map(Into::into),
         user,
-        additional_gids: Vec::new(),
+        additional_gids,
         tty: r.tty,
         detach: r.detach,
         pid_file: None,

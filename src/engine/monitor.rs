@@ -356,9 +356,14 @@ impl Monitor<'_> {
             dup2_stdout(out)?;
             dup2_stderr(err)?;
         }
-        let started = runtime::run_supervised(&self.engine.runtime_globals(), &opts);
+        let pending = runtime::create_supervised(&self.engine.runtime_globals(), &opts);
         self.quiet.apply();
-        let started = started?;
+        let pending = pending?;
+        if c.record.host_config.network_mode == "none" {
+            // Its own network namespace: the loopback up, as Docker's `none` has it.
+            crate::network::loopback::bring_up_in(pending.pid())?;
+        }
+        let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
         let now = now_rfc3339_nanos();
         let me = ProcessId::me()?;

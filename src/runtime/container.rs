@@ -78,25 +78,81 @@ pub struct Started {
 /// `run --detach` for a supervisor: create and start, and hand back the process and terminal.
 /// The process inherits the caller's standard streams (0, 1, 2).
 pub fn run_supervised(g: &Globals, o: &CreateOptions) -> Result<Started> {
+    create_supervised(g, o)?.start()
+}
+
+/// A container created for a supervisor, its process set up in its namespaces and waiting for
+/// [`Pending::start`]: the supervisor may act on its namespaces first (the engine brings the
+/// loopback up in a new network namespace). Dropped unstarted, the container is deleted.
+pub struct Pending {
+    root: PathBuf,
+    id: String,
+    dir: Option<ContainerDir>,
+    born: Option<Born>,
+    state: ContainerState,
+}
+
+/// The first half of [`run_supervised`].
+pub fn create_supervised(g: &Globals, o: &CreateOptions) -> Result<Pending> {
     crate::runtime::process::record_callers_fds(o.preserve_fds);
-    create_and_start(g, o)
+    let (dir, born, state) = create_container(g, o, true)?;
+    Ok(Pending {
+        root: g.root.clone(),
+        id: o.id.clone(),
+        dir: Some(dir),
+        born: Some(born),
+        state,
+    })
+}
+
+impl Pending {
+    /// The container's process (the supervisor's child).
+    pub fn pid(&self) -> i32 {
+        self.born.as_ref().map_or(0, |b| b.pid)
+    }
+
+    /// Lets the process exec its program; returns once it has.
+    pub fn start(mut self) -> Result<Started> {
+        let born = self.born.take().expect("started once");
+        sync::send(born.sync.as_fd(), &Msg::Start)
+            .and_then(|()| wait_for_exec(born.sync.as_fd()))?;
+        run_poststart(&self.state);
+        self.dir = None; // unlock: `kill`, `exec`, `delete` from elsewhere must not wait for us
+        self.born = None;
+        let started = Started {
+            pid: born.pid,
+            pty_master: born.pty_master,
+        };
+        // Started: nothing for the drop to undo.
+        self.id.clear();
+        Ok(started)
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if self.id.is_empty() {
+            return;
+        }
+        self.dir = None;
+        let g = Globals {
+            root: self.root.clone(),
+            systemd_cgroup: false,
+        };
+        let _ = delete(&g, &self.id, true);
+    }
 }
 
 fn create_and_start(g: &Globals, o: &CreateOptions) -> Result<Started> {
-    let (dir, born, st) = create_container(g, o, true)?;
-    let start =
-        sync::send(born.sync.as_fd(), &Msg::Start).and_then(|()| wait_for_exec(born.sync.as_fd()));
-    if let Err(e) = start {
-        drop(dir);
-        let _ = delete(g, &o.id, true);
-        return Err(e);
+    let (dir, born, state) = create_container(g, o, true)?;
+    Pending {
+        root: g.root.clone(),
+        id: o.id.clone(),
+        dir: Some(dir),
+        born: Some(born),
+        state,
     }
-    run_poststart(&st);
-    drop(dir); // unlock: `kill`, `exec`, `delete` from elsewhere must not wait for us
-    Ok(Started {
-        pid: born.pid,
-        pty_master: born.pty_master,
-    })
+    .start()
 }
 
 /// What `create` and `run` share: everything up to a process waiting to be started.
