@@ -78,6 +78,12 @@ impl Eng {
     fn wait_status(&self, c: &str, want: &str) {
         let end = Instant::now() + Duration::from_secs(20);
         loop {
+            // A container being made by a command still running has no record yet.
+            if !self.run(&["container", "inspect", c]).status.success() {
+                assert!(Instant::now() < end, "{c} never appeared");
+                std::thread::sleep(Duration::from_millis(50));
+                continue;
+            }
             let s = self.status(c);
             if s == want {
                 return;
@@ -1161,4 +1167,68 @@ fn system_df_counts_and_system_prune_removes_what_nothing_uses() {
         .nth(1)
         .unwrap()
         .starts_with("Images          0"));
+}
+
+#[test]
+fn a_foreground_run_passes_its_signals_to_the_container() {
+    let Some(e) = Eng::new("sigproxy") else {
+        return;
+    };
+    let child = e
+        .cmd(&[
+            "container",
+            "run",
+            "--name",
+            "sig",
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'echo got-int; exit 7' INT; echo ready; while true; do sleep 0.1; done",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    e.wait_status("sig", "running");
+    let end = Instant::now() + Duration::from_secs(10);
+    while !e.ok(&["logs", "sig"]).contains("ready") {
+        assert!(Instant::now() < end, "the container did not start its loop");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(20), &["run (SIGINT)"]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout(&out), "ready\ngot-int\n");
+    // --sig-proxy=false: the signal is berth's own (it ends; the container goes on).
+    let child = e
+        .cmd(&[
+            "container",
+            "run",
+            "--sig-proxy=false",
+            "--name",
+            "nosig",
+            "busybox",
+            "sleep",
+            "1000",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    e.wait_status("nosig", "running");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = wait_output(child, Duration::from_secs(20), &["run --sig-proxy=false"]);
+    assert!(!out.status.success());
+    assert_eq!(e.status("nosig"), "running");
 }

@@ -125,7 +125,20 @@ pub struct ClientOptions {
     pub tty: bool,
     /// ctrl-p ctrl-q, as Docker's default; empty to disable.
     pub detach_keys: Vec<u8>,
+    /// Where the signals this command receives go (Docker's `--sig-proxy`, without a
+    /// terminal: with one, ^C and friends travel as keys).
+    pub proxy_signals: Option<Box<dyn Fn(Signal)>>,
 }
+
+/// The signals `--sig-proxy` forwards.
+const PROXIED: [Signal; 6] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+];
 
 /// How an attached session ended.
 #[derive(Debug, PartialEq)]
@@ -149,11 +162,16 @@ pub fn run_client(sock: UnixStream, o: &ClientOptions) -> Result<Ended> {
     } else {
         None
     };
-    let mut winch = SigSet::empty();
-    winch.add(Signal::SIGWINCH);
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGWINCH);
+    if o.proxy_signals.is_some() && !o.tty {
+        for s in PROXIED {
+            set.add(s);
+        }
+    }
     let mut old = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&winch), Some(&mut old))?;
-    let signals = SignalFd::with_flags(&winch, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old))?;
+    let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)?;
     let result = relay(&sock, o, raw.as_ref(), &signals);
     let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
     drop(raw);
@@ -221,9 +239,20 @@ fn relay(
             fds[0].revents = libc::POLLIN;
         }
         if fds[1].revents != 0 {
-            while let Ok(Some(_)) = signals.read_signal() {}
-            if let Some(t) = raw {
-                send_size(sock, t);
+            while let Ok(Some(info)) = signals.read_signal() {
+                match Signal::try_from(info.ssi_signo as i32) {
+                    Ok(Signal::SIGWINCH) => {
+                        if let Some(t) = raw {
+                            send_size(sock, t);
+                        }
+                    }
+                    Ok(s) => {
+                        if let Some(forward) = &o.proxy_signals {
+                            forward(s);
+                        }
+                    }
+                    Err(_) => {}
+                }
             }
         }
         if stdin_open && fds[2].revents != 0 {

@@ -510,6 +510,15 @@ fn make(
     Ok((store, c))
 }
 
+/// `--sig-proxy`: a signal this command gets goes to the container's init.
+fn signal_proxy(engine: &Engine, id: &str) -> Box<dyn Fn(nix::sys::signal::Signal)> {
+    let g = engine.runtime_globals();
+    let id = id.to_string();
+    Box::new(move |s| {
+        let _ = crate::runtime::container::kill_container(&g, &id, s, false);
+    })
+}
+
 fn detach_keys(arg: &Option<String>) -> Result<Vec<u8>> {
     match arg {
         Some(k) => parse_detach_keys(k),
@@ -542,8 +551,8 @@ fn run_cmd(engine: &Engine, mut a: RunArgs) -> i32 {
         stdin: a.create.interactive,
         tty: a.create.tty,
         detach_keys: keys,
+        proxy_signals: a.sig_proxy.then(|| signal_proxy(engine, c.id())),
     };
-    let _ = a.sig_proxy;
     let outcome = lifecycle::start(engine, &store, &mut c, attach.then_some(&client));
     match outcome {
         Ok(Outcome::Detached) => {
@@ -614,6 +623,7 @@ fn start_cmd(engine: &Engine, a: &StartArgs) -> Result<i32> {
             stdin: a.interactive,
             tty: c.record.config.tty,
             detach_keys: detach_keys(&a.detach_keys)?,
+            proxy_signals: Some(signal_proxy(engine, c.id())),
         };
         return match lifecycle::start(engine, &store, &mut c, Some(&o)) {
             Ok(Outcome::Exited(code)) => Ok(code),
@@ -866,8 +876,8 @@ fn attach_cmd(engine: &Engine, a: &AttachArgs) -> Result<i32> {
         stdin: !a.no_stdin && c.record.config.open_stdin,
         tty: c.record.config.tty,
         detach_keys: detach_keys(&a.detach_keys)?,
+        proxy_signals: a.sig_proxy.then(|| signal_proxy(engine, c.id())),
     };
-    let _ = a.sig_proxy;
     Ok(match super::attach::run_client(sock, &o)? {
         super::attach::Ended::Exited(code) => code,
         super::attach::Ended::Failed { code, .. } => code,

@@ -161,6 +161,7 @@ fn monitor_main(
         log: &monitor_log,
     };
     quiet.apply();
+    give_back_inherited_memory();
     let mut m = Monitor {
         engine,
         clients: attached.into_iter().map(Client::new).collect(),
@@ -191,6 +192,33 @@ fn close_inherited_fds(keep: &[RawFd]) {
             // SAFETY: closing an fd this process inherited and no Rust object owns.
             unsafe { libc::close(fd) };
         }
+    }
+}
+
+/// Returns to the kernel what the monitor inherited from the command that forked it and will
+/// not use: the heap's free pages and the stack below this frame (the command's deeper calls,
+/// argument parsing above all). A monitor lives as long as its container, one per container.
+fn give_back_inherited_memory() {
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe { libc::malloc_trim(0) };
+    let here = 0u8;
+    let sp = std::ptr::addr_of!(here) as usize;
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    let Some(low) = maps.lines().find(|l| l.ends_with("[stack]")).and_then(|l| {
+        let (range, _) = l.split_once(' ')?;
+        usize::from_str_radix(range.split_once('-')?.0, 16).ok()
+    }) else {
+        return;
+    };
+    // What lies below the stack pointer is free; a margin stays for the calls to come.
+    let page = 4096;
+    let top = (sp.saturating_sub(32 * 1024)) & !(page - 1);
+    if top > low {
+        // SAFETY: the range is inside the stack mapping and below every live frame (the
+        // margin covers the monitor's own calls); MADV_DONTNEED gives zero pages on next use.
+        unsafe { libc::madvise(low as *mut libc::c_void, top - low, libc::MADV_DONTNEED) };
     }
 }
 
