@@ -665,6 +665,10 @@ fn wait_inspect_and_ps_filters_read_as_dockers() {
     assert_eq!(names("name=c2"), 1);
     let (code, _) = e.fails(&["container", "ls", "--filter", "colour=red"]);
     assert_eq!(code, 1);
+    // Without -f it asks; no answer is no.
+    let before = e.ok(&["container", "ls", "-aq"]);
+    e.ok(&["container", "prune"]);
+    assert_eq!(e.ok(&["container", "ls", "-aq"]), before);
     let pruned = e.ok(&["container", "prune", "-f"]);
     assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
     e.assert_nothing_left();
