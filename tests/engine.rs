@@ -1236,3 +1236,25 @@ fn a_foreground_run_passes_its_signals_to_the_container() {
     assert!(!out.status.success());
     assert_eq!(e.status("nosig"), "running");
 }
+
+#[test]
+fn an_image_is_found_by_its_id_as_by_its_name() {
+    let Some(e) = Eng::new("byid") else { return };
+    let images = e.ok(&["images", "-q"]);
+    let id = images.lines().next().unwrap().trim().to_string();
+    assert!(id.len() >= 12, "{images}");
+    let out = e.ok(&["container", "run", "--rm", &id[..12], "echo", "by-id"]);
+    assert_eq!(out, "by-id\n");
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        &format!("sha256:{}", &id[..8]),
+        "echo",
+        "by-prefix",
+    ]);
+    assert_eq!(out, "by-prefix\n");
+    e.assert_nothing_left();
+}
