@@ -1258,3 +1258,61 @@ fn an_image_is_found_by_its_id_as_by_its_name() {
     assert_eq!(out, "by-prefix\n");
     e.assert_nothing_left();
 }
+
+/// A hostile image: its WorkingDir goes through a symlink to a host directory, its /etc/hosts,
+/// /etc/hostname and /etc/resolv.conf are symlinks out of the root (absolute and `../`), and
+/// its /etc/passwd is a symlink to the host's /etc/shadow. The engine makes the working
+/// directory, the runtime mounts berth's files and `-u` is resolved: all inside the root.
+#[test]
+fn a_hostile_image_cannot_reach_the_host_through_its_symlinks() {
+    let Some(e) = Eng::new("hostile") else { return };
+    let canary = e.s.path("canary");
+    std::fs::create_dir_all(&canary).unwrap();
+    std::fs::write(canary.join("hosts"), "host canary\n").unwrap();
+    let abs = canary.display().to_string();
+    let up = format!("../../../../../../../..{abs}");
+    let (work, hosts, hostname, resolv) = (
+        format!("{abs}/workdir"),
+        format!("{up}/hosts"),
+        format!("{abs}/hostname"),
+        format!("{up}/resolv.conf"),
+    );
+    let mut layer = image_support::RawTar::default();
+    layer
+        .add(image_support::Entry::symlink("work", &work))
+        .add(image_support::Entry::symlink("etc/hosts", &hosts))
+        .add(image_support::Entry::symlink("etc/hostname", &hostname))
+        .add(image_support::Entry::symlink("etc/resolv.conf", &resolv))
+        .add(image_support::Entry::symlink("etc/passwd", "/etc/shadow"));
+    let mut cfg = image_support::cmd(&["sh", "-c", "pwd; cat /etc/hosts | head -1; id -u"]);
+    cfg.working_dir = "/work/sub".into();
+    cfg.env = vec!["PATH=/bin".into()];
+    make_image(
+        &e.s.store(),
+        "hostile:1",
+        &[busybox_tar(&e.s), layer.finish()],
+        cfg,
+    );
+    let out = e.run(&["container", "run", "--rm", "hostile:1"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The working directory is where the link leads inside the root (the kernel's getcwd
+    // shows it so), and the hosts file is berth's.
+    assert_eq!(text, format!("{work}/sub\n127.0.0.1\tlocalhost\n0\n"));
+    // Nothing was made or written on the host.
+    assert_eq!(names(&canary), ["hosts"]);
+    assert_eq!(
+        std::fs::read_to_string(canary.join("hosts")).unwrap(),
+        "host canary\n"
+    );
+    // -u by name reads the image's /etc/passwd inside the root: a link to the host's
+    // /etc/shadow finds no such file there, so no user of the host is found.
+    let (code, err) = e.fails(&["container", "run", "--rm", "-u", "root", "hostile:1"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("unable to find user root"), "{err}");
+    e.assert_nothing_left();
+}
