@@ -1,4 +1,6 @@
-//! Two jobs.
+//! Three jobs.
+//!
+//! The commit berth is built from, for `--version` (dockerd parses runc's `commit:` line).
 //!
 //! The release link reads two files that cargo does not see (Makefile: the symbol ordering
 //! file and the linker script): told here, cargo relinks berth when either changes, rather
@@ -17,6 +19,31 @@ fn main() {
     println!("cargo:rerun-if-changed=scripts/cold-code.ld");
     println!("cargo:rerun-if-changed={TRAMPOLINE_SOURCE}");
     build_trampoline();
+    record_commit();
+}
+
+/// `BERTH_COMMIT`: the git commit of the tree, "unknown" outside a git checkout.
+fn record_commit() {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    // HEAD moves on checkout, the branch's ref (in the common dir of a worktree) on commit.
+    if let Some(dir) = git(&["rev-parse", "--git-dir"]) {
+        println!("cargo:rerun-if-changed={dir}/HEAD");
+    }
+    if let (Some(common), Some(head)) = (
+        git(&["rev-parse", "--git-common-dir"]),
+        git(&["symbolic-ref", "-q", "HEAD"]),
+    ) {
+        println!("cargo:rerun-if-changed={common}/{head}");
+    }
+    println!("cargo:rustc-env=BERTH_COMMIT={commit}");
 }
 
 fn build_trampoline() {

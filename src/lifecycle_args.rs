@@ -9,7 +9,7 @@
 //! that starts with `-` or is empty, `--`, grouped short flags, non-UTF-8. A unit test checks
 //! that this parser and clap agree on every command line it accepts.
 
-use crate::{CreateArgs, GlobalArgs, LogFormat, RuntimeCommand};
+use crate::{CreateArgs, GlobalArgs, LogFormat, Rootless, RuntimeCommand};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -31,6 +31,8 @@ pub fn parse(args: &[OsString]) -> Option<(GlobalArgs, RuntimeCommand)> {
             systemd_cgroup: false,
             criu: None,
             data_root: None,
+            rootless: Rootless::Auto,
+            version: None,
         },
         seen: Vec::new(),
         positionals: Vec::new(),
@@ -51,9 +53,11 @@ pub fn parse(args: &[OsString]) -> Option<(GlobalArgs, RuntimeCommand)> {
         no_pivot: false,
         no_new_keyring: false,
         preserve_fds: 0,
+        pidfd_socket: None,
         id: String::new(),
     };
     let (mut detach, mut keep, mut force, mut all) = (false, false, false, false);
+    let mut no_subreaper = false;
     while let Some(arg) = p.take() {
         if !arg.starts_with('-') {
             p.positionals.push(arg);
@@ -79,6 +83,10 @@ pub fn parse(args: &[OsString]) -> Option<(GlobalArgs, RuntimeCommand)> {
             }
             (_, "--no-pivot") if creates => create.no_pivot = p.switch(name, inline)?,
             (_, "--no-new-keyring") if creates => create.no_new_keyring = p.switch(name, inline)?,
+            (_, "--pidfd-socket") if creates => {
+                create.pidfd_socket = Some(PathBuf::from(p.value(name, inline)?))
+            }
+            ("run", "--no-subreaper") => no_subreaper = p.switch(name, inline)?,
             ("run", "-d" | "--detach") => detach = p.switch(name, inline)?,
             ("run", "--keep") => keep = p.switch(name, inline)?,
             ("delete", "-f" | "--force") => force = p.switch(name, inline)?,
@@ -98,6 +106,7 @@ pub fn parse(args: &[OsString]) -> Option<(GlobalArgs, RuntimeCommand)> {
                     create,
                     detach,
                     keep,
+                    no_subreaper,
                 }
             }
         }
@@ -172,6 +181,14 @@ impl<'a> Parser<'a> {
             "--debug" => self.globals.debug = self.switch(name, inline)?,
             "--systemd-cgroup" => self.globals.systemd_cgroup = self.switch(name, inline)?,
             "--criu" => self.globals.criu = Some(self.value(name, inline)?.to_string()),
+            "--rootless" => {
+                self.globals.rootless = match self.value(name, inline)? {
+                    "true" => Rootless::True,
+                    "false" => Rootless::False,
+                    "auto" => Rootless::Auto,
+                    _ => return None,
+                }
+            }
             "--data-root" => {
                 self.globals.data_root = Some(PathBuf::from(self.value(name, inline)?))
             }

@@ -11,11 +11,24 @@ use std::path::PathBuf;
 
 mod lifecycle_args;
 
-const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
+/// runc's shape (`runc version X`, `commit: Y`, `spec: Z`): dockerd parses it for `docker info`.
+/// clap prints the command's name first.
+const VERSION: &str = concat!(
+    "version ",
+    env!("CARGO_PKG_VERSION"),
+    "\ncommit: ",
+    env!("BERTH_COMMIT"),
+    "\nspec: 1.3.0"
+);
 
 /// The whole command line: runc's commands and the image layer's.
 #[derive(Parser)]
-#[command(name = "berth", version = VERSION, about = "An OCI container runtime")]
+#[command(
+    name = "berth",
+    version = VERSION,
+    disable_version_flag = true,
+    about = "An OCI container runtime"
+)]
 struct Cli {
     #[command(flatten)]
     globals: GlobalArgs,
@@ -28,7 +41,7 @@ struct Cli {
 /// it does not take, help included, goes to [`Cli`]), which keeps the image layer's code and
 /// allocations out of a container's start.
 #[derive(Parser)]
-#[command(name = "berth", version = VERSION)]
+#[command(name = "berth", version = VERSION, disable_version_flag = true)]
 struct RuntimeCli {
     #[command(flatten)]
     globals: GlobalArgs,
@@ -50,6 +63,9 @@ enum Command {
 
 #[derive(Args, Debug, PartialEq)]
 struct GlobalArgs {
+    /// Print the version (runc's -v/--version).
+    #[arg(short = 'v', long = "version", action = clap::ArgAction::Version)]
+    version: Option<bool>,
     /// Directory holding the containers' state (default: /run/berth for root,
     /// $XDG_RUNTIME_DIR/berth or /tmp/berth-UID for other users).
     #[arg(long, global = true)]
@@ -67,10 +83,21 @@ struct GlobalArgs {
     /// Accepted for runc compatibility; checkpointing is not supported.
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,
+    /// Tolerate cgroup permission errors (a container without limits then stays in the
+    /// caller's cgroup): true, false, or auto (when not root).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    rootless: Rootless,
     /// Where images, layer snapshots and bundle records live (image commands; default
     /// /var/lib/berth).
     #[arg(long, global = true)]
     data_root: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
+enum Rootless {
+    True,
+    False,
+    Auto,
 }
 
 #[derive(Clone, Copy, ValueEnum, Debug, PartialEq)]
@@ -99,6 +126,9 @@ struct CreateArgs {
     /// Pass this many extra file descriptors (3 onwards) to the container.
     #[arg(long, default_value_t = 0)]
     preserve_fds: i32,
+    /// A Unix socket to receive a pidfd of the container's process.
+    #[arg(long)]
+    pidfd_socket: Option<PathBuf>,
     /// The container's id.
     id: String,
 }
@@ -134,6 +164,9 @@ enum RuntimeCommand {
         /// Keep the container's state after it exits (foreground only).
         #[arg(long)]
         keep: bool,
+        /// Do not adopt the container's orphaned processes (foreground only).
+        #[arg(long)]
+        no_subreaper: bool,
     },
     /// List containers.
     List {
@@ -214,6 +247,12 @@ struct UpdateArgs {
     kernel_memory_tcp: Option<String>,
     #[arg(long, allow_hyphen_values = true)]
     pids_limit: Option<i64>,
+    /// Intel RDT: the L3 cache schema (e.g. `L3:0=ff`), where the host has resctrl.
+    #[arg(long)]
+    l3_cache_schema: Option<String>,
+    /// Intel RDT: the memory bandwidth schema (e.g. `MB:0=50`), where the host has resctrl.
+    #[arg(long)]
+    mem_bw_schema: Option<String>,
     id: String,
 }
 
@@ -251,11 +290,21 @@ struct ExecArgs {
     cap: Vec<String>,
     #[arg(long, default_value_t = 0)]
     preserve_fds: i32,
-    /// Accepted for runc compatibility; LSM labels are not supported yet.
-    #[arg(long, hide = true)]
+    /// The SELinux label of the process (where the host runs SELinux).
+    #[arg(long)]
     process_label: Option<String>,
-    #[arg(long, hide = true)]
+    /// The AppArmor profile of the process (where the host runs AppArmor).
+    #[arg(long)]
     apparmor: Option<String>,
+    /// Allow exec in a paused container (the process stays frozen until resume).
+    #[arg(long)]
+    ignore_paused: bool,
+    /// Run the process in existing sub-cgroups: [CONTROLLER,...:]PATH.
+    #[arg(long)]
+    cgroup: Vec<String>,
+    /// A Unix socket to receive a pidfd of the new process.
+    #[arg(long)]
+    pidfd_socket: Option<PathBuf>,
     id: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     command: Vec<String>,
@@ -356,6 +405,8 @@ fn create_options(a: CreateArgs) -> CreateOptions {
         no_pivot: a.no_pivot,
         no_new_keyring: a.no_new_keyring,
         preserve_fds: a.preserve_fds,
+        pidfd_socket: a.pidfd_socket,
+        no_subreaper: false,
     }
 }
 
@@ -364,6 +415,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
     let g = Globals {
         root: cli.globals.root.unwrap_or_else(state::default_root),
         systemd_cgroup: cli.globals.systemd_cgroup,
+        rootless: match cli.globals.rootless {
+            Rootless::Auto => None,
+            Rootless::True => Some(true),
+            Rootless::False => Some(false),
+        },
     };
     let command = match cli.command {
         Command::Image(cmd) => return berth::image::cli::run_in(&data_root, &g.root, cmd),
@@ -388,11 +444,16 @@ fn dispatch(cli: Cli) -> Result<i32> {
             create,
             detach,
             keep,
+            no_subreaper,
         } => {
             if keep && detach {
                 bail!("--keep: only for a foreground run");
             }
-            container::run(&g, &create_options(create), detach, keep)
+            let options = CreateOptions {
+                no_subreaper,
+                ..create_options(create)
+            };
+            container::run(&g, &options, detach, keep)
         }
         RuntimeCommand::List { format, quiet } => list(&g, format, quiet).map(|()| 0),
         RuntimeCommand::Spec { bundle, rootless } => write_spec(&bundle, rootless).map(|()| 0),
@@ -412,8 +473,19 @@ fn dispatch(cli: Cli) -> Result<i32> {
         } => ps(&g, format, &id, ps_args).map(|()| 0),
         RuntimeCommand::Update(a) => {
             let id = a.id.clone();
+            let schemata: Vec<(&str, String)> = [
+                ("--l3-cache-schema", a.l3_cache_schema.clone()),
+                ("--mem-bw-schema", a.mem_bw_schema.clone()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, v)| v.map(|v| (flag, v)))
+            .collect();
             let resources = update_resources(a)?;
-            container::update(&g, &id, &resources).map(|()| 0)
+            container::update(&g, &id, &resources)?;
+            for (flag, schema) in &schemata {
+                container::update_rdt_schema(&g, &id, flag, schema)?;
+            }
+            Ok(0)
         }
         RuntimeCommand::Events {
             stats,
@@ -440,6 +512,11 @@ fn dispatch(cli: Cli) -> Result<i32> {
                 preserve_fds: a.preserve_fds,
                 no_new_privs: a.no_new_privs,
                 caps: a.cap,
+                ignore_paused: a.ignore_paused,
+                cgroup: a.cgroup,
+                apparmor: a.apparmor,
+                process_label: a.process_label,
+                pidfd_socket: a.pidfd_socket,
             },
         ),
     }

@@ -208,10 +208,7 @@ fn top_shows_exactly_the_containers_processes() {
     let b = ctx.sh_bundle("sleep 1000 & sleep 1001 & wait");
     let id = ctx.id("top");
     ctx.run_detached(&b, &id);
-    let g = berth::runtime::container::Globals {
-        root: ctx.root.clone(),
-        systemd_cgroup: false,
-    };
+    let g = berth::runtime::container::Globals::at(ctx.root.clone());
     let procs_dir = cgroup_dir_with(&ctx.state_dir(&id), "cgroup.procs");
     wait_for("three processes", Duration::from_secs(10), || {
         std::fs::read_to_string(procs_dir.join("cgroup.procs"))

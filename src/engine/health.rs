@@ -209,6 +209,7 @@ fn spawn(engine: &Engine, c: &Container, args: &[String]) -> Option<Probe> {
                 preserve_fds: 0,
                 no_new_privs: false,
                 caps: Vec::new(),
+                ..Default::default()
             };
             let code = match runtime::exec(&engine.runtime_globals(), &o) {
                 Ok(code) => code,

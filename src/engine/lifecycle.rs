@@ -338,6 +338,7 @@ pub fn exec(engine: &Engine, c: &Container, r: &ExecRequest) -> Result<i32> {
         preserve_fds: 0,
         no_new_privs: false,
         caps: Vec::new(),
+        ..Default::default()
     };
     runtime::exec(&engine.runtime_globals(), &o)
 }

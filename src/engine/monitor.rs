@@ -375,6 +375,7 @@ impl Monitor<'_> {
             no_pivot: false,
             no_new_keyring: false,
             preserve_fds: 0,
+            ..Default::default()
         };
         // The container's standard streams are this process's while it is created.
         if let Some((r, _)) = &stdin_pipe {

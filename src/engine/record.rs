@@ -253,10 +253,7 @@ impl Engine {
     }
 
     pub fn runtime_globals(&self) -> crate::runtime::container::Globals {
-        crate::runtime::container::Globals {
-            root: self.state_root.clone(),
-            systemd_cgroup: false,
-        }
+        crate::runtime::container::Globals::at(self.state_root.clone())
     }
 
     /// Every container id on record.

@@ -207,10 +207,7 @@ pub fn remove_bundle(store: &Store, dir: &Path, state_root: &Path, force: bool) 
         .canonicalize()
         .with_context(|| format!("bundle directory {}", dir.display()))?;
     if !force {
-        let globals = Globals {
-            root: state_root.to_path_buf(),
-            systemd_cgroup: false,
-        };
+        let globals = Globals::at(state_root.to_path_buf());
         let users: Vec<String> = container::list(&globals)
             .unwrap_or_default()
             .into_iter()

@@ -643,9 +643,27 @@ fn finish_start(
     // The container is created by now; the hooks see it so.
     let mut state: serde_json::Value = serde_json::from_slice(state_json)?;
     state["status"] = Status::Created.as_str().into();
+    // A hook that names no env gets the container process's, as runc's (its init has taken
+    // that environment by then, and Go gives a command without Env its parent's).
+    let container_env: Vec<String> = plan
+        .process
+        .env
+        .iter()
+        .map(|e| e.to_string_lossy().into_owned())
+        .collect();
+    let hooks: Vec<Hook> = hooks
+        .iter()
+        .map(|h| {
+            let mut h = h.clone();
+            if h.env().is_none() {
+                h.set_env(Some(container_env.clone()));
+            }
+            h
+        })
+        .collect();
     hooks::run_hooks_via(
         "startContainer",
-        hooks,
+        &hooks,
         &serde_json::to_vec(&state)?,
         Some(trampoline),
     )?;

@@ -31,12 +31,31 @@ const SECCOMP_FILE: &str = "seccomp.json";
 pub struct Globals {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
+    /// runc's `--rootless`: whether cgroup permission errors are tolerated (a container
+    /// without limits then stays in the caller's cgroup). None: auto, i.e. when not root.
+    pub rootless: Option<bool>,
 }
 
+impl Globals {
+    /// The defaults of every flag but `--root`.
+    pub fn at(root: PathBuf) -> Globals {
+        Globals {
+            root,
+            systemd_cgroup: false,
+            rootless: None,
+        }
+    }
+}
+
+#[derive(Default)]
 pub struct CreateOptions {
     pub id: String,
     pub bundle: PathBuf,
     pub pid_file: Option<PathBuf>,
+    /// runc 1.2's `--pidfd-socket`: a Unix socket that is sent a pidfd of the init.
+    pub pidfd_socket: Option<PathBuf>,
+    /// `run --no-subreaper`: berth does not adopt the container's orphans.
+    pub no_subreaper: bool,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -56,7 +75,7 @@ pub fn run(g: &Globals, o: &CreateOptions, detach: bool, keep: bool) -> Result<i
     let fg = if detach {
         None
     } else {
-        Some(foreground::Foreground::prepare()?)
+        Some(foreground::Foreground::prepare(!o.no_subreaper)?)
     };
     let started = create_and_start(g, o)?;
     let Some(fg) = fg else { return Ok(0) };
@@ -116,7 +135,8 @@ impl Pending {
         let born = self.born.take().expect("started once");
         sync::send(born.sync.as_fd(), &Msg::Start)
             .and_then(|()| wait_for_exec(born.sync.as_fd()))?;
-        run_poststart(&self.state);
+        // A failure leaves `self` to its drop, which deletes the container (runc's `run` too).
+        run_poststart(&self.state)?;
         self.dir = None; // unlock: `kill`, `exec`, `delete` from elsewhere must not wait for us
         self.born = None;
         let started = Started {
@@ -135,10 +155,7 @@ impl Drop for Pending {
             return;
         }
         self.dir = None;
-        let g = Globals {
-            root: self.root.clone(),
-            systemd_cgroup: false,
-        };
+        let g = Globals::at(self.root.clone());
         let _ = delete(&g, &self.id, true);
     }
 }
@@ -230,6 +247,7 @@ fn create_in(
     let resources = linux.and_then(|l| l.resources().as_ref());
     let mounted = cgroups::hierarchies()?;
     let root = nix::unistd::geteuid().is_root();
+    let rootless = g.rootless.unwrap_or(!root);
     let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
     let all_hooks = spec.hooks().clone().unwrap_or_default();
     let mut state = ContainerState {
@@ -263,7 +281,7 @@ fn create_in(
         cgroup.remove_created();
         // Rootless without delegation: like runc, go on in the caller's cgroup when nothing
         // is to be limited.
-        if root || !cgroups::is_permission_error(&e) {
+        if !rootless || !cgroups::is_permission_error(&e) {
             return Err(e);
         }
         if asks_for_limits(resources) {
@@ -346,6 +364,9 @@ fn create_in(
         .commit()?;
     if let Some(f) = &o.pid_file {
         write_pid_file(f, born.pid)?;
+    }
+    if let Some(sock) = &o.pidfd_socket {
+        send_pidfd(sock, born.pid)?;
     }
     if !for_run {
         // The container is on record: its process may outlive us now (`run` tells it with
@@ -470,6 +491,15 @@ fn listen_for_start(dir: &ContainerDir) -> Result<OwnedFd> {
     Ok(sock)
 }
 
+/// `--pidfd-socket`: the process as a pidfd, sent as runc sends it (SCM_RIGHTS, named "pidfd"),
+/// so the receiver can signal and wait for exactly this process whatever pid reuse follows.
+fn send_pidfd(socket: &Path, pid: i32) -> Result<()> {
+    let pidfd = hooks::pidfd_open(Pid::from_raw(pid))
+        .with_context(|| format!("--pidfd-socket: pidfd_open({pid})"))?;
+    let sock = tty::connect_unix(socket, "--pidfd-socket")?;
+    tty::send_fd(sock.as_fd(), pidfd.as_fd(), "pidfd").context("--pidfd-socket")
+}
+
 fn write_pid_file(path: &Path, pid: i32) -> Result<()> {
     crate::runtime::fsutil::write_atomically(path, pid.to_string().as_bytes())
         .with_context(|| format!("--pid-file {}", path.display()))
@@ -484,22 +514,28 @@ fn wait_for_exec(fd: std::os::fd::BorrowedFd) -> Result<()> {
     }
 }
 
-fn run_poststart(st: &ContainerState) {
+/// runtime-spec 1.3: a failing poststart hook is an error, and the container is stopped (by
+/// the caller); the remaining hooks do not run.
+fn run_poststart(st: &ContainerState) -> Result<()> {
     let hooks = st
         .hooks
         .as_ref()
         .and_then(|h| h.poststart().clone())
         .unwrap_or_default();
-    run_warn_only("poststart", &hooks, st, Status::Running);
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let json = serde_json::to_vec(&oci_state_json(st, Status::Running))?;
+    hooks::run_hooks("poststart", &hooks, &json)
 }
 
-/// poststart and poststop failures are warnings: the lifecycle goes on (runtime-spec).
-fn run_warn_only(kind: &str, list: &[Hook], st: &ContainerState, status: Status) {
+/// poststop: a failure is a warning, and the other hooks still run (runtime-spec).
+fn run_poststop(list: &[Hook], st: &ContainerState) {
     if list.is_empty() {
         return;
     }
-    let json = serde_json::to_vec(&oci_state_json(st, status)).unwrap_or_default();
-    if let Err(e) = hooks::run_hooks(kind, list, &json) {
+    let json = serde_json::to_vec(&oci_state_json(st, Status::Stopped)).unwrap_or_default();
+    for e in hooks::run_all_hooks("poststop", list, &json) {
         log::warn(&format!("{e:#}"));
     }
 }
@@ -529,7 +565,12 @@ pub fn start(g: &Globals, id: &str) -> Result<()> {
     // From here on the container counts as running.
     std::fs::remove_file(dir.start_socket()).context("cannot remove the start socket")?;
     wait_for_exec(sock.as_fd()).with_context(|| format!("container {id:?} failed to start"))?;
-    run_poststart(&st);
+    if let Err(e) = run_poststart(&st) {
+        drop(dir);
+        // Stopped, as the runtime-spec asks; `delete` removes it.
+        let _ = kill_container(g, id, Signal::SIGKILL, true);
+        return Err(e);
+    }
     Ok(())
 }
 
@@ -591,13 +632,9 @@ fn signal_process(p: ProcessId, signal: Signal) -> Result<bool> {
     if p.pid <= 0 {
         return Ok(false);
     }
-    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
-    let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, p.pid, 0) };
-    if raw < 0 {
+    let Ok(pidfd) = hooks::pidfd_open(Pid::from_raw(p.pid)) else {
         return Ok(false);
-    }
-    // SAFETY: the descriptor was just returned to us and is owned by nobody else.
-    let pidfd: OwnedFd = unsafe { std::os::fd::FromRawFd::from_raw_fd(raw as i32) };
+    };
     if !p.alive() {
         return Ok(false);
     }
@@ -740,7 +777,7 @@ fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
             .as_ref()
             .and_then(|h| h.poststop().clone())
             .unwrap_or_default();
-        run_warn_only("poststop", &poststop, st, Status::Stopped);
+        run_poststop(&poststop, st);
     }
     dir.remove()?;
     if let Some(e) = errors.into_iter().next() {
@@ -770,6 +807,7 @@ fn kill_and_wait(st: &ContainerState) -> Result<()> {
     Ok(())
 }
 
+#[derive(Default)]
 pub struct ExecOptions {
     pub id: String,
     pub process_file: Option<PathBuf>,
@@ -785,6 +823,13 @@ pub struct ExecOptions {
     pub preserve_fds: i32,
     pub no_new_privs: bool,
     pub caps: Vec<String>,
+    /// Join a paused container (the process stays frozen until `resume`).
+    pub ignore_paused: bool,
+    /// runc's `--cgroup [CONTROLLERS:]PATH`: existing sub-cgroups of the container's.
+    pub cgroup: Vec<String>,
+    pub apparmor: Option<String>,
+    pub process_label: Option<String>,
+    pub pidfd_socket: Option<PathBuf>,
 }
 
 /// `exec`: run a new process in a running container.
@@ -796,7 +841,16 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
         .map_err(|_| anyhow::anyhow!("container {:?} does not exist", o.id))?;
     match derive_status(&dir, &st) {
         Status::Running | Status::Created => {}
+        Status::Paused if o.ignore_paused => {}
+        Status::Paused => bail!(
+            "cannot exec in a paused container {:?} (use --ignore-paused to override)",
+            o.id
+        ),
         s => bail!("cannot exec in container {:?}: it is {}", o.id, s.as_str()),
+    }
+    let mut st = st;
+    if !o.cgroup.is_empty() {
+        st.cgroup = cgroups::sub_cgroups(&st.cgroup, &o.cgroup)?;
     }
     let process = exec_process(&st, o)?;
     let seccomp: Option<oci_spec::runtime::LinuxSeccomp> =
@@ -822,12 +876,15 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
     let fg = if o.detach {
         None
     } else {
-        Some(foreground::Foreground::prepare()?)
+        Some(foreground::Foreground::prepare(true)?)
     };
     let joins = namespaces::open_container_namespaces(st.pid, &st.namespaces)?;
     let (pid, pty_master) = birth::exec_into(&st, joins, &plan, console)?;
     if let Some(f) = &o.pid_file {
         write_pid_file(f, pid)?;
+    }
+    if let Some(sock) = &o.pidfd_socket {
+        send_pidfd(sock, pid)?;
     }
     match fg {
         None => Ok(0),
@@ -898,13 +955,19 @@ fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
     if o.no_new_privs {
         p.set_no_new_privileges(Some(true));
     }
+    if let Some(profile) = &o.apparmor {
+        p.set_apparmor_profile(Some(profile.clone()));
+    }
+    if let Some(label) = &o.process_label {
+        p.set_selinux_label(Some(label.clone()));
+    }
     if !o.caps.is_empty() {
         let mut caps = p.capabilities().clone().unwrap_or_default();
         let extra: Vec<String> = o.caps.clone();
         let add = |set: Option<&oci_spec::runtime::Capabilities>| -> Result<oci_spec::runtime::Capabilities> {
             let mut s = set.cloned().unwrap_or_default();
             for c in &extra {
-                s.insert(c.parse().map_err(|_| anyhow::anyhow!("--cap {c:?}: unknown capability"))?);
+                s.insert(parse_capability(c)?);
             }
             Ok(s)
         };
@@ -914,6 +977,40 @@ fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
         p.set_capabilities(Some(caps));
     }
     Ok(p)
+}
+
+/// `update --l3-cache-schema/--mem-bw-schema`: a schemata line for the container's resctrl
+/// group (named by its id, as runc names it), which must exist.
+pub fn update_rdt_schema(g: &Globals, id: &str, flag: &str, schema: &str) -> Result<()> {
+    let (_, _, status) = load_live(g, id)?;
+    if !matches!(status, Status::Running | Status::Created | Status::Paused) {
+        bail!("container {id:?} is {}: {flag} needs it alive", status.as_str());
+    }
+    let resctrl = Path::new("/sys/fs/resctrl");
+    if !resctrl.join("schemata").exists() {
+        bail!(
+            "{flag}: this host has no resctrl filesystem at /sys/fs/resctrl (Intel RDT or AMD \
+             PQoS, CONFIG_X86_CPU_RESCTRL, mounted with `mount -t resctrl resctrl /sys/fs/resctrl`)"
+        );
+    }
+    let group = resctrl.join(id);
+    if !group.is_dir() {
+        bail!("{flag}: container {id:?} has no resctrl group (its config has no linux.intelRdt)");
+    }
+    std::fs::write(group.join("schemata"), format!("{}\n", schema.trim()))
+        .with_context(|| format!("{flag} {schema:?}: the kernel refused the schema"))
+}
+
+/// `--cap`: `CAP_KILL`, `KILL` or `kill`, as runc takes them.
+fn parse_capability(name: &str) -> Result<oci_spec::runtime::Capability> {
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") {
+        upper
+    } else {
+        format!("CAP_{upper}")
+    };
+    full.parse()
+        .map_err(|_| anyhow::anyhow!("--cap {name:?}: unknown capability"))
 }
 
 /// Reads a container's state for a command that needs it alive (not locked: read-only).

@@ -38,9 +38,13 @@ fn forwarded() -> SigSet {
 }
 
 impl Foreground {
-    /// Call before the clone.
-    pub fn prepare() -> Result<Foreground> {
-        nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+    /// Call before the clone. `subreaper`: become the child subreaper (runc's default; its
+    /// `--no-subreaper` leaves orphans to the host's init).
+    pub fn prepare(subreaper: bool) -> Result<Foreground> {
+        if subreaper {
+            nix::sys::prctl::set_child_subreaper(true)
+                .context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+        }
         let set = forwarded();
         let mut old_mask = SigSet::empty();
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&set), Some(&mut old_mask))

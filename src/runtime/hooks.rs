@@ -71,6 +71,25 @@ pub fn run_hooks_via(
     Ok(())
 }
 
+/// Runs every hook even when some fail (poststop: the runtime-spec has the rest run after a
+/// failure); the errors, in order.
+pub fn run_all_hooks(kind: &str, hooks: &[Hook], state_json: &[u8]) -> Vec<anyhow::Error> {
+    let mut errors = Vec::new();
+    for (index, hook) in hooks.iter().enumerate() {
+        if let Some(timeout) = hook.timeout().filter(|t| *t <= 0) {
+            errors.push(anyhow::anyhow!(
+                "invalid hooks.{kind}[{index}].timeout: {timeout} (must be greater than 0)"
+            ));
+            continue;
+        }
+        let name = format!("hook {kind}[{index}] ({})", hook.path().display());
+        if let Err(e) = run_hook(&name, hook, state_json, None) {
+            errors.push(e);
+        }
+    }
+    errors
+}
+
 /// Everything execve needs, built before fork so the child doesn't allocate.
 struct ExecImage {
     path: CString,
@@ -615,7 +634,7 @@ fn set_nonblocking(fd: BorrowedFd) -> Result<()> {
     Ok(())
 }
 
-fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
+pub(crate) fn pidfd_open(pid: Pid) -> nix::Result<OwnedFd> {
     // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
     Errno::result(fd)?;

@@ -43,7 +43,8 @@ pub struct RootfsPlan {
     pub mounts: Vec<MountPlan>,
     /// Propagation applied to `/` recursively before anything is mounted.
     pub root_propagation: MsFlags,
-    /// Propagation for `/` after pivot_root, for a shared rootfsPropagation.
+    /// Propagation for `/` once everything is mounted: shared (pivot_root refuses a shared
+    /// parent) and unbindable (an unbindable mount cannot be bound).
     pub propagation_after_pivot: Option<MsFlags>,
     pub readonly_root: bool,
     pub masked_paths: Vec<PathBuf>,
@@ -125,9 +126,17 @@ impl RootfsPlan {
                 Some("rprivate") => (MsFlags::MS_PRIVATE | MsFlags::MS_REC, None),
                 Some("slave") => (MsFlags::MS_SLAVE, None),
                 Some("rslave") => (MsFlags::MS_SLAVE | MsFlags::MS_REC, None),
-                Some("unbindable") => (MsFlags::MS_UNBINDABLE, None),
-                Some("runbindable") => (MsFlags::MS_UNBINDABLE | MsFlags::MS_REC, None),
-                // pivot_root refuses a shared parent: share only once the root is pivoted.
+                // An unbindable mount cannot be bound, and the rootfs is bound onto itself:
+                // unbindable only once the root is pivoted (runc fails here with EINVAL).
+                Some("unbindable") => (
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                    Some(MsFlags::MS_UNBINDABLE),
+                ),
+                Some("runbindable") => (
+                    MsFlags::MS_SLAVE | MsFlags::MS_REC,
+                    Some(MsFlags::MS_UNBINDABLE | MsFlags::MS_REC),
+                ),
+                // pivot_root refuses a shared parent: shared only once the root is pivoted.
                 Some("shared") => (
                     MsFlags::MS_SLAVE | MsFlags::MS_REC,
                     Some(MsFlags::MS_SHARED),
@@ -558,14 +567,19 @@ fn mount_cgroup(dest: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
 pub fn pivot(root: &OwnedFd, plan: &RootfsPlan) -> Result<()> {
     nix::unistd::fchdir(root).context("cannot enter the rootfs")?;
     if plan.no_pivot {
-        return move_root();
+        move_root()?;
+    } else {
+        match nix::unistd::pivot_root(".", ".") {
+            Ok(()) => detach_old_root()?,
+            // The host root is an initramfs (ramfs), which cannot be pivoted away from.
+            Err(nix::errno::Errno::EINVAL) => move_root()?,
+            Err(e) => return Err(e).context("pivot_root failed"),
+        }
     }
-    match nix::unistd::pivot_root(".", ".") {
-        Ok(()) => {}
-        // The host root is an initramfs (ramfs), which cannot be pivoted away from.
-        Err(nix::errno::Errno::EINVAL) => return move_root(),
-        Err(e) => return Err(e).context("pivot_root failed"),
-    }
+    Ok(())
+}
+
+fn detach_old_root() -> Result<()> {
     // The old root now sits on top of "."; detach it without its unmount reaching the host.
     mount(
         None::<&str>,
@@ -576,12 +590,7 @@ pub fn pivot(root: &OwnedFd, plan: &RootfsPlan) -> Result<()> {
     )
     .context("cannot make the old root a slave")?;
     umount2(".", MntFlags::MNT_DETACH).context("cannot detach the old root")?;
-    nix::unistd::chdir("/").context("chdir / in the new root")?;
-    if let Some(p) = plan.propagation_after_pivot {
-        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
-            .context("linux.rootfsPropagation: cannot share /")?;
-    }
-    Ok(())
+    nix::unistd::chdir("/").context("chdir / in the new root")
 }
 
 /// `--no-pivot`: move the rootfs mount over `/` and chroot into it.
@@ -619,6 +628,12 @@ pub fn finish(plan: &RootfsPlan) -> Result<()> {
             MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(&fd)?;
         mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
             .context("root.readonly: cannot remount / read-only")?;
+    }
+    // Last: nothing under an unbindable root could be bound any more (the console, the
+    // read-only and masked paths are binds).
+    if let Some(p) = plan.propagation_after_pivot {
+        mount(None::<&str>, "/", None::<&str>, p, None::<&str>)
+            .context("linux.rootfsPropagation: cannot apply it to /")?;
     }
     Ok(())
 }

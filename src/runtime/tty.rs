@@ -28,17 +28,22 @@ use nix::unistd::{Gid, Uid};
 /// unix) so the child can still use it after pivot_root. The fd is
 /// close-on-exec, so the container process never inherits it.
 pub fn connect_console_socket(path: &Path) -> Result<OwnedFd> {
-    let address = UnixAddr::new(path)
-        .with_context(|| format!("invalid --console-socket path {}", path.display()))?;
+    connect_unix(path, "--console-socket")
+}
+
+/// A stream connection to the Unix socket a flag (`what`) names.
+pub fn connect_unix(path: &Path, what: &str) -> Result<OwnedFd> {
+    let address =
+        UnixAddr::new(path).with_context(|| format!("invalid {what} path {}", path.display()))?;
     let socket = socket(
         AddressFamily::Unix,
         SockType::Stream,
         SockFlag::SOCK_CLOEXEC,
         None,
     )
-    .context("creating a unix socket for --console-socket")?;
+    .with_context(|| format!("creating a unix socket for {what}"))?;
     connect(socket.as_raw_fd(), &address)
-        .with_context(|| format!("connecting to --console-socket {}", path.display()))?;
+        .with_context(|| format!("connecting to {what} {}", path.display()))?;
     Ok(socket)
 }
 

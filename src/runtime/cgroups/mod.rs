@@ -598,6 +598,64 @@ fn add_process(dir: &Path, pid: i32) -> Result<()> {
         .with_context(|| format!("cannot add pid {pid} to {}", procs.display()))
 }
 
+/// runc's `exec --cgroup`: the container's cgroups with existing sub-cgroups in their place.
+/// An entry is `PATH` (every hierarchy) or `CONTROLLER[,CONTROLLER...]:PATH` (the v1
+/// hierarchies holding one of those controllers); PATH is relative to the container's cgroup
+/// and stays inside it.
+pub fn sub_cgroups(paths: &CgroupPaths, entries: &[String]) -> Result<CgroupPaths> {
+    let mut everywhere: Option<&str> = None;
+    let mut by_controller: Vec<(Vec<&str>, &str, bool)> = Vec::new();
+    for entry in entries {
+        let (controllers, sub) = match entry.split_once(':') {
+            Some((c, p)) => (Some(c), p),
+            None => (None, entry.as_str()),
+        };
+        let plain = !sub.is_empty()
+            && Path::new(sub)
+                .components()
+                .all(|c| matches!(c, std::path::Component::Normal(_)));
+        if !plain {
+            bail!("--cgroup {entry:?}: the path must be relative to the container's cgroup, without ..");
+        }
+        match controllers {
+            None if everywhere.is_some() => {
+                bail!("--cgroup {entry:?}: only one path may be given without controllers")
+            }
+            None => everywhere = Some(sub),
+            Some(c) => by_controller.push((c.split(',').collect(), sub, false)),
+        }
+    }
+    let mut out = paths.clone();
+    for (i, dir) in out.dirs.iter_mut().enumerate() {
+        let name = paths.names.get(i).map(String::as_str).unwrap_or_default();
+        let mut sub = everywhere;
+        if paths.unified != Some(i) {
+            let held: Vec<&str> = name.split(',').collect();
+            if let Some(hit) = by_controller
+                .iter_mut()
+                .find(|(c, _, _)| c.iter().any(|c| held.contains(c)))
+            {
+                hit.2 = true;
+                sub = Some(hit.1);
+            }
+        }
+        if let Some(sub) = sub {
+            let target = dir.join(sub);
+            if !target.is_dir() {
+                bail!("--cgroup: {} does not exist", target.display());
+            }
+            *dir = target;
+        }
+    }
+    if let Some((c, sub, _)) = by_controller.iter().find(|(_, _, used)| !used) {
+        bail!(
+            "--cgroup {}:{sub}: no cgroup v1 hierarchy of the container has these controllers",
+            c.join(",")
+        );
+    }
+    Ok(out)
+}
+
 /// For a container placed in no cgroup of its own: berth's own cgroup in each hierarchy (which
 /// the container process inherits), named as in [`CgroupPaths::names`], for the `cgroup` mount.
 /// runc binds the same in that case.
