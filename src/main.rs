@@ -367,10 +367,17 @@ fn run_cli() -> i32 {
         LogFormat::Json => log::Format::Json,
     };
     log::init(cli.globals.log.clone(), format, cli.globals.debug);
+    // runc's commands report errors as runc does (its log, or logrus lines on stderr), for the
+    // tools that read them; berth's own commands to a person.
+    let runtime = matches!(cli.command, Command::Runtime(_));
     match dispatch(cli) {
         Ok(code) => code,
-        Err(e) => {
+        Err(e) if runtime => {
             log::error(&format!("{e:#}"));
+            1
+        }
+        Err(e) => {
+            eprintln!("berth: {e:#}");
             1
         }
     }

@@ -745,9 +745,12 @@ fn join_session_keyring(name: &str) -> Result<()> {
 /// filter. Only then does it fork the process that is born in the container's pid namespace,
 /// as berth's own child (CLONE_PARENT, so berth waits for it), report that process's pid and
 /// exit. The new process takes a session and its controlling terminal, and execs.
+/// `root`: the container's root directory to chroot into, for a container in the host's
+/// mount namespace (joining the mount namespace does it for the others).
 pub fn exec_into(
     st: &ContainerState,
     joins: Vec<(LinuxNamespaceType, OwnedFd)>,
+    root: Option<OwnedFd>,
     plan: &ProcessPlan,
     console: Option<OwnedFd>,
 ) -> Result<(i32, Option<OwnedFd>)> {
@@ -758,6 +761,7 @@ pub fn exec_into(
         drop(parent_end);
         let err = match exec_child(
             joins,
+            root.as_ref(),
             (&st.cgroup, entry),
             plan,
             console.as_ref(),
@@ -772,6 +776,7 @@ pub fn exec_into(
     }
     drop(child_end);
     drop(joins);
+    drop(root);
     drop(trampoline);
     let mut guard = KillOnError {
         cloned: pid,
@@ -929,6 +934,7 @@ fn join_rank(t: LinuxNamespaceType) -> u8 {
 /// The cloned process of `exec`, in the host's pid namespace until it forks.
 fn exec_child(
     mut joins: Vec<(LinuxNamespaceType, OwnedFd)>,
+    root: Option<&OwnedFd>,
     (cgroup, entry): (&CgroupPaths, CgroupEntry),
     plan: &ProcessPlan,
     console: Option<&OwnedFd>,
@@ -939,6 +945,10 @@ fn exec_child(
     entry.join_self(cgroup, plan.oom_score_adj)?;
     if entry.needs_berth(cgroup) {
         sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    }
+    if let Some(root) = root {
+        nix::unistd::fchdir(root).context("cannot enter the container's root")?;
+        nix::unistd::chroot(".").context("chroot into the container's root")?;
     }
     joins.sort_by_key(|(t, _)| join_rank(*t));
     for (t, fd) in &joins {

@@ -284,6 +284,30 @@ pub fn drop_bounding_set(sets: &CapabilitySets) -> Result<()> {
 ///
 /// Works whether or not the uid changed (a uid-0 process still has everything effective here).
 pub fn apply_process_capabilities(sets: &CapabilitySets) -> Result<()> {
+    // The bounding set is the config's by now, less what the host never gave berth: a
+    // capability the config bounds but the process no longer has is the host's doing, and
+    // the error says so rather than blame the config field.
+    let host_lacks = sorted_names(
+        sets.permitted
+            .iter()
+            .chain(sets.inheritable.iter())
+            .chain(sets.ambient.iter())
+            .filter(|cap| {
+                sets.bounding.contains(cap)
+                    && !::caps::has_cap(None, CapSet::Bounding, **cap).unwrap_or(true)
+            })
+            .copied()
+            .collect::<CapsHashSet>()
+            .iter(),
+    );
+    if !host_lacks.is_empty() {
+        bail!(
+            "this host does not give berth {} (not in berth's own bounding set: the machine, \
+             or the container or VM berth runs in, took it away); the container cannot have it \
+             (process.capabilities)",
+            host_lacks.join(", ")
+        );
+    }
     // The kernel allows a new inheritable set only within the current bounding set (plus what
     // is already inheritable); say which capability is at fault rather than just EPERM.
     let inheritable_now = ::caps::read(None, CapSet::Inheritable)

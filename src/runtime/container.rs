@@ -182,17 +182,20 @@ fn create_container(
     let mut cleanup = Cleanup {
         dir: Some(dir),
         cgroup: None,
+        host_mounts: None,
     };
     let (born, state) = create_in(g, o, for_run, &mut cleanup)?;
     cleanup.cgroup = None;
+    cleanup.host_mounts = None;
     let dir = cleanup.dir.take().expect("held until success");
     Ok((dir, born, state))
 }
 
-/// Undoes a failed create: cgroup and state directory.
+/// Undoes a failed create: cgroup, mounts in the host's namespace, state directory.
 struct Cleanup {
     dir: Option<ContainerDir>,
     cgroup: Option<CgroupPaths>,
+    host_mounts: Option<(PathBuf, u64)>,
 }
 
 impl Drop for Cleanup {
@@ -201,6 +204,11 @@ impl Drop for Cleanup {
             // A process may be in some hierarchies only, caught while joining.
             cg.kill_everything();
             for e in cg.destroy() {
+                log::warn(&format!("{e:#}"));
+            }
+        }
+        if let Some((rootfs, base)) = &self.host_mounts {
+            if let Err(e) = crate::runtime::hostmounts::detach_above(rootfs, *base) {
                 log::warn(&format!("{e:#}"));
             }
         }
@@ -221,9 +229,13 @@ fn create_in(
     let linux = spec.linux().as_ref();
     let process = spec.process().as_ref().expect("validated");
     let ns = NamespacePlan::new(linux)?;
-    if !ns.has(LinuxNamespaceType::Mount) {
-        bail!("linux.namespaces: berth needs a mount namespace to set up the rootfs");
-    }
+    // No mount namespace listed: the container's mounts go in the host's, under a bind of the
+    // rootfs that `delete` detaches (runc leaves them behind).
+    let rootfs_mount_base = if ns.has(LinuxNamespaceType::Mount) {
+        None
+    } else {
+        Some(crate::runtime::hostmounts::mount_id(&bundle.rootfs).context("root.path")?)
+    };
     let terminal = process.terminal().unwrap_or(false);
     if terminal && o.console_socket.is_none() && !for_run {
         bail!("process.terminal: a terminal needs --console-socket when the container is created detached");
@@ -267,6 +279,7 @@ fn create_in(
         hooks: Some(kept_hooks(&all_hooks)),
         process: process.clone(),
         shares_host_pid_ns: !ns.has(LinuxNamespaceType::Pid),
+        rootfs_mount_base,
         creating: Some(ProcessId::me()?),
     };
     // The record first: whatever is made from here on, a `delete --force` after berth is
@@ -276,6 +289,7 @@ fn create_in(
         .as_ref()
         .expect("held until success")
         .write_record(&state)?;
+    cleanup.host_mounts = rootfs_mount_base.map(|base| (state.rootfs.clone(), base));
     let made = cgroup.make(&mounted, |h| made_before_clone(h, root));
     if let Err(e) = made {
         cgroup.remove_created();
@@ -332,8 +346,9 @@ fn create_in(
         ns,
         rootfs,
         process: process_plan,
-        hostname: spec.hostname().clone(),
-        domainname: spec.domainname().clone(),
+        // Empty is unset, as runc has it.
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty()),
+        domainname: spec.domainname().clone().filter(|d| !d.is_empty()),
         sysctl: linux
             .and_then(|l| l.sysctl().clone())
             .unwrap_or_default()
@@ -769,7 +784,12 @@ fn unblock_and_lock(g: &Globals, id: &str) -> Result<Option<ContainerDir>> {
 /// host pid namespace, exec'd processes outlived the init, a process caught joining) is
 /// killed, the cgroups and the state directory removed.
 fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
-    let errors = st.cgroup.destroy();
+    let mut errors = st.cgroup.destroy();
+    if let Some(base) = st.rootfs_mount_base {
+        if let Err(e) = crate::runtime::hostmounts::detach_above(&st.rootfs, base) {
+            errors.push(e);
+        }
+    }
     // A container that never finished its creation never ran: no poststop for it.
     if st.creating.is_none() {
         let poststop = st
@@ -879,7 +899,21 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
         Some(foreground::Foreground::prepare(true)?)
     };
     let joins = namespaces::open_container_namespaces(st.pid, &st.namespaces)?;
-    let (pid, pty_master) = birth::exec_into(&st, joins, &plan, console)?;
+    let root = match st.rootfs_mount_base {
+        // The init's root, as the kernel holds it (not the rootfs path looked up again).
+        Some(_) => Some(
+            nix::fcntl::open(
+                format!("/proc/{}/root", st.pid).as_str(),
+                nix::fcntl::OFlag::O_PATH
+                    | nix::fcntl::OFlag::O_DIRECTORY
+                    | nix::fcntl::OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .context("cannot open the container's root")?,
+        ),
+        None => None,
+    };
+    let (pid, pty_master) = birth::exec_into(&st, joins, root, &plan, console)?;
     if let Some(f) = &o.pid_file {
         write_pid_file(f, pid)?;
     }

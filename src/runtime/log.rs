@@ -2,7 +2,8 @@
 //!
 //! containerd's shim and Podman's conmon read the log file and show the last `"level":"error"`
 //! line to the user, so errors go there as runc-style JSON lines
-//! (`{"level":"error","msg":"...","time":"..."}`) and to stderr as one plain line.
+//! (`{"level":"error","msg":"...","time":"..."}`) and to stderr as one plain line. Without a
+//! log file, stderr is the log, in runc's (logrus's) shape: `time="..." level=error msg="..."`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,35 +33,43 @@ pub fn init(file: Option<PathBuf>, format: Format, debug: bool) {
 }
 
 pub fn error(msg: &str) {
-    write("error", msg);
-    eprintln!("berth: {msg}");
+    if write("error", msg) {
+        // runc too repeats the error plainly on stderr when its log is a file.
+        eprintln!("{msg}");
+    }
 }
 
 pub fn warn(msg: &str) {
     write("warning", msg);
-    if CONFIG.get().is_none_or(|c| c.file.is_none()) {
-        eprintln!("berth: warning: {msg}");
-    }
 }
 
 pub fn debug(msg: &str) {
     if CONFIG.get().is_some_and(|c| c.debug) {
         write("debug", msg);
-        if CONFIG.get().is_some_and(|c| c.file.is_none()) {
-            eprintln!("berth: debug: {msg}");
-        }
     }
 }
 
-fn write(level: &str, msg: &str) {
-    let Some(cfg) = CONFIG.get() else { return };
-    let Some(path) = &cfg.file else { return };
-    let line = match cfg.format {
+/// Writes one log line to the log file, or to stderr when there is none; true if it went to
+/// a file.
+fn write(level: &str, msg: &str) -> bool {
+    let (format, file) = match CONFIG.get() {
+        Some(cfg) => (cfg.format, cfg.file.as_ref()),
+        None => (Format::Text, None),
+    };
+    let line = match format {
         Format::Json => format!(
             "{}\n",
             serde_json::json!({ "level": level, "msg": msg, "time": now_rfc3339() })
         ),
-        Format::Text => format!("{} {level} {msg}\n", now_rfc3339()),
+        Format::Text => format!(
+            "time={} level={level} msg={}\n",
+            go_quote(&now_rfc3339_seconds()),
+            go_quote(msg)
+        ),
+    };
+    let Some(path) = file else {
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        return false;
     };
     if let Ok(mut f) = std::fs::OpenOptions::new()
         .create(true)
@@ -68,6 +77,35 @@ fn write(level: &str, msg: &str) {
         .open(path)
     {
         let _ = f.write_all(line.as_bytes());
+    }
+    true
+}
+
+/// Go's strconv.Quote, as logrus quotes field values: `"`, `\`, control characters escaped.
+fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if (c as u32) < 0x20 || c == '\u{7f}' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// RFC 3339 to the second, logrus's text timestamps.
+fn now_rfc3339_seconds() -> String {
+    let full = now_rfc3339();
+    match full.split_once('.') {
+        Some((secs, _)) => format!("{secs}Z"),
+        None => full,
     }
 }
 
@@ -102,6 +140,15 @@ fn rfc3339(secs: i64, nanos: u32) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quotes_as_go_does() {
+        assert_eq!(
+            super::go_quote("container \"x\" does not exist\n\\"),
+            r#""container \"x\" does not exist\n\\""#
+        );
+        assert_eq!(super::go_quote("a\u{1}b"), r#""a\x01b""#);
+    }
+
     #[test]
     fn formats_dates() {
         assert_eq!(super::rfc3339(0, 0), "1970-01-01T00:00:00.000000000Z");

@@ -10,6 +10,7 @@ pub mod features;
 pub mod foreground;
 pub mod fsutil;
 pub mod hooks;
+pub mod hostmounts;
 pub mod inroot;
 pub mod log;
 pub mod mount_options;

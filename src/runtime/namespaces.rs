@@ -294,6 +294,20 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
         }
         return Ok(());
     }
+    // The kernel checks CAP_SYS_TIME over the new time namespace against the credentials the
+    // file was opened with, and a non-dumpable process's /proc/self files belong to the host's
+    // root: opened now, with the host's privileges, it can still be written once a new user
+    // namespace has taken them away.
+    let mut time_offsets = if plan.time_offsets.is_empty() {
+        None
+    } else {
+        Some(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open("/proc/self/timens_offsets")
+                .context("linux.timeOffsets: cannot open /proc/self/timens_offsets")?,
+        )
+    };
     // General path. Joined namespaces other than the user one first, while we still have the
     // host's privileges over them; pid and time joins only apply to children, hence the fork.
     for (t, fd) in plan
@@ -319,8 +333,8 @@ pub fn enter(plan: &NamespacePlan, sync_fd: BorrowedFd) -> Result<()> {
     if rest != 0 {
         unshare(CloneFlags::from_bits_retain(rest)).context("cannot create namespaces")?;
     }
-    if !plan.time_offsets.is_empty() {
-        std::fs::write("/proc/self/timens_offsets", &plan.time_offsets)
+    if let Some(file) = &mut time_offsets {
+        std::io::Write::write_all(file, plan.time_offsets.as_bytes())
             .context("linux.timeOffsets: cannot write timens_offsets")?;
     }
     if plan.late_pid_fork {

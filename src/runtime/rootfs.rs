@@ -55,6 +55,9 @@ pub struct RootfsPlan {
     /// In a user namespace mknod is not allowed: devices are bind-mounted from the host.
     pub bind_devices: bool,
     pub no_pivot: bool,
+    /// No mount namespace of the container's own: nothing may change the host's propagation,
+    /// and the root is entered with chroot (pivot_root would move the host's root).
+    pub host_mount_ns: bool,
     pub cwd: PathBuf,
     /// For a `cgroup` mount: each hierarchy's directory name and the container's cgroup in it.
     pub cgroup_binds: Vec<(String, PathBuf)>,
@@ -180,6 +183,12 @@ impl RootfsPlan {
             populate_dev,
             bind_devices,
             no_pivot,
+            host_mount_ns: !linux
+                .and_then(|l| l.namespaces().as_ref())
+                .is_some_and(|n| {
+                    n.iter()
+                        .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Mount)
+                }),
             cwd: spec
                 .process()
                 .as_ref()
@@ -218,17 +227,19 @@ fn field_error(text: String) -> anyhow::Error {
 /// `proc_pidns`: the pid namespace every `proc` mount is for, when it is not the caller's
 /// (a joined pid namespace the caller does not enter itself: procfs's `pidns` option).
 pub fn prepare(plan: &RootfsPlan, proc_pidns: Option<BorrowedFd>) -> Result<OwnedFd> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        plan.root_propagation,
-        None::<&str>,
-    )
-    .context("cannot set the propagation of /")?;
-    // After a recursive slave, private or unbindable, no mount is shared any more.
-    if !plan.root_propagation.contains(MsFlags::MS_REC) {
-        make_parent_mount_private(&plan.rootfs)?;
+    if !plan.host_mount_ns {
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            plan.root_propagation,
+            None::<&str>,
+        )
+        .context("cannot set the propagation of /")?;
+        // After a recursive slave, private or unbindable, no mount is shared any more.
+        if !plan.root_propagation.contains(MsFlags::MS_REC) {
+            make_parent_mount_private(&plan.rootfs)?;
+        }
     }
     // pivot_root needs the new root to be a mount point: the rootfs is bound onto itself. It is
     // opened again here, in this mount namespace, by the rules the parent checked, and must be
@@ -566,7 +577,10 @@ fn mount_cgroup(dest: &OwnedFd, m: &MountPlan, plan: &RootfsPlan) -> Result<()> 
 /// Makes the prepared root the process's `/`, and lets go of the host's root.
 pub fn pivot(root: &OwnedFd, plan: &RootfsPlan) -> Result<()> {
     nix::unistd::fchdir(root).context("cannot enter the rootfs")?;
-    if plan.no_pivot {
+    if plan.host_mount_ns {
+        nix::unistd::chroot(".").context("chroot into the rootfs")?;
+        nix::unistd::chdir("/").context("chdir / in the new root")?;
+    } else if plan.no_pivot {
         move_root()?;
     } else {
         match nix::unistd::pivot_root(".", ".") {

@@ -168,7 +168,7 @@ pub fn validate(spec: &Spec) -> Result<()> {
     };
     let mut seen = HashSet::new();
     let mut has_user_ns = false;
-    let mut new_uts = false;
+    let mut own_uts = false;
     for (i, ns) in linux.namespaces().iter().flatten().enumerate() {
         if !seen.insert(ns.typ()) {
             bail!(
@@ -185,7 +185,9 @@ pub fn validate(spec: &Spec) -> Result<()> {
             }
         }
         has_user_ns |= ns.typ() == LinuxNamespaceType::User;
-        new_uts |= ns.typ() == LinuxNamespaceType::Uts && ns.path().is_none();
+        // New or joined by path: either way not the runtime's own (runc sets the name in a
+        // joined one too).
+        own_uts |= ns.typ() == LinuxNamespaceType::Uts;
     }
     let has_maps = linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty());
@@ -200,13 +202,14 @@ pub fn validate(spec: &Spec) -> Result<()> {
     if has_maps && !has_user_ns {
         bail!("linux.uidMappings: mappings are given but linux.namespaces has no user namespace");
     }
-    if (spec.hostname().is_some() || spec.domainname().is_some()) && !new_uts {
-        let field = if spec.hostname().is_some() {
+    let named = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    if (named(spec.hostname()) || named(spec.domainname())) && !own_uts {
+        let field = if named(spec.hostname()) {
             "hostname"
         } else {
             "domainname"
         };
-        bail!("{field}: setting it needs a new uts namespace in linux.namespaces");
+        bail!("{field}: setting it needs a uts namespace (new, or joined by path) in linux.namespaces, not the host's");
     }
     if linux.time_offsets().is_some() && !seen.contains(&LinuxNamespaceType::Time) {
         bail!("linux.timeOffsets: needs a time namespace in linux.namespaces");
@@ -235,6 +238,15 @@ pub fn validate(spec: &Spec) -> Result<()> {
         ("linux.maskedPaths", linux.masked_paths()),
         ("linux.readonlyPaths", linux.readonly_paths()),
     ] {
+        if field.1.as_ref().is_some_and(|v| !v.is_empty())
+            && !seen.contains(&LinuxNamespaceType::Mount)
+        {
+            bail!(
+                "{}: needs a mount namespace in linux.namespaces (without one they would \
+                 change the host's mounts)",
+                field.0
+            );
+        }
         for (i, p) in field.1.iter().flatten().enumerate() {
             if !Path::new(p).is_absolute()
                 || Path::new(p).components().any(|c| c == Component::ParentDir)

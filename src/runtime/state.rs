@@ -80,6 +80,10 @@ pub struct ContainerState {
     /// Whether the container shares the host's pid namespace (then `kill --all` is needed to
     /// reach every process, and `delete --force` kills the whole cgroup).
     pub shares_host_pid_ns: bool,
+    /// Without a mount namespace of its own: the id of the mount that was on top of the rootfs
+    /// before the container's bind; everything stacked above it is the container's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs_mount_base: Option<u64>,
     /// The berth process still creating the container: set in the record written before
     /// anything of the container exists (its cgroup paths planned, no pid yet), gone from the
     /// record that `create` commits once the container is created.
