@@ -185,7 +185,7 @@ enum RuntimeCommand {
     /// Print what this runtime supports (the runtime-spec features document).
     Features,
     /// Run a new process in a running container.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -200,7 +200,17 @@ enum RuntimeCommand {
         ps_args: Vec<String>,
     },
     /// Change the resource limits of a running container.
-    Update(UpdateArgs),
+    Update(Box<UpdateArgs>),
+    /// Checkpoint a running container with CRIU (not supported: a clear error).
+    Checkpoint {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Restore a container from a CRIU checkpoint (not supported: a clear error).
+    Restore {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Print stats and OOM events of a container as JSON lines.
     Events {
         /// Print one stats event and exit.
@@ -487,13 +497,17 @@ fn dispatch(cli: Cli) -> Result<i32> {
             .into_iter()
             .filter_map(|(flag, v)| v.map(|v| (flag, v)))
             .collect();
-            let resources = update_resources(a)?;
+            let resources = update_resources(*a)?;
             container::update(&g, &id, &resources)?;
             for (flag, schema) in &schemata {
                 container::update_rdt_schema(&g, &id, flag, schema)?;
             }
             Ok(0)
         }
+        RuntimeCommand::Checkpoint { .. } | RuntimeCommand::Restore { .. } => bail!(
+            "checkpoint and restore are not supported: berth has no CRIU integration \
+             (containers cannot be checkpointed, migrated or restored)"
+        ),
         RuntimeCommand::Events {
             stats,
             interval,

@@ -1018,7 +1018,10 @@ fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
 pub fn update_rdt_schema(g: &Globals, id: &str, flag: &str, schema: &str) -> Result<()> {
     let (_, _, status) = load_live(g, id)?;
     if !matches!(status, Status::Running | Status::Created | Status::Paused) {
-        bail!("container {id:?} is {}: {flag} needs it alive", status.as_str());
+        bail!(
+            "container {id:?} is {}: {flag} needs it alive",
+            status.as_str()
+        );
     }
     let resctrl = Path::new("/sys/fs/resctrl");
     if !resctrl.join("schemata").exists() {
@@ -1037,13 +1040,10 @@ pub fn update_rdt_schema(g: &Globals, id: &str, flag: &str, schema: &str) -> Res
 
 /// `--cap`: `CAP_KILL`, `KILL` or `kill`, as runc takes them.
 fn parse_capability(name: &str) -> Result<oci_spec::runtime::Capability> {
+    // oci-spec parses the bare name (`KILL`); the config's JSON has the prefixed one.
     let upper = name.to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") {
-        upper
-    } else {
-        format!("CAP_{upper}")
-    };
-    full.parse()
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    bare.parse()
         .map_err(|_| anyhow::anyhow!("--cap {name:?}: unknown capability"))
 }
 

@@ -42,8 +42,7 @@ impl Foreground {
     /// `--no-subreaper` leaves orphans to the host's init).
     pub fn prepare(subreaper: bool) -> Result<Foreground> {
         if subreaper {
-            nix::sys::prctl::set_child_subreaper(true)
-                .context("prctl(PR_SET_CHILD_SUBREAPER)")?;
+            nix::sys::prctl::set_child_subreaper(true).context("prctl(PR_SET_CHILD_SUBREAPER)")?;
         }
         let set = forwarded();
         let mut old_mask = SigSet::empty();

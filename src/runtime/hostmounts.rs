@@ -4,9 +4,9 @@
 //! the id of the mount that was on top of the rootfs before is recorded first, and deleting the
 //! container detaches everything stacked over it since, even after berth was killed mid-create.
 use anyhow::{Context, Result};
+use nix::fcntl::OFlag;
 use nix::mount::{umount2, MntFlags};
 use nix::sys::stat::Mode;
-use nix::fcntl::OFlag;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 
@@ -42,7 +42,9 @@ fn fd_mount_id(fd: &OwnedFd) -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     if stx.stx_mask & libc::STATX_MNT_ID == 0 {
-        return Err(std::io::Error::other("the kernel gives no mount id (Linux 5.8+)"));
+        return Err(std::io::Error::other(
+            "the kernel gives no mount id (Linux 5.8+)",
+        ));
     }
     Ok(stx.stx_mnt_id)
 }
@@ -64,8 +66,9 @@ pub fn detach_above(rootfs: &Path, base: u64) -> Result<()> {
             return Ok(());
         }
         let via = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        umount2(via.as_str(), MntFlags::MNT_DETACH)
-            .with_context(|| format!("cannot detach the container's bind of {}", rootfs.display()))?;
+        umount2(via.as_str(), MntFlags::MNT_DETACH).with_context(|| {
+            format!("cannot detach the container's bind of {}", rootfs.display())
+        })?;
     }
     anyhow::bail!("{}: still mounted over after 64 detaches", rootfs.display())
 }
