@@ -84,8 +84,9 @@ struct GlobalArgs {
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,
     /// Tolerate cgroup permission errors (a container without limits then stays in the
-    /// caller's cgroup): true, false, or auto (when not root).
-    #[arg(long, global = true, value_enum, default_value = "auto")]
+    /// caller's cgroup): true, false, or auto (when not root). Before the command, as runc's
+    /// (whose `spec --rootless` is another flag).
+    #[arg(long, value_enum, default_value = "auto")]
     rootless: Rootless,
     /// Where images, layer snapshots and bundle records live (image commands; default
     /// /var/lib/berth).
