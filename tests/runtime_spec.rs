@@ -58,7 +58,12 @@ fn errors_on_stderr_are_runcs_log_lines() {
     let ctx = Ctx::new("error-lines");
     let out = ctx.rt(&["state", "nosuch"]);
     assert_eq!(out.code(), 1);
-    let line = out.err_lines()[0].to_string();
+    let line = out
+        .raw_stderr
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string();
     assert!(
         line.starts_with("time=\"") && line.contains(" level=error msg="),
         "{line:?}"
@@ -79,7 +84,10 @@ fn errors_on_stderr_are_runcs_log_lines() {
             .unwrap();
         let theirs = String::from_utf8_lossy(&theirs.stderr);
         assert!(theirs.starts_with("time=\"") && theirs.contains(" level=error msg="));
+        assert_eq!(log_line_message(theirs.trim()), "container does not exist");
     }
+    assert_eq!(out.stderr.trim(), r#"container "nosuch" does not exist"#);
+    {}
     // With a log file: the JSON line there, the plain message on stderr.
     let log = ctx.tmp.join("log.json");
     let out = ctx.rt(&[

@@ -193,7 +193,47 @@ pub struct Out {
     pub cmd: String,
     pub status: ExitStatus,
     pub stdout: String,
+    /// stderr with runc's log lines (`time="..." level=error msg="..."`, berth's too when
+    /// it has no --log) given as their messages, unquoted: what tests look for.
     pub stderr: String,
+    /// stderr as printed.
+    pub raw_stderr: String,
+}
+
+/// A logrus text line's `msg`, unquoted (Go's strconv.Quote undone); other lines as they are.
+pub fn log_line_message(line: &str) -> String {
+    let Some(start) = line.find(" msg=\"").filter(|_| line.starts_with("time=\"")) else {
+        return line.to_string();
+    };
+    let mut out = String::new();
+    let mut chars = line[start + 6..].chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('t') => out.push('\t'),
+                Some('r') => out.push('\r'),
+                Some('x') => {
+                    let hex: String = chars.by_ref().take(2).collect();
+                    out.push(u8::from_str_radix(&hex, 16).unwrap_or(b'?') as char);
+                }
+                Some(other) => out.push(other),
+                None => break,
+            },
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn decode_log_lines(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for line in text.lines() {
+        out.push_str(&log_line_message(line));
+        out.push('\n');
+    }
+    out
 }
 
 impl Out {
@@ -283,11 +323,13 @@ impl Bg {
             }
             std::thread::sleep(Duration::from_millis(5));
         };
+        let raw_stderr = fs::read_to_string(&self.err_path).unwrap_or_default();
         Some(Out {
             cmd: self.cmd.clone(),
             status,
             stdout: fs::read_to_string(&self.out_path).unwrap_or_default(),
-            stderr: fs::read_to_string(&self.err_path).unwrap_or_default(),
+            stderr: decode_log_lines(&raw_stderr),
+            raw_stderr,
         })
     }
 
