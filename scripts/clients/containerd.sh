@@ -117,7 +117,7 @@ check run-cwd-env want_out "/tmp bar" run c-cwd --rm --cwd /tmp --env FOO=bar --
 check run-userns-mapped want_out "0 100000 65536" run c-userns --rm --uidmap 0:100000:65536 \
     --gidmap 0:100000:65536 -- sh -c 'echo $(cat /proc/self/uid_map)'
 
-check run-memory-limit run c-mem -d --memory-limit 67108864 -- sleep 1000
+check run-memory-limit run c-mem -d --memory-limit 67108864 -- sleep 1013
 check memory-limit-in-cgroup eventually want_file "$(cgroup_file "$(task_field c-mem 2)" memory memory.limit_in_bytes)" 67108864
 
 check pause ctr_ task pause c-bg
@@ -133,11 +133,12 @@ check task-kill-stopped eventually task_status c-bg STOPPED
 check task-delete-exit-0 want_out "" ctr_ task delete c-bg
 check task-deleted want_out "" task_field c-bg 1
 
-# kill -a: the init and an exec'd process, all in the container's cgroup, all killed.
-ctr_ task exec -d --exec-id extra c-mem sleep 1000 >/dev/null 2>&1
+# kill -a: the init and an exec'd process, all in the container's cgroup, all killed (their
+# sleep length is this check's own: other suites on the machine sleep 1000).
+ctr_ task exec -d --exec-id extra c-mem sleep 1013 >/dev/null 2>&1
 check kill-all ctr_ task kill -a -s SIGKILL c-mem
 check kill-all-stopped eventually task_status c-mem STOPPED
-check kill-all-no-process eventually sh -c "! ps -eo ppid=,pid=,args= | grep -v grep | grep -q 'sleep 1000'"
+check kill-all-no-process eventually sh -c "! ps -eo ppid=,pid=,args= | grep -v grep | grep -q 'sleep 1013'"
 check task-delete-killed want_has "exit code 137" ctr_ task delete c-mem
 
 for c in c-bg c-mem; do ctr_ container rm $c >/dev/null 2>&1; done
