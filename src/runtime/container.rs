@@ -188,6 +188,7 @@ impl Drop for Cleanup {
             }
         }
         if let Some(dir) = self.dir.take() {
+            remove_rdt_group(&dir.path);
             let _ = dir.remove();
         }
     }
@@ -212,7 +213,10 @@ fn create_in(
         bail!("process.terminal: a terminal needs --console-socket when the container is created detached");
     }
     let seccomp = linux.and_then(|l| l.seccomp().as_ref());
-    let process_plan = ProcessPlan::new(process, o.preserve_fds, seccomp)?;
+    let mut process_plan = ProcessPlan::new(process, o.preserve_fds, seccomp)?;
+    process_plan.task_attrs = crate::runtime::taskattrs::TaskAttrs::new(linux)?;
+    let net_devices = crate::runtime::netdev::NetDevices::new(linux)?;
+    let rdt = crate::runtime::rdt::RdtPlan::new(linux, &o.id)?;
     for w in &process_plan.warnings {
         log::debug(w);
     }
@@ -258,6 +262,9 @@ fn create_in(
         .as_ref()
         .expect("held until success")
         .write_record(&state)?;
+    let state_dir = &cleanup.dir.as_ref().expect("held until success").path;
+    process_plan.task_attrs.save(state_dir)?;
+    process_plan.rdt = rdt.map(|r| r.make(state_dir)).transpose()?;
     let made = cgroup.make(&mounted, |h| made_before_clone(h, root));
     if let Err(e) = made {
         cgroup.remove_created();
@@ -327,6 +334,7 @@ fn create_in(
         release,
         session_keyring: (!o.no_new_keyring).then(|| format!("_ses.{}", o.id)),
         close_in_child: vec![dir.lock_fd()],
+        net_devices,
     };
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let mut work = CreateWork {
@@ -733,6 +741,7 @@ fn unblock_and_lock(g: &Globals, id: &str) -> Result<Option<ContainerDir>> {
 /// killed, the cgroups and the state directory removed.
 fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
     let errors = st.cgroup.destroy();
+    remove_rdt_group(&dir.path);
     // A container that never finished its creation never ran: no poststop for it.
     if st.creating.is_none() {
         let poststop = st
@@ -747,6 +756,14 @@ fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Removes the resctrl group berth made for the container, if any (its processes are gone).
+fn remove_rdt_group(state_dir: &Path) {
+    let group = crate::runtime::rdt::RdtGroup::load(state_dir);
+    if let Err(e) = group.and_then(|g| g.map_or(Ok(()), |g| g.remove())) {
+        log::warn(&format!("{e:#}"));
+    }
 }
 
 fn kill_and_wait(st: &ContainerState) -> Result<()> {
@@ -807,7 +824,9 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).context("cannot read the container's seccomp profile"),
         };
-    let plan = ProcessPlan::new(&process, o.preserve_fds, seccomp.as_ref())?;
+    let mut plan = ProcessPlan::new(&process, o.preserve_fds, seccomp.as_ref())?;
+    plan.task_attrs = crate::runtime::taskattrs::TaskAttrs::load(&dir)?;
+    plan.rdt = crate::runtime::rdt::RdtGroup::load(&dir)?;
     for w in &plan.warnings {
         log::debug(w);
     }
