@@ -163,7 +163,13 @@ struct Request {
 }
 
 impl Request {
+    /// Every request but a dump asks for an ack: a reply alone has no end to wait for.
     fn new(ty: u16, flags: libc::c_int) -> Request {
+        let flags = if flags & libc::NLM_F_DUMP == 0 {
+            flags | libc::NLM_F_ACK
+        } else {
+            flags
+        };
         let mut buf = vec![0u8; NLMSG_HDRLEN];
         buf[4..6].copy_from_slice(&ty.to_ne_bytes());
         buf[6..8].copy_from_slice(&((libc::NLM_F_REQUEST | flags) as u16).to_ne_bytes());
@@ -367,7 +373,7 @@ impl Netlink {
             }
             let attrs = all
                 .into_iter()
-                .filter(|(t, _)| matches!(*t, IFA_ADDRESS | IFA_LOCAL | IFA_BROADCAST))
+                .filter(|(t, _)| matches!(*t, IFA_ADDRESS | IFA_LOCAL | IFA_BROADCAST | IFA_FLAGS))
                 .map(|(t, d)| (t, d.to_vec()))
                 .collect();
             out.push(Addr {
