@@ -102,6 +102,11 @@ fn move_one(
     let index = host
         .link_index(from)?
         .with_context(|| format!("the host has no network device named {from:?}"))?;
+    // The kernel moves the device first and renames it after: a name taken in the container
+    // would fail the rename with the device already moved. So look first.
+    if !to.contains("%d") && inside.link_index(to)?.is_some() {
+        bail!("the container's network namespace already has a device named {to:?} (append %d to the name to let the kernel number it)");
+    }
     let addrs = host.permanent_global_addrs(index)?;
     let mut req = Request::new(libc::RTM_NEWLINK, libc::NLM_F_ACK);
     req.ifinfo(index, 0, 0);

@@ -13,7 +13,7 @@
 //!   the init when it reports ready (it then waits for `start`), an `exec`'s process when it
 //!   reports its pid (it waits for berth to send it back). From outside because a process in a
 //!   new user namespace has no CAP_SYS_NICE in the host's, which real-time policies, a lower
-//!   nice and the real-time I/O class need (runc, applying them from inside, fails there); and
+//!   nice and the real-time I/O class need (set from inside, they fail there with EPERM); and
 //!   after the last fork because a SCHED_DEADLINE process cannot fork and
 //!   SCHED_RESET_ON_FORK would be lost by the fork into the pid namespace.
 
@@ -76,6 +76,7 @@ impl SchedPlan {
         if let Some(attr) = &self.attr {
             sched_setattr(pid, attr).map_err(|e| {
                 let hint = match e.raw_os_error() {
+                    Some(libc::EPERM) if rt_group_sched() && matches!(attr.policy as i32, libc::SCHED_FIFO | libc::SCHED_RR) => " (this host schedules real-time tasks by cgroup: the container's cpu cgroup needs a budget, linux.resources.cpu.realtimeRuntime, which its parents must leave room for)",
                     Some(libc::EPERM) => " (real-time policies and a lower nice need CAP_SYS_NICE on the host, or RLIMIT_RTPRIO/RLIMIT_NICE; SCHED_DEADLINE needs the process allowed on every CPU of its root domain)",
                     Some(libc::EBUSY) => " (not enough SCHED_DEADLINE bandwidth left: see /proc/sys/kernel/sched_rt_runtime_us)",
                     Some(libc::EINVAL) => " (the kernel refuses these values for this policy)",
@@ -99,6 +100,18 @@ impl SchedPlan {
         }
         Ok(())
     }
+}
+
+/// Whether the kernel gives real-time tasks a budget per cgroup (CONFIG_RT_GROUP_SCHED, seen
+/// as cpu.rt_runtime_us in a cgroup v1 cpu hierarchy or cgroup2 root).
+fn rt_group_sched() -> bool {
+    [
+        "/sys/fs/cgroup/cpu/cpu.rt_runtime_us",
+        "/sys/fs/cgroup/cpu,cpuacct/cpu.rt_runtime_us",
+        "/sys/fs/cgroup/cpu.rt_runtime_us",
+    ]
+    .iter()
+    .any(|p| std::path::Path::new(p).exists())
 }
 
 /// `execCPUAffinity.initial`, held while berth clones the process: berth's own affinity is
