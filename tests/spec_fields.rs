@@ -129,6 +129,33 @@ fn io_priority_and_scheduler_for_init_and_exec() {
         }
     }
 
+    // An exec with a process of its own gets its own values (the spec's flag name again).
+    let file = ctx.dir("proc").join("process.json");
+    std::fs::write(
+        &file,
+        json!({"args": ["/probe"], "cwd": "/", "user": {"uid": 0, "gid": 0},
+               "scheduler": {"policy": "SCHED_IDLE", "flags": ["SCHED_FLAG_RESET_ON_FORK"]},
+               "ioPriority": {"class": "IOPRIO_CLASS_IDLE", "priority": 0},
+               "execCPUAffinity": {"final": "0"}})
+        .to_string(),
+    )
+    .unwrap();
+    let out = ctx
+        .rt(&["exec", "--process", file.to_str().unwrap(), &id])
+        .ok()
+        .stdout;
+    let p = parse(&out);
+    assert_eq!(
+        (
+            p["sched"].as_str(),
+            p["flags"].as_str(),
+            p["ioprio"].as_str(),
+            p["cpus"].as_str()
+        ),
+        ("5", "1", "3:0", "0"),
+        "{out}"
+    );
+
     // Real-time: the I/O class and a FIFO policy with its priority.
     let mut b = probe_bundle(&ctx);
     b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_RT", "priority": 2});
@@ -141,11 +168,11 @@ fn io_priority_and_scheduler_for_init_and_exec() {
     assert_eq!(p["ioprio"], "1:2");
     assert_eq!((p["sched"].as_str(), p["prio"].as_str()), ("1", "10"));
 
-    // SCHED_IDLE with reset-on-fork: the container's program keeps it (berth forks no more
-    // after setting it); a child of the program is reset by the kernel.
+    // SCHED_IDLE with reset-on-fork, by the spec's name (oci-spec 0.10 knows it by another):
+    // the container's program keeps it, as berth forks no more after setting it.
     let mut b = probe_bundle(&ctx);
     b.config["process"]["scheduler"] =
-        json!({"policy": "SCHED_IDLE", "flags": ["SCHED_RESET_ON_FORK"]});
+        json!({"policy": "SCHED_IDLE", "flags": ["SCHED_FLAG_RESET_ON_FORK"]});
     b.sh("exec /probe");
     let p = parse(&ctx.run_ok(&b));
     assert_eq!((p["sched"].as_str(), p["flags"].as_str()), ("5", "1"));

@@ -859,6 +859,7 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
 fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
     if let Some(file) = &o.process_file {
         let bytes = std::fs::read(file).with_context(|| format!("--process {}", file.display()))?;
+        let bytes = crate::runtime::sched::oci_spec_flag_names(&bytes, false).unwrap_or(bytes);
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let p: Process = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             anyhow::anyhow!("--process {}: {}: {}", file.display(), e.path(), e.inner())

@@ -194,6 +194,39 @@ fn sched_setattr(pid: i32, a: &SchedAttr) -> std::io::Result<()> {
     Ok(())
 }
 
+/// runtime-spec's names of two scheduler flags, and the ones oci-spec 0.10 takes instead
+/// (its derived names drop "FLAG" from the first and split "DL").
+const FLAG_NAMES: [(&str, &str); 2] = [
+    ("SCHED_FLAG_RESET_ON_FORK", "SCHED_RESET_ON_FORK"),
+    ("SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_D_L_OVERRUN"),
+];
+
+/// A config.json (`in_config`) or a `--process` file whose `scheduler.flags` use the spec's
+/// names oci-spec 0.10 refuses, rewritten to the names it takes; None when there are none
+/// (the common case costs one search of the bytes).
+pub fn oci_spec_flag_names(bytes: &[u8], in_config: bool) -> Option<Vec<u8>> {
+    let has = |name: &str| bytes.windows(name.len()).any(|w| w == name.as_bytes());
+    if !FLAG_NAMES.iter().any(|(spec, _)| has(spec)) {
+        return None;
+    }
+    let mut v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let process = if in_config {
+        v.get_mut("process")?
+    } else {
+        &mut v
+    };
+    let flags = process
+        .get_mut("scheduler")?
+        .get_mut("flags")?
+        .as_array_mut()?;
+    for f in flags.iter_mut() {
+        if let Some((_, ours)) = FLAG_NAMES.iter().find(|(spec, _)| f == spec) {
+            *f = serde_json::Value::from(*ours);
+        }
+    }
+    serde_json::to_vec(&v).ok()
+}
+
 /// A CPU list as the spec writes it ("0-3,7").
 pub fn parse_cpu_list(s: &str) -> Result<Vec<usize>> {
     let mut cpus = Vec::new();
@@ -370,5 +403,31 @@ mod tests {
         for b in bad {
             assert!(SchedPlan::new(&process(b.clone())).is_err(), "{b}");
         }
+    }
+
+    #[test]
+    fn the_specs_flag_names() {
+        let config = br#"{"process": {"args": ["SCHED_FLAG_RESET_ON_FORK"], "scheduler": {"policy": "SCHED_OTHER", "flags": ["SCHED_FLAG_RESET_ON_FORK", "SCHED_FLAG_DL_OVERRUN", "SCHED_FLAG_RECLAIM"]}}}"#;
+        let fixed = oci_spec_flag_names(config, true).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&fixed).unwrap();
+        assert_eq!(
+            v["process"]["scheduler"]["flags"],
+            serde_json::json!([
+                "SCHED_RESET_ON_FORK",
+                "SCHED_FLAG_D_L_OVERRUN",
+                "SCHED_FLAG_RECLAIM"
+            ])
+        );
+        assert_eq!(
+            v["process"]["args"][0], "SCHED_FLAG_RESET_ON_FORK",
+            "only the flags"
+        );
+        let p: Scheduler = serde_json::from_value(v["process"]["scheduler"].clone()).unwrap();
+        let attr = sched_attr(&p).unwrap();
+        assert_eq!(attr.flags, 0x01 | 0x04 | 0x02);
+        assert!(oci_spec_flag_names(br#"{"process": {}}"#, true).is_none());
+        let process =
+            br#"{"scheduler": {"policy": "SCHED_BATCH", "flags": ["SCHED_FLAG_RESET_ON_FORK"]}}"#;
+        assert!(oci_spec_flag_names(process, false).is_some());
     }
 }
