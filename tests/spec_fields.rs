@@ -484,6 +484,26 @@ fn net_devices_moved_renamed_with_addresses_and_up() {
     wait_until("the pairs to go with the namespace", || {
         !host_has_link(&veth.b) && !host_has_link(&veth2.b)
     });
+
+    // Into the network namespace of a new user namespace: berth moves it from the host.
+    let veth = Veth::new("u");
+    host("ip", &["addr", "add", "10.231.8.1/24", "dev", &veth.a]);
+    let mut b = ctx.bundle();
+    host(
+        "chown",
+        &["-R", "100000:100000", b.rootfs().to_str().unwrap()],
+    );
+    b.namespace("user", None);
+    b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    b.config["linux"]["netDevices"] = json!({ &veth.a: {"name": "eth0"} });
+    b.sh("ip -o link show eth0; ip -o addr show dev eth0");
+    let out = ctx.run_ok(&b);
+    assert!(out.lines().next().unwrap().contains(",UP"), "{out}");
+    assert!(out.contains("inet 10.231.8.1/24"), "{out}");
+    wait_until("the pair to go with the namespace", || {
+        !host_has_link(&veth.b)
+    });
 }
 
 #[test]
