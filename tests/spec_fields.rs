@@ -176,6 +176,18 @@ fn io_priority_and_scheduler_for_init_and_exec() {
     b.sh("exec /probe");
     let p = parse(&ctx.run_ok(&b));
     assert_eq!((p["sched"].as_str(), p["flags"].as_str()), ("5", "1"));
+
+    // SCHED_DEADLINE: a deadline process cannot fork, so it must be set after berth's last
+    // fork, as it is (the probe does not fork).
+    let mut b = probe_bundle(&ctx);
+    b.config["process"]["scheduler"] = json!({"policy": "SCHED_DEADLINE",
+        "runtime": 10_000_000u64, "deadline": 30_000_000u64, "period": 30_000_000u64});
+    b.args(&["/probe"]);
+    let p = parse(&ctx.run_ok(&b));
+    assert_eq!(
+        (p["sched"].as_str(), p["dl"].as_str()),
+        ("6", "10000000/30000000/30000000")
+    );
 }
 
 #[test]
