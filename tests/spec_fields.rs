@@ -300,12 +300,24 @@ fn exec_cpu_affinity_initial_and_final() {
         assert!(inside.trim().ends_with(want), "{affinity}: {inside}");
         ctx.rt(&["delete", "--force", &id]).ok();
     }
-    // berth pins itself to `initial` only while it clones: the test process (its parent) and
-    // berth's next run are unaffected.
+    // berth pins itself to `initial` only while it clones: a foreground `run`, which stays
+    // with its container, is back on the CPUs it had.
+    let mut b = ctx.bundle();
+    b.config["process"]["execCPUAffinity"] = json!({"initial": "0"});
+    b.args(&["sleep", "1000"]);
+    b.write();
+    let id = ctx.id("fg");
+    let run = ctx.rt_bg(&["run", "--bundle", b.path().to_str().unwrap(), &id]);
+    ctx.wait_status(&id, "running");
+    let pid = ctx.pid(&id);
+    assert_eq!(proc_field(pid, "status", "Cpus_allowed_list"), "0");
     assert_eq!(
-        proc_field(std::process::id() as i32, "status", "Cpus_allowed_list"),
-        berth_before
+        proc_field(run.pid(), "status", "Cpus_allowed_list"),
+        berth_before,
+        "berth's own affinity after the clone"
     );
+    ctx.rt(&["kill", &id, "KILL"]).ok();
+    run.wait(CMD_TIMEOUT);
 }
 
 #[test]

@@ -57,11 +57,11 @@ impl RdtPlan {
             }
             _ => container_id.to_string(),
         };
-        let mut schemata: Vec<String> = rdt.schemata().clone().unwrap_or_default();
-        if schemata.is_empty() {
-            schemata.extend(rdt.l3_cache_schema().iter().cloned());
-            schemata.extend(rdt.mem_bw_schema().iter().cloned());
-        }
+        // The older fields first: `schemata`, written last, overrides what they say.
+        let mut schemata: Vec<String> = Vec::new();
+        schemata.extend(rdt.l3_cache_schema().iter().cloned());
+        schemata.extend(rdt.mem_bw_schema().iter().cloned());
+        schemata.extend(rdt.schemata().iter().flatten().cloned());
         #[allow(deprecated)]
         let monitoring = rdt.enable_monitoring().unwrap_or(false)
             || rdt.enable_cmt().unwrap_or(false)
