@@ -33,6 +33,8 @@ pub struct RdtGroup {
 /// `linux.intelRdt`, checked in the parent.
 #[derive(Debug, Clone, Default)]
 pub struct RdtPlan {
+    /// Where resctrl is mounted (/sys/fs/resctrl; elsewhere in tests).
+    root: PathBuf,
     group: String,
     schemata: Vec<String>,
     monitoring: bool,
@@ -67,6 +69,7 @@ impl RdtPlan {
             || rdt.enable_cmt().unwrap_or(false)
             || rdt.enable_mbm().unwrap_or(false);
         Ok(Some(RdtPlan {
+            root: PathBuf::from(RESCTRL),
             group,
             schemata,
             monitoring,
@@ -77,7 +80,7 @@ impl RdtPlan {
     /// Parent side, before the container's process runs: makes (or finds) the group, writes
     /// its schemata, and records it in the state directory.
     pub fn make(&self, state_dir: &Path) -> Result<RdtGroup> {
-        let dir = Path::new(RESCTRL).join(&self.group);
+        let dir = self.root.join(&self.group);
         let made = match std::fs::create_dir(&dir) {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
@@ -189,4 +192,91 @@ pub fn host_has_resctrl() -> Result<()> {
 /// may not).
 pub fn available() -> bool {
     host_has_resctrl().is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory standing in for resctrl: this checks berth's group logic (made or found,
+    /// recorded, removed only if made), not the kernel's (no resctrl on the hosts we test on).
+    fn plan(root: &Path, rdt: serde_json::Value) -> RdtPlan {
+        let linux: Linux = serde_json::from_value(serde_json::json!({ "intelRdt": rdt })).unwrap();
+        let rdt = linux.intel_rdt().as_ref().unwrap();
+        let mut schemata = Vec::new();
+        schemata.extend(rdt.l3_cache_schema().iter().cloned());
+        schemata.extend(rdt.mem_bw_schema().iter().cloned());
+        schemata.extend(rdt.schemata().iter().flatten().cloned());
+        RdtPlan {
+            root: root.to_path_buf(),
+            group: rdt.clos_id().clone().unwrap_or_else(|| "ctr".into()),
+            schemata,
+            monitoring: rdt.enable_monitoring().unwrap_or(false),
+            container_id: "ctr".into(),
+        }
+    }
+
+    #[test]
+    fn group_made_recorded_and_removed() {
+        let tmp = std::env::temp_dir().join(format!("berth-rdt-test-{}", std::process::id()));
+        let (root, state) = (tmp.join("resctrl"), tmp.join("state"));
+        std::fs::create_dir_all(&root).unwrap();
+        std::fs::create_dir_all(&state).unwrap();
+
+        // An existing group, with monitoring: found, recorded; only the monitoring group goes.
+        let p = plan(
+            &root,
+            serde_json::json!({"l3CacheSchema": "L3:0=f", "schemata": ["MB:0=50"], "enableMonitoring": true}),
+        );
+        assert_eq!(
+            p.schemata,
+            ["L3:0=f", "MB:0=50"],
+            "schemata last: it overrides"
+        );
+        // A group that exists already (the kernel gives a group its mon_groups).
+        let made = {
+            std::fs::create_dir(root.join("ctr")).unwrap();
+            std::fs::create_dir(root.join("ctr/mon_groups")).unwrap();
+            let g = p.make(&state).unwrap();
+            assert!(!g.made, "it existed: not berth's to remove");
+            g
+        };
+        assert_eq!(
+            std::fs::read_to_string(root.join("ctr/schemata")).unwrap(),
+            "MB:0=50\n"
+        );
+        assert_eq!(
+            made.mon_dir.as_deref(),
+            Some(root.join("ctr/mon_groups/ctr").as_path())
+        );
+        assert_eq!(RdtGroup::load(&state).unwrap().as_ref(), Some(&made));
+        made.add(42).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("ctr/mon_groups/ctr/tasks")).unwrap(),
+            "42"
+        );
+        std::fs::remove_file(root.join("ctr/mon_groups/ctr/tasks")).unwrap();
+        made.remove().unwrap();
+        assert!(
+            !root.join("ctr/mon_groups/ctr").exists(),
+            "the monitoring group is berth's"
+        );
+        assert!(root.join("ctr").exists(), "a group that existed is left");
+
+        // A closID group berth makes is removed with the container.
+        let p = plan(
+            &root,
+            serde_json::json!({"closID": "shared", "memBwSchema": "MB:0=20"}),
+        );
+        let g = p.make(&state).unwrap();
+        assert!(g.made);
+        assert_eq!(
+            std::fs::read_to_string(root.join("shared/schemata")).unwrap(),
+            "MB:0=20\n"
+        );
+        std::fs::remove_file(root.join("shared/schemata")).unwrap();
+        g.remove().unwrap();
+        assert!(!root.join("shared").exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
 }
