@@ -188,6 +188,13 @@ fn io_priority_and_scheduler_for_init_and_exec() {
         (p["sched"].as_str(), p["dl"].as_str()),
         ("6", "10000000/30000000/30000000")
     );
+    // ... nor fork a startContainer hook: refused at create, not an EAGAIN at start.
+    b.add_hook("startContainer", json!({"path": "/bin/true"}));
+    let out = ctx.try_create(&b, &ctx.id("dlhook")).fails();
+    assert!(
+        out.stderr.contains("cannot fork its startContainer hooks"),
+        "{out}"
+    );
 }
 
 #[test]

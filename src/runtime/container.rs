@@ -214,6 +214,9 @@ fn create_in(
     }
     let seccomp = linux.and_then(|l| l.seccomp().as_ref());
     let mut process_plan = ProcessPlan::new(process, o.preserve_fds, seccomp)?;
+    process_plan
+        .sched
+        .check_start_hooks(spec.hooks().as_ref())?;
     process_plan.task_attrs = crate::runtime::taskattrs::TaskAttrs::new(linux)?;
     let net_devices = crate::runtime::netdev::NetDevices::new(linux)?;
     let rdt = crate::runtime::rdt::RdtPlan::new(linux, &o.id)?;

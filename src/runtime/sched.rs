@@ -65,6 +65,21 @@ impl SchedPlan {
         })
     }
 
+    /// startContainer hooks are forked by the container's process once berth has set its
+    /// policy: a SCHED_DEADLINE process cannot fork (EAGAIN) unless it resets on fork.
+    pub fn check_start_hooks(&self, hooks: Option<&oci_spec::runtime::Hooks>) -> Result<()> {
+        let deadline = self
+            .attr
+            .is_some_and(|a| a.policy == 6 && a.flags & 0x01 == 0);
+        let hooks = hooks
+            .and_then(|h| h.start_container().as_ref())
+            .is_some_and(|l| !l.is_empty());
+        if deadline && hooks {
+            bail!("process.scheduler: a SCHED_DEADLINE process cannot fork its startContainer hooks; add SCHED_FLAG_RESET_ON_FORK to the flags, or drop the hooks");
+        }
+        Ok(())
+    }
+
     /// Parent side: gives process `pid` (not yet exec'd, in its cgroup, forking no more) its
     /// final affinity, scheduling policy and I/O priority.
     pub fn apply_to(&self, pid: i32) -> Result<()> {
