@@ -14,14 +14,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The probe (tests/spec_fields/probe.rs), compiled once per test binary as a static binary.
+/// The probe (tests/spec_fields/probe.rs), compiled once per test binary as a static binary
+/// into cargo's scratch directory for tests (built under another name, then renamed: another
+/// run of this binary may be doing the same).
 fn probe_binary() -> &'static Path {
     static PROBE: OnceLock<PathBuf> = OnceLock::new();
     PROBE.get_or_init(|| {
-        let dir =
-            std::env::temp_dir().join(format!("berth-spec-fields-probe-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let out = dir.join("probe");
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let out = dir.join("spec-fields-probe");
+        let building = dir.join(format!("spec-fields-probe.{}", std::process::id()));
         let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
         let st = Command::new(rustc)
             .args([
@@ -32,11 +33,12 @@ fn probe_binary() -> &'static Path {
                 "target-feature=+crt-static",
                 "-o",
             ])
-            .arg(&out)
+            .arg(&building)
             .arg(repo_dir().join("tests/spec_fields/probe.rs"))
             .status()
             .expect("run rustc");
         assert!(st.success(), "rustc failed on the probe");
+        std::fs::rename(&building, &out).unwrap();
         out
     })
 }
