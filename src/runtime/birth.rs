@@ -77,6 +77,8 @@ pub struct BirthPlan {
     /// berth's descriptors the child must close at once: the state directory's lock, which a
     /// forked copy would otherwise hold until exec, blocking `start`.
     pub close_in_child: Vec<std::os::fd::RawFd>,
+    /// `linux.netDevices`, moved in by berth when the process's namespaces exist.
+    pub net_devices: crate::runtime::netdev::NetDevices,
 }
 
 /// The container process, set up and waiting to be started.
@@ -119,11 +121,13 @@ pub trait ParentWork {
 pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
     let trampoline = Trampoline::new()?;
     let (parent_end, child_end) = sync::channel()?;
+    let initial_affinity = crate::runtime::sched::InitialAffinity::set(&plan.process.sched)?;
     let (pid, entry) = clone_process(plan.ns.clone_flags(), &plan.cgroup)?;
     if pid == 0 {
         drop(parent_end);
         child_main(plan, child_end, entry, &trampoline);
     }
+    drop(initial_affinity);
     drop(child_end);
     drop(trampoline);
     let mut guard = KillOnError {
@@ -208,6 +212,9 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
                 }
             }
             Some(Msg::PtyFollows) => pty_master = Some(tty::recv_fd(parent_end.as_fd())?.0),
+            Some(Msg::NetDevicesNeeded) if guard.init == pid => {
+                reply(parent_end.as_fd(), plan.net_devices.move_into(pid))?;
+            }
             Some(Msg::SeccompListenerFollows) if plan.ns.late_pid_fork && guard.init == pid => {
                 let (listener, _) = tty::recv_fd(parent_end.as_fd())?;
                 let r = agent_of(&plan.process).map(|_| held_listener = Some(listener));
@@ -221,7 +228,11 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
                     pass_listener_to_agent(parent_end.as_fd(), &plan.process, guard.init, state);
                 reply(parent_end.as_fd(), r)?;
             }
-            Some(Msg::Ready) => break,
+            Some(Msg::Ready) => {
+                // Set up and waiting for start, in its cgroup, forking no more.
+                plan.process.place(guard.init)?;
+                break;
+            }
             Some(Msg::Error(e)) => bail!("{e}"),
             Some(other) => bail!("sync channel: unexpected {other:?} from the container process"),
             None => {
@@ -264,6 +275,15 @@ fn reply(fd: BorrowedFd, r: Result<()>) -> Result<()> {
             Err(e)
         }
     }
+}
+
+/// Sends the error of `r`, if any, to the process waiting on the channel, and returns it.
+fn reply_err(fd: BorrowedFd, r: Result<()>) -> Result<()> {
+    if let Err(e) = r {
+        let _ = sync::send(fd, &Msg::Error(format!("{e:#}")));
+        return Err(e);
+    }
+    Ok(())
 }
 
 fn set_oom_score_adj(pid: &str, adj: Option<i32>) -> Result<()> {
@@ -481,6 +501,10 @@ fn child_steps(
     }
     if entry.needs_berth(&plan.cgroup) {
         sync::request(sync_fd, &Msg::CgroupNeeded)?;
+    }
+    // In its network namespace now, before any mount or hook: berth moves the devices in.
+    if !plan.net_devices.is_empty() {
+        sync::request(sync_fd, &Msg::NetDevicesNeeded)?;
     }
     if plan.ns.new_cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).context("cannot create cgroup namespace")?;
@@ -756,6 +780,7 @@ pub fn exec_into(
 ) -> Result<(i32, Option<OwnedFd>)> {
     let trampoline = Trampoline::new()?;
     let (parent_end, child_end) = sync::channel()?;
+    let initial_affinity = crate::runtime::sched::InitialAffinity::set(&plan.sched)?;
     let (pid, entry) = clone_process(0, &st.cgroup)?;
     if pid == 0 {
         drop(parent_end);
@@ -774,6 +799,7 @@ pub fn exec_into(
         // SAFETY: leaving the child without unwinding into the parent's copied stack frames.
         unsafe { libc::_exit(1) }
     }
+    drop(initial_affinity);
     drop(child_end);
     drop(joins);
     drop(root);
@@ -825,6 +851,9 @@ pub fn exec_into(
                 }
                 guard.adopt(p);
                 exec_pid = Some(p);
+                // It waits for its pid back before anything else: set what berth sets from
+                // outside now, before it can exec.
+                reply_err(parent_end.as_fd(), plan.place(p))?;
                 if let Some(listener) = held_listener.take() {
                     hand_listener_to_agent(plan, listener.as_fd(), p, st)?;
                 }

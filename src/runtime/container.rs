@@ -213,6 +213,7 @@ impl Drop for Cleanup {
             }
         }
         if let Some(dir) = self.dir.take() {
+            remove_rdt_group(&dir.path);
             let _ = dir.remove();
         }
     }
@@ -241,7 +242,13 @@ fn create_in(
         bail!("process.terminal: a terminal needs --console-socket when the container is created detached");
     }
     let seccomp = linux.and_then(|l| l.seccomp().as_ref());
-    let process_plan = ProcessPlan::new(process, o.preserve_fds, seccomp)?;
+    let mut process_plan = ProcessPlan::new(process, o.preserve_fds, seccomp)?;
+    process_plan
+        .sched
+        .check_start_hooks(spec.hooks().as_ref())?;
+    process_plan.task_attrs = crate::runtime::taskattrs::TaskAttrs::new(linux)?;
+    let net_devices = crate::runtime::netdev::NetDevices::new(linux)?;
+    let rdt = crate::runtime::rdt::RdtPlan::new(linux, &o.id)?;
     for w in &process_plan.warnings {
         log::debug(w);
     }
@@ -290,6 +297,9 @@ fn create_in(
         .expect("held until success")
         .write_record(&state)?;
     cleanup.host_mounts = rootfs_mount_base.map(|base| (state.rootfs.clone(), base));
+    let state_dir = &cleanup.dir.as_ref().expect("held until success").path;
+    process_plan.task_attrs.save(state_dir)?;
+    process_plan.rdt = rdt.map(|r| r.make(state_dir)).transpose()?;
     let made = cgroup.make(&mounted, |h| made_before_clone(h, root));
     if let Err(e) = made {
         cgroup.remove_created();
@@ -360,6 +370,7 @@ fn create_in(
         release,
         session_keyring: (!o.no_new_keyring).then(|| format!("_ses.{}", o.id)),
         close_in_child: vec![dir.lock_fd()],
+        net_devices,
     };
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let mut work = CreateWork {
@@ -785,6 +796,7 @@ fn unblock_and_lock(g: &Globals, id: &str) -> Result<Option<ContainerDir>> {
 /// killed, the cgroups and the state directory removed.
 fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
     let mut errors = st.cgroup.destroy();
+    remove_rdt_group(&dir.path);
     if let Some(base) = st.rootfs_mount_base {
         if let Err(e) = crate::runtime::hostmounts::detach_above(&st.rootfs, base) {
             errors.push(e);
@@ -804,6 +816,14 @@ fn remove_container(dir: ContainerDir, st: &ContainerState) -> Result<()> {
         return Err(e);
     }
     Ok(())
+}
+
+/// Removes the resctrl group berth made for the container, if any (its processes are gone).
+fn remove_rdt_group(state_dir: &Path) {
+    let group = crate::runtime::rdt::RdtGroup::load(state_dir);
+    if let Err(e) = group.and_then(|g| g.map_or(Ok(()), |g| g.remove())) {
+        log::warn(&format!("{e:#}"));
+    }
 }
 
 fn kill_and_wait(st: &ContainerState) -> Result<()> {
@@ -881,7 +901,9 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(e).context("cannot read the container's seccomp profile"),
         };
-    let plan = ProcessPlan::new(&process, o.preserve_fds, seccomp.as_ref())?;
+    let mut plan = ProcessPlan::new(&process, o.preserve_fds, seccomp.as_ref())?;
+    plan.task_attrs = crate::runtime::taskattrs::TaskAttrs::load(&dir)?;
+    plan.rdt = crate::runtime::rdt::RdtGroup::load(&dir)?;
     for w in &plan.warnings {
         log::debug(w);
     }
@@ -931,6 +953,7 @@ pub fn exec(g: &Globals, o: &ExecOptions) -> Result<i32> {
 fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
     if let Some(file) = &o.process_file {
         let bytes = std::fs::read(file).with_context(|| format!("--process {}", file.display()))?;
+        let bytes = crate::runtime::sched::oci_spec_flag_names(&bytes, false).unwrap_or(bytes);
         let mut de = serde_json::Deserializer::from_slice(&bytes);
         let p: Process = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             anyhow::anyhow!("--process {}: {}: {}", file.display(), e.path(), e.inner())
@@ -1014,27 +1037,25 @@ fn exec_process(st: &ContainerState, o: &ExecOptions) -> Result<Process> {
 }
 
 /// `update --l3-cache-schema/--mem-bw-schema`: a schemata line for the container's resctrl
-/// group (named by its id, as runc names it), which must exist.
+/// group (the one its `linux.intelRdt` made or found), as runc's update writes it.
 pub fn update_rdt_schema(g: &Globals, id: &str, flag: &str, schema: &str) -> Result<()> {
-    let (_, _, status) = load_live(g, id)?;
+    let (dir, _, status) = load_live(g, id)?;
     if !matches!(status, Status::Running | Status::Created | Status::Paused) {
         bail!(
             "container {id:?} is {}: {flag} needs it alive",
             status.as_str()
         );
     }
-    let resctrl = Path::new("/sys/fs/resctrl");
-    if !resctrl.join("schemata").exists() {
-        bail!(
-            "{flag}: this host has no resctrl filesystem at /sys/fs/resctrl (Intel RDT or AMD \
-             PQoS, CONFIG_X86_CPU_RESCTRL, mounted with `mount -t resctrl resctrl /sys/fs/resctrl`)"
-        );
-    }
-    let group = resctrl.join(id);
-    if !group.is_dir() {
+    crate::runtime::rdt::host_has_resctrl().map_err(|e| {
+        anyhow::anyhow!(
+            "{flag}: {}",
+            format!("{e:#}").trim_start_matches("linux.intelRdt: ")
+        )
+    })?;
+    let Some(group) = crate::runtime::rdt::RdtGroup::load(&dir)? else {
         bail!("{flag}: container {id:?} has no resctrl group (its config has no linux.intelRdt)");
-    }
-    std::fs::write(group.join("schemata"), format!("{}\n", schema.trim()))
+    };
+    std::fs::write(group.dir.join("schemata"), format!("{}\n", schema.trim()))
         .with_context(|| format!("{flag} {schema:?}: the kernel refused the schema"))
 }
 

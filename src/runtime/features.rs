@@ -38,6 +38,22 @@ pub const SUPPORTED_NAMESPACES: &[LinuxNamespaceType] = &[
     LinuxNamespaceType::Uts,
 ];
 
+/// The `linux.memoryPolicy` modes and flags berth applies (taskattrs.rs).
+pub const MEMORY_POLICY_MODES: &[&str] = &[
+    "MPOL_DEFAULT",
+    "MPOL_BIND",
+    "MPOL_INTERLEAVE",
+    "MPOL_WEIGHTED_INTERLEAVE",
+    "MPOL_PREFERRED",
+    "MPOL_PREFERRED_MANY",
+    "MPOL_LOCAL",
+];
+pub const MEMORY_POLICY_FLAGS: &[&str] = &[
+    "MPOL_F_NUMA_BALANCING",
+    "MPOL_F_RELATIVE_NODES",
+    "MPOL_F_STATIC_NODES",
+];
+
 /// Annotation giving berth's version, in the style of runc's `org.opencontainers.runc.version`.
 pub const VERSION_ANNOTATION: &str = "io.github.berth.version";
 
@@ -86,9 +102,13 @@ pub fn features_json() -> Value {
                 "archs": ["SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM", "SCMP_ARCH_X32", "SCMP_ARCH_X86", "SCMP_ARCH_X86_64"],
                 "supportedFlags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW", "SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
             },
-            "apparmor": { "enabled": false },
-            "selinux": { "enabled": false },
-            "intelRdt": { "enabled": false },
+            // Applied where the host runs that LSM, refused where it does not (process.rs).
+            "apparmor": { "enabled": true },
+            "selinux": { "enabled": true },
+            // Applied where the host has resctrl, refused where it has not (rdt.rs).
+            "intelRdt": { "enabled": true, "schemata": true, "monitoring": true },
+            "memoryPolicy": { "modes": MEMORY_POLICY_MODES, "flags": MEMORY_POLICY_FLAGS },
+            "netDevices": { "enabled": true },
             "mountExtensions": { "idmap": { "enabled": false } }
         },
         "annotations": {
@@ -121,6 +141,8 @@ mod tests {
         assert_eq!(linux["cgroup"]["systemd"], false);
         assert_eq!(linux["seccomp"]["enabled"], true);
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
+        assert_eq!(linux["netDevices"]["enabled"], true);
+        assert_eq!(linux["intelRdt"]["enabled"], true);
         assert_eq!(
             features["annotations"][VERSION_ANNOTATION],
             env!("CARGO_PKG_VERSION")
@@ -161,6 +183,18 @@ mod tests {
             .as_ref()
             .unwrap();
         assert_eq!(*idmap.enabled(), Some(false));
+        // Every mode and flag listed is one the config parser takes and taskattrs applies.
+        let policy = linux.memory_policy().as_ref().unwrap();
+        for mode in policy.modes().as_ref().unwrap() {
+            let m: oci_spec::runtime::LinuxMemoryPolicy =
+                serde_json::from_value(json!({"mode": mode, "nodes": "0"})).unwrap();
+            let _ = m;
+        }
+        for flag in policy.flags().as_ref().unwrap() {
+            let _: oci_spec::runtime::MemoryPolicyFlagType =
+                serde_json::from_value(json!(flag)).unwrap();
+        }
+        assert_eq!(*linux.net_devices().as_ref().unwrap().enabled(), Some(true));
     }
 
     #[test]

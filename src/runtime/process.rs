@@ -42,6 +42,12 @@ pub struct ProcessPlan {
     /// What to write to /proc/self/attr/exec (AppArmor `exec PROFILE` or an SELinux label),
     /// so the program starts confined.
     pub lsm_exec_label: Option<String>,
+    /// `process.ioPriority`, `scheduler`, `execCPUAffinity`: set from outside ([`Self::place`]).
+    pub sched: crate::runtime::sched::SchedPlan,
+    /// The container's `linux.personality` and `linux.memoryPolicy` (set by the caller).
+    pub task_attrs: crate::runtime::taskattrs::TaskAttrs,
+    /// The container's resctrl group (`linux.intelRdt`), set by the caller.
+    pub rdt: Option<crate::runtime::rdt::RdtGroup>,
     pub warnings: Vec<String>,
 }
 
@@ -143,8 +149,22 @@ impl ProcessPlan {
             inherited_fds: take_callers_fds(inherited_count),
             seccomp,
             lsm_exec_label,
+            sched: crate::runtime::sched::SchedPlan::new(p)?,
+            task_attrs: Default::default(),
+            rdt: None,
             warnings,
         })
+    }
+
+    /// Parent side: what berth sets on process `pid` from outside, once it is in the
+    /// container's cgroup, forks no more and has not exec'd yet: its scheduling
+    /// (sched.rs says why from outside) and its resctrl group.
+    pub fn place(&self, pid: i32) -> Result<()> {
+        self.sched.apply_to(pid)?;
+        if let Some(group) = &self.rdt {
+            group.add(pid)?;
+        }
+        Ok(())
     }
 }
 
@@ -260,6 +280,8 @@ pub fn drop_privileges(
         // Before capabilities go: fchown to another user needs CAP_CHOWN.
         tty::give_slave_to(slave.as_fd(), plan.uid, plan.gid).context("process.terminal")?;
     }
+    // Before the seccomp filter, which may refuse personality(2) or set_mempolicy(2).
+    plan.task_attrs.apply()?;
     for (resource, limit, field) in &plan.rlimits {
         // SAFETY: setrlimit reads the struct we pass; the resource number comes from our table.
         if unsafe { libc::setrlimit(*resource as _, limit) } != 0 {

@@ -106,6 +106,8 @@ pub fn open_rootfs(bundle_dir: &Path, root_path: &Path) -> Result<OwnedFd> {
 
 /// Parses config.json bytes; errors name the JSON path of the offending field.
 pub fn parse_spec(bytes: &[u8]) -> Result<Spec> {
+    let fixed = crate::runtime::sched::oci_spec_flag_names(bytes, true);
+    let bytes = fixed.as_deref().unwrap_or(bytes);
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let spec: Spec = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();

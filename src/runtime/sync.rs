@@ -39,6 +39,8 @@ pub enum Msg {
     /// Parent → child (`create`): the container is on record and berth is about to exit;
     /// wait for `start` (had berth died before, the channel would close unread).
     Handover,
+    /// Child → parent: my network namespace exists; move `linux.netDevices` into it.
+    NetDevicesNeeded,
 }
 
 impl Msg {
@@ -57,6 +59,7 @@ impl Msg {
             Msg::SeccompListenerFollows => (11, vec![]),
             Msg::CgroupReady => (12, vec![]),
             Msg::Handover => (13, vec![]),
+            Msg::NetDevicesNeeded => (14, vec![]),
         };
         let mut v = Vec::with_capacity(1 + payload.len());
         v.push(tag);
@@ -82,6 +85,7 @@ impl Msg {
             11 => Msg::SeccompListenerFollows,
             12 => Msg::CgroupReady,
             13 => Msg::Handover,
+            14 => Msg::NetDevicesNeeded,
             t => bail!("unknown sync message {t}"),
         })
     }
