@@ -4,9 +4,9 @@
 //!
 //! The bridge is made on first use with the gateway's address. An endpoint is a veth pair made
 //! in one request: the host end (`vethXXXXXXX`) up on the bridge, the peer made directly in the
-//! container's namespace under its final name (`eth0`), with its MAC and up. Then, in the
+//! container's namespace under its final name (`eth0`), with its MAC. Then, in the
 //! container's namespace: the loopback up, IPv6 off, the address and the default route via the
-//! gateway. The lease naming the veth is on disk before the veth exists; detaching removes the
+//! gateway, the peer up. The lease naming the veth is on disk before the veth exists; detaching removes the
 //! host end (the peer goes with it) and the lease, and nothing else.
 
 use super::netlink::{Netlink, Veth};
@@ -95,7 +95,13 @@ pub fn attach(store: &Store, req: &Request) -> Result<Lease> {
     }
 }
 
-fn plumb(host: &mut Netlink, bridge: u32, net: &Network, lease: &Lease, req: &Request) -> Result<()> {
+fn plumb(
+    host: &mut Netlink,
+    bridge: u32,
+    net: &Network,
+    lease: &Lease,
+    req: &Request,
+) -> Result<()> {
     let subnet = net.subnet()?;
     let gateway = net.gateway()?;
     let mtu = match net.options.get(MTU_OPTION) {
@@ -128,6 +134,9 @@ fn plumb(host: &mut Netlink, bridge: u32, net: &Network, lease: &Lease, req: &Re
     inner.set_up(lo).context("in the container: lo")?;
     let eth = inner.index(&lease.interface)?;
     inner
+        .set_up(eth)
+        .with_context(|| format!("in the container: {}", lease.interface))?;
+    inner
         .add_address(eth, lease.ip, subnet.prefix)
         .with_context(|| format!("in the container: {}", lease.interface))?;
     if req.default_route && !net.internal {
@@ -143,6 +152,18 @@ pub fn detach(store: &Store, lease: &Lease) -> Result<()> {
     let mut host = Netlink::open()?;
     host.del_link(&lease.host_veth)?;
     store.release(&lease.network, lease.ip)
+}
+
+/// Gives back the addresses of a container whose processes have all ended, without deleting
+/// its veth pairs: the kernel removes both ends with the container's network namespace (an
+/// explicit delete costs ~18 ms of the kernel's on this machine, against ~0.7 ms to make the
+/// pair). A host end the kernel has not removed yet is named by no lease, but it goes with its
+/// namespace all the same.
+pub fn release_exited(store: &Store, container: &str) -> Result<()> {
+    for l in endpoints_of(store, container)? {
+        store.release(&l.network, l.ip)?;
+    }
+    Ok(())
 }
 
 /// The leases of one container on every network.

@@ -9,8 +9,8 @@
 
 use anyhow::{anyhow, bail, Context, Result};
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP,
-    NLM_F_EXCL, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
 use netlink_packet_route::link::{
@@ -59,7 +59,8 @@ pub struct Veth<'a> {
     pub mtu: Option<u32>,
     /// The bridge (an index) the host end is a port of.
     pub controller: Option<u32>,
-    /// Both ends up.
+    /// The host end up. (The peer cannot be: a veth opens only once it has its peer, which
+    /// it has after both are configured, so the kernel answers ENOTCONN. `set_up` it after.)
     pub up: bool,
 }
 
@@ -105,8 +106,7 @@ impl Netlink {
                 nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
                     .context("netlink: cannot join the network namespace")?;
                 also()?;
-                let socket =
-                    Socket::new(NETLINK_ROUTE).context("netlink: cannot open a socket")?;
+                let socket = Socket::new(NETLINK_ROUTE).context("netlink: cannot open a socket")?;
                 // SAFETY: into_raw_fd hands over the socket's only owner.
                 Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
             })
@@ -141,7 +141,9 @@ impl Netlink {
 
     /// Sends a request and waits for its acknowledgement.
     fn request(&mut self, msg: RouteNetlinkMessage, flags: u16) -> std::io::Result<()> {
-        let seq = self.send(msg, flags | NLM_F_ACK).map_err(std::io::Error::other)?;
+        let seq = self
+            .send(msg, flags | NLM_F_ACK)
+            .map_err(std::io::Error::other)?;
         loop {
             let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
             let mut off = 0;
@@ -274,12 +276,11 @@ impl Netlink {
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(name.into()));
         msg.attributes
-            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
-        self.request(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .with_context(|| format!("netlink: create bridge {name}"))
+            .push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Bridge,
+            )]));
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .with_context(|| format!("netlink: create bridge {name}"))
     }
 
     /// Makes a veth pair: `name` here, its peer `peer_name` here or, with `peer_ns`, made
@@ -298,11 +299,12 @@ impl Netlink {
         })
     }
 
-    /// Makes a veth pair set up whole in one request: each end's name, MTU and up state, the
-    /// host end's bridge, the peer's namespace and MAC.
+    /// Makes a veth pair set up in one request: each end's name and MTU, the host end's bridge
+    /// and up state, the peer's namespace and MAC.
     pub fn add_veth_with(&mut self, v: &Veth) -> Result<()> {
         let mut peer = LinkMessage::default();
-        peer.attributes.push(LinkAttribute::IfName(v.peer_name.into()));
+        peer.attributes
+            .push(LinkAttribute::IfName(v.peer_name.into()));
         if let Some(ns) = v.peer_ns {
             peer.attributes.push(LinkAttribute::NetNsFd(ns.as_raw_fd()));
         }
@@ -311,10 +313,6 @@ impl Netlink {
         }
         if let Some(mtu) = v.mtu {
             peer.attributes.push(LinkAttribute::Mtu(mtu));
-        }
-        if v.up {
-            peer.header.flags = LinkFlags::Up;
-            peer.header.change_mask = LinkFlags::Up;
         }
         let mut msg = LinkMessage::default();
         msg.attributes.push(LinkAttribute::IfName(v.name.into()));
@@ -332,11 +330,13 @@ impl Netlink {
             LinkInfo::Kind(InfoKind::Veth),
             LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer))),
         ]));
-        self.request(
-            RouteNetlinkMessage::NewLink(msg),
-            NLM_F_CREATE | NLM_F_EXCL,
-        )
-        .with_context(|| format!("netlink: create veth pair {} (peer {})", v.name, v.peer_name))
+        self.request(RouteNetlinkMessage::NewLink(msg), NLM_F_CREATE | NLM_F_EXCL)
+            .with_context(|| {
+                format!(
+                    "netlink: create veth pair {} (peer {})",
+                    v.name, v.peer_name
+                )
+            })
     }
 
     fn set_link(&mut self, index: u32, what: &str, f: impl FnOnce(&mut LinkMessage)) -> Result<()> {
@@ -459,8 +459,9 @@ impl Netlink {
         ) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EADDRNOTAVAIL) => Ok(false),
-            Err(e) => Err(e)
-                .with_context(|| format!("netlink: delete address {addr}/{prefix} of link {index}")),
+            Err(e) => Err(e).with_context(|| {
+                format!("netlink: delete address {addr}/{prefix} of link {index}")
+            }),
         }
     }
 

@@ -5,8 +5,9 @@
 //! container's endpoint, naming the host end of its veth pair. Both are written before the
 //! object they name is made (the bridge on first use, the veth pair on attach), so a sweep after
 //! any crash finds everything berth made. Changes to the set of networks hold an exclusive
-//! `flock` of `networks/.lock`; a lease is taken by creating its file with O_EXCL, which two
-//! starting containers cannot both win.
+//! `flock` of `networks/.lock`; a lease is written whole to a file of its own and linked under its
+//! address (link(2) fails if the name exists), so two starting containers cannot both take one
+//! address and no reader sees a lease half written.
 
 use super::netlink::Netlink;
 use anyhow::{bail, Context, Result};
@@ -243,8 +244,9 @@ impl Store {
         fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let cfg = data_root.join("network-config.json");
         let config = match fs::read(&cfg) {
-            Ok(b) => serde_json::from_slice(&b)
-                .with_context(|| format!("corrupt {}", cfg.display()))?,
+            Ok(b) => {
+                serde_json::from_slice(&b).with_context(|| format!("corrupt {}", cfg.display()))?
+            }
             Err(e) if e.kind() == ErrorKind::NotFound => NetworkConfig::default(),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", cfg.display())),
         };
@@ -279,7 +281,9 @@ impl Store {
     /// Every network, by name.
     pub fn list(&self) -> Result<Vec<Network>> {
         let mut out = Vec::new();
-        for e in fs::read_dir(&self.dir).with_context(|| format!("cannot read {}", self.dir.display()))? {
+        for e in fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read {}", self.dir.display()))?
+        {
             let e = e?;
             let name = e.file_name().to_string_lossy().into_owned();
             if let Some(n) = name.strip_suffix(".json") {
@@ -309,7 +313,10 @@ impl Store {
         match matches.as_slice() {
             [one] if !arg.is_empty() => Ok((*one).clone()),
             [] | [_] => bail!("network {arg} not found"),
-            _ => bail!("network {arg} is ambiguous ({} matches found based on ID prefix)", matches.len()),
+            _ => bail!(
+                "network {arg} is ambiguous ({} matches found based on ID prefix)",
+                matches.len()
+            ),
         }
     }
 
@@ -357,7 +364,10 @@ impl Store {
                     .iter()
                     .find(|n| n.subnet().map(|t| t.overlaps(&s)).unwrap_or(false))
                 {
-                    bail!("Pool overlaps with other one on this address space (network {})", o.name);
+                    bail!(
+                        "Pool overlaps with other one on this address space (network {})",
+                        o.name
+                    );
                 }
                 s
             }
@@ -388,7 +398,10 @@ impl Store {
                 .flatten()
             {
                 Some(b) => b.split('/').next().unwrap_or_default().parse()?,
-                None => subnet.hosts().next().context("subnet has no host address")?,
+                None => subnet
+                    .hosts()
+                    .next()
+                    .context("subnet has no host address")?,
             },
         };
         let ip_range = match &opts.ip_range {
@@ -558,13 +571,17 @@ impl Store {
             match r {
                 Ok(()) => Ok(Some(lease)),
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("cannot record a lease in {}", dir.display())),
+                Err(e) => {
+                    Err(e).with_context(|| format!("cannot record a lease in {}", dir.display()))
+                }
             }
         };
         match want {
             Some(ip) => {
                 if !subnet.contains(ip) || ip == gateway || subnet.hosts().all(|h| h != ip) {
-                    bail!("invalid address {ip}: it does not belong to any of this network's subnets");
+                    bail!(
+                        "invalid address {ip}: it does not belong to any of this network's subnets"
+                    );
                 }
                 match try_take(ip)? {
                     Some(l) => Ok(l),
@@ -572,7 +589,11 @@ impl Store {
                 }
             }
             None => {
-                for ip in net.range()?.hosts().filter(|ip| *ip != gateway && subnet.contains(*ip)) {
+                for ip in net
+                    .range()?
+                    .hosts()
+                    .filter(|ip| *ip != gateway && subnet.contains(*ip))
+                {
                     if let Some(l) = try_take(ip)? {
                         return Ok(l);
                     }
@@ -673,14 +694,20 @@ mod tests {
         assert!(s.overlaps(&Subnet::parse("10.0.0.0/8").unwrap()));
         assert!(!s.overlaps(&Subnet::parse("10.90.0.0/24").unwrap()));
         let h: Vec<_> = Subnet::parse("192.168.5.0/30").unwrap().hosts().collect();
-        assert_eq!(h, vec![Ipv4Addr::new(192, 168, 5, 1), Ipv4Addr::new(192, 168, 5, 2)]);
+        assert_eq!(
+            h,
+            vec![Ipv4Addr::new(192, 168, 5, 1), Ipv4Addr::new(192, 168, 5, 2)]
+        );
         assert!(Subnet::parse("10.0.0.0/33").is_err());
         assert!(Subnet::parse("10.0.0.0").is_err());
     }
 
     #[test]
     fn docker_mac_and_names() {
-        assert_eq!(mac_of(Ipv4Addr::new(172, 17, 0, 2)), [2, 0x42, 172, 17, 0, 2]);
+        assert_eq!(
+            mac_of(Ipv4Addr::new(172, 17, 0, 2)),
+            [2, 0x42, 172, 17, 0, 2]
+        );
         let v = veth_name().unwrap();
         assert_eq!(v.len(), 11);
         assert!(v.starts_with("veth"));
