@@ -4,6 +4,8 @@
 //! links, addresses and routes exactly as before, and an attach killed at several instants is
 //! swept away whole. Root only; each test holds one lock (they compare the host's state).
 
+mod engine_support;
+
 use berth::network::attach::{self, Request};
 use berth::network::netlink::Netlink;
 use berth::network::store::{self, CreateOptions, Store, Subnet};
@@ -648,5 +650,127 @@ fn attach_cost() {
         att / n
     );
     st.remove(&net.name).unwrap();
+    g.check();
+}
+
+/// Real containers: `berth network create`, two busybox containers on it (`--network`), one
+/// pings the other; `network rm` refused while one is on it; `rm -f`, `network rm`, and the
+/// host is as before. Also the cost of the network in `run --rm`.
+#[test]
+fn containers_on_a_user_network() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = HostGuard::new("run");
+    let scratch = engine_support::Scratch::new("netlinks-run");
+    engine_support::load_busybox(&scratch);
+    let subnet = free_subnet(5);
+    g.bridges.push("bl-run0".into());
+    let id = scratch.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet.to_string(),
+        "-o",
+        "com.docker.network.bridge.name=bl-run0",
+        "links-run",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ls = scratch.berth_ok(&["network", "ls"]);
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(lines[0].starts_with("NETWORK ID     NAME"), "{ls}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&id.trim()[..12]) && l.contains(" links-run ")),
+        "{ls}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(" berth ") && l.contains(" bridge ")),
+        "{ls}"
+    );
+    let bb = engine_support::BUSYBOX;
+    scratch.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "links-run",
+        bb,
+        "sleep",
+        "300",
+    ]);
+    let inspect: Value =
+        serde_json::from_str(&scratch.berth_ok(&["network", "inspect", "links-run"])).unwrap();
+    let net = &inspect[0];
+    assert_eq!(net["Name"], "links-run");
+    assert_eq!(
+        net["IPAM"]["Config"][0]["Subnet"],
+        subnet.to_string().as_str()
+    );
+    let eps = net["Containers"].as_object().unwrap();
+    assert_eq!(eps.len(), 1, "{net}");
+    let ep = eps.values().next().unwrap();
+    assert_eq!(ep["Name"], "srv");
+    let srv_ip = Ipv4Addr::from(subnet.first() + 2);
+    assert_eq!(ep["IPv4Address"], format!("{srv_ip}/24").as_str());
+    // The second container reaches the first, and sees its own address and route.
+    let out = scratch.berth_ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "links-run",
+        bb,
+        "sh",
+        "-c",
+        &format!("ping -c 1 -W 2 {srv_ip} >/dev/null && ip -o -4 addr show eth0 && ip route"),
+    ]);
+    let client_ip = Ipv4Addr::from(subnet.first() + 3);
+    assert!(out.contains(&format!("inet {client_ip}/24")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "default via {}",
+            Ipv4Addr::from(subnet.first() + 1)
+        )),
+        "{out}"
+    );
+    // Its lease went back when it exited.
+    let st = Store::open(&scratch.data_root()).unwrap();
+    assert_eq!(st.leases("links-run").unwrap().len(), 1);
+    // In use: refused.
+    let rm = scratch.berth(&["network", "rm", "links-run"]);
+    assert!(!rm.status.success());
+    assert!(
+        String::from_utf8_lossy(&rm.stderr).contains("active endpoints"),
+        "{rm:?}"
+    );
+
+    // The cost of the network in `run --rm`: against --network none, same image, same machine.
+    let time = |net: &str| {
+        let n = 5;
+        let t = Instant::now();
+        for _ in 0..n {
+            scratch.berth_ok(&["container", "run", "--rm", "--network", net, bb, "true"]);
+        }
+        t.elapsed() / n
+    };
+    let (none, bridge) = (time("none"), time("links-run"));
+    eprintln!("run --rm true: --network none {none:?}, on a bridge {bridge:?}");
+
+    scratch.berth_ok(&["rm", "-f", "srv"]);
+    assert!(st.leases("links-run").unwrap().is_empty());
+    assert_eq!(
+        scratch.berth_ok(&["network", "rm", "links-run"]).trim(),
+        "links-run"
+    );
+    assert!(Netlink::open().unwrap().link("bl-run0").unwrap().is_none());
+    drop(scratch);
     g.check();
 }

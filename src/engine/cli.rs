@@ -60,6 +60,9 @@ pub enum EngineCommand {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(super::volume_cli::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::network::cli::NetworkCommand),
     /// Manage berth (disk usage, pruning).
     #[command(subcommand)]
     System(super::system::SystemCommand),
@@ -88,6 +91,7 @@ pub fn is_engine_command(name: &str) -> bool {
             | "stats"
             | "top"
             | "volume"
+            | "network"
     )
 }
 
@@ -418,6 +422,7 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Stats(a) => super::present::stats_cmd(&engine, &a),
         EngineCommand::Top(a) => super::present::top_cmd(&engine, &a),
         EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
+        EngineCommand::Network(c) => crate::network::cli::run(&engine, c),
         EngineCommand::System(c) => super::system::run(&engine, c),
     };
     match result {

@@ -178,7 +178,7 @@ pub struct SpecContext<'a> {
 /// Makes the container; on any failure, everything made for it is removed again.
 pub fn create(engine: &Engine, store: &Store, req: &CreateRequest) -> Result<Container> {
     let f = req.flags;
-    let checked = check_flags(f).map_err(|e| anyhow::Error::new(FlagError(e)))?;
+    let checked = check_flags(engine, f).map_err(|e| anyhow::Error::new(FlagError(e)))?;
     let reference = Reference::parse(req.image)
         .map_err(|_| anyhow::anyhow!("invalid reference format: {:?}", req.image))?;
     ensure_image(store, &reference, &f.pull, f.platform.as_deref())?;
@@ -249,7 +249,7 @@ struct Checked {
     healthcheck: Option<super::record::Healthcheck>,
 }
 
-fn check_flags(f: &CreateFlags) -> Result<Checked> {
+fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
     let restart = parse_restart(&f.restart)?;
     if f.rm && !matches!(restart.name.as_str(), "" | "no") {
         bail!("Conflicting options: --restart and --rm");
@@ -276,15 +276,13 @@ fn check_flags(f: &CreateFlags) -> Result<Checked> {
     } else if !config.is_empty() {
         bail!("the none log driver takes no --log-opt");
     }
-    let network = f.network.clone().unwrap_or_else(|| "none".into());
+    let mut network = f.network.clone().unwrap_or_else(|| "none".into());
     match network.as_str() {
         "none" | "host" => {}
         n if n.starts_with("container:") => {}
-        "bridge" | "default" => bail!(
-            "--network {network}: bridge networks are not available yet; use none, host or \
-             container:NAME"
-        ),
-        n => bail!("network {n} not found"),
+        // A bridge network: the default one or a user's (`berth network create`), joined by
+        // the monitor before the container's program runs.
+        n => network = crate::network::cli::resolve(engine, n)?,
     }
     for (flag, v) in [("--pid", &f.pid), ("--uts", &f.uts)] {
         if let Some(v) = v {

@@ -308,6 +308,7 @@ impl Monitor<'_> {
                         s.monitor = None;
                         s.finished_at = now_rfc3339_nanos();
                     })?;
+                    release_addresses(self.engine, c);
                     if first {
                         self.answer(&format!("err {code} {message}"));
                         self.send_all(&Frame::Failed { code, message });
@@ -316,6 +317,9 @@ impl Monitor<'_> {
                     code
                 }
             };
+            // Its processes are gone, and with its network namespace its veth pairs: the
+            // addresses go back (a restart takes new ones).
+            release_addresses(self.engine, c);
             c.reload();
             if !self.restarts(c, exit) {
                 break;
@@ -387,9 +391,31 @@ impl Monitor<'_> {
         let pending = runtime::create_supervised(&self.engine.runtime_globals(), &opts);
         self.quiet.apply();
         let pending = pending?;
-        if c.record.host_config.network_mode == "none" {
+        let mode = c.record.host_config.network_mode.as_str();
+        if mode == "none" {
             // Its own network namespace: the loopback up, as Docker's `none` has it.
             crate::network::loopback::bring_up_in(pending.pid())?;
+        } else if mode != "host" && !mode.starts_with("container:") {
+            // A bridge network: eth0 on its bridge, before the program runs.
+            use crate::network::{attach, store};
+            let networks = store::Store::open(&self.engine.data_root)?;
+            let net = if mode == store::DEFAULT_NETWORK {
+                networks.default_network()?
+            } else {
+                networks.get(mode)?
+            };
+            attach::attach(
+                &networks,
+                &attach::Request {
+                    network: &net,
+                    container: c.id(),
+                    pid: pending.pid(),
+                    interface: "eth0",
+                    ip: None,
+                    mac: None,
+                    default_route: true,
+                },
+            )?;
         }
         let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
@@ -759,5 +785,17 @@ mod tests {
         let e = parse_answer("err 127 exec: nope").unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (127, "exec: nope"));
         assert_eq!(parse_answer("").unwrap_err().code, 125);
+    }
+}
+
+/// Gives back the addresses of a container whose processes have ended (none for the networks
+/// that are not bridges).
+pub fn release_addresses(engine: &Engine, c: &Container) {
+    let mode = c.record.host_config.network_mode.as_str();
+    if mode == "none" || mode == "host" || mode.starts_with("container:") {
+        return;
+    }
+    if let Ok(networks) = crate::network::store::Store::open(&engine.data_root) {
+        let _ = crate::network::attach::release_exited(&networks, c.id());
     }
 }

@@ -3,6 +3,7 @@
 //! rtnetlink client, the records of networks and their address leases, and the attaching of a
 //! container to a bridge. Published ports and DNS come here next.
 pub mod attach;
+pub mod cli;
 pub mod loopback;
 pub mod netlink;
 pub mod store;

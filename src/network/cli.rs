@@ -1,0 +1,283 @@
+//! `berth network create|ls|inspect|rm|prune`, with Docker's flags, output and errors.
+
+use super::store::{CreateOptions, Lease, Network, Store, DEFAULT_NETWORK};
+use crate::engine::record::Engine;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+
+#[derive(Subcommand)]
+pub enum NetworkCommand {
+    /// Create a network.
+    Create(CreateArgs),
+    /// List networks.
+    #[command(visible_alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more networks.
+    Inspect(InspectArgs),
+    /// Remove one or more networks.
+    #[command(visible_alias = "remove")]
+    Rm(RmArgs),
+    /// Remove all unused networks.
+    Prune(PruneArgs),
+}
+
+#[derive(Args)]
+pub struct CreateArgs {
+    /// Driver to manage the Network.
+    #[arg(short, long, default_value = "bridge")]
+    driver: String,
+    /// Subnet in CIDR format that represents a network segment.
+    #[arg(long)]
+    subnet: Option<String>,
+    /// IPv4 Gateway for the master subnet.
+    #[arg(long)]
+    gateway: Option<String>,
+    /// Allocate container ip from a sub-range.
+    #[arg(long = "ip-range")]
+    ip_range: Option<String>,
+    /// Restrict external access to the network.
+    #[arg(long)]
+    internal: bool,
+    /// Enable manual container attachment.
+    #[arg(long)]
+    attachable: bool,
+    /// Set metadata on a network.
+    #[arg(short, long)]
+    label: Vec<String>,
+    /// Set driver specific options.
+    #[arg(short, long)]
+    opt: Vec<String>,
+    name: String,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    /// Only display network IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Do not truncate the output.
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+}
+
+#[derive(Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    /// Do not error if the network does not exist.
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    networks: Vec<String>,
+}
+
+#[derive(Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    force: bool,
+}
+
+fn key_values(args: &[String]) -> BTreeMap<String, String> {
+    args.iter()
+        .map(|a| {
+            let (k, v) = a.split_once('=').unwrap_or((a, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Docker's JSON output: 4-space indented.
+fn indented_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    v.serialize(&mut ser)?;
+    Ok(String::from_utf8(buf)?)
+}
+
+/// A network as `network inspect` prints it: the record, and its endpoints as `Containers`.
+pub fn inspect_value(
+    engine: &Engine,
+    net: &Network,
+    leases: &[Lease],
+) -> Result<serde_json::Value> {
+    let mut v = serde_json::to_value(net)?;
+    let prefix = net.subnet()?.prefix;
+    let mut containers = serde_json::Map::new();
+    for l in leases {
+        let name = engine
+            .open(&l.container)
+            .map(|c| c.record.name.trim_start_matches('/').to_string())
+            .unwrap_or_default();
+        containers.insert(
+            l.container.clone(),
+            serde_json::json!({
+                "Name": name,
+                "EndpointID": l.host_veth,
+                "MacAddress": l.mac_address,
+                "IPv4Address": format!("{}/{prefix}", l.ip),
+                "IPv6Address": "",
+            }),
+        );
+    }
+    let o = v.as_object_mut().expect("a network is an object");
+    o.insert("ConfigFrom".into(), serde_json::json!({"Network": ""}));
+    o.insert("ConfigOnly".into(), false.into());
+    o.insert("Containers".into(), containers.into());
+    // Docker's key order: Options and Labels last.
+    for k in ["Options", "Labels"] {
+        if let Some(x) = o.remove(k) {
+            o.insert(k.into(), x);
+        }
+    }
+    Ok(v)
+}
+
+/// Runs a network command; returns the exit code.
+pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
+    let store = Store::open(&engine.data_root)?;
+    let out = &mut std::io::stdout().lock();
+    match cmd {
+        NetworkCommand::Create(a) => {
+            let net = store.create(&CreateOptions {
+                name: a.name.clone(),
+                driver: Some(a.driver.clone()),
+                subnet: a.subnet.clone(),
+                gateway: a.gateway.clone(),
+                ip_range: a.ip_range.clone(),
+                internal: a.internal,
+                attachable: a.attachable,
+                labels: key_values(&a.label),
+                options: key_values(&a.opt),
+            });
+            match net {
+                Ok(n) => {
+                    writeln!(out, "{}", n.id)?;
+                    Ok(0)
+                }
+                Err(e) => {
+                    eprintln!("Error response from daemon: {e:#}");
+                    Ok(1)
+                }
+            }
+        }
+        NetworkCommand::Ls(a) => {
+            // The default network is there from the first look, as Docker's `bridge`.
+            store.default_network()?;
+            let list = store.list()?;
+            let id = |n: &Network| {
+                if a.no_trunc {
+                    n.id.clone()
+                } else {
+                    n.id[..12].to_string()
+                }
+            };
+            if a.quiet {
+                for n in &list {
+                    writeln!(out, "{}", id(n))?;
+                }
+                return Ok(0);
+            }
+            let rows: Vec<[String; 4]> = list
+                .iter()
+                .map(|n| [id(n), n.name.clone(), n.driver.clone(), n.scope.clone()])
+                .collect();
+            crate::table::write_table(out, ["NETWORK ID", "NAME", "DRIVER", "SCOPE"], &rows)?;
+            Ok(0)
+        }
+        NetworkCommand::Inspect(a) => {
+            let mut found = Vec::new();
+            let mut code = 0;
+            for name in &a.networks {
+                let got = if name == DEFAULT_NETWORK {
+                    store.default_network()
+                } else {
+                    store.get(name)
+                };
+                match got {
+                    Ok(n) => {
+                        let leases = store.leases(&n.name)?;
+                        found.push(inspect_value(engine, &n, &leases)?);
+                    }
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            writeln!(out, "{}", indented_json(&found)?)?;
+            Ok(code)
+        }
+        NetworkCommand::Rm(a) => {
+            let mut code = 0;
+            for name in &a.networks {
+                let r = if name == DEFAULT_NETWORK {
+                    Err(anyhow::anyhow!(
+                        "{name} is a pre-defined network and cannot be removed"
+                    ))
+                } else {
+                    store.remove(name)
+                };
+                match r {
+                    Ok(_) => writeln!(out, "{name}")?,
+                    Err(e) if a.force && e.to_string().ends_with("not found") => {}
+                    Err(e) => {
+                        eprintln!("Error response from daemon: {e:#}");
+                        code = 1;
+                    }
+                }
+            }
+            Ok(code)
+        }
+        NetworkCommand::Prune(a) => {
+            if !a.force {
+                write!(
+                    out,
+                    "WARNING! This will remove all custom networks not used by at least one \
+                     container.\nAre you sure you want to continue? [y/N] "
+                )?;
+                out.flush()?;
+                let mut answer = String::new();
+                std::io::stdin().lock().read_line(&mut answer)?;
+                if !matches!(answer.trim(), "y" | "Y") {
+                    return Ok(0);
+                }
+            }
+            let mut deleted = Vec::new();
+            for n in store.list()? {
+                if n.name == DEFAULT_NETWORK || !store.leases(&n.name)?.is_empty() {
+                    continue;
+                }
+                store.remove(&n.name)?;
+                deleted.push(n.name);
+            }
+            if !deleted.is_empty() {
+                writeln!(out, "Deleted Networks:")?;
+                for n in &deleted {
+                    writeln!(out, "{n}")?;
+                }
+            }
+            Ok(0)
+        }
+    }
+}
+
+/// Checks `--network NAME` for create: the default network for `bridge`/`default`/`berth`
+/// (recorded on first use), else a user network; returns the name the container records.
+pub fn resolve(engine: &Engine, name: &str) -> Result<String> {
+    let store = Store::open(&engine.data_root)?;
+    match name {
+        "bridge" | "default" | DEFAULT_NETWORK => Ok(store.default_network()?.name),
+        n => match store.get(n) {
+            Ok(net) => Ok(net.name),
+            Err(_) => bail!("network {n} not found"),
+        },
+    }
+}
