@@ -769,6 +769,18 @@ fn wait_exit(pid: i32) -> Result<i32> {
     }
 }
 
+/// Gives back the addresses of a container whose processes have ended (none for the networks
+/// that are not bridges).
+pub fn release_addresses(engine: &Engine, c: &Container) {
+    let mode = c.record.host_config.network_mode.as_str();
+    if mode == "none" || mode == "host" || mode.starts_with("container:") {
+        return;
+    }
+    if let Ok(networks) = crate::network::store::Store::open(&engine.data_root) {
+        let _ = crate::network::attach::release_exited(&networks, c.id());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -785,17 +797,5 @@ mod tests {
         let e = parse_answer("err 127 exec: nope").unwrap_err();
         assert_eq!((e.code, e.message.as_str()), (127, "exec: nope"));
         assert_eq!(parse_answer("").unwrap_err().code, 125);
-    }
-}
-
-/// Gives back the addresses of a container whose processes have ended (none for the networks
-/// that are not bridges).
-pub fn release_addresses(engine: &Engine, c: &Container) {
-    let mode = c.record.host_config.network_mode.as_str();
-    if mode == "none" || mode == "host" || mode.starts_with("container:") {
-        return;
-    }
-    if let Ok(networks) = crate::network::store::Store::open(&engine.data_root) {
-        let _ = crate::network::attach::release_exited(&networks, c.id());
     }
 }
