@@ -764,6 +764,80 @@ fn containers_on_a_user_network() {
     let (none, bridge) = (time("none"), time("links-run"));
     eprintln!("run --rm true: --network none {none:?}, on a bridge {bridge:?}");
 
+    // --ip and --mac-address; then its monitor and its process are killed (SIGKILL): the
+    // lease stays until the next network command sweeps it.
+    let pinned = Ipv4Addr::from(subnet.first() + 77);
+    scratch.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "pinned",
+        "--network",
+        "links-run",
+        "--ip",
+        &pinned.to_string(),
+        "--mac-address",
+        "02:aa:bb:cc:dd:ee",
+        bb,
+        "sleep",
+        "300",
+    ]);
+    let pid: i32 = scratch
+        .berth_ok(&["container", "inspect", "-f", "{{.State.Pid}}", "pinned"])
+        .trim()
+        .parse()
+        .unwrap();
+    let eth0 = ns_json(pid, &["addr", "show", "eth0"]);
+    assert_eq!(eth0[0]["address"], "02:aa:bb:cc:dd:ee", "{eth0}");
+    assert_eq!(
+        eth0[0]["addr_info"][0]["local"],
+        pinned.to_string().as_str(),
+        "{eth0}"
+    );
+    let e = scratch.berth(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "links-run",
+        "--ip",
+        &pinned.to_string(),
+        bb,
+        "true",
+    ]);
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("Address already in use"),
+        "{e:?}"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let monitor: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(monitor),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the container's process outlived SIGKILL"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(st.leases("links-run").unwrap().len(), 2);
+    scratch.berth_ok(&["network", "ls"]);
+    assert_eq!(st.leases("links-run").unwrap().len(), 1);
+    scratch.berth_ok(&["rm", "-f", "pinned"]);
+
     scratch.berth_ok(&["rm", "-f", "srv"]);
     assert!(st.leases("links-run").unwrap().is_empty());
     assert_eq!(

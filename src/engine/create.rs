@@ -121,9 +121,18 @@ pub struct CreateFlags {
     /// UTS namespace to use (host).
     #[arg(long)]
     pub uts: Option<String>,
-    /// Connect a container to a network (none, host, container:NAME).
+    /// Connect a container to a network (none, host, container:NAME, bridge or a network's
+    /// name).
     #[arg(long, visible_alias = "net")]
     pub network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104), on a user-defined network.
+    #[arg(long)]
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
+    #[serde(default)]
+    pub mac_address: Option<String>,
     /// Set custom DNS servers.
     #[arg(long)]
     pub dns: Vec<String>,
@@ -283,6 +292,20 @@ fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
         // A bridge network: the default one or a user's (`berth network create`), joined by
         // the monitor before the container's program runs.
         n => network = crate::network::cli::resolve(engine, n)?,
+    }
+    let bridge = !(network == "none" || network == "host" || network.starts_with("container:"));
+    if let Some(ip) = &f.ip {
+        ip.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| anyhow::anyhow!("invalid IPv4 address: {ip}"))?;
+        if !bridge || network == crate::network::store::DEFAULT_NETWORK {
+            bail!("user specified IP address is supported on user defined networks only");
+        }
+    }
+    if let Some(mac) = &f.mac_address {
+        crate::network::netlink::parse_mac(mac)?;
+        if !bridge {
+            bail!("conflicting options: mac-address and the network mode");
+        }
     }
     for (flag, v) in [("--pid", &f.pid), ("--uts", &f.uts)] {
         if let Some(v) = v {

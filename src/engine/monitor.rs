@@ -399,6 +399,15 @@ impl Monitor<'_> {
             // A bridge network: eth0 on its bridge, before the program runs.
             use crate::network::{attach, store};
             let networks = store::Store::open(&self.engine.data_root)?;
+            // `--ip` and `--mac-address`, as `create` recorded its flags.
+            let flag = |k: &str| {
+                c.record
+                    .options
+                    .get("create")?
+                    .get(k)?
+                    .as_str()
+                    .map(str::to_string)
+            };
             let net = if mode == store::DEFAULT_NETWORK {
                 networks.default_network()?
             } else {
@@ -411,8 +420,10 @@ impl Monitor<'_> {
                     container: c.id(),
                     pid: pending.pid(),
                     interface: "eth0",
-                    ip: None,
-                    mac: None,
+                    ip: flag("ip").map(|s| s.parse()).transpose()?,
+                    mac: flag("mac_address")
+                        .map(|s| crate::network::netlink::parse_mac(&s))
+                        .transpose()?,
                     default_route: true,
                 },
             )?;

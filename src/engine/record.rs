@@ -536,6 +536,17 @@ impl Container {
         }
     }
 
+    /// Whether a process of the container may be alive, its init waiting to start included
+    /// (what it holds, such as its network endpoints, is in use).
+    pub fn may_have_processes(&self, engine: &Engine) -> bool {
+        use crate::runtime::state::Status as R;
+        self.status(engine).is_active()
+            || matches!(
+                self.runtime_status(engine),
+                Some(R::Creating | R::Created | R::Running | R::Paused)
+            )
+    }
+
     fn runtime_status(&self, engine: &Engine) -> Option<crate::runtime::state::Status> {
         let dir = engine.state_root.join(&self.record.id);
         let st = crate::runtime::state::read_state(&dir).ok()?;

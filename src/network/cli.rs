@@ -143,6 +143,11 @@ pub fn inspect_value(
 /// Runs a network command; returns the exit code.
 pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
     let store = Store::open(&engine.data_root)?;
+    if !matches!(cmd, NetworkCommand::Create(_)) {
+        // The repair: endpoints of containers whose processes are gone (a monitor or berth
+        // killed before it cleaned up) lose their veth and lease.
+        sweep(engine, &store)?;
+    }
     let out = &mut std::io::stdout().lock();
     match cmd {
         NetworkCommand::Create(a) => {
@@ -267,6 +272,16 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+/// Removes the endpoints of containers that have no process left (or no record).
+pub fn sweep(engine: &Engine, store: &Store) -> Result<Vec<Lease>> {
+    store.sweep(|id| {
+        engine
+            .open(id)
+            .map(|c| c.may_have_processes(engine))
+            .unwrap_or(false)
+    })
 }
 
 /// Checks `--network NAME` for create: the default network for `bridge`/`default`/`berth`
