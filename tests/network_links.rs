@@ -539,7 +539,9 @@ fn killed_midway_then_swept() {
     let (st, net) = make_network(&mut g, "links-kill", "bl-kill0", 3, &[]);
     let exe = std::env::current_exe().unwrap();
     let mut attached = 0;
-    for delay_us in [0u64, 100, 300, 600, 1000, 1500, 2500, 4000, 8000, 20000] {
+    for delay_us in [
+        0u64, 100, 300, 600, 1000, 1300, 1600, 1800, 2000, 2200, 2500, 3000, 4000, 8000, 20000,
+    ] {
         let pid = g.sleeper();
         let mut child = Command::new(&exe)
             .args([
@@ -578,11 +580,46 @@ fn killed_midway_then_swept() {
         }
         // What the killed attach made is all recorded: the sweep (the container is gone)
         // removes it, and the bridge is left as before with no port.
+        // Where the kill struck: what it had made.
+        let leases = st.leases(&net.name).unwrap();
+        let mut nl = Netlink::open().unwrap();
+        let veth = leases
+            .iter()
+            .any(|l| nl.link(&l.host_veth).unwrap().is_some());
+        let inner = ns_json(pid, &["-4", "addr"]);
+        let addressed = inner
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["ifname"] == "eth0" && !l["addr_info"].as_array().unwrap().is_empty());
+        let made = match (
+            nl.link("bl-kill0").unwrap().is_some(),
+            leases.len(),
+            veth,
+            addressed,
+        ) {
+            (false, ..) => "nothing (no bridge yet)",
+            (true, 0, ..) => "the bridge",
+            (true, _, false, _) => "the bridge and a lease",
+            (true, _, true, false) => "the bridge, a lease and the veth pair",
+            (true, _, true, true) => "everything",
+        };
         let swept = st.sweep(|_| false).unwrap();
-        eprintln!("killed after {delay_us} us: swept {} lease(s)", swept.len());
+        eprintln!(
+            "killed {delay_us} us after ready: had made {made}; swept {} lease(s)",
+            swept.len()
+        );
         assert!(st.leases(&net.name).unwrap().is_empty());
-        let ports = ip_json(&["link", "show", "master", "bl-kill0"]);
-        assert!(ports.as_array().unwrap().is_empty(), "{ports}");
+        // (Killed early, the bridge may not be made yet: it is recorded, `network rm` goes.)
+        let mut nl = Netlink::open().unwrap();
+        if let Some(br) = nl.link("bl-kill0").unwrap() {
+            let links = nl.links().unwrap();
+            let ports: Vec<_> = links
+                .iter()
+                .filter(|l| l.controller == Some(br.index))
+                .collect();
+            assert!(ports.is_empty(), "{ports:?}");
+        }
         let veths: Vec<String> = ip_json(&["link"])
             .as_array()
             .unwrap()
@@ -602,7 +639,7 @@ fn killed_midway_then_swept() {
             "{inner}"
         );
     }
-    eprintln!("{attached} of 10 attaches had finished when killed");
+    eprintln!("{attached} of 15 attaches had finished when killed");
     st.remove(&net.name).unwrap();
     assert!(std::fs::read_dir(st.dir())
         .unwrap()
