@@ -417,6 +417,16 @@ fn requested_address_mac_range_and_mtu() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("already exists"), "{e}");
+    // A link berth did not make is not taken as a bridge (rm would delete it).
+    let e = st
+        .create(&CreateOptions {
+            name: "links-host".into(),
+            options: BTreeMap::from([(store::BRIDGE_NAME_OPTION.to_string(), "lo".to_string())]),
+            ..Default::default()
+        })
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("already in use on the host"), "{e}");
 
     let a = g.sleeper();
     let b = g.sleeper();

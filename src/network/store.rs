@@ -351,6 +351,11 @@ impl Store {
         if let Some(o) = others.iter().find(|n| n.bridge() == bridge) {
             bail!("bridge name {bridge} is already used by network {}", o.name);
         }
+        // A link of that name that berth did not make (another engine's bridge, the host's)
+        // is not taken over: `network rm` deletes the bridge, and must delete only its own.
+        if Netlink::open()?.link(&bridge)?.is_some() {
+            bail!("bridge name {bridge} is already in use on the host");
+        }
         options.insert(BRIDGE_NAME_OPTION.into(), bridge);
 
         let taken: Vec<Subnet> = others.iter().filter_map(|n| n.subnet().ok()).collect();
