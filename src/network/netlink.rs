@@ -102,16 +102,22 @@ impl Netlink {
     ) -> Result<Netlink> {
         let ns = ns.as_fd();
         let fd: Result<OwnedFd> = std::thread::scope(|s| {
-            s.spawn(|| -> Result<OwnedFd> {
-                nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
-                    .context("netlink: cannot join the network namespace")?;
-                also()?;
-                let socket = Socket::new(NETLINK_ROUTE).context("netlink: cannot open a socket")?;
-                // SAFETY: into_raw_fd hands over the socket's only owner.
-                Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
-            })
-            .join()
-            .map_err(|_| anyhow!("netlink: the thread joining the namespace panicked"))?
+            // A small stack: the thread makes a few system calls (the default 2 MiB would be
+            // mapped for nothing in a monitor that keeps its memory small).
+            std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(s, || -> Result<OwnedFd> {
+                    nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                        .context("netlink: cannot join the network namespace")?;
+                    also()?;
+                    let socket =
+                        Socket::new(NETLINK_ROUTE).context("netlink: cannot open a socket")?;
+                    // SAFETY: into_raw_fd hands over the socket's only owner.
+                    Ok(unsafe { OwnedFd::from_raw_fd(socket.into_raw_fd()) })
+                })
+                .context("netlink: cannot start a thread")?
+                .join()
+                .map_err(|_| anyhow!("netlink: the thread joining the namespace panicked"))?
         });
         // SAFETY: the descriptor is a netlink socket this process owns alone.
         let mut socket = unsafe { Socket::from_raw_fd(fd?.into_raw_fd()) };
