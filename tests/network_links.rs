@@ -811,6 +811,79 @@ fn containers_on_a_user_network() {
     let (none, bridge) = (time("none"), time("links-run"));
     eprintln!("run --rm true: --network none {none:?}, on a bridge {bridge:?}");
 
+    // network connect: a second network, eth1, reachable from a container of that network;
+    // disconnect takes it away again.
+    let subnet2 = free_subnet(6);
+    g.bridges.push("bl-run1".into());
+    scratch.berth_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet2.to_string(),
+        "-o",
+        "com.docker.network.bridge.name=bl-run1",
+        "links-run2",
+    ]);
+    scratch.berth_ok(&["network", "connect", "links-run2", "srv"]);
+    let srv_pid: i32 = scratch
+        .berth_ok(&["container", "inspect", "-f", "{{.State.Pid}}", "srv"])
+        .trim()
+        .parse()
+        .unwrap();
+    let srv_ip2 = Ipv4Addr::from(subnet2.first() + 2);
+    let eth1 = ns_json(srv_pid, &["addr", "show", "eth1"]);
+    assert_eq!(
+        eth1[0]["addr_info"][0]["local"],
+        srv_ip2.to_string().as_str(),
+        "{eth1}"
+    );
+    // Its default route stays on eth0.
+    let routes = ns_json(srv_pid, &["route"]);
+    let defaults: Vec<_> = routes
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["dst"] == "default")
+        .collect();
+    assert_eq!(defaults.len(), 1, "{routes}");
+    assert_eq!(defaults[0]["dev"], "eth0");
+    scratch.berth_ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "links-run2",
+        bb,
+        "ping",
+        "-c",
+        "1",
+        "-W",
+        "2",
+        &srv_ip2.to_string(),
+    ]);
+    let e = scratch.berth(&["network", "connect", "links-run2", "srv"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("already exists"),
+        "{e:?}"
+    );
+    scratch.berth_ok(&["network", "disconnect", "links-run2", "srv"]);
+    let links = ns_json(srv_pid, &["link"]);
+    assert!(
+        links
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["ifname"] != "eth1"),
+        "{links}"
+    );
+    assert!(st.leases("links-run2").unwrap().is_empty());
+    let e = scratch.berth(&["network", "disconnect", "links-run2", "srv"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("is not connected"),
+        "{e:?}"
+    );
+    scratch.berth_ok(&["network", "rm", "links-run2"]);
+
     // --ip and --mac-address; then its monitor and its process are killed (SIGKILL): the
     // lease stays until the next network command sweeps it.
     let pinned = Ipv4Addr::from(subnet.first() + 77);

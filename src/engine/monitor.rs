@@ -395,39 +395,10 @@ impl Monitor<'_> {
         if mode == "none" {
             // Its own network namespace: the loopback up, as Docker's `none` has it.
             crate::network::loopback::bring_up_in(pending.pid())?;
-        } else if mode != "host" && !mode.starts_with("container:") {
-            // A bridge network: eth0 on its bridge, before the program runs.
-            use crate::network::{attach, store};
-            let networks = store::Store::open(&self.engine.data_root)?;
-            // `--ip` and `--mac-address`, as `create` recorded its flags.
-            let flag = |k: &str| {
-                c.record
-                    .options
-                    .get("create")?
-                    .get(k)?
-                    .as_str()
-                    .map(str::to_string)
-            };
-            let net = if mode == store::DEFAULT_NETWORK {
-                networks.default_network()?
-            } else {
-                networks.get(mode)?
-            };
-            attach::attach(
-                &networks,
-                &attach::Request {
-                    network: &net,
-                    container: c.id(),
-                    pid: pending.pid(),
-                    interface: "eth0",
-                    ip: flag("ip").map(|s| s.parse()).transpose()?,
-                    mac: flag("mac_address")
-                        .map(|s| crate::network::netlink::parse_mac(&s))
-                        .transpose()?,
-                    default_route: true,
-                },
-            )?;
         }
+        // Bridge networks: eth0 (and eth1 ... for those `network connect` added) on their
+        // bridges, before the program runs.
+        crate::network::endpoints::join_all(self.engine, c, pending.pid())?;
         let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
         let now = now_rfc3339_nanos();
@@ -783,8 +754,10 @@ fn wait_exit(pid: i32) -> Result<i32> {
 /// Gives back the addresses of a container whose processes have ended (none for the networks
 /// that are not bridges).
 pub fn release_addresses(engine: &Engine, c: &Container) {
-    let mode = c.record.host_config.network_mode.as_str();
-    if mode == "none" || mode == "host" || mode.starts_with("container:") {
+    use crate::network::endpoints;
+    if !endpoints::is_bridge_mode(&c.record.host_config.network_mode)
+        && endpoints::connections(c).is_empty()
+    {
         return;
     }
     if let Ok(networks) = crate::network::store::Store::open(&engine.data_root) {

@@ -21,6 +21,31 @@ pub enum NetworkCommand {
     Rm(RmArgs),
     /// Remove all unused networks.
     Prune(PruneArgs),
+    /// Connect a container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(DisconnectArgs),
+}
+
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Add network-scoped alias for the container.
+    #[arg(long)]
+    alias: Vec<String>,
+    /// IPv4 address (e.g., "172.30.100.104").
+    #[arg(long)]
+    ip: Option<String>,
+    network: String,
+    container: String,
+}
+
+#[derive(Args)]
+pub struct DisconnectArgs {
+    /// Force the container to disconnect from a network.
+    #[arg(short, long)]
+    force: bool,
+    network: String,
+    container: String,
 }
 
 #[derive(Args)]
@@ -241,6 +266,28 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
             }
             Ok(code)
         }
+        NetworkCommand::Connect(a) => {
+            let ip = match &a.ip {
+                Some(s) => Some(
+                    s.parse()
+                        .map_err(|_| anyhow::anyhow!("invalid IPv4 address: {s}"))?,
+                ),
+                None => None,
+            };
+            daemon(super::endpoints::connect(
+                engine,
+                &a.network,
+                &a.container,
+                ip,
+                &a.alias,
+            ))
+        }
+        NetworkCommand::Disconnect(a) => daemon(super::endpoints::disconnect(
+            engine,
+            &a.network,
+            &a.container,
+            a.force,
+        )),
         NetworkCommand::Prune(a) => {
             if !a.force {
                 write!(
@@ -270,6 +317,17 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 }
             }
             Ok(0)
+        }
+    }
+}
+
+/// Docker's daemon errors: printed with its prefix, exit 1.
+fn daemon(r: Result<()>) -> Result<i32> {
+    match r {
+        Ok(()) => Ok(0),
+        Err(e) => {
+            eprintln!("Error response from daemon: {e:#}");
+            Ok(1)
         }
     }
 }

@@ -4,6 +4,7 @@
 //! container to a bridge. Published ports and DNS come here next.
 pub mod attach;
 pub mod cli;
+pub mod endpoints;
 pub mod loopback;
 pub mod netlink;
 pub mod store;
