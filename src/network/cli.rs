@@ -127,15 +127,37 @@ fn indented_json<T: serde::Serialize>(v: &T) -> Result<String> {
     Ok(String::from_utf8(buf)?)
 }
 
-/// A network as `network inspect` prints it: the record, and its endpoints as `Containers`.
-pub fn inspect_value(
+/// A network as `network inspect` prints it, in Docker's order: the record, and its
+/// endpoints as `Containers`.
+#[derive(serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct InspectView<'a> {
+    name: &'a str,
+    id: &'a str,
+    created: &'a str,
+    scope: &'a str,
+    driver: &'a str,
+    #[serde(rename = "EnableIPv6")]
+    enable_ipv6: bool,
+    #[serde(rename = "IPAM")]
+    ipam: &'a super::store::Ipam,
+    internal: bool,
+    attachable: bool,
+    ingress: bool,
+    config_from: serde_json::Value,
+    config_only: bool,
+    containers: BTreeMap<String, serde_json::Value>,
+    options: &'a BTreeMap<String, String>,
+    labels: &'a BTreeMap<String, String>,
+}
+
+pub fn inspect_view<'a>(
     engine: &Engine,
-    net: &Network,
+    net: &'a Network,
     leases: &[Lease],
-) -> Result<serde_json::Value> {
-    let mut v = serde_json::to_value(net)?;
+) -> Result<InspectView<'a>> {
     let prefix = net.subnet()?.prefix;
-    let mut containers = serde_json::Map::new();
+    let mut containers = BTreeMap::new();
     for l in leases {
         let name = engine
             .open(&l.container)
@@ -152,17 +174,23 @@ pub fn inspect_value(
             }),
         );
     }
-    let o = v.as_object_mut().expect("a network is an object");
-    o.insert("ConfigFrom".into(), serde_json::json!({"Network": ""}));
-    o.insert("ConfigOnly".into(), false.into());
-    o.insert("Containers".into(), containers.into());
-    // Docker's key order: Options and Labels last.
-    for k in ["Options", "Labels"] {
-        if let Some(x) = o.remove(k) {
-            o.insert(k.into(), x);
-        }
-    }
-    Ok(v)
+    Ok(InspectView {
+        name: &net.name,
+        id: &net.id,
+        created: &net.created,
+        scope: &net.scope,
+        driver: &net.driver,
+        enable_ipv6: net.enable_ipv6,
+        ipam: &net.ipam,
+        internal: net.internal,
+        attachable: net.attachable,
+        ingress: net.ingress,
+        config_from: serde_json::json!({"Network": ""}),
+        config_only: false,
+        containers,
+        options: &net.options,
+        labels: &net.labels,
+    })
 }
 
 /// Runs a network command; returns the exit code.
@@ -223,7 +251,7 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
             Ok(0)
         }
         NetworkCommand::Inspect(a) => {
-            let mut found = Vec::new();
+            let mut nets = Vec::new();
             let mut code = 0;
             for name in &a.networks {
                 let got = if name == DEFAULT_NETWORK {
@@ -234,7 +262,7 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 match got {
                     Ok(n) => {
                         let leases = store.leases(&n.name)?;
-                        found.push(inspect_value(engine, &n, &leases)?);
+                        nets.push((n, leases));
                     }
                     Err(e) => {
                         eprintln!("Error response from daemon: {e:#}");
@@ -242,6 +270,10 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                     }
                 }
             }
+            let found = nets
+                .iter()
+                .map(|(n, l)| inspect_view(engine, n, l))
+                .collect::<Result<Vec<_>>>()?;
             writeln!(out, "{}", indented_json(&found)?)?;
             Ok(code)
         }
