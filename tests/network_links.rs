@@ -767,6 +767,23 @@ fn containers_on_a_user_network() {
     assert_eq!(ep["Name"], "srv");
     let srv_ip = Ipv4Addr::from(subnet.first() + 2);
     assert_eq!(ep["IPv4Address"], format!("{srv_ip}/24").as_str());
+    // Its inspect has the endpoint.
+    let ci: Value =
+        serde_json::from_str(&scratch.berth_ok(&["container", "inspect", "srv"])).unwrap();
+    let ep = &ci[0]["NetworkSettings"]["Networks"]["links-run"];
+    assert_eq!(ep["IPAddress"], srv_ip.to_string().as_str(), "{ep}");
+    assert_eq!(ep["IPPrefixLen"], 24, "{ep}");
+    assert_eq!(
+        ep["Gateway"],
+        Ipv4Addr::from(subnet.first() + 1).to_string().as_str(),
+        "{ep}"
+    );
+    assert_eq!(ep["NetworkID"], id.trim(), "{ep}");
+    let o = srv_ip.octets();
+    assert_eq!(
+        ep["MacAddress"],
+        format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", o[0], o[1], o[2], o[3]).as_str()
+    );
     // The second container reaches the first, and sees its own address and route.
     let out = scratch.berth_ok(&[
         "container",

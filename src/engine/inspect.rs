@@ -45,7 +45,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         }
     }
     let upper = c.upper_dir();
-    let network = r.host_config.network_mode.clone();
+    let (networks, legacy) = crate::network::endpoints::inspect_networks(engine, c);
     json!({
         "Id": r.id,
         "Created": r.created,
@@ -81,18 +81,11 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
             "SandboxID": "",
             "Ports": {},
             "SandboxKey": "",
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "MacAddress": "",
-            "Networks": { network.clone(): {
-                "NetworkID": "",
-                "EndpointID": "",
-                "Gateway": "",
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "MacAddress": "",
-            }},
+            "Gateway": legacy["Gateway"],
+            "IPAddress": legacy["IPAddress"],
+            "IPPrefixLen": legacy["IPPrefixLen"],
+            "MacAddress": legacy["MacAddress"],
+            "Networks": networks,
         },
     })
 }

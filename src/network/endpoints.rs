@@ -228,3 +228,73 @@ pub fn disconnect(engine: &Engine, network: &str, container: &str, force: bool) 
     list.retain(|x| x.network != net);
     save_connections(&mut c, &list)
 }
+
+/// The container's `NetworkSettings.Networks` entries, Docker's fields, with the address of
+/// each endpoint while the container has one; and the legacy top-level fields (`IPAddress`,
+/// `Gateway`, `MacAddress`, `IPPrefixLen`), which Docker fills for the default network only.
+pub fn inspect_networks(
+    engine: &Engine,
+    c: &Container,
+) -> (
+    serde_json::Map<String, serde_json::Value>,
+    serde_json::Value,
+) {
+    let mut out = serde_json::Map::new();
+    let mode = c.record.host_config.network_mode.as_str();
+    let empty =
+        serde_json::json!({"Gateway": "", "IPAddress": "", "IPPrefixLen": 0, "MacAddress": ""});
+    let mut names: Vec<(String, Option<Ipv4Addr>, Vec<String>)> = Vec::new();
+    if !mode.is_empty() && !mode.starts_with("container:") {
+        names.push((
+            mode.to_string(),
+            create_flag(c, "ip").and_then(|s| s.parse().ok()),
+            Vec::new(),
+        ));
+    }
+    for conn in connections(c) {
+        names.push((conn.network, conn.ip, conn.aliases));
+    }
+    let store = match Store::open(&engine.data_root) {
+        Ok(s) => s,
+        Err(_) => return (out, empty),
+    };
+    let mut legacy = empty.clone();
+    for (name, ip, aliases) in names {
+        let net = if is_bridge_mode(&name) {
+            network_of(&store, &name).ok()
+        } else {
+            None
+        };
+        let lease = net.as_ref().and_then(|n| {
+            store
+                .leases(&n.name)
+                .ok()?
+                .into_iter()
+                .find(|l| l.container == c.id())
+        });
+        let prefix = net.as_ref().and_then(|n| n.subnet().ok()).map(|s| s.prefix);
+        let gateway = net.as_ref().and_then(|n| n.gateway().ok());
+        let entry = serde_json::json!({
+            "IPAMConfig": ip.map(|ip| serde_json::json!({"IPv4Address": ip.to_string()})),
+            "Links": null,
+            "Aliases": if aliases.is_empty() { serde_json::Value::Null } else { aliases.into() },
+            "MacAddress": lease.as_ref().map(|l| l.mac_address.clone()).unwrap_or_default(),
+            "DriverOpts": null,
+            "NetworkID": net.as_ref().map(|n| n.id.clone()).unwrap_or_default(),
+            "EndpointID": lease.as_ref().map(|l| l.host_veth.clone()).unwrap_or_default(),
+            "Gateway": lease.as_ref().and(gateway).map(|g| g.to_string()).unwrap_or_default(),
+            "IPAddress": lease.as_ref().map(|l| l.ip.to_string()).unwrap_or_default(),
+            "IPPrefixLen": lease.as_ref().and(prefix).unwrap_or(0),
+            "IPv6Gateway": "",
+            "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0,
+        });
+        if name == DEFAULT_NETWORK && lease.is_some() {
+            for k in ["Gateway", "IPAddress", "IPPrefixLen", "MacAddress"] {
+                legacy[k] = entry[k].clone();
+            }
+        }
+        out.insert(name, entry);
+    }
+    (out, legacy)
+}
