@@ -708,6 +708,34 @@ mod tests {
     }
 
     #[test]
+    fn subnets_from_the_pools_avoid_the_host_and_other_networks() {
+        let dir = std::env::temp_dir().join(format!("berth-store-pools-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(
+            dir.join("network-config.json"),
+            r#"{"default-address-pools": [{"base": "10.50.0.0/22", "size": 24}]}"#,
+        )
+        .unwrap();
+        let st = Store::open(&dir).unwrap();
+        let taken = [Subnet::parse("10.50.0.0/24").unwrap()];
+        let host = [Subnet::parse("10.50.1.128/25").unwrap()];
+        assert_eq!(
+            st.free_subnet(&taken, &host).unwrap().to_string(),
+            "10.50.2.0/24"
+        );
+        let all = [Subnet::parse("10.50.0.0/22").unwrap()];
+        let e = st.free_subnet(&all, &[]).unwrap_err().to_string();
+        assert!(e.contains("non-overlapping"), "{e}");
+        // The defaults are clear of Docker's and podman's.
+        let first = Subnet::parse(&default_pools()[0].base).unwrap();
+        for other in ["172.17.0.0/16", "10.88.0.0/16", "192.168.0.0/16"] {
+            assert!(!first.overlaps(&Subnet::parse(other).unwrap()), "{other}");
+        }
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn docker_mac_and_names() {
         assert_eq!(
             mac_of(Ipv4Addr::new(172, 17, 0, 2)),
