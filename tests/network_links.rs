@@ -132,7 +132,7 @@ fn assert_same(before: &Value, after: &Value) {
 /// A /24 of 10.201.0.0/16 that no route of the host overlaps, distinct per test (`n`).
 fn free_subnet(n: u8) -> Subnet {
     let host = store::host_subnets().unwrap();
-    for third in (n * 40)..=255 {
+    for third in (u16::from(n) * 30)..=255 {
         let s = Subnet::parse(&format!("10.201.{third}.0/24")).unwrap();
         if !host.iter().any(|h| h.overlaps(&s)) {
             return s;
@@ -982,6 +982,86 @@ fn containers_on_a_user_network() {
         "links-run"
     );
     assert!(Netlink::open().unwrap().link("bl-run0").unwrap().is_none());
+    drop(scratch);
+    g.check();
+}
+
+/// The default network (`--network bridge`, Docker's name for it), here with its bridge and
+/// subnet from the data root's network-config.json (Docker's daemon.json keys `bridge`, `bip`),
+/// so that the test touches no `berth0` of the machine's.
+#[test]
+fn the_default_network() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = HostGuard::new("default");
+    let scratch = engine_support::Scratch::new("netlinks-default");
+    engine_support::load_busybox(&scratch);
+    let subnet = free_subnet(7);
+    let gw = Ipv4Addr::from(subnet.first() + 1);
+    g.bridges.push("bl-dflt0".into());
+    std::fs::write(
+        scratch.data_root().join("network-config.json"),
+        serde_json::json!({"bridge": "bl-dflt0", "bip": format!("{gw}/24")}).to_string(),
+    )
+    .unwrap();
+    let out = scratch.berth_ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        engine_support::BUSYBOX,
+        "sh",
+        "-c",
+        "ip -o -4 addr show eth0; ip route",
+    ]);
+    assert!(
+        out.contains(&format!("inet {}/24", Ipv4Addr::from(subnet.first() + 2))),
+        "{out}"
+    );
+    assert!(out.contains(&format!("default via {gw}")), "{out}");
+    let inspect: Value =
+        serde_json::from_str(&scratch.berth_ok(&["network", "inspect", "berth"])).unwrap();
+    assert_eq!(
+        inspect[0]["Options"]["com.docker.network.bridge.name"],
+        "bl-dflt0"
+    );
+    assert_eq!(
+        inspect[0]["IPAM"]["Config"][0]["Gateway"],
+        gw.to_string().as_str()
+    );
+    // --ip is for user networks only; the default network cannot be removed.
+    let e = scratch.berth(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "--ip",
+        &gw.to_string(),
+        engine_support::BUSYBOX,
+        "true",
+    ]);
+    assert_eq!(e.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("user defined networks only"),
+        "{e:?}"
+    );
+    let e = scratch.berth(&["network", "rm", "berth"]);
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("pre-defined"),
+        "{e:?}"
+    );
+    // The bridge stays (as docker0 does); the guard removes it with the test's data root.
+    assert!(Netlink::open().unwrap().link("bl-dflt0").unwrap().is_some());
+    assert!(Store::open(&scratch.data_root())
+        .unwrap()
+        .leases("berth")
+        .unwrap()
+        .is_empty());
     drop(scratch);
     g.check();
 }

@@ -222,14 +222,17 @@ pub fn default_pools() -> Vec<Pool> {
 }
 
 /// `DATA_ROOT/network-config.json`: `{"default-address-pools": [{"base": CIDR, "size": N}],
-/// "bip": CIDR}` (Docker's daemon.json keys): the pools of new networks and, with `bip`, the
-/// default network's gateway address and subnet.
+/// "bip": CIDR, "bridge": NAME}` (Docker's daemon.json keys): the pools of new networks and,
+/// with `bip`, the default network's gateway address and subnet, with `bridge` its bridge.
 #[derive(Serialize, Deserialize, Clone, Debug, Default)]
 pub struct NetworkConfig {
     #[serde(rename = "default-address-pools", default)]
     pub pools: Vec<Pool>,
     #[serde(default)]
     pub bip: Option<String>,
+    /// The default network's bridge (`berth0` when unset).
+    #[serde(default)]
+    pub bridge: Option<String>,
 }
 
 pub struct Store {
@@ -342,7 +345,11 @@ impl Store {
         let mut options = opts.options.clone();
         let bridge = match options.get(BRIDGE_NAME_OPTION) {
             Some(b) => b.clone(),
-            None if opts.name == DEFAULT_NETWORK => DEFAULT_BRIDGE.to_string(),
+            None if opts.name == DEFAULT_NETWORK => self
+                .config
+                .bridge
+                .clone()
+                .unwrap_or_else(|| DEFAULT_BRIDGE.to_string()),
             None => format!("br-{}", &id[..12]),
         };
         if bridge.is_empty() || bridge.len() > 15 || bridge.contains(['/', ' ']) {
