@@ -971,6 +971,20 @@ fn containers_on_a_user_network() {
         std::thread::sleep(Duration::from_millis(10));
     }
     assert_eq!(st.leases("links-run").unwrap().len(), 2);
+    // A new container asking for that address gets it: the stale lease is swept first.
+    scratch.berth_ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "links-run",
+        "--ip",
+        &pinned.to_string(),
+        bb,
+        "true",
+    ]);
+    assert_eq!(st.leases("links-run").unwrap().len(), 1);
+    // And a network command sweeps too (nothing left to sweep here).
     scratch.berth_ok(&["network", "ls"]);
     assert_eq!(st.leases("links-run").unwrap().len(), 1);
     scratch.berth_ok(&["rm", "-f", "pinned"]);

@@ -83,6 +83,11 @@ pub fn join_all(engine: &Engine, c: &Container, pid: i32) -> Result<Vec<Lease>> 
         return Ok(Vec::new());
     }
     let store = Store::open(&engine.data_root)?;
+    if create_flag(c, "ip").is_some() || conns.iter().any(|x| x.ip.is_some()) {
+        // An address asked for may still be held by a container whose monitor was killed:
+        // the sweep gives such addresses back first.
+        super::cli::sweep(engine, &store)?;
+    }
     let mut made: Vec<Lease> = Vec::new();
     let r = (|| -> Result<()> {
         if is_bridge_mode(mode) {
