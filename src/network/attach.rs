@@ -82,6 +82,11 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
 /// Attaches the container to the network; on failure, removes what it made.
 pub fn attach(store: &Store, req: &Request) -> Result<Lease> {
     let net = req.network;
+    // No `network rm` while this runs; and the network must still be the one asked for.
+    let _shared = store.lock_shared()?;
+    if store.get(&net.name).map(|n| n.id != net.id).unwrap_or(true) {
+        anyhow::bail!("network {} not found", net.name);
+    }
     let mut host = Netlink::open()?;
     let bridge = ensure_bridge(&mut host, net)?;
     let lease = store.lease(net, req.container, req.ip, req.mac, req.interface)?;

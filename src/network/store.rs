@@ -262,6 +262,16 @@ impl Store {
 
     /// An exclusive lock on the set of networks, held while it lives.
     pub fn lock(&self) -> Result<Flock<fs::File>> {
+        self.lock_as(FlockArg::LockExclusive)
+    }
+
+    /// A shared lock on the set of networks: attaches hold it, so that no network is removed
+    /// under them (attaches do not wait for each other).
+    pub fn lock_shared(&self) -> Result<Flock<fs::File>> {
+        self.lock_as(FlockArg::LockShared)
+    }
+
+    fn lock_as(&self, how: FlockArg) -> Result<Flock<fs::File>> {
         let path = self.dir.join(".lock");
         let f = fs::OpenOptions::new()
             .create(true)
@@ -269,8 +279,7 @@ impl Store {
             .write(true)
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+        Flock::lock(f, how).map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
