@@ -665,6 +665,10 @@ fn wait_inspect_and_ps_filters_read_as_dockers() {
     assert_eq!(names("name=c2"), 1);
     let (code, _) = e.fails(&["container", "ls", "--filter", "colour=red"]);
     assert_eq!(code, 1);
+    // Without -f it asks; no answer is no.
+    let before = e.ok(&["container", "ls", "-aq"]);
+    e.ok(&["container", "prune"]);
+    assert_eq!(e.ok(&["container", "ls", "-aq"]), before);
     let pruned = e.ok(&["container", "prune", "-f"]);
     assert!(pruned.starts_with("Deleted Containers:\n"), "{pruned}");
     e.assert_nothing_left();
@@ -1231,4 +1235,84 @@ fn a_foreground_run_passes_its_signals_to_the_container() {
     let out = wait_output(child, Duration::from_secs(20), &["run --sig-proxy=false"]);
     assert!(!out.status.success());
     assert_eq!(e.status("nosig"), "running");
+}
+
+#[test]
+fn an_image_is_found_by_its_id_as_by_its_name() {
+    let Some(e) = Eng::new("byid") else { return };
+    let images = e.ok(&["images", "-q"]);
+    let id = images.lines().next().unwrap().trim().to_string();
+    assert!(id.len() >= 12, "{images}");
+    let out = e.ok(&["container", "run", "--rm", &id[..12], "echo", "by-id"]);
+    assert_eq!(out, "by-id\n");
+    let out = e.ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--pull",
+        "never",
+        &format!("sha256:{}", &id[..8]),
+        "echo",
+        "by-prefix",
+    ]);
+    assert_eq!(out, "by-prefix\n");
+    e.assert_nothing_left();
+}
+
+/// A hostile image: its WorkingDir goes through a symlink to a host directory, its /etc/hosts,
+/// /etc/hostname and /etc/resolv.conf are symlinks out of the root (absolute and `../`), and
+/// its /etc/passwd is a symlink to the host's /etc/shadow. The engine makes the working
+/// directory, the runtime mounts berth's files and `-u` is resolved: all inside the root.
+#[test]
+fn a_hostile_image_cannot_reach_the_host_through_its_symlinks() {
+    let Some(e) = Eng::new("hostile") else { return };
+    let canary = e.s.path("canary");
+    std::fs::create_dir_all(&canary).unwrap();
+    std::fs::write(canary.join("hosts"), "host canary\n").unwrap();
+    let abs = canary.display().to_string();
+    let up = format!("../../../../../../../..{abs}");
+    let (work, hosts, hostname, resolv) = (
+        format!("{abs}/workdir"),
+        format!("{up}/hosts"),
+        format!("{abs}/hostname"),
+        format!("{up}/resolv.conf"),
+    );
+    let mut layer = image_support::RawTar::default();
+    layer
+        .add(image_support::Entry::symlink("work", &work))
+        .add(image_support::Entry::symlink("etc/hosts", &hosts))
+        .add(image_support::Entry::symlink("etc/hostname", &hostname))
+        .add(image_support::Entry::symlink("etc/resolv.conf", &resolv))
+        .add(image_support::Entry::symlink("etc/passwd", "/etc/shadow"));
+    let mut cfg = image_support::cmd(&["sh", "-c", "pwd; cat /etc/hosts | head -1; id -u"]);
+    cfg.working_dir = "/work/sub".into();
+    cfg.env = vec!["PATH=/bin".into()];
+    make_image(
+        &e.s.store(),
+        "hostile:1",
+        &[busybox_tar(&e.s), layer.finish()],
+        cfg,
+    );
+    let out = e.run(&["container", "run", "--rm", "hostile:1"]);
+    let text = stdout(&out);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The working directory is where the link leads inside the root (the kernel's getcwd
+    // shows it so), and the hosts file is berth's.
+    assert_eq!(text, format!("{work}/sub\n127.0.0.1\tlocalhost\n0\n"));
+    // Nothing was made or written on the host.
+    assert_eq!(names(&canary), ["hosts"]);
+    assert_eq!(
+        std::fs::read_to_string(canary.join("hosts")).unwrap(),
+        "host canary\n"
+    );
+    // -u by name reads the image's /etc/passwd inside the root: a link to the host's
+    // /etc/shadow finds no such file there, so no user of the host is found.
+    let (code, err) = e.fails(&["container", "run", "--rm", "-u", "root", "hostile:1"]);
+    assert_eq!(code, 125, "{err}");
+    assert!(err.contains("unable to find user root"), "{err}");
+    e.assert_nothing_left();
 }

@@ -967,7 +967,9 @@ fn prune_cmd(engine: &Engine, a: &PruneArgs) -> Result<i32> {
             _ => bail!("invalid filter '{f}'"),
         }
     }
-    let _ = a.force;
+    if !a.force && !super::system::confirm(&["all stopped containers"])? {
+        return Ok(0);
+    }
     let out = &mut std::io::stdout().lock();
     let mut removed = Vec::new();
     for mut c in engine.all()? {

@@ -188,8 +188,7 @@ pub struct SpecContext<'a> {
 pub fn create(engine: &Engine, store: &Store, req: &CreateRequest) -> Result<Container> {
     let f = req.flags;
     let checked = check_flags(engine, f).map_err(|e| anyhow::Error::new(FlagError(e)))?;
-    let reference = Reference::parse(req.image)
-        .map_err(|_| anyhow::anyhow!("invalid reference format: {:?}", req.image))?;
+    let reference = image_reference(store, req.image)?;
     ensure_image(store, &reference, &f.pull, f.platform.as_deref())?;
     if let Some(cid) = &f.cidfile {
         if cid.exists() {
@@ -467,6 +466,28 @@ fn health_from_flags(f: &CreateFlags) -> Result<Option<super::record::Healthchec
         start_period,
         retries: f.health_retries.unwrap_or(0),
     }))
+}
+
+/// The image `arg` names: a reference the store has, else an image id (or a unique prefix of
+/// one, `sha256:` or not) of an image it has, else a reference to pull.
+fn image_reference(store: &Store, arg: &str) -> Result<Reference> {
+    let parsed = Reference::parse(arg);
+    if let Ok(r) = &parsed {
+        if store.resolve(r).is_ok() {
+            return Ok(r.clone());
+        }
+    }
+    let hex = arg.strip_prefix("sha256:").unwrap_or(arg);
+    if hex.len() >= 4 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if let Some((r, _)) = store
+            .lookup(arg)
+            .ok()
+            .and_then(|hits| hits.into_iter().next())
+        {
+            return Ok(r);
+        }
+    }
+    parsed.map_err(|_| anyhow::anyhow!("invalid reference format: {arg:?}"))
 }
 
 /// Makes sure the store has the image, pulling it as `--pull` says.

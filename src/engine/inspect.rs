@@ -33,12 +33,11 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         state["Health"] = serde_json::to_value(h).unwrap_or(Value::Null);
     }
     let mut host_config = serde_json::to_value(&r.host_config).unwrap_or_else(|_| json!({}));
-    for (key, part) in &r.options {
+    for part in r.options.values() {
         if let (Some(hc), Some(extra)) = (
             host_config.as_object_mut(),
             part.get("HostConfig").and_then(Value::as_object),
         ) {
-            let _ = key;
             for (k, v) in extra {
                 hc.insert(k.clone(), v.clone());
             }

@@ -70,11 +70,10 @@ fn usage(engine: &Engine) -> Result<Vec<Usage>> {
     }
     let mut blobs_all = BTreeSet::new();
     let mut blobs_used = BTreeSet::new();
-    for (r, desc) in store.references()? {
+    for (_, desc) in store.references()? {
         let id = store.image_id(&desc).to_string();
         let mut set = BTreeSet::new();
         store.blobs_of(&crate::image::Digest::try_from(desc.digest())?, &mut set);
-        let _ = r;
         if used_ids.contains(&id) {
             blobs_used.extend(set.iter().cloned());
         }
@@ -196,7 +195,7 @@ fn df(engine: &Engine, a: &DfArgs) -> Result<i32> {
 }
 
 /// Asks on stdin, as Docker does; no answer (or no terminal) is no.
-fn confirm(what: &[&str]) -> Result<bool> {
+pub fn confirm(what: &[&str]) -> Result<bool> {
     let mut err = std::io::stderr().lock();
     writeln!(err, "WARNING! This will remove:")?;
     for w in what {

@@ -75,6 +75,9 @@ pub const VOLUME_HEADERS: &[(&str, &str)] = &[
     ("Labels", "LABELS"),
     ("Links", "LINKS"),
     ("Size", "SIZE"),
+    ("Group", "GROUP"),
+    ("Availability", "AVAILABILITY"),
+    ("Status", "STATUS"),
 ];
 
 /// Docker's table writer: `tabwriter.NewWriter(out, 10, 1, 3, ' ', 0)`.

@@ -2,6 +2,7 @@
 
 use super::mounts::container_exists;
 use super::record::Engine;
+use super::template;
 use super::volume::{human_size, Volume, VolumeFilter, VolumeStore};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -176,7 +177,8 @@ fn run_inner(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
             match a.format.as_deref() {
                 Some(f) if f != "json" => {
                     for v in &found {
-                        writeln!(out, "{}", render(&unescape(f), &inspect_value(v))?)?;
+                        let data = serde_json::to_value(v)?;
+                        writeln!(out, "{}", template::render(&unescape(f), &data)?)?;
                     }
                 }
                 // Docker's CLI prints the array even when empty (`[]`), errors or not.
@@ -251,30 +253,6 @@ fn indented_json<T: serde::Serialize>(v: &T) -> Result<String> {
     Ok(String::from_utf8(buf)?)
 }
 
-/// `volume inspect -f`'s data: the volume as inspect prints it.
-fn inspect_value(v: &Volume) -> gtmpl::Value {
-    let json = serde_json::to_value(v).unwrap_or_default();
-    json_to_gtmpl(&json)
-}
-
-fn json_to_gtmpl(v: &serde_json::Value) -> gtmpl::Value {
-    match v {
-        serde_json::Value::Null => gtmpl::Value::Nil,
-        serde_json::Value::Bool(b) => (*b).into(),
-        serde_json::Value::Number(n) => n
-            .as_i64()
-            .map(gtmpl::Value::from)
-            .unwrap_or_else(|| n.as_f64().unwrap_or(0.0).into()),
-        serde_json::Value::String(s) => s.as_str().into(),
-        serde_json::Value::Array(a) => a.iter().map(json_to_gtmpl).collect::<Vec<_>>().into(),
-        serde_json::Value::Object(o) => o
-            .iter()
-            .map(|(k, v)| (k.clone(), json_to_gtmpl(v)))
-            .collect::<HashMap<_, _>>()
-            .into(),
-    }
-}
-
 /// The fields `volume ls --format` offers, as Docker's volume formatter names them.
 fn list_row(v: &Volume) -> HashMap<String, String> {
     let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -292,94 +270,23 @@ fn list_row(v: &Volume) -> HashMap<String, String> {
     ])
 }
 
-fn header_row() -> HashMap<String, String> {
-    HashMap::from([
-        ("Name".into(), "VOLUME NAME".into()),
-        ("Driver".into(), "DRIVER".into()),
-        ("Scope".into(), "SCOPE".into()),
-        ("Mountpoint".into(), "MOUNTPOINT".into()),
-        ("Labels".into(), "LABELS".into()),
-        ("Links".into(), "LINKS".into()),
-        ("Size".into(), "SIZE".into()),
-        ("Group".into(), "GROUP".into()),
-        ("Availability".into(), "AVAILABILITY".into()),
-        ("Status".into(), "STATUS".into()),
-    ])
-}
-
 /// `\t` and `\n` typed in a format mean tab and newline, as in Docker's CLI.
 fn unescape(f: &str) -> String {
     f.replace("\\t", "\t").replace("\\n", "\n")
 }
 
-fn render(template: &str, data: &gtmpl::Value) -> Result<String> {
-    gtmpl::template(template, data.clone()).map_err(|e| anyhow::anyhow!("template: {e}"))
-}
-
 /// `volume ls` output for `--format` (`table [TEMPLATE]`, `json`, or a template).
 pub fn format_list(list: &[Volume], format: &str) -> Result<String> {
-    let format = format.trim();
-    if format == "json" {
-        let mut s = String::new();
-        for v in list {
-            let row: BTreeMap<String, String> = list_row(v).into_iter().collect();
-            s += &serde_json::to_string(&row)?;
-            s.push('\n');
-        }
-        return Ok(s);
-    }
-    let (table, template) = match format.strip_prefix("table") {
-        Some(rest) if rest.is_empty() || rest.starts_with(' ') => {
-            let rest = rest.trim();
-            let t = if rest.is_empty() {
-                "{{.Driver}}\t{{.Name}}"
-            } else {
-                rest
-            };
-            (true, unescape(t))
-        }
-        _ => (false, unescape(format)),
-    };
-    let mut lines = Vec::new();
-    if table {
-        lines.push(render(&template, &header_row().into())?);
-    }
-    for v in list {
-        lines.push(render(&template, &list_row(v).into())?);
-    }
-    let mut text = lines.join("\n");
-    if !lines.is_empty() {
-        text.push('\n');
-    }
-    Ok(if table { tabwriter(&text) } else { text })
-}
-
-/// Go's tabwriter as Docker's CLI sets it (minimum width 10, padding 3, spaces): each
-/// tab-terminated cell is padded to its column's width.
-fn tabwriter(text: &str) -> String {
-    let rows: Vec<Vec<&str>> = text.lines().map(|l| l.split('\t').collect()).collect();
-    let mut widths: Vec<usize> = Vec::new();
-    for r in &rows {
-        for (i, cell) in r.iter().enumerate().take(r.len().saturating_sub(1)) {
-            if widths.len() <= i {
-                widths.resize(i + 1, 0);
-            }
-            widths[i] = widths[i].max(cell.chars().count() + 3).max(10);
-        }
-    }
-    let mut out = String::new();
-    for r in rows {
-        let last = r.len() - 1;
-        for (i, cell) in r.iter().enumerate() {
-            out.push_str(cell);
-            if i < last {
-                out.push_str(&" ".repeat(widths[i] - cell.chars().count()));
-            }
-        }
-        out = out.trim_end_matches(' ').to_string();
-        out.push('\n');
-    }
-    out
+    let rows: Vec<serde_json::Value> = list
+        .iter()
+        .map(|v| serde_json::to_value(list_row(v)))
+        .collect::<std::result::Result<_, _>>()?;
+    template::format_rows(
+        format,
+        template::VOLUME_TABLE,
+        template::VOLUME_HEADERS,
+        &rows,
+    )
 }
 
 #[cfg(test)]
@@ -413,7 +320,8 @@ mod tests {
         );
         assert_eq!(
             format_list(&list, "table {{.Name}}\\t{{.Labels}}").unwrap(),
-            "VOLUME NAME          LABELS\na-long-volume-name\nb2                   x=1,y=\n"
+            // Go's tabwriter pads a cell before a tab even when the row's last cell is empty.
+            "VOLUME NAME          LABELS\na-long-volume-name   \nb2                   x=1,y=\n"
         );
         assert_eq!(
             format_list(&list, "{{.Name}}:{{.Scope}}").unwrap(),
@@ -434,7 +342,11 @@ mod tests {
     fn inspect_templates_see_dockers_fields() {
         let v = vol("dbdata", &[("team", "db")]);
         assert_eq!(
-            render("{{.Name}} {{.Driver}} {{.Labels.team}}", &inspect_value(&v)).unwrap(),
+            template::render(
+                "{{.Name}} {{.Driver}} {{.Labels.team}}",
+                &serde_json::to_value(&v).unwrap()
+            )
+            .unwrap(),
             "dbdata local db"
         );
         let json = indented_json(&[v]).unwrap();
