@@ -3,14 +3,14 @@
 //! and cp are checked against it (and a committed image is run). cp is also raced against a
 //! container process swapping symlinks (CVE-2018-15664): the host must stay untouched.
 
-mod image_support;
+mod engine_support;
 
 use berth::engine::copy::{copy_from_container, copy_to_container, ContainerFs, CopyOptions};
 use berth::image::changes::{changes, format_changes};
 use berth::image::commit::{commit, export_rootfs, write_layer_tar, CommitOptions};
 use berth::image::config::ImageConfig;
 use berth::image::{Digest, Reference};
-use image_support::*;
+use engine_support::*;
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -1041,107 +1041,6 @@ fn cp_reaches_volumes_and_refuses_read_only_places() {
 
 // ---- Differential: the same image, changes and commands under a private dockerd.
 
-/// A dockerd of this test's own (data root, exec root, socket, cgroup parent under a scratch
-/// directory; no bridge, no iptables), stopped and cleaned up when dropped.
-struct Dockerd {
-    dir: PathBuf,
-    child: std::process::Child,
-}
-
-const DOCKER_CGROUP: &str = "berth-englayers-docker";
-
-impl Dockerd {
-    fn start(dir: &Path) -> Option<Dockerd> {
-        let found = |tool: &str| {
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !found("dockerd") || !found("docker") {
-            eprintln!("skipped: dockerd or docker not installed");
-            return None;
-        }
-        std::fs::create_dir_all(dir).unwrap();
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let child = std::process::Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
-            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
-            .arg(format!("--cgroup-parent=/{DOCKER_CGROUP}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = Dockerd {
-            dir: dir.to_path_buf(),
-            child,
-        };
-        let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !d.docker(&["version"]).status.success() {
-            assert!(
-                std::time::Instant::now() < end,
-                "dockerd did not start: {}",
-                std::fs::read_to_string(dir.join("dockerd.log")).unwrap_or_default()
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        Some(d)
-    }
-
-    fn command(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new("docker");
-        c.arg("-H")
-            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
-            .args(args)
-            .stdin(std::process::Stdio::null());
-        c
-    }
-
-    fn docker(&self, args: &[&str]) -> std::process::Output {
-        self.command(args).output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str]) -> Vec<u8> {
-        let out = self.docker(args);
-        assert!(
-            out.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
-    }
-}
-
-impl Drop for Dockerd {
-    fn drop(&mut self) {
-        let ids = self.docker(&["ps", "-aq"]);
-        for id in String::from_utf8_lossy(&ids.stdout).lines() {
-            let _ = self.docker(&["rm", "-f", id]);
-        }
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let _ = self.child.wait();
-        // Its cgroup parent, in each hierarchy it was made in.
-        if let Ok(dirs) = std::fs::read_dir("/sys/fs/cgroup") {
-            for d in dirs.flatten() {
-                let _ = std::fs::remove_dir(d.path().join(DOCKER_CGROUP));
-            }
-        }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(DOCKER_CGROUP));
-    }
-}
-
 /// Docker and berth run the same image and the same changes; diff's list, cp's path rules
 /// and errors, export's names, and commit's config edits must agree. (Docker's diff order
 /// follows a Go map's where its overlay2 driver compares whole trees, so the lists are
@@ -1149,7 +1048,9 @@ impl Drop for Dockerd {
 #[test]
 fn cp_export_commit_and_diff_agree_with_docker() {
     let Some(e) = Eng::new("docker") else { return };
-    let Some(dk) = Dockerd::start(&e.s.path("dockerd")) else {
+    let Some(dk) =
+        engine_support::Dockerd::start().map(engine_support::Dockerd::with_client_in_path)
+    else {
         return;
     };
     let archive = e.s.path("layers.tar");
@@ -1159,7 +1060,7 @@ fn cp_export_commit_and_diff_agree_with_docker() {
         archive.to_str().unwrap(),
         "localhost/layers:1",
     ]);
-    dk.ok(&["load", "-i", archive.to_str().unwrap()]);
+    dk.ok_bytes(&["load", "-i", archive.to_str().unwrap()]);
 
     let script = CHANGES;
     e.ok(&[
@@ -1172,7 +1073,7 @@ fn cp_export_commit_and_diff_agree_with_docker() {
         "-c",
         script,
     ]);
-    dk.ok(&[
+    dk.ok_bytes(&[
         "run",
         "--name",
         "c1",
@@ -1193,7 +1094,7 @@ fn cp_export_commit_and_diff_agree_with_docker() {
             .collect()
     };
     let ours = set(e.ok_bytes(&["container", "diff", "c1"]));
-    let theirs = set(dk.ok(&["diff", "c1"]));
+    let theirs = set(dk.ok_bytes(&["diff", "c1"]));
     // Docker's init layer hides its own mount points, as berth's diff hides its stubs.
     assert_eq!(ours, theirs, "diff");
     assert!(ours.contains("D /srv/old/stale"), "{ours:?}");
@@ -1235,7 +1136,7 @@ fn cp_export_commit_and_diff_agree_with_docker() {
             let out = if side == "berth" {
                 e.run(&argv)
             } else {
-                dk.docker(&argv)
+                dk.output(&argv)
             };
             let err = String::from_utf8_lossy(&out.stderr).replace(h.to_str().unwrap(), "{h}");
             // Docker's daemon names its own overlay path in an lstat error; nothing here
@@ -1284,7 +1185,7 @@ fn cp_export_commit_and_diff_agree_with_docker() {
     };
     assert_eq!(
         names(e.ok_bytes(&["export", "c1"])),
-        names(dk.ok(&["export", "c1"])),
+        names(dk.ok_bytes(&["export", "c1"])),
         "export names"
     );
 
@@ -1307,14 +1208,15 @@ fn cp_export_commit_and_diff_agree_with_docker() {
     ours_args.extend(["c1".to_string(), "localhost/committed:1".to_string()]);
     let argv: Vec<&str> = ours_args.iter().map(String::as_str).collect();
     e.ok(&argv);
-    dk.ok(&argv);
+    dk.ok_bytes(&argv);
     let store = e.s.store();
     let desc = store
         .resolve(&Reference::parse("localhost/committed:1").unwrap())
         .unwrap();
     let ours: serde_json::Value = store.read_json(&store.image_id(&desc)).unwrap();
     let theirs: serde_json::Value =
-        serde_json::from_slice(&dk.ok(&["image", "inspect", "localhost/committed:1"])).unwrap();
+        serde_json::from_slice(&dk.ok_bytes(&["image", "inspect", "localhost/committed:1"]))
+            .unwrap();
     for key in [
         "Env",
         "Entrypoint",

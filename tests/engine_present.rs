@@ -6,12 +6,12 @@
 //! the engine's library; the rest go through `berth container ...` on an image made here.
 
 mod common;
-mod image_support;
+mod engine_support;
 
 use berth::engine::humanize::bytes_size;
 use berth::engine::stats::{cpu_percent, sample_runtime_container};
 use common::{Bundle, Ctx};
-use image_support::{busybox_tar, cmd, make_image, Scratch};
+use engine_support::{busybox_tar, cmd, make_image, Scratch};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -688,100 +688,6 @@ fn ps_and_inspect_formats() {
 
 // ---- against Docker ----
 
-/// A dockerd of the test's own: its data, exec root and socket in a temp dir, no bridge and no
-/// iptables rules, its containers under a cgroup parent of its own. Stopped, and all it made
-/// removed, when dropped.
-struct PrivateDocker {
-    dir: PathBuf,
-    daemon: std::process::Child,
-}
-
-const DOCKER_CGROUP_PARENT: &str = "berth-present-docker";
-
-impl PrivateDocker {
-    fn start() -> Option<PrivateDocker> {
-        if common::which("dockerd").is_none() || common::which("docker").is_none() {
-            eprintln!("SKIPPED: dockerd and docker are not installed");
-            return None;
-        }
-        let dir =
-            std::env::temp_dir().join(format!("berth-present-dockerd-{}", std::process::id()));
-        image_support::cleanup(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let daemon = Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
-            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
-            .arg(format!("--cgroup-parent=/{DOCKER_CGROUP_PARENT}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = PrivateDocker { dir, daemon };
-        wait_for("dockerd to answer", Duration::from_secs(60), || {
-            d.cmd(&["version"])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-        Some(d)
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
-        c.arg("-H")
-            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
-            .args(args)
-            .env("DOCKER_CONFIG", self.dir.join("client"))
-            .stdin(Stdio::null());
-        c
-    }
-
-    fn out(&self, args: &[&str]) -> String {
-        let o = self.cmd(args).output().unwrap();
-        assert!(
-            o.status.success(),
-            "docker {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-}
-
-impl Drop for PrivateDocker {
-    fn drop(&mut self) {
-        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", id]).output();
-            }
-        }
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.daemon.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        image_support::cleanup(&self.dir);
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_dir(e.path().join(DOCKER_CGROUP_PARENT));
-            }
-        }
-    }
-}
-
 /// The same containers under Docker and under berth, and the same templates, tables and
 /// wording printed by both.
 #[test]
@@ -789,13 +695,15 @@ fn formats_and_wording_match_dockers() {
     if common::skip() {
         return;
     }
-    let Some(docker) = PrivateDocker::start() else {
+    let Some(docker) =
+        engine_support::Dockerd::start().map(engine_support::Dockerd::with_client_in_path)
+    else {
         return;
     };
     let e = Engine::new("vs-docker");
     let tar = e.s.path("busybox.tar");
     std::fs::write(&tar, busybox_tar(&e.s)).unwrap();
-    docker.out(&[
+    docker.docker_ok(&[
         "import",
         "-c",
         "CMD [\"sh\"]",
@@ -815,19 +723,19 @@ fn formats_and_wording_match_dockers() {
     let ex = ["busybox", "sh", "-c", "exit 3"];
     let mut args = vec!["run", "-d", "--network", "none", "--name", "web"];
     args.extend(web);
-    docker.out(&args);
+    docker.docker_ok(&args);
     let mut args = vec!["container", "run", "-d", "--name", "web"];
     args.extend(web);
     e.ok(&args);
     let mut args = vec!["run", "--network", "none", "--name", "ex"];
     args.extend(ex);
-    let _ = docker.cmd(&args).output().unwrap();
+    let _ = docker.output(&args);
     let mut args = vec!["container", "run", "--name", "ex"];
     args.extend(ex);
     let _ = e.berth(&args);
     wait_for("both payloads", Duration::from_secs(20), || {
         docker
-            .out(&["ps", "-s", "--format", "{{.Size}}"])
+            .docker_ok(&["ps", "-s", "--format", "{{.Size}}"])
             .starts_with("1kB")
             && e.ok(&["container", "ps", "-s", "--format", "{{.Size}}"])
                 .starts_with("1kB")
@@ -853,7 +761,7 @@ fn formats_and_wording_match_dockers() {
         "{{println .Name}}{{printf \"%s-%v\" .Name .State.Running}} {{print .State.ExitCode .RestartCount}}",
     ] {
         for c in ["web", "ex"] {
-            let d = docker.out(&["inspect", "-f", t, c]);
+            let d = docker.docker_ok(&["inspect", "-f", t, c]);
             let b = e.ok(&["inspect", "-f", t, c]);
             compare(format!("inspect -f {t:?} {c}"), d, b);
         }
@@ -864,7 +772,7 @@ fn formats_and_wording_match_dockers() {
         "{{.Size}}",
         "table {{.Names}}\\t{{.Command}}\\t{{.Size}}",
     ] {
-        let d = docker.out(&["ps", "-a", "-s", "--format", f]);
+        let d = docker.docker_ok(&["ps", "-a", "-s", "--format", f]);
         let b = e.ok(&["container", "ps", "-a", "-s", "--format", f]);
         // "Up 2 seconds" against "Up 1 second": the two started moments apart.
         let settle = |s: String| {
@@ -887,7 +795,10 @@ fn formats_and_wording_match_dockers() {
     };
     compare(
         "ps --format json keys".into(),
-        format!("{:?}", keys(docker.out(&["ps", "--format", "json"]).trim())),
+        format!(
+            "{:?}",
+            keys(docker.docker_ok(&["ps", "--format", "json"]).trim())
+        ),
         format!(
             "{:?}",
             keys(e.ok(&["container", "ps", "--format", "json"]).trim())
@@ -897,7 +808,7 @@ fn formats_and_wording_match_dockers() {
     let exited = |s: String| s.split(' ').take(2).collect::<Vec<_>>().join(" ");
     compare(
         "ps STATUS of an exited container".into(),
-        exited(docker.out(&["ps", "-a", "--filter", "name=ex", "--format", "{{.Status}}"])),
+        exited(docker.docker_ok(&["ps", "-a", "--filter", "name=ex", "--format", "{{.Status}}"])),
         exited(e.ok(&[
             "container",
             "ps",
@@ -909,7 +820,7 @@ fn formats_and_wording_match_dockers() {
         ])),
     );
 
-    let d = docker.out(&["stats", "--no-stream", "--format", "json", "web"]);
+    let d = docker.docker_ok(&["stats", "--no-stream", "--format", "json", "web"]);
     let b = e.ok(&["stats", "--no-stream", "--format", "json", "web"]);
     compare(
         "stats json keys".into(),
@@ -941,7 +852,7 @@ fn formats_and_wording_match_dockers() {
     let header = |s: String| s.lines().next().unwrap_or("").to_string();
     compare(
         "stats header".into(),
-        header(docker.out(&["stats", "--no-stream", "web"])),
+        header(docker.docker_ok(&["stats", "--no-stream", "web"])),
         header(e.ok(&["stats", "--no-stream", "web"])),
     );
     let no_pid = |s: String| {
@@ -958,20 +869,20 @@ fn formats_and_wording_match_dockers() {
     };
     compare(
         "top -o pid,comm".into(),
-        no_pid(docker.out(&["top", "web", "-o", "pid,comm"])),
+        no_pid(docker.docker_ok(&["top", "web", "-o", "pid,comm"])),
         no_pid(e.ok(&["top", "web", "-o", "pid,comm"])),
     );
     compare(
         "top header".into(),
-        header(docker.out(&["top", "web"])),
+        header(docker.docker_ok(&["top", "web"])),
         header(e.ok(&["top", "web"])),
     );
-    docker.out(&["pause", "web"]);
+    docker.docker_ok(&["pause", "web"]);
     e.ok(&["container", "pause", "web"]);
     let paused = |s: String| s.trim().rsplit(' ').next().unwrap_or("").to_string();
     compare(
         "ps STATUS of a paused container".into(),
-        paused(docker.out(&["ps", "--filter", "name=web", "--format", "{{.Status}}"])),
+        paused(docker.docker_ok(&["ps", "--filter", "name=web", "--format", "{{.Status}}"])),
         paused(e.ok(&[
             "container",
             "ps",
@@ -981,7 +892,7 @@ fn formats_and_wording_match_dockers() {
             "{{.Status}}",
         ])),
     );
-    docker.out(&["unpause", "web"]);
+    docker.docker_ok(&["unpause", "web"]);
     e.ok(&["container", "unpause", "web"]);
     assert!(differences.is_empty(), "{}", differences.join("\n"));
 }

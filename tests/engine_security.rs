@@ -4,12 +4,12 @@
 //! calls, device nodes) or `berth create` (checked from outside: the container's cgroup
 //! files on the host).
 
-mod image_support;
+mod engine_support;
 
 use berth::engine::resources::{apply_resources, ResourceFlags};
 use berth::engine::security::{all_capabilities, apply_security, SecurityFlags};
 use berth::runtime::spec_template::spec_to_pretty_json;
-use image_support::{busybox_tar, cmd, is_root, make_image, Scratch};
+use engine_support::{busybox_tar, cmd, is_root, make_image, Scratch};
 use oci_spec::runtime::Spec;
 use std::path::PathBuf;
 use std::process::Output;
@@ -781,112 +781,6 @@ fn bad_flags_get_dockers_errors_and_leave_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Against Docker: the same flags under a private dockerd and under berth.
 
-/// A dockerd of this test's own (data, exec root and socket in a temp dir, no bridge, no
-/// iptables, its own cgroup parent), stopped and removed when dropped.
-struct PrivateDocker {
-    dir: PathBuf,
-    daemon: std::process::Child,
-    cgroup_parent: String,
-}
-
-impl PrivateDocker {
-    fn start(name: &str) -> Option<PrivateDocker> {
-        let installed = |tool: &str| {
-            std::process::Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .output()
-                .is_ok_and(|o| o.status.success())
-        };
-        if !installed("dockerd") || !installed("docker") {
-            eprintln!("skipped: dockerd and docker are not installed");
-            return None;
-        }
-        let dir =
-            std::env::temp_dir().join(format!("berth-sec-dockerd-{name}-{}", std::process::id()));
-        let cgroup_parent = format!("berth-security-docker-{name}");
-        image_support::cleanup(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = std::fs::File::create(dir.join("dockerd.log")).unwrap();
-        let daemon = std::process::Command::new("dockerd")
-            .arg("--data-root")
-            .arg(dir.join("data"))
-            .arg("--exec-root")
-            .arg(dir.join("exec"))
-            .arg("--pidfile")
-            .arg(dir.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", dir.join("docker.sock").display()))
-            .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
-            .args(["--exec-opt", "native.cgroupdriver=cgroupfs"])
-            .arg(format!("--cgroup-parent=/{cgroup_parent}"))
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let d = PrivateDocker {
-            dir,
-            daemon,
-            cgroup_parent,
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while !d
-            .cmd(&["version"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "dockerd did not answer"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        Some(d)
-    }
-
-    fn cmd(&self, args: &[&str]) -> std::process::Command {
-        let mut c = std::process::Command::new("docker");
-        c.arg("-H")
-            .arg(format!("unix://{}", self.dir.join("docker.sock").display()))
-            .args(args)
-            .env("DOCKER_CONFIG", self.dir.join("client"))
-            .stdin(std::process::Stdio::null());
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-}
-
-impl Drop for PrivateDocker {
-    fn drop(&mut self) {
-        if let Ok(o) = self.cmd(&["ps", "-aq"]).output() {
-            for id in String::from_utf8_lossy(&o.stdout).split_whitespace() {
-                let _ = self.cmd(&["rm", "-f", id]).output();
-            }
-        }
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(self.daemon.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        while self.daemon.try_wait().ok().flatten().is_none()
-            && std::time::Instant::now() < deadline
-        {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        let _ = self.daemon.kill();
-        let _ = self.daemon.wait();
-        image_support::cleanup(&self.dir);
-        if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-            for e in entries.flatten() {
-                let _ = std::fs::remove_dir(e.path().join(&self.cgroup_parent));
-            }
-        }
-    }
-}
-
 /// What both print: exit code, stdout, and (for failures) nothing more, as the wording of
 /// daemon errors differs in its prefix.
 fn outcome(o: &Output) -> (Option<i32>, String) {
@@ -899,13 +793,15 @@ fn outcome(o: &Output) -> (Option<i32>, String) {
 #[test]
 fn same_capabilities_seccomp_and_limits_as_docker() {
     root_only!();
-    let Some(docker) = PrivateDocker::start("run") else {
+    let Some(docker) =
+        engine_support::Dockerd::start().map(engine_support::Dockerd::with_client_in_path)
+    else {
         return;
     };
     let e = Engine::new("vs-docker");
     let tar = e.s.path("busybox.tar");
     std::fs::write(&tar, busybox_tar(&e.s)).unwrap();
-    let import = docker.run(&[
+    let import = docker.output(&[
         "import",
         "-c",
         "CMD [\"sh\"]",
@@ -951,7 +847,7 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
         docker_args.extend(["busybox", "sh", "-c", status]);
         let mut berth_args = vec!["container"];
         berth_args.extend(&docker_args);
-        let theirs = docker.run(&docker_args);
+        let theirs = docker.output(&docker_args);
         let ours = e.run(&berth_args);
         // The limits neither sets come from the daemon and from berth's caller: compare the
         // nofile line only where the flags set it.
@@ -1040,7 +936,7 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
         docker_args.push("busybox");
         let mut berth_args = vec!["container"];
         berth_args.extend(&docker_args);
-        let theirs = docker.run(&docker_args);
+        let theirs = docker.output(&docker_args);
         assert!(
             theirs.status.success(),
             "docker {flags:?}: {}",
@@ -1055,7 +951,7 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
             template.to_string()
         };
         let template = template.as_str();
-        let their_fields = docker.run(&["inspect", "-f", template, &their_id]);
+        let their_fields = docker.output(&["inspect", "-f", template, &their_id]);
         assert_eq!(
             e.inspect(ours.trim(), template),
             String::from_utf8_lossy(&their_fields.stdout).trim_end(),
@@ -1116,7 +1012,7 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
         docker_args.push("busybox");
         let mut berth_args = vec!["container"];
         berth_args.extend(&docker_args);
-        let theirs = docker.run(&docker_args);
+        let theirs = docker.output(&docker_args);
         assert!(
             theirs.status.success(),
             "{}",
@@ -1124,7 +1020,7 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
         );
         let their_id = String::from_utf8_lossy(&theirs.stdout).trim().to_string();
         let ours = e.ok(&berth_args);
-        let their_fields = docker.run(&["inspect", "-f", &template, &their_id]);
+        let their_fields = docker.output(&["inspect", "-f", &template, &their_id]);
         assert_eq!(
             e.inspect(ours.trim(), &template),
             String::from_utf8_lossy(&their_fields.stdout).trim_end(),
@@ -1148,7 +1044,7 @@ fn same_capabilities_seccomp_and_limits_as_docker() {
         docker_args.extend(["busybox", "true"]);
         let mut berth_args = vec!["container"];
         berth_args.extend(&docker_args);
-        let theirs = docker.run(&docker_args);
+        let theirs = docker.output(&docker_args);
         let ours = e.run(&berth_args);
         // Docker checks devices only when it starts the container, and its client turns a
         // start error mentioning "no such file or directory" into 127; berth refuses the
@@ -1254,13 +1150,15 @@ fn sorted_strings(value: &serde_json::Value) -> Vec<String> {
 #[test]
 fn same_runtime_spec_as_docker() {
     root_only!();
-    let Some(docker) = PrivateDocker::start("spec") else {
+    let Some(docker) =
+        engine_support::Dockerd::start().map(engine_support::Dockerd::with_client_in_path)
+    else {
         return;
     };
     let e = Engine::new("spec-vs-docker");
     let tar = e.s.path("busybox.tar");
     std::fs::write(&tar, busybox_tar(&e.s)).unwrap();
-    let import = docker.run(&[
+    let import = docker.output(&[
         "import",
         "-c",
         "CMD [\"sh\"]",
@@ -1289,7 +1187,7 @@ fn same_runtime_spec_as_docker() {
         let mut docker_args = vec!["run", "-d", "--network", "none"];
         docker_args.extend(&flags);
         docker_args.extend(["busybox", "sleep", "1000"]);
-        let theirs = docker.run(&docker_args);
+        let theirs = docker.output(&docker_args);
         assert!(
             theirs.status.success(),
             "docker {flags:?}: {}",

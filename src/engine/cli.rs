@@ -102,7 +102,7 @@ pub enum ContainerCommand {
     Run(RunArgs),
     /// Create a new container.
     #[command(disable_help_flag = true)]
-    Create(CreateArgs),
+    Create(ContainerArgs),
     /// Start one or more stopped containers.
     Start(StartArgs),
     /// Stop one or more running containers.
@@ -164,28 +164,12 @@ pub struct RunArgs {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     sig_proxy: bool,
     #[command(flatten)]
-    create: CreateFlags,
-    /// --privileged, --cap-add, --security-opt, --device, --ulimit, --sysctl (engine::security).
-    #[command(flatten)]
-    security: super::security::SecurityFlags,
-    /// -m, --cpus, --pids-limit, ... (engine::resources).
-    #[command(flatten)]
-    resources: super::resources::ResourceFlags,
-    /// Print help (-h is --hostname, as in Docker).
-    #[arg(long, action = clap::ArgAction::Help)]
-    help: Option<bool>,
-    /// IMAGE [COMMAND] [ARG...]
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "IMAGE"
-    )]
-    image_and_command: Vec<String>,
+    container: ContainerArgs,
 }
 
+/// What `run` and `create` share: the container's options, the image and the command.
 #[derive(Args)]
-pub struct CreateArgs {
+pub struct ContainerArgs {
     #[command(flatten)]
     create: CreateFlags,
     /// --privileged, --cap-add, --security-opt, --device, --ulimit, --sysctl (engine::security).
@@ -473,10 +457,7 @@ fn store_of(engine: &Engine) -> Result<Store> {
 /// Makes the container for `run` and `create`; errors are printed, with Docker's code.
 fn make(
     engine: &Engine,
-    flags: &CreateFlags,
-    security: &mut super::security::SecurityFlags,
-    resources: &super::resources::ResourceFlags,
-    image_and_command: &[String],
+    a: &mut ContainerArgs,
     attach_stdin_once: bool,
     daemon_code: i32,
 ) -> std::result::Result<(Store, Container), i32> {
@@ -494,6 +475,7 @@ fn make(
             daemon_code
         }
     };
+    let (flags, security, resources) = (&a.create, &mut a.security, &a.resources);
     // The security and resource flags are checked before anything is made.
     security.shares_host_pid_or_ipc =
         flags.pid.as_deref() == Some("host") || flags.ipc.as_deref() == Some("host");
@@ -501,7 +483,8 @@ fn make(
         eprintln!("WARNING: {warning}");
     }
     let store = store_of(engine).map_err(fail)?;
-    let (image, command) = image_and_command
+    let (image, command) = a
+        .image_and_command
         .split_first()
         .expect("clap requires IMAGE");
     let req = CreateRequest {
@@ -540,21 +523,14 @@ fn run_cmd(engine: &Engine, mut a: RunArgs) -> i32 {
         }
     };
     let attach = !a.detach;
-    let (store, mut c) = match make(
-        engine,
-        &a.create,
-        &mut a.security,
-        &a.resources,
-        &a.image_and_command,
-        attach && a.create.interactive,
-        125,
-    ) {
+    let stdin_once = attach && a.container.create.interactive;
+    let (store, mut c) = match make(engine, &mut a.container, stdin_once, 125) {
         Ok(x) => x,
         Err(code) => return code,
     };
     let client = ClientOptions {
-        stdin: a.create.interactive,
-        tty: a.create.tty,
+        stdin: a.container.create.interactive,
+        tty: a.container.create.tty,
         detach_keys: keys,
         proxy_signals: a.sig_proxy.then(|| signal_proxy(engine, c.id())),
     };
@@ -569,7 +545,7 @@ fn run_cmd(engine: &Engine, mut a: RunArgs) -> i32 {
         Ok(Outcome::Exited(code)) => code,
         Err(e) => {
             eprintln!("berth: {}", e.message);
-            if a.create.rm {
+            if a.container.create.rm {
                 c.reload();
                 let _ = remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true);
             }
@@ -578,16 +554,8 @@ fn run_cmd(engine: &Engine, mut a: RunArgs) -> i32 {
     }
 }
 
-fn create_cmd(engine: &Engine, mut a: CreateArgs) -> i32 {
-    match make(
-        engine,
-        &a.create,
-        &mut a.security,
-        &a.resources,
-        &a.image_and_command,
-        false,
-        1,
-    ) {
+fn create_cmd(engine: &Engine, mut a: ContainerArgs) -> i32 {
+    match make(engine, &mut a, false, 1) {
         Ok((_, c)) => {
             println!("{}", c.id());
             0

@@ -156,15 +156,23 @@ fn finish_stop(engine: &Engine, c: &mut Container, sent: Option<Signal>) -> Resu
             bail!("container {}: its monitor did not record the exit", c.id());
         }
     }
+    // The monitor may have recorded the exit and ended before we looked.
+    c.reload();
+    if !c.state.status.is_active() {
+        return Ok(());
+    }
     // The monitor died: the container's exit is ours to record.
     runtime::delete(&engine.runtime_globals(), c.id(), true)?;
     let code = sent.map_or(255, |s| 128 + s as i32);
     c.update_state(|s| {
-        s.status = Status::Exited;
-        s.pid = 0;
-        s.exit_code = code;
-        s.monitor = None;
-        s.finished_at = crate::image::time::now_rfc3339_nanos();
+        // Checked again under the lock: a record written meanwhile stands.
+        if s.status.is_active() {
+            s.status = Status::Exited;
+            s.pid = 0;
+            s.exit_code = code;
+            s.monitor = None;
+            s.finished_at = crate::image::time::now_rfc3339_nanos();
+        }
     })
 }
 

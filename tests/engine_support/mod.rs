@@ -378,6 +378,9 @@ pub struct Dockerd {
     daemon: Mutex<Option<Child>>,
     made_host_paths: Vec<PathBuf>,
     loaded: Mutex<HashSet<String>>,
+    /// The docker client the commands run: Debian's (the daemon's own version) unless
+    /// [`Dockerd::with_client_in_path`] chose the one first in PATH.
+    client: PathBuf,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -499,6 +502,7 @@ impl Dockerd {
             child.id()
         );
         let d = Dockerd {
+            client: docker_cli(),
             dir,
             socket,
             cgroup_parent,
@@ -549,13 +553,37 @@ impl Dockerd {
     /// `docker -H unix://SOCKET ARGS`, the client's config in the temp dir, stdin from
     /// /dev/null.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(docker_cli());
+        let mut c = Command::new(&self.client);
         c.arg("-H")
             .arg(format!("unix://{}", self.socket.display()))
             .args(args)
             .env("DOCKER_CONFIG", self.dir.join("client"))
             .stdin(Stdio::null());
         c
+    }
+
+    /// The docker client first in PATH instead of Debian's (a newer client words some errors
+    /// otherwise: the tests written against it).
+    pub fn with_client_in_path(mut self) -> Dockerd {
+        self.client = which("docker").unwrap_or_else(docker_cli);
+        self
+    }
+
+    /// `docker ARGS`, its output as it is (a tar on stdout stays bytes).
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Like [`Dockerd::output`], panicking unless it succeeds; its stdout as bytes.
+    pub fn ok_bytes(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.output(args);
+        assert!(
+            out.status.success(),
+            "docker {args:?} failed: {}\ndockerd's log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_tail(10)
+        );
+        out.stdout
     }
 
     /// `docker ARGS` (bounded by [`COMMAND_TIMEOUT`]).

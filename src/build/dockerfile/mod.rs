@@ -1,0 +1,2 @@
+//! The Dockerfile: its syntax tree (the contract between the parser and the executor).
+pub mod ast;

@@ -1,0 +1,3 @@
+//! `berth build`: Dockerfiles into OCI images in berth's store, RUN steps as containers of the
+//! runtime core over overlay snapshots.
+pub mod dockerfile;
