@@ -1,4 +1,6 @@
-//! Networks: what the engine does to a container's network namespace. For now the loopback of
-//! a container's own namespace (Docker's `none` network); bridges, addresses, DNS and published
-//! ports come here next.
+//! Networks: what the engine does to a container's network namespace. The loopback of a
+//! container's own namespace (Docker's `none` network); the firewall of berth's bridges (NAT,
+//! isolation, published ports) in nftables; Docker's `-p`/`-P` and their outputs.
+pub mod firewall;
 pub mod loopback;
+pub mod ports;
