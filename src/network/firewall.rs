@@ -7,8 +7,9 @@
 //! sets, looked up by a few fixed rules:
 //!
 //! - `forward`: `iifname vmap @fwd_in` and `oifname vmap @fwd_out` jump to a network's chains:
-//!   `in-BR` drops what goes from the bridge to another berth bridge (isolation) and, for an
-//!   `--internal` network, anything leaving it; `out-BR` lets into the bridge only replies
+//!   `in-BR` drops what goes from the bridge to another berth bridge (isolation: published
+//!   ports excepted, as they are published to all) and, for an `--internal` network,
+//!   anything leaving it; `out-BR` lets into the bridge only replies
 //!   (`ct state established,related`) and published ports (`ct status dnat`).
 //! - `postrouting`: `iifname vmap @nat_src` masquerades what leaves the subnet for elsewhere
 //!   (not for `--internal`); `oifname vmap @nat_dst` masquerades what the host sends to a
@@ -223,6 +224,9 @@ impl Firewall {
         if n.internal {
             s.push_str(&format!("add rule {t} in-{b} drop\n"));
         } else {
+            // A published port is published to all, other networks' containers included
+            // (through a host address); their own addresses stay out of reach.
+            s.push_str(&format!("add rule {t} in-{b} ct status dnat accept\n"));
             s.push_str(&format!("add rule {t} in-{b} oifname @bridges drop\n"));
             s.push_str(&format!(
                 "add rule {t} snat-{b} oifname != \"{b}\" ip saddr {cidr} masquerade\n"
