@@ -2,7 +2,8 @@
 //! nftables, in a table of berth's own (`table ip berth`) that no other engine or the host
 //! touches, and that touches none of theirs.
 //!
-//! Every change is one nftables transaction (`nft -f -`: all of it or nothing). The rules
+//! Every change is one nftables transaction (one buffer of nft's language, given to
+//! libnftables in-process or to `nft -f -`: all of it or nothing, see [`nftables`]). The rules
 //! never change per container: what a network or a container adds are elements of maps and
 //! sets, looked up by a few fixed rules:
 //!
@@ -26,13 +27,12 @@
 //! `net.ipv4.ip_forward` is turned on with the first network and its value before recorded in
 //! the state directory, and put back when the last network goes.
 
+use crate::network::nftables::{self, Backend};
 use crate::network::ports::{PortBinding, Proto};
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 /// The table berth's rules live in.
 pub const TABLE: &str = "berth";
@@ -70,6 +70,7 @@ pub struct Published {
 pub struct Firewall {
     table: String,
     state_dir: PathBuf,
+    backend: Backend,
 }
 
 fn check_name(what: &str, s: &str, max: usize) -> Result<()> {
@@ -89,6 +90,7 @@ impl Firewall {
         Firewall {
             table: TABLE.to_string(),
             state_dir: state_dir.into(),
+            backend: Backend::Auto,
         }
     }
 
@@ -98,7 +100,14 @@ impl Firewall {
         Ok(Firewall {
             table: table.to_string(),
             state_dir: state_dir.into(),
+            backend: Backend::Auto,
         })
+    }
+
+    /// Runs nft's commands this way (libnftables in-process by default).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -107,48 +116,16 @@ impl Firewall {
 
     /// Runs one nftables transaction.
     fn apply(&self, script: &str) -> Result<()> {
-        let mut child = Command::new("nft")
-            .args(["-f", "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("cannot run nft (is nftables installed?)")?;
-        child
-            .stdin
-            .take()
-            .expect("piped stdin")
-            .write_all(script.as_bytes())
-            .context("cannot write to nft")?;
-        let out = child.wait_with_output().context("nft")?;
-        if !out.status.success() {
-            bail!(
-                "nft failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-        Ok(())
+        nftables::run(self.backend, script, false).map(drop)
     }
 
-    /// `nft -j list ARGS`, None if the table is not there.
+    /// `list WHAT` in JSON, None if the table is not there.
     fn list(&self, what: &[&str]) -> Result<Option<Value>> {
-        let out = Command::new("nft")
-            .args(["-j", "list"])
-            .args(what)
-            .stdin(Stdio::null())
-            .output()
-            .context("cannot run nft (is nftables installed?)")?;
-        if !out.status.success() {
-            let err = String::from_utf8_lossy(&out.stderr);
-            if err.contains("No such file or directory") {
-                return Ok(None);
-            }
-            bail!("nft list failed: {}", err.trim());
+        match nftables::run(self.backend, &format!("list {}", what.join(" ")), true) {
+            Ok(out) => Ok(Some(serde_json::from_str(&out).context("nft's JSON")?)),
+            Err(e) if e.to_string().contains("No such file or directory") => Ok(None),
+            Err(e) => Err(e),
         }
-        Ok(Some(
-            serde_json::from_slice(&out.stdout).context("nft's JSON")?,
-        ))
     }
 
     /// The table, its maps and base chains: idempotent (the base chains are flushed and
@@ -384,12 +361,13 @@ impl Firewall {
     /// Every published port in the table, with the container it belongs to.
     pub fn published(&self) -> Result<Vec<Published>> {
         let mut out = Vec::new();
-        for map in ["pub_any", "pub_addr"] {
-            let Some(v) = self.list(&["map", "ip", &self.table, map])? else {
-                return Ok(out);
-            };
-            for it in v["nftables"].as_array().into_iter().flatten() {
-                for e in it["map"]["elem"].as_array().into_iter().flatten() {
+        let Some(v) = self.list(&["table", "ip", &self.table])? else {
+            return Ok(out);
+        };
+        for it in v["nftables"].as_array().into_iter().flatten() {
+            let map = &it["map"];
+            if map["name"] == "pub_any" || map["name"] == "pub_addr" {
+                for e in map["elem"].as_array().into_iter().flatten() {
                     if let Some(p) = parse_element(e) {
                         out.push(p);
                     }

@@ -3,4 +3,5 @@
 //! isolation, published ports) in nftables; Docker's `-p`/`-P` and their outputs.
 pub mod firewall;
 pub mod loopback;
+pub mod nftables;
 pub mod ports;

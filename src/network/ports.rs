@@ -404,8 +404,11 @@ pub fn ports_column(bindings: &[PortBinding], exposed: &[(u16, Proto)]) -> Strin
     parts.join(", ")
 }
 
+/// The PORTS column read back: the bindings, then the exposed ports not published.
+pub type PortsColumn = (Vec<PortBinding>, Vec<(u16, Proto)>);
+
 /// Reads back the PORTS column (the differential tests compare it with Docker's).
-pub fn parse_ports_column(s: &str) -> Result<(Vec<PortBinding>, Vec<(u16, Proto)>)> {
+pub fn parse_ports_column(s: &str) -> Result<PortsColumn> {
     let mut bindings = Vec::new();
     let mut exposed = Vec::new();
     for part in s.split(", ").map(str::trim).filter(|p| !p.is_empty()) {
