@@ -101,6 +101,34 @@ fn check_machine(before: &str, after: &str) {
     eprintln!("note: the machine's firewall changed meanwhile, by another program");
 }
 
+/// A ruleset without its counters (`counter packets N bytes M`): they move with traffic.
+fn strip_counters(s: &str) -> String {
+    let mut out = String::new();
+    for l in s.lines() {
+        let mut rest = l;
+        while let Some(i) = rest.find("counter packets ") {
+            out.push_str(&rest[..i + "counter".len()]);
+            // Past "packets N bytes M".
+            let tail = &rest[i + "counter ".len()..];
+            let mut words = 0;
+            let mut cut = tail.len();
+            for (j, c) in tail.char_indices() {
+                if c == ' ' {
+                    words += 1;
+                    if words == 4 {
+                        cut = j;
+                        break;
+                    }
+                }
+            }
+            rest = &tail[cut..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
 /// A test's host namespace with its namespaces; dropping it deletes them all (and with them
 /// every link and rule made in them), after checking the machine is as it was.
 struct TestHost {
@@ -216,6 +244,27 @@ impl TestHost {
         ip(&["-n", &ns, "addr", "add", "192.168.199.2/24", "dev", "eth0"]);
         ip(&["-n", &ns, "link", "set", "eth0", "up"]);
         ns
+    }
+
+    /// Removes berth's networks and checks the test host's firewall is `expected` again
+    /// (compared through `norm`) and forwarding as before berth's first network.
+    fn remove_networks_keeping(
+        &self,
+        bridges: &[&str],
+        expected: &str,
+        norm: &dyn Fn(&str) -> String,
+    ) {
+        let fw = self.firewall();
+        for b in bridges {
+            let (fw, b) = (fw.clone(), b.to_string());
+            in_ns(&self.host, move || fw.remove_network(&b).unwrap());
+        }
+        assert_eq!(
+            norm(&self.ruleset()),
+            norm(expected),
+            "berth's table is gone"
+        );
+        assert_eq!(self.forwarding(), "0", "ip_forward put back");
     }
 
     /// Removes berth's networks and checks the test host's firewall and forwarding are back
@@ -677,4 +726,112 @@ fn firewall_costs_a_few_milliseconds() {
         assert_eq!(t.ruleset().trim(), "");
         assert_eq!(t.forwarding(), "0");
     }
+}
+
+/// berth's table beside other engines' and the host's own: Docker's iptables-nft rules and
+/// an `inet filter` table of the host's are left exactly as they were, through a network's
+/// life with published ports, and do not keep berth's rules from working.
+#[test]
+fn coexists_with_other_engines_tables() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = TestHost::new("coex");
+    t.bridge("br1", "10.199.1.1/24");
+    let c1 = t.container("c1", "br1", "10.199.1.2/24", "10.199.1.1");
+    let r = t.remote();
+    tcp_server(&c1, 80);
+    tcp_server(&r, 7000);
+    let others = in_ns(&t.host, || {
+        for args in [
+            &["-t", "nat", "-N", "DOCKER"][..],
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "PREROUTING",
+                "-m",
+                "addrtype",
+                "--dst-type",
+                "LOCAL",
+                "-j",
+                "DOCKER",
+            ],
+            &[
+                "-t",
+                "nat",
+                "-A",
+                "POSTROUTING",
+                "-s",
+                "172.17.0.0/16",
+                "!",
+                "-o",
+                "docker0",
+                "-j",
+                "MASQUERADE",
+            ],
+            &["-t", "filter", "-N", "DOCKER-USER"],
+            &["-t", "filter", "-A", "FORWARD", "-j", "DOCKER-USER"],
+            &["-t", "filter", "-A", "DOCKER-USER", "-j", "RETURN"],
+        ] {
+            run("iptables", args);
+        }
+        let host_table = "table inet filter {\n chain input { type filter hook input priority 0; policy accept; tcp dport 22 accept; }\n}\n";
+        let mut nft = Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        nft.stdin
+            .take()
+            .unwrap()
+            .write_all(host_table.as_bytes())
+            .unwrap();
+        assert!(nft.wait().unwrap().success());
+        (run("nft", &["list", "ruleset"]), run("iptables-save", &[]))
+    });
+    add_network(&t, net("br1", [10, 199, 1, 0], false));
+    let fw = t.firewall();
+    let held = in_ns(&t.host, move || {
+        let held = allocate(
+            &[parse_publish("8080:80").unwrap()],
+            false,
+            &[],
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        )
+        .unwrap();
+        let b: Vec<_> = held.iter().map(|r| r.binding).collect();
+        fw.publish("c1", Ipv4Addr::new(10, 199, 1, 2), &b).unwrap();
+        held
+    });
+    assert_eq!(
+        tcp_get(&r, "192.168.199.1:8080").as_deref(),
+        Some("hello 192.168.199.2")
+    );
+    assert_eq!(
+        tcp_get(&c1, "192.168.199.2:7000").as_deref(),
+        Some("hello 192.168.199.1")
+    );
+    // The others' tables, as they were, with berth's beside them.
+    let now = t.ruleset();
+    assert!(now.contains("table ip berth {"));
+    let without_berth = {
+        let start = now.find("table ip berth {").unwrap();
+        let end = now[start..].find("\n}\n").unwrap() + start + 3;
+        format!("{}{}", &now[..start], &now[end..])
+    };
+    let strip = |s: &str| strip_counters(s);
+    assert_eq!(strip(&without_berth), strip(&others.0));
+    drop(held);
+    t.remove_networks_keeping(&["br1"], &others.0, &strip);
+    let ipt = in_ns(&t.host, || run("iptables-save", &[]));
+    let norm = |s: &str| {
+        s.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| match l.find(" [") {
+                Some(i) if l.starts_with(':') => l[..i].to_string(),
+                _ => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(norm(&ipt), norm(&others.1));
 }
