@@ -9,6 +9,7 @@
 //!
 //! Servers and clients are sockets of the test's own, in threads that join a namespace.
 
+use berth::network::dns::{Dns, Record};
 use berth::network::firewall::{read_sysctl, Firewall, NetworkRules};
 use berth::network::nftables::{self, Backend};
 use berth::network::ports::{self, allocate, parse_publish, Proto};
@@ -834,4 +835,167 @@ fn coexists_with_other_engines_tables() {
             .join("\n")
     };
     assert_eq!(norm(&ipt), norm(&others.1));
+}
+
+/// Asks `server`:53 from `ns` for `name`'s A record: Some(addresses) (empty for NXDOMAIN),
+/// None without an answer.
+fn dns_a(ns: &str, server: Ipv4Addr, name: &str) -> Option<Vec<Ipv4Addr>> {
+    dns_a_within(ns, server, name, Duration::from_millis(300))
+}
+
+fn dns_a_within(ns: &str, server: Ipv4Addr, name: &str, wait: Duration) -> Option<Vec<Ipv4Addr>> {
+    let name = name.to_string();
+    in_ns(ns, move || {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for part in name.split('.') {
+            q.push(part.len() as u8);
+            q.extend_from_slice(part.as_bytes());
+        }
+        q.extend_from_slice(&[0, 0, 1, 0, 1]);
+        let s = UdpSocket::bind("0.0.0.0:0").unwrap();
+        s.set_read_timeout(Some(wait)).unwrap();
+        s.send_to(&q, (server, 53)).ok()?;
+        let mut buf = [0u8; 512];
+        let n = s.recv(&mut buf).ok()?;
+        let d = &buf[..n];
+        let answers = u16::from_be_bytes([d[6], d[7]]) as usize;
+        // Past the question (same length as ours), then each answer: a name (a pointer
+        // here), type, class, ttl, length, data.
+        let mut i = q.len();
+        let mut out = Vec::new();
+        for _ in 0..answers {
+            i += if d[i] & 0xc0 == 0xc0 {
+                2
+            } else {
+                d[i..].iter().position(|&b| b == 0)? + 1
+            };
+            let typ = u16::from_be_bytes([d[i], d[i + 1]]);
+            let len = u16::from_be_bytes([d[i + 8], d[i + 9]]) as usize;
+            i += 10;
+            if typ == 1 && len == 4 {
+                out.push(Ipv4Addr::new(d[i], d[i + 1], d[i + 2], d[i + 3]));
+            }
+            i += len;
+        }
+        Some(out)
+    })
+}
+
+/// Stops the test's aardvark-dns whatever happens.
+struct DnsGuard(Dns);
+impl Drop for DnsGuard {
+    fn drop(&mut self) {
+        let _ = self.0.stop();
+    }
+}
+
+/// Names on user networks through aardvark-dns: a container resolves another by name, alias
+/// and short id on its network's gateway, not another network's names; a name added is
+/// answered after the reload, a container removed no longer; with the last network the
+/// resolver goes.
+#[test]
+fn names_resolve_per_network_through_aardvark_dns() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    assert!(Dns::binary().is_some(), "aardvark-dns is installed");
+    let mut t = TestHost::new("dns");
+    t.bridge("br1", "10.199.1.1/24");
+    t.bridge("br2", "10.199.2.1/24");
+    let c1 = t.container("c1", "br1", "10.199.1.2/24", "10.199.1.1");
+    let c2 = t.container("c2", "br2", "10.199.2.2/24", "10.199.2.1");
+    let dir = t.state.0.join("dns");
+    let dns = Dns::new(&dir);
+    let _g = DnsGuard(dns.clone());
+    let gw1 = Ipv4Addr::new(10, 199, 1, 1);
+    let gw2 = Ipv4Addr::new(10, 199, 2, 1);
+    let rec = |id: &str, ip: [u8; 4], names: &[&str]| Record {
+        id: id.to_string(),
+        ipv4: vec![Ipv4Addr::from(ip)],
+        ipv6: vec![],
+        names: names.iter().map(|s| s.to_string()).collect(),
+    };
+    let (d, web) = (
+        dns.clone(),
+        rec(
+            "aaaa11112222",
+            [10, 199, 1, 3],
+            &["web", "frontend", "aaaa1111"],
+        ),
+    );
+    let started = in_ns(&t.host, move || {
+        let s = Instant::now();
+        d.set_network("net1", &[IpAddr::V4(gw1)], &[web]).unwrap();
+        d.set_network("net2", &[IpAddr::V4(gw2)], &[]).unwrap();
+        s.elapsed()
+    });
+    let until = |ns: &str, gw, name: &str, want: Vec<Ipv4Addr>| {
+        let s = Instant::now();
+        while dns_a_within(ns, gw, name, Duration::from_millis(10)).as_ref() != Some(&want) {
+            assert!(
+                s.elapsed() < Duration::from_secs(5),
+                "{name} -> {want:?} on {gw}"
+            );
+        }
+        s.elapsed()
+    };
+    let first = until(&c1, gw1, "web", vec![Ipv4Addr::new(10, 199, 1, 3)]);
+    eprintln!("aardvark-dns: started in {started:?}, first answer {first:?} later");
+    assert_eq!(
+        dns_a(&c1, gw1, "frontend"),
+        Some(vec![Ipv4Addr::new(10, 199, 1, 3)])
+    );
+    assert_eq!(
+        dns_a(&c1, gw1, "aaaa1111"),
+        Some(vec![Ipv4Addr::new(10, 199, 1, 3)])
+    );
+    // Another network's resolver does not know net1's names.
+    assert_eq!(dns_a(&c2, gw2, "web"), Some(vec![]));
+    // A container joins net1: answered after the reload.
+    let d = dns.clone();
+    in_ns(&t.host, move || {
+        d.add("net1", &rec("bbbb33334444", [10, 199, 1, 4], &["db"]))
+            .unwrap()
+    });
+    let reload = until(&c1, gw1, "db", vec![Ipv4Addr::new(10, 199, 1, 4)]);
+    eprintln!("aardvark-dns: a name added answered {reload:?} after the SIGHUP");
+    // What a reload costs the others: queries for a known name during one (printed; a
+    // lost query costs a client its resolver's timeout, 5 s for glibc's).
+    let d = dns.clone();
+    in_ns(&t.host, move || {
+        d.add("net1", &rec("cccc55556666", [10, 199, 1, 5], &["cache"]))
+            .unwrap()
+    });
+    let (mut lost, mut asked) = (0, 0);
+    let s = Instant::now();
+    while s.elapsed() < Duration::from_millis(300) {
+        asked += 1;
+        if dns_a_within(&c1, gw1, "web", Duration::from_millis(20)).is_none() {
+            lost += 1;
+        }
+    }
+    eprintln!(
+        "aardvark-dns: {lost} of {asked} queries unanswered (20 ms) in the 300 ms after a SIGHUP"
+    );
+    // Removed (rm, disconnect, sweep): no longer.
+    assert_eq!(dns.remove_container("aaaa11112222").unwrap(), 1);
+    until(&c1, gw1, "web", vec![]);
+    assert_eq!(
+        dns_a(&c1, gw1, "db"),
+        Some(vec![Ipv4Addr::new(10, 199, 1, 4)])
+    );
+    let pid = dns.pid().expect("aardvark-dns runs");
+    dns.remove_network("net1").unwrap();
+    dns.remove_network("net2").unwrap();
+    let s = Instant::now();
+    while std::fs::metadata(format!("/proc/{pid}/comm")).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z")
+    {
+        assert!(
+            s.elapsed() < Duration::from_secs(5),
+            "aardvark-dns exits with the last network"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(dns.networks().unwrap(), Vec::<String>::new());
 }
