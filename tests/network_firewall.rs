@@ -999,3 +999,54 @@ fn names_resolve_per_network_through_aardvark_dns() {
     }
     assert_eq!(dns.networks().unwrap(), Vec::<String>::new());
 }
+
+/// The bridges' `route_localnet` (for 127.0.0.1 to reach published ports) must not open the
+/// host's loopback services to containers (CVE-2020-8558): a container that routes
+/// 127.0.0.0/8 to its gateway (what CAP_NET_RAW's forged packets amount to) reaches a
+/// 127.0.0.1 service of the host with route_localnet alone, and not with berth's rules.
+#[test]
+fn containers_cannot_reach_the_hosts_loopback() {
+    let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut t = TestHost::new("lo");
+    t.bridge("br1", "10.199.1.1/24");
+    let c1 = t.container("c1", "br1", "10.199.1.2/24", "10.199.1.1");
+    // The host's loopback service.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{}", t.host);
+    std::thread::spawn(move || {
+        let fd = std::fs::File::open(&path).unwrap();
+        nix::sched::setns(&fd, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let l = TcpListener::bind("127.0.0.1:9999").unwrap();
+        tx.send(()).unwrap();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { break };
+            let _ = c.write_all(b"secret");
+        }
+    });
+    rx.recv().unwrap();
+    // The container sends 127.0.0.1 out of eth0 to the host.
+    ip(&["-n", &c1, "addr", "flush", "dev", "lo"]);
+    in_ns(&c1, || {
+        std::fs::write("/proc/sys/net/ipv4/conf/eth0/route_localnet", "1").unwrap();
+        std::fs::write("/proc/sys/net/ipv4/conf/all/route_localnet", "1").unwrap();
+    });
+    ip(&[
+        "-n",
+        &c1,
+        "route",
+        "add",
+        "127.0.0.1/32",
+        "via",
+        "10.199.1.1",
+        "src",
+        "10.199.1.2",
+    ]);
+    // The control: route_localnet on the bridge alone lets it in.
+    in_ns(&t.host, || {
+        std::fs::write("/proc/sys/net/ipv4/conf/br1/route_localnet", "1").unwrap()
+    });
+    assert_eq!(tcp_get(&c1, "127.0.0.1:9999").as_deref(), Some("secret"));
+    add_network(&t, net("br1", [10, 199, 1, 0], false));
+    assert_eq!(tcp_get(&c1, "127.0.0.1:9999"), None);
+    t.remove_networks(&["br1"]);
+}

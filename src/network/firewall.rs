@@ -20,6 +20,11 @@
 //!   maps `pub_addr` (`proto . host IP . host port`) then `pub_any` (`proto . host port`, for a
 //!   port published on every address) to `container IP . container port`.
 //!
+//! - `guard` (prerouting, before conntrack): drops what comes from a bridge for 127.0.0.0/8.
+//!   The bridges have `route_localnet` (for the host's own 127.0.0.1 to reach published
+//!   ports), which would otherwise let a container (with CAP_NET_RAW, a default) reach the
+//!   host's loopback services (CVE-2020-8558, which Docker and kube-proxy guard the same way).
+//!
 //! A container with no published port costs nothing here; one with ports is one transaction
 //! of map elements, each carrying the container's id as its comment, so that a sweep after a
 //! SIGKILL deletes exactly that container's elements.
@@ -146,6 +151,9 @@ impl Firewall {
              add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
              add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
              add chain {t} publish\n\
+             add chain {t} guard {{ type filter hook prerouting priority raw; policy accept; }}\n\
+             flush chain {t} guard\n\
+             add rule {t} guard iifname @bridges ip daddr 127.0.0.0/8 drop\n\
              flush chain {t} forward\n\
              flush chain {t} prerouting\n\
              flush chain {t} output\n\
