@@ -666,6 +666,13 @@ fn a_taken_port_is_refused_and_sweeps_are_per_container() {
         // Now free for the third.
         fw.publish("ctrc", Ipv4Addr::new(10, 199, 1, 4), &b2)
             .unwrap();
+        // The repair's sweep: only the live container's ports stay.
+        assert_eq!(fw.retain(|c| c == "ctrc").unwrap(), 2);
+        let left = fw.published().unwrap();
+        assert_eq!(left.len(), 1);
+        assert_eq!(left[0].container, "ctrc");
+        assert_eq!(left[0].binding.host_port, 8082);
+        assert_eq!(left[0].container_ip, Ipv4Addr::new(10, 199, 1, 4));
     });
     // The last network's removal takes the remaining elements with the table.
     t.remove_networks(&["br1"]);
@@ -977,6 +984,8 @@ fn names_resolve_per_network_through_aardvark_dns() {
     );
     // Removed (rm, disconnect, sweep): no longer.
     assert_eq!(dns.remove_container("aaaa11112222").unwrap(), 1);
+    assert_eq!(dns.retain(|id| id != "cccc55556666").unwrap(), 1);
+    until(&c1, gw1, "cache", vec![]);
     until(&c1, gw1, "web", vec![]);
     assert_eq!(
         dns_a(&c1, gw1, "db"),

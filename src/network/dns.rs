@@ -138,12 +138,22 @@ impl Dns {
     /// sweep after a SIGKILL); returns how many networks had one.
     pub fn remove_container(&self, id: &str) -> Result<usize> {
         check_word("container id", id)?;
+        self.remove_where(|i| i == id)
+    }
+
+    /// The repair's sweep: removes the entries of every container `live` does not accept;
+    /// returns how many networks changed.
+    pub fn retain(&self, live: impl Fn(&str) -> bool) -> Result<usize> {
+        self.remove_where(|i| !live(i))
+    }
+
+    fn remove_where(&self, gone: impl Fn(&str) -> bool) -> Result<usize> {
         let _lock = self.lock()?;
         let mut n = 0;
         for net in self.networks()? {
             let path = self.dir.join(&net);
             let old = std::fs::read_to_string(&path)?;
-            let text = keep_lines(&old, |i| i != id);
+            let text = keep_lines(&old, |i| !gone(i));
             if text.len() != old.len() {
                 write_atomic(&path, text.as_bytes())?;
                 n += 1;

@@ -389,11 +389,21 @@ impl Firewall {
     /// after a SIGKILL); returns how many.
     pub fn unpublish(&self, container: &str) -> Result<usize> {
         check_name("container id", container, 128)?;
+        self.unpublish_where(|c| c == container)
+    }
+
+    /// The repair's sweep: removes the ports of every container `live` does not accept (those
+    /// whose monitor died without cleaning up); returns how many ports.
+    pub fn retain(&self, live: impl Fn(&str) -> bool) -> Result<usize> {
+        self.unpublish_where(|c| !live(c))
+    }
+
+    fn unpublish_where(&self, gone: impl Fn(&str) -> bool) -> Result<usize> {
         let t = format!("ip {}", self.table);
         let mine: Vec<Published> = self
             .published()?
             .into_iter()
-            .filter(|p| p.container == container)
+            .filter(|p| gone(&p.container))
             .collect();
         if mine.is_empty() {
             return Ok(0);
