@@ -666,6 +666,9 @@ fn a_taken_port_is_refused_and_sweeps_are_per_container() {
         // Now free for the third.
         fw.publish("ctrc", Ipv4Addr::new(10, 199, 1, 4), &b2)
             .unwrap();
+        // A restarted container publishes its ports again: no clash with itself.
+        fw.publish("ctrc", Ipv4Addr::new(10, 199, 1, 4), &b2)
+            .unwrap();
         // The repair's sweep: only the live container's ports stay.
         assert_eq!(fw.retain(|c| c == "ctrc").unwrap(), 2);
         let left = fw.published().unwrap();
@@ -899,7 +902,8 @@ impl Drop for DnsGuard {
 /// Names on user networks through aardvark-dns: a container resolves another by name, alias
 /// and short id on its network's gateway, not another network's names; a name added is
 /// answered after the reload, a container removed no longer; with the last network the
-/// resolver goes.
+/// resolver goes. Each answer is asked for again until it comes (up to 5 s), as a client's
+/// resolver does: aardvark-dns 1.4 drops a query now and then around a reload.
 #[test]
 fn names_resolve_per_network_through_aardvark_dns() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -939,23 +943,18 @@ fn names_resolve_per_network_through_aardvark_dns() {
         while dns_a_within(ns, gw, name, Duration::from_millis(10)).as_ref() != Some(&want) {
             assert!(
                 s.elapsed() < Duration::from_secs(5),
-                "{name} -> {want:?} on {gw}"
+                "{name} -> {want:?} on {gw}: {:?}",
+                dns_a(ns, gw, name)
             );
         }
         s.elapsed()
     };
     let first = until(&c1, gw1, "web", vec![Ipv4Addr::new(10, 199, 1, 3)]);
     eprintln!("aardvark-dns: started in {started:?}, first answer {first:?} later");
-    assert_eq!(
-        dns_a(&c1, gw1, "frontend"),
-        Some(vec![Ipv4Addr::new(10, 199, 1, 3)])
-    );
-    assert_eq!(
-        dns_a(&c1, gw1, "aaaa1111"),
-        Some(vec![Ipv4Addr::new(10, 199, 1, 3)])
-    );
+    until(&c1, gw1, "frontend", vec![Ipv4Addr::new(10, 199, 1, 3)]);
+    until(&c1, gw1, "aaaa1111", vec![Ipv4Addr::new(10, 199, 1, 3)]);
     // Another network's resolver does not know net1's names.
-    assert_eq!(dns_a(&c2, gw2, "web"), Some(vec![]));
+    until(&c2, gw2, "web", vec![]);
     // A container joins net1: answered after the reload.
     let d = dns.clone();
     in_ns(&t.host, move || {
@@ -987,10 +986,7 @@ fn names_resolve_per_network_through_aardvark_dns() {
     assert_eq!(dns.retain(|id| id != "cccc55556666").unwrap(), 1);
     until(&c1, gw1, "cache", vec![]);
     until(&c1, gw1, "web", vec![]);
-    assert_eq!(
-        dns_a(&c1, gw1, "db"),
-        Some(vec![Ipv4Addr::new(10, 199, 1, 4)])
-    );
+    until(&c1, gw1, "db", vec![Ipv4Addr::new(10, 199, 1, 4)]);
     let pid = dns.pid().expect("aardvark-dns runs");
     dns.remove_network("net1").unwrap();
     dns.remove_network("net2").unwrap();

@@ -325,6 +325,11 @@ impl Firewall {
         if bindings.is_empty() {
             return Ok(());
         }
+        // The check and the transaction under the lock: two berths publishing the same port
+        // at once see each other. (Without it, the kernel would still refuse the second
+        // element with another container's address: `add` takes an element again only with
+        // the same value, as a restarted container's.)
+        let _lock = self.lock()?;
         let taken = self.published()?;
         let t = format!("ip {}", self.table);
         let mut s = String::new();
@@ -336,8 +341,10 @@ impl Firewall {
             if b.proto == Proto::Sctp {
                 bail!("publishing SCTP ports is not supported yet");
             }
+            // Its own elements are no clash: a restarted container publishes them again.
             let clash = taken.iter().any(|p| {
-                p.binding.proto == b.proto
+                p.container != container
+                    && p.binding.proto == b.proto
                     && p.binding.host_port == b.host_port
                     && (p.binding.host_ip == b.host_ip
                         || p.binding.host_ip.is_unspecified()
@@ -399,6 +406,7 @@ impl Firewall {
     }
 
     fn unpublish_where(&self, gone: impl Fn(&str) -> bool) -> Result<usize> {
+        let _lock = self.lock()?;
         let t = format!("ip {}", self.table);
         let mine: Vec<Published> = self
             .published()?
