@@ -687,9 +687,22 @@ fn a_taken_port_is_refused_and_sweeps_are_per_container() {
 #[test]
 fn firewall_costs_a_few_milliseconds() {
     let _s = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let rss = || {
+        std::fs::read_to_string("/proc/self/status")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().to_string()))
+            .unwrap()
+    };
+    let (before, s) = (rss(), Instant::now());
     assert!(
         nftables::in_process_available(),
         "libnftables.so.1 (package libnftables1) loads"
+    );
+    eprintln!(
+        "dlopen libnftables: {:?}, VmRSS {before} -> {} (if not loaded before)",
+        s.elapsed(),
+        rss()
     );
     let t = TestHost::new("cost");
     t.bridge("br1", "10.199.1.1/24");
