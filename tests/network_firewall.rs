@@ -581,7 +581,7 @@ fn published_udp_port_on_one_address() {
     let b: Vec<_> = held.iter().map(|r| r.binding).collect();
     assert_eq!(
         ports::ports_column(&b, &[]),
-        "127.0.0.1:5353->53/udp, 192.168.199.1:6000-6001->53-54/udp"
+        "127.0.0.1:5353->53/udp, 192.168.199.1:6000->53/udp, 192.168.199.1:6001->54/udp"
     );
     assert_eq!(
         ports::port_output(&b, Some("53/udp")).unwrap(),

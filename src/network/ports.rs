@@ -341,67 +341,82 @@ pub fn parse_exposed(s: &str) -> Result<Vec<(u16, Proto)>> {
     Ok((r.start..=r.end).map(|p| (p, proto)).collect())
 }
 
-/// The PORTS column of `ps`, as Docker's client writes it: published ports as
-/// `IP:HOST->CONTAINER/PROTO` (IPv6 as `:::8080`), consecutive ports folded into ranges, then
-/// the exposed ports that are not published, as `CONTAINER/PROTO`; ", " between them.
+/// The PORTS column of `ps`, as Docker's client writes it (its `DisplayablePorts`): the ports
+/// sorted by container port, address (as text), host port and protocol; those published on
+/// the same port number as the container's, and the exposed ones not published, folded into
+/// ranges per address and protocol (`0.0.0.0:80-81->80-81/tcp`, `443/tcp`), first; then each
+/// other binding alone (`0.0.0.0:8080->80/tcp`, `:::8080->80/tcp`); ", " between them.
 pub fn ports_column(bindings: &[PortBinding], exposed: &[(u16, Proto)]) -> String {
-    let mut b: Vec<PortBinding> = bindings.to_vec();
-    b.sort_by(|x, y| {
-        (x.host_ip.is_ipv6(), x.host_ip, x.proto, x.container_port).cmp(&(
-            y.host_ip.is_ipv6(),
-            y.host_ip,
-            y.proto,
-            y.container_port,
-        ))
-    });
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        let mut j = i;
-        while j + 1 < b.len()
-            && b[j + 1].host_ip == b[i].host_ip
-            && b[j + 1].proto == b[i].proto
-            && b[j + 1].container_port == b[j].container_port + 1
-            && b[j + 1].host_port == b[j].host_port + 1
-        {
-            j += 1;
-        }
-        let host = PortRange {
-            start: b[i].host_port,
-            end: b[j].host_port,
-        };
-        let cont = PortRange {
-            start: b[i].container_port,
-            end: b[j].container_port,
-        };
-        let ip = match b[i].host_ip {
-            IpAddr::V4(v4) => v4.to_string(),
-            IpAddr::V6(v6) => v6.to_string(),
-        };
-        parts.push(format!("{ip}:{host}->{cont}/{}", b[i].proto));
-        i = j + 1;
+    // Docker's API list: the bindings, then the exposed ports without one (no address).
+    struct Port {
+        ip: String,
+        private: u16,
+        public: u16,
+        proto: &'static str,
     }
-    let mut rest: Vec<(u16, Proto)> = exposed
+    let mut ports: Vec<Port> = bindings
         .iter()
-        .copied()
-        .filter(|&(c, p)| !b.iter().any(|x| x.container_port == c && x.proto == p))
+        .map(|b| Port {
+            ip: b.host_ip.to_string(),
+            private: b.container_port,
+            public: b.host_port,
+            proto: b.proto.as_str(),
+        })
         .collect();
-    rest.sort_by_key(|&(c, p)| (p, c));
-    rest.dedup();
-    let mut k = 0;
-    while k < rest.len() {
-        let mut m = k;
-        while m + 1 < rest.len() && rest[m + 1].1 == rest[k].1 && rest[m + 1].0 == rest[m].0 + 1 {
-            m += 1;
+    for &(c, p) in exposed {
+        let published = bindings
+            .iter()
+            .any(|b| b.container_port == c && b.proto == p);
+        let listed = ports
+            .iter()
+            .any(|x| x.ip.is_empty() && x.private == c && x.proto == p.as_str());
+        if !published && !listed {
+            ports.push(Port {
+                ip: String::new(),
+                private: c,
+                public: 0,
+                proto: p.as_str(),
+            });
         }
-        let r = PortRange {
-            start: rest[k].0,
-            end: rest[m].0,
-        };
-        parts.push(format!("{r}/{}", rest[k].1));
-        k = m + 1;
     }
-    parts.join(", ")
+    ports.sort_by(|a, b| {
+        (a.private, &a.ip, a.public, a.proto).cmp(&(b.private, &b.ip, b.public, b.proto))
+    });
+    let form = |ip: &str, proto: &str, first: u16, last: u16| {
+        let mut g = first.to_string();
+        if first != last {
+            g = format!("{g}-{last}");
+        }
+        if ip.is_empty() {
+            format!("{g}/{proto}")
+        } else {
+            format!("{ip}:{g}->{g}/{proto}")
+        }
+    };
+    let mut result = Vec::new();
+    let mut mappings = Vec::new();
+    // (address, protocol) -> (first, last), in the order the keys came.
+    let mut groups: Vec<((String, &str), (u16, u16))> = Vec::new();
+    for p in &ports {
+        if !p.ip.is_empty() && p.public != p.private {
+            mappings.push(format!("{}:{}->{}/{}", p.ip, p.public, p.private, p.proto));
+            continue;
+        }
+        let key = (p.ip.clone(), p.proto);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            None => groups.push((key, (p.private, p.private))),
+            Some((_, g)) if p.private == g.1 + 1 => g.1 = p.private,
+            Some((k, g)) => {
+                result.push(form(&k.0, k.1, g.0, g.1));
+                *g = (p.private, p.private);
+            }
+        }
+    }
+    for ((ip, proto), (first, last)) in &groups {
+        result.push(form(ip, proto, *first, *last));
+    }
+    result.extend(mappings);
+    result.join(", ")
 }
 
 /// The PORTS column read back: the bindings, then the exposed ports not published.
@@ -563,8 +578,22 @@ mod tests {
         let col = ports_column(&list, &[(443, Proto::Tcp), (80, Proto::Tcp)]);
         assert_eq!(
             col,
-            "0.0.0.0:8080->80/tcp, 0.0.0.0:9000-9001->90-91/tcp, 127.0.0.1:5353->53/udp, \
-             :::8080->80/tcp, 443/tcp"
+            "443/tcp, 127.0.0.1:5353->53/udp, 0.0.0.0:8080->80/tcp, :::8080->80/tcp, \
+             0.0.0.0:9000->90/tcp, 0.0.0.0:9001->91/tcp"
+        );
+        // Same numbers fold into ranges; exposed ports too, per protocol.
+        let same = vec![
+            b("0.0.0.0", 81, 81, Proto::Tcp),
+            b("0.0.0.0", 80, 80, Proto::Tcp),
+            b("0.0.0.0", 83, 83, Proto::Tcp),
+            b("::", 80, 80, Proto::Tcp),
+        ];
+        assert_eq!(
+            ports_column(
+                &same,
+                &[(7000, Proto::Udp), (7001, Proto::Udp), (8000, Proto::Tcp)]
+            ),
+            "0.0.0.0:80-81->80-81/tcp, 0.0.0.0:83->83/tcp, :::80->80/tcp, 7000-7001/udp, 8000/tcp"
         );
         let (back, exp) = parse_ports_column(&col).unwrap();
         let mut l2 = list.clone();
