@@ -396,7 +396,8 @@ pub fn ports_column(bindings: &[PortBinding], exposed: &[(u16, Proto)]) -> Strin
     let mut result = Vec::new();
     let mut mappings = Vec::new();
     // (address, protocol) -> (first, last), in the order the keys came.
-    let mut groups: Vec<((String, &str), (u16, u16))> = Vec::new();
+    type Group<'a> = ((String, &'a str), (u16, u16));
+    let mut groups: Vec<Group> = Vec::new();
     for p in &ports {
         if !p.ip.is_empty() && p.public != p.private {
             mappings.push(format!("{}:{}->{}/{}", p.ip, p.public, p.private, p.proto));
