@@ -584,7 +584,7 @@ fn published_udp_port_on_one_address() {
         "127.0.0.1:5353->53/udp, 192.168.199.1:6000->53/udp, 192.168.199.1:6001->54/udp"
     );
     assert_eq!(
-        ports::port_output(&b, Some("53/udp")).unwrap(),
+        ports::port_output(&b, Some("53/udp"), "c1").unwrap(),
         "127.0.0.1:5353\n192.168.199.1:6000\n"
     );
     t.remove_networks(&["br1"]);

@@ -469,8 +469,13 @@ pub fn parse_ports_column(s: &str) -> Result<PortsColumn> {
 
 /// `port CONTAINER [PRIVATE_PORT[/PROTO]]`'s output: without a port, one line per binding,
 /// `80/tcp -> 0.0.0.0:8080`, sorted by container port then protocol; with one, the host ends
-/// alone (`0.0.0.0:8080`). An unpublished port asked for is Docker's error.
-pub fn port_output(bindings: &[PortBinding], filter: Option<&str>) -> Result<String> {
+/// alone (`0.0.0.0:8080`). An unpublished port asked for is Docker's error (without the
+/// "Error: " berth's main adds), with the port as given and the container as named.
+pub fn port_output(
+    bindings: &[PortBinding],
+    filter: Option<&str>,
+    container: &str,
+) -> Result<String> {
     let mut b = bindings.to_vec();
     b.sort_by_key(|x| {
         (
@@ -501,13 +506,13 @@ pub fn port_output(bindings: &[PortBinding], filter: Option<&str>) -> Result<Str
             };
             let p: u16 = p
                 .parse()
-                .map_err(|_| anyhow::anyhow!("Error: invalid port ({p}): invalid syntax"))?;
+                .map_err(|_| anyhow::anyhow!("invalid port ({p}): invalid syntax"))?;
             let hits: Vec<_> = b
                 .iter()
                 .filter(|x| x.container_port == p && x.proto == proto)
                 .collect();
             if hits.is_empty() {
-                bail!("Error: No public port '{p}/{proto}' published for the container");
+                bail!("No public port '{f}' published for {container}");
             }
             for x in hits {
                 out.push_str(&format!("{}:{}\n", display_ip(x.host_ip), x.host_port));
@@ -604,17 +609,19 @@ mod tests {
         assert_eq!(back, l2);
         assert_eq!(exp, vec![(443, Proto::Tcp)]);
         assert_eq!(
-            port_output(&list, None).unwrap(),
+            port_output(&list, None, "web").unwrap(),
             "53/udp -> 127.0.0.1:5353\n80/tcp -> 0.0.0.0:8080\n80/tcp -> [::]:8080\n\
              90/tcp -> 0.0.0.0:9000\n91/tcp -> 0.0.0.0:9001\n"
         );
         assert_eq!(
-            port_output(&list, Some("80")).unwrap(),
+            port_output(&list, Some("80"), "web").unwrap(),
             "0.0.0.0:8080\n[::]:8080\n"
         );
         assert_eq!(
-            port_output(&list, Some("81/tcp")).unwrap_err().to_string(),
-            "Error: No public port '81/tcp' published for the container"
+            port_output(&list, Some("81/tcp"), "web")
+                .unwrap_err()
+                .to_string(),
+            "No public port '81/tcp' published for web"
         );
     }
 
