@@ -522,6 +522,82 @@ pub fn port_output(
     Ok(out)
 }
 
+/// `"80/tcp"`: Docker's key for a container port.
+fn port_key(port: u16, proto: Proto) -> String {
+    format!("{port}/{proto}")
+}
+
+/// `HostConfig.PortBindings` of `inspect`: the `-p` specs as given, one entry per container
+/// port (an address or port not given is ""; a host range for one port stays a range).
+pub fn port_bindings_json(specs: &[PublishSpec]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for s in specs {
+        let ip = s.host_ip.map(|i| i.to_string()).unwrap_or_default();
+        for (i, c) in (s.container_ports.start..=s.container_ports.end).enumerate() {
+            let host = match s.host_ports {
+                None => String::new(),
+                Some(h) if s.container_ports.len() == 1 => h.to_string(),
+                Some(h) => (h.start + i as u16).to_string(),
+            };
+            let entry = m
+                .entry(port_key(c, s.proto))
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let serde_json::Value::Array(v) = entry {
+                v.push(serde_json::json!({ "HostIp": ip, "HostPort": host }));
+            }
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `Config.ExposedPorts`: the image's exposed ports and every published one.
+pub fn exposed_ports_json(specs: &[PublishSpec], exposed: &[(u16, Proto)]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for &(c, p) in exposed {
+        m.insert(port_key(c, p), serde_json::json!({}));
+    }
+    for s in specs {
+        for c in s.container_ports.start..=s.container_ports.end {
+            m.insert(port_key(c, s.proto), serde_json::json!({}));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
+/// `NetworkSettings.Ports` of a running container: each exposed or published port, with its
+/// bindings (`{"HostIp": "0.0.0.0", "HostPort": "8080"}`) or null.
+pub fn network_ports_json(bindings: &[PortBinding], exposed: &[(u16, Proto)]) -> serde_json::Value {
+    let mut m = serde_json::Map::new();
+    for &(c, p) in exposed {
+        m.insert(port_key(c, p), serde_json::Value::Null);
+    }
+    let mut b = bindings.to_vec();
+    b.sort_by_key(|x| {
+        (
+            x.container_port,
+            x.proto,
+            x.host_ip.is_ipv6(),
+            x.host_ip,
+            x.host_port,
+        )
+    });
+    for x in &b {
+        let entry = m
+            .entry(port_key(x.container_port, x.proto))
+            .or_insert(serde_json::Value::Null);
+        if entry.is_null() {
+            *entry = serde_json::Value::Array(Vec::new());
+        }
+        if let serde_json::Value::Array(v) = entry {
+            v.push(serde_json::json!({
+                "HostIp": x.host_ip.to_string(),
+                "HostPort": x.host_port.to_string(),
+            }));
+        }
+    }
+    serde_json::Value::Object(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -622,6 +698,38 @@ mod tests {
                 .unwrap_err()
                 .to_string(),
             "No public port '81/tcp' published for web"
+        );
+    }
+
+    #[test]
+    fn inspect_fields() {
+        let specs = [
+            parse_publish("8080:80").unwrap(),
+            parse_publish("127.0.0.1::53/udp").unwrap(),
+            parse_publish("9000-9001:90-91").unwrap(),
+            parse_publish("7000-7010:70").unwrap(),
+        ];
+        assert_eq!(
+            port_bindings_json(&specs).to_string(),
+            r#"{"53/udp":[{"HostIp":"127.0.0.1","HostPort":""}],"70/tcp":[{"HostIp":"","HostPort":"7000-7010"}],"80/tcp":[{"HostIp":"","HostPort":"8080"}],"90/tcp":[{"HostIp":"","HostPort":"9000"}],"91/tcp":[{"HostIp":"","HostPort":"9001"}]}"#
+        );
+        assert_eq!(
+            exposed_ports_json(&specs[..1], &[(443, Proto::Tcp)]).to_string(),
+            r#"{"443/tcp":{},"80/tcp":{}}"#
+        );
+        let b = |ip: &str, h, c| PortBinding {
+            container_port: c,
+            proto: Proto::Tcp,
+            host_ip: ip.parse().unwrap(),
+            host_port: h,
+        };
+        assert_eq!(
+            network_ports_json(
+                &[b("::", 8080, 80), b("0.0.0.0", 8080, 80)],
+                &[(443, Proto::Tcp)]
+            )
+            .to_string(),
+            r#"{"443/tcp":null,"80/tcp":[{"HostIp":"0.0.0.0","HostPort":"8080"},{"HostIp":"::","HostPort":"8080"}]}"#
         );
     }
 
