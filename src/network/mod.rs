@@ -1,12 +1,17 @@
 //! Networks: what the engine does to a container's network namespace. The loopback of a
 //! container's own namespace (Docker's `none` network); bridge networks: a small synchronous
-//! rtnetlink client, the records of networks and their address leases, and the attaching of a
-//! container to a bridge. Published ports and DNS come here next.
+//! rtnetlink client, the records of networks and their address leases, the attaching of a
+//! container to a bridge; the firewall of berth's bridges (NAT, isolation, published ports) in
+//! nftables; Docker's `-p`/`-P` and their outputs; names on user networks.
 pub mod attach;
 pub mod cli;
+pub mod dns;
 pub mod endpoints;
+pub mod firewall;
 pub mod loopback;
 pub mod netlink;
+pub mod nftables;
+pub mod ports;
 pub mod store;
 
 /// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
