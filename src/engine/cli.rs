@@ -974,9 +974,7 @@ fn prune_cmd(engine: &Engine, a: &PruneArgs) -> Result<i32> {
 
 fn port_cmd(engine: &Engine, a: &PortArgs) -> Result<i32> {
     let c = engine.lookup(&a.container)?;
-    // No published ports without a bridge network (the networks come with their own issue).
-    if let Some(p) = &a.port {
-        bail!("No public port '{p}' published for {}", c.record.name);
-    }
+    let out = crate::network::publish::port_output(engine, &c, a.port.as_deref(), &a.container)?;
+    print!("{out}");
     Ok(0)
 }

@@ -133,6 +133,18 @@ pub struct CreateFlags {
     #[arg(long = "mac-address")]
     #[serde(default)]
     pub mac_address: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CPORT[/PROTO]).
+    #[arg(short = 'p', long)]
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long)]
+    #[serde(default)]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports.
+    #[arg(long)]
+    #[serde(default)]
+    pub expose: Vec<String>,
     /// Set custom DNS servers.
     #[arg(long)]
     pub dns: Vec<String>,
@@ -155,6 +167,17 @@ pub struct CreateFlags {
     #[command(flatten)]
     #[serde(flatten)]
     pub mounts: super::mounts::MountArgs,
+}
+
+impl CreateFlags {
+    /// `-p`, `-P` and `--expose`.
+    pub fn port_flags(&self) -> crate::network::publish::PortFlags<'_> {
+        crate::network::publish::PortFlags {
+            publish: &self.publish,
+            publish_all: self.publish_all,
+            expose: &self.expose,
+        }
+    }
 }
 
 /// What `create` was asked to make, beyond the flags: the image and the command.
@@ -284,7 +307,8 @@ fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
     } else if !config.is_empty() {
         bail!("the none log driver takes no --log-opt");
     }
-    let mut network = f.network.clone().unwrap_or_else(|| "none".into());
+    // Without --network, the default network (Docker's `bridge`).
+    let mut network = f.network.clone().unwrap_or_else(|| "bridge".into());
     match network.as_str() {
         "none" | "host" => {}
         n if n.starts_with("container:") => {}
@@ -292,6 +316,7 @@ fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
         // the monitor before the container's program runs.
         n => network = crate::network::cli::resolve(engine, n)?,
     }
+    crate::network::publish::check(&f.port_flags(), &network)?;
     let bridge = !(network == "none" || network == "host" || network.starts_with("container:"));
     if let Some(ip) = &f.ip {
         ip.parse::<std::net::Ipv4Addr>()
@@ -652,6 +677,11 @@ fn build(
         stop_signal,
         stop_timeout: f.stop_timeout,
         healthcheck,
+        exposed_ports: crate::network::publish::exposed_ports(
+            &f.port_flags(),
+            &ic.exposed_ports,
+            &checked.network,
+        )?,
     };
     c.record.host_config = HostConfig {
         binds: Vec::new(),
@@ -675,6 +705,10 @@ fn build(
     c.record
         .options
         .insert("create".into(), serde_json::to_value(f)?);
+    c.record.options.insert(
+        "ports".into(),
+        crate::network::publish::record(&f.port_flags(), &checked.network)?,
+    );
     for part in req.extra {
         c.record.options.insert(part.key().into(), part.record());
     }

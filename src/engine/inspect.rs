@@ -78,7 +78,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         "NetworkSettings": {
             "Bridge": "",
             "SandboxID": "",
-            "Ports": {},
+            "Ports": crate::network::publish::network_ports(engine, c),
             "SandboxKey": "",
             "Gateway": legacy["Gateway"],
             "IPAddress": legacy["IPAddress"],
@@ -154,7 +154,10 @@ pub fn ps_row(engine: &Engine, c: &Container, no_trunc: bool) -> Map<String, Val
     m.insert("Status".into(), status_text(engine, c).into());
     m.insert("State".into(), status.as_str().into());
     m.insert("Names".into(), r.name.clone().into());
-    m.insert("Ports".into(), "".into());
+    m.insert(
+        "Ports".into(),
+        crate::network::publish::ports_column(engine, c).into(),
+    );
     m.insert("Labels".into(), labels.join(",").into());
     m.insert("Mounts".into(), "".into());
     m.insert("Networks".into(), r.host_config.network_mode.clone().into());

@@ -343,12 +343,14 @@ impl Monitor<'_> {
         self.listener = None;
         let _ = std::fs::remove_file(c.dir.join(attach::SOCKET));
         let code = c.state.exit_code;
+        crate::network::publish::release_ports();
         if c.record.host_config.auto_remove {
             remove::remove(self.engine, c, remove::Caller::Monitor)?;
         } else {
             c.update_state(|s| s.monitor = None)?;
         }
         self.send_all(&Frame::Exit(code));
+        crate::network::publish::after_exit(self.engine, c);
         Ok(())
     }
 
@@ -388,6 +390,8 @@ impl Monitor<'_> {
             dup2_stdout(out)?;
             dup2_stderr(err)?;
         }
+        // Published ports: the host's sockets held before anything is made.
+        crate::network::publish::reserve(c)?;
         let pending = runtime::create_supervised(&self.engine.runtime_globals(), &opts);
         self.quiet.apply();
         let pending = pending?;
@@ -398,7 +402,8 @@ impl Monitor<'_> {
         }
         // Bridge networks: eth0 (and eth1 ... for those `network connect` added) on their
         // bridges, before the program runs.
-        crate::network::endpoints::join_all(self.engine, c, pending.pid())?;
+        let leases = crate::network::endpoints::join_all(self.engine, c, pending.pid())?;
+        crate::network::publish::publish(self.engine, c, &leases)?;
         let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
         let now = now_rfc3339_nanos();
@@ -424,6 +429,7 @@ impl Monitor<'_> {
             s.monitor = Some(me);
             s.stopped_by_user = false;
             s.health = health;
+            s.ports = crate::network::publish::bindings();
         })?;
         Ok(match started.pty_master {
             Some(master) => {

@@ -200,21 +200,25 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
         // The repair: endpoints of containers whose processes are gone (a monitor or berth
         // killed before it cleaned up) lose their veth and lease.
         sweep(engine, &store)?;
+        super::publish::sweep(engine)?;
     }
     let out = &mut std::io::stdout().lock();
     match cmd {
         NetworkCommand::Create(a) => {
-            let net = store.create(&CreateOptions {
-                name: a.name.clone(),
-                driver: Some(a.driver.clone()),
-                subnet: a.subnet.clone(),
-                gateway: a.gateway.clone(),
-                ip_range: a.ip_range.clone(),
-                internal: a.internal,
-                attachable: a.attachable,
-                labels: key_values(&a.label),
-                options: key_values(&a.opt),
-            });
+            let net = super::publish::create_network(
+                &store,
+                &CreateOptions {
+                    name: a.name.clone(),
+                    driver: Some(a.driver.clone()),
+                    subnet: a.subnet.clone(),
+                    gateway: a.gateway.clone(),
+                    ip_range: a.ip_range.clone(),
+                    internal: a.internal,
+                    attachable: a.attachable,
+                    labels: key_values(&a.label),
+                    options: key_values(&a.opt),
+                },
+            );
             match net {
                 Ok(n) => {
                     writeln!(out, "{}", n.id)?;
@@ -285,7 +289,7 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                         "{name} is a pre-defined network and cannot be removed"
                     ))
                 } else {
-                    store.remove(name)
+                    super::publish::remove_network(&store, name)
                 };
                 match r {
                     Ok(_) => writeln!(out, "{name}")?,
@@ -339,7 +343,7 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
                 if n.name == DEFAULT_NETWORK || !store.leases(&n.name)?.is_empty() {
                     continue;
                 }
-                store.remove(&n.name)?;
+                super::publish::remove_network(&store, &n.name)?;
                 deleted.push(n.name);
             }
             if !deleted.is_empty() {
@@ -379,7 +383,7 @@ pub fn sweep(engine: &Engine, store: &Store) -> Result<Vec<Lease>> {
 pub fn resolve(engine: &Engine, name: &str) -> Result<String> {
     let store = Store::open(&engine.data_root)?;
     match name {
-        "bridge" | "default" | DEFAULT_NETWORK => Ok(store.default_network()?.name),
+        "bridge" | "default" | DEFAULT_NETWORK => Ok(super::publish::default_network(&store)?.name),
         n => match store.get(n) {
             Ok(net) => Ok(net.name),
             Err(_) => bail!("network {n} not found"),

@@ -157,6 +157,7 @@ pub fn connect(
 ) -> Result<()> {
     let store = Store::open(&engine.data_root)?;
     let net = network_of(&store, network)?;
+    super::publish::network_up(&net)?;
     let mut c = engine.lookup(container)?;
     let _lock = c.lock()?;
     c.reload();

@@ -197,7 +197,6 @@ impl Firewall {
         }
         let _lock = self.lock()?;
         self.enable_forwarding()?;
-        write_sysctl(&format!("net.ipv4.conf.{}.route_localnet", n.bridge), "1")?;
         let t = format!("ip {}", self.table);
         let b = &n.bridge;
         let cidr = n.cidr();
@@ -229,7 +228,18 @@ impl Firewall {
              add element {t} nat_src {{ \"{b}\" : jump snat-{b} }}\n\
              add element {t} nat_dst {{ \"{b}\" : jump dnat-{b} }}\n"
         ));
-        self.apply(&s)
+        self.apply(&s)?;
+        // Last: a bridge with route_localnet on has its rules (see [`Firewall::has_network`]).
+        write_sysctl(&format!("net.ipv4.conf.{}.route_localnet", n.bridge), "1")
+    }
+
+    /// Whether the bridge's rules were added since the bridge was made, without asking
+    /// nftables: [`Firewall::add_network`] turns the bridge's `route_localnet` on as its last
+    /// step, and a new bridge has it off.
+    pub fn has_network(bridge: &str) -> bool {
+        check_name("bridge name", bridge, 15).is_ok()
+            && std::fs::read(format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet"))
+                .is_ok_and(|v| v.trim_ascii() == b"1")
     }
 
     /// Removes a network's rules (what of them is there: this is also the sweep after a
@@ -373,6 +383,67 @@ impl Firewall {
         self.apply(&s)
     }
 
+    /// Publishes a container's ports whose host ports the caller holds (bound sockets, see
+    /// [`crate::network::ports::allocate`]): an element of the maps for the same host port
+    /// is then stale by construction (left by a container whose monitor was killed, or by
+    /// one whose exit is still being cleaned up, or the container's own from before a
+    /// restart, with another address) and is replaced in the same transaction.
+    pub fn publish_held(
+        &self,
+        container: &str,
+        container_ip: Ipv4Addr,
+        bindings: &[PortBinding],
+    ) -> Result<()> {
+        check_name("container id", container, 128)?;
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.lock()?;
+        let present = self.published()?;
+        let t = format!("ip {}", self.table);
+        let mut s = String::new();
+        let mut gone: Vec<&Published> = Vec::new();
+        let mut adds = String::new();
+        for b in bindings {
+            let host_ip = match b.host_ip {
+                IpAddr::V4(v4) => v4,
+                IpAddr::V6(_) => bail!("publishing on an IPv6 address is not supported yet"),
+            };
+            if b.proto == Proto::Sctp {
+                bail!("publishing SCTP ports is not supported yet");
+            }
+            for p in &present {
+                let same_key = p.binding.proto == b.proto
+                    && p.binding.host_port == b.host_port
+                    && (p.binding.host_ip == b.host_ip
+                        || p.binding.host_ip.is_unspecified()
+                        || host_ip.is_unspecified());
+                let identical =
+                    p.container == container && p.binding == *b && p.container_ip == container_ip;
+                if same_key && !identical && !gone.contains(&p) {
+                    gone.push(p);
+                }
+            }
+            let (map, key) = if host_ip.is_unspecified() {
+                ("pub_any", format!("{} . {}", b.proto, b.host_port))
+            } else {
+                (
+                    "pub_addr",
+                    format!("{} . {} . {}", b.proto, host_ip, b.host_port),
+                )
+            };
+            adds.push_str(&format!(
+                "add element {t} {map} {{ {key} comment \"{container}\" : {container_ip} . {} }}\n",
+                b.container_port
+            ));
+        }
+        for p in &gone {
+            s.push_str(&delete_element(&t, &p.binding));
+        }
+        s.push_str(&adds);
+        self.apply(&s)
+    }
+
     /// Every published port in the table, with the container it belongs to.
     pub fn published(&self) -> Result<Vec<Published>> {
         let mut out = Vec::new();
@@ -418,18 +489,7 @@ impl Firewall {
         }
         let mut s = String::new();
         for p in &mine {
-            let b = &p.binding;
-            if b.host_ip.is_unspecified() {
-                s.push_str(&format!(
-                    "delete element {t} pub_any {{ {} . {} }}\n",
-                    b.proto, b.host_port
-                ));
-            } else {
-                s.push_str(&format!(
-                    "delete element {t} pub_addr {{ {} . {} . {} }}\n",
-                    b.proto, b.host_ip, b.host_port
-                ));
-            }
+            s.push_str(&delete_element(&t, &p.binding));
         }
         self.apply(&s)?;
         Ok(mine.len())
@@ -465,6 +525,21 @@ impl Firewall {
         }
         std::fs::remove_file(&rec).context("removing the recorded sysctls")?;
         Ok(())
+    }
+}
+
+/// The command deleting a published port's element from table `t` (`ip NAME`).
+fn delete_element(t: &str, b: &PortBinding) -> String {
+    if b.host_ip.is_unspecified() {
+        format!(
+            "delete element {t} pub_any {{ {} . {} }}\n",
+            b.proto, b.host_port
+        )
+    } else {
+        format!(
+            "delete element {t} pub_addr {{ {} . {} . {} }}\n",
+            b.proto, b.host_ip, b.host_port
+        )
     }
 }
 

@@ -12,6 +12,7 @@ pub mod loopback;
 pub mod netlink;
 pub mod nftables;
 pub mod ports;
+pub mod publish;
 pub mod store;
 
 /// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.

@@ -15,7 +15,10 @@ use std::os::fd::OwnedFd;
 use std::str::FromStr;
 
 /// A transport protocol a port is published for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Proto {
     Tcp,
     Udp,
@@ -172,7 +175,10 @@ pub fn parse_publish(arg: &str) -> Result<PublishSpec> {
 }
 
 /// One published port: what `port` prints on one line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "PascalCase")]
 pub struct PortBinding {
     pub container_port: u16,
     pub proto: Proto,
