@@ -988,7 +988,8 @@ fn run_options_shape_the_container_as_dockers_do() {
     let (code, err) = e.fails(&["container", "run", "--rm", "--entrypoint", "", "busybox"]);
     assert_eq!(code, 125);
     assert!(err.contains("No command specified"), "{err}");
-    // Namespaces: none has only lo; host shares the host's; container: shares another's.
+    // Namespaces: the default network has eth0 and lo; host shares the host's; container:
+    // shares another's.
     e.ok(&[
         "container",
         "run",
@@ -1003,6 +1004,19 @@ fn run_options_shape_the_container_as_dockers_do() {
     let owner_pid = e.inspect("netowner", "{{.State.Pid}}");
     assert_eq!(
         e.ok(&["container", "exec", "netowner", "ls", "/sys/class/net"]),
+        "eth0\nlo\n"
+    );
+    assert_eq!(
+        e.ok(&[
+            "container",
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ls",
+            "/sys/class/net"
+        ]),
         "lo\n"
     );
     e.ok(&[
