@@ -734,13 +734,22 @@ fn formats_and_wording_match_dockers() {
     let mut args = vec!["run", "-d", "--network", "none", "--name", "web"];
     args.extend(web);
     docker.docker_ok(&args);
-    let mut args = vec!["container", "run", "-d", "--name", "web"];
+    // Both on `none`: the test's dockerd has no bridge (berth's default is its bridge).
+    let mut args = vec![
+        "container",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "web",
+    ];
     args.extend(web);
     e.ok(&args);
     let mut args = vec!["run", "--network", "none", "--name", "ex"];
     args.extend(ex);
     let _ = docker.output(&args);
-    let mut args = vec!["container", "run", "--name", "ex"];
+    let mut args = vec!["container", "run", "--network", "none", "--name", "ex"];
     args.extend(ex);
     let _ = e.berth(&args);
     wait_for("both payloads", Duration::from_secs(20), || {

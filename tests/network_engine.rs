@@ -128,7 +128,12 @@ impl Env {
         let tar = busybox_tar(&s);
         let store = s.store();
         let cfg = image_support::cmd(&["sh"]);
-        make_image(&store, "busybox:latest", &[tar.clone()], cfg.clone());
+        make_image(
+            &store,
+            "busybox:latest",
+            std::slice::from_ref(&tar),
+            cfg.clone(),
+        );
         let mut exposing = cfg;
         exposing
             .exposed_ports
@@ -1106,4 +1111,35 @@ fn berth_or_its_monitor_killed_during_a_start_with_ports_leaves_nothing_after_rm
     }
     eprintln!("killed at:\n  {}", outcomes.join("\n  "));
     e.check();
+}
+
+#[test]
+fn another_firewalls_forward_drop_policy_is_warned_about() {
+    if !is_root() || !which("iptables") || !which("nft") {
+        eprintln!("SKIPPED: needs root, iptables and nft");
+        return;
+    }
+    // In a namespace of the test's own: the machine's firewall is not touched.
+    let ns = format!("bnw{}", std::process::id());
+    let _ = sh("ip", &["netns", "del", &ns]);
+    must("ip", &["netns", "add", &ns]);
+    let got = in_ns(&format!("/run/netns/{ns}"), || {
+        let before = berth::network::publish::forward_dropped_warning("berth0");
+        let out = Command::new("iptables")
+            .args(["-P", "FORWARD", "DROP"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            before,
+            berth::network::publish::forward_dropped_warning("berth0"),
+        )
+    });
+    must("ip", &["netns", "del", &ns]);
+    assert_eq!(got.0, None);
+    let w = got.1.expect("a warning with FORWARD DROP");
+    assert!(
+        w.contains("iptables -I DOCKER-USER -i berth0 -j ACCEPT"),
+        "{w}"
+    );
 }

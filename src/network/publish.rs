@@ -84,8 +84,38 @@ pub fn network_up(net: &Network) -> Result<()> {
         firewall()
             .add_network(&rules(net)?)
             .with_context(|| format!("network {}: the firewall", net.name))?;
+        if let Some(w) = forward_dropped_warning(net.bridge()) {
+            eprintln!("WARNING: {w}");
+        }
     }
     Ok(())
+}
+
+/// A warning when the host's iptables `FORWARD` chain drops what it does not accept (Docker
+/// sets its policy to DROP when it turns forwarding on itself): a packet berth's table
+/// accepts is still dropped there, so containers reach no other host and published ports
+/// answer only the host itself. berth does not edit another program's chains; the user
+/// allows berth's bridges in Docker's `DOCKER-USER` chain (made for the user's rules), as
+/// Podman documents for its own networks.
+pub fn forward_dropped_warning(bridge: &str) -> Option<String> {
+    let out = super::nftables::run(
+        super::nftables::Backend::Auto,
+        "list chain ip filter FORWARD",
+        true,
+    )
+    .ok()?;
+    let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+    let drops = v["nftables"].as_array()?.iter().any(|it| {
+        it["chain"]["name"] == "FORWARD" && it["chain"]["policy"].as_str() == Some("drop")
+    });
+    drops.then(|| {
+        format!(
+            "the host's iptables FORWARD chain drops forwarded packets (policy DROP, as \
+             dockerd sets it): containers on {bridge} reach no other host and their \
+             published ports answer only this host. To let them through: iptables -I \
+             DOCKER-USER -i {bridge} -j ACCEPT; iptables -I DOCKER-USER -o {bridge} -j ACCEPT"
+        )
+    })
 }
 
 /// `network create`: the record, then the bridge and its rules.
