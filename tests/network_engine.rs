@@ -1143,3 +1143,52 @@ fn another_firewalls_forward_drop_policy_is_warned_about() {
         "{w}"
     );
 }
+
+#[test]
+fn ports_are_published_again_at_each_start_and_restart() {
+    let Some((_l, mut e)) = Env::new("restart") else {
+        return;
+    };
+    let hp = free_port();
+    let cmd = "httpd -p 80 -h /etc; sleep 1";
+    e.start(&[
+        "--name",
+        "r1",
+        "-p",
+        &format!("{hp}:80"),
+        "busybox",
+        "sh",
+        "-c",
+        cmd,
+    ]);
+    let id = e.inspect("r1", "{{.Id}}");
+    assert_eq!(wait_http("127.0.0.1", hp).trim(), &id[..12]);
+    for round in 0..3 {
+        // Started again as soon as it exited: the previous monitor may still be giving the
+        // ports back.
+        let end = Instant::now() + Duration::from_secs(10);
+        while e.inspect("r1", "{{.State.Status}}") != "exited" {
+            assert!(Instant::now() < end, "r1 never exited");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        e.ok(&["container", "start", "r1"]);
+        assert_eq!(
+            wait_http("127.0.0.1", hp).trim(),
+            &id[..12],
+            "round {round}"
+        );
+        assert_eq!(e.ok(&["port", "r1"]), format!("80/tcp -> 0.0.0.0:{hp}\n"));
+        assert_eq!(e.elements().len(), 1, "{:?}", e.elements());
+    }
+    e.ok(&["container", "restart", "-t", "0", "r1"]);
+    assert_eq!(wait_http("127.0.0.1", hp).trim(), &id[..12]);
+    assert_eq!(e.elements().len(), 1, "{:?}", e.elements());
+    // A stopped container shows no ports.
+    e.ok(&["container", "stop", "-t", "0", "r1"]);
+    assert_eq!(e.ok(&["port", "r1"]), "");
+    assert_eq!(e.inspect("r1", "{{json .NetworkSettings.Ports}}"), "{}");
+    assert!(e.elements().is_empty(), "{:?}", e.elements());
+    TcpListener::bind(("0.0.0.0", hp)).unwrap();
+    e.ok(&["rm", "r1"]);
+    e.check();
+}

@@ -330,8 +330,15 @@ fn exposed(c: &Container) -> Vec<(u16, Proto)> {
         .collect()
 }
 
+/// The container's ports lock, held by its monitor for its whole life once it publishes.
+static PORTS_LOCK: Mutex<Option<nix::fcntl::Flock<std::fs::File>>> = Mutex::new(None);
+
 /// The monitor, before the container is made: holds its host ports (once: a restart keeps
 /// them). A port taken is Docker's error, and nothing is made.
+///
+/// A `start` right after the container exited may find the previous monitor still giving its
+/// ports back (after the exit was delivered): the container's `ports.lock`, which a monitor
+/// holds from here to its end, makes the new one wait for that.
 pub fn reserve(c: &Container) -> Result<()> {
     let mut h = held();
     if !h.is_empty() {
@@ -340,6 +347,19 @@ pub fn reserve(c: &Container) -> Result<()> {
     let (specs, all) = port_request(c)?;
     if specs.is_empty() && !all {
         return Ok(());
+    }
+    let mut lock = PORTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if lock.is_none() {
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(c.dir.join("ports.lock"))
+            .context("the container's ports lock")?;
+        *lock = Some(
+            nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+                .map_err(|(_, e)| anyhow::anyhow!("cannot lock the container's ports: {e}"))?,
+        );
     }
     let got = ports::allocate(&specs, all, &exposed(c), IpAddr::V4(Ipv4Addr::UNSPECIFIED))
         .map_err(|e| {
