@@ -78,6 +78,11 @@ pub fn rules(net: &Network) -> Result<NetworkRules> {
 /// Brings a network up: its bridge (with the gateway's address) and its rules, each only
 /// when missing.
 pub fn network_up(net: &Network) -> Result<()> {
+    // A bridge with its rules (one sysctl read): nothing to do; the attach checks the
+    // bridge's address and state.
+    if Firewall::has_network(net.bridge()) {
+        return Ok(());
+    }
     let mut nl = Netlink::open()?;
     attach::ensure_bridge(&mut nl, net)?;
     if !Firewall::has_network(net.bridge()) {
