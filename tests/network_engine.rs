@@ -1035,11 +1035,32 @@ fn berth_or_its_monitor_killed_during_a_start_with_ports_leaves_nothing_after_rm
     e.ok(&["container", "run", "--rm", "busybox", "true"]);
     e.note_networks();
     let data = e.data().to_string_lossy().into_owned();
+    // The instants: fractions of how long a whole start with -p takes here and now (the
+    // machine's load changes it), and a few past it.
+    let hp = free_port();
+    let t = Instant::now();
+    e.ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "timing",
+        "-p",
+        &format!("{hp}:80"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    let full = t.elapsed().as_millis() as u64;
+    e.ok(&["rm", "-f", "timing"]);
+    let instants: Vec<u64> = (0..16).map(|k| full * k / 12).collect();
+    eprintln!("a start with -p takes {full} ms here");
     let mut outcomes = Vec::new();
-    for (i, ms) in [0u64, 3, 6, 10, 15, 20, 30, 45, 60, 90, 130, 200]
-        .iter()
-        .enumerate()
-    {
+    for (i, ms) in instants.iter().enumerate() {
         let hp = free_port();
         let name = format!("killme{i}");
         let only_command = i % 3 == 2;
