@@ -558,6 +558,17 @@ fn published_tcp_port_answers_on_loopback_the_host_address_and_from_a_test_host(
         r#"{"80/tcp":{}}"#
     );
     assert_eq!(e.elements().len(), 1, "{:?}", e.elements());
+    // The monitor published through a child of its own: libnftables is not in its maps.
+    let state: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(e.data().join("containers").join(&id).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    let monitor = state["Monitor"]["pid"].as_i64().unwrap();
+    let maps = std::fs::read_to_string(format!("/proc/{monitor}/maps")).unwrap();
+    assert!(
+        !maps.contains("libnftables"),
+        "the monitor maps libnftables"
+    );
 
     // Egress: NAT to the test host, which sees the host's address on its link.
     if !forwarding_dropped() {

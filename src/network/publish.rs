@@ -86,12 +86,17 @@ pub fn network_up(net: &Network) -> Result<()> {
     let mut nl = Netlink::open()?;
     attach::ensure_bridge(&mut nl, net)?;
     if !Firewall::has_network(net.bridge()) {
-        firewall()
-            .add_network(&rules(net)?)
-            .with_context(|| format!("network {}: the firewall", net.name))?;
-        if let Some(w) = forward_dropped_warning(net.bridge()) {
-            eprintln!("WARNING: {w}");
-        }
+        // In a child: the command may fork a monitor next, which must not inherit
+        // libnftables' mappings.
+        let r = rules(net)?;
+        in_child(|| {
+            firewall().add_network(&r)?;
+            if let Some(w) = forward_dropped_warning(&r.bridge) {
+                eprintln!("WARNING: {w}");
+            }
+            Ok(())
+        })
+        .with_context(|| format!("network {}: the firewall", net.name))?;
     }
     Ok(())
 }
@@ -460,8 +465,9 @@ pub fn sweep(engine: &Engine) -> Result<()> {
     Ok(())
 }
 
-/// Runs `f` in a child process (the monitor's firewall work: libnftables is loaded there and
-/// goes with it); its error comes back as text.
+/// Runs `f` in a child process (the monitor's firewall work, and a starting command's:
+/// libnftables is loaded there and goes with it); its error comes back as text. Only for
+/// single-threaded callers (berth's commands and its monitors are).
 fn in_child(f: impl FnOnce() -> Result<()>) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
     // SAFETY: the monitor is single-threaded; the child runs this process's own code and
