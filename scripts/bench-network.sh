@@ -5,8 +5,8 @@
 #     --rm` (a private dockerd on a bridge of its own); berth with `--network none` too, so the
 #     network's own cost shows. Medians of hyperfine rounds, ratios to podman.
 #  2. Throughput of a published port on loopback: BENCH_NET_MIB (default 1024) MiB sent by a
-#     client on the host to 127.0.0.1:PORT, received by busybox `nc -l` in the container and
-#     thrown away; berth (nftables DNAT, kernel path), Docker (its userland proxy, docker-proxy:
+#     client on the host to 127.0.0.1:PORT, received (and thrown away) by a python3 server in the
+#     container's network namespace; berth (nftables DNAT, kernel path), Docker (its userland proxy, docker-proxy:
 #     the private dockerd has no iptables rules, as the client suites' Docker has them only on
 #     its bridge) and podman (netavark's DNAT). Best of BENCH_NET_REPEAT (3) runs, each bounded
 #     by a timeout.
@@ -150,23 +150,44 @@ while s.recv(65536):
     pass
 print(f"{size / (time.monotonic() - t) / 1e6:.0f}")
 EOF
-server='while true; do nc -l -p 5000 >/dev/null; done'
+cat >"$W/recv.py" <<'EOF'
+# recv.py PORT: accepts connections on 0.0.0.0:PORT, reads each to its end, closes it.
+import socket, sys
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("0.0.0.0", int(sys.argv[1])))
+l.listen(4)
+buf = bytearray(1 << 20)
+while True:
+    c, _ = l.accept()
+    while c.recv_into(buf):
+        pass
+    c.close()
+EOF
+# The receiver: python3 in the container's network namespace (busybox nc's small copies
+# would be what is measured otherwise), behind each engine's published port.
 declare -A tput
 for e in berth podman docker; do
     port=$(free_port)
     case $e in
-    berth) "${BERTH[@]}" container run -d --name tput -p "$port:5000" $IMG sh -c "$server" >/dev/null ;;
-    podman) "${PODMAN[@]}" run -d --name tput -p "$port:5000" $IMG sh -c "$server" >/dev/null ;;
-    docker) "${DOCKER[@]}" run -d --name tput -p "$port:5000" $IMG sh -c "$server" >/dev/null ;;
+    berth) "${BERTH[@]}" container run -d --name tput -p "$port:5000" $IMG sleep 100000 >/dev/null
+        pid=$("${BERTH[@]}" container inspect -f '{{.State.Pid}}' tput) ;;
+    podman) "${PODMAN[@]}" run -d --name tput -p "$port:5000" $IMG sleep 100000 >/dev/null
+        pid=$("${PODMAN[@]}" inspect -f '{{.State.Pid}}' tput) ;;
+    docker) "${DOCKER[@]}" run -d --name tput -p "$port:5000" $IMG sleep 100000 >/dev/null
+        pid=$("${DOCKER[@]}" inspect -f '{{.State.Pid}}' tput) ;;
     esac
+    nsenter --net=/proc/$pid/ns/net python3 "$W/recv.py" 5000 &
+    receiver=$!
     best=0
     for i in $(seq "$repeat"); do
         r=$(timeout 180 python3 "$W/send.py" 127.0.0.1 "$port" $((mib << 20))) || die "$e: the transfer failed"
         [ "$r" -gt "$best" ] && best=$r
         sleep 0.2
     done
+    kill $receiver; wait $receiver 2>/dev/null || true
     tput[$e]=$best
-    say "$e: $mib MiB through 127.0.0.1:$port -> the container's nc: best $best MB/s"
+    say "$e: $mib MiB through 127.0.0.1:$port -> the container's namespace: best $best MB/s"
     case $e in
     berth) "${BERTH[@]}" container rm -f tput >/dev/null ;;
     podman) "${PODMAN[@]}" rm -f -t 0 tput >/dev/null ;;
@@ -197,7 +218,7 @@ dest=$top/bench/results/network-$(date -u +%Y-%m-%d).md
     echo "$(podman --version | awk '{print $3}'): netavark's podman network; Docker $(dockerd --version | awk '{print $3}' | tr -d ,):"
     echo "a bridge of its own, no iptables, docker-proxy for published ports), podman and Docker on runc"
     echo "$(runc --version | awk 'NR == 1 {print $3}'). run: medians of $((per_round * rounds)) runs in $rounds rounds;"
-    echo "throughput: best of $repeat transfers of $mib MiB from the host to busybox nc in the container."
+    echo "throughput: best of $repeat transfers of $mib MiB from the host to a receiver in the container's netns."
     echo
     cat "$out"
 } >"$dest"
