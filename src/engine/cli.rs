@@ -60,6 +60,9 @@ pub enum EngineCommand {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(super::volume_cli::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(crate::network::cli::NetworkCommand),
     /// Manage berth (disk usage, pruning).
     #[command(subcommand)]
     System(super::system::SystemCommand),
@@ -88,6 +91,7 @@ pub fn is_engine_command(name: &str) -> bool {
             | "stats"
             | "top"
             | "volume"
+            | "network"
     )
 }
 
@@ -402,6 +406,7 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: EngineCommand) -> i32 {
         EngineCommand::Stats(a) => super::present::stats_cmd(&engine, &a),
         EngineCommand::Top(a) => super::present::top_cmd(&engine, &a),
         EngineCommand::Volume(c) => super::volume_cli::run(&engine, c),
+        EngineCommand::Network(c) => crate::network::cli::run(&engine, c),
         EngineCommand::System(c) => super::system::run(&engine, c),
     };
     match result {
@@ -969,9 +974,7 @@ fn prune_cmd(engine: &Engine, a: &PruneArgs) -> Result<i32> {
 
 fn port_cmd(engine: &Engine, a: &PortArgs) -> Result<i32> {
     let c = engine.lookup(&a.container)?;
-    // No published ports without a bridge network (the networks come with their own issue).
-    if let Some(p) = &a.port {
-        bail!("No public port '{p}' published for {}", c.record.name);
-    }
+    let out = crate::network::publish::port_output(engine, &c, a.port.as_deref(), &a.container)?;
+    print!("{out}");
     Ok(0)
 }

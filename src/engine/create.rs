@@ -121,9 +121,30 @@ pub struct CreateFlags {
     /// UTS namespace to use (host).
     #[arg(long)]
     pub uts: Option<String>,
-    /// Connect a container to a network (none, host, container:NAME).
+    /// Connect a container to a network (none, host, container:NAME, bridge or a network's
+    /// name).
     #[arg(long, visible_alias = "net")]
     pub network: Option<String>,
+    /// IPv4 address (e.g., 172.30.100.104), on a user-defined network.
+    #[arg(long)]
+    #[serde(default)]
+    pub ip: Option<String>,
+    /// Container MAC address (e.g., 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
+    #[serde(default)]
+    pub mac_address: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOSTPORT:]CPORT[/PROTO]).
+    #[arg(short = 'p', long)]
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long)]
+    #[serde(default)]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports.
+    #[arg(long)]
+    #[serde(default)]
+    pub expose: Vec<String>,
     /// Set custom DNS servers.
     #[arg(long)]
     pub dns: Vec<String>,
@@ -146,6 +167,17 @@ pub struct CreateFlags {
     #[command(flatten)]
     #[serde(flatten)]
     pub mounts: super::mounts::MountArgs,
+}
+
+impl CreateFlags {
+    /// `-p`, `-P` and `--expose`.
+    pub fn port_flags(&self) -> crate::network::publish::PortFlags<'_> {
+        crate::network::publish::PortFlags {
+            publish: &self.publish,
+            publish_all: self.publish_all,
+            expose: &self.expose,
+        }
+    }
 }
 
 /// What `create` was asked to make, beyond the flags: the image and the command.
@@ -178,7 +210,7 @@ pub struct SpecContext<'a> {
 /// Makes the container; on any failure, everything made for it is removed again.
 pub fn create(engine: &Engine, store: &Store, req: &CreateRequest) -> Result<Container> {
     let f = req.flags;
-    let checked = check_flags(f).map_err(|e| anyhow::Error::new(FlagError(e)))?;
+    let checked = check_flags(engine, f).map_err(|e| anyhow::Error::new(FlagError(e)))?;
     let reference = image_reference(store, req.image)?;
     ensure_image(store, &reference, &f.pull, f.platform.as_deref())?;
     if let Some(cid) = &f.cidfile {
@@ -248,7 +280,7 @@ struct Checked {
     healthcheck: Option<super::record::Healthcheck>,
 }
 
-fn check_flags(f: &CreateFlags) -> Result<Checked> {
+fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
     let restart = parse_restart(&f.restart)?;
     if f.rm && !matches!(restart.name.as_str(), "" | "no") {
         bail!("Conflicting options: --restart and --rm");
@@ -275,15 +307,29 @@ fn check_flags(f: &CreateFlags) -> Result<Checked> {
     } else if !config.is_empty() {
         bail!("the none log driver takes no --log-opt");
     }
-    let network = f.network.clone().unwrap_or_else(|| "none".into());
+    // Without --network, the default network (Docker's `bridge`).
+    let mut network = f.network.clone().unwrap_or_else(|| "bridge".into());
     match network.as_str() {
         "none" | "host" => {}
         n if n.starts_with("container:") => {}
-        "bridge" | "default" => bail!(
-            "--network {network}: bridge networks are not available yet; use none, host or \
-             container:NAME"
-        ),
-        n => bail!("network {n} not found"),
+        // A bridge network: the default one or a user's (`berth network create`), joined by
+        // the monitor before the container's program runs.
+        n => network = crate::network::cli::resolve(engine, n)?,
+    }
+    crate::network::publish::check(&f.port_flags(), &network)?;
+    let bridge = !(network == "none" || network == "host" || network.starts_with("container:"));
+    if let Some(ip) = &f.ip {
+        ip.parse::<std::net::Ipv4Addr>()
+            .map_err(|_| anyhow::anyhow!("invalid IPv4 address: {ip}"))?;
+        if !bridge || network == crate::network::store::DEFAULT_NETWORK {
+            bail!("user specified IP address is supported on user defined networks only");
+        }
+    }
+    if let Some(mac) = &f.mac_address {
+        crate::network::netlink::parse_mac(mac)?;
+        if !bridge {
+            bail!("conflicting options: mac-address and the network mode");
+        }
     }
     for (flag, v) in [("--pid", &f.pid), ("--uts", &f.uts)] {
         if let Some(v) = v {
@@ -631,6 +677,11 @@ fn build(
         stop_signal,
         stop_timeout: f.stop_timeout,
         healthcheck,
+        exposed_ports: crate::network::publish::exposed_ports(
+            &f.port_flags(),
+            &ic.exposed_ports,
+            &checked.network,
+        )?,
     };
     c.record.host_config = HostConfig {
         binds: Vec::new(),
@@ -654,6 +705,10 @@ fn build(
     c.record
         .options
         .insert("create".into(), serde_json::to_value(f)?);
+    c.record.options.insert(
+        "ports".into(),
+        crate::network::publish::record(&f.port_flags(), &checked.network)?,
+    );
     for part in req.extra {
         c.record.options.insert(part.key().into(), part.record());
     }

@@ -44,7 +44,7 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         }
     }
     let upper = c.upper_dir();
-    let network = r.host_config.network_mode.clone();
+    let (networks, legacy) = crate::network::endpoints::inspect_networks(engine, c);
     json!({
         "Id": r.id,
         "Created": r.created,
@@ -78,20 +78,13 @@ pub fn inspect(engine: &Engine, c: &Container) -> Value {
         "NetworkSettings": {
             "Bridge": "",
             "SandboxID": "",
-            "Ports": {},
+            "Ports": crate::network::publish::network_ports(engine, c),
             "SandboxKey": "",
-            "Gateway": "",
-            "IPAddress": "",
-            "IPPrefixLen": 0,
-            "MacAddress": "",
-            "Networks": { network.clone(): {
-                "NetworkID": "",
-                "EndpointID": "",
-                "Gateway": "",
-                "IPAddress": "",
-                "IPPrefixLen": 0,
-                "MacAddress": "",
-            }},
+            "Gateway": legacy["Gateway"],
+            "IPAddress": legacy["IPAddress"],
+            "IPPrefixLen": legacy["IPPrefixLen"],
+            "MacAddress": legacy["MacAddress"],
+            "Networks": networks,
         },
     })
 }
@@ -161,7 +154,10 @@ pub fn ps_row(engine: &Engine, c: &Container, no_trunc: bool) -> Map<String, Val
     m.insert("Status".into(), status_text(engine, c).into());
     m.insert("State".into(), status.as_str().into());
     m.insert("Names".into(), r.name.clone().into());
-    m.insert("Ports".into(), "".into());
+    m.insert(
+        "Ports".into(),
+        crate::network::publish::ports_column(engine, c).into(),
+    );
     m.insert("Labels".into(), labels.join(",").into());
     m.insert("Mounts".into(), "".into());
     m.insert("Networks".into(), r.host_config.network_mode.clone().into());

@@ -59,6 +59,7 @@ pub fn start(
     let _ = runtime::delete(&engine.runtime_globals(), c.id(), true);
     ensure_rootfs(store, c).map_err(internal)?;
     super::mounts::prepare_start(engine, c).map_err(internal)?;
+    crate::network::publish::networks_up(engine, c).map_err(internal)?;
     let Some(o) = attach else {
         monitor::launch(engine, c, None)?;
         return Ok(Outcome::Detached);

@@ -308,6 +308,7 @@ impl Monitor<'_> {
                         s.monitor = None;
                         s.finished_at = now_rfc3339_nanos();
                     })?;
+                    release_addresses(self.engine, c);
                     if first {
                         self.answer(&format!("err {code} {message}"));
                         self.send_all(&Frame::Failed { code, message });
@@ -316,6 +317,9 @@ impl Monitor<'_> {
                     code
                 }
             };
+            // Its processes are gone, and with its network namespace its veth pairs: the
+            // addresses go back (a restart takes new ones).
+            release_addresses(self.engine, c);
             c.reload();
             if !self.restarts(c, exit) {
                 break;
@@ -339,12 +343,14 @@ impl Monitor<'_> {
         self.listener = None;
         let _ = std::fs::remove_file(c.dir.join(attach::SOCKET));
         let code = c.state.exit_code;
+        crate::network::publish::release_ports();
         if c.record.host_config.auto_remove {
             remove::remove(self.engine, c, remove::Caller::Monitor)?;
         } else {
             c.update_state(|s| s.monitor = None)?;
         }
         self.send_all(&Frame::Exit(code));
+        crate::network::publish::after_exit(self.engine, c);
         Ok(())
     }
 
@@ -385,13 +391,20 @@ impl Monitor<'_> {
             dup2_stdout(out)?;
             dup2_stderr(err)?;
         }
+        // Published ports: the host's sockets held before anything is made.
+        crate::network::publish::reserve(c)?;
         let pending = runtime::create_supervised(&self.engine.runtime_globals(), &opts);
         self.quiet.apply();
         let pending = pending?;
-        if c.record.host_config.network_mode == "none" {
+        let mode = c.record.host_config.network_mode.as_str();
+        if mode == "none" {
             // Its own network namespace: the loopback up, as Docker's `none` has it.
             crate::network::loopback::bring_up_in(pending.pid())?;
         }
+        // Bridge networks: eth0 (and eth1 ... for those `network connect` added) on their
+        // bridges, before the program runs.
+        let leases = crate::network::endpoints::join_all(self.engine, c, pending.pid())?;
+        crate::network::publish::publish(self.engine, c, &leases)?;
         let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
         let now = now_rfc3339_nanos();
@@ -417,6 +430,7 @@ impl Monitor<'_> {
             s.monitor = Some(me);
             s.stopped_by_user = false;
             s.health = health;
+            s.ports = crate::network::publish::bindings();
         })?;
         Ok(match started.pty_master {
             Some(master) => {
@@ -741,6 +755,20 @@ fn wait_exit(pid: i32) -> Result<i32> {
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => bail!("waitpid({pid}): {e}"),
         }
+    }
+}
+
+/// Gives back the addresses of a container whose processes have ended (none for the networks
+/// that are not bridges).
+pub fn release_addresses(engine: &Engine, c: &Container) {
+    use crate::network::endpoints;
+    if !endpoints::is_bridge_mode(&c.record.host_config.network_mode)
+        && endpoints::connections(c).is_empty()
+    {
+        return;
+    }
+    if let Ok(networks) = crate::network::store::Store::open(&engine.data_root) {
+        let _ = crate::network::attach::release_exited(&networks, c.id());
     }
 }
 

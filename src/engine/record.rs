@@ -61,6 +61,9 @@ pub struct Config {
     pub stop_signal: String,
     pub stop_timeout: Option<i64>,
     pub healthcheck: Option<Healthcheck>,
+    /// The image's exposed ports, `--expose` and the published ones (`"80/tcp": {}`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
 }
 
 /// An empty list as Docker writes it (`null`), read back from either form.
@@ -230,6 +233,9 @@ pub struct State {
     /// Stopped by `stop`, `kill` or `rm`: the restart policy does not apply.
     pub stopped_by_user: bool,
     pub health: Option<Health>,
+    /// The ports the running container publishes (network::publish), host ports chosen.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::network::ports::PortBinding>,
 }
 
 impl Engine {
@@ -531,6 +537,17 @@ impl Container {
             Some(crate::runtime::state::Status::Paused) => Status::Paused,
             _ => Status::Exited,
         }
+    }
+
+    /// Whether a process of the container may be alive, its init waiting to start included
+    /// (what it holds, such as its network endpoints, is in use).
+    pub fn may_have_processes(&self, engine: &Engine) -> bool {
+        use crate::runtime::state::Status as R;
+        self.status(engine).is_active()
+            || matches!(
+                self.runtime_status(engine),
+                Some(R::Creating | R::Created | R::Running | R::Paused)
+            )
     }
 
     fn runtime_status(&self, engine: &Engine) -> Option<crate::runtime::state::Status> {

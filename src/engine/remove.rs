@@ -42,6 +42,10 @@ pub fn remove_with_volumes(
     }
     crate::runtime::container::delete(&engine.runtime_globals(), c.id(), true)
         .with_context(|| format!("cannot remove the runtime's container {}", c.id()))?;
+    // Its processes are gone: so are its veth pairs (with its network namespace); a monitor
+    // killed before it gave the addresses back leaves them to this.
+    super::monitor::release_addresses(engine, c);
+    crate::network::publish::forget(engine, c, caller == Caller::Monitor);
     remove_bundle(engine, c)?;
     if !c.record.name.is_empty() {
         engine.release_name(&c.record.name, c.id());

@@ -38,7 +38,17 @@ impl Scratch {
     pub fn new(name: &str) -> Scratch {
         let dir = std::env::temp_dir().join(format!("berth-image-{name}-{}", std::process::id()));
         cleanup(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(dir.join("data")).unwrap();
+        // The default network's bridge is the data root's own (test binaries run at once,
+        // each scratch with its default network); `cleanup` removes it with its rules.
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let bridge = format!("bt{:x}x{n:x}", std::process::id());
+        std::fs::write(
+            dir.join("data/network-config.json"),
+            format!("{{\"bridge\": \"{bridge}\"}}"),
+        )
+        .unwrap();
         Scratch { dir }
     }
 
@@ -107,8 +117,14 @@ impl Drop for Scratch {
     }
 }
 
-/// Unmounts everything under `dir` (deepest first), then removes it.
+/// Removes the networks of the data root under `dir` (bridges, leases, firewall rules),
+/// unmounts everything under `dir` (deepest first), then removes it.
 pub fn cleanup(dir: &Path) {
+    if is_root() && dir.join("data/networks").exists() {
+        if let Err(e) = berth::network::publish::remove_all_networks(&dir.join("data")) {
+            eprintln!("cleanup of {}: networks: {e:#}", dir.display());
+        }
+    }
     if let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") {
         let mut points: Vec<&str> = info
             .lines()
