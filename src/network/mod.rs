@@ -9,9 +9,11 @@ pub mod dns;
 pub mod endpoints;
 pub mod firewall;
 pub mod loopback;
+pub mod names;
 pub mod netlink;
 pub mod nftables;
 pub mod ports;
+pub mod resolver;
 pub mod store;
 
 /// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.
