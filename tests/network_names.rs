@@ -9,7 +9,7 @@
 mod engine_support;
 
 use berth::network::resolver;
-use berth::network::store::{self, Store, Subnet};
+use berth::network::store::{self, Subnet};
 use engine_support::{Scratch, BUSYBOX};
 use serde_json::Value;
 use std::net::{Ipv4Addr, UdpSocket};
@@ -299,5 +299,433 @@ fn containers_resolve_each_other_on_a_user_network() {
     // stop: the server's name goes too.
     g.berth_ok(&["container", "stop", "-t", "1", "web"]);
     let out = sh(&g, "names-a", "nslookup web; true");
+    assert!(addresses_of(&out).is_empty(), "{out}");
+}
+
+/// A fake upstream DNS server of the test's, on a loopback address of the host: answers
+/// `outside.example` with 192.0.2.77 (no data for other names); counts the queries.
+struct Upstream {
+    stop: Arc<AtomicBool>,
+    pub queries: Arc<Mutex<Vec<String>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+const UPSTREAM_IP: &str = "127.77.0.1";
+
+impl Upstream {
+    fn start() -> Upstream {
+        let sock = UdpSocket::bind((UPSTREAM_IP, 53)).expect("binding 127.77.0.1:53");
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let (s, q) = (stop.clone(), queries.clone());
+        let thread = std::thread::spawn(move || {
+            let mut buf = [0u8; 1500];
+            while !s.load(Ordering::Relaxed) {
+                let Ok((n, from)) = sock.recv_from(&mut buf) else {
+                    continue;
+                };
+                let Some(query) = resolver::parse_query(&buf[..n]) else {
+                    continue;
+                };
+                q.lock().unwrap().push(query.name.clone());
+                let ips: Vec<Ipv4Addr> = if query.name == "outside.example" && query.qtype == 1 {
+                    vec![Ipv4Addr::new(192, 0, 2, 77)]
+                } else {
+                    vec![]
+                };
+                let _ = sock.send_to(&resolver::a_reply(&buf[..n], &query, &ips), from);
+            }
+        });
+        Upstream {
+            stop,
+            queries,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn set_config(g: &Guard, config: Value) {
+    std::fs::write(
+        g.scratch.data_root().join("network-config.json"),
+        config.to_string(),
+    )
+    .unwrap();
+}
+
+/// Other names go to the host's upstream servers (here the test's, named by the test's
+/// resolv.conf through network-config.json's `resolv-conf`), relayed from the host's
+/// namespace even on a loopback address (Docker's `host(...)`); an `--internal` network's
+/// containers get no answer from outside.
+#[test]
+fn other_names_are_forwarded_upstream() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("upstream");
+    let up = Upstream::start();
+    let rc = g.scratch.data_root().join("test-resolv.conf");
+    std::fs::write(
+        &rc,
+        format!("nameserver {UPSTREAM_IP}\nsearch example.test\n"),
+    )
+    .unwrap();
+    set_config(&g, serde_json::json!({"resolv-conf": rc}));
+    g.network("names-up", "bn-up0", 3, &[]);
+    g.network("names-int", "bn-int0", 4, &["--internal"]);
+    let out = sh(
+        &g,
+        "names-up",
+        "cat /etc/resolv.conf; nslookup outside.example",
+    );
+    assert!(
+        out.contains(&format!("# ExtServers: [host({UPSTREAM_IP})]")),
+        "{out}"
+    );
+    assert!(out.contains("search example.test\n"), "{out}");
+    assert_eq!(addresses_of(&out), vec!["192.0.2.77"], "{out}");
+    assert!(up
+        .queries
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|q| q == "outside.example"));
+    // libc's lookup through the same path.
+    let out = sh(&g, "names-up", "ping -c1 -W1 outside.example 2>&1; true");
+    assert!(out.contains("192.0.2.77"), "{out}");
+    // Internal: nothing from outside.
+    let before = up.queries.lock().unwrap().len();
+    let out = g.berth(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "names-int",
+        BUSYBOX,
+        "nslookup",
+        "outside.example",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(addresses_of(&text).is_empty(), "{out:?}");
+    assert_eq!(up.queries.lock().unwrap().len(), before);
+    // Legacy networks (none): the host's servers without loopback ones, Google's instead.
+    let out = g.berth_ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        BUSYBOX,
+        "cat",
+        "/etc/resolv.conf",
+    ]);
+    assert!(
+        out.contains("nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch example.test\n"),
+        "{out}"
+    );
+    assert!(out.contains("# Used default nameservers."), "{out}");
+}
+
+/// Sends `name` queries into the namespace of `pid` to 127.0.0.11:53 until `stop`, each with
+/// `wait` to be answered; returns (answered, lost, wrong answers).
+fn ask_in(pid: i32, name: &str, want: Ipv4Addr, stop: Arc<AtomicBool>) -> (u32, u32, u32) {
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+    nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.connect("127.0.0.11:53").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let (mut ok, mut lost, mut wrong) = (0, 0, 0);
+    let mut id: u16 = 0;
+    let mut buf = [0u8; 1500];
+    while !stop.load(Ordering::Relaxed) {
+        id = id.wrapping_add(1);
+        sock.send(&resolver::make_query(id, name, 1)).unwrap();
+        let deadline = Instant::now() + Duration::from_millis(1000);
+        let mut answered = false;
+        while Instant::now() < deadline {
+            match sock.recv(&mut buf) {
+                Ok(n) if buf[..2] == id.to_be_bytes() => {
+                    match resolver::reply_addresses(&buf[..n]) {
+                        Some((0, ips)) if ips == [want] => ok += 1,
+                        _ => wrong += 1,
+                    }
+                    answered = true;
+                    break;
+                }
+                _ => {}
+            }
+        }
+        if !answered {
+            lost += 1;
+        }
+    }
+    (ok, lost, wrong)
+}
+
+fn pid_of(g: &Guard, ctr: &str) -> i32 {
+    let v: Value = serde_json::from_str(&g.berth_ok(&["container", "inspect", ctr])).unwrap();
+    v[0]["State"]["Pid"].as_i64().unwrap() as i32
+}
+
+/// aardvark-dns dropped a query in flight at each reload; here containers start and go on the
+/// network while a client asks without pause: every query is answered, rightly. A new
+/// container's name answers as soon as its `run -d` returns. Also the resolver's latency.
+#[test]
+fn no_query_is_lost_while_containers_come_and_go() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("churn");
+    g.network("names-churn", "bn-churn0", 5, &[]);
+    for n in ["web", "probe"] {
+        g.berth_ok(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--network",
+            "names-churn",
+            BUSYBOX,
+            "sleep",
+            "300",
+        ]);
+    }
+    let web: Ipv4Addr = ip_of(&g, "web", "names-churn").parse().unwrap();
+    let pid = pid_of(&g, "probe");
+    // Latency of one answer, warm.
+    let lat = {
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = stop.clone();
+        let t = std::thread::spawn(move || ask_in(pid, "web", web, s));
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::Relaxed);
+        let (ok, lost, wrong) = t.join().unwrap();
+        assert_eq!((lost, wrong), (0, 0));
+        Duration::from_millis(300) / ok.max(1)
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let asker = std::thread::spawn(move || ask_in(pid, "web", web, s));
+    let root = g.scratch.data_root();
+    let run = g.scratch.dir.join("run");
+    let berth = |args: Vec<String>| {
+        let (root, run) = (root.clone(), run.clone());
+        std::thread::spawn(move || {
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .arg("--data-root")
+                .arg(root)
+                .arg("--root")
+                .arg(run)
+                .args(args)
+                .output()
+                .unwrap()
+        })
+    };
+    let n = 8;
+    for round in 0..2 {
+        let starts: Vec<_> = (0..n)
+            .map(|i| {
+                berth(
+                    [
+                        "container",
+                        "run",
+                        "-d",
+                        "--name",
+                        &format!("c{round}-{i}"),
+                        "--network",
+                        "names-churn",
+                        BUSYBOX,
+                        "sleep",
+                        "300",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                )
+            })
+            .collect();
+        for t in starts {
+            let o = t.join().unwrap();
+            assert!(o.status.success(), "{o:?}");
+        }
+        // Each new name answers at once.
+        let out = g.berth_ok(&[
+            "container",
+            "exec",
+            "probe",
+            "nslookup",
+            &format!("c{round}-{}", n - 1),
+        ]);
+        assert_eq!(addresses_of(&out).len(), 1, "{out}");
+        let stops: Vec<_> = (0..n)
+            .map(|i| {
+                berth(
+                    ["container", "rm", "-f", &format!("c{round}-{i}")]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                )
+            })
+            .collect();
+        for t in stops {
+            let o = t.join().unwrap();
+            assert!(o.status.success(), "{o:?}");
+        }
+        let out = g.berth_ok(&[
+            "container",
+            "exec",
+            "probe",
+            "sh",
+            "-c",
+            &format!("nslookup c{round}-0; true"),
+        ]);
+        assert!(addresses_of(&out).is_empty(), "{out}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (ok, lost, wrong) = asker.join().unwrap();
+    eprintln!(
+        "resolver: {ok} queries answered during {} starts and removals, {lost} lost, {wrong} \
+         wrong; warm answer {lat:?}",
+        4 * n
+    );
+    assert!(ok > 50, "{ok}");
+    assert_eq!((lost, wrong), (0, 0));
+}
+
+/// The default network: `--link NAME:ALIAS` and `--add-host` (with `host-gateway`) in
+/// /etc/hosts as Docker writes them, the link reaches its container; no DNS server there.
+#[test]
+fn links_and_extra_hosts_on_the_default_network() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("link");
+    let subnet = free_subnet(6);
+    let gw = Ipv4Addr::from(subnet.first() + 1);
+    g.bridges.push("bn-dflt0".into());
+    let rc = g.scratch.data_root().join("test-resolv.conf");
+    std::fs::write(
+        &rc,
+        "nameserver 192.0.2.53\nnameserver 127.0.0.53\noptions edns0\n",
+    )
+    .unwrap();
+    set_config(
+        &g,
+        serde_json::json!({"bridge": "bn-dflt0", "bip": format!("{gw}/24"), "resolv-conf": rc}),
+    );
+    g.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--hostname",
+        "srvhost",
+        "--network",
+        "bridge",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "echo linked > /tmp/index.html; httpd -f -p 80 -h /tmp",
+    ]);
+    let srv = ip_of(&g, "srv", "berth");
+    let out = g.berth_ok(&[
+        "container", "run", "--rm", "--network", "bridge", "--link", "srv:al",
+        "--add-host", "h1:192.0.2.5", "--add-host", "gw:host-gateway", "--hostname", "me",
+        "--domainname", "example.org", BUSYBOX, "sh", "-c",
+        "cat /etc/hosts; echo ---; cat /etc/resolv.conf; echo ---; wget -q -O- http://al/index.html",
+    ]);
+    let parts: Vec<&str> = out.split("---\n").collect();
+    let mine = Ipv4Addr::from(subnet.first() + 3);
+    assert_eq!(
+        parts[0],
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n\
+             ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n\
+             192.0.2.5\th1\n{gw}\tgw\n{srv}\tal srvhost srv\n{mine}\tme.example.org me\n"
+        )
+    );
+    assert!(
+        parts[1].contains("\nnameserver 192.0.2.53\noptions edns0\n\n# Based on host file:"),
+        "{}",
+        parts[1]
+    );
+    assert!(parts[1].contains("(legacy)"), "{}", parts[1]);
+    assert_eq!(parts[2].trim(), "linked");
+    // A link to a container that does not run: Docker's error.
+    g.berth_ok(&["container", "stop", "-t", "1", "srv"]);
+    let e = g.berth(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "--link",
+        "srv:al",
+        BUSYBOX,
+        "true",
+    ]);
+    assert!(!e.status.success());
+    assert!(
+        String::from_utf8_lossy(&e.stderr).contains("Cannot link to a non running container"),
+        "{e:?}"
+    );
+}
+
+/// `--link` on a user network is an alias for the linking container only (Docker's rule).
+#[test]
+fn links_on_a_user_network_are_the_containers_own_aliases() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("userlink");
+    g.network("names-ul", "bn-ul0", 7, &[]);
+    g.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "db",
+        "--network",
+        "names-ul",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ]);
+    let db = ip_of(&g, "db", "names-ul");
+    let out = g.berth_ok(&[
+        "container",
+        "run",
+        "--rm",
+        "--network",
+        "names-ul",
+        "--link",
+        "db:database",
+        BUSYBOX,
+        "nslookup",
+        "database",
+    ]);
+    assert_eq!(addresses_of(&out), vec![db], "{out}");
+    let out = sh(&g, "names-ul", "nslookup database; true");
     assert!(addresses_of(&out).is_empty(), "{out}");
 }
