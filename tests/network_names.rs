@@ -972,3 +972,116 @@ fn hosts_resolv_conf_and_network_inspect_match_docker() {
     }
     d.docker_ok(&["network", "rm", "names-diff"]);
 }
+
+/// One DNS exchange over TCP with 127.0.0.11:53 in the namespace of `pid`.
+fn tcp_ask_in(pid: i32, name: &str) -> Option<(u8, Vec<Ipv4Addr>)> {
+    use std::io::{Read, Write};
+    let name = name.to_string();
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        let mut s = std::net::TcpStream::connect_timeout(
+            &"127.0.0.11:53".parse().unwrap(),
+            Duration::from_secs(2),
+        )
+        .ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let q = resolver::make_query(77, &name, 1);
+        let mut m = (q.len() as u16).to_be_bytes().to_vec();
+        m.extend_from_slice(&q);
+        s.write_all(&m).ok()?;
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len).ok()?;
+        let mut r = vec![0u8; u16::from_be_bytes(len) as usize];
+        s.read_exact(&mut r).ok()?;
+        resolver::reply_addresses(&r)
+    })
+    .join()
+    .unwrap()
+}
+
+/// TCP: local names answered, others relayed to the upstream over TCP; and a container may
+/// bind port 53 itself (the resolver is on another port, DNAT'ed), its lookups still work.
+#[test]
+fn tcp_queries_and_a_container_of_its_own_on_port_53() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("tcp");
+    // The fake upstream over TCP: tcp.example is 192.0.2.78.
+    let listener = std::net::TcpListener::bind((UPSTREAM_IP, 53)).expect("127.77.0.1:53");
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let a = asked.clone();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for s in listener.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut q = vec![0u8; u16::from_be_bytes(len) as usize];
+            if s.read_exact(&mut q).is_err() {
+                continue;
+            }
+            let Some(query) = resolver::parse_query(&q) else {
+                continue;
+            };
+            a.lock().unwrap().push(query.name.clone());
+            let r = resolver::a_reply(&q, &query, &[Ipv4Addr::new(192, 0, 2, 78)]);
+            let mut m = (r.len() as u16).to_be_bytes().to_vec();
+            m.extend_from_slice(&r);
+            let _ = s.write_all(&m);
+        }
+    });
+    let rc = g.scratch.data_root().join("test-resolv.conf");
+    std::fs::write(&rc, format!("nameserver {UPSTREAM_IP}\n")).unwrap();
+    set_config(&g, serde_json::json!({"resolv-conf": rc}));
+    g.network("names-tcp", "bn-tcp0", 12, &[]);
+    g.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "own53",
+        "--network",
+        "names-tcp",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "sleep 300",
+    ]);
+    let pid = pid_of(&g, "own53");
+    let me: Ipv4Addr = ip_of(&g, "own53", "names-tcp").parse().unwrap();
+    assert_eq!(tcp_ask_in(pid, "own53"), Some((0, vec![me])));
+    assert_eq!(
+        tcp_ask_in(pid, "tcp.example"),
+        Some((0, vec![Ipv4Addr::new(192, 0, 2, 78)]))
+    );
+    assert_eq!(asked.lock().unwrap().as_slice(), ["tcp.example"]);
+    // Sockets of its own hold 0.0.0.0:53 (UDP and TCP: busybox has no UDP server, so the
+    // test makes them in its namespace), and its lookups still reach berth's.
+    let own = std::thread::spawn(move || {
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        (
+            UdpSocket::bind("0.0.0.0:53").expect("UDP 0.0.0.0:53 in the container"),
+            std::net::TcpListener::bind("0.0.0.0:53").expect("TCP 0.0.0.0:53 in the container"),
+        )
+    })
+    .join()
+    .unwrap();
+    let out = g.berth_ok(&[
+        "container",
+        "exec",
+        "own53",
+        "sh",
+        "-c",
+        "netstat -lnu; netstat -lnt; nslookup own53",
+    ]);
+    assert_eq!(out.matches("0.0.0.0:53 ").count(), 2, "{out}");
+    drop(own);
+    assert_eq!(addresses_of(&out), vec![me.to_string()], "{out}");
+}

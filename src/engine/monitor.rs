@@ -495,9 +495,14 @@ impl Monitor<'_> {
                     push(fd);
                 }
             }
-            let dns_fds = self.dns.as_ref().map(|d| d.fds()).unwrap_or_default();
-            dns_fds.iter().for_each(|fd| push(*fd));
-            let dns_at = fds.len() - dns_fds.len();
+            let dns_at = fds.len();
+            for (fd, events) in self.dns.as_ref().map(|d| d.fds()).unwrap_or_default() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+            }
             let timeout = health
                 .as_ref()
                 .map_or(-1, |h| h.next_timeout_ms(Instant::now()));

@@ -72,9 +72,37 @@ struct NetNames {
     leases: Vec<Lease>,
 }
 
+/// How a query goes upstream: UDP, or TCP for a TCP client (a long answer comes whole).
+enum Via {
+    Udp(UdpSocket),
+    Tcp {
+        stream: TcpStream,
+        /// Whether the query was written (once the connection is made).
+        sent: bool,
+        buf: Vec<u8>,
+    },
+}
+
+impl Via {
+    fn fd(&self) -> RawFd {
+        match self {
+            Via::Udp(s) => s.as_raw_fd(),
+            Via::Tcp { stream, .. } => stream.as_raw_fd(),
+        }
+    }
+
+    /// What poll waits for.
+    fn events(&self) -> i16 {
+        match self {
+            Via::Tcp { sent: false, .. } => libc::POLLOUT,
+            _ => libc::POLLIN,
+        }
+    }
+}
+
 /// A query relayed upstream, waiting for its answer.
 struct Pending {
-    sock: UdpSocket,
+    via: Via,
     /// Where the answer goes: a UDP client, or a TCP client (its index's connection id).
     client: Client,
     query: Vec<u8>,
@@ -133,11 +161,18 @@ impl Resolver {
         }
     }
 
-    /// The descriptors to poll (for reading).
-    pub fn fds(&self) -> Vec<RawFd> {
-        let mut v = vec![self.sockets.udp.as_raw_fd(), self.sockets.tcp.as_raw_fd()];
-        v.extend(self.pending.iter().map(|p| p.sock.as_raw_fd()));
-        v.extend(self.conns.iter().map(|c| c.stream.as_raw_fd()));
+    /// The descriptors to poll and their events.
+    pub fn fds(&self) -> Vec<(RawFd, i16)> {
+        let mut v = vec![
+            (self.sockets.udp.as_raw_fd(), libc::POLLIN),
+            (self.sockets.tcp.as_raw_fd(), libc::POLLIN),
+        ];
+        v.extend(self.pending.iter().map(|p| (p.via.fd(), p.via.events())));
+        v.extend(
+            self.conns
+                .iter()
+                .map(|c| (c.stream.as_raw_fd(), libc::POLLIN)),
+        );
         v
     }
 
@@ -245,8 +280,6 @@ impl Resolver {
             self.conns[i].deadline = Instant::now() + Duration::from_secs(10);
             match self.answer(&q) {
                 Answer::Local(r) => self.tcp_reply(id, &r),
-                // Relayed over UDP: an answer too long for it comes back truncated, and the
-                // client has what it would have had from a server that answers TCP so.
                 Answer::Forward => self.forward(q, Client::Tcp(id), 0),
                 Answer::Ignore => {}
             }
@@ -291,22 +324,22 @@ impl Resolver {
             return;
         }
         for (k, server) in self.upstreams.iter().enumerate().skip(from) {
-            let local: SocketAddr = if server.is_ipv4() {
-                "0.0.0.0:0".parse().expect("address")
-            } else {
-                "[::]:0".parse().expect("address")
+            let via = match client {
+                Client::Udp(_) => match udp_to(server, &query) {
+                    Some(s) => Via::Udp(s),
+                    None => continue,
+                },
+                Client::Tcp(_) => match tcp_to(server) {
+                    Some(stream) => Via::Tcp {
+                        stream,
+                        sent: false,
+                        buf: Vec::new(),
+                    },
+                    None => continue,
+                },
             };
-            let Ok(sock) = UdpSocket::bind(local) else {
-                continue;
-            };
-            if sock.connect(server).is_err()
-                || sock.set_nonblocking(true).is_err()
-                || sock.send(&query).is_err()
-            {
-                continue;
-            }
             self.pending.push(Pending {
-                sock,
+                via,
                 client,
                 query,
                 tried: k + 1,
@@ -319,8 +352,14 @@ impl Resolver {
     }
 
     fn upstream_answer(&mut self, i: usize) {
+        if let Via::Tcp { .. } = self.pending[i].via {
+            return self.upstream_tcp(i);
+        }
+        let Via::Udp(sock) = &self.pending[i].via else {
+            return;
+        };
         let mut buf = [0u8; 65535];
-        let n = match self.pending[i].sock.recv(&mut buf) {
+        let n = match sock.recv(&mut buf) {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             // An ICMP error (nobody at that server): the next one.
@@ -336,6 +375,49 @@ impl Resolver {
         }
         let p = self.pending.remove(i);
         self.reply(&p.client, &buf[..n]);
+    }
+
+    /// A TCP relay made progress: connected (the query goes), or the answer came (whole:
+    /// length first).
+    fn upstream_tcp(&mut self, i: usize) {
+        let p = &mut self.pending[i];
+        let Via::Tcp { stream, sent, buf } = &mut p.via else {
+            return;
+        };
+        let failed = if !*sent {
+            let mut out = (p.query.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(&p.query);
+            // A short query on a fresh connection fits its send buffer at once.
+            let ok = matches!(stream.take_error(), Ok(None))
+                && matches!(stream.write(&out), Ok(n) if n == out.len());
+            *sent = ok;
+            !ok
+        } else {
+            let mut chunk = [0u8; 16384];
+            match stream.read(&mut chunk) {
+                Ok(0) => true,
+                Ok(n) => {
+                    buf.extend_from_slice(&chunk[..n]);
+                    false
+                }
+                Err(e) => e.kind() != ErrorKind::WouldBlock && e.kind() != ErrorKind::Interrupted,
+            }
+        };
+        if failed {
+            let p = self.pending.remove(i);
+            return self.forward(p.query, p.client, p.tried);
+        }
+        let Via::Tcp { buf, .. } = &self.pending[i].via else {
+            return;
+        };
+        if buf.len() >= 2 {
+            let len = u16::from_be_bytes([buf[0], buf[1]]) as usize;
+            if buf.len() >= 2 + len {
+                let answer = buf[2..2 + len].to_vec();
+                let p = self.pending.remove(i);
+                self.reply(&p.client, &answer);
+            }
+        }
     }
 
     fn expire(&mut self, now: Instant) {
@@ -511,6 +593,41 @@ impl Resolver {
     /// The UDP socket, for callers that poll it themselves.
     pub fn udp_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.sockets.udp.as_fd()
+    }
+}
+
+/// A UDP socket of the calling namespace connected to `server`, the query sent.
+fn udp_to(server: &SocketAddr, query: &[u8]) -> Option<UdpSocket> {
+    let local: SocketAddr = if server.is_ipv4() {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let sock = UdpSocket::bind(local).ok()?;
+    sock.connect(server).ok()?;
+    sock.set_nonblocking(true).ok()?;
+    sock.send(query).ok()?;
+    Some(sock)
+}
+
+/// A TCP connection to `server` being made (non-blocking: poll says when it is).
+fn tcp_to(server: &SocketAddr) -> Option<TcpStream> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType, SockaddrStorage};
+    let family = if server.is_ipv4() {
+        AddressFamily::Inet
+    } else {
+        AddressFamily::Inet6
+    };
+    let fd = socket(
+        family,
+        SockType::Stream,
+        SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .ok()?;
+    match nix::sys::socket::connect(fd.as_raw_fd(), &SockaddrStorage::from(*server)) {
+        Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Some(TcpStream::from(fd)),
+        Err(_) => None,
     }
 }
 
