@@ -206,6 +206,15 @@ fn containers_resolve_each_other_on_a_user_network() {
     ]);
     let short = &id.trim()[..12];
     let web_ip = ip_of(&g, "web", "names-a");
+    // Docker 28's inspect: the endpoint's aliases and DNS names.
+    let v: Value = serde_json::from_str(&g.berth_ok(&["container", "inspect", "web"])).unwrap();
+    let ep = &v[0]["NetworkSettings"]["Networks"]["names-a"];
+    assert_eq!(ep["Aliases"], serde_json::json!(["www"]), "{ep}");
+    assert_eq!(
+        ep["DNSNames"],
+        serde_json::json!(["web", "www", short]),
+        "{ep}"
+    );
     // The client's resolv.conf is Docker's for a user network.
     let rc = sh(&g, "names-a", "cat /etc/resolv.conf");
     assert!(

@@ -264,7 +264,7 @@ pub fn inspect_networks(
         names.push((
             mode.to_string(),
             create_flag(c, "ip").and_then(|s| s.parse().ok()),
-            Vec::new(),
+            super::names::first_network_aliases(c),
         ));
     }
     for conn in connections(c) {
@@ -304,6 +304,7 @@ pub fn inspect_networks(
             "IPv6Gateway": "",
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
+            "DNSNames": lease.as_ref().filter(|l| !l.names.is_empty()).map(|l| l.names.clone()),
         });
         if name == DEFAULT_NETWORK && lease.is_some() {
             for k in ["Gateway", "IPAddress", "IPPrefixLen", "MacAddress"] {
