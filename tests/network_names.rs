@@ -32,25 +32,23 @@ fn cmd_out(prog: &str, args: &[&str]) -> String {
         .unwrap_or_default()
 }
 
-/// The host's links, addresses, routes, firewall and forwarding sysctls.
+/// What of the host's links, addresses, routes, firewall and forwarding sysctls is of this
+/// test's kind: the machine is shared (other sessions run podman and Docker meanwhile), so only
+/// the test's bridges (`bn-*`) and what is on them, its subnets (10.202.0.0/16), berth's table
+/// and ip_forward are compared.
 fn snapshot() -> Value {
-    let nft: String = cmd_out("nft", &["list", "ruleset"])
-        .lines()
-        // Counters move with other programs' traffic.
-        .map(|l| match l.find(" counter packets") {
-            Some(i) => l[..i].to_string(),
-            None => l.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let ours = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.contains("bn-") || l.contains("10.202."))
+            .map(|l| l.to_string())
+            .collect()
+    };
+    let nft = cmd_out("nft", &["list", "tables"]);
     serde_json::json!({
-        "link": cmd_out("ip", &["-o", "link"]).lines().map(|l| {
-            // The link's state flags aside: `ip -o link` lines by name.
-            l.split(':').nth(1).unwrap_or("").trim().to_string()
-        }).collect::<Vec<_>>(),
-        "addr": cmd_out("ip", &["-o", "addr"]),
-        "route": cmd_out("ip", &["route", "show", "table", "all"]),
-        "berth_nft": nft.contains("table ip berth"),
+        "link": ours(cmd_out("ip", &["-o", "link"])),
+        "addr": ours(cmd_out("ip", &["-o", "addr"])),
+        "route": ours(cmd_out("ip", &["route", "show", "table", "all"])),
+        "berth_nft": nft.lines().any(|l| l.trim() == "table ip berth"),
         "ip_forward": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default(),
     })
 }
