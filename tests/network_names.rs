@@ -33,9 +33,9 @@ fn cmd_out(prog: &str, args: &[&str]) -> String {
 }
 
 /// What of the host's links, addresses, routes, firewall and forwarding sysctls is of this
-/// test's kind: the machine is shared (other sessions run podman and Docker meanwhile), so only
-/// the test's bridges (`bn-*`) and what is on them, its subnets (10.202.0.0/16), berth's table
-/// and ip_forward are compared.
+/// test's kind: the machine is shared (other sessions run podman, Docker and berth meanwhile),
+/// so only the test's bridges (`bn-*`) and what is on them, its subnets (10.202.0.0/16), rules
+/// naming its bridges and ip_forward are compared.
 fn snapshot() -> Value {
     let ours = |text: String| -> Vec<String> {
         text.lines()
@@ -43,12 +43,14 @@ fn snapshot() -> Value {
             .map(|l| l.to_string())
             .collect()
     };
-    let nft = cmd_out("nft", &["list", "tables"]);
+    // (Another session's tests may hold berth's own table meanwhile: only this test's
+    // bridges in it count.)
+    let nft = cmd_out("nft", &["list", "ruleset"]);
     serde_json::json!({
         "link": ours(cmd_out("ip", &["-o", "link"])),
         "addr": ours(cmd_out("ip", &["-o", "addr"])),
         "route": ours(cmd_out("ip", &["route", "show", "table", "all"])),
-        "berth_nft": nft.lines().any(|l| l.trim() == "table ip berth"),
+        "nft": nft.lines().filter(|l| l.contains("bn-")).collect::<Vec<_>>(),
         "ip_forward": std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap_or_default(),
     })
 }
