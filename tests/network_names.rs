@@ -1094,3 +1094,74 @@ fn tcp_queries_and_a_container_of_its_own_on_port_53() {
     drop(own);
     assert_eq!(addresses_of(&out), vec![me.to_string()], "{out}");
 }
+
+/// The cost of a resolver's setup at a container's start (printed with --nocapture): its two
+/// sockets made in the container's namespace by a thread, and the DNAT (a forked child that
+/// loads libnftables in that namespace), on namespaces of the test's own.
+#[test]
+fn resolver_setup_costs_a_few_milliseconds() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sockets = Vec::new();
+    let mut dnat = Vec::new();
+    for _ in 0..10 {
+        let mut child = Command::new("unshare")
+            .args(["--net", "sh", "-c", "ip link set lo up; exec sleep 30"])
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let me = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while std::fs::read_link(format!("/proc/{pid}/ns/net"))
+            .ok()
+            .as_ref()
+            == Some(&me)
+            || !std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .unwrap_or_default()
+                .starts_with("sleep")
+        {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/net")).unwrap();
+        let t = Instant::now();
+        let s = berth::network::names::in_netns(&ns, || resolver::Sockets::bind(0)).unwrap();
+        sockets.push(t.elapsed());
+        let t = Instant::now();
+        berth::network::names::dnat(&ns, s.udp_port(), s.tcp_port()).unwrap();
+        dnat.push(t.elapsed());
+        // The redirection works: 127.0.0.11:53 reaches the socket.
+        let port = s.udp_port();
+        let got = std::thread::spawn(move || {
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            let c = UdpSocket::bind("127.0.0.1:0").unwrap();
+            c.send_to(b"ping", "127.0.0.11:53").unwrap();
+            let mut buf = [0u8; 8];
+            s.udp.set_nonblocking(false).unwrap();
+            s.udp
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
+            let (n, from) = s.udp.recv_from(&mut buf).unwrap();
+            s.udp.send_to(b"pong", from).unwrap();
+            c.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let (m, src) = c.recv_from(&mut buf[n..]).unwrap();
+            (n, m, src.port())
+        })
+        .join()
+        .unwrap();
+        // The answer comes from port 53 (conntrack undoes the DNAT), not the resolver's own.
+        assert_eq!(got, (4, 4, 53), "resolver port {port}");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    sockets.sort();
+    dnat.sort();
+    eprintln!(
+        "resolver setup: sockets in the namespace {:?} (median), DNAT {:?} (median), max {:?} / {:?}",
+        sockets[5], dnat[5], sockets[9], dnat[9]
+    );
+    assert!(dnat[5] < Duration::from_millis(100));
+}
