@@ -906,6 +906,27 @@ fn hosts_resolv_conf_and_network_inspect_match_docker() {
         "default network: /etc/hosts or resolv.conf differ"
     );
 
+    // The host's network and none.
+    for net in ["host", "none"] {
+        let args = [
+            "run",
+            "--rm",
+            "--network",
+            net,
+            BUSYBOX,
+            "sh",
+            "-c",
+            "cat /etc/hosts; echo ---; cat /etc/resolv.conf",
+        ];
+        let (dk, bt) = both(&args);
+        eprintln!("docker, {net}:\n{dk}\nberth, {net}:\n{bt}");
+        assert_eq!(
+            without_comments(&dk),
+            without_comments(&bt),
+            "--network {net}"
+        );
+    }
+
     // network inspect: the same fields and values but for ids, times, subnets and bridges.
     let di: Value =
         serde_json::from_str(&d.docker_ok(&["network", "inspect", "names-diff"])).unwrap();

@@ -10,7 +10,8 @@
 //! - resolv.conf: Docker 28's text (its header and trailing comments): on user networks
 //!   `nameserver 127.0.0.11` and `options ndots:0`, the host's servers being the resolver's
 //!   upstreams ("internal resolver"); elsewhere the host's servers without loopback ones,
-//!   Google's when none is left ("legacy"). The host's file is /etc/resolv.conf, or systemd's
+//!   Google's when none is left ("legacy"); `--network host` without DNS flags gets the host's
+//!   /etc/resolv.conf as it is. The host's file is /etc/resolv.conf, or systemd's
 //!   /run/systemd/resolve/resolv.conf when /etc/resolv.conf names only its 127.0.0.53 stub, or
 //!   the `resolv-conf` of the data root's network-config.json (berth's key; the tests use it).
 
@@ -383,7 +384,16 @@ pub fn etc_files(
     } else {
         host_resolv_conf(&engine.data_root)
     };
-    let (resolv, _) = resolv_conf(&src, &text, kind, &f.dns, &f.dns_search, &f.dns_option);
+    // The host's network without DNS flags: the host's file as it is (Docker copies it).
+    let copy = kind == Kind::Host
+        && f.dns.is_empty()
+        && f.dns_search.is_empty()
+        && f.dns_option.is_empty();
+    let resolv = if copy {
+        text
+    } else {
+        resolv_conf(&src, &text, kind, &f.dns, &f.dns_search, &f.dns_option).0
+    };
     let files = [
         ("hosts", hosts, "/etc/hosts"),
         ("hostname", format!("{hostname}\n"), "/etc/hostname"),
