@@ -358,8 +358,23 @@ impl Resolver {
         let Via::Udp(sock) = &self.pending[i].via else {
             return;
         };
-        let mut buf = [0u8; 65535];
-        let n = match sock.recv(&mut buf) {
+        // The answer's length first (MSG_TRUNC): a buffer of its size only when it is long,
+        // so that the monitor's stack does not grow by 64 KiB for good.
+        let mut small = [0u8; 4096];
+        let len = nix::sys::socket::recv(
+            sock.as_raw_fd(),
+            &mut small[..1],
+            nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_TRUNC,
+        )
+        .unwrap_or(0);
+        let mut big = Vec::new();
+        let buf: &mut [u8] = if len > small.len() {
+            big.resize(len, 0);
+            &mut big
+        } else {
+            &mut small
+        };
+        let n = match sock.recv(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == ErrorKind::WouldBlock => return,
             // An ICMP error (nobody at that server): the next one.
@@ -393,7 +408,7 @@ impl Resolver {
             *sent = ok;
             !ok
         } else {
-            let mut chunk = [0u8; 16384];
+            let mut chunk = [0u8; 4096];
             match stream.read(&mut chunk) {
                 Ok(0) => true,
                 Ok(n) => {
