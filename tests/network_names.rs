@@ -199,6 +199,8 @@ fn containers_resolve_each_other_on_a_user_network() {
         "names-a",
         "--network-alias",
         "www",
+        "--hostname",
+        "webhost",
         BUSYBOX,
         "sh",
         "-c",
@@ -212,7 +214,7 @@ fn containers_resolve_each_other_on_a_user_network() {
     assert_eq!(ep["Aliases"], serde_json::json!(["www"]), "{ep}");
     assert_eq!(
         ep["DNSNames"],
-        serde_json::json!(["web", "www", short]),
+        serde_json::json!(["web", "www", short, "webhost"]),
         "{ep}"
     );
     // The client's resolv.conf is Docker's for a user network.
@@ -228,12 +230,13 @@ fn containers_resolve_each_other_on_a_user_network() {
         &g,
         "names-a",
         &format!(
-            "nslookup web; nslookup www; nslookup {short}; ping -c1 -W2 web >/dev/null && echo PING-OK; \
+            "nslookup web; nslookup www; nslookup {short}; nslookup webhost; \
+             ping -c1 -W2 web >/dev/null && echo PING-OK; \
              wget -q -O- http://www/index.html; wget -q -O- http://{short}/index.html"
         ),
     );
     let found = addresses_of(&out);
-    assert_eq!(found, vec![web_ip.clone(); 3], "{out}");
+    assert_eq!(found, vec![web_ip.clone(); 4], "{out}");
     assert!(out.contains("PING-OK"), "{out}");
     assert_eq!(out.matches("hello-from-web").count(), 2, "{out}");
     // NAME.NETWORK, and the reverse (PTR) of its address.

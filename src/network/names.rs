@@ -75,8 +75,9 @@ pub fn parse_link(s: &str) -> Result<(String, String)> {
     Ok((name.to_string(), alias.to_string()))
 }
 
-/// The DNS names of a container's endpoint on `network` (Docker's `DNSNames`): its name,
-/// the endpoint's aliases, its short id; none on the default network (which has no names).
+/// The DNS names of a container's endpoint on `network` (Docker's `DNSNames`,
+/// buildEndpointDNSNames): its name, the endpoint's aliases, its short id, its hostname, each
+/// once; none on the default network (which has no names). The first names its PTR answer.
 pub fn dns_names(c: &Container, network: &str, aliases: &[String]) -> Vec<String> {
     if network == DEFAULT_NETWORK {
         return Vec::new();
@@ -88,8 +89,11 @@ pub fn dns_names(c: &Container, network: &str, aliases: &[String]) -> Vec<String
         }
     }
     let short = crate::engine::record::short_id(c.id()).to_string();
-    if !out.contains(&short) {
-        out.push(short);
+    let hostname = c.record.config.hostname.clone();
+    for n in [short, hostname] {
+        if !n.is_empty() && !out.contains(&n) {
+            out.push(n);
+        }
     }
     out
 }
