@@ -106,13 +106,22 @@ pub fn first_network_aliases(c: &Container) -> Vec<String> {
 /// Checks `--network-alias`, `--link` and `--add-host` for `create` (Docker's errors).
 pub fn check_flags(f: &CreateFlags, network: &str) -> Result<()> {
     if !f.network_alias.is_empty() && kind_of(network) != Kind::User {
-        bail!("network-scoped aliases are only supported for user-defined networks");
+        bail!("network-scoped alias is supported only for containers in user defined networks");
     }
     for l in &f.link {
         parse_link(l)?;
     }
-    if !f.link.is_empty() && (network == "host" || network.starts_with("container:")) {
-        bail!("conflicting options: container type network can't be used with links");
+    if !f.link.is_empty() && network == "host" {
+        bail!(
+            "conflicting options: host type networking can't be used with links. This would \
+             result in undefined behavior"
+        );
+    }
+    if !f.link.is_empty() && network.starts_with("container:") {
+        bail!(
+            "conflicting options: container type network can't be used with links. This would \
+             result in undefined behavior"
+        );
     }
     for h in &f.add_host {
         let (host, ip) = split_add_host(h)?;
