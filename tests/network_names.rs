@@ -1189,3 +1189,58 @@ fn resolver_setup_costs_a_few_milliseconds() {
     );
     assert!(dnat[5] < Duration::from_millis(100));
 }
+
+/// A container restarted by its policy gets a new address, its name follows, and its new
+/// namespace has a resolver again.
+#[test]
+fn a_restarted_container_resolves_and_is_resolved_again() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("restart");
+    g.network("names-rs", "bn-rs0", 0, &[]);
+    g.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "other",
+        "--network",
+        "names-rs",
+        BUSYBOX,
+        "sleep",
+        "300",
+    ]);
+    // The first run ends at once (exit 1), the restart lives: it asks for `other` then.
+    g.berth_ok(&[
+        "container",
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:3",
+        "--network",
+        "names-rs",
+        BUSYBOX,
+        "sh",
+        "-c",
+        "[ -e /tmp/ran ] || { touch /tmp/ran; exit 1; }; nslookup other > /tmp/answer; sleep 300",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let out = loop {
+        let o = g.berth(&["container", "exec", "flaky", "cat", "/tmp/answer"]);
+        if o.status.success() && !o.stdout.is_empty() {
+            break String::from_utf8_lossy(&o.stdout).into_owned();
+        }
+        assert!(Instant::now() < deadline, "flaky did not restart: {o:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let other = ip_of(&g, "other", "names-rs");
+    assert_eq!(addresses_of(&out), vec![other], "{out}");
+    let flaky = ip_of(&g, "flaky", "names-rs");
+    let out = g.berth_ok(&["container", "exec", "other", "nslookup", "flaky"]);
+    assert_eq!(addresses_of(&out), vec![flaky], "{out}");
+}
