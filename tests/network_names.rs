@@ -1244,3 +1244,63 @@ fn a_restarted_container_resolves_and_is_resolved_again() {
     let out = g.berth_ok(&["container", "exec", "other", "nslookup", "flaky"]);
     assert_eq!(addresses_of(&out), vec![flaky], "{out}");
 }
+
+/// A container killed with its monitor (SIGKILL to both: no exit handling, its lease stays
+/// until a sweep) stops resolving once its namespace is gone: the resolver checks the
+/// endpoint's veth.
+#[test]
+fn a_container_killed_with_its_monitor_stops_resolving() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("killed");
+    g.network("names-kill", "bn-kill0", 1, &[]);
+    for n in ["victim", "probe"] {
+        g.berth_ok(&[
+            "container",
+            "run",
+            "-d",
+            "--name",
+            n,
+            "--network",
+            "names-kill",
+            BUSYBOX,
+            "sleep",
+            "300",
+        ]);
+    }
+    let out = g.berth_ok(&["container", "exec", "probe", "nslookup", "victim"]);
+    assert_eq!(addresses_of(&out).len(), 1, "{out}");
+    let init = pid_of(&g, "victim");
+    let status = std::fs::read_to_string(format!("/proc/{init}/status")).unwrap();
+    let monitor: i32 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    for pid in [monitor, init] {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )
+        .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let o = g.berth(&["container", "exec", "probe", "nslookup", "victim"]);
+        if addresses_of(&String::from_utf8_lossy(&o.stdout)).is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "victim still resolves: {o:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Its lease is still there (no sweep ran): the name went with the veth.
+    let leases = std::fs::read_dir(g.scratch.data_root().join("networks/names-kill.leases"))
+        .unwrap()
+        .count();
+    assert_eq!(leases, 2);
+}

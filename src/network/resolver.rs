@@ -7,7 +7,8 @@
 //! Names are answered from the leases of the networks the container is on (each lease
 //! names its container's DNS names on that network: its name, network aliases and short id):
 //! a container sees the names of its own networks only, and a name goes with its lease (the
-//! container's exit, `disconnect`, `rm`, the sweep after a SIGKILL). A network's leases are
+//! container's exit, `disconnect`, `rm`, the sweep after a SIGKILL) or its veth (a container
+//! killed with its monitor). A network's leases are
 //! read again when its directory's mtime changes (checked on each query): nothing to reload,
 //! no query dropped. Other names are relayed, bytes as they are, to the host's upstream
 //! servers through sockets of the monitor's own (host) namespace, a new socket (port) per
@@ -524,7 +525,10 @@ impl Resolver {
         let mut out = Vec::new();
         let mut find = |net: &str, n: &str| {
             for l in &self.nets[net].leases {
-                if l.names.iter().any(|x| x.eq_ignore_ascii_case(n)) && !out.contains(&l.ip) {
+                if l.names.iter().any(|x| x.eq_ignore_ascii_case(n))
+                    && !out.contains(&l.ip)
+                    && alive(l)
+                {
                     out.push(l.ip);
                 }
             }
@@ -547,7 +551,11 @@ impl Resolver {
     fn reverse(&mut self, ip: Ipv4Addr) -> Option<String> {
         let mine = self.my_networks();
         for net in &mine {
-            if let Some(l) = self.nets[net].leases.iter().find(|l| l.ip == ip) {
+            if let Some(l) = self.nets[net]
+                .leases
+                .iter()
+                .find(|l| l.ip == ip && alive(l))
+            {
                 if let Some(n) = l.names.first() {
                     return Some(format!("{n}.{net}"));
                 }
@@ -644,6 +652,13 @@ fn tcp_to(server: &SocketAddr) -> Option<TcpStream> {
         Ok(()) | Err(nix::errno::Errno::EINPROGRESS) => Some(TcpStream::from(fd)),
         Err(_) => None,
     }
+}
+
+/// Whether a lease's endpoint still exists: its host-side veth goes with the container's
+/// namespace, so a container that died with its monitor (SIGKILL, no release) stops
+/// resolving at once, before any sweep removes its lease.
+fn alive(l: &Lease) -> bool {
+    Path::new("/sys/class/net").join(&l.host_veth).exists()
 }
 
 fn read_leases(dir: &Path) -> Vec<Lease> {
