@@ -46,13 +46,32 @@ pub struct Sockets {
 impl Sockets {
     /// Binds 127.0.0.11 on ports of the kernel's choice (`port` 0) or on `port`, in the
     /// calling thread's network namespace.
+    /// The namespace's loopback must be up: bound before, a socket's answers would leave from
+    /// 127.0.0.1, which the DNAT's reverse does not match.
     pub fn bind(port: u16) -> Result<Sockets> {
-        let addr = SocketAddrV4::new(RESOLVER_IP, port);
-        let udp = UdpSocket::bind(addr).context("DNS: cannot bind the UDP socket")?;
-        let tcp = TcpListener::bind(addr).context("DNS: cannot bind the TCP socket")?;
-        udp.set_nonblocking(true)?;
-        tcp.set_nonblocking(true)?;
-        Ok(Sockets { udp, tcp })
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+        };
+        let addr = SockaddrIn::from(SocketAddrV4::new(RESOLVER_IP, port));
+        let make = |ty: SockType| -> Result<std::os::fd::OwnedFd> {
+            let fd = socket(
+                AddressFamily::Inet,
+                ty,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .context("DNS: socket")?;
+            bind(fd.as_raw_fd(), &addr)
+                .with_context(|| format!("DNS: cannot bind {RESOLVER_IP}:{port}"))?;
+            Ok(fd)
+        };
+        let udp = UdpSocket::from(make(SockType::Datagram)?);
+        let tcp_fd = make(SockType::Stream)?;
+        listen(&tcp_fd, Backlog::new(64).expect("backlog")).context("DNS: listen")?;
+        Ok(Sockets {
+            udp,
+            tcp: TcpListener::from(tcp_fd),
+        })
     }
 
     pub fn udp_port(&self) -> u16 {
