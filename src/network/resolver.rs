@@ -14,15 +14,16 @@
 //! servers through sockets of the monitor's own (host) namespace, a new socket (port) per
 //! query; a query waits at most 2 s an upstream, then the next is tried.
 //!
-//! Only the answers berth gives itself are encoded here (A, AAAA with no data, PTR,
-//! NXDOMAIN-free: a name not known is forwarded); no crate is needed for that.
+//! Only the answers berth gives itself are encoded here (A; no data for the other types of a
+//! known name; PTR; SERVFAIL when nothing upstream answers): a name not known here is relayed
+//! as it is, so no DNS crate is needed.
 
 use super::store::{Lease, DEFAULT_NETWORK};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -620,21 +621,6 @@ impl Resolver {
                 }
             }
         }
-    }
-
-    /// The sockets' ports (for tests and the DNAT).
-    pub fn ports(&self) -> (u16, u16) {
-        (self.sockets.udp_port(), self.sockets.tcp_port())
-    }
-
-    /// Forwarded queries waiting (for tests).
-    pub fn in_flight(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// The UDP socket, for callers that poll it themselves.
-    pub fn udp_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.sockets.udp.as_fd()
     }
 }
 
