@@ -1,0 +1,629 @@
+//! The executor: the stages the target needs, in order, each from its base (an image of the
+//! store, `scratch`, or an earlier stage), each instruction a step whose result is looked up in
+//! the cache or made (a RUN container, a copy, a config change), and the last stage's image
+//! stored and named.
+
+use super::cache::{Cache, CacheKey};
+use super::config_edit as edit;
+use super::dockerfile::ast::{Command, Dockerfile, Instruction, InstructionKind, Run};
+use super::image_state::ImageState;
+use super::interrupt;
+use super::layers::StepRoot;
+use super::output::{short, Output};
+use super::run::{self, Network, RunRequest, BOUND_FILES};
+use super::vars::{platform_args, Scope};
+use super::workdir::BuildWork;
+use crate::image::reference::Reference;
+use crate::image::store::{host_platform, Store};
+use crate::image::time::now_rfc3339_nanos;
+use crate::image::Digest;
+use crate::runtime::inroot::{self, Create};
+use anyhow::{bail, Context, Result};
+use oci_spec::image::Descriptor;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// What to build.
+pub struct BuildRequest<'a> {
+    pub dockerfile: &'a Dockerfile,
+    /// The context directory (None: a Dockerfile read from stdin, no context).
+    pub context: Option<&'a Path>,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub no_cache: bool,
+    pub pull: bool,
+    pub platform: Option<String>,
+    pub labels: Vec<(String, String)>,
+    pub network: Network,
+}
+
+/// A built image, stored (unnamed until the caller tags it).
+pub struct Built {
+    pub id: Digest,
+    pub manifest: Descriptor,
+    pub state: ImageState,
+}
+
+/// A failing RUN: Docker's message, the exit code of the command.
+#[derive(Debug)]
+pub struct RunFailed {
+    pub command: String,
+    pub code: i32,
+}
+
+impl std::fmt::Display for RunFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "The command '{}' returned a non-zero code: {}",
+            self.command, self.code
+        )
+    }
+}
+
+impl std::error::Error for RunFailed {}
+
+/// The stage results the later stages use (FROM, COPY --from).
+struct StageResult {
+    state: ImageState,
+    key: CacheKey,
+}
+
+struct Executor<'a> {
+    store: &'a Store,
+    work: &'a BuildWork,
+    req: &'a BuildRequest<'a>,
+    cache: Cache,
+    out: &'a mut Output,
+    platform: String,
+    /// Global ARGs (and the platform args) as valued for this build.
+    globals: BTreeMap<String, String>,
+    /// Every ARG name declared anywhere: `--build-arg`s not among them were not consumed.
+    used_args: BTreeSet<String>,
+    results: HashMap<usize, StageResult>,
+    step: usize,
+    total: usize,
+}
+
+/// Builds `req`: every stage the target needs, in order. The result is stored, not named.
+pub fn build(
+    store: &Store,
+    work: &BuildWork,
+    cache_dir: PathBuf,
+    req: &BuildRequest,
+    out: &mut Output,
+) -> Result<Built> {
+    let df = req.dockerfile;
+    let order = super::dockerfile::plan(df, req.target.as_deref())?;
+    let total = order
+        .iter()
+        .map(|&i| 1 + df.stages[i].instructions.len())
+        .sum();
+    let platform = req.platform.clone().unwrap_or_else(host_platform);
+    let mut globals = platform_args(&platform);
+    let mut used_args = BTreeSet::new();
+    for a in &df.global_args {
+        used_args.insert(a.name.clone());
+        let vars = globals.clone();
+        let default = match &a.default {
+            Some(d) => Some(expand(df, d, &vars).with_context(|| format!("ARG {}", a.name))?),
+            None => None,
+        };
+        if let Some(v) = req.build_args.get(&a.name).cloned().or(default) {
+            globals.insert(a.name.clone(), v);
+        }
+    }
+    let mut ex = Executor {
+        store,
+        work,
+        req,
+        cache: Cache::new(cache_dir, req.no_cache),
+        out,
+        platform,
+        globals,
+        used_args,
+        results: HashMap::new(),
+        step: 0,
+        total,
+    };
+    let mut last = None;
+    for &i in &order {
+        let r = ex.stage(i)?;
+        last = Some(i);
+        ex.results.insert(i, r);
+    }
+    let unused: Vec<&String> = req
+        .build_args
+        .keys()
+        .filter(|k| !ex.used_args.contains(*k) && !super::vars::PREDEFINED.contains(&k.as_str()))
+        .collect();
+    if !unused.is_empty() {
+        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
+        eprintln!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            names.join(" ")
+        );
+    }
+    let last = last.context("the Dockerfile has no stage to build")?;
+    let mut state = ex.results.remove(&last).expect("built above").state;
+    if !req.labels.is_empty() {
+        edit::labels_from_cli(&mut state, &req.labels);
+    }
+    let manifest = state.write(store)?;
+    Ok(Built {
+        id: state.id(),
+        manifest,
+        state,
+    })
+}
+
+/// Expands `word` with `vars` as the Dockerfile's escape character says.
+fn expand(df: &Dockerfile, word: &str, vars: &BTreeMap<String, String>) -> Result<String> {
+    super::dockerfile::expand_word(word, vars, df.directives.escape)
+}
+
+fn expand_all(
+    df: &Dockerfile,
+    words: &[String],
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<String>> {
+    words.iter().map(|w| expand(df, w, vars)).collect()
+}
+
+impl Executor<'_> {
+    fn where_(&self, line: usize) -> String {
+        format!("{}:{line}", self.req.dockerfile.name)
+    }
+
+    /// Builds stage `i`.
+    fn stage(&mut self, i: usize) -> Result<StageResult> {
+        let df = self.req.dockerfile;
+        let stage = &df.stages[i];
+        self.step += 1;
+        self.out.step(self.step, self.total, &stage.from.original);
+        let started = Instant::now();
+        let image = expand(df, &stage.from.image, &self.globals)
+            .with_context(|| self.where_(stage.from.line))?;
+        let platform = match &stage.from.platform {
+            Some(p) => {
+                expand(df, p, &self.globals).with_context(|| self.where_(stage.from.line))?
+            }
+            None => self.platform.clone(),
+        };
+        let (mut state, mut key) = self
+            .base(&image, &platform)
+            .with_context(|| self.where_(stage.from.line))?;
+        self.out.done(&state.id().to_string(), started.elapsed());
+
+        let mut scope = Scope::default();
+        let mut cmd_set = false;
+        // The base image's ONBUILD triggers run first, then the stage's own instructions.
+        let triggers = edit::take_onbuild(&mut state);
+        let mut instructions: Vec<Instruction> = Vec::new();
+        for t in &triggers {
+            let parsed = super::dockerfile::parse(
+                &format!("FROM scratch\n{t}\n"),
+                &format!("ONBUILD trigger of {image}"),
+            )
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let trig = parsed
+                .stages
+                .into_iter()
+                .next()
+                .and_then(|s| s.instructions.into_iter().next())
+                .with_context(|| format!("ONBUILD trigger {t:?} of {image}: no instruction"))?;
+            instructions.push(trig);
+        }
+        if !instructions.is_empty() {
+            self.total += instructions.len();
+            self.out.note(&format!(
+                "Running {} ONBUILD triggers of {image}",
+                instructions.len()
+            ));
+        }
+        instructions.extend(stage.instructions.iter().cloned());
+        for ins in &instructions {
+            interrupt::check()?;
+            self.step += 1;
+            self.out.step(self.step, self.total, &ins.original);
+            let started = Instant::now();
+            let (next_state, next_key, cached) = self
+                .instruction(ins, &state, &key, &mut scope, &mut cmd_set)
+                .with_context(|| self.where_(ins.line))?;
+            state = next_state;
+            key = next_key;
+            if cached {
+                self.out.cached();
+            } else {
+                self.out.done(&state.id().to_string(), started.elapsed());
+            }
+        }
+        Ok(StageResult { state, key })
+    }
+
+    /// A stage's base: an earlier stage by name, `scratch`, or an image of the store (pulled
+    /// when missing, or always with `--pull`).
+    fn base(&mut self, image: &str, platform: &str) -> Result<(ImageState, CacheKey)> {
+        let df = self.req.dockerfile;
+        let lower = image.to_ascii_lowercase();
+        if let Some(s) = df
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            let r = self
+                .results
+                .get(&s.index)
+                .with_context(|| format!("stage {lower:?} is used before it is built"))?;
+            return Ok((r.state.clone(), r.key.clone()));
+        }
+        if lower == "scratch" {
+            return Ok((ImageState::scratch(), CacheKey::base("scratch", platform)));
+        }
+        let manifest = self.resolve_image(image, platform)?;
+        let state = ImageState::from_store(self.store, &manifest)?;
+        Ok((state, CacheKey::base(&manifest.to_string(), platform)))
+    }
+
+    /// The manifest digest of image `arg` (a reference or an image id) for `platform`.
+    fn resolve_image(&mut self, arg: &str, platform: &str) -> Result<Digest> {
+        let found = self
+            .store
+            .lookup(arg)
+            .ok()
+            .and_then(|h| h.into_iter().next());
+        let desc = match found {
+            Some((r, desc)) if !self.req.pull || r.digest.is_some() => desc,
+            found => {
+                let r = Reference::parse(arg)
+                    .map_err(|_| anyhow::anyhow!("invalid reference format: {arg:?}"))?;
+                let options = crate::image::pull::PullOptions {
+                    platform: Some(platform.to_string()),
+                    transport: Default::default(),
+                    auth_file: None,
+                    quiet: self.out.quiet(),
+                    jobs: 4,
+                };
+                match crate::image::pull::pull(self.store, &r, &options) {
+                    Ok(p) => p.manifest,
+                    // `--pull` with the registry out of reach: the local image will do.
+                    Err(e) => match found {
+                        Some((_, desc)) => {
+                            eprintln!("berth build: {e:#}; using the local {arg}");
+                            desc
+                        }
+                        None => {
+                            return Err(e).with_context(|| {
+                                format!("image {arg} is not in the store and could not be pulled")
+                            })
+                        }
+                    },
+                }
+            }
+        };
+        let (manifest, _) = self.store.image_manifest(&desc, Some(platform))?;
+        Ok(manifest)
+    }
+
+    /// One instruction: its cache key, and the state after it (from the cache, or made).
+    fn instruction(
+        &mut self,
+        ins: &Instruction,
+        state: &ImageState,
+        key: &CacheKey,
+        scope: &mut Scope,
+        cmd_set: &mut bool,
+    ) -> Result<(ImageState, CacheKey, bool)> {
+        let df = self.req.dockerfile;
+        let vars = scope.variables(state);
+        let mut next = state.clone();
+        let now = now_rfc3339_nanos();
+        // Instructions that only change the config: applied, keyed by their expanded text.
+        let text: String = match &ins.kind {
+            InstructionKind::Run(r) => return self.run_step(ins, r, state, key, scope),
+            InstructionKind::Copy(_) | InstructionKind::Add(_) => {
+                return self.copy_step(ins, state, key, scope)
+            }
+            InstructionKind::Workdir(w) => {
+                let dir = expand(df, w, &vars)?;
+                let path = edit::workdir_path(state, &dir);
+                return self.workdir_step(&path, state, key);
+            }
+            InstructionKind::Arg(decls) => {
+                for d in decls {
+                    let default = match &d.default {
+                        Some(v) => Some(expand(df, v, &vars)?),
+                        None => None,
+                    };
+                    scope.declare(
+                        &d.name,
+                        default,
+                        &self.req.build_args,
+                        &self.globals,
+                        &mut self.used_args,
+                    );
+                }
+                // An ARG changes no image; what it changes reaches the key of later steps
+                // through their expanded text and RUN's args.
+                return Ok((next, key.child(&[&ins.original, &arg_text(scope)]), false));
+            }
+            InstructionKind::Env(pairs) => {
+                let pairs = expand_pairs(df, pairs, &vars)?;
+                edit::env(&mut next, &pairs);
+                format!("ENV {}", join_pairs(&pairs))
+            }
+            InstructionKind::Label(pairs) => {
+                let pairs = expand_pairs(df, pairs, &vars)?;
+                edit::label(&mut next, &pairs);
+                format!("LABEL {}", join_pairs(&pairs))
+            }
+            InstructionKind::Cmd(c) => {
+                edit::cmd(&mut next, c, cmd_set);
+                format!("CMD {}", json_args(&edit::command_args(&next, c)))
+            }
+            InstructionKind::Entrypoint(c) => {
+                edit::entrypoint(&mut next, c, *cmd_set);
+                format!("ENTRYPOINT {}", json_args(&edit::command_args(&next, c)))
+            }
+            InstructionKind::User(u) => {
+                let u = expand(df, u, &vars)?;
+                edit::user(&mut next, &u);
+                format!("USER {u}")
+            }
+            InstructionKind::Expose(ports) => {
+                let ports = expand_all(df, ports, &vars)?;
+                edit::expose(&mut next, &ports)?;
+                format!("EXPOSE {}", ports.join(" "))
+            }
+            InstructionKind::Volume(paths) => {
+                let paths = expand_all(df, paths, &vars)?;
+                edit::volume(&mut next, &paths)?;
+                format!("VOLUME {}", json_args(&paths))
+            }
+            InstructionKind::StopSignal(s) => {
+                let s = expand(df, s, &vars)?;
+                edit::stop_signal(&mut next, &s)?;
+                format!("STOPSIGNAL {s}")
+            }
+            InstructionKind::Healthcheck(h) => {
+                edit::healthcheck(&mut next, h);
+                ins.original.clone()
+            }
+            InstructionKind::Onbuild(trigger) => {
+                edit::onbuild(&mut next, &trigger.original);
+                format!("ONBUILD {}", trigger.original)
+            }
+            InstructionKind::Shell(s) => {
+                edit::shell(&mut next, s)?;
+                format!("SHELL {}", json_args(s))
+            }
+            InstructionKind::Maintainer(m) => {
+                let m = expand(df, m, &vars)?;
+                edit::maintainer(&mut next, &m);
+                format!("MAINTAINER {m}")
+            }
+        };
+        let next_key = key.child(&[&text]);
+        if let Some(hit) = self.cache.lookup(self.store, &next_key) {
+            return Ok((hit, next_key, true));
+        }
+        next.push_history(&now, &edit::nop(&text), true);
+        self.cache.record(&next_key, &next)?;
+        Ok((next, next_key, false))
+    }
+
+    /// RUN: a container over the step's root; its changes become the step's layer.
+    fn run_step(
+        &mut self,
+        ins: &Instruction,
+        r: &Run,
+        state: &ImageState,
+        key: &CacheKey,
+        scope: &Scope,
+    ) -> Result<(ImageState, CacheKey, bool)> {
+        let network = match &r.network {
+            Some(n) => Network::parse(n)?,
+            None => self.req.network,
+        };
+        let args: Vec<String> = match &r.command {
+            Command::Exec(a) => a.clone(),
+            Command::Shell(s) => {
+                let mut a = edit::shell_of(state);
+                a.push(heredoc_script(s, &r.heredocs));
+                a
+            }
+        };
+        let run_args = scope.run_args(state, &self.req.build_args);
+        // Docker's history text: the args a RUN saw, then the command.
+        let shown_args: Vec<(String, String)> = run_args
+            .iter()
+            .filter(|(k, _)| !super::vars::PREDEFINED.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        let mut created_by = args.join(" ");
+        if !shown_args.is_empty() {
+            created_by = format!(
+                "|{} {} {created_by}",
+                shown_args.len(),
+                join_pairs(&shown_args)
+            );
+        }
+        let next_key = key.child(&[
+            "RUN",
+            &serde_json::to_string(&args)?,
+            &join_pairs(&run_args),
+            if network == Network::None {
+                "none"
+            } else {
+                "host"
+            },
+            &r.mounts.join("\n"),
+        ]);
+        if let Some(hit) = self.cache.lookup(self.store, &next_key) {
+            return Ok((hit, next_key, true));
+        }
+        if !r.mounts.is_empty() {
+            bail!("RUN --mount is not supported by berth build yet");
+        }
+        let cc = state.container_config();
+        let mut env = cc.env.clone();
+        if !env.iter().any(|e| e.starts_with("PATH=")) {
+            env.insert(
+                0,
+                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
+            );
+        }
+        for (k, v) in &run_args {
+            env.push(format!("{k}={v}"));
+        }
+        let step_dir = self.work.step_dir(self.step);
+        let lowers = state.lowers(self.store)?;
+        let root = StepRoot::mount(&step_dir.join("fs"), &lowers)?;
+        let req = RunRequest {
+            id: self.work.container_id(self.step),
+            rootfs: &root.rootfs,
+            bundle: &step_dir.join("bundle"),
+            args: args.clone(),
+            env,
+            cwd: if cc.working_dir.is_empty() {
+                "/".into()
+            } else {
+                cc.working_dir.clone()
+            },
+            user: cc.user.clone(),
+            network,
+        };
+        let out = &mut *self.out;
+        let exit = run::run(self.work.globals(), &req, &mut |b| out.run_output(b))?;
+        if exit.code != 0 {
+            let swallowed = String::from_utf8_lossy(self.out.swallowed()).into_owned();
+            if !swallowed.is_empty() {
+                eprint!("{swallowed}");
+            }
+            return Err(RunFailed {
+                command: args.join(" "),
+                code: exit.code,
+            }
+            .into());
+        }
+        let _ = ins;
+        let hidden: Vec<String> = BOUND_FILES.iter().map(|s| s.to_string()).collect();
+        let layer = root.finish(self.store, &hidden, state.docker_format)?;
+        let _ = fs::remove_dir_all(&step_dir);
+        let mut next = state.clone();
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            next.push_layer(l);
+        }
+        next.push_history(&now_rfc3339_nanos(), &created_by, empty);
+        self.cache.record(&next_key, &next)?;
+        Ok((next, next_key, false))
+    }
+
+    /// WORKDIR: the config's working directory, and the directory made in the image when
+    /// missing (a layer then, as Docker's builder makes one).
+    fn workdir_step(
+        &mut self,
+        path: &str,
+        state: &ImageState,
+        key: &CacheKey,
+    ) -> Result<(ImageState, CacheKey, bool)> {
+        let next_key = key.child(&["WORKDIR", path]);
+        if let Some(hit) = self.cache.lookup(self.store, &next_key) {
+            return Ok((hit, next_key, true));
+        }
+        let step_dir = self.work.step_dir(self.step);
+        let lowers = state.lowers(self.store)?;
+        let root = StepRoot::mount(&step_dir, &lowers)?;
+        {
+            let fd: OwnedFd = fs::File::open(&root.rootfs)?.into();
+            inroot::resolve(fd.as_fd(), Path::new(path), Create::Dir)
+                .with_context(|| format!("cannot make the working directory {path}"))?;
+        }
+        let layer = root.finish(self.store, &[], state.docker_format)?;
+        let mut next = state.clone();
+        edit::workdir(&mut next, path);
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            next.push_layer(l);
+        }
+        next.push_history(
+            &now_rfc3339_nanos(),
+            &edit::nop(&format!("WORKDIR {path}")),
+            empty,
+        );
+        self.cache.record(&next_key, &next)?;
+        Ok((next, next_key, false))
+    }
+}
+
+/// A shell-form RUN with heredocs: the shell reads them itself (`cat <<EOF > f`), so they are
+/// put back after the command line; a RUN that is only `<<EOF` runs the heredoc as its script.
+fn heredoc_script(command: &str, heredocs: &[super::dockerfile::ast::Heredoc]) -> String {
+    if heredocs.is_empty() {
+        return command.to_string();
+    }
+    let only_heredoc = heredocs.len() == 1 && {
+        let c = command.trim();
+        let name = &heredocs[0].name;
+        [
+            format!("<<{name}"),
+            format!("<<-{name}"),
+            format!("<<'{name}'"),
+            format!("<<\"{name}\""),
+            format!("<<-'{name}'"),
+            format!("<<-\"{name}\""),
+        ]
+        .contains(&c.to_string())
+    };
+    if only_heredoc {
+        return heredocs[0].content.clone();
+    }
+    let mut script = command.to_string();
+    script.push('\n');
+    for h in heredocs {
+        script.push_str(&h.content);
+        if !h.content.ends_with('\n') {
+            script.push('\n');
+        }
+        script.push_str(&h.name);
+        script.push('\n');
+    }
+    script
+}
+
+fn expand_pairs(
+    df: &Dockerfile,
+    pairs: &[(String, String)],
+    vars: &BTreeMap<String, String>,
+) -> Result<Vec<(String, String)>> {
+    // Docker expands all of an ENV's values with the variables from before the instruction.
+    pairs
+        .iter()
+        .map(|(k, v)| Ok((expand(df, k, vars)?, expand(df, v, vars)?)))
+        .collect()
+}
+
+fn join_pairs(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn json_args(a: &[String]) -> String {
+    serde_json::to_string(a).expect("strings serialize")
+}
+
+fn arg_text(scope: &Scope) -> String {
+    join_pairs(&scope.args)
+}
+
+/// The short id Docker prints for a state.
+pub fn state_short_id(state: &ImageState) -> String {
+    short(&state.id().to_string()).to_string()
+}
