@@ -1,6 +1,9 @@
 //! `berth build`: Dockerfiles into OCI images in berth's store, RUN steps as containers of the
 //! runtime core over overlay snapshots.
+pub mod archive;
+pub mod context;
 pub mod dockerfile;
+pub mod ignore;
 
 // The executor: stages and steps, their images, the cache, and what the user sees.
 pub mod cache;

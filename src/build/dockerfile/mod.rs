@@ -1,2 +1,17 @@
-//! The Dockerfile: its syntax tree (the contract between the parser and the executor).
+//! The Dockerfile: its syntax tree (the contract between the parser and the executor), the
+//! parser, BuildKit's word expansion, and the plan of stages a target needs.
 pub mod ast;
+mod duration;
+pub mod error;
+pub mod expand;
+mod flags;
+mod lines;
+pub mod parse;
+mod suggest;
+mod words;
+
+pub use error::ParseError;
+pub use expand::{expand_word, expand_words, heredoc_content};
+pub use parse::{heredoc_name, parse};
+#[cfg(test)]
+mod parse_tests;
