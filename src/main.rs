@@ -331,39 +331,39 @@ fn run_cli() -> i32 {
 
 /// `image build` is `build` (the build layer sits above the image layer's command group).
 fn image_build_as_build(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if let Some(i) = command_index(&args) {
+        if args[i] == "image" && args.get(i + 1).is_some_and(|n| n == "build") {
+            args.remove(i);
+        }
+    }
+    args
+}
+
+/// Where the command's name is: the first argument that is neither a global flag nor the
+/// value of one.
+fn command_index(args: &[std::ffi::OsString]) -> Option<usize> {
     let mut i = 1;
     while i < args.len() {
         let a = args[i].to_string_lossy();
         if !a.starts_with('-') {
-            if a == "image" && args.get(i + 1).is_some_and(|n| n == "build") {
-                args.remove(i);
-            }
-            break;
+            return Some(i);
         }
-        // A global flag with its value as the next argument.
-        if !a.contains('=')
-            && matches!(
-                a.as_ref(),
-                "--root" | "--log" | "--log-format" | "--data-root" | "--criu"
-            )
-        {
-            i += 1;
-        }
-        i += 1;
+        let takes_value = matches!(
+            a.as_ref(),
+            "--root" | "--log" | "--log-format" | "--data-root" | "--criu"
+        );
+        i += if takes_value { 2 } else { 1 };
     }
-    args
+    None
 }
 
 /// clap's exit code (2) for runc's and the image layer's commands; Docker's 125 for the
 /// engine's, whose users expect it.
 fn parse_error(args: &[std::ffi::OsString], e: clap::Error) -> i32 {
-    let first = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.starts_with('-'));
+    let first = command_index(args).map(|i| args[i].to_string_lossy());
     let engine = first.is_some_and(|a| {
-        berth::engine::cli::is_engine_command(&a) || berth::build::cli::is_build_command(&a)
+        berth::engine::cli::is_engine_command(a.as_ref())
+            || berth::build::cli::is_build_command(a.as_ref())
     });
     let help = matches!(
         e.kind(),

@@ -2,6 +2,7 @@
 //! messages. `main.rs` flattens [`BuildCommand`] into its command list and calls [`run`].
 
 use super::cache::Cache;
+use super::context::{self, ContextArg, DockerfileArg};
 use super::executor::{self, BuildRequest, RunFailed};
 use super::interrupt::{self, Interrupted};
 use super::output::Output;
@@ -15,6 +16,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
+
 use std::path::{Path, PathBuf};
 
 #[derive(Subcommand)]
@@ -225,15 +227,34 @@ fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
     let mut out = Output::new(a.quiet);
     let result = (|| -> Result<()> {
         let roots = BuildRoots::new(data_root, state_root);
+        let contexts = roots.dir.join("contexts");
+        std::fs::create_dir_all(&contexts)
+            .with_context(|| format!("cannot create {}", contexts.display()))?;
+        context::sweep_stale(&contexts)?;
+        let context_arg = match a.context[0].as_str() {
+            "-" => ContextArg::Stdin,
+            dir => ContextArg::Dir(Path::new(dir)),
+        };
+        let dockerfile_arg = match a.file.as_deref() {
+            None => DockerfileArg::Default,
+            Some("-") => DockerfileArg::Stdin,
+            Some(f) => DockerfileArg::File(Path::new(f)),
+        };
+        let (ctx, text) = context::prepare(
+            context_arg,
+            dockerfile_arg,
+            &mut std::io::stdin(),
+            &contexts,
+        )?;
+        let dockerfile = super::dockerfile::parse(&text.text, &text.name)?;
         workdir::private_mounts()?;
         interrupt::install();
         let store = Store::open(data_root)?;
         workdir::sweep(&roots);
         let work = BuildWork::create(&roots)?;
-        let input = super::input::read_input(&a.context[0], a.file.as_deref(), &work.dir)?;
         let req = BuildRequest {
-            dockerfile: &input.dockerfile,
-            context: input.context.as_deref(),
+            dockerfile: &dockerfile,
+            context: &ctx,
             build_args,
             target: a.target.clone(),
             no_cache: a.no_cache,
@@ -279,7 +300,16 @@ fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
             };
             write_archive(&store, &names, o)?;
         }
-        let shown: Vec<String> = tags.iter().map(|t| t.to_string()).collect();
+        let shown: Vec<String> = tags
+            .iter()
+            .map(|t| {
+                format!(
+                    "{}:{}",
+                    t.familiar_name(),
+                    t.tag.as_deref().unwrap_or("latest")
+                )
+            })
+            .collect();
         out.finished(&id, &shown, started.elapsed());
         Ok(())
     })();

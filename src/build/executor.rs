@@ -5,22 +5,26 @@
 
 use super::cache::{Cache, CacheKey};
 use super::config_edit as edit;
-use super::dockerfile::ast::{Command, Dockerfile, Instruction, InstructionKind, Run};
+use super::context::Context as BuildContext;
+use super::copy::{self, CopyArgs};
+use super::dockerfile::ast::{self, Command, Dockerfile, Instruction, InstructionKind, Run};
+use super::dockerfile::expand::{chomp_heredoc, heredoc_content};
+use super::dockerfile::plan::{plan_for, Base, PlannedStage, Platform};
 use super::image_state::ImageState;
 use super::interrupt;
 use super::layers::StepRoot;
-use super::output::{short, Output};
+use super::output::Output;
 use super::run::{self, Network, RunRequest, BOUND_FILES};
-use super::vars::{platform_args, Scope};
+use super::vars::Scope;
 use super::workdir::BuildWork;
 use crate::image::reference::Reference;
-use crate::image::store::{host_platform, Store};
+use crate::image::store::Store;
 use crate::image::time::now_rfc3339_nanos;
 use crate::image::Digest;
 use crate::runtime::inroot::{self, Create};
 use anyhow::{bail, Context, Result};
 use oci_spec::image::Descriptor;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -29,8 +33,8 @@ use std::time::Instant;
 /// What to build.
 pub struct BuildRequest<'a> {
     pub dockerfile: &'a Dockerfile,
-    /// The context directory (None: a Dockerfile read from stdin, no context).
-    pub context: Option<&'a Path>,
+    /// The context (empty for a Dockerfile read from stdin).
+    pub context: &'a BuildContext,
     pub build_args: BTreeMap<String, String>,
     pub target: Option<String>,
     pub no_cache: bool,
@@ -81,8 +85,6 @@ struct Executor<'a> {
     platform: String,
     /// Global ARGs (and the platform args) as valued for this build.
     globals: BTreeMap<String, String>,
-    /// Every ARG name declared anywhere: `--build-arg`s not among them were not consumed.
-    used_args: BTreeSet<String>,
     results: HashMap<usize, StageResult>,
     step: usize,
     total: usize,
@@ -97,58 +99,50 @@ pub fn build(
     out: &mut Output,
 ) -> Result<Built> {
     let df = req.dockerfile;
-    let order = super::dockerfile::plan(df, req.target.as_deref())?;
-    let total = order
-        .iter()
-        .map(|&i| 1 + df.stages[i].instructions.len())
-        .sum();
-    let platform = req.platform.clone().unwrap_or_else(host_platform);
-    let mut globals = platform_args(&platform);
-    let mut used_args = BTreeSet::new();
-    for a in &df.global_args {
-        used_args.insert(a.name.clone());
-        let vars = globals.clone();
-        let default = match &a.default {
-            Some(d) => Some(expand(df, d, &vars).with_context(|| format!("ARG {}", a.name))?),
-            None => None,
-        };
-        if let Some(v) = req.build_args.get(&a.name).cloned().or(default) {
-            globals.insert(a.name.clone(), v);
-        }
+    let target_platform = match &req.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let plan = plan_for(
+        df,
+        req.target.as_deref(),
+        &req.build_args,
+        &Platform::host(),
+        &target_platform,
+    )?;
+    if let Some(w) = plan.unused_build_args_warning() {
+        eprintln!("{w}");
     }
+    let total = plan
+        .stages
+        .iter()
+        .map(|s| 1 + df.stages[s.index].instructions.len())
+        .sum();
+    // What a stage's `ARG NAME` without a default takes: the global ARG's value, else the
+    // predefined platform arg of that name.
+    let mut globals = plan.platform_args.clone();
+    globals.extend(plan.global_args.clone());
     let mut ex = Executor {
         store,
         work,
         req,
         cache: Cache::new(cache_dir, req.no_cache),
         out,
-        platform,
+        platform: target_platform.to_string(),
         globals,
-        used_args,
         results: HashMap::new(),
         step: 0,
         total,
     };
-    let mut last = None;
-    for &i in &order {
-        let r = ex.stage(i)?;
-        last = Some(i);
-        ex.results.insert(i, r);
+    for ps in &plan.stages {
+        let r = ex.stage(ps)?;
+        ex.results.insert(ps.index, r);
     }
-    let unused: Vec<&String> = req
-        .build_args
-        .keys()
-        .filter(|k| !ex.used_args.contains(*k) && !super::vars::PREDEFINED.contains(&k.as_str()))
-        .collect();
-    if !unused.is_empty() {
-        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
-        eprintln!(
-            "[Warning] One or more build-args [{}] were not consumed",
-            names.join(" ")
-        );
-    }
-    let last = last.context("the Dockerfile has no stage to build")?;
-    let mut state = ex.results.remove(&last).expect("built above").state;
+    let mut state = ex
+        .results
+        .remove(&plan.target)
+        .context("the target stage was not built")?
+        .state;
     if !req.labels.is_empty() {
         edit::labels_from_cli(&mut state, &req.labels);
     }
@@ -162,7 +156,7 @@ pub fn build(
 
 /// Expands `word` with `vars` as the Dockerfile's escape character says.
 fn expand(df: &Dockerfile, word: &str, vars: &BTreeMap<String, String>) -> Result<String> {
-    super::dockerfile::expand_word(word, vars, df.directives.escape)
+    super::dockerfile::expand_word(word, df.directives.escape, &|k| vars.get(k).cloned())
 }
 
 fn expand_all(
@@ -178,23 +172,16 @@ impl Executor<'_> {
         format!("{}:{line}", self.req.dockerfile.name)
     }
 
-    /// Builds stage `i`.
-    fn stage(&mut self, i: usize) -> Result<StageResult> {
+    /// Builds a planned stage.
+    fn stage(&mut self, ps: &PlannedStage) -> Result<StageResult> {
         let df = self.req.dockerfile;
-        let stage = &df.stages[i];
+        let stage = &df.stages[ps.index];
         self.step += 1;
         self.out.step(self.step, self.total, &stage.from.original);
         let started = Instant::now();
-        let image = expand(df, &stage.from.image, &self.globals)
-            .with_context(|| self.where_(stage.from.line))?;
-        let platform = match &stage.from.platform {
-            Some(p) => {
-                expand(df, p, &self.globals).with_context(|| self.where_(stage.from.line))?
-            }
-            None => self.platform.clone(),
-        };
-        let (mut state, mut key) = self
-            .base(&image, &platform)
+        let platform = ps.platform.clone().unwrap_or_else(|| self.platform.clone());
+        let (mut state, mut key, image) = self
+            .base(&ps.base, &platform)
             .with_context(|| self.where_(stage.from.line))?;
         self.out.done(&state.id().to_string(), started.elapsed());
 
@@ -207,8 +194,7 @@ impl Executor<'_> {
             let parsed = super::dockerfile::parse(
                 &format!("FROM scratch\n{t}\n"),
                 &format!("ONBUILD trigger of {image}"),
-            )
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            )?;
             let trig = parsed
                 .stages
                 .into_iter()
@@ -244,28 +230,32 @@ impl Executor<'_> {
         Ok(StageResult { state, key })
     }
 
-    /// A stage's base: an earlier stage by name, `scratch`, or an image of the store (pulled
-    /// when missing, or always with `--pull`).
-    fn base(&mut self, image: &str, platform: &str) -> Result<(ImageState, CacheKey)> {
-        let df = self.req.dockerfile;
-        let lower = image.to_ascii_lowercase();
-        if let Some(s) = df
-            .stages
-            .iter()
-            .find(|s| s.name.as_deref() == Some(lower.as_str()))
-        {
-            let r = self
-                .results
-                .get(&s.index)
-                .with_context(|| format!("stage {lower:?} is used before it is built"))?;
-            return Ok((r.state.clone(), r.key.clone()));
+    /// A stage's base: an earlier stage, `scratch`, or an image of the store (pulled when
+    /// missing, or always with `--pull`). Also returns what to call it in messages.
+    fn base(&mut self, base: &Base, platform: &str) -> Result<(ImageState, CacheKey, String)> {
+        match base {
+            Base::Stage(i) => {
+                let r = self
+                    .results
+                    .get(i)
+                    .with_context(|| format!("stage {i} is used before it is built"))?;
+                Ok((r.state.clone(), r.key.clone(), format!("stage {i}")))
+            }
+            Base::Scratch => Ok((
+                ImageState::scratch(),
+                CacheKey::base("scratch", platform),
+                "scratch".into(),
+            )),
+            Base::Image(image) => {
+                let manifest = self.resolve_image(image, platform)?;
+                let state = ImageState::from_store(self.store, &manifest)?;
+                Ok((
+                    state,
+                    CacheKey::base(&manifest.to_string(), platform),
+                    image.clone(),
+                ))
+            }
         }
-        if lower == "scratch" {
-            return Ok((ImageState::scratch(), CacheKey::base("scratch", platform)));
-        }
-        let manifest = self.resolve_image(image, platform)?;
-        let state = ImageState::from_store(self.store, &manifest)?;
-        Ok((state, CacheKey::base(&manifest.to_string(), platform)))
     }
 
     /// The manifest digest of image `arg` (a reference or an image id) for `platform`.
@@ -338,13 +328,7 @@ impl Executor<'_> {
                         Some(v) => Some(expand(df, v, &vars)?),
                         None => None,
                     };
-                    scope.declare(
-                        &d.name,
-                        default,
-                        &self.req.build_args,
-                        &self.globals,
-                        &mut self.used_args,
-                    );
+                    scope.declare(&d.name, default, &self.req.build_args, &self.globals);
                 }
                 // An ARG changes no image; what it changes reaches the key of later steps
                 // through their expanded text and RUN's args.
@@ -562,7 +546,7 @@ impl Executor<'_> {
 
 /// A shell-form RUN with heredocs: the shell reads them itself (`cat <<EOF > f`), so they are
 /// put back after the command line; a RUN that is only `<<EOF` runs the heredoc as its script.
-fn heredoc_script(command: &str, heredocs: &[super::dockerfile::ast::Heredoc]) -> String {
+fn heredoc_script(command: &str, heredocs: &[ast::Heredoc]) -> String {
     if heredocs.is_empty() {
         return command.to_string();
     }
@@ -580,7 +564,12 @@ fn heredoc_script(command: &str, heredocs: &[super::dockerfile::ast::Heredoc]) -
         .contains(&c.to_string())
     };
     if only_heredoc {
-        return heredocs[0].content.clone();
+        let h = &heredocs[0];
+        return if h.strip_tabs {
+            chomp_heredoc(&h.content)
+        } else {
+            h.content.clone()
+        };
     }
     let mut script = command.to_string();
     script.push('\n');
@@ -623,7 +612,162 @@ fn arg_text(scope: &Scope) -> String {
     join_pairs(&scope.args)
 }
 
-/// The short id Docker prints for a state.
-pub fn state_short_id(state: &ImageState) -> String {
-    short(&state.id().to_string()).to_string()
+/// Where a `COPY --from` reads.
+enum FromSource {
+    Stage(usize),
+    Image(String),
+}
+
+impl Executor<'_> {
+    /// `--from=NAME|INDEX|IMAGE`: a stage built before this one (by name or index), else an
+    /// image.
+    fn from_source(&self, from: &str) -> FromSource {
+        let df = self.req.dockerfile;
+        let lower = from.to_ascii_lowercase();
+        if let Some(s) = df
+            .stages
+            .iter()
+            .find(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
+            return FromSource::Stage(s.index);
+        }
+        if let Ok(i) = from.parse::<usize>() {
+            if i < df.stages.len() {
+                return FromSource::Stage(i);
+            }
+        }
+        FromSource::Image(from.to_string())
+    }
+
+    /// The image state `--from` names.
+    fn from_state(&mut self, from: &str) -> Result<ImageState> {
+        match self.from_source(from) {
+            FromSource::Stage(i) => Ok(self
+                .results
+                .get(&i)
+                .with_context(|| {
+                    format!("COPY --from={from}: stage {i} is not built before this one")
+                })?
+                .state
+                .clone()),
+            FromSource::Image(image) => {
+                let platform = self.platform.clone();
+                let manifest = self.resolve_image(&image, &platform)?;
+                ImageState::from_store(self.store, &manifest)
+            }
+        }
+    }
+
+    /// COPY and ADD: the sources planned against the step's root (mounted first: `--chown`
+    /// names and the destination resolve in it), keyed by their content, then written.
+    fn copy_step(
+        &mut self,
+        ins: &Instruction,
+        state: &ImageState,
+        key: &CacheKey,
+        scope: &Scope,
+    ) -> Result<(ImageState, CacheKey, bool)> {
+        let (c, add) = match &ins.kind {
+            InstructionKind::Copy(c) => (c, false),
+            InstructionKind::Add(c) => (c, true),
+            _ => bail!("internal: not a COPY or ADD"),
+        };
+        let verb = if add { "ADD" } else { "COPY" };
+        let df = self.req.dockerfile;
+        let vars = scope.variables(state);
+        let lookup = |k: &str| vars.get(k).cloned();
+        let mut sources = Vec::new();
+        for s in &c.sources {
+            // Heredoc names stay as written; the rest is expanded.
+            if super::dockerfile::heredoc_name(s).is_some() {
+                sources.push(s.clone());
+            } else {
+                sources.push(expand(df, s, &vars)?);
+            }
+        }
+        let dest = expand(df, &c.dest, &vars)?;
+        let chown = c
+            .chown
+            .as_deref()
+            .map(|v| expand(df, v, &vars))
+            .transpose()?;
+        let chmod = c
+            .chmod
+            .as_deref()
+            .map(|v| expand(df, v, &vars))
+            .transpose()?;
+        let from = c
+            .from
+            .as_deref()
+            .map(|v| expand(df, v, &vars))
+            .transpose()?;
+        let heredocs: Vec<(String, Vec<u8>)> = c
+            .heredocs
+            .iter()
+            .map(|h| Ok((h.name.clone(), heredoc_content(h, &lookup)?.into_bytes())))
+            .collect::<Result<_>>()?;
+        let workdir = state.container_config().working_dir;
+        let workdir = if workdir.is_empty() {
+            "/".to_string()
+        } else {
+            workdir
+        };
+
+        let step_dir = self.work.step_dir(self.step);
+        let from_root = match &from {
+            Some(f) => {
+                let from_state = self.from_state(f)?;
+                let lowers = from_state.lowers(self.store)?;
+                Some(StepRoot::mount(&step_dir.join("from"), &lowers)?)
+            }
+            None => None,
+        };
+        let lowers = state.lowers(self.store)?;
+        let root = StepRoot::mount(&step_dir.join("fs"), &lowers)?;
+        let args = CopyArgs {
+            add,
+            sources: &sources,
+            dest: &dest,
+            workdir: &workdir,
+            chown: chown.as_deref(),
+            chmod: chmod.as_deref(),
+            checksum: c.checksum.as_deref(),
+            heredocs: &heredocs,
+        };
+        let source = match &from_root {
+            Some(r) => copy::Source::Root(&r.rootfs),
+            None => copy::Source::Context(self.req.context),
+        };
+        let plan = copy::plan(&args, source, &root.rootfs)?;
+        let digest = plan.content_digest(&root.rootfs)?;
+        let mut text = format!("{verb} ");
+        for (flag, v) in [("from", &from), ("chown", &chown), ("chmod", &chmod)] {
+            if let Some(v) = v {
+                text.push_str(&format!("--{flag}={v} "));
+            }
+        }
+        text.push_str(&format!("{} {dest}", sources.join(" ")));
+        let next_key = key.child(&[&text, &workdir, &digest]);
+        if let Some(hit) = self.cache.lookup(self.store, &next_key) {
+            return Ok((hit, next_key, true));
+        }
+        plan.apply(&root.rootfs)?;
+        drop(from_root);
+        let layer = root.finish(self.store, &[], state.docker_format)?;
+        let _ = fs::remove_dir_all(&step_dir);
+        let mut next = state.clone();
+        let empty = layer.is_none();
+        if let Some(l) = layer {
+            next.push_layer(l);
+        }
+        // Docker's history names the content, not the context's paths.
+        let created_by = format!(
+            "/bin/sh -c #(nop) {verb} {}:{} in {dest} ",
+            if sources.len() == 1 { "file" } else { "multi" },
+            digest.trim_start_matches("sha256:")
+        );
+        next.push_history(&now_rfc3339_nanos(), &created_by, empty);
+        self.cache.record(&next_key, &next)?;
+        Ok((next, next_key, false))
+    }
 }

@@ -82,16 +82,19 @@ impl StepRoot {
 
 /// Removes from the upper directory the file at container path `path` that a bind mount
 /// covered during the step: the runtime made it as a mount point (empty), or copied it up
-/// unchanged when it opened it; the step itself could not write it (the mount hid it).
+/// unchanged when it opened it; the step itself could not write it (the mount hid it). The
+/// directories above it that are left empty go too (copied up only to hold the stub), unless
+/// opaque (the step replaced them).
+///
 /// The upper directory was written by the step: every component is opened without
 /// following symlinks, so a link planted there cannot point this at a host file.
 fn remove_stub(upper: &Path, path: &str) {
     use nix::fcntl::{openat, AtFlags, OFlag};
     use nix::sys::stat::{fstatat, Mode};
     use nix::unistd::{unlinkat, UnlinkatFlags};
-    let Ok(mut dir) = nix::fcntl::open(
+    let Ok(top) = nix::fcntl::open(
         upper,
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     ) else {
         return;
@@ -100,22 +103,49 @@ fn remove_stub(upper: &Path, path: &str) {
     let Some((last, parents)) = names.split_last() else {
         return;
     };
+    // dirs[i] is the directory holding names[i].
+    let mut dirs = vec![top];
     for name in parents {
         match openat(
-            &dir,
+            dirs.last().expect("never empty"),
             *name,
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         ) {
-            Ok(fd) => dir = fd,
+            Ok(fd) => dirs.push(fd),
             Err(_) => return,
         }
     }
-    let is_file = fstatat(&dir, *last, AtFlags::AT_SYMLINK_NOFOLLOW)
+    let holder = dirs.last().expect("never empty");
+    let is_file = fstatat(holder, *last, AtFlags::AT_SYMLINK_NOFOLLOW)
         .is_ok_and(|st| st.st_mode & libc::S_IFMT == libc::S_IFREG);
-    if is_file {
-        let _ = unlinkat(&dir, *last, UnlinkatFlags::NoRemoveDir);
+    if !is_file || unlinkat(holder, *last, UnlinkatFlags::NoRemoveDir).is_err() {
+        return;
     }
+    for (i, name) in parents.iter().enumerate().rev() {
+        if is_opaque(&dirs[i + 1]) {
+            return;
+        }
+        // Fails, as wanted, when the directory holds anything else.
+        if unlinkat(&dirs[i], *name, UnlinkatFlags::RemoveDir).is_err() {
+            return;
+        }
+    }
+}
+
+fn is_opaque(dir: &std::os::fd::OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut value = [0u8; 2];
+    // SAFETY: reads at most value.len() bytes into a buffer we own, from an fd we own.
+    let n = unsafe {
+        libc::fgetxattr(
+            dir.as_raw_fd(),
+            c"trusted.overlay.opaque".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    n == 1 && value[0] == b'y'
 }
 
 impl Drop for StepRoot {

@@ -21,7 +21,6 @@ pub mod cli;
 pub mod config_edit;
 pub mod executor;
 pub mod image_state;
-pub mod input;
 pub mod interrupt;
 pub mod layers;
 pub mod output;

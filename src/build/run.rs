@@ -14,7 +14,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup, dup2_stderr, dup2_stdin, dup2_stdout, Pid};
-use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Mount, PosixRlimit, Spec};
+use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Mount, Spec};
 use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
@@ -217,12 +217,8 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
     pc.set_ambient(None);
     process.set_capabilities(Some(pc));
     process.set_no_new_privileges(Some(false));
-    // Docker's default open-file limit for containers.
-    let nofile: PosixRlimit = serde_json::from_value(serde_json::json!(
-        {"type": "RLIMIT_NOFILE", "hard": 1_048_576u64, "soft": 1_048_576u64}
-    ))
-    .context("an rlimit")?;
-    process.set_rlimits(Some(vec![nofile]));
+    // The build's own limits, as Docker's daemon passes its own on.
+    process.set_rlimits(None);
     spec.set_process(Some(process));
     let mut root = spec.root().clone().context("template without a root")?;
     root.set_path(req.rootfs.to_path_buf());

@@ -18,23 +18,6 @@ pub const PREDEFINED: [&str; 8] = [
     "no_proxy",
 ];
 
-/// The platform args BuildKit defines in the global scope (`ARG TARGETARCH` in a stage gets
-/// them).
-pub fn platform_args(platform: &str) -> BTreeMap<String, String> {
-    let mut parts = platform.split('/');
-    let os = parts.next().unwrap_or("linux").to_string();
-    let arch = parts.next().unwrap_or("amd64").to_string();
-    let variant = parts.next().unwrap_or("").to_string();
-    let mut m = BTreeMap::new();
-    for prefix in ["TARGET", "BUILD"] {
-        m.insert(format!("{prefix}PLATFORM"), platform.to_string());
-        m.insert(format!("{prefix}OS"), os.clone());
-        m.insert(format!("{prefix}ARCH"), arch.clone());
-        m.insert(format!("{prefix}VARIANT"), variant.clone());
-    }
-    m
-}
-
 /// A stage's args in scope, in declaration order.
 #[derive(Default, Clone)]
 pub struct Scope {
@@ -50,9 +33,7 @@ impl Scope {
         default: Option<String>,
         build_args: &BTreeMap<String, String>,
         globals: &BTreeMap<String, String>,
-        used: &mut BTreeSet<String>,
     ) {
-        used.insert(name.to_string());
         let value = build_args
             .get(name)
             .cloned()
@@ -118,12 +99,11 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let mut used = BTreeSet::new();
         let mut s = Scope::default();
-        s.declare("A", Some("def".into()), &build_args, &globals, &mut used);
-        s.declare("B", None, &build_args, &globals, &mut used);
-        s.declare("C", Some("d".into()), &build_args, &globals, &mut used);
-        s.declare("D", None, &build_args, &globals, &mut used);
+        s.declare("A", Some("def".into()), &build_args, &globals);
+        s.declare("B", None, &build_args, &globals);
+        s.declare("C", Some("d".into()), &build_args, &globals);
+        s.declare("D", None, &build_args, &globals);
         assert_eq!(
             s.args,
             vec![
@@ -132,7 +112,6 @@ mod tests {
                 ("C".into(), "d".into())
             ]
         );
-        assert!(used.contains("D"));
         let mut state = ImageState::scratch();
         super::super::config_edit::env(&mut state, &[("B".into(), "env".into())]);
         assert_eq!(s.variables(&state)["B"], "env");
@@ -143,13 +122,5 @@ mod tests {
         let run = s.run_args(&state, &proxies);
         assert!(run.iter().all(|(k, _)| k != "B"));
         assert!(run.contains(&("http_proxy".into(), "http://p".into())));
-    }
-
-    #[test]
-    fn platform_args_split_the_platform() {
-        let m = platform_args("linux/arm64/v8");
-        assert_eq!(m["TARGETARCH"], "arm64");
-        assert_eq!(m["TARGETVARIANT"], "v8");
-        assert_eq!(m["BUILDOS"], "linux");
     }
 }
