@@ -7,11 +7,18 @@ pub mod expand;
 mod flags;
 mod lines;
 pub mod parse;
+pub mod plan;
+pub mod run_script;
 mod suggest;
 mod words;
+
+#[cfg(test)]
+mod parse_tests;
+#[cfg(test)]
+mod plan_tests;
 
 pub use error::ParseError;
 pub use expand::{expand_word, expand_words, heredoc_content};
 pub use parse::{heredoc_name, parse};
-#[cfg(test)]
-mod parse_tests;
+pub use plan::{plan, Base, Plan, PlannedStage};
+pub use run_script::{run_script, RunScript};

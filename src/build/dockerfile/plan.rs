@@ -1,0 +1,425 @@
+//! The stage plan: which stages a target needs, in what order, from what base, and which may
+//! build at the same time. FROM lines are expanded here with the global ARGs (build args
+//! overriding their defaults) and BuildKit's predefined platform ARGs.
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{anyhow, bail, Result};
+
+use super::ast::{Dockerfile, InstructionKind, Stage};
+use super::expand::expand_word;
+
+/// Build args Docker accepts without an ARG (the proxy variables): never reported unused.
+const BUILTIN_BUILD_ARGS: &[&str] = &[
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
+
+/// `os/arch[/variant]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// The machine berth runs on, in OCI's names.
+    pub fn host() -> Platform {
+        let (architecture, variant) = match std::env::consts::ARCH {
+            "x86_64" => ("amd64", None),
+            "aarch64" => ("arm64", None),
+            "arm" => ("arm", Some("v7")),
+            "x86" => ("386", None),
+            "powerpc64" => ("ppc64le", None),
+            "s390x" => ("s390x", None),
+            "riscv64" => ("riscv64", None),
+            other => (other, None),
+        };
+        Platform {
+            os: "linux".to_string(),
+            architecture: architecture.to_string(),
+            variant: variant.map(str::to_string),
+        }
+    }
+
+    /// Parses `linux/amd64`, `linux/arm64/v8`, `linux` (host architecture).
+    pub fn parse(text: &str) -> Result<Platform> {
+        let parts: Vec<&str> = text.split('/').collect();
+        if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+            bail!("invalid platform {text:?}: expected os[/arch[/variant]]");
+        }
+        let host = Platform::host();
+        Ok(Platform {
+            os: parts[0].to_lowercase(),
+            architecture: parts
+                .get(1)
+                .map(|a| a.to_lowercase())
+                .unwrap_or(host.architecture),
+            variant: parts.get(2).map(|v| v.to_lowercase()),
+        })
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+/// BuildKit's predefined platform ARGs (BUILDPLATFORM, TARGETOS, ...).
+pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, String> {
+    let mut args = BTreeMap::new();
+    for (prefix, platform) in [("BUILD", build), ("TARGET", target)] {
+        args.insert(format!("{prefix}PLATFORM"), platform.to_string());
+        args.insert(format!("{prefix}OS"), platform.os.clone());
+        args.insert(format!("{prefix}ARCH"), platform.architecture.clone());
+        args.insert(
+            format!("{prefix}VARIANT"),
+            platform.variant.clone().unwrap_or_default(),
+        );
+    }
+    args
+}
+
+/// What a stage starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// `FROM scratch`: an empty filesystem.
+    Scratch,
+    /// An earlier stage, by index.
+    Stage(usize),
+    /// An image reference (expanded).
+    Image(String),
+}
+
+/// Where a `COPY --from` or `RUN --mount=...,from=` reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Stage(usize),
+    Image(String),
+}
+
+/// A `--from` of one instruction of a stage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    /// Index in the stage's instructions.
+    pub instruction: usize,
+    pub source: Source,
+}
+
+/// One stage to build.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedStage {
+    /// Index in the Dockerfile's stages.
+    pub index: usize,
+    pub name: Option<String>,
+    pub base: Base,
+    /// `FROM --platform=`, expanded.
+    pub platform: Option<String>,
+    /// The stages this one needs built first (base and `--from`s), by index.
+    pub depends_on: Vec<usize>,
+    /// Every `--from` of the stage's instructions, resolved.
+    pub sources: Vec<SourceRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The stages the target needs, dependencies first, the target last.
+    pub stages: Vec<PlannedStage>,
+    /// Stage indexes in waves: a stage's dependencies are all in earlier waves, so the stages
+    /// of one wave may build in parallel.
+    pub waves: Vec<Vec<usize>>,
+    /// The target stage's index.
+    pub target: usize,
+    /// Global ARGs with a value (defaults expanded, build args applied): what a stage's
+    /// `ARG NAME` without a default takes.
+    pub global_args: BTreeMap<String, String>,
+    /// Predefined platform ARGs (in scope in FROM; in a stage once declared).
+    pub platform_args: BTreeMap<String, String>,
+    /// Build args no ARG of the planned stages (nor a global ARG) declares, sorted.
+    pub unused_build_args: Vec<String>,
+}
+
+impl Plan {
+    /// Docker's warning for unused build args, if any.
+    pub fn unused_build_args_warning(&self) -> Option<String> {
+        if self.unused_build_args.is_empty() {
+            return None;
+        }
+        Some(format!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            self.unused_build_args.join(" ")
+        ))
+    }
+
+    /// The planned stage for a Dockerfile stage index.
+    pub fn stage(&self, index: usize) -> Option<&PlannedStage> {
+        self.stages.iter().find(|s| s.index == index)
+    }
+}
+
+/// Plans the build of `target` (default: the last stage) for the host platform.
+pub fn plan(
+    df: &Dockerfile,
+    target: Option<&str>,
+    build_args: &BTreeMap<String, String>,
+) -> Result<Plan> {
+    let host = Platform::host();
+    plan_for(df, target, build_args, &host, &host)
+}
+
+/// Plans the build of `target` for a target platform (`--platform`), built on `build`.
+pub fn plan_for(
+    df: &Dockerfile,
+    target: Option<&str>,
+    build_args: &BTreeMap<String, String>,
+    build: &Platform,
+    target_platform: &Platform,
+) -> Result<Plan> {
+    let located = |line: usize, message: String| anyhow!("{}:{}: {}", df.name, line, message);
+    let platform_args = platform_args(build, target_platform);
+
+    // Global ARGs in order: a default sees the ARGs before it; a build arg overrides it.
+    let mut global_args: BTreeMap<String, String> = BTreeMap::new();
+    for decl in &df.global_args {
+        let value = match (build_args.get(&decl.name), &decl.default) {
+            (Some(value), _) => Some(value.clone()),
+            (None, Some(default)) => {
+                let lookup = |name: &str| lookup_global(&global_args, &platform_args, name);
+                Some(
+                    expand_word(default, df.directives.escape, &lookup)
+                        .map_err(|e| anyhow!("{}: ARG {}: {e}", df.name, decl.name))?,
+                )
+            }
+            (None, None) => None,
+        };
+        if let Some(value) = value {
+            global_args.insert(decl.name.clone(), value);
+        }
+    }
+    let lookup = |name: &str| lookup_global(&global_args, &platform_args, name);
+    let expand = |word: &str, line: usize| {
+        expand_word(word, df.directives.escape, &lookup).map_err(|e| located(line, e.to_string()))
+    };
+
+    let target = match target {
+        None => df.stages.len() - 1,
+        Some(name) => find_stage(&df.stages, &name.to_lowercase())
+            .ok_or_else(|| anyhow!("target stage {name:?} could not be found"))?,
+    };
+
+    // Every stage's base and sources, resolved (only the needed ones are kept below).
+    let mut resolved: Vec<PlannedStage> = Vec::with_capacity(df.stages.len());
+    for stage in &df.stages {
+        let line = stage.from.line;
+        let image = expand(&stage.from.image, line)?;
+        if image.is_empty() {
+            return Err(located(
+                line,
+                format!("base name ({}) should not be blank", stage.from.image),
+            ));
+        }
+        let base = if image == "scratch" {
+            Base::Scratch
+        } else {
+            match find_stage(&df.stages[..stage.index], &image.to_lowercase()) {
+                Some(index) => Base::Stage(index),
+                None => Base::Image(image),
+            }
+        };
+        let platform = match &stage.from.platform {
+            Some(platform) => Some(expand(platform, line)?),
+            None => None,
+        };
+        let mut sources = Vec::new();
+        for (position, instruction) in stage.instructions.iter().enumerate() {
+            for reference in from_references(&instruction.kind) {
+                let reference = expand(&reference, instruction.line)?;
+                let source = resolve_source(&df.stages, &reference)
+                    .map_err(|e| located(instruction.line, e))?;
+                sources.push(SourceRef {
+                    instruction: position,
+                    source,
+                });
+            }
+        }
+        let mut depends_on: BTreeSet<usize> = sources
+            .iter()
+            .filter_map(|s| match s.source {
+                Source::Stage(index) => Some(index),
+                Source::Image(_) => None,
+            })
+            .collect();
+        if let Base::Stage(index) = base {
+            depends_on.insert(index);
+        }
+        resolved.push(PlannedStage {
+            index: stage.index,
+            name: stage.name.clone(),
+            base,
+            platform,
+            depends_on: depends_on.into_iter().collect(),
+            sources,
+        });
+    }
+
+    // Dependencies first (depth-first from the target), refusing cycles.
+    let mut order = Vec::new();
+    let mut state = vec![Visit::New; df.stages.len()];
+    visit(target, &resolved, &df.stages, &mut state, &mut order)?;
+
+    let mut wave_of = vec![0usize; df.stages.len()];
+    for &index in &order {
+        wave_of[index] = resolved[index]
+            .depends_on
+            .iter()
+            .map(|&dep| wave_of[dep] + 1)
+            .max()
+            .unwrap_or(0);
+    }
+    let wave_count = order.iter().map(|&i| wave_of[i] + 1).max().unwrap_or(0);
+    let mut waves = vec![Vec::new(); wave_count];
+    for &index in &order {
+        waves[wave_of[index]].push(index);
+    }
+    for wave in &mut waves {
+        wave.sort_unstable();
+    }
+
+    // Build args that nothing declares.
+    let mut declared: BTreeSet<&str> = df.global_args.iter().map(|a| a.name.as_str()).collect();
+    for &index in &order {
+        for instruction in &df.stages[index].instructions {
+            if let InstructionKind::Arg(decls) = &instruction.kind {
+                declared.extend(decls.iter().map(|d| d.name.as_str()));
+            }
+        }
+    }
+    let unused_build_args = build_args
+        .keys()
+        .filter(|k| !declared.contains(k.as_str()) && !BUILTIN_BUILD_ARGS.contains(&k.as_str()))
+        .cloned()
+        .collect();
+
+    Ok(Plan {
+        stages: order.iter().map(|&i| resolved[i].clone()).collect(),
+        waves,
+        target,
+        global_args,
+        platform_args,
+        unused_build_args,
+    })
+}
+
+fn lookup_global(
+    global_args: &BTreeMap<String, String>,
+    platform_args: &BTreeMap<String, String>,
+    name: &str,
+) -> Option<String> {
+    global_args
+        .get(name)
+        .or_else(|| platform_args.get(name))
+        .cloned()
+}
+
+/// A stage by (lowercase) name.
+fn find_stage(stages: &[Stage], name: &str) -> Option<usize> {
+    stages
+        .iter()
+        .find(|s| s.name.as_deref() == Some(name))
+        .map(|s| s.index)
+}
+
+/// `--from=NAME|INDEX|IMAGE`: a stage name, a stage index, or else an image.
+fn resolve_source(stages: &[Stage], reference: &str) -> Result<Source, String> {
+    if let Ok(index) = reference.parse::<i64>() {
+        return match usize::try_from(index) {
+            Ok(index) if index < stages.len() => Ok(Source::Stage(index)),
+            _ => Err(format!("invalid stage index {index}")),
+        };
+    }
+    Ok(match find_stage(stages, &reference.to_lowercase()) {
+        Some(index) => Source::Stage(index),
+        None => Source::Image(reference.to_string()),
+    })
+}
+
+/// The unexpanded `--from` values of an instruction: COPY's flag and RUN mounts' `from=`.
+fn from_references(kind: &InstructionKind) -> Vec<String> {
+    match kind {
+        InstructionKind::Copy(copy) => copy.from.iter().cloned().collect(),
+        InstructionKind::Run(run) => run
+            .mounts
+            .iter()
+            .filter_map(|mount| mount_from(mount))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The `from=` field of a `--mount` spec (comma-separated `key=value`, quotes allowed).
+pub fn mount_from(spec: &str) -> Option<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quote: Option<char> = None;
+    for ch in spec.chars() {
+        match (quote, ch) {
+            (None, '"') => quote = Some('"'),
+            (Some('"'), '"') => quote = None,
+            (None, ',') => fields.push(std::mem::take(&mut field)),
+            _ => field.push(ch),
+        }
+    }
+    fields.push(field);
+    fields.into_iter().find_map(|field| {
+        let (key, value) = field.split_once('=')?;
+        key.trim()
+            .eq_ignore_ascii_case("from")
+            .then(|| value.to_string())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Visit {
+    New,
+    InProgress,
+    Done,
+}
+
+fn visit(
+    index: usize,
+    resolved: &[PlannedStage],
+    stages: &[Stage],
+    state: &mut [Visit],
+    order: &mut Vec<usize>,
+) -> Result<()> {
+    match state[index] {
+        Visit::Done => return Ok(()),
+        Visit::InProgress => {
+            let stage = &stages[index];
+            let name = stage.name.clone().unwrap_or_else(|| index.to_string());
+            bail!("circular dependency detected on stage: {name}");
+        }
+        Visit::New => {}
+    }
+    state[index] = Visit::InProgress;
+    for &dep in &resolved[index].depends_on {
+        visit(dep, resolved, stages, state, order)?;
+    }
+    state[index] = Visit::Done;
+    order.push(index);
+    Ok(())
+}
