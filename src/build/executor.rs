@@ -7,9 +7,10 @@ use super::cache::{Cache, CacheKey};
 use super::config_edit as edit;
 use super::context::Context as BuildContext;
 use super::copy::{self, CopyArgs};
-use super::dockerfile::ast::{self, Command, Dockerfile, Instruction, InstructionKind, Run};
-use super::dockerfile::expand::{chomp_heredoc, heredoc_content};
+use super::dockerfile::ast::{Command, Dockerfile, Instruction, InstructionKind, Run};
+use super::dockerfile::expand::heredoc_content;
 use super::dockerfile::plan::{plan_for, Base, PlannedStage, Platform};
+use super::dockerfile::run_script::{run_script, RunScript};
 use super::image_state::ImageState;
 use super::interrupt;
 use super::layers::StepRoot;
@@ -330,9 +331,15 @@ impl Executor<'_> {
                     };
                     scope.declare(&d.name, default, &self.req.build_args, &self.globals);
                 }
-                // An ARG changes no image; what it changes reaches the key of later steps
-                // through their expanded text and RUN's args.
-                return Ok((next, key.child(&[&ins.original, &arg_text(scope)]), false));
+                // An ARG changes no image and its value is not in the chain: what it changes
+                // reaches later keys through their expanded text and RUN's args (BuildKit's
+                // way: a new value re-runs only the steps that use it).
+                let next_key = key.child(&["ARG", &ins.original]);
+                let cached = self.cache.lookup(self.store, &next_key).is_some();
+                if !cached {
+                    self.cache.record(&next_key, &next)?;
+                }
+                return Ok((next, next_key, cached));
             }
             InstructionKind::Env(pairs) => {
                 let pairs = expand_pairs(df, pairs, &vars)?;
@@ -412,11 +419,18 @@ impl Executor<'_> {
             Some(n) => Network::parse(n)?,
             None => self.req.network,
         };
+        let mut scripts = Vec::new();
         let args: Vec<String> = match &r.command {
             Command::Exec(a) => a.clone(),
             Command::Shell(s) => {
                 let mut a = edit::shell_of(state);
-                a.push(heredoc_script(s, &r.heredocs));
+                match run_script(s, &r.heredocs) {
+                    RunScript::Shell(text) => a.push(text),
+                    RunScript::Program { name, content } => {
+                        a.push(format!("{}/{name}", run::SCRIPT_DIR));
+                        scripts.push((name, content));
+                    }
+                }
                 a
             }
         };
@@ -445,6 +459,7 @@ impl Executor<'_> {
                 "host"
             },
             &r.mounts.join("\n"),
+            &serde_json::to_string(&scripts)?,
         ]);
         if let Some(hit) = self.cache.lookup(self.store, &next_key) {
             return Ok((hit, next_key, true));
@@ -479,6 +494,7 @@ impl Executor<'_> {
             },
             user: cc.user.clone(),
             network,
+            scripts,
         };
         let out = &mut *self.out;
         let exit = run::run(self.work.globals(), &req, &mut |b| out.run_output(b))?;
@@ -544,46 +560,6 @@ impl Executor<'_> {
     }
 }
 
-/// A shell-form RUN with heredocs: the shell reads them itself (`cat <<EOF > f`), so they are
-/// put back after the command line; a RUN that is only `<<EOF` runs the heredoc as its script.
-fn heredoc_script(command: &str, heredocs: &[ast::Heredoc]) -> String {
-    if heredocs.is_empty() {
-        return command.to_string();
-    }
-    let only_heredoc = heredocs.len() == 1 && {
-        let c = command.trim();
-        let name = &heredocs[0].name;
-        [
-            format!("<<{name}"),
-            format!("<<-{name}"),
-            format!("<<'{name}'"),
-            format!("<<\"{name}\""),
-            format!("<<-'{name}'"),
-            format!("<<-\"{name}\""),
-        ]
-        .contains(&c.to_string())
-    };
-    if only_heredoc {
-        let h = &heredocs[0];
-        return if h.strip_tabs {
-            chomp_heredoc(&h.content)
-        } else {
-            h.content.clone()
-        };
-    }
-    let mut script = command.to_string();
-    script.push('\n');
-    for h in heredocs {
-        script.push_str(&h.content);
-        if !h.content.ends_with('\n') {
-            script.push('\n');
-        }
-        script.push_str(&h.name);
-        script.push('\n');
-    }
-    script
-}
-
 fn expand_pairs(
     df: &Dockerfile,
     pairs: &[(String, String)],
@@ -606,10 +582,6 @@ fn join_pairs(pairs: &[(String, String)]) -> String {
 
 fn json_args(a: &[String]) -> String {
     serde_json::to_string(a).expect("strings serialize")
-}
-
-fn arg_text(scope: &Scope) -> String {
-    join_pairs(&scope.args)
 }
 
 /// Where a `COPY --from` reads.

@@ -24,6 +24,9 @@ use std::path::{Path, PathBuf};
 /// Files berth binds over the step's root: the layer leaves them out.
 pub const BOUND_FILES: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
 
+/// Where a RUN heredoc with its own interpreter (`#!`) is put, as BuildKit does.
+pub const SCRIPT_DIR: &str = "/dev/pipes";
+
 /// A RUN step's network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
@@ -60,6 +63,8 @@ pub struct RunRequest<'a> {
     pub cwd: String,
     pub user: String,
     pub network: Network,
+    /// Heredoc programs (name, content), bound read-only under [`SCRIPT_DIR`].
+    pub scripts: Vec<(String, String)>,
 }
 
 /// How a RUN ended.
@@ -255,6 +260,21 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
         m.set_typ(Some("bind".into()));
         m.set_source(Some(file));
         m.set_options(Some(vec!["rbind".into(), "rprivate".into()]));
+        mounts.push(m);
+    }
+    for (name, content) in &req.scripts {
+        use std::os::unix::fs::PermissionsExt;
+        if name.contains('/') || name.is_empty() {
+            anyhow::bail!("invalid heredoc name {name:?}");
+        }
+        let file = req.bundle.join(format!("script-{name}"));
+        write_atomically(&file, content.as_bytes())?;
+        fs::set_permissions(&file, fs::Permissions::from_mode(0o755))?;
+        let mut m = Mount::default();
+        m.set_destination(PathBuf::from(format!("{SCRIPT_DIR}/{name}")));
+        m.set_typ(Some("bind".into()));
+        m.set_source(Some(file));
+        m.set_options(Some(vec!["rbind".into(), "rprivate".into(), "ro".into()]));
         mounts.push(m);
     }
     spec.set_mounts(Some(mounts));
