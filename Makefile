@@ -49,11 +49,13 @@ test-clients: rootfs
 # Start-up time and memory against crun and runc (hyperfine); see scripts/bench.sh.
 # Pull and unpack against skopeo + umoci from a local registry; see scripts/bench-pull.sh.
 # The engine against podman and Docker (run --rm, 200 containers' monitors, ls); see
-# scripts/bench-engine.sh.
+# scripts/bench-engine.sh. `berth build` against `buildah bud` (cold and cached); see
+# scripts/bench-build.sh.
 bench: rootfs
 	scripts/bench.sh
 	scripts/bench-pull.sh
 	scripts/bench-engine.sh
+	scripts/bench-build.sh
 
 # Re-profile which functions a start runs (after changing the start path); see the script.
 symbol-order: rootfs

@@ -593,7 +593,7 @@ enum FromSource {
 impl Executor<'_> {
     /// `--from=NAME|INDEX|IMAGE`: a stage built before this one (by name or index), else an
     /// image.
-    fn from_source(&self, from: &str) -> FromSource {
+    fn source_of(&self, from: &str) -> FromSource {
         let df = self.req.dockerfile;
         let lower = from.to_ascii_lowercase();
         if let Some(s) = df
@@ -612,8 +612,8 @@ impl Executor<'_> {
     }
 
     /// The image state `--from` names.
-    fn from_state(&mut self, from: &str) -> Result<ImageState> {
-        match self.from_source(from) {
+    fn state_of(&mut self, from: &str) -> Result<ImageState> {
+        match self.source_of(from) {
             FromSource::Stage(i) => Ok(self
                 .results
                 .get(&i)
@@ -688,7 +688,7 @@ impl Executor<'_> {
         let step_dir = self.work.step_dir(self.step);
         let from_root = match &from {
             Some(f) => {
-                let from_state = self.from_state(f)?;
+                let from_state = self.state_of(f)?;
                 let lowers = from_state.lowers(self.store)?;
                 Some(StepRoot::mount(&step_dir.join("from"), &lowers)?)
             }

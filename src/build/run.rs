@@ -15,7 +15,6 @@ use nix::sys::signal::{kill, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::{dup, dup2_stderr, dup2_stdin, dup2_stdout, Pid};
 use oci_spec::runtime::{LinuxCapabilities, LinuxNamespaceType, Mount, Spec};
-use std::collections::HashSet;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -212,14 +211,16 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
     let groups = crate::engine::create::supplementary_groups(&user);
     u.set_additional_gids((!groups.is_empty()).then_some(groups));
     process.set_user(u);
-    let set: HashSet<oci_spec::runtime::Capability> =
-        caps.iter().filter_map(|c| c.parse().ok()).collect();
-    let mut pc = LinuxCapabilities::default();
-    pc.set_bounding(Some(set.clone()));
-    pc.set_effective(Some(set.clone()));
-    pc.set_permitted(Some(set));
-    pc.set_inheritable(None);
-    pc.set_ambient(None);
+    // As the engine gives them: root gets Docker's set; another user, as execve(2) leaves
+    // it, only the bounding set.
+    let pc: LinuxCapabilities = if user.uid == 0 {
+        serde_json::from_value(
+            serde_json::json!({"bounding": caps, "effective": caps, "permitted": caps}),
+        )
+    } else {
+        serde_json::from_value(serde_json::json!({"bounding": caps}))
+    }
+    .context("capability names")?;
     process.set_capabilities(Some(pc));
     process.set_no_new_privileges(Some(false));
     // The build's own limits, as Docker's daemon passes its own on.
