@@ -53,7 +53,7 @@ FROM bench/busybox
 ENV APP_HOME=/srv/app
 LABEL org.example.bench=yes
 WORKDIR /srv/app
-RUN adduser -D -u 1000 app && mkdir -p /srv/app/data && chown app /srv/app/data
+RUN echo 'app:x:1000:1000::/srv/app:/bin/sh' >> /etc/passwd && mkdir -p /srv/app/data && chown app /srv/app/data
 COPY app.sh ./
 RUN for i in $(seq 200); do echo "line $i" >> /srv/app/data/log; done
 RUN chmod +x app.sh && ln -s /srv/app/app.sh /usr/local/bin/app

@@ -491,6 +491,29 @@ fn cache_hits_and_misses_after_each_kind_of_change() {
     assert_eq!(b.run(&["c:1"]), "v=1\n");
 }
 
+#[test]
+fn source_date_epoch_makes_the_image_reproducible() {
+    let Some(b) = Builds::new("epoch") else { return };
+    let ctx = b.context(
+        "epoch",
+        &[
+            ("Dockerfile", &format!("FROM {BB}\nCOPY f.txt /f.txt\nENV A=1\nCMD [\"cat\", \"/f.txt\"]\n")),
+            ("f.txt", "same\n"),
+        ],
+    );
+    let args = ["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
+    let first = b.build_id(&ctx, &args);
+    let second = b.build_id(&ctx, &args);
+    assert_eq!(first, second, "two --no-cache builds with SOURCE_DATE_EPOCH differ");
+    let store = b.scratch.store();
+    let config: serde_json::Value = store
+        .read_json(&berth::image::Digest::parse(&first).unwrap())
+        .unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    // Without it, the times are the build's: another image.
+    assert_ne!(b.build_id(&ctx, &["--no-cache"]), first);
+}
+
 // ---------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------

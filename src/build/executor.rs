@@ -20,7 +20,7 @@ use super::vars::Scope;
 use super::workdir::BuildWork;
 use crate::image::reference::Reference;
 use crate::image::store::Store;
-use crate::image::time::now_rfc3339_nanos;
+use crate::image::time::{format_rfc3339, now_rfc3339_nanos};
 use crate::image::Digest;
 use crate::runtime::inroot::{self, Create};
 use anyhow::{bail, Context, Result};
@@ -169,6 +169,20 @@ fn expand_all(
 }
 
 impl Executor<'_> {
+    /// The time history entries and the image get: `SOURCE_DATE_EPOCH` when given as a build
+    /// arg (reproducible configs, as BuildKit), else now.
+    fn now(&self) -> String {
+        match self
+            .req
+            .build_args
+            .get("SOURCE_DATE_EPOCH")
+            .and_then(|v| v.parse::<i64>().ok())
+        {
+            Some(secs) => format_rfc3339(secs),
+            None => now_rfc3339_nanos(),
+        }
+    }
+
     fn where_(&self, line: usize) -> String {
         format!("{}:{line}", self.req.dockerfile.name)
     }
@@ -311,7 +325,7 @@ impl Executor<'_> {
         let df = self.req.dockerfile;
         let vars = scope.variables(state);
         let mut next = state.clone();
-        let now = now_rfc3339_nanos();
+        let now = self.now();
         // Instructions that only change the config: applied, keyed by their expanded text.
         let text: String = match &ins.kind {
             InstructionKind::Run(r) => return self.run_step(ins, r, state, key, scope),
@@ -518,7 +532,7 @@ impl Executor<'_> {
         if let Some(l) = layer {
             next.push_layer(l);
         }
-        next.push_history(&now_rfc3339_nanos(), &created_by, empty);
+        next.push_history(&self.now(), &created_by, empty);
         self.cache.record(&next_key, &next)?;
         Ok((next, next_key, false))
     }
@@ -551,7 +565,7 @@ impl Executor<'_> {
             next.push_layer(l);
         }
         next.push_history(
-            &now_rfc3339_nanos(),
+            &self.now(),
             &edit::nop(&format!("WORKDIR {path}")),
             empty,
         );
@@ -738,7 +752,7 @@ impl Executor<'_> {
             if sources.len() == 1 { "file" } else { "multi" },
             digest.trim_start_matches("sha256:")
         );
-        next.push_history(&now_rfc3339_nanos(), &created_by, empty);
+        next.push_history(&self.now(), &created_by, empty);
         self.cache.record(&next_key, &next)?;
         Ok((next, next_key, false))
     }
