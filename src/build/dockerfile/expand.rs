@@ -385,7 +385,7 @@ impl State<'_> {
                             Some(rest) => (true, rest.to_string()),
                             None => (false, word),
                         };
-                        let pattern = Pattern::new(&pattern, self.lexer.escape);
+                        let pattern = Pattern::new(&pattern);
                         Ok(if ch == '#' {
                             pattern.remove_prefix(&value, longest)
                         } else {
@@ -412,7 +412,7 @@ impl State<'_> {
                     let slashes = if all { "//" } else { "/" };
                     return Ok(format!("${{{name}{slashes}{pattern}/{replacement}}}"));
                 }
-                let pattern = Pattern::new(&pattern, self.lexer.escape);
+                let pattern = Pattern::new(&pattern);
                 Ok(pattern.replace(&value.unwrap_or_default(), &replacement, all))
             }
             _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
@@ -452,8 +452,8 @@ impl State<'_> {
     }
 }
 
-/// A shell pattern (`*`, `?`, `[...]`, escaped characters literal) for `${V#p}`, `${V%p}` and
-/// `${V/p/r}`.
+/// A shell pattern for `${V#p}`, `${V%p}` and `${V/p/r}`: BuildKit's patterns know `*` and `?`
+/// only (no bracket expressions), and `\` makes the next character literal.
 struct Pattern {
     items: Vec<PatternItem>,
 }
@@ -462,66 +462,21 @@ enum PatternItem {
     Literal(char),
     Any,
     Star,
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
 }
 
 impl Pattern {
-    fn new(text: &str, escape: char) -> Pattern {
-        let chars: Vec<char> = text.chars().collect();
+    fn new(text: &str) -> Pattern {
         let mut items = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let ch = chars[i];
-            i += 1;
-            if ch == escape && i < chars.len() {
-                items.push(PatternItem::Literal(chars[i]));
-                i += 1;
-            } else if ch == '*' {
-                items.push(PatternItem::Star);
-            } else if ch == '?' {
-                items.push(PatternItem::Any);
-            } else if ch == '[' {
-                match Self::class(&chars[i..]) {
-                    Some((item, used)) => {
-                        items.push(item);
-                        i += used;
-                    }
-                    None => items.push(PatternItem::Literal('[')),
-                }
-            } else {
-                items.push(PatternItem::Literal(ch));
-            }
+        let mut chars = text.chars();
+        while let Some(ch) = chars.next() {
+            items.push(match ch {
+                '\\' => PatternItem::Literal(chars.next().unwrap_or('\\')),
+                '*' => PatternItem::Star,
+                '?' => PatternItem::Any,
+                other => PatternItem::Literal(other),
+            });
         }
         Pattern { items }
-    }
-
-    /// A bracket expression after its `[`: the item and the characters it used.
-    fn class(chars: &[char]) -> Option<(PatternItem, usize)> {
-        let mut i = 0;
-        let negated = matches!(chars.first(), Some('!' | '^'));
-        if negated {
-            i += 1;
-        }
-        let mut ranges = Vec::new();
-        let mut first = true;
-        while i < chars.len() {
-            let ch = chars[i];
-            if ch == ']' && !first {
-                return Some((PatternItem::Class { negated, ranges }, i + 1));
-            }
-            first = false;
-            if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_some_and(|c| *c != ']') {
-                ranges.push((ch, chars[i + 2]));
-                i += 3;
-            } else {
-                ranges.push((ch, ch));
-                i += 1;
-            }
-        }
-        None
     }
 
     fn matches(&self, text: &[char]) -> bool {
@@ -533,13 +488,6 @@ impl Pattern {
                 PatternItem::Star => (0..=text.len()).any(|skip| go(rest, &text[skip..])),
                 PatternItem::Any => !text.is_empty() && go(rest, &text[1..]),
                 PatternItem::Literal(c) => text.first() == Some(c) && go(rest, &text[1..]),
-                PatternItem::Class { negated, ranges } => match text.first() {
-                    Some(c) => {
-                        let inside = ranges.iter().any(|(lo, hi)| lo <= c && c <= hi);
-                        inside != *negated && go(rest, &text[1..])
-                    }
-                    None => false,
-                },
             }
         }
         go(&self.items, text)
@@ -724,7 +672,10 @@ mod tests {
         assert_eq!(word("${F#*.}", &vars), "tar.gz");
         assert_eq!(word("${F##*.}", &vars), "gz");
         assert_eq!(word("${P#/usr}", &vars), "/local/bin");
-        assert_eq!(word("${P%/[a-c]in}", &vars), "/usr/local");
+        assert_eq!(word("${P%/?in}", &vars), "/usr/local");
+        // No bracket expressions: `[` is literal.
+        assert_eq!(word("${P%/[b]in}", &vars), "/usr/local/bin");
+        assert_eq!(word(r"${F%\.gz}", &vars), "archive.tar");
         assert_eq!(word("${F#nomatch}", &vars), "archive.tar.gz");
     }
 

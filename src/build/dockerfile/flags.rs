@@ -37,7 +37,7 @@ impl Flags {
             let Some(&(_, kind)) = accepted.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = accepted.iter().map(|(n, _)| *n).collect();
                 return Err(suggest::wrap(
-                    format!("unknown flag: {name}"),
+                    format!("unknown flag: --{name}"),
                     name,
                     &names,
                     true,
@@ -128,9 +128,9 @@ mod tests {
     #[test]
     fn unknown_flag_with_suggestion() {
         let err = Flags::parse(&args(&["--frm=a"]), COPY).unwrap_err();
-        assert_eq!(err, "unknown flag: frm (did you mean from?)");
+        assert_eq!(err, "unknown flag: --frm (did you mean from?)");
         let err = Flags::parse(&args(&["--zzzzzz"]), COPY).unwrap_err();
-        assert_eq!(err, "unknown flag: zzzzzz");
+        assert_eq!(err, "unknown flag: --zzzzzz");
     }
 
     #[test]

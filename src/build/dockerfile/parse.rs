@@ -143,7 +143,7 @@ fn read_nodes(source: &str) -> Result<(Vec<Node>, Directives), (usize, Msg)> {
             for (name, strip_tabs, expand) in
                 heredocs_from_line(&line.text).map_err(|m| (line.start, m))?
             {
-                let Some(content) = reader.heredoc_body(&name, strip_tabs) else {
+                let Some(content) = reader.heredoc_body(&name, strip_tabs)? else {
                     return Err((line.start, "unterminated heredoc".to_string()));
                 };
                 heredoc_holder.heredocs.push(Heredoc {
@@ -300,6 +300,8 @@ fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, bool)>, Msg> {
         Some(rest) => (true, rest),
         None => (false, after),
     };
+    // BuildKit's pattern allows blanks before the name (`<<\ EOF` lexes to one word).
+    let rest = rest.trim_start();
     if rest.is_empty() || rest.contains('<') {
         return Ok(None);
     }

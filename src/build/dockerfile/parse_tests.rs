@@ -187,7 +187,7 @@ fn bad_from_lines() {
     );
     assert_eq!(
         err("FROM --platfrom=x a\n"),
-        "Dockerfile:1: unknown flag: platfrom (did you mean platform?)"
+        "Dockerfile:1: unknown flag: --platfrom (did you mean platform?)"
     );
     assert!(err("FROM\n").contains("FROM requires either one or three arguments"));
 }
@@ -369,7 +369,7 @@ fn run_bad_flags() {
     );
     assert_eq!(
         err("FROM a\nRUN --netwrk=none x\n"),
-        "Dockerfile:2: unknown flag: netwrk (did you mean network?)"
+        "Dockerfile:2: unknown flag: --netwrk (did you mean network?)"
     );
     assert_eq!(
         err("FROM a\nRUN --network=none --network=host x\n"),
@@ -397,7 +397,7 @@ fn shell_must_be_json() {
 fn cmd_takes_no_flags() {
     assert_eq!(
         err("FROM a\nCMD --x=1 echo\n"),
-        "Dockerfile:2: unknown flag: x"
+        "Dockerfile:2: unknown flag: --x"
     );
 }
 
@@ -447,11 +447,11 @@ fn copy_needs_two_arguments() {
 fn copy_flag_typo() {
     assert_eq!(
         err("FROM a\nCOPY --frm=x a b\n"),
-        "Dockerfile:2: unknown flag: frm (did you mean from?)"
+        "Dockerfile:2: unknown flag: --frm (did you mean from?)"
     );
     assert_eq!(
         err("FROM a\nCOPY --checksum=sha256:x a b\n"),
-        "Dockerfile:2: unknown flag: checksum"
+        "Dockerfile:2: unknown flag: --checksum"
     );
     assert_eq!(
         err("FROM a\nCOPY --from a b\n"),
@@ -471,7 +471,7 @@ fn add_flags() {
     assert_eq!(add.from, None);
     assert_eq!(
         err("FROM a\nADD --from=x a b\n"),
-        "Dockerfile:2: unknown flag: from"
+        "Dockerfile:2: unknown flag: --from"
     );
 }
 
@@ -821,7 +821,7 @@ fn healthcheck_errors() {
         ),
         (
             "HEALTHCHECK --intervall=1s CMD x",
-            "unknown flag: intervall (did you mean interval?)",
+            "unknown flag: --intervall (did you mean interval?)",
         ),
     ];
     for (line, message) in cases {
