@@ -11,6 +11,7 @@ use super::error::{Msg, ParseError};
 use super::expand::Lexer;
 use super::flags::{FlagKind, Flags};
 use super::lines::LineReader;
+use super::mount::parse_mount;
 use super::suggest;
 use super::words::{parse_json, parse_words, split_command, split_whitespace, Json};
 
@@ -423,6 +424,9 @@ fn convert(node: &Node) -> Result<Item, Msg> {
                 &node.flags,
                 &[("mount", FlagKind::Strings), ("network", FlagKind::String)],
             )?;
+            for mount in flags.all("mount") {
+                parse_mount(mount, None)?;
+            }
             let network = flags.string("network");
             if let Some(mode) = &network {
                 if !matches!(mode.as_str(), "default" | "none" | "host") {

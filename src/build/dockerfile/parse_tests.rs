@@ -902,3 +902,24 @@ fn windows_line_endings_everywhere() {
     };
     assert_eq!(run.heredocs[0].content, "echo\r\n");
 }
+
+#[test]
+fn run_mount_shape_is_checked_when_parsing() {
+    assert_eq!(
+        err("FROM a\nRUN --mount=target x\n"),
+        "Dockerfile:2: invalid field 'target' must be a key=value pair"
+    );
+    assert_eq!(
+        err("FROM a\nRUN --mount=type=bind,from=$STAGE,target=/s x\n"),
+        "Dockerfile:2: 'from' doesn't support variable expansion, define alias stage instead"
+    );
+    assert_eq!(
+        err("FROM a\nRUN --mount= x\n"),
+        "Dockerfile:2: failed to parse csv mounts: EOF"
+    );
+    // Values with variables wait for the executor's scope.
+    let InstructionKind::Run(run) = one("RUN --mount=type=cache,target=$CACHE make\n") else {
+        panic!()
+    };
+    assert_eq!(run.mounts, strings(&["type=cache,target=$CACHE"]));
+}

@@ -7,6 +7,7 @@ use anyhow::{anyhow, bail, Result};
 
 use super::ast::{Dockerfile, Instruction, InstructionKind, Stage};
 use super::expand::expand_word;
+use super::mount::parse_mount;
 use super::suggest;
 
 /// Build args Docker accepts without an ARG (the proxy variables, any case): never reported
@@ -443,18 +444,11 @@ fn resolve_reference(
             }
             Ok(Source::Stage(stage))
         }
-        Reference::Mount(from) => {
-            if from.contains('$') {
-                return Err(
-                    "'from' doesn't support variable expansion, define alias stage instead"
-                        .to_string(),
-                );
-            }
-            Ok(match find_stage(stages, &from.to_lowercase()) {
-                Some(index) => Source::Stage(index),
-                None => Source::Image(from.clone()),
-            })
-        }
+        // The parser refused variables in a mount's `from`.
+        Reference::Mount(from) => Ok(match find_stage(stages, &from.to_lowercase()) {
+            Some(index) => Source::Stage(index),
+            None => Source::Image(from.clone()),
+        }),
     }
 }
 
@@ -465,34 +459,11 @@ fn from_references(kind: &InstructionKind) -> Vec<Reference> {
         InstructionKind::Run(run) => run
             .mounts
             .iter()
-            .filter_map(|mount| mount_from(mount))
+            .filter_map(|mount| parse_mount(mount, None).ok()?.from)
             .map(Reference::Mount)
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// The `from=` field of a `--mount` spec (comma-separated `key=value`, quotes allowed).
-pub fn mount_from(spec: &str) -> Option<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quote: Option<char> = None;
-    for ch in spec.chars() {
-        match (quote, ch) {
-            (None, '"') => quote = Some('"'),
-            (Some('"'), '"') => quote = None,
-            (None, ',') => fields.push(std::mem::take(&mut field)),
-            _ => field.push(ch),
-        }
-    }
-    fields.push(field);
-    fields.into_iter().find_map(|field| {
-        let (key, value) = field.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("from")
-            .then(|| value.to_string())
-            .filter(|v| !v.is_empty())
-    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -135,17 +135,6 @@ fn run_mount_from_is_a_dependency() {
 }
 
 #[test]
-fn mount_from_field() {
-    assert_eq!(
-        mount_from("type=bind,from=x,target=/a").as_deref(),
-        Some("x")
-    );
-    assert_eq!(mount_from("\"from=a,b\",target=/x").as_deref(), Some("a,b"));
-    assert_eq!(mount_from("type=cache,target=/c"), None);
-    assert_eq!(mount_from("type=secret,id=x,from="), None);
-}
-
-#[test]
 fn independent_stages_share_a_wave() {
     let plan = plan_of(
         "FROM a AS one\nFROM b AS two\nFROM c AS three\nFROM scratch\nCOPY --from=one / /1\nCOPY --from=two / /2\nCOPY --from=three / /3\n",
@@ -209,7 +198,9 @@ fn from_variables_are_refused() {
         "Dockerfile:4: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
     );
     assert_eq!(
-        plan_err("FROM a\nRUN --mount=from=${X},target=/x y\n", None, &[]),
+        parse("FROM a\nRUN --mount=from=${X},target=/x y\n", "Dockerfile")
+            .unwrap_err()
+            .to_string(),
         "Dockerfile:2: 'from' doesn't support variable expansion, define alias stage instead"
     );
 }
