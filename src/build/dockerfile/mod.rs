@@ -21,6 +21,6 @@ mod plan_tests;
 pub use error::ParseError;
 pub use expand::{expand_word, expand_words, heredoc_content};
 pub use mount::{parse_mount, Mount, MountType};
-pub use parse::{heredoc_name, parse};
+pub use parse::{heredoc_name, onbuild_trigger_text, parse};
 pub use plan::{plan, Base, Plan, PlannedStage};
 pub use run_script::{run_script, RunScript};

@@ -422,7 +422,12 @@ fn convert(node: &Node) -> Result<Item, Msg> {
         "run" => {
             let flags = Flags::parse(
                 &node.flags,
-                &[("mount", FlagKind::Strings), ("network", FlagKind::String)],
+                &[
+                    ("mount", FlagKind::Strings),
+                    ("network", FlagKind::String),
+                    ("security", FlagKind::Unsupported),
+                    ("device", FlagKind::Unsupported),
+                ],
             )?;
             for mount in flags.all("mount") {
                 parse_mount(mount, None)?;
@@ -533,6 +538,23 @@ fn convert(node: &Node) -> Result<Item, Msg> {
     }))
 }
 
+/// What an image's config keeps of an ONBUILD trigger (its `OnBuild` entry), as BuildKit
+/// writes it: the trigger's line, then each heredoc's body and terminator.
+pub fn onbuild_trigger_text(trigger: &Instruction) -> String {
+    let heredocs: &[Heredoc] = match &trigger.kind {
+        InstructionKind::Run(run) => &run.heredocs,
+        InstructionKind::Copy(copy) | InstructionKind::Add(copy) => &copy.heredocs,
+        _ => &[],
+    };
+    let mut text = trigger.original.clone();
+    for heredoc in heredocs {
+        text.push('\n');
+        text.push_str(&heredoc.content);
+        text.push_str(&heredoc.name);
+    }
+    text
+}
+
 /// The trigger's text: the line without its leading `ONBUILD`.
 fn strip_onbuild(original: &str) -> String {
     let trimmed = original.trim_start();
@@ -592,7 +614,7 @@ fn convert_copy(node: &Node, add: bool) -> Result<InstructionKind, Msg> {
     let command = if add { "ADD" } else { "COPY" };
     if node.args.len() < 2 {
         return Err(format!(
-            "{command} requires at least two arguments, but only one was provided. Destination could not be determined."
+            "{command} requires at least two arguments, but only one was provided. Destination could not be determined"
         ));
     }
     let accepted: &[(&str, FlagKind)] = if add {
@@ -602,6 +624,8 @@ fn convert_copy(node: &Node, add: bool) -> Result<InstructionKind, Msg> {
             ("link", FlagKind::Bool),
             ("keep-git-dir", FlagKind::Bool),
             ("checksum", FlagKind::String),
+            ("unpack", FlagKind::Unsupported),
+            ("exclude", FlagKind::Unsupported),
         ]
     } else {
         &[
@@ -609,6 +633,8 @@ fn convert_copy(node: &Node, add: bool) -> Result<InstructionKind, Msg> {
             ("from", FlagKind::String),
             ("chmod", FlagKind::String),
             ("link", FlagKind::Bool),
+            ("parents", FlagKind::Unsupported),
+            ("exclude", FlagKind::Unsupported),
         ]
     };
     let flags = Flags::parse(&node.flags, accepted)?;

@@ -124,7 +124,7 @@ fn line_errors_come_before_instruction_errors() {
 fn error_line_of_a_continued_instruction_is_its_first() {
     assert_eq!(
         err("FROM a\nRUN echo \\\n  a\nCOPY \\\n  x\n"),
-        "Dockerfile:4: COPY requires at least two arguments, but only one was provided. Destination could not be determined."
+        "Dockerfile:4: COPY requires at least two arguments, but only one was provided. Destination could not be determined"
     );
 }
 
@@ -438,7 +438,7 @@ fn copy_json_form_allows_spaces() {
 fn copy_needs_two_arguments() {
     assert_eq!(
         err("FROM a\nCOPY x\n"),
-        "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined."
+        "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined"
     );
     assert!(err("FROM a\nADD\n").starts_with("Dockerfile:2: ADD requires at least two arguments"));
 }
@@ -922,4 +922,89 @@ fn run_mount_shape_is_checked_when_parsing() {
         panic!()
     };
     assert_eq!(run.mounts, strings(&["type=cache,target=$CACHE"]));
+}
+
+#[test]
+fn buildkit_flags_berth_lacks_are_refused_by_name() {
+    for (line, flag) in [
+        ("COPY --parents a/./b /x", "parents"),
+        ("COPY --exclude=*.md . /x", "exclude"),
+        ("ADD --unpack=true a.tgz /x", "unpack"),
+        ("RUN --security=insecure x", "security"),
+        ("RUN --device=gpu x", "device"),
+    ] {
+        assert_eq!(
+            err(&format!("FROM a\n{line}\n")),
+            format!("Dockerfile:2: flag --{flag} is not supported by berth")
+        );
+    }
+}
+
+#[test]
+fn quoted_heredoc_marker_is_a_word_not_a_heredoc() {
+    let all = kinds("FROM a\nRUN echo \"<<EOF\" '<<X'\nRUN next\n");
+    assert_eq!(all.len(), 2);
+    let InstructionKind::Run(run) = &all[0] else {
+        panic!()
+    };
+    assert!(run.heredocs.is_empty());
+}
+
+#[test]
+fn heredoc_must_start_a_word() {
+    // `cat<<EOF` opens no heredoc: the body lines are instructions (here an unknown one).
+    assert_eq!(
+        err("FROM a\nRUN cat<<EOF\ngreetings\nEOF\n"),
+        "Dockerfile:3: unknown instruction: greetings"
+    );
+}
+
+#[test]
+fn heredoc_with_file_descriptor_and_command_after() {
+    let InstructionKind::Run(run) = one("RUN 3<<EOF cat /dev/fd/3\nx\nEOF\n") else {
+        panic!()
+    };
+    assert_eq!(run.heredocs[0].name, "EOF");
+    assert_eq!(run.command, Command::Shell("3<<EOF cat /dev/fd/3".into()));
+}
+
+#[test]
+fn directive_after_byte_order_mark() {
+    let df = ok("\u{feff}# syntax=docker/dockerfile:1\n# escape=`\nFROM a\n");
+    assert_eq!(df.directives.escape, '`');
+    assert_eq!(df.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
+}
+
+#[test]
+fn indented_directive_is_honoured() {
+    let df = ok("  # escape=`\nFROM a\n");
+    assert_eq!(df.directives.escape, '`');
+}
+
+#[test]
+fn continuation_at_end_of_file() {
+    let InstructionKind::Env(pairs) = one("ENV A=1 \\\n# trailing comment\n") else {
+        panic!()
+    };
+    assert_eq!(pairs, super::parse_tests::pairs(&[("A", "1")]));
+}
+
+#[test]
+fn onbuild_json_trigger_and_trigger_text_with_heredoc() {
+    let df = ok("FROM a\nONBUILD CMD [\"run\"]\nONBUILD RUN <<EOF\necho hi\nEOF\n");
+    let InstructionKind::Onbuild(cmd) = &df.stages[0].instructions[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        cmd.kind,
+        InstructionKind::Cmd(Command::Exec(strings(&["run"])))
+    );
+    assert_eq!(super::parse::onbuild_trigger_text(cmd), "CMD [\"run\"]");
+    let InstructionKind::Onbuild(run) = &df.stages[0].instructions[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        super::parse::onbuild_trigger_text(run),
+        "RUN <<EOF\necho hi\nEOF"
+    );
 }
