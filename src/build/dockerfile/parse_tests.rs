@@ -1008,3 +1008,101 @@ fn onbuild_json_trigger_and_trigger_text_with_heredoc() {
         "RUN <<EOF\necho hi\nEOF"
     );
 }
+
+/// Hostile input never panics the parser, the plan or the lexer: random lines built from the
+/// characters and words that steer them (quotes, escapes, `$`, braces, heredoc markers,
+/// continuations, multibyte characters), checked for an answer, not for which.
+#[test]
+fn random_input_never_panics() {
+    const PIECES: &[&str] = &[
+        "FROM ",
+        "RUN ",
+        "COPY ",
+        "ADD ",
+        "ENV ",
+        "LABEL ",
+        "ARG ",
+        "ONBUILD ",
+        "HEALTHCHECK ",
+        "CMD ",
+        "SHELL ",
+        "EXPOSE ",
+        "VOLUME ",
+        "WORKDIR ",
+        "USER ",
+        "STOPSIGNAL ",
+        " AS ",
+        "scratch",
+        "--from=",
+        "--mount=",
+        "type=cache,from=x",
+        "--interval=",
+        "--",
+        "-",
+        "=",
+        "\"",
+        "'",
+        "\\",
+        "`",
+        "$",
+        "${",
+        "}",
+        ":-",
+        ":+",
+        ":?",
+        "#",
+        "%",
+        "/",
+        "//",
+        "*",
+        "?",
+        "[",
+        "]",
+        ",",
+        "<<",
+        "<<-",
+        "EOF",
+        "\n",
+        "\r\n",
+        "\t",
+        " ",
+        "é",
+        "€",
+        "𝄞",
+        "0",
+        "1",
+        "# escape=`\n",
+        "# syntax=x\n",
+        "\\\n",
+        "`\n",
+        "NONE",
+        "CMD",
+        "[\"a\"]",
+        "[1]",
+        "{",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..10_000 {
+        let len = (next() % 24) as usize;
+        let mut text = String::new();
+        for _ in 0..len {
+            text.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+        }
+        let outcome = std::panic::catch_unwind(|| {
+            if let Ok(df) = parse(&text, "Dockerfile") {
+                let _ = super::plan::plan(&df, None, &Default::default());
+            }
+            let _ = super::expand::expand_word(&text, '\\', &|_| Some("v".to_string()));
+            let _ = super::expand::expand_words(&text, '`', &|_| None);
+            let _ = super::mount::parse_mount(&text, None);
+            let _ = heredoc_name(&text);
+        });
+        assert!(outcome.is_ok(), "panicked on {text:?}");
+    }
+}
