@@ -479,74 +479,110 @@ impl Pattern {
         Pattern { items }
     }
 
-    fn matches(&self, text: &[char]) -> bool {
-        fn go(items: &[PatternItem], text: &[char]) -> bool {
-            let Some((item, rest)) = items.split_first() else {
-                return text.is_empty();
-            };
-            match item {
-                PatternItem::Star => (0..=text.len()).any(|skip| go(rest, &text[skip..])),
-                PatternItem::Any => !text.is_empty() && go(rest, &text[1..]),
-                PatternItem::Literal(c) => text.first() == Some(c) && go(rest, &text[1..]),
+    /// Every `end` at which the pattern matches `text[..end]`, ascending: one pass over the
+    /// text tracking the pattern positions reachable so far (O(text × pattern), whatever a
+    /// hostile pattern holds).
+    fn prefix_match_ends(&self, text: &[char]) -> Vec<usize> {
+        let items = &self.items;
+        let count = items.len();
+        // A `*` may match nothing: reaching it reaches what follows it.
+        let close = |states: &mut [bool]| {
+            for i in 0..count {
+                if states[i] && matches!(items[i], PatternItem::Star) {
+                    states[i + 1] = true;
+                }
+            }
+        };
+        let mut states = vec![false; count + 1];
+        states[0] = true;
+        close(&mut states);
+        let mut ends = Vec::new();
+        if states[count] {
+            ends.push(0);
+        }
+        for (at, ch) in text.iter().enumerate() {
+            let mut next = vec![false; count + 1];
+            for i in (0..count).filter(|&i| states[i]) {
+                match &items[i] {
+                    PatternItem::Star => next[i] = true,
+                    PatternItem::Any => next[i + 1] = true,
+                    PatternItem::Literal(c) if c == ch => next[i + 1] = true,
+                    PatternItem::Literal(_) => {}
+                }
+            }
+            close(&mut next);
+            if !next.contains(&true) {
+                break;
+            }
+            states = next;
+            if states[count] {
+                ends.push(at + 1);
             }
         }
-        go(&self.items, text)
+        ends
+    }
+
+    fn reversed(&self) -> Pattern {
+        let items = self
+            .items
+            .iter()
+            .rev()
+            .map(|item| match item {
+                PatternItem::Literal(c) => PatternItem::Literal(*c),
+                PatternItem::Any => PatternItem::Any,
+                PatternItem::Star => PatternItem::Star,
+            })
+            .collect();
+        Pattern { items }
     }
 
     fn remove_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let mut ends: Vec<usize> = (0..=chars.len()).collect();
-        if longest {
-            ends.reverse();
+        let ends = self.prefix_match_ends(&chars);
+        let end = if longest { ends.last() } else { ends.first() };
+        match end {
+            Some(&end) => chars[end..].iter().collect(),
+            None => value.to_string(),
         }
-        for end in ends {
-            if self.matches(&chars[..end]) {
-                return chars[end..].iter().collect();
-            }
-        }
-        value.to_string()
     }
 
+    /// A suffix match is a prefix match of the reversed pattern on the reversed text.
     fn remove_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let mut starts: Vec<usize> = (0..=chars.len()).rev().collect();
-        if longest {
-            starts.reverse();
+        let mut chars: Vec<char> = value.chars().collect();
+        chars.reverse();
+        let lengths = self.reversed().prefix_match_ends(&chars);
+        let length = if longest {
+            lengths.last()
+        } else {
+            lengths.first()
+        };
+        chars.reverse();
+        match length {
+            Some(&length) => chars[..chars.len() - length].iter().collect(),
+            None => value.to_string(),
         }
-        for start in starts {
-            if self.matches(&chars[start..]) {
-                return chars[..start].iter().collect();
-            }
-        }
-        value.to_string()
     }
 
-    /// Replaces the leftmost longest match (every non-overlapping one with `all`).
+    /// Replaces the leftmost longest non-empty match (every non-overlapping one with `all`).
     fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
         let mut out = String::new();
         let mut start = 0;
-        while start <= chars.len() {
-            let found = (start..=chars.len())
-                .rev()
-                .find(|&end| end > start && self.matches(&chars[start..end]));
-            match found {
-                Some(end) => {
+        let mut replaced = false;
+        while (all || !replaced) && start < chars.len() {
+            match self.prefix_match_ends(&chars[start..]).last() {
+                Some(&length) if length > 0 => {
                     out.push_str(replacement);
-                    start = end;
-                    if !all {
-                        break;
-                    }
+                    start += length;
+                    replaced = true;
                 }
-                None => {
-                    if start < chars.len() {
-                        out.push(chars[start]);
-                    }
+                _ => {
+                    out.push(chars[start]);
                     start += 1;
                 }
             }
         }
-        out.extend(chars.get(start..).unwrap_or(&[]).iter());
+        out.extend(&chars[start..]);
         out
     }
 }
@@ -680,11 +716,26 @@ mod tests {
     }
 
     #[test]
+    fn hostile_pattern_stays_fast() {
+        let long = "a".repeat(800);
+        let vars = [("V", long.as_str())];
+        let started = std::time::Instant::now();
+        assert_eq!(word("${V%%*a*a*a*a*a*a*a*a*b}", &vars), long);
+        assert_eq!(word("${V##*a*a*a*a*a*a*a*a*b}", &vars), long);
+        assert_eq!(word("${V//*a*a*a*a*c/x}", &vars), long);
+        assert_eq!(word("${V#*a*a}", &vars), long[2..]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
+
+    #[test]
     fn replacement() {
         let vars = [("V", "a-b-c")];
         assert_eq!(word("${V/-/_}", &vars), "a_b-c");
         assert_eq!(word("${V//-/_}", &vars), "a_b_c");
         assert_eq!(word("${V/x/_}", &vars), "a-b-c");
+        assert_eq!(word("${V/b*/_}", &vars), "a-_");
+        assert_eq!(word("${V//?/.}", &vars), ".....");
+        assert_eq!(word("${V/#/x}", &vars), "a-b-c");
     }
 
     #[test]
