@@ -779,6 +779,15 @@ mod tests {
     }
 
     #[test]
+    fn heredoc_body_backslashes_are_not_posix() {
+        // BuildKit drops every backslash of an expanded COPY heredoc, even in quotes.
+        assert_eq!(
+            expand_heredoc_body("printf \"a\\nb\"\n", &|_| None).unwrap(),
+            "printf \"anb\"\n"
+        );
+    }
+
+    #[test]
     fn heredoc_content_chomps_and_expands_on_request() {
         let vars = env(&[("V", "1")]);
         let lookup = |name: &str| vars.get(name).cloned();

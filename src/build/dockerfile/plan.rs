@@ -260,18 +260,15 @@ pub fn plan_for(
                 format!("base name ({}) should not be blank", stage.from.image),
             ));
         }
-        let base = if image == "scratch" {
-            Base::Scratch
-        } else {
-            // The latest earlier stage of that name.
-            match df.stages[..stage.index]
-                .iter()
-                .rev()
-                .find(|s| s.name.as_deref() == Some(image.to_lowercase().as_str()))
-            {
-                Some(parent) => Base::Stage(parent.index),
-                None => Base::Image(image),
-            }
+        // BuildKit's order: the latest earlier stage of that name, then scratch, then an image.
+        let parent = df.stages[..stage.index]
+            .iter()
+            .rev()
+            .find(|s| s.name.as_deref() == Some(image.to_lowercase().as_str()));
+        let base = match parent {
+            Some(parent) => Base::Stage(parent.index),
+            None if image == "scratch" => Base::Scratch,
+            None => Base::Image(image),
         };
         let platform = match &stage.from.platform {
             Some(platform) => Some(expand(platform, line)?),

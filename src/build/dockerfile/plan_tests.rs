@@ -410,3 +410,12 @@ fn planned_stage_lookup() {
     assert_eq!(plan.stage(0).unwrap().name.as_deref(), Some("builder"));
     assert!(plan.stage(1).is_none());
 }
+
+#[test]
+fn an_earlier_stage_named_scratch_wins_over_scratch() {
+    let plan = plan_of("FROM busybox AS scratch\nFROM scratch\n", None, &[]);
+    assert_eq!(plan.stages[1].base, Base::Stage(0));
+    let plan = plan_of("FROM scratch AS base\nFROM base\n", None, &[]);
+    assert_eq!(plan.stages[0].base, Base::Scratch);
+    assert_eq!(plan.stages[1].base, Base::Stage(0));
+}
