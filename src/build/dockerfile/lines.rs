@@ -97,6 +97,9 @@ pub struct LineReader<'a> {
     /// Index of the next physical line to read.
     next: usize,
     pub directives: DirectiveState,
+    /// Last lines of the instructions that had an empty line inside their continuation
+    /// (BuildKit's NoEmptyContinuation warning).
+    pub empty_continuations: Vec<usize>,
 }
 
 /// BuildKit's scanner refuses longer physical lines (bufio's 64 KiB token, less one).
@@ -117,6 +120,7 @@ impl<'a> LineReader<'a> {
             lines: source.split_inclusive('\n').collect(),
             next: 0,
             directives: DirectiveState::new(),
+            empty_continuations: Vec::new(),
         }
     }
 
@@ -162,16 +166,24 @@ impl<'a> LineReader<'a> {
                 continue;
             }
             let (mut joined, mut continues) = self.trim_continuation(text);
+            let mut had_empty = false;
             while continues && self.next < self.lines.len() {
                 let raw = self.take()?;
                 let text = trim_newline(raw);
                 self.directives.consider(text).map_err(|m| (self.next, m))?;
-                if is_comment(raw) || text.trim_start().is_empty() {
+                if is_comment(raw) {
+                    continue;
+                }
+                if text.trim_start().is_empty() {
+                    had_empty = true;
                     continue;
                 }
                 let (part, more) = self.trim_continuation(text);
                 joined.push_str(&part);
                 continues = more;
+            }
+            if had_empty {
+                self.empty_continuations.push(self.next);
             }
             return Ok(Some(LogicalLine {
                 start: number,

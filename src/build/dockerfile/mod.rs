@@ -6,6 +6,7 @@ pub mod error;
 pub mod expand;
 mod flags;
 mod lines;
+pub mod lint;
 pub mod mount;
 pub mod parse;
 pub mod plan;
