@@ -134,6 +134,7 @@ fn sample_context(s: &Scratch) -> Context {
     symlink("sub/y", c.join("d/rel-link")).unwrap();
     symlink("d/sub", c.join("dlink")).unwrap();
     std::fs::set_permissions(c.join("d"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(c.join("d/sub"), std::fs::Permissions::from_mode(0o701)).unwrap();
     set_mtime(&c.join("d"), 1_400_000);
     Context::from_dir(&c).unwrap()
 }
@@ -167,12 +168,17 @@ fn files_and_directories_land_as_docker_puts_them() {
     copy(&["b.txt"], "/existing").run(&ctx, &root).unwrap();
     assert_eq!(std::fs::read(root.join("existing/b.txt")).unwrap(), b"beta");
 
-    // A directory copies what it holds; its own mode and time go to the destination.
+    // A directory copies what it holds; its time goes to the destination, made 0755.
     copy(&["d"], "/dd").run(&ctx, &root).unwrap();
     assert_eq!(std::fs::read(root.join("dd/x")).unwrap(), b"x");
     assert_eq!(std::fs::read(root.join("dd/sub/y")).unwrap(), b"y");
     assert!(!root.join("dd/d").exists());
-    assert_eq!(mode(&root.join("dd")), 0o750);
+    assert_eq!(mode(&root.join("dd")), 0o755);
+    assert_eq!(
+        mode(&root.join("dd/sub")),
+        0o701,
+        "directories inside keep their mode"
+    );
     assert_eq!(
         std::fs::metadata(root.join("dd")).unwrap().mtime(),
         1_400_000

@@ -13,7 +13,7 @@
 //! Semantics, as BuildKit's dockerfile2llb and fsutil's copy: the destination is relative to
 //! the WORKDIR; it is a directory when it ends with `/` (or is `.`), or when it already is one;
 //! several sources need such a destination. A source directory copies what it holds (its own
-//! mode, owner and time go to the destination directory). Files keep their mode, mtime,
+//! time goes to the destination directory, not its mode or owner). Files keep their mode, mtime,
 //! xattrs and hard links among themselves; owners become 0:0 or `--chown`'s; `--chmod` sets
 //! the permission bits of everything copied. Missing parents of the destination are made
 //! 0755, owned as the copy. ADD extracts local tar archives (owners from the archive unless
@@ -655,7 +655,7 @@ impl CopyPlan {
                 Target::Into(dir),
             ) => {
                 let st = fstat(fd)?;
-                let mut top = Entry {
+                let top = Entry {
                     path: PathBuf::new(),
                     kind: EntryKind::Dir,
                     mode: st.st_mode & 0o7777,
@@ -665,16 +665,16 @@ impl CopyPlan {
                     mtime_nsec: st.st_mtime_nsec,
                     xattrs: Vec::new(),
                 };
+                // As BuildKit: the destination directory (made 0755 and owned as the copy
+                // when missing) keeps its mode and owner, and takes the source's times.
                 let mut re = Retarget::new(sink, dir.clone(), self);
                 re.ignore = self
                     .tree
                     .as_ref()
                     .and_then(|t| t.ignore.as_ref())
                     .map(|m| (m, rel.clone()));
-                re.put(&top, &mut std::io::empty())?;
                 fswalk::walk(fd.try_clone()?, Path::new(""), walk_opts, &mut re)?;
                 re.finish()?;
-                top.path = PathBuf::new();
                 re.leave_dir(&top)
             }
             (Planned::Path { fd, .. }, Target::As(path)) => {
