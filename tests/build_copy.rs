@@ -568,6 +568,9 @@ fn add_extracts_local_archives_of_every_compression() {
     lzma_rs::xz_compress(&mut &tar[..], &mut xz).unwrap();
     // The name says nothing: the content decides.
     std::fs::write(c.join("xz-data.bin"), xz).unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    std::fs::write(c.join("a.tar.zst"), zst).unwrap();
     std::fs::write(c.join("not-a-tar.gz"), gzip(b"just text")).unwrap();
     let ctx = Context::from_dir(&c).unwrap();
     let root = s.dir("root");
@@ -576,6 +579,7 @@ fn add_extracts_local_archives_of_every_compression() {
         ("a.tgz", "/g/"),
         ("a.tar.bz2", "/b"),
         ("xz-data.bin", "/x"),
+        ("a.tar.zst", "/z/"),
     ] {
         add(&[src], dest).run(&ctx, &root).unwrap();
         let d = root.join(dest.trim_matches('/'));
@@ -923,4 +927,80 @@ fn from_another_root_resolves_inside_it() {
         .unwrap();
     assert_eq!(std::fs::read(root.join("clamped")).unwrap(), b"binary");
     canary.untouched();
+}
+
+/// Every entry below `dir`: path, kind, permission bits, link target or content digest.
+fn tree_listing(dir: &Path) -> Vec<String> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let p = rel.join(&name);
+            let full = dir.join(&p);
+            let m = std::fs::symlink_metadata(&full).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&full).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if m.is_file() {
+                let h = sha2::Sha256::digest(std::fs::read(&full).unwrap());
+                format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+            } else {
+                format!("special {:o}", m.mode() & libc::S_IFMT)
+            };
+            let perm = if m.file_type().is_symlink() {
+                0
+            } else {
+                m.mode() & 0o7777
+            };
+            out.push(format!("{} {perm:o} {what}", p.display()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A real tree (the busybox rootfs, or `BERTH_COPY_TREE`) copied as `COPY . /`: the same
+/// paths, modes, link targets and contents as `cp -a`, in comparable time.
+#[test]
+fn a_real_tree_copies_as_cp_does() {
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bundles/busybox/rootfs");
+    let tree = std::env::var_os("BERTH_COPY_TREE").map_or(default, PathBuf::from);
+    if !tree.is_dir() {
+        eprintln!("skipped: {} is missing (make rootfs)", tree.display());
+        return;
+    }
+    let s = Scratch::new("realtree");
+    let ctx = Context::from_dir(&tree).unwrap();
+    let root = s.dir("root");
+    // cp first, so that neither is helped by the other warming the page cache more.
+    let cp_dest = s.path("cp");
+    let started = std::time::Instant::now();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&tree)
+        .arg(&cp_dest)
+        .status()
+        .unwrap();
+    let cp = started.elapsed();
+    let started = std::time::Instant::now();
+    copy(&["."], "/").run(&ctx, &root).unwrap();
+    let ours = started.elapsed();
+    assert!(st.success());
+    let (a, b) = (tree_listing(&root), tree_listing(&cp_dest));
+    assert!(a.len() > 10, "{a:?}");
+    assert_eq!(a, b);
+    eprintln!(
+        "{} entries: COPY {:.1} ms, cp -a {:.1} ms",
+        a.len(),
+        ours.as_secs_f64() * 1000.0,
+        cp.as_secs_f64() * 1000.0
+    );
 }
