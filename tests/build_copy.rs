@@ -477,15 +477,14 @@ fn context_paths_cannot_leave_the_context() {
         "to-canary",
         "to-etc/passwd",
         "up-secret",
+        "to-canary/*",
+        "to-etc/pass*",
     ] {
         let e = err(copy(&[src], "/got").run(&ctx, &root));
         assert!(
-            e.contains("outside the build context")
-                && e.contains(src.trim_start_matches("sub/../"))
-                || e.contains(src),
+            e.contains("outside the build context") && e.contains(src),
             "{src}: {e}"
         );
-        assert!(e.contains("outside the build context"), "{src}: {e}");
         assert!(!root.join("got").exists(), "{src} copied something");
     }
     // Inside a copied directory a symlink out is copied as a symlink, never followed.

@@ -342,7 +342,14 @@ fn resolve_source(t: &Tree, written: &str, verb: &str) -> Result<Vec<(PathBuf, O
         }
         let mut next = Vec::new();
         for cand in &candidates {
-            let Ok(dir) = t.open(cand) else { continue };
+            let dir = match t.open(cand) {
+                Ok(dir) => dir,
+                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+                Err(e) => {
+                    return Err(context::escape_error(e, cand))
+                        .with_context(|| format!("{verb} failed: {written}"))
+                }
+            };
             if fstat(&dir)?.st_mode & libc::S_IFMT != libc::S_IFDIR {
                 continue;
             }
