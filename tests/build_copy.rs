@@ -929,7 +929,7 @@ fn from_another_root_resolves_inside_it() {
 }
 
 /// Every entry below `dir`: path, kind, permission bits, link target or content digest.
-fn tree_listing(dir: &Path) -> Vec<String> {
+fn tree_listing(dir: &Path, with_owners: bool) -> Vec<String> {
     use sha2::Digest;
     let mut out = Vec::new();
     let mut stack = vec![PathBuf::new()];
@@ -959,7 +959,12 @@ fn tree_listing(dir: &Path) -> Vec<String> {
             } else {
                 m.mode() & 0o7777
             };
-            out.push(format!("{} {perm:o} {what}", p.display()));
+            let owner = if with_owners {
+                format!(" {}:{}", m.uid(), m.gid())
+            } else {
+                String::new()
+            };
+            out.push(format!("{} {perm:o}{owner} {what}", p.display()));
         }
     }
     out.sort();
@@ -993,7 +998,7 @@ fn a_real_tree_copies_as_cp_does() {
     copy(&["."], "/").run(&ctx, &root).unwrap();
     let ours = started.elapsed();
     assert!(st.success());
-    let (a, b) = (tree_listing(&root), tree_listing(&cp_dest));
+    let (a, b) = (tree_listing(&root, false), tree_listing(&cp_dest, false));
     assert!(a.len() > 10, "{a:?}");
     assert_eq!(a, b);
     eprintln!(
@@ -1002,4 +1007,132 @@ fn a_real_tree_copies_as_cp_does() {
         ours.as_secs_f64() * 1000.0,
         cp.as_secs_f64() * 1000.0
     );
+}
+
+/// The same context and COPY/ADD lines through `buildah bud` (Debian's, the issue's
+/// differential peer) and through [`plan`]/`apply` into an empty root: the same paths, modes,
+/// owners, link targets and contents. (Debian's buildah 1.28 predates BuildKit's re-inclusion
+/// below an excluded directory, so the `.dockerignore` here has none.)
+#[test]
+fn copy_semantics_match_buildah() {
+    if !is_root() || which("buildah").is_none() {
+        eprintln!("skipped: needs root and buildah");
+        return;
+    }
+    let s = Scratch::new("buildah");
+    let c = s.dir("ctx");
+    write(&c.join("a.txt"), b"alpha", 0o640, 1_000_000);
+    write(&c.join("b.txt"), b"beta", 0o755, 1_000_000);
+    write(&c.join("run.log"), b"log", 0o644, 1_000_000);
+    write(&c.join("d/x"), b"x", 0o600, 1_000_000);
+    write(&c.join("d/sub/y"), b"y", 0o644, 1_000_000);
+    write(&c.join("d/sub/deep.log"), b"log", 0o644, 1_000_000);
+    std::fs::hard_link(c.join("d/x"), c.join("d/x-hard")).unwrap();
+    symlink("sub/y", c.join("d/rel-link")).unwrap();
+    symlink("/etc/passwd", c.join("d/abs-link")).unwrap();
+    symlink("d/sub", c.join("dlink")).unwrap();
+    std::fs::set_permissions(c.join("d"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(c.join("d/sub"), std::fs::Permissions::from_mode(0o701)).unwrap();
+    std::fs::write(
+        c.join("plain.tar"),
+        raw_tar(&[
+            ("top/", tar::EntryType::Directory, b"", ""),
+            ("top/f", tar::EntryType::Regular, b"in the archive", ""),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(c.join(".dockerignore"), "**/*.log\n").unwrap();
+    let lines: &[(&str, Copy)] = &[
+        ("COPY a.txt /app/", copy(&["a.txt"], "/app/")),
+        ("COPY d /dd", copy(&["d"], "/dd")),
+        ("COPY *.txt /g/", copy(&["*.txt"], "/g/")),
+        ("COPY d/sub/y /renamed", copy(&["d/sub/y"], "/renamed")),
+        ("COPY --chown=7:8 d /chowned/x/", {
+            let mut c = copy(&["d"], "/chowned/x/");
+            c.chown = Some("7:8".into());
+            c
+        }),
+        ("COPY --chmod=0700 b.txt /modes/", {
+            let mut c = copy(&["b.txt"], "/modes/");
+            c.chmod = Some("0700".into());
+            c
+        }),
+        ("COPY dlink /followed/", copy(&["dlink"], "/followed/")),
+        ("WORKDIR /w", copy(&[], "")),
+        ("COPY a.txt b.txt rel/", {
+            let mut c = copy(&["a.txt", "b.txt"], "rel/");
+            c.workdir = "/w".into();
+            c
+        }),
+        ("COPY . /all/", copy(&["."], "/all/")),
+        ("ADD plain.tar /p/", add(&["plain.tar"], "/p/")),
+    ];
+    let dockerfile: String = std::iter::once("FROM scratch".to_string())
+        .chain(lines.iter().map(|(l, _)| l.to_string()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(c.join("Dockerfile"), format!("{dockerfile}\n")).unwrap();
+
+    let (ctx, _) = prepare(
+        ContextArg::Dir(&c),
+        DockerfileArg::Default,
+        &mut std::io::empty(),
+        &s.0,
+    )
+    .unwrap();
+    let ours = s.dir("ours");
+    for (line, c) in lines {
+        if line.starts_with("WORKDIR") {
+            std::fs::create_dir_all(ours.join("w")).unwrap();
+            continue;
+        }
+        c.run(&ctx, &ours)
+            .unwrap_or_else(|e| panic!("{line}: {e:#}"));
+    }
+
+    let buildah = |args: &[&str]| -> String {
+        let out = std::process::Command::new("buildah")
+            .arg("--root")
+            .arg(s.path("buildah-root"))
+            .arg("--runroot")
+            .arg(s.path("buildah-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let ctx_dir = c.to_str().unwrap();
+    buildah(&[
+        "bud",
+        "-q",
+        "--layers=false",
+        "-t",
+        "localhost/berth-copy-diff",
+        ctx_dir,
+    ]);
+    let container = buildah(&["from", "localhost/berth-copy-diff"]);
+    let theirs = PathBuf::from(buildah(&["mount", &container]));
+    let (mut want, mut got) = (tree_listing(&theirs, true), tree_listing(&ours, true));
+    buildah(&["umount", &container]);
+    buildah(&["rm", &container]);
+    buildah(&["rmi", "-a", "-f"]);
+    // WORKDIR's own directory is the executor's, not COPY's.
+    want.retain(|l| !l.starts_with("w "));
+    got.retain(|l| !l.starts_with("w "));
+    assert!(got.len() > 30, "{got:#?}");
+    assert_eq!(got, want);
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
 }
