@@ -109,13 +109,6 @@ impl Tree {
         let s = rel.to_string_lossy();
         !s.is_empty() && m.excludes(&s) && !m.may_include_below(&s)
     }
-
-    /// Excluded itself (perhaps holding re-included paths).
-    fn excluded_at_all(&self, rel: &Path) -> bool {
-        let Some(m) = &self.ignore else { return false };
-        let s = rel.to_string_lossy();
-        !s.is_empty() && m.excludes(&s)
-    }
 }
 
 /// One resolved source.
@@ -333,8 +326,7 @@ fn resolve_source(t: &Tree, written: &str, verb: &str) -> Result<Vec<(PathBuf, O
             _ => None,
         })
         .collect();
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
+    for part in &parts {
         let text = part.to_string_lossy();
         if !ignore::has_glob(&text) {
             candidates = candidates.into_iter().map(|c| c.join(part)).collect();
@@ -361,11 +353,8 @@ fn resolve_source(t: &Tree, written: &str, verb: &str) -> Result<Vec<(PathBuf, O
                     continue;
                 }
                 let path = cand.join(&name);
-                let skip = if last {
-                    t.excluded(&path)
-                } else {
-                    t.excluded_at_all(&path) && t.excluded(&path)
-                };
+                // Excluded paths are not there, unless they hold re-included ones.
+                let skip = t.excluded(&path);
                 if !skip {
                     next.push(path);
                 }
