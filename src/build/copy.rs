@@ -598,6 +598,21 @@ impl CopyPlan {
             };
             root.mkdir_all(parent, self.owner)
                 .with_context(|| format!("{} failed", self.verb))?;
+            if let (
+                Planned::Path {
+                    fd, archive: true, ..
+                },
+                Target::Into(dir),
+            ) = (source, target)
+            {
+                // As Docker's chrooted untar: the archive's paths, links included, resolve
+                // inside the destination directory.
+                let dir_fd = inroot::resolve(root.fd.as_fd(), dir, Create::Nothing)?;
+                let mut inside = DirSink::new(&dir_fd, Ownership::Keep)?;
+                self.emit_archive(fd, PathBuf::new(), &mut inside)
+                    .with_context(|| format!("{} failed", self.verb))?;
+                continue;
+            }
             self.emit(source, target, &mut sink)
                 .with_context(|| format!("{} failed", self.verb))?;
         }
@@ -619,6 +634,18 @@ impl CopyPlan {
         Ok(hasher.finish())
     }
 
+    /// Puts a tar archive's entries, below `prefix`, into `sink`: owners from the archive
+    /// unless `--chown`, modes as they are.
+    fn emit_archive(&self, fd: &OwnedFd, prefix: PathBuf, sink: &mut dyn Sink) -> Result<()> {
+        let file = std::fs::File::open(inroot::fd_path(fd))?;
+        let mut stream = add::open_archive(file)?.context("the archive changed")?;
+        let mut re = Retarget::new(sink, prefix, self);
+        re.owner = self.chown_given.then_some(self.owner);
+        re.mode = None;
+        tarstream::read_tar(&mut stream, &mut re).context("extracting the archive")?;
+        re.finish()
+    }
+
     /// Puts one source's entries, mapped to their target, into `sink`.
     fn emit(&self, source: &Planned, target: &Target, sink: &mut dyn Sink) -> Result<()> {
         let walk_opts = WalkOptions {
@@ -632,15 +659,7 @@ impl CopyPlan {
                     fd, archive: true, ..
                 },
                 Target::Into(dir),
-            ) => {
-                let file = std::fs::File::open(inroot::fd_path(fd))?;
-                let mut stream = add::open_archive(file)?.context("the archive changed")?;
-                let mut re = Retarget::new(sink, dir.clone(), self);
-                re.owner = self.chown_given.then_some(self.owner);
-                re.mode = None;
-                tarstream::read_tar(&mut stream, &mut re).context("extracting the archive")?;
-                re.finish()
-            }
+            ) => self.emit_archive(fd, dir.clone(), sink),
             (
                 Planned::Path {
                     fd,
