@@ -8,7 +8,9 @@
 //!   error names the source as written.
 //! - [`CopyPlan::content_digest`]: the cache key's content part, see [`super::checksum`].
 //! - [`CopyPlan::apply`]`(dest_root)`: writes the sources into `dest_root` (the step's root
-//!   filesystem: hostile; everything resolves inside it, symlinks included).
+//!   filesystem: hostile; everything resolves inside it, symlinks included). It must be the
+//!   merged view (the overlay's mount), so that existing directories, symlinks and the
+//!   passwd file of the lower layers are seen.
 //!
 //! Semantics, as BuildKit's dockerfile2llb and fsutil's copy: the destination is relative to
 //! the WORKDIR; it is a directory when it ends with `/` (or is `.`), or when it already is one;
@@ -17,7 +19,8 @@
 //! xattrs and hard links among themselves; owners become 0:0 or `--chown`'s; `--chmod` sets
 //! the permission bits of everything copied. Missing parents of the destination are made
 //! 0755, owned as the copy. ADD extracts local tar archives (owners from the archive unless
-//! `--chown`), and downloads URLs (mode 0600, mtime from Last-Modified).
+//! `--chown`; its paths and links resolve inside the destination directory, as Docker's
+//! chrooted untar), and downloads URLs (mode 0600, mtime from Last-Modified).
 
 use super::add::{self, Download};
 use super::context::{self, Context};
