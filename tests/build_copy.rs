@@ -328,6 +328,16 @@ fn chown_names_come_from_inside_the_root() {
     c.chown = Some("root".into());
     let e = err(c.run(&ctx, &root));
     assert!(e.contains("unable to find user root"), "{e}");
+    // A FIFO as the image's passwd file: refused, not read (which would block forever).
+    let root2 = s.dir("root2");
+    std::fs::create_dir_all(root2.join("etc")).unwrap();
+    nix::unistd::mkfifo(
+        &root2.join("etc/passwd"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let e = err(c.run(&ctx, &root2));
+    assert!(e.contains("not a regular file"), "{e}");
 }
 
 #[test]
