@@ -134,6 +134,7 @@ fn sample_context(s: &Scratch) -> Context {
     symlink("sub/y", c.join("d/rel-link")).unwrap();
     symlink("d/sub", c.join("dlink")).unwrap();
     std::fs::set_permissions(c.join("d"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(c.join("d/sub"), std::fs::Permissions::from_mode(0o701)).unwrap();
     set_mtime(&c.join("d"), 1_400_000);
     Context::from_dir(&c).unwrap()
 }
@@ -167,12 +168,17 @@ fn files_and_directories_land_as_docker_puts_them() {
     copy(&["b.txt"], "/existing").run(&ctx, &root).unwrap();
     assert_eq!(std::fs::read(root.join("existing/b.txt")).unwrap(), b"beta");
 
-    // A directory copies what it holds; its own mode and time go to the destination.
+    // A directory copies what it holds; its time goes to the destination, made 0755.
     copy(&["d"], "/dd").run(&ctx, &root).unwrap();
     assert_eq!(std::fs::read(root.join("dd/x")).unwrap(), b"x");
     assert_eq!(std::fs::read(root.join("dd/sub/y")).unwrap(), b"y");
     assert!(!root.join("dd/d").exists());
-    assert_eq!(mode(&root.join("dd")), 0o750);
+    assert_eq!(mode(&root.join("dd")), 0o755);
+    assert_eq!(
+        mode(&root.join("dd/sub")),
+        0o701,
+        "directories inside keep their mode"
+    );
     assert_eq!(
         std::fs::metadata(root.join("dd")).unwrap().mtime(),
         1_400_000
@@ -322,6 +328,16 @@ fn chown_names_come_from_inside_the_root() {
     c.chown = Some("root".into());
     let e = err(c.run(&ctx, &root));
     assert!(e.contains("unable to find user root"), "{e}");
+    // A FIFO as the image's passwd file: refused, not read (which would block forever).
+    let root2 = s.dir("root2");
+    std::fs::create_dir_all(root2.join("etc")).unwrap();
+    nix::unistd::mkfifo(
+        &root2.join("etc/passwd"),
+        nix::sys::stat::Mode::from_bits_truncate(0o644),
+    )
+    .unwrap();
+    let e = err(c.run(&ctx, &root2));
+    assert!(e.contains("not a regular file"), "{e}");
 }
 
 #[test]
@@ -471,15 +487,14 @@ fn context_paths_cannot_leave_the_context() {
         "to-canary",
         "to-etc/passwd",
         "up-secret",
+        "to-canary/*",
+        "to-etc/pass*",
     ] {
         let e = err(copy(&[src], "/got").run(&ctx, &root));
         assert!(
-            e.contains("outside the build context")
-                && e.contains(src.trim_start_matches("sub/../"))
-                || e.contains(src),
+            e.contains("outside the build context") && e.contains(src),
             "{src}: {e}"
         );
-        assert!(e.contains("outside the build context"), "{src}: {e}");
         assert!(!root.join("got").exists(), "{src} copied something");
     }
     // Inside a copied directory a symlink out is copied as a symlink, never followed.
@@ -562,6 +577,9 @@ fn add_extracts_local_archives_of_every_compression() {
     lzma_rs::xz_compress(&mut &tar[..], &mut xz).unwrap();
     // The name says nothing: the content decides.
     std::fs::write(c.join("xz-data.bin"), xz).unwrap();
+    let zst =
+        ruzstd::encoding::compress_to_vec(&tar[..], ruzstd::encoding::CompressionLevel::Fastest);
+    std::fs::write(c.join("a.tar.zst"), zst).unwrap();
     std::fs::write(c.join("not-a-tar.gz"), gzip(b"just text")).unwrap();
     let ctx = Context::from_dir(&c).unwrap();
     let root = s.dir("root");
@@ -570,6 +588,7 @@ fn add_extracts_local_archives_of_every_compression() {
         ("a.tgz", "/g/"),
         ("a.tar.bz2", "/b"),
         ("xz-data.bin", "/x"),
+        ("a.tar.zst", "/z/"),
     ] {
         add(&[src], dest).run(&ctx, &root).unwrap();
         let d = root.join(dest.trim_matches('/'));
@@ -628,22 +647,18 @@ fn hostile_archives_write_nothing_outside_the_root() {
     std::fs::write(c.join("dots.tar"), gzip(&dots)).unwrap();
     let ctx = Context::from_dir(&c).unwrap();
     let root = s.dir("root");
-    let r = add(&["through.tar"], "/x/").run(&ctx, &root);
-    // Whether the hard link to a missing in-root file fails or not, nothing leaves the root.
-    let _ = r;
+    // The hard link names `evil/canary`, which inside the root does not exist: refused.
+    let e = err(add(&["through.tar"], "/x/").run(&ctx, &root));
+    assert!(e.contains("cannot link /hard to /evil/canary"), "{e}");
     let e = err(add(&["dots.tar"], "/y/").run(&ctx, &root));
     assert!(e.contains(".."), "{e}");
     assert!(!Path::new("/tmp/berth-dots-escape").exists());
     canary.untouched();
+    // The symlink is absolute: as in Docker's chrooted untar it resolves inside the
+    // destination directory, to <root>/x/<canary path>.
     let inside = root.join("x").join(canary.dir.strip_prefix("/").unwrap());
-    // The symlink is absolute; resolved inside the root it leads to <root>/<canary path>.
-    assert!(
-        root.join(canary.dir.strip_prefix("/").unwrap())
-            .join("planted")
-            .exists()
-            || inside.join("planted").exists(),
-        "the file through the symlink landed inside the root"
-    );
+    assert_eq!(std::fs::read(inside.join("planted")).unwrap(), b"evil");
+    assert!(!inside.join("canary").exists());
 }
 
 #[test]
@@ -922,4 +937,213 @@ fn from_another_root_resolves_inside_it() {
         .unwrap();
     assert_eq!(std::fs::read(root.join("clamped")).unwrap(), b"binary");
     canary.untouched();
+}
+
+/// Every entry below `dir`: path, kind, permission bits, link target or content digest.
+fn tree_listing(dir: &Path, with_owners: bool) -> Vec<String> {
+    use sha2::Digest;
+    let mut out = Vec::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        let mut names: Vec<_> = std::fs::read_dir(dir.join(&rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        for name in names {
+            let p = rel.join(&name);
+            let full = dir.join(&p);
+            let m = std::fs::symlink_metadata(&full).unwrap();
+            let what = if m.file_type().is_symlink() {
+                format!("-> {}", std::fs::read_link(&full).unwrap().display())
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                "dir".to_string()
+            } else if m.is_file() {
+                let h = sha2::Sha256::digest(std::fs::read(&full).unwrap());
+                format!("{:02x}{:02x}{:02x}{:02x}", h[0], h[1], h[2], h[3])
+            } else {
+                format!("special {:o}", m.mode() & libc::S_IFMT)
+            };
+            let perm = if m.file_type().is_symlink() {
+                0
+            } else {
+                m.mode() & 0o7777
+            };
+            let owner = if with_owners {
+                format!(" {}:{}", m.uid(), m.gid())
+            } else {
+                String::new()
+            };
+            out.push(format!("{} {perm:o}{owner} {what}", p.display()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A real tree (the busybox rootfs, or `BERTH_COPY_TREE`) copied as `COPY . /`: the same
+/// paths, modes, link targets and contents as `cp -a`, in comparable time.
+#[test]
+fn a_real_tree_copies_as_cp_does() {
+    let default = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bundles/busybox/rootfs");
+    let tree = std::env::var_os("BERTH_COPY_TREE").map_or(default, PathBuf::from);
+    if !tree.is_dir() {
+        eprintln!("skipped: {} is missing (make rootfs)", tree.display());
+        return;
+    }
+    let s = Scratch::new("realtree");
+    let ctx = Context::from_dir(&tree).unwrap();
+    let root = s.dir("root");
+    // cp first, so that neither is helped by the other warming the page cache more.
+    let cp_dest = s.path("cp");
+    let started = std::time::Instant::now();
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(&tree)
+        .arg(&cp_dest)
+        .status()
+        .unwrap();
+    let cp = started.elapsed();
+    let started = std::time::Instant::now();
+    copy(&["."], "/").run(&ctx, &root).unwrap();
+    let ours = started.elapsed();
+    assert!(st.success());
+    let (a, b) = (tree_listing(&root, false), tree_listing(&cp_dest, false));
+    assert!(a.len() > 10, "{a:?}");
+    assert_eq!(a, b);
+    eprintln!(
+        "{} entries: COPY {:.1} ms, cp -a {:.1} ms",
+        a.len(),
+        ours.as_secs_f64() * 1000.0,
+        cp.as_secs_f64() * 1000.0
+    );
+}
+
+/// The same context and COPY/ADD lines through `buildah bud` (Debian's, the issue's
+/// differential peer) and through [`plan`]/`apply` into an empty root: the same paths, modes,
+/// owners, link targets and contents. (Debian's buildah 1.28 predates BuildKit's re-inclusion
+/// below an excluded directory, so the `.dockerignore` here has none.)
+#[test]
+fn copy_semantics_match_buildah() {
+    if !is_root() || which("buildah").is_none() {
+        eprintln!("skipped: needs root and buildah");
+        return;
+    }
+    let s = Scratch::new("buildah");
+    let c = s.dir("ctx");
+    write(&c.join("a.txt"), b"alpha", 0o640, 1_000_000);
+    write(&c.join("b.txt"), b"beta", 0o755, 1_000_000);
+    write(&c.join("run.log"), b"log", 0o644, 1_000_000);
+    write(&c.join("d/x"), b"x", 0o600, 1_000_000);
+    write(&c.join("d/sub/y"), b"y", 0o644, 1_000_000);
+    write(&c.join("d/sub/deep.log"), b"log", 0o644, 1_000_000);
+    std::fs::hard_link(c.join("d/x"), c.join("d/x-hard")).unwrap();
+    symlink("sub/y", c.join("d/rel-link")).unwrap();
+    symlink("/etc/passwd", c.join("d/abs-link")).unwrap();
+    symlink("d/sub", c.join("dlink")).unwrap();
+    std::fs::set_permissions(c.join("d"), std::fs::Permissions::from_mode(0o750)).unwrap();
+    std::fs::set_permissions(c.join("d/sub"), std::fs::Permissions::from_mode(0o701)).unwrap();
+    std::fs::write(
+        c.join("plain.tar"),
+        raw_tar(&[
+            ("top/", tar::EntryType::Directory, b"", ""),
+            ("top/f", tar::EntryType::Regular, b"in the archive", ""),
+        ]),
+    )
+    .unwrap();
+    std::fs::write(c.join(".dockerignore"), "**/*.log\n").unwrap();
+    let lines: &[(&str, Copy)] = &[
+        ("COPY a.txt /app/", copy(&["a.txt"], "/app/")),
+        ("COPY d /dd", copy(&["d"], "/dd")),
+        ("COPY *.txt /g/", copy(&["*.txt"], "/g/")),
+        ("COPY d/sub/y /renamed", copy(&["d/sub/y"], "/renamed")),
+        ("COPY --chown=7:8 d /chowned/x/", {
+            let mut c = copy(&["d"], "/chowned/x/");
+            c.chown = Some("7:8".into());
+            c
+        }),
+        ("COPY --chmod=0700 b.txt /modes/", {
+            let mut c = copy(&["b.txt"], "/modes/");
+            c.chmod = Some("0700".into());
+            c
+        }),
+        ("COPY dlink /followed/", copy(&["dlink"], "/followed/")),
+        ("WORKDIR /w", copy(&[], "")),
+        ("COPY a.txt b.txt rel/", {
+            let mut c = copy(&["a.txt", "b.txt"], "rel/");
+            c.workdir = "/w".into();
+            c
+        }),
+        ("COPY . /all/", copy(&["."], "/all/")),
+        ("ADD plain.tar /p/", add(&["plain.tar"], "/p/")),
+    ];
+    let dockerfile: String = std::iter::once("FROM scratch".to_string())
+        .chain(lines.iter().map(|(l, _)| l.to_string()))
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(c.join("Dockerfile"), format!("{dockerfile}\n")).unwrap();
+
+    let (ctx, _) = prepare(
+        ContextArg::Dir(&c),
+        DockerfileArg::Default,
+        &mut std::io::empty(),
+        &s.0,
+    )
+    .unwrap();
+    let ours = s.dir("ours");
+    for (line, c) in lines {
+        if line.starts_with("WORKDIR") {
+            std::fs::create_dir_all(ours.join("w")).unwrap();
+            continue;
+        }
+        c.run(&ctx, &ours)
+            .unwrap_or_else(|e| panic!("{line}: {e:#}"));
+    }
+
+    let buildah = |args: &[&str]| -> String {
+        let out = std::process::Command::new("buildah")
+            .arg("--root")
+            .arg(s.path("buildah-root"))
+            .arg("--runroot")
+            .arg(s.path("buildah-run"))
+            .args(["--storage-driver", "vfs"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "buildah {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let ctx_dir = c.to_str().unwrap();
+    buildah(&[
+        "bud",
+        "-q",
+        "--layers=false",
+        "-t",
+        "localhost/berth-copy-diff",
+        ctx_dir,
+    ]);
+    let container = buildah(&["from", "localhost/berth-copy-diff"]);
+    let theirs = PathBuf::from(buildah(&["mount", &container]));
+    let (mut want, mut got) = (tree_listing(&theirs, true), tree_listing(&ours, true));
+    buildah(&["umount", &container]);
+    buildah(&["rm", &container]);
+    buildah(&["rmi", "-a", "-f"]);
+    // WORKDIR's own directory is the executor's, not COPY's.
+    want.retain(|l| !l.starts_with("w "));
+    got.retain(|l| !l.starts_with("w "));
+    assert!(got.len() > 30, "{got:#?}");
+    assert_eq!(got, want);
+}
+
+fn which(prog: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(prog))
+        .find(|p| p.is_file())
 }

@@ -10,10 +10,12 @@
 
 use super::archive;
 use crate::image::digest::Digest;
+use crate::image::registry::client;
 use anyhow::{bail, Context, Result};
 use sha2::Digest as _;
 use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::path::Path;
 use std::time::Duration;
 
 /// True for the sources ADD downloads.
@@ -65,7 +67,18 @@ pub fn download(url: &str, checksum: Option<&str>) -> Result<Download> {
             bail!("unsupported checksum algorithm {:?}", d.algorithm());
         }
     }
+    // The registries' trust: the system's roots and /etc/berth/certs.d/<host:port>/*.crt.
+    let host = url
+        .split_once("://")
+        .map_or("", |(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""));
+    let roots = client::trusted_roots(&Path::new(client::CERTS_D).join(host))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .tls_config(
+            ureq::tls::TlsConfig::builder()
+                .root_certs(ureq::tls::RootCerts::from(roots))
+                .build(),
+        )
+        .user_agent(concat!("berth/", env!("CARGO_PKG_VERSION")))
         .http_status_as_error(false)
         .timeout_connect(Some(Duration::from_secs(30)))
         .build()

@@ -86,3 +86,41 @@ impl Sink for DigestSink {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn digest(entries: &[(Entry, &[u8])]) -> String {
+        let mut d = DigestSink::default();
+        for (e, data) in entries {
+            d.put(e, &mut &data[..]).unwrap();
+        }
+        d.finish()
+    }
+
+    #[test]
+    fn fields_cannot_run_into_each_other_and_mtimes_do_not_count() {
+        let f = |path: &str, data: &'static [u8]| {
+            (
+                Entry::new(path, EntryKind::File(data.len() as u64), 0o644),
+                data,
+            )
+        };
+        // The same bytes split differently between name and content.
+        assert_ne!(digest(&[f("ab", b"c")]), digest(&[f("a", b"bc")]));
+        assert_ne!(
+            digest(&[f("a", b"x"), f("b", b"y")]),
+            digest(&[f("b", b"y"), f("a", b"x")]),
+            "order counts"
+        );
+        let (mut e, data) = f("a", b"x");
+        let before = digest(&[(e.clone(), data)]);
+        e.mtime = 12345;
+        assert_eq!(before, digest(&[(e.clone(), data)]));
+        e.uid = 1;
+        assert_ne!(before, digest(&[(e, data)]));
+        let link = |t: &str| Entry::new("l", EntryKind::Symlink(t.into()), 0o777);
+        assert_ne!(digest(&[(link("x"), b"")]), digest(&[(link("y"), b"")]));
+    }
+}

@@ -8,16 +8,19 @@
 //!   error names the source as written.
 //! - [`CopyPlan::content_digest`]: the cache key's content part, see [`super::checksum`].
 //! - [`CopyPlan::apply`]`(dest_root)`: writes the sources into `dest_root` (the step's root
-//!   filesystem: hostile; everything resolves inside it, symlinks included).
+//!   filesystem: hostile; everything resolves inside it, symlinks included). It must be the
+//!   merged view (the overlay's mount), so that existing directories, symlinks and the
+//!   passwd file of the lower layers are seen.
 //!
 //! Semantics, as BuildKit's dockerfile2llb and fsutil's copy: the destination is relative to
 //! the WORKDIR; it is a directory when it ends with `/` (or is `.`), or when it already is one;
 //! several sources need such a destination. A source directory copies what it holds (its own
-//! mode, owner and time go to the destination directory). Files keep their mode, mtime,
+//! time goes to the destination directory, not its mode or owner). Files keep their mode, mtime,
 //! xattrs and hard links among themselves; owners become 0:0 or `--chown`'s; `--chmod` sets
 //! the permission bits of everything copied. Missing parents of the destination are made
 //! 0755, owned as the copy. ADD extracts local tar archives (owners from the archive unless
-//! `--chown`), and downloads URLs (mode 0600, mtime from Last-Modified).
+//! `--chown`; its paths and links resolve inside the destination directory, as Docker's
+//! chrooted untar), and downloads URLs (mode 0600, mtime from Last-Modified).
 
 use super::add::{self, Download};
 use super::context::{self, Context};
@@ -108,13 +111,6 @@ impl Tree {
         let Some(m) = &self.ignore else { return false };
         let s = rel.to_string_lossy();
         !s.is_empty() && m.excludes(&s) && !m.may_include_below(&s)
-    }
-
-    /// Excluded itself (perhaps holding re-included paths).
-    fn excluded_at_all(&self, rel: &Path) -> bool {
-        let Some(m) = &self.ignore else { return false };
-        let s = rel.to_string_lossy();
-        !s.is_empty() && m.excludes(&s)
     }
 }
 
@@ -333,8 +329,7 @@ fn resolve_source(t: &Tree, written: &str, verb: &str) -> Result<Vec<(PathBuf, O
             _ => None,
         })
         .collect();
-    for (i, part) in parts.iter().enumerate() {
-        let last = i + 1 == parts.len();
+    for part in &parts {
         let text = part.to_string_lossy();
         if !ignore::has_glob(&text) {
             candidates = candidates.into_iter().map(|c| c.join(part)).collect();
@@ -342,7 +337,14 @@ fn resolve_source(t: &Tree, written: &str, verb: &str) -> Result<Vec<(PathBuf, O
         }
         let mut next = Vec::new();
         for cand in &candidates {
-            let Ok(dir) = t.open(cand) else { continue };
+            let dir = match t.open(cand) {
+                Ok(dir) => dir,
+                Err(Errno::ENOENT) | Err(Errno::ENOTDIR) => continue,
+                Err(e) => {
+                    return Err(context::escape_error(e, cand))
+                        .with_context(|| format!("{verb} failed: {written}"))
+                }
+            };
             if fstat(&dir)?.st_mode & libc::S_IFMT != libc::S_IFDIR {
                 continue;
             }
@@ -354,11 +356,8 @@ fn resolve_source(t: &Tree, written: &str, verb: &str) -> Result<Vec<(PathBuf, O
                     continue;
                 }
                 let path = cand.join(&name);
-                let skip = if last {
-                    t.excluded(&path)
-                } else {
-                    t.excluded_at_all(&path) && t.excluded(&path)
-                };
+                // Excluded paths are not there, unless they hold re-included ones.
+                let skip = t.excluded(&path);
                 if !skip {
                     next.push(path);
                 }
@@ -602,6 +601,21 @@ impl CopyPlan {
             };
             root.mkdir_all(parent, self.owner)
                 .with_context(|| format!("{} failed", self.verb))?;
+            if let (
+                Planned::Path {
+                    fd, archive: true, ..
+                },
+                Target::Into(dir),
+            ) = (source, target)
+            {
+                // As Docker's chrooted untar: the archive's paths, links included, resolve
+                // inside the destination directory.
+                let dir_fd = inroot::resolve(root.fd.as_fd(), dir, Create::Nothing)?;
+                let mut inside = DirSink::new(&dir_fd, Ownership::Keep)?;
+                self.emit_archive(fd, PathBuf::new(), &mut inside)
+                    .with_context(|| format!("{} failed", self.verb))?;
+                continue;
+            }
             self.emit(source, target, &mut sink)
                 .with_context(|| format!("{} failed", self.verb))?;
         }
@@ -623,6 +637,18 @@ impl CopyPlan {
         Ok(hasher.finish())
     }
 
+    /// Puts a tar archive's entries, below `prefix`, into `sink`: owners from the archive
+    /// unless `--chown`, modes as they are.
+    fn emit_archive(&self, fd: &OwnedFd, prefix: PathBuf, sink: &mut dyn Sink) -> Result<()> {
+        let file = std::fs::File::open(inroot::fd_path(fd))?;
+        let mut stream = add::open_archive(file)?.context("the archive changed")?;
+        let mut re = Retarget::new(sink, prefix, self);
+        re.owner = self.chown_given.then_some(self.owner);
+        re.mode = None;
+        tarstream::read_tar(&mut stream, &mut re).context("extracting the archive")?;
+        re.finish()
+    }
+
     /// Puts one source's entries, mapped to their target, into `sink`.
     fn emit(&self, source: &Planned, target: &Target, sink: &mut dyn Sink) -> Result<()> {
         let walk_opts = WalkOptions {
@@ -636,15 +662,7 @@ impl CopyPlan {
                     fd, archive: true, ..
                 },
                 Target::Into(dir),
-            ) => {
-                let file = std::fs::File::open(inroot::fd_path(fd))?;
-                let mut stream = add::open_archive(file)?.context("the archive changed")?;
-                let mut re = Retarget::new(sink, dir.clone(), self);
-                re.owner = self.chown_given.then_some(self.owner);
-                re.mode = None;
-                tarstream::read_tar(&mut stream, &mut re).context("extracting the archive")?;
-                re.finish()
-            }
+            ) => self.emit_archive(fd, dir.clone(), sink),
             (
                 Planned::Path {
                     fd,
@@ -655,7 +673,7 @@ impl CopyPlan {
                 Target::Into(dir),
             ) => {
                 let st = fstat(fd)?;
-                let mut top = Entry {
+                let top = Entry {
                     path: PathBuf::new(),
                     kind: EntryKind::Dir,
                     mode: st.st_mode & 0o7777,
@@ -665,16 +683,16 @@ impl CopyPlan {
                     mtime_nsec: st.st_mtime_nsec,
                     xattrs: Vec::new(),
                 };
+                // As BuildKit: the destination directory (made 0755 and owned as the copy
+                // when missing) keeps its mode and owner, and takes the source's times.
                 let mut re = Retarget::new(sink, dir.clone(), self);
                 re.ignore = self
                     .tree
                     .as_ref()
                     .and_then(|t| t.ignore.as_ref())
                     .map(|m| (m, rel.clone()));
-                re.put(&top, &mut std::io::empty())?;
                 fswalk::walk(fd.try_clone()?, Path::new(""), walk_opts, &mut re)?;
                 re.finish()?;
-                top.path = PathBuf::new();
                 re.leave_dir(&top)
             }
             (Planned::Path { fd, .. }, Target::As(path)) => {

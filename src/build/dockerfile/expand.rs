@@ -385,7 +385,7 @@ impl State<'_> {
                             Some(rest) => (true, rest.to_string()),
                             None => (false, word),
                         };
-                        let pattern = Pattern::new(&pattern, self.lexer.escape);
+                        let pattern = Pattern::new(&pattern);
                         Ok(if ch == '#' {
                             pattern.remove_prefix(&value, longest)
                         } else {
@@ -412,7 +412,7 @@ impl State<'_> {
                     let slashes = if all { "//" } else { "/" };
                     return Ok(format!("${{{name}{slashes}{pattern}/{replacement}}}"));
                 }
-                let pattern = Pattern::new(&pattern, self.lexer.escape);
+                let pattern = Pattern::new(&pattern);
                 Ok(pattern.replace(&value.unwrap_or_default(), &replacement, all))
             }
             _ => Err(format!("unsupported modifier ({modifier}) in substitution")),
@@ -452,8 +452,8 @@ impl State<'_> {
     }
 }
 
-/// A shell pattern (`*`, `?`, `[...]`, escaped characters literal) for `${V#p}`, `${V%p}` and
-/// `${V/p/r}`.
+/// A shell pattern for `${V#p}`, `${V%p}` and `${V/p/r}`: BuildKit's patterns know `*` and `?`
+/// only (no bracket expressions), and `\` makes the next character literal.
 struct Pattern {
     items: Vec<PatternItem>,
 }
@@ -462,143 +462,127 @@ enum PatternItem {
     Literal(char),
     Any,
     Star,
-    Class {
-        negated: bool,
-        ranges: Vec<(char, char)>,
-    },
 }
 
 impl Pattern {
-    fn new(text: &str, escape: char) -> Pattern {
-        let chars: Vec<char> = text.chars().collect();
+    fn new(text: &str) -> Pattern {
         let mut items = Vec::new();
-        let mut i = 0;
-        while i < chars.len() {
-            let ch = chars[i];
-            i += 1;
-            if ch == escape && i < chars.len() {
-                items.push(PatternItem::Literal(chars[i]));
-                i += 1;
-            } else if ch == '*' {
-                items.push(PatternItem::Star);
-            } else if ch == '?' {
-                items.push(PatternItem::Any);
-            } else if ch == '[' {
-                match Self::class(&chars[i..]) {
-                    Some((item, used)) => {
-                        items.push(item);
-                        i += used;
-                    }
-                    None => items.push(PatternItem::Literal('[')),
-                }
-            } else {
-                items.push(PatternItem::Literal(ch));
-            }
+        let mut chars = text.chars();
+        while let Some(ch) = chars.next() {
+            items.push(match ch {
+                '\\' => PatternItem::Literal(chars.next().unwrap_or('\\')),
+                '*' => PatternItem::Star,
+                '?' => PatternItem::Any,
+                other => PatternItem::Literal(other),
+            });
         }
         Pattern { items }
     }
 
-    /// A bracket expression after its `[`: the item and the characters it used.
-    fn class(chars: &[char]) -> Option<(PatternItem, usize)> {
-        let mut i = 0;
-        let negated = matches!(chars.first(), Some('!' | '^'));
-        if negated {
-            i += 1;
-        }
-        let mut ranges = Vec::new();
-        let mut first = true;
-        while i < chars.len() {
-            let ch = chars[i];
-            if ch == ']' && !first {
-                return Some((PatternItem::Class { negated, ranges }, i + 1));
+    /// Every `end` at which the pattern matches `text[..end]`, ascending: one pass over the
+    /// text tracking the pattern positions reachable so far (O(text × pattern), whatever a
+    /// hostile pattern holds).
+    fn prefix_match_ends(&self, text: &[char]) -> Vec<usize> {
+        let items = &self.items;
+        let count = items.len();
+        // A `*` may match nothing: reaching it reaches what follows it.
+        let close = |states: &mut [bool]| {
+            for i in 0..count {
+                if states[i] && matches!(items[i], PatternItem::Star) {
+                    states[i + 1] = true;
+                }
             }
-            first = false;
-            if chars.get(i + 1) == Some(&'-') && chars.get(i + 2).is_some_and(|c| *c != ']') {
-                ranges.push((ch, chars[i + 2]));
-                i += 3;
-            } else {
-                ranges.push((ch, ch));
-                i += 1;
+        };
+        let mut states = vec![false; count + 1];
+        states[0] = true;
+        close(&mut states);
+        let mut ends = Vec::new();
+        if states[count] {
+            ends.push(0);
+        }
+        for (at, ch) in text.iter().enumerate() {
+            let mut next = vec![false; count + 1];
+            for i in (0..count).filter(|&i| states[i]) {
+                match &items[i] {
+                    PatternItem::Star => next[i] = true,
+                    PatternItem::Any => next[i + 1] = true,
+                    PatternItem::Literal(c) if c == ch => next[i + 1] = true,
+                    PatternItem::Literal(_) => {}
+                }
+            }
+            close(&mut next);
+            if !next.contains(&true) {
+                break;
+            }
+            states = next;
+            if states[count] {
+                ends.push(at + 1);
             }
         }
-        None
+        ends
     }
 
-    fn matches(&self, text: &[char]) -> bool {
-        fn go(items: &[PatternItem], text: &[char]) -> bool {
-            let Some((item, rest)) = items.split_first() else {
-                return text.is_empty();
-            };
-            match item {
-                PatternItem::Star => (0..=text.len()).any(|skip| go(rest, &text[skip..])),
-                PatternItem::Any => !text.is_empty() && go(rest, &text[1..]),
-                PatternItem::Literal(c) => text.first() == Some(c) && go(rest, &text[1..]),
-                PatternItem::Class { negated, ranges } => match text.first() {
-                    Some(c) => {
-                        let inside = ranges.iter().any(|(lo, hi)| lo <= c && c <= hi);
-                        inside != *negated && go(rest, &text[1..])
-                    }
-                    None => false,
-                },
-            }
-        }
-        go(&self.items, text)
+    fn reversed(&self) -> Pattern {
+        let items = self
+            .items
+            .iter()
+            .rev()
+            .map(|item| match item {
+                PatternItem::Literal(c) => PatternItem::Literal(*c),
+                PatternItem::Any => PatternItem::Any,
+                PatternItem::Star => PatternItem::Star,
+            })
+            .collect();
+        Pattern { items }
     }
 
     fn remove_prefix(&self, value: &str, longest: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let mut ends: Vec<usize> = (0..=chars.len()).collect();
-        if longest {
-            ends.reverse();
+        let ends = self.prefix_match_ends(&chars);
+        let end = if longest { ends.last() } else { ends.first() };
+        match end {
+            Some(&end) => chars[end..].iter().collect(),
+            None => value.to_string(),
         }
-        for end in ends {
-            if self.matches(&chars[..end]) {
-                return chars[end..].iter().collect();
-            }
-        }
-        value.to_string()
     }
 
+    /// A suffix match is a prefix match of the reversed pattern on the reversed text.
     fn remove_suffix(&self, value: &str, longest: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let mut starts: Vec<usize> = (0..=chars.len()).rev().collect();
-        if longest {
-            starts.reverse();
+        let mut chars: Vec<char> = value.chars().collect();
+        chars.reverse();
+        let lengths = self.reversed().prefix_match_ends(&chars);
+        let length = if longest {
+            lengths.last()
+        } else {
+            lengths.first()
+        };
+        chars.reverse();
+        match length {
+            Some(&length) => chars[..chars.len() - length].iter().collect(),
+            None => value.to_string(),
         }
-        for start in starts {
-            if self.matches(&chars[start..]) {
-                return chars[..start].iter().collect();
-            }
-        }
-        value.to_string()
     }
 
-    /// Replaces the leftmost longest match (every non-overlapping one with `all`).
+    /// Replaces the leftmost longest non-empty match (every non-overlapping one with `all`).
     fn replace(&self, value: &str, replacement: &str, all: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
         let mut out = String::new();
         let mut start = 0;
-        while start <= chars.len() {
-            let found = (start..=chars.len())
-                .rev()
-                .find(|&end| end > start && self.matches(&chars[start..end]));
-            match found {
-                Some(end) => {
+        let mut replaced = false;
+        while (all || !replaced) && start < chars.len() {
+            match self.prefix_match_ends(&chars[start..]).last() {
+                Some(&length) if length > 0 => {
                     out.push_str(replacement);
-                    start = end;
-                    if !all {
-                        break;
-                    }
+                    start += length;
+                    replaced = true;
                 }
-                None => {
-                    if start < chars.len() {
-                        out.push(chars[start]);
-                    }
+                _ => {
+                    out.push(chars[start]);
                     start += 1;
                 }
             }
         }
-        out.extend(chars.get(start..).unwrap_or(&[]).iter());
+        out.extend(&chars[start..]);
         out
     }
 }
@@ -724,8 +708,23 @@ mod tests {
         assert_eq!(word("${F#*.}", &vars), "tar.gz");
         assert_eq!(word("${F##*.}", &vars), "gz");
         assert_eq!(word("${P#/usr}", &vars), "/local/bin");
-        assert_eq!(word("${P%/[a-c]in}", &vars), "/usr/local");
+        assert_eq!(word("${P%/?in}", &vars), "/usr/local");
+        // No bracket expressions: `[` is literal.
+        assert_eq!(word("${P%/[b]in}", &vars), "/usr/local/bin");
+        assert_eq!(word(r"${F%\.gz}", &vars), "archive.tar");
         assert_eq!(word("${F#nomatch}", &vars), "archive.tar.gz");
+    }
+
+    #[test]
+    fn hostile_pattern_stays_fast() {
+        let long = "a".repeat(800);
+        let vars = [("V", long.as_str())];
+        let started = std::time::Instant::now();
+        assert_eq!(word("${V%%*a*a*a*a*a*a*a*a*b}", &vars), long);
+        assert_eq!(word("${V##*a*a*a*a*a*a*a*a*b}", &vars), long);
+        assert_eq!(word("${V//*a*a*a*a*c/x}", &vars), long);
+        assert_eq!(word("${V#*a*a}", &vars), long[2..]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
     }
 
     #[test]
@@ -734,6 +733,9 @@ mod tests {
         assert_eq!(word("${V/-/_}", &vars), "a_b-c");
         assert_eq!(word("${V//-/_}", &vars), "a_b_c");
         assert_eq!(word("${V/x/_}", &vars), "a-b-c");
+        assert_eq!(word("${V/b*/_}", &vars), "a-_");
+        assert_eq!(word("${V//?/.}", &vars), ".....");
+        assert_eq!(word("${V/#/x}", &vars), "a-b-c");
     }
 
     #[test]
@@ -773,6 +775,15 @@ mod tests {
         assert_eq!(
             expand_heredoc_body("echo \"hi $NAME\" '$NAME' \\$NAME\n", &lookup).unwrap(),
             "echo \"hi world\" 'world' $NAME\n"
+        );
+    }
+
+    #[test]
+    fn heredoc_body_backslashes_are_not_posix() {
+        // BuildKit drops every backslash of an expanded COPY heredoc, even in quotes.
+        assert_eq!(
+            expand_heredoc_body("printf \"a\\nb\"\n", &|_| None).unwrap(),
+            "printf \"anb\"\n"
         );
     }
 

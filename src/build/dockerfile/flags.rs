@@ -11,6 +11,9 @@ pub enum FlagKind {
     String,
     /// Repeatable (`--mount=a --mount=b`).
     Strings,
+    /// A flag of BuildKit's that berth does not implement: refused by name rather than
+    /// ignored or called unknown.
+    Unsupported,
 }
 
 /// The flags one instruction was given, parsed against what it accepts.
@@ -37,12 +40,15 @@ impl Flags {
             let Some(&(_, kind)) = accepted.iter().find(|(n, _)| *n == name) else {
                 let names: Vec<&str> = accepted.iter().map(|(n, _)| *n).collect();
                 return Err(suggest::wrap(
-                    format!("unknown flag: {name}"),
+                    format!("unknown flag: --{name}"),
                     name,
                     &names,
                     true,
                 ));
             };
+            if kind == FlagKind::Unsupported {
+                return Err(format!("flag --{name} is not supported by berth"));
+            }
             let seen = flags.values.iter().position(|(n, _)| n == name);
             if seen.is_some() && kind != FlagKind::Strings {
                 return Err(format!("duplicate flag specified: {name}"));
@@ -57,6 +63,7 @@ impl Flags {
                         return Err(format!("expecting boolean value for flag {name}, not: {v}"))
                     }
                 },
+                FlagKind::Unsupported => unreachable!("refused above"),
                 FlagKind::String | FlagKind::Strings => match value {
                     Some(v) => v.to_string(),
                     None => return Err(format!("missing a value on flag: {name}")),
@@ -98,6 +105,7 @@ mod tests {
         ("from", FlagKind::String),
         ("link", FlagKind::Bool),
         ("mount", FlagKind::Strings),
+        ("parents", FlagKind::Unsupported),
     ];
 
     fn args(list: &[&str]) -> Vec<String> {
@@ -128,9 +136,17 @@ mod tests {
     #[test]
     fn unknown_flag_with_suggestion() {
         let err = Flags::parse(&args(&["--frm=a"]), COPY).unwrap_err();
-        assert_eq!(err, "unknown flag: frm (did you mean from?)");
+        assert_eq!(err, "unknown flag: --frm (did you mean from?)");
         let err = Flags::parse(&args(&["--zzzzzz"]), COPY).unwrap_err();
-        assert_eq!(err, "unknown flag: zzzzzz");
+        assert_eq!(err, "unknown flag: --zzzzzz");
+    }
+
+    #[test]
+    fn unsupported_flag_is_named() {
+        assert_eq!(
+            Flags::parse(&args(&["--parents"]), COPY).unwrap_err(),
+            "flag --parents is not supported by berth"
+        );
     }
 
     #[test]

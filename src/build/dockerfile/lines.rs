@@ -97,7 +97,13 @@ pub struct LineReader<'a> {
     /// Index of the next physical line to read.
     next: usize,
     pub directives: DirectiveState,
+    /// Last lines of the instructions that had an empty line inside their continuation
+    /// (BuildKit's NoEmptyContinuation warning).
+    pub empty_continuations: Vec<usize>,
 }
+
+/// BuildKit's scanner refuses longer physical lines (bufio's 64 KiB token, less one).
+const MAX_LINE: usize = 65535;
 
 fn trim_newline(line: &str) -> &str {
     line.trim_end_matches(['\r', '\n'])
@@ -114,12 +120,26 @@ impl<'a> LineReader<'a> {
             lines: source.split_inclusive('\n').collect(),
             next: 0,
             directives: DirectiveState::new(),
+            empty_continuations: Vec::new(),
         }
     }
 
     /// Physical lines read so far (the 1-based number of the last line read).
     pub fn lines_read(&self) -> usize {
         self.next
+    }
+
+    /// The next physical line, refused when longer than BuildKit reads.
+    fn take(&mut self) -> Result<&'a str, (usize, Msg)> {
+        let raw = self.lines[self.next];
+        self.next += 1;
+        if raw.strip_suffix('\n').unwrap_or(raw).len() > MAX_LINE {
+            return Err((
+                self.next,
+                format!("dockerfile line greater than max allowed size of {MAX_LINE}"),
+            ));
+        }
+        Ok(raw)
     }
 
     /// Removes a trailing continuation character (the escape token, then only spaces or
@@ -138,8 +158,7 @@ impl<'a> LineReader<'a> {
     /// The next logical line, or None at the end. Errors carry their 1-based line.
     pub fn next_line(&mut self) -> Result<Option<LogicalLine>, (usize, Msg)> {
         while self.next < self.lines.len() {
-            let raw = self.lines[self.next];
-            self.next += 1;
+            let raw = self.take()?;
             let number = self.next;
             let text = trim_newline(raw).trim_start();
             self.directives.consider(text).map_err(|m| (number, m))?;
@@ -147,17 +166,24 @@ impl<'a> LineReader<'a> {
                 continue;
             }
             let (mut joined, mut continues) = self.trim_continuation(text);
+            let mut had_empty = false;
             while continues && self.next < self.lines.len() {
-                let raw = self.lines[self.next];
-                self.next += 1;
+                let raw = self.take()?;
                 let text = trim_newline(raw);
                 self.directives.consider(text).map_err(|m| (self.next, m))?;
-                if is_comment(raw) || text.trim_start().is_empty() {
+                if is_comment(raw) {
+                    continue;
+                }
+                if text.trim_start().is_empty() {
+                    had_empty = true;
                     continue;
                 }
                 let (part, more) = self.trim_continuation(text);
                 joined.push_str(&part);
                 continues = more;
+            }
+            if had_empty {
+                self.empty_continuations.push(self.next);
             }
             return Ok(Some(LogicalLine {
                 start: number,
@@ -169,21 +195,24 @@ impl<'a> LineReader<'a> {
 
     /// Reads a heredoc body up to its terminator line (leading tabs ignored on that line
     /// for `<<-`). The body keeps its line endings and its tabs.
-    pub fn heredoc_body(&mut self, name: &str, strip_tabs: bool) -> Option<String> {
+    pub fn heredoc_body(
+        &mut self,
+        name: &str,
+        strip_tabs: bool,
+    ) -> Result<Option<String>, (usize, Msg)> {
         let mut content = String::new();
         while self.next < self.lines.len() {
-            let raw = self.lines[self.next];
-            self.next += 1;
+            let raw = self.take()?;
             let mut candidate = trim_newline(raw);
             if strip_tabs {
                 candidate = candidate.trim_start_matches('\t');
             }
             if candidate == name {
-                return Some(content);
+                return Ok(Some(content));
             }
             content.push_str(raw);
         }
-        None
+        Ok(None)
     }
 }
 
@@ -313,11 +342,28 @@ mod tests {
     }
 
     #[test]
+    fn overlong_line_is_refused() {
+        let source = format!("FROM a\nRUN {}\n", "x".repeat(MAX_LINE));
+        let mut reader = LineReader::new(&source);
+        reader.next_line().unwrap();
+        let err = reader.next_line().unwrap_err();
+        assert_eq!(
+            err,
+            (
+                2,
+                "dockerfile line greater than max allowed size of 65535".to_string()
+            )
+        );
+        let fits = format!("RUN {}\n", "x".repeat(MAX_LINE - 4));
+        assert!(LineReader::new(&fits).next_line().is_ok());
+    }
+
+    #[test]
     fn heredoc_body_until_terminator() {
         let mut reader = LineReader::new("RUN <<EOF\necho a\n\techo b\nEOF\nRUN c\n");
         reader.next_line().unwrap();
         assert_eq!(
-            reader.heredoc_body("EOF", false).as_deref(),
+            reader.heredoc_body("EOF", false).unwrap().as_deref(),
             Some("echo a\n\techo b\n")
         );
         assert_eq!(reader.next_line().unwrap().unwrap().start, 5);
@@ -327,9 +373,12 @@ mod tests {
     fn heredoc_terminator_with_tabs_only_for_dash_form() {
         let mut reader = LineReader::new("RUN <<-EOF\n\tx\n\tEOF\n");
         reader.next_line().unwrap();
-        assert_eq!(reader.heredoc_body("EOF", true).as_deref(), Some("\tx\n"));
+        assert_eq!(
+            reader.heredoc_body("EOF", true).unwrap().as_deref(),
+            Some("\tx\n")
+        );
         let mut reader = LineReader::new("RUN <<EOF\n\tx\n\tEOF\n");
         reader.next_line().unwrap();
-        assert_eq!(reader.heredoc_body("EOF", false), None);
+        assert_eq!(reader.heredoc_body("EOF", false).unwrap(), None);
     }
 }

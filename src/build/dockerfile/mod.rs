@@ -6,6 +6,8 @@ pub mod error;
 pub mod expand;
 mod flags;
 mod lines;
+pub mod lint;
+pub mod mount;
 pub mod parse;
 pub mod plan;
 pub mod run_script;
@@ -19,6 +21,7 @@ mod plan_tests;
 
 pub use error::ParseError;
 pub use expand::{expand_word, expand_words, heredoc_content};
-pub use parse::{heredoc_name, parse};
+pub use mount::{parse_mount, Mount, MountType};
+pub use parse::{heredoc_name, onbuild_trigger_text, parse};
 pub use plan::{plan, Base, Plan, PlannedStage};
 pub use run_script::{run_script, RunScript};

@@ -11,6 +11,7 @@ use super::error::{Msg, ParseError};
 use super::expand::Lexer;
 use super::flags::{FlagKind, Flags};
 use super::lines::LineReader;
+use super::mount::parse_mount;
 use super::suggest;
 use super::words::{parse_json, parse_words, split_command, split_whitespace, Json};
 
@@ -143,7 +144,7 @@ fn read_nodes(source: &str) -> Result<(Vec<Node>, Directives), (usize, Msg)> {
             for (name, strip_tabs, expand) in
                 heredocs_from_line(&line.text).map_err(|m| (line.start, m))?
             {
-                let Some(content) = reader.heredoc_body(&name, strip_tabs) else {
+                let Some(content) = reader.heredoc_body(&name, strip_tabs)? else {
                     return Err((line.start, "unterminated heredoc".to_string()));
                 };
                 heredoc_holder.heredocs.push(Heredoc {
@@ -300,6 +301,8 @@ fn parse_heredoc_word(word: &str) -> Result<Option<(String, bool, bool)>, Msg> {
         Some(rest) => (true, rest),
         None => (false, after),
     };
+    // BuildKit's pattern allows blanks before the name (`<<\ EOF` lexes to one word).
+    let rest = rest.trim_start();
     if rest.is_empty() || rest.contains('<') {
         return Ok(None);
     }
@@ -419,8 +422,16 @@ fn convert(node: &Node) -> Result<Item, Msg> {
         "run" => {
             let flags = Flags::parse(
                 &node.flags,
-                &[("mount", FlagKind::Strings), ("network", FlagKind::String)],
+                &[
+                    ("mount", FlagKind::Strings),
+                    ("network", FlagKind::String),
+                    ("security", FlagKind::Unsupported),
+                    ("device", FlagKind::Unsupported),
+                ],
             )?;
+            for mount in flags.all("mount") {
+                parse_mount(mount, None)?;
+            }
             let network = flags.string("network");
             if let Some(mode) = &network {
                 if !matches!(mode.as_str(), "default" | "none" | "host") {
@@ -527,6 +538,23 @@ fn convert(node: &Node) -> Result<Item, Msg> {
     }))
 }
 
+/// What an image's config keeps of an ONBUILD trigger (its `OnBuild` entry), as BuildKit
+/// writes it: the trigger's line, then each heredoc's body and terminator.
+pub fn onbuild_trigger_text(trigger: &Instruction) -> String {
+    let heredocs: &[Heredoc] = match &trigger.kind {
+        InstructionKind::Run(run) => &run.heredocs,
+        InstructionKind::Copy(copy) | InstructionKind::Add(copy) => &copy.heredocs,
+        _ => &[],
+    };
+    let mut text = trigger.original.clone();
+    for heredoc in heredocs {
+        text.push('\n');
+        text.push_str(&heredoc.content);
+        text.push_str(&heredoc.name);
+    }
+    text
+}
+
 /// The trigger's text: the line without its leading `ONBUILD`.
 fn strip_onbuild(original: &str) -> String {
     let trimmed = original.trim_start();
@@ -586,7 +614,7 @@ fn convert_copy(node: &Node, add: bool) -> Result<InstructionKind, Msg> {
     let command = if add { "ADD" } else { "COPY" };
     if node.args.len() < 2 {
         return Err(format!(
-            "{command} requires at least two arguments, but only one was provided. Destination could not be determined."
+            "{command} requires at least two arguments, but only one was provided. Destination could not be determined"
         ));
     }
     let accepted: &[(&str, FlagKind)] = if add {
@@ -596,6 +624,8 @@ fn convert_copy(node: &Node, add: bool) -> Result<InstructionKind, Msg> {
             ("link", FlagKind::Bool),
             ("keep-git-dir", FlagKind::Bool),
             ("checksum", FlagKind::String),
+            ("unpack", FlagKind::Unsupported),
+            ("exclude", FlagKind::Unsupported),
         ]
     } else {
         &[
@@ -603,6 +633,8 @@ fn convert_copy(node: &Node, add: bool) -> Result<InstructionKind, Msg> {
             ("from", FlagKind::String),
             ("chmod", FlagKind::String),
             ("link", FlagKind::Bool),
+            ("parents", FlagKind::Unsupported),
+            ("exclude", FlagKind::Unsupported),
         ]
     };
     let flags = Flags::parse(&node.flags, accepted)?;

@@ -124,7 +124,7 @@ fn line_errors_come_before_instruction_errors() {
 fn error_line_of_a_continued_instruction_is_its_first() {
     assert_eq!(
         err("FROM a\nRUN echo \\\n  a\nCOPY \\\n  x\n"),
-        "Dockerfile:4: COPY requires at least two arguments, but only one was provided. Destination could not be determined."
+        "Dockerfile:4: COPY requires at least two arguments, but only one was provided. Destination could not be determined"
     );
 }
 
@@ -187,7 +187,7 @@ fn bad_from_lines() {
     );
     assert_eq!(
         err("FROM --platfrom=x a\n"),
-        "Dockerfile:1: unknown flag: platfrom (did you mean platform?)"
+        "Dockerfile:1: unknown flag: --platfrom (did you mean platform?)"
     );
     assert!(err("FROM\n").contains("FROM requires either one or three arguments"));
 }
@@ -369,7 +369,7 @@ fn run_bad_flags() {
     );
     assert_eq!(
         err("FROM a\nRUN --netwrk=none x\n"),
-        "Dockerfile:2: unknown flag: netwrk (did you mean network?)"
+        "Dockerfile:2: unknown flag: --netwrk (did you mean network?)"
     );
     assert_eq!(
         err("FROM a\nRUN --network=none --network=host x\n"),
@@ -397,7 +397,7 @@ fn shell_must_be_json() {
 fn cmd_takes_no_flags() {
     assert_eq!(
         err("FROM a\nCMD --x=1 echo\n"),
-        "Dockerfile:2: unknown flag: x"
+        "Dockerfile:2: unknown flag: --x"
     );
 }
 
@@ -438,7 +438,7 @@ fn copy_json_form_allows_spaces() {
 fn copy_needs_two_arguments() {
     assert_eq!(
         err("FROM a\nCOPY x\n"),
-        "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined."
+        "Dockerfile:2: COPY requires at least two arguments, but only one was provided. Destination could not be determined"
     );
     assert!(err("FROM a\nADD\n").starts_with("Dockerfile:2: ADD requires at least two arguments"));
 }
@@ -447,11 +447,11 @@ fn copy_needs_two_arguments() {
 fn copy_flag_typo() {
     assert_eq!(
         err("FROM a\nCOPY --frm=x a b\n"),
-        "Dockerfile:2: unknown flag: frm (did you mean from?)"
+        "Dockerfile:2: unknown flag: --frm (did you mean from?)"
     );
     assert_eq!(
         err("FROM a\nCOPY --checksum=sha256:x a b\n"),
-        "Dockerfile:2: unknown flag: checksum"
+        "Dockerfile:2: unknown flag: --checksum"
     );
     assert_eq!(
         err("FROM a\nCOPY --from a b\n"),
@@ -471,7 +471,7 @@ fn add_flags() {
     assert_eq!(add.from, None);
     assert_eq!(
         err("FROM a\nADD --from=x a b\n"),
-        "Dockerfile:2: unknown flag: from"
+        "Dockerfile:2: unknown flag: --from"
     );
 }
 
@@ -821,7 +821,7 @@ fn healthcheck_errors() {
         ),
         (
             "HEALTHCHECK --intervall=1s CMD x",
-            "unknown flag: intervall (did you mean interval?)",
+            "unknown flag: --intervall (did you mean interval?)",
         ),
     ];
     for (line, message) in cases {
@@ -901,4 +901,208 @@ fn windows_line_endings_everywhere() {
         panic!()
     };
     assert_eq!(run.heredocs[0].content, "echo\r\n");
+}
+
+#[test]
+fn run_mount_shape_is_checked_when_parsing() {
+    assert_eq!(
+        err("FROM a\nRUN --mount=target x\n"),
+        "Dockerfile:2: invalid field 'target' must be a key=value pair"
+    );
+    assert_eq!(
+        err("FROM a\nRUN --mount=type=bind,from=$STAGE,target=/s x\n"),
+        "Dockerfile:2: 'from' doesn't support variable expansion, define alias stage instead"
+    );
+    assert_eq!(
+        err("FROM a\nRUN --mount= x\n"),
+        "Dockerfile:2: failed to parse csv mounts: EOF"
+    );
+    // Values with variables wait for the executor's scope.
+    let InstructionKind::Run(run) = one("RUN --mount=type=cache,target=$CACHE make\n") else {
+        panic!()
+    };
+    assert_eq!(run.mounts, strings(&["type=cache,target=$CACHE"]));
+}
+
+#[test]
+fn buildkit_flags_berth_lacks_are_refused_by_name() {
+    for (line, flag) in [
+        ("COPY --parents a/./b /x", "parents"),
+        ("COPY --exclude=*.md . /x", "exclude"),
+        ("ADD --unpack=true a.tgz /x", "unpack"),
+        ("RUN --security=insecure x", "security"),
+        ("RUN --device=gpu x", "device"),
+    ] {
+        assert_eq!(
+            err(&format!("FROM a\n{line}\n")),
+            format!("Dockerfile:2: flag --{flag} is not supported by berth")
+        );
+    }
+}
+
+#[test]
+fn quoted_heredoc_marker_is_a_word_not_a_heredoc() {
+    let all = kinds("FROM a\nRUN echo \"<<EOF\" '<<X'\nRUN next\n");
+    assert_eq!(all.len(), 2);
+    let InstructionKind::Run(run) = &all[0] else {
+        panic!()
+    };
+    assert!(run.heredocs.is_empty());
+}
+
+#[test]
+fn heredoc_must_start_a_word() {
+    // `cat<<EOF` opens no heredoc: the body lines are instructions (here an unknown one).
+    assert_eq!(
+        err("FROM a\nRUN cat<<EOF\ngreetings\nEOF\n"),
+        "Dockerfile:3: unknown instruction: greetings"
+    );
+}
+
+#[test]
+fn heredoc_with_file_descriptor_and_command_after() {
+    let InstructionKind::Run(run) = one("RUN 3<<EOF cat /dev/fd/3\nx\nEOF\n") else {
+        panic!()
+    };
+    assert_eq!(run.heredocs[0].name, "EOF");
+    assert_eq!(run.command, Command::Shell("3<<EOF cat /dev/fd/3".into()));
+}
+
+#[test]
+fn directive_after_byte_order_mark() {
+    let df = ok("\u{feff}# syntax=docker/dockerfile:1\n# escape=`\nFROM a\n");
+    assert_eq!(df.directives.escape, '`');
+    assert_eq!(df.directives.syntax.as_deref(), Some("docker/dockerfile:1"));
+}
+
+#[test]
+fn indented_directive_is_honoured() {
+    let df = ok("  # escape=`\nFROM a\n");
+    assert_eq!(df.directives.escape, '`');
+}
+
+#[test]
+fn continuation_at_end_of_file() {
+    let InstructionKind::Env(pairs) = one("ENV A=1 \\\n# trailing comment\n") else {
+        panic!()
+    };
+    assert_eq!(pairs, super::parse_tests::pairs(&[("A", "1")]));
+}
+
+#[test]
+fn onbuild_json_trigger_and_trigger_text_with_heredoc() {
+    let df = ok("FROM a\nONBUILD CMD [\"run\"]\nONBUILD RUN <<EOF\necho hi\nEOF\n");
+    let InstructionKind::Onbuild(cmd) = &df.stages[0].instructions[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        cmd.kind,
+        InstructionKind::Cmd(Command::Exec(strings(&["run"])))
+    );
+    assert_eq!(super::parse::onbuild_trigger_text(cmd), "CMD [\"run\"]");
+    let InstructionKind::Onbuild(run) = &df.stages[0].instructions[1].kind else {
+        panic!()
+    };
+    assert_eq!(
+        super::parse::onbuild_trigger_text(run),
+        "RUN <<EOF\necho hi\nEOF"
+    );
+}
+
+/// Hostile input never panics the parser, the plan or the lexer: random lines built from the
+/// characters and words that steer them (quotes, escapes, `$`, braces, heredoc markers,
+/// continuations, multibyte characters), checked for an answer, not for which.
+#[test]
+fn random_input_never_panics() {
+    const PIECES: &[&str] = &[
+        "FROM ",
+        "RUN ",
+        "COPY ",
+        "ADD ",
+        "ENV ",
+        "LABEL ",
+        "ARG ",
+        "ONBUILD ",
+        "HEALTHCHECK ",
+        "CMD ",
+        "SHELL ",
+        "EXPOSE ",
+        "VOLUME ",
+        "WORKDIR ",
+        "USER ",
+        "STOPSIGNAL ",
+        " AS ",
+        "scratch",
+        "--from=",
+        "--mount=",
+        "type=cache,from=x",
+        "--interval=",
+        "--",
+        "-",
+        "=",
+        "\"",
+        "'",
+        "\\",
+        "`",
+        "$",
+        "${",
+        "}",
+        ":-",
+        ":+",
+        ":?",
+        "#",
+        "%",
+        "/",
+        "//",
+        "*",
+        "?",
+        "[",
+        "]",
+        ",",
+        "<<",
+        "<<-",
+        "EOF",
+        "\n",
+        "\r\n",
+        "\t",
+        " ",
+        "é",
+        "€",
+        "𝄞",
+        "0",
+        "1",
+        "# escape=`\n",
+        "# syntax=x\n",
+        "\\\n",
+        "`\n",
+        "NONE",
+        "CMD",
+        "[\"a\"]",
+        "[1]",
+        "{",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..10_000 {
+        let len = (next() % 24) as usize;
+        let mut text = String::new();
+        for _ in 0..len {
+            text.push_str(PIECES[(next() % PIECES.len() as u64) as usize]);
+        }
+        let outcome = std::panic::catch_unwind(|| {
+            if let Ok(df) = parse(&text, "Dockerfile") {
+                let _ = super::plan::plan(&df, None, &Default::default());
+            }
+            let _ = super::expand::expand_word(&text, '\\', &|_| Some("v".to_string()));
+            let _ = super::expand::expand_words(&text, '`', &|_| None);
+            let _ = super::mount::parse_mount(&text, None);
+            let _ = heredoc_name(&text);
+        });
+        assert!(outcome.is_ok(), "panicked on {text:?}");
+    }
 }

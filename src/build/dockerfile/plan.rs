@@ -5,21 +5,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::ast::{Dockerfile, InstructionKind, Stage};
+use super::ast::{Dockerfile, Instruction, InstructionKind, Stage};
 use super::expand::expand_word;
+use super::mount::parse_mount;
+use super::suggest;
 
-/// Build args Docker accepts without an ARG (the proxy variables): never reported unused.
+/// Build args Docker accepts without an ARG (the proxy variables, any case): never reported
+/// unused.
 const BUILTIN_BUILD_ARGS: &[&str] = &[
     "HTTP_PROXY",
-    "http_proxy",
     "HTTPS_PROXY",
-    "https_proxy",
     "FTP_PROXY",
-    "ftp_proxy",
     "NO_PROXY",
-    "no_proxy",
     "ALL_PROXY",
-    "all_proxy",
 ];
 
 /// `os/arch[/variant]`.
@@ -64,7 +62,16 @@ impl Platform {
                 .map(|a| a.to_lowercase())
                 .unwrap_or(host.architecture),
             variant: parts.get(2).map(|v| v.to_lowercase()),
-        })
+        }
+        .normalized())
+    }
+
+    /// containerd's normalization: arm64's `v8` is the default and is dropped.
+    fn normalized(mut self) -> Platform {
+        if self.architecture == "arm64" && self.variant.as_deref() == Some("v8") {
+            self.variant = None;
+        }
+        self
     }
 }
 
@@ -78,7 +85,8 @@ impl std::fmt::Display for Platform {
     }
 }
 
-/// BuildKit's predefined platform ARGs (BUILDPLATFORM, TARGETOS, ...).
+/// BuildKit's predefined platform ARGs (BUILDPLATFORM, TARGETOS, ...; TARGETSTAGE is added by
+/// the plan).
 pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, String> {
     let mut args = BTreeMap::new();
     for (prefix, platform) in [("BUILD", build), ("TARGET", target)] {
@@ -89,6 +97,7 @@ pub fn platform_args(build: &Platform, target: &Platform) -> BTreeMap<String, St
             format!("{prefix}VARIANT"),
             platform.variant.clone().unwrap_or_default(),
         );
+        args.insert(format!("{prefix}OSVERSION"), String::new());
     }
     args
 }
@@ -114,8 +123,10 @@ pub enum Source {
 /// A `--from` of one instruction of a stage.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceRef {
-    /// Index in the stage's instructions.
+    /// Index in the stage's instructions; with `onbuild`, in its base stage's instructions
+    /// (the ONBUILD whose trigger runs first in this stage).
     pub instruction: usize,
+    pub onbuild: bool,
     pub source: Source,
 }
 
@@ -148,7 +159,8 @@ pub struct Plan {
     pub global_args: BTreeMap<String, String>,
     /// Predefined platform ARGs (in scope in FROM; in a stage once declared).
     pub platform_args: BTreeMap<String, String>,
-    /// Build args no ARG of the planned stages (nor a global ARG) declares, sorted.
+    /// Build args no ARG of the planned stages (nor a global ARG) declares, sorted: the
+    /// legacy builder warned about them (BuildKit says nothing).
     pub unused_build_args: Vec<String>,
 }
 
@@ -189,9 +201,32 @@ pub fn plan_for(
     target_platform: &Platform,
 ) -> Result<Plan> {
     let located = |line: usize, message: String| anyhow!("{}:{}: {}", df.name, line, message);
-    let platform_args = platform_args(build, target_platform);
 
-    // Global ARGs in order: a default sees the ARGs before it; a build arg overrides it.
+    let target = match target {
+        None => df.stages.len() - 1,
+        Some(name) => find_stage(&df.stages, &name.to_lowercase()).ok_or_else(|| {
+            let names: Vec<&str> = df.stages.iter().filter_map(|s| s.name.as_deref()).collect();
+            anyhow!(suggest::wrap(
+                format!("target stage {name:?} could not be found"),
+                name,
+                &names,
+                false,
+            ))
+        })?,
+    };
+
+    // The automatic ARGs; a build arg of the same name overrides each.
+    let mut platform_args = platform_args(build, target_platform);
+    let target_stage = df.stages[target].name.as_deref().unwrap_or("default");
+    platform_args.insert("TARGETSTAGE".to_string(), target_stage.to_string());
+    for (name, value) in platform_args.iter_mut() {
+        if let Some(given) = build_args.get(name) {
+            value.clone_from(given);
+        }
+    }
+
+    // Global ARGs in order: a default sees the ARGs before it; a build arg overrides it (and
+    // then the default is not evaluated at all).
     let mut global_args: BTreeMap<String, String> = BTreeMap::new();
     for decl in &df.global_args {
         let value = match (build_args.get(&decl.name), &decl.default) {
@@ -214,12 +249,6 @@ pub fn plan_for(
         expand_word(word, df.directives.escape, &lookup).map_err(|e| located(line, e.to_string()))
     };
 
-    let target = match target {
-        None => df.stages.len() - 1,
-        Some(name) => find_stage(&df.stages, &name.to_lowercase())
-            .ok_or_else(|| anyhow!("target stage {name:?} could not be found"))?,
-    };
-
     // Every stage's base and sources, resolved (only the needed ones are kept below).
     let mut resolved: Vec<PlannedStage> = Vec::with_capacity(df.stages.len());
     for stage in &df.stages {
@@ -231,26 +260,44 @@ pub fn plan_for(
                 format!("base name ({}) should not be blank", stage.from.image),
             ));
         }
-        let base = if image == "scratch" {
-            Base::Scratch
-        } else {
-            match find_stage(&df.stages[..stage.index], &image.to_lowercase()) {
-                Some(index) => Base::Stage(index),
-                None => Base::Image(image),
-            }
+        // BuildKit's order: the latest earlier stage of that name, then scratch, then an image.
+        let parent = df.stages[..stage.index]
+            .iter()
+            .rev()
+            .find(|s| s.name.as_deref() == Some(image.to_lowercase().as_str()));
+        let base = match parent {
+            Some(parent) => Base::Stage(parent.index),
+            None if image == "scratch" => Base::Scratch,
+            None => Base::Image(image),
         };
         let platform = match &stage.from.platform {
             Some(platform) => Some(expand(platform, line)?),
             None => None,
         };
+        // A parent stage's ONBUILD triggers run first in this stage: their --from count too.
+        let mut instructions: Vec<(usize, bool, &Instruction)> = Vec::new();
+        if let Base::Stage(parent) = base {
+            for (position, instruction) in df.stages[parent].instructions.iter().enumerate() {
+                if let InstructionKind::Onbuild(trigger) = &instruction.kind {
+                    instructions.push((position, true, trigger));
+                }
+            }
+        }
+        instructions.extend(
+            stage
+                .instructions
+                .iter()
+                .enumerate()
+                .map(|(position, instruction)| (position, false, instruction)),
+        );
         let mut sources = Vec::new();
-        for (position, instruction) in stage.instructions.iter().enumerate() {
+        for (position, onbuild, instruction) in instructions {
             for reference in from_references(&instruction.kind) {
-                let reference = expand(&reference, instruction.line)?;
-                let source = resolve_source(&df.stages, &reference)
+                let source = resolve_reference(&df.stages, stage, &reference)
                     .map_err(|e| located(instruction.line, e))?;
                 sources.push(SourceRef {
                     instruction: position,
+                    onbuild,
                     source,
                 });
             }
@@ -309,7 +356,11 @@ pub fn plan_for(
     }
     let unused_build_args = build_args
         .keys()
-        .filter(|k| !declared.contains(k.as_str()) && !BUILTIN_BUILD_ARGS.contains(&k.as_str()))
+        .filter(|k| {
+            !declared.contains(k.as_str())
+                && !platform_args.contains_key(k.as_str())
+                && !BUILTIN_BUILD_ARGS.iter().any(|b| b.eq_ignore_ascii_case(k))
+        })
         .cloned()
         .collect();
 
@@ -338,58 +389,78 @@ fn lookup_global(
 fn find_stage(stages: &[Stage], name: &str) -> Option<usize> {
     stages
         .iter()
+        .rev()
         .find(|s| s.name.as_deref() == Some(name))
         .map(|s| s.index)
 }
 
-/// `--from=NAME|INDEX|IMAGE`: a stage name, a stage index, or else an image.
-fn resolve_source(stages: &[Stage], reference: &str) -> Result<Source, String> {
-    if let Ok(index) = reference.parse::<i64>() {
-        return match usize::try_from(index) {
-            Ok(index) if index < stages.len() => Ok(Source::Stage(index)),
-            _ => Err(format!("invalid stage index {index}")),
-        };
-    }
-    Ok(match find_stage(stages, &reference.to_lowercase()) {
-        Some(index) => Source::Stage(index),
-        None => Source::Image(reference.to_string()),
-    })
+/// How BuildKit names a stage in messages: its AS name, else `stage-N`.
+fn stage_label(stage: &Stage) -> String {
+    stage
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("stage-{}", stage.index))
 }
 
-/// The unexpanded `--from` values of an instruction: COPY's flag and RUN mounts' `from=`.
-fn from_references(kind: &InstructionKind) -> Vec<String> {
+/// Where an instruction's `--from` reads, from the stage `current`.
+enum Reference {
+    /// `COPY --from=NAME|INDEX|IMAGE`.
+    Copy(String),
+    /// `RUN --mount=...,from=NAME|IMAGE`.
+    Mount(String),
+}
+
+/// Resolves a `--from`: no variables; COPY takes a stage name or index of an earlier stage,
+/// a mount a stage name; anything else is an image.
+fn resolve_reference(
+    stages: &[Stage],
+    current: &Stage,
+    reference: &Reference,
+) -> Result<Source, String> {
+    match reference {
+        Reference::Copy(from) => {
+            if from.contains('$') {
+                return Err("variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround".to_string());
+            }
+            let stage = match from.parse::<i64>() {
+                Ok(index) => match usize::try_from(index) {
+                    Ok(index) if index < stages.len() => index,
+                    _ => return Err(format!("invalid stage index {index}")),
+                },
+                Err(_) => match find_stage(stages, &from.to_lowercase()) {
+                    Some(index) => index,
+                    None => return Ok(Source::Image(from.clone())),
+                },
+            };
+            if stage >= current.index {
+                return Err(format!(
+                    "cannot copy from stage {:?}, it needs to be defined before current stage {:?}",
+                    stage_label(&stages[stage]),
+                    stage_label(current)
+                ));
+            }
+            Ok(Source::Stage(stage))
+        }
+        // The parser refused variables in a mount's `from`.
+        Reference::Mount(from) => Ok(match find_stage(stages, &from.to_lowercase()) {
+            Some(index) => Source::Stage(index),
+            None => Source::Image(from.clone()),
+        }),
+    }
+}
+
+/// The `--from` values of an instruction: COPY's flag and RUN mounts' `from=`.
+fn from_references(kind: &InstructionKind) -> Vec<Reference> {
     match kind {
-        InstructionKind::Copy(copy) => copy.from.iter().cloned().collect(),
+        InstructionKind::Copy(copy) => copy.from.iter().cloned().map(Reference::Copy).collect(),
         InstructionKind::Run(run) => run
             .mounts
             .iter()
-            .filter_map(|mount| mount_from(mount))
+            .filter_map(|mount| parse_mount(mount, None).ok()?.from)
+            .map(Reference::Mount)
             .collect(),
         _ => Vec::new(),
     }
-}
-
-/// The `from=` field of a `--mount` spec (comma-separated `key=value`, quotes allowed).
-pub fn mount_from(spec: &str) -> Option<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quote: Option<char> = None;
-    for ch in spec.chars() {
-        match (quote, ch) {
-            (None, '"') => quote = Some('"'),
-            (Some('"'), '"') => quote = None,
-            (None, ',') => fields.push(std::mem::take(&mut field)),
-            _ => field.push(ch),
-        }
-    }
-    fields.push(field);
-    fields.into_iter().find_map(|field| {
-        let (key, value) = field.split_once('=')?;
-        key.trim()
-            .eq_ignore_ascii_case("from")
-            .then(|| value.to_string())
-            .filter(|v| !v.is_empty())
-    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

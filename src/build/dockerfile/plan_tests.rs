@@ -46,6 +46,7 @@ fn default_target_is_the_last_stage_and_unneeded_stages_are_left_out() {
         plan.stages[1].sources,
         vec![SourceRef {
             instruction: 0,
+            onbuild: false,
             source: Source::Stage(0)
         }]
     );
@@ -102,10 +103,12 @@ fn copy_from_index_and_image() {
         vec![
             SourceRef {
                 instruction: 0,
+                onbuild: false,
                 source: Source::Stage(0)
             },
             SourceRef {
                 instruction: 1,
+                onbuild: false,
                 source: Source::Image("nginx:latest".into())
             },
         ]
@@ -129,17 +132,6 @@ fn run_mount_from_is_a_dependency() {
     );
     assert_eq!(indexes(&plan), [0, 2]);
     assert_eq!(plan.stages[1].depends_on, [0]);
-}
-
-#[test]
-fn mount_from_field() {
-    assert_eq!(
-        mount_from("type=bind,from=x,target=/a").as_deref(),
-        Some("x")
-    );
-    assert_eq!(mount_from("\"from=a,b\",target=/x").as_deref(), Some("a,b"));
-    assert_eq!(mount_from("type=cache,target=/c"), None);
-    assert_eq!(mount_from("type=secret,id=x,from="), None);
 }
 
 #[test]
@@ -172,27 +164,64 @@ fn waves_follow_the_longest_chain() {
 }
 
 #[test]
-fn circular_copy_is_refused() {
+fn copy_from_a_later_stage_or_itself_is_refused() {
     assert_eq!(
         plan_err(
-            "FROM a AS one\nCOPY --from=two / /\nFROM b AS two\nCOPY --from=one / /\n",
+            "FROM a AS one\nCOPY --from=two / /\nFROM b AS two\n",
+            Some("one"),
+            &[]
+        ),
+        "Dockerfile:2: cannot copy from stage \"two\", it needs to be defined before current stage \"one\""
+    );
+    assert_eq!(
+        plan_err("FROM a\nCOPY --from=0 / /\n", None, &[]),
+        "Dockerfile:2: cannot copy from stage \"stage-0\", it needs to be defined before current stage \"stage-0\""
+    );
+}
+
+#[test]
+fn circular_mounts_are_refused() {
+    assert_eq!(
+        plan_err(
+            "FROM a AS one\nRUN --mount=from=two,target=/t x\nFROM b AS two\nRUN --mount=from=one,target=/o x\n",
             None,
             &[]
         ),
         "circular dependency detected on stage: two"
     );
-    assert!(plan_err("FROM a AS me\nCOPY --from=me / /\n", None, &[])
-        .contains("circular dependency detected on stage: me"));
 }
 
 #[test]
-fn copy_from_a_later_stage_is_allowed() {
+fn from_variables_are_refused() {
+    assert_eq!(
+        plan_err("ARG SRC=b\nFROM a AS b\nFROM c\nCOPY --from=$SRC / /\n", None, &[]),
+        "Dockerfile:4: variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround"
+    );
+    assert_eq!(
+        parse("FROM a\nRUN --mount=from=${X},target=/x y\n", "Dockerfile")
+            .unwrap_err()
+            .to_string(),
+        "Dockerfile:2: 'from' doesn't support variable expansion, define alias stage instead"
+    );
+}
+
+#[test]
+fn onbuild_from_of_a_parent_stage_is_a_dependency() {
     let plan = plan_of(
-        "FROM a AS first\nCOPY --from=later / /\nFROM b AS later\nFROM first\n",
+        "FROM a AS tools\nFROM b AS parent\nONBUILD COPY --from=tools /t /t\nFROM parent\n",
         None,
         &[],
     );
-    assert_eq!(indexes(&plan), [1, 0, 2]);
+    assert_eq!(indexes(&plan), [0, 1, 2]);
+    assert_eq!(plan.stages[2].depends_on, [0, 1]);
+    assert_eq!(
+        plan.stages[2].sources,
+        vec![SourceRef {
+            instruction: 0,
+            onbuild: true,
+            source: Source::Stage(0)
+        }]
+    );
 }
 
 #[test]
@@ -294,21 +323,60 @@ fn cross_platform_args() {
 #[test]
 fn platform_parsing() {
     assert_eq!(
+        Platform::parse("linux/arm/v7").unwrap().to_string(),
+        "linux/arm/v7"
+    );
+    // arm64's v8 is the default variant: dropped, as containerd normalizes it.
+    assert_eq!(
         Platform::parse("linux/arm64/v8").unwrap().to_string(),
-        "linux/arm64/v8"
+        "linux/arm64"
     );
     assert!(Platform::parse("linux//x").is_err());
     assert!(Platform::parse("").is_err());
 }
 
 #[test]
-fn copy_from_is_expanded_with_global_args() {
+fn unknown_target_close_to_a_stage_gets_a_hint() {
+    assert_eq!(
+        plan_err(MULTI, Some("buidler"), &[]),
+        "target stage \"buidler\" could not be found (did you mean builder?)"
+    );
+}
+
+#[test]
+fn target_stage_arg() {
+    let plan = plan_of("FROM a AS build\nFROM img:$TARGETSTAGE\n", None, &[]);
+    assert_eq!(plan.stages[0].base, Base::Image("img:default".into()));
     let plan = plan_of(
-        "ARG SRC=builder\nFROM a AS builder\nFROM b\nCOPY --from=$SRC / /\n",
+        "FROM a AS build\nFROM img:$TARGETSTAGE AS final\n",
         None,
         &[],
     );
-    assert_eq!(indexes(&plan), [0, 1]);
+    assert_eq!(plan.stages[0].base, Base::Image("img:final".into()));
+}
+
+#[test]
+fn build_arg_overrides_automatic_args() {
+    let plan = plan_of("FROM img-$TARGETARCH\n", None, &[("TARGETARCH", "riscv64")]);
+    assert_eq!(plan.stages[0].base, Base::Image("img-riscv64".into()));
+    assert!(plan.unused_build_args.is_empty());
+}
+
+#[test]
+fn global_default_is_not_evaluated_when_a_build_arg_is_given() {
+    let source = "ARG V=${NEEDED:?missing}\nFROM img:$V\n";
+    let given = plan_of(source, None, &[("V", "given")]);
+    assert_eq!(given.stages[0].base, Base::Image("img:given".into()));
+    let df = parse(source, "Dockerfile").unwrap();
+    let error = plan(&df, None, &BTreeMap::new()).unwrap_err().to_string();
+    assert!(error.contains("NEEDED: missing"), "{error}");
+}
+
+#[test]
+fn from_binds_the_latest_earlier_stage_of_a_name() {
+    // Duplicate names are refused by the parser; FROM still looks only backwards.
+    let plan = plan_of("FROM a AS x\nFROM b AS y\nFROM x\n", None, &[]);
+    assert_eq!(plan.stages.last().unwrap().base, Base::Stage(0));
 }
 
 #[test]
@@ -321,6 +389,7 @@ fn unused_build_args_are_reported() {
             ("USED", "1"),
             ("GLOBAL", "1"),
             ("HTTP_PROXY", "http://p"),
+            ("no_proxy", "localhost"),
             ("USED_ONE", "1"),
             ("EXTRA", "1"),
         ],
@@ -340,4 +409,13 @@ fn planned_stage_lookup() {
     let plan = plan_of(MULTI, None, &[]);
     assert_eq!(plan.stage(0).unwrap().name.as_deref(), Some("builder"));
     assert!(plan.stage(1).is_none());
+}
+
+#[test]
+fn an_earlier_stage_named_scratch_wins_over_scratch() {
+    let plan = plan_of("FROM busybox AS scratch\nFROM scratch\n", None, &[]);
+    assert_eq!(plan.stages[1].base, Base::Stage(0));
+    let plan = plan_of("FROM scratch AS base\nFROM base\n", None, &[]);
+    assert_eq!(plan.stages[0].base, Base::Scratch);
+    assert_eq!(plan.stages[1].base, Base::Stage(0));
 }
