@@ -247,6 +247,7 @@ fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
             &contexts,
         )?;
         let dockerfile = super::dockerfile::parse(&text.text, &text.name)?;
+        let warnings = super::dockerfile::lint::lint(&text.text, &dockerfile);
         workdir::private_mounts()?;
         interrupt::install();
         let store = Store::open(data_root)?;
@@ -311,6 +312,13 @@ fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
             })
             .collect();
         out.finished(&id, &shown, started.elapsed());
+        if !warnings.is_empty() {
+            let n = warnings.len();
+            eprintln!("{n} warning{} found:", if n == 1 { "" } else { "s" });
+            for w in &warnings {
+                eprintln!(" - {w}");
+            }
+        }
         Ok(())
     })();
     match result {

@@ -398,8 +398,9 @@ impl Executor<'_> {
                 ins.original.clone()
             }
             InstructionKind::Onbuild(trigger) => {
-                edit::onbuild(&mut next, &trigger.original);
-                format!("ONBUILD {}", trigger.original)
+                let text = super::dockerfile::onbuild_trigger_text(trigger);
+                edit::onbuild(&mut next, &text);
+                format!("ONBUILD {text}")
             }
             InstructionKind::Shell(s) => {
                 edit::shell(&mut next, s)?;
@@ -564,11 +565,7 @@ impl Executor<'_> {
         if let Some(l) = layer {
             next.push_layer(l);
         }
-        next.push_history(
-            &self.now(),
-            &edit::nop(&format!("WORKDIR {path}")),
-            empty,
-        );
+        next.push_history(&self.now(), &edit::nop(&format!("WORKDIR {path}")), empty);
         self.cache.record(&next_key, &next)?;
         Ok((next, next_key, false))
     }
