@@ -56,7 +56,7 @@ WORKDIR /srv/app
 RUN echo 'app:x:1000:1000::/srv/app:/bin/sh' >> /etc/passwd && mkdir -p /srv/app/data && chown app /srv/app/data
 COPY app.sh ./
 RUN for i in $(seq 200); do echo "line $i" >> /srv/app/data/log; done
-RUN chmod +x app.sh && ln -s /srv/app/app.sh /usr/local/bin/app
+RUN chmod +x app.sh && mkdir -p /usr/local/bin && ln -s /srv/app/app.sh /usr/local/bin/app
 USER app
 EXPOSE 9000
 CMD ["app"]

@@ -328,7 +328,7 @@ impl Executor<'_> {
         let now = self.now();
         // Instructions that only change the config: applied, keyed by their expanded text.
         let text: String = match &ins.kind {
-            InstructionKind::Run(r) => return self.run_step(ins, r, state, key, scope),
+            InstructionKind::Run(r) => return self.run_step(r, state, key, scope),
             InstructionKind::Copy(_) | InstructionKind::Add(_) => {
                 return self.copy_step(ins, state, key, scope)
             }
@@ -424,7 +424,6 @@ impl Executor<'_> {
     /// RUN: a container over the step's root; its changes become the step's layer.
     fn run_step(
         &mut self,
-        ins: &Instruction,
         r: &Run,
         state: &ImageState,
         key: &CacheKey,
@@ -524,7 +523,6 @@ impl Executor<'_> {
             }
             .into());
         }
-        let _ = ins;
         let hidden: Vec<String> = BOUND_FILES.iter().map(|s| s.to_string()).collect();
         let layer = root.finish(self.store, &hidden, state.docker_format)?;
         let _ = fs::remove_dir_all(&step_dir);

@@ -281,3 +281,16 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
     spec.set_mounts(Some(mounts));
     Ok(spec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_modes() {
+        assert_eq!(Network::parse("default").unwrap(), Network::Host);
+        assert_eq!(Network::parse("host").unwrap(), Network::Host);
+        assert_eq!(Network::parse("none").unwrap(), Network::None);
+        assert!(Network::parse("bridge2").is_err());
+    }
+}

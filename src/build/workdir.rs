@@ -211,3 +211,33 @@ pub fn private_mounts() -> Result<()> {
     )
     .context("cannot make the build's mounts private")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_removes_dead_builds_only() {
+        let base = std::env::temp_dir().join(format!("berth-workdir-test-{}", std::process::id()));
+        let roots = BuildRoots::new(&base.join("data"), &base.join("run"));
+        let live = BuildWork::create(&roots).unwrap();
+        fs::write(live.step_dir(1).with_extension("marker"), b"x").unwrap();
+        let dead = roots.work_dir().join("bdead");
+        fs::create_dir_all(dead.join("step-1/upper")).unwrap();
+        let owner = Owner {
+            pid: i32::MAX - 1,
+            start_time: 1,
+        };
+        fs::write(dead.join(OWNER_FILE), serde_json::to_vec(&owner).unwrap()).unwrap();
+        sweep(&roots);
+        assert!(!dead.exists(), "a dead build's work directory was kept");
+        assert!(
+            live.dir.exists(),
+            "a live build's work directory was removed"
+        );
+        let dir = live.dir.clone();
+        drop(live);
+        assert!(!dir.exists(), "a finished build's work directory was kept");
+        let _ = fs::remove_dir_all(&base);
+    }
+}
