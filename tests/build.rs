@@ -529,6 +529,50 @@ fn source_date_epoch_makes_the_image_reproducible() {
     assert_ne!(b.build_id(&ctx, &["--no-cache"]), first);
 }
 
+#[test]
+fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
+    let Some(b) = Builds::new("mounts") else {
+        return;
+    };
+    let ctx = b.context(
+        "mounts",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB}\n\
+                 RUN --mount=type=cache,target=/var/cache/app --mount=type=tmpfs,target=/scratch \
+                     echo run >> /var/cache/app/runs && wc -l < /var/cache/app/runs > /seen && \
+                     touch /scratch/junk\n"
+            ),
+        )],
+    );
+    b.build(&ctx, &["--no-cache", "-t", "m:1"]);
+    b.build(&ctx, &["--no-cache", "-t", "m:1"]);
+    // The cache mount kept the first build's line for the second; the image has neither
+    // the cache's file nor the tmpfs's.
+    assert_eq!(b.run(&["m:1", "cat", "/seen"]).trim(), "2");
+    let listing = b.run(&[
+        "m:1",
+        "sh",
+        "-c",
+        "ls -A /var/cache/app /scratch 2>&1; true",
+    ]);
+    assert!(
+        !listing.contains("runs") && !listing.contains("junk"),
+        "{listing}"
+    );
+    let bad = b.context(
+        "mounts-bad",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN --mount=type=secret,id=x true\n"),
+        )],
+    );
+    let out = b.berth(&["build", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Dockerfile:2"), "{out:?}");
+}
+
 // ---------------------------------------------------------------------------
 // Output
 // ---------------------------------------------------------------------------

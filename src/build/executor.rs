@@ -9,13 +9,14 @@ use super::context::Context as BuildContext;
 use super::copy::{self, CopyArgs};
 use super::dockerfile::ast::{Command, Dockerfile, Instruction, InstructionKind, Run};
 use super::dockerfile::expand::heredoc_content;
+use super::dockerfile::mount::{parse_mount, MountType};
 use super::dockerfile::plan::{plan_for, Base, PlannedStage, Platform};
 use super::dockerfile::run_script::{run_script, RunScript};
 use super::image_state::ImageState;
 use super::interrupt;
 use super::layers::StepRoot;
 use super::output::Output;
-use super::run::{self, Network, RunRequest, BOUND_FILES};
+use super::run::{self, Network, RunMount, RunRequest, BOUND_FILES};
 use super::vars::Scope;
 use super::workdir::BuildWork;
 use crate::image::reference::Reference;
@@ -82,6 +83,8 @@ struct Executor<'a> {
     work: &'a BuildWork,
     req: &'a BuildRequest<'a>,
     cache: Cache,
+    /// The directories of `RUN --mount=type=cache`, kept from build to build.
+    mounts_dir: PathBuf,
     out: &'a mut Output,
     platform: String,
     /// Global ARGs (and the platform args) as valued for this build.
@@ -127,6 +130,7 @@ pub fn build(
         store,
         work,
         req,
+        mounts_dir: cache_dir.with_file_name("cache-mounts"),
         cache: Cache::new(cache_dir, req.no_cache),
         out,
         platform: target_platform.to_string(),
@@ -478,9 +482,7 @@ impl Executor<'_> {
         if let Some(hit) = self.cache.lookup(self.store, &next_key) {
             return Ok((hit, next_key, true));
         }
-        if !r.mounts.is_empty() {
-            bail!("RUN --mount is not supported by berth build yet");
-        }
+        let mounts = self.run_mounts(r, state, scope)?;
         let cc = state.container_config();
         let mut env = cc.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -509,6 +511,7 @@ impl Executor<'_> {
             user: cc.user.clone(),
             network,
             scripts,
+            mounts,
         };
         let out = &mut *self.out;
         let exit = run::run(self.work.globals(), &req, &mut |b| out.run_output(b))?;
@@ -591,6 +594,56 @@ fn join_pairs(pairs: &[(String, String)]) -> String {
 
 fn json_args(a: &[String]) -> String {
     serde_json::to_string(a).expect("strings serialize")
+}
+
+impl Executor<'_> {
+    /// `RUN --mount`: cache mounts (a directory of the build's data root kept across builds,
+    /// by `id`, default the target) and tmpfs mounts; bind, secret and ssh mounts are refused.
+    fn run_mounts(&self, r: &Run, state: &ImageState, scope: &Scope) -> Result<Vec<RunMount>> {
+        let df = self.req.dockerfile;
+        let vars = scope.variables(state);
+        let expander = |v: &str| expand(df, v, &vars).map_err(|e| format!("{e:#}"));
+        let mut out = Vec::new();
+        for spec in &r.mounts {
+            let m = parse_mount(spec, Some(&expander))
+                .map_err(|e| anyhow::anyhow!("--mount={spec}: {e}"))?;
+            let target = m
+                .target
+                .clone()
+                .with_context(|| format!("--mount={spec}: a target is required"))?;
+            let target = edit::clean_path(&if target.starts_with('/') {
+                target
+            } else {
+                format!("{}/{target}", state.container_config().working_dir)
+            });
+            match m.kind {
+                MountType::Cache => {
+                    let id = m.id.clone().unwrap_or_else(|| target.clone());
+                    let dir = self.mounts_dir.join(Digest::of_bytes(id.as_bytes()).hex());
+                    if !dir.exists() {
+                        use std::os::unix::fs::PermissionsExt;
+                        fs::create_dir_all(&dir)
+                            .with_context(|| format!("cannot create {}", dir.display()))?;
+                        fs::set_permissions(
+                            &dir,
+                            fs::Permissions::from_mode(m.mode.unwrap_or(0o755)),
+                        )?;
+                        std::os::unix::fs::chown(&dir, m.uid.or(Some(0)), m.gid.or(Some(0)))?;
+                    }
+                    out.push(RunMount::Cache {
+                        host: dir,
+                        target,
+                        readonly: m.readonly,
+                    });
+                }
+                MountType::Tmpfs => out.push(RunMount::Tmpfs { target }),
+                other => bail!(
+                    "--mount={spec}: type {other:?} is not supported by berth build (cache and tmpfs are)"
+                ),
+            }
+        }
+        Ok(out)
+    }
 }
 
 /// Where a `COPY --from` reads.

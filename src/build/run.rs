@@ -64,6 +64,22 @@ pub struct RunRequest<'a> {
     pub network: Network,
     /// Heredoc programs (name, content), bound read-only under [`SCRIPT_DIR`].
     pub scripts: Vec<(String, String)>,
+    /// `RUN --mount`s.
+    pub mounts: Vec<RunMount>,
+}
+
+/// A `RUN --mount` as the container gets it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunMount {
+    /// A directory of the build's data root, bound at `target`.
+    Cache {
+        host: PathBuf,
+        target: String,
+        readonly: bool,
+    },
+    Tmpfs {
+        target: String,
+    },
 }
 
 /// How a RUN ended.
@@ -276,6 +292,36 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
         m.set_typ(Some("bind".into()));
         m.set_source(Some(file));
         m.set_options(Some(vec!["rbind".into(), "rprivate".into(), "ro".into()]));
+        mounts.push(m);
+    }
+    for rm in &req.mounts {
+        let mut m = Mount::default();
+        match rm {
+            RunMount::Cache {
+                host,
+                target,
+                readonly,
+            } => {
+                m.set_destination(PathBuf::from(target));
+                m.set_typ(Some("bind".into()));
+                m.set_source(Some(host.clone()));
+                let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
+                if *readonly {
+                    opts.push("ro".into());
+                }
+                m.set_options(Some(opts));
+            }
+            RunMount::Tmpfs { target } => {
+                m.set_destination(PathBuf::from(target));
+                m.set_typ(Some("tmpfs".into()));
+                m.set_source(Some(PathBuf::from("tmpfs")));
+                m.set_options(Some(vec![
+                    "nosuid".into(),
+                    "nodev".into(),
+                    "mode=1777".into(),
+                ]));
+            }
+        }
         mounts.push(m);
     }
     spec.set_mounts(Some(mounts));
