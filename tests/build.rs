@@ -561,6 +561,38 @@ fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
         !listing.contains("runs") && !listing.contains("junk"),
         "{listing}"
     );
+    // Bind mounts: the context (read-only) and another stage's root.
+    let binds = b.context(
+        "mounts-bind",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {BB} AS tools\nRUN echo from-stage > /tool.txt\n\
+                     FROM {BB}\n\
+                     RUN --mount=type=bind,source=src,target=/src \
+                         --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/tool.txt \
+                         cat /src/a.txt /mnt/tool.txt > /out.txt && ! touch /src/new 2>/dev/null\n"
+                ),
+            ),
+            ("src/a.txt", "from-context\n"),
+        ],
+    );
+    b.build(&binds, &["-t", "m:2"]);
+    assert_eq!(
+        b.run(&["m:2", "cat", "/out.txt"]),
+        "from-context\nfrom-stage\n"
+    );
+    assert!(!binds.join("src/new").exists());
+    let escape = b.context(
+        "mounts-escape",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN --mount=type=bind,source=../..,target=/h ls /h\n"),
+        )],
+    );
+    let out = b.berth(&["build", escape.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "a bind mount left the context: {out:?}");
     let bad = b.context(
         "mounts-bad",
         &[(

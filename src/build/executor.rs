@@ -482,7 +482,8 @@ impl Executor<'_> {
         if let Some(hit) = self.cache.lookup(self.store, &next_key) {
             return Ok((hit, next_key, true));
         }
-        let mounts = self.run_mounts(r, state, scope)?;
+        let mut holds = MountHolds::default();
+        let mounts = self.run_mounts(r, state, scope, &mut holds)?;
         let cc = state.container_config();
         let mut env = cc.env.clone();
         if !env.iter().any(|e| e.starts_with("PATH=")) {
@@ -515,6 +516,8 @@ impl Executor<'_> {
         };
         let out = &mut *self.out;
         let exit = run::run(self.work.globals(), &req, &mut |b| out.run_output(b))?;
+        // The bind mounts' roots go before the step's directory does.
+        drop(holds);
         if exit.code != 0 {
             let swallowed = String::from_utf8_lossy(self.out.swallowed()).into_owned();
             if !swallowed.is_empty() {
@@ -596,10 +599,24 @@ fn json_args(a: &[String]) -> String {
     serde_json::to_string(a).expect("strings serialize")
 }
 
+/// What a RUN's bind mounts need until it ends: the stages' roots they bind from.
+#[derive(Default)]
+struct MountHolds {
+    roots: Vec<StepRoot>,
+}
+
 impl Executor<'_> {
     /// `RUN --mount`: cache mounts (a directory of the build's data root kept across builds,
-    /// by `id`, default the target) and tmpfs mounts; bind, secret and ssh mounts are refused.
-    fn run_mounts(&self, r: &Run, state: &ImageState, scope: &Scope) -> Result<Vec<RunMount>> {
+    /// by `id`, default the target), tmpfs mounts, and bind mounts of the context (read-only)
+    /// or of a stage or image (`from=`; writes discarded); secret and ssh mounts are refused.
+    /// What the mounts need while the RUN runs (mounted roots) goes into `holds`.
+    fn run_mounts(
+        &mut self,
+        r: &Run,
+        state: &ImageState,
+        scope: &Scope,
+        holds: &mut MountHolds,
+    ) -> Result<Vec<RunMount>> {
         let df = self.req.dockerfile;
         let vars = scope.variables(state);
         let expander = |v: &str| expand(df, v, &vars).map_err(|e| format!("{e:#}"));
@@ -637,8 +654,39 @@ impl Executor<'_> {
                     });
                 }
                 MountType::Tmpfs => out.push(RunMount::Tmpfs { target }),
+                MountType::Bind => {
+                    let source = m.source.clone().unwrap_or_else(|| "/".into());
+                    let fd = match &m.from {
+                        None => {
+                            if !m.readonly {
+                                bail!("--mount={spec}: a writable bind of the context is not supported by berth build");
+                            }
+                            self.req.context.open_beneath(Path::new(&source))?
+                        }
+                        Some(from) => {
+                            let from_state = self.state_of(from)?;
+                            let lowers = from_state.lowers(self.store)?;
+                            let n = holds.roots.len();
+                            let dir = self.work.step_dir(self.step).join(format!("mount-{n}"));
+                            let root = StepRoot::mount(&dir, &lowers)?;
+                            let root_fd: OwnedFd = fs::File::open(&root.rootfs)?.into();
+                            holds.roots.push(root);
+                            inroot::resolve(root_fd.as_fd(), Path::new(&source), Create::Nothing)
+                                .with_context(|| format!("--mount={spec}: {source}"))?
+                        }
+                    };
+                    // The runtime binds by path: the real path the checked fd has (no
+                    // symlinks left in it; the trees do not change while the build runs).
+                    let real = fs::read_link(inroot::fd_path(&fd))
+                        .with_context(|| format!("--mount={spec}: {source}"))?;
+                    out.push(RunMount::Bind {
+                        source: real,
+                        target,
+                        readonly: m.readonly,
+                    });
+                }
                 other => bail!(
-                    "--mount={spec}: type {other:?} is not supported by berth build (cache and tmpfs are)"
+                    "--mount={spec}: type {other:?} is not supported by berth build (bind, cache and tmpfs are)"
                 ),
             }
         }

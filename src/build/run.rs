@@ -80,6 +80,12 @@ pub enum RunMount {
     Tmpfs {
         target: String,
     },
+    /// A path (an fd's, resolved inside its tree beforehand) bound at `target`.
+    Bind {
+        source: PathBuf,
+        target: String,
+        readonly: bool,
+    },
 }
 
 /// How a RUN ended.
@@ -298,13 +304,18 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
         let mut m = Mount::default();
         match rm {
             RunMount::Cache {
-                host,
+                host: source,
+                target,
+                readonly,
+            }
+            | RunMount::Bind {
+                source,
                 target,
                 readonly,
             } => {
                 m.set_destination(PathBuf::from(target));
                 m.set_typ(Some("bind".into()));
-                m.set_source(Some(host.clone()));
+                m.set_source(Some(source.clone()));
                 let mut opts = vec!["rbind".to_string(), "rprivate".to_string()];
                 if *readonly {
                     opts.push("ro".into());
