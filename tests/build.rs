@@ -1050,7 +1050,9 @@ fn same_tree_and_config_as_buildah() {
         "docker.io/berth-tests/busybox:latest",
         "localhost/berth-tests/busybox:latest",
     ]);
-    let ctx = b.context(
+    compare_with_buildah(
+        &b,
+        &buildah,
         "diff",
         &[
             (
@@ -1075,9 +1077,45 @@ fn same_tree_and_config_as_buildah() {
             ("site/index.html", "<p>hi</p>\n"),
             ("site/sub/a.txt", "a\n"),
             ("one.txt", "one\n"),
+        ]
+    );
+    compare_with_buildah(
+        &b,
+        &buildah,
+        "site",
+        &[
+            (
+                "Dockerfile",
+                "FROM berth-tests/busybox\nCOPY site/ /www/\nEXPOSE 8080\n\
+                 CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+            ),
+            ("site/index.html", "<h1>site</h1>\n"),
+            ("site/css/a.css", "h1 {}\n"),
         ],
     );
-    b.build(&ctx, &["-t", "diff:berth"]);
+    compare_with_buildah(
+        &b,
+        &buildah,
+        "stages",
+        &[(
+            "Dockerfile",
+            "FROM berth-tests/busybox AS build\n\
+             RUN mkdir -p /out/bin && echo built > /out/result && cp /bin/busybox /out/bin/\n\
+             FROM scratch\n\
+             COPY --from=build /out/ /\n\
+             ENTRYPOINT [\"/bin/busybox\", \"cat\"]\n\
+             CMD [\"/result\"]\n",
+        )],
+    );
+}
+
+/// Builds the context of `files` with berth and with buildah, and compares the configs and
+/// the final root filesystems.
+fn compare_with_buildah(b: &Builds, buildah: &Buildah, name: &str, files: &[(&str, &str)]) {
+    let ctx = b.context(name, files);
+    let ours_tag = format!("{name}:berth");
+    let theirs_tag = format!("{name}:buildah");
+    b.build(&ctx, &["-t", &ours_tag]);
     buildah
         .cmd(&[
             "bud",
@@ -1088,26 +1126,26 @@ fn same_tree_and_config_as_buildah() {
             "host",
             "--layers",
             "-t",
-            "diff:buildah",
+            &theirs_tag,
             ctx.to_str().unwrap(),
         ])
         .ok("buildah bud");
 
     // Configs.
-    let ours = comparable(&b.config("diff:berth"));
+    let ours = comparable(&b.config(&ours_tag));
     let theirs_text = buildah
-        .cmd(&["inspect", "--type", "image", "diff:buildah"])
+        .cmd(&["inspect", "--type", "image", &theirs_tag])
         .ok("inspect");
     let theirs_all: serde_json::Value = serde_json::from_str(&theirs_text).unwrap();
     let theirs = comparable(&theirs_all["OCIv1"]["config"]);
-    assert_eq!(ours, theirs);
+    assert_eq!(ours, theirs, "{name}: the configs differ");
 
     // Trees: berth's image as a copied rootfs, buildah's through a mounted container.
-    let bundle = b.scratch.path("diff-bundle");
+    let bundle = b.scratch.path(&format!("{name}-bundle"));
     b.scratch
-        .berth_ok(&["bundle", "--copy", "diff:berth", bundle.to_str().unwrap()]);
+        .berth_ok(&["bundle", "--copy", &ours_tag, bundle.to_str().unwrap()]);
     let ours = tree(&bundle.join("rootfs"));
-    let cid = buildah.cmd(&["from", "diff:buildah"]).ok("buildah from");
+    let cid = buildah.cmd(&["from", &theirs_tag]).ok("buildah from");
     let mnt = buildah.cmd(&["mount", cid.trim()]).ok("buildah mount");
     let mut theirs = tree(Path::new(mnt.trim()));
     // buildah leaves in the image the empty files it bound /etc/hosts, /etc/hostname and
@@ -1130,7 +1168,7 @@ fn same_tree_and_config_as_buildah() {
         .collect();
     assert!(
         differing.is_empty(),
-        "the trees differ:\n{}",
+        "{name}: the trees differ:\n{}",
         differing.join("\n")
     );
 }

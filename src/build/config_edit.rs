@@ -296,8 +296,11 @@ mod tests {
             &mut s,
             &[("A".into(), "1".into()), ("B".into(), "2".into())],
         );
-        env(&mut s, &[("A".into(), "3".into())]);
-        assert_eq!(cc(&s)["Env"], json!(["A=3", "B=2"]));
+        env(
+            &mut s,
+            &[("A".into(), "3".into()), ("PATH".into(), "/bin".into())],
+        );
+        assert_eq!(cc(&s)["Env"], json!(["PATH=/bin", "A=3", "B=2"]));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
 
+const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
@@ -45,13 +46,15 @@ pub struct ImageState {
 }
 
 impl ImageState {
-    /// `FROM scratch`: no layers, an empty config for this host's platform.
+    /// `FROM scratch`: no layers, a config for this host's platform with only the PATH.
     pub fn scratch() -> ImageState {
         let platform = host_platform();
         let mut parts = platform.split('/');
         let os = parts.next().unwrap_or("linux");
         let arch = parts.next().unwrap_or("amd64");
-        let mut config = json!({"architecture": arch, "os": os, "config": {},
+        // The default PATH in its Env, as BuildKit and buildah give a stage from scratch.
+        let mut config = json!({"architecture": arch, "os": os,
+                                "config": {"Env": [DEFAULT_PATH]},
                                 "rootfs": {"type": "layers", "diff_ids": []}});
         if let Some(v) = parts.next() {
             config["variant"] = json!(v);
