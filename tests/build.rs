@@ -878,7 +878,7 @@ fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
         "interrupt",
         &[(
             "Dockerfile",
-            &format!("FROM {BB}\nRUN echo done > /first\nRUN echo long-step-started; sleep 120\n"),
+            &format!("FROM {BB}\nRUN echo done > /first\nRUN echo long-step-started; sleep 7391\n"),
         )],
     );
     for signal in [libc::SIGINT, libc::SIGKILL] {
@@ -920,7 +920,7 @@ fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
             b.leftovers()
         );
         let sleepers = Command::new("pgrep")
-            .args(["-f", "sleep 120"])
+            .args(["-f", "sleep 7391"])
             .output()
             .unwrap();
         assert!(
