@@ -114,8 +114,18 @@ pub fn build(
         &Platform::host(),
         &target_platform,
     )?;
-    if let Some(w) = plan.unused_build_args_warning() {
-        eprintln!("{w}");
+    // SOURCE_DATE_EPOCH is the executor's to use (see `now`), declared or not.
+    let unused: Vec<&str> = plan
+        .unused_build_args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "SOURCE_DATE_EPOCH")
+        .collect();
+    if !unused.is_empty() {
+        eprintln!(
+            "[Warning] One or more build-args [{}] were not consumed",
+            unused.join(" ")
+        );
     }
     let total = plan
         .stages
