@@ -11,9 +11,9 @@ for t in /vm/tests/*; do
     name=${t##*/}
     echo "vmtest: running $name"
     out=/tmp/vmtest-out.$name
-    timeout -k 5 300 sh "$t" </dev/null >"$out" 2>&1
-    rc=$?
-    cat "$out"
+    rm -f /tmp/vmtest-rc
+    { timeout -k 5 300 sh "$t" </dev/null 2>&1; echo $? > /tmp/vmtest-rc; } | tee "$out"
+    rc=$(cat /tmp/vmtest-rc)
     p=$(grep -c '^ok ' "$out"); f=$(grep -c '^FAIL ' "$out"); s=$(grep -c '^skip ' "$out")
     if [ "$rc" != 0 ] && [ "$f" = 0 ]; then echo "FAIL $name: exited with status $rc"; f=1; fi
     passed=$((passed + p)); failed=$((failed + f)); skipped=$((skipped + s))

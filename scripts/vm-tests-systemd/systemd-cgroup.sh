@@ -57,7 +57,8 @@ SCOPE=berth-c1.scope
 DIR=$CG/berthtest.slice/berthtest-a.slice/berthtest-a-b.slice/$SCOPE
 
 check systemd-is-pid-1 sh -c '[ "$(cat /proc/1/comm)" = systemd ] && [ "$(stat -fc %T /sys/fs/cgroup)" = cgroup2fs ]'
-check create "$BERTH" --systemd-cgroup create c1
+# detached: the container's process keeps what create's stdio was, so not a pipe.
+check create sh -c '"$0" --systemd-cgroup create c1 >"$1" 2>&1 || { cat "$1"; exit 1; }' "$BERTH" "$W/create.log"
 check scope-active prop $SCOPE ActiveState active
 check scope-delegated prop $SCOPE Delegate yes
 check scope-in-slice prop $SCOPE Slice berthtest-a-b.slice
@@ -100,7 +101,7 @@ check exited-leaves-nothing gone $SCOPE "$DIR"
 
 # A create that fails after the scope is started (a failing prestart hook) leaves nothing.
 sed -i 's/^  "linux": {$/  "hooks": {"prestart": [{"path": "\/bin\/false"}]},\n  "linux": {/' config.json
-check failed-create-fails sh -c '! "$0" --systemd-cgroup create c3' "$BERTH"
+check failed-create-fails sh -c '! "$0" --systemd-cgroup create c3 >"$1" 2>&1' "$BERTH" "$W/create3.log"
 check failed-create-leaves-nothing gone $SCOPE "$DIR"
 check failed-create-leaves-no-state sh -c '! "$0" state c3' "$BERTH"
 

@@ -664,11 +664,15 @@ impl Bus {
     }
 
     /// SASL EXTERNAL with our uid: the credentials the kernel passes are what is checked.
+    /// BEGIN goes with the AUTH line, as sd-bus's own clients send it: systemd's server
+    /// reads both at once, and the first message then arrives on its own (sent in a second
+    /// write after the OK, it was found to sit unprocessed in systemd's auth buffer: no
+    /// answer, under qemu).
     fn authenticate(&mut self) -> Result<()> {
         let uid = nix::unistd::geteuid().as_raw().to_string();
         let hex: String = uid.bytes().map(|b| format!("{b:02x}")).collect();
         self.sock
-            .write_all(format!("\0AUTH EXTERNAL {hex}\r\n").as_bytes())?;
+            .write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes())?;
         let mut line = Vec::new();
         let mut byte = [0u8; 1];
         while !line.ends_with(b"\r\n") {
@@ -680,7 +684,6 @@ impl Bus {
         if !line.starts_with(b"OK ") {
             bail!("refused: {}", String::from_utf8_lossy(&line).trim());
         }
-        self.sock.write_all(b"BEGIN\r\n")?;
         Ok(())
     }
 
