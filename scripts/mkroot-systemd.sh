@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A Debian bookworm userland with systemd as its init, for the systemd VM tests
-# (scripts/vm-systemd-test.sh): debootstrap --variant=minbase with systemd and systemd-sysv,
+# (scripts/vm-systemd-test.sh): debootstrap --variant=minbase with systemd, systemd-sysv and
+# containerd (for the CRI test with SystemdCgroup = true),
 # the layout of a current Kubernetes node's init (systemd on cgroup v2).
 #
 #   scripts/mkroot-systemd.sh OUT.tar
@@ -16,7 +17,7 @@ script=$(readlink -f "$0")
 cache_dir=${BERTH_TEST_CACHE:-/var/cache/berth-tests}
 key=$(sha256sum "$script" | cut -c1-16)
 cached=$cache_dir/debian-systemd-$key.tar
-packages=systemd,systemd-sysv
+packages=systemd,systemd-sysv,containerd
 
 say() { echo "mkroot-systemd: $*" >&2; }
 die() { say "$*"; exit 1; }

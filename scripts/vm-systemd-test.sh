@@ -15,7 +15,8 @@
 # The output protocol is scripts/vm-test.sh's: `ok`, `FAIL`, `skip` lines, then
 # `N passed, M failed` alone on the last line; exit status 0 only if the VM reported no failure.
 #
-# Environment: BERTH (default target/release/berth), VM_KERNEL, VM_ACCEL (tcg, or kvm),
+# Environment: BERTH (default target/release/berth), VM_CRI_TEST (the executable of
+# tests/cri.rs, for scripts/vm-tests-systemd/cri.sh), VM_KERNEL, VM_ACCEL (tcg, or kvm),
 # VM_TIMEOUT (default 600 s), VM_LOG, BUSYBOX (default /bin/busybox), BERTH_TEST_CACHE.
 # Needs (Debian): qemu-system-x86 linux-image-amd64 busybox-static debootstrap cpio.
 set -euo pipefail
@@ -74,6 +75,31 @@ for t in "${tests[@]}"; do
     install -m 0755 "$t" "$root/vm/tests/$(printf '%02d-%s' "$i" "$(basename "$t")")"
 done
 
+# The CRI test's executable (VM_CRI_TEST, tests/cri.rs built) and a static pause for its
+# image: there is no compiler in the VM.
+if [ -n "${VM_CRI_TEST:-}" ]; then
+    mkdir -p "$root/vm/files"
+    strip --strip-debug -o "$root/vm/files/cri-test" "$VM_CRI_TEST" 2>/dev/null ||
+        cp "$VM_CRI_TEST" "$root/vm/files/cri-test"
+    chmod 0755 "$root/vm/files/cri-test"
+    cc -static -Os -o "$root/vm/files/pause" "$repo/tests/cri_support/pause.c" ||
+        die "cannot build tests/cri_support/pause.c with cc -static"
+    log "adding the CRI test $VM_CRI_TEST and a static pause"
+fi
+rm -f "$root/etc/systemd/system/multi-user.target.wants/containerd.service"
+# overlayfs (containerd's snapshotter) is a module in Debian's kernel: /vm/run.sh loads it.
+kver=${kernel##*/vmlinuz-}
+ko=$(ls "/lib/modules/$kver/kernel/fs/overlayfs/overlay.ko"* 2>/dev/null | head -n 1 || true)
+mkdir -p "$root/vm/modules"
+case "$ko" in
+    *.ko) cp "$ko" "$root/vm/modules/overlay.ko" ;;
+    *.ko.xz) xz -dc "$ko" > "$root/vm/modules/overlay.ko" ;;
+    *.ko.zst) zstd -qdc "$ko" > "$root/vm/modules/overlay.ko" ;;
+    *) log "no overlay module for $kver: the CRI check will fail to mount" ;;
+esac
+# debootstrap leaves no /etc/hosts, which containerd's CRI plugin copies into each pod.
+[ -e "$root/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost\n' > "$root/etc/hosts"
+
 # Stage 1 (busybox /init): the root into a tmpfs, then systemd; the unit runs vm/run.sh.
 install -m 0755 "$here/vm-systemd/init" "$root/init"
 install -m 0755 "$here/vm-systemd/run.sh" "$root/vm/run.sh"
@@ -96,7 +122,7 @@ console=$work/console.log
 log "booting $kernel (accel $accel, timeout ${VM_TIMEOUT}s)"
 vm_start=$(date +%s)
 timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
-    -m 2048 -smp 2 -nic none -kernel "$kernel" -initrd "$initrd" \
+    -m 3072 -smp 2 -nic none -kernel "$kernel" -initrd "$initrd" \
     -append "console=ttyS0 panic=-1 quiet systemd.show_status=0" \
     </dev/null >"$console" 2>&1 &
 qpid=$!

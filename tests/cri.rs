@@ -39,8 +39,18 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The berth the shim runs: this build's, or `BERTH_CRI_BERTH` (the systemd VM's copy).
 fn berth() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+    std::env::var_os("BERTH_CRI_BERTH")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")))
+}
+
+/// `BERTH_CRI_SYSTEMD=1` (the systemd VM, scripts/vm-tests-systemd/cri.sh): containerd's
+/// `SystemdCgroup = true`, so that berth runs with `--systemd-cgroup`, the pod's cgroup parent
+/// a slice as kubelet's systemd driver makes it.
+fn systemd_mode() -> bool {
+    std::env::var("BERTH_CRI_SYSTEMD").as_deref() == Ok("1")
 }
 
 fn sha256_hex(data: &[u8]) -> String {
@@ -83,7 +93,9 @@ fn docker_archive(out: &Path, reference: &str, layer: Vec<u8>, config: serde_jso
 
 /// The busybox rootfs as a layer.
 fn busybox_layer() -> Vec<u8> {
-    let rootfs = Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/busybox/rootfs");
+    let rootfs = std::env::var_os("BERTH_CRI_ROOTFS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("bundles/busybox/rootfs"));
     let mut b = tar::Builder::new(Vec::new());
     b.follow_symlinks(false);
     b.append_dir_all(".", &rootfs).unwrap();
@@ -92,15 +104,22 @@ fn busybox_layer() -> Vec<u8> {
 
 /// A layer holding /pause, built static from tests/cri_support/pause.c.
 fn pause_layer(work: &Path) -> Vec<u8> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cri_support/pause.c");
-    let bin = work.join("pause");
-    let st = Command::new("cc")
-        .args(["-static", "-Os", "-o"])
-        .arg(&bin)
-        .arg(&src)
-        .status()
-        .expect("cc");
-    assert!(st.success(), "cc -static {} failed", src.display());
+    // Built already where there is no compiler (the systemd VM): BERTH_CRI_PAUSE.
+    let bin = match std::env::var_os("BERTH_CRI_PAUSE") {
+        Some(prebuilt) => PathBuf::from(prebuilt),
+        None => {
+            let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cri_support/pause.c");
+            let bin = work.join("pause");
+            let st = Command::new("cc")
+                .args(["-static", "-Os", "-o"])
+                .arg(&bin)
+                .arg(&src)
+                .status()
+                .expect("cc");
+            assert!(st.success(), "cc -static {} failed", src.display());
+            bin
+        }
+    };
     let data = std::fs::read(&bin).unwrap();
     let mut b = tar::Builder::new(Vec::new());
     let mut h = tar::Header::new_gnu();
@@ -125,8 +144,12 @@ struct Containerd {
 
 impl Containerd {
     fn start() -> Option<Containerd> {
-        let missing: Vec<&str> = ["containerd", "ctr", "containerd-shim-runc-v2", "cc"]
+        let cc = std::env::var_os("BERTH_CRI_PAUSE")
+            .is_none()
+            .then_some("cc");
+        let missing: Vec<&str> = ["containerd", "ctr", "containerd-shim-runc-v2"]
             .into_iter()
+            .chain(cc)
             .filter(|t| which(t).is_none())
             .collect();
 
@@ -147,7 +170,11 @@ impl Containerd {
         std::fs::create_dir_all(&dir).unwrap();
         let socket = dir.join("containerd.sock");
         let runtime_root = dir.join("berth-root");
-        let cgroup_parent = format!("/berth-cri-test-{}", std::process::id());
+        let cgroup_parent = if systemd_mode() {
+            format!("berthcri{}.slice", std::process::id())
+        } else {
+            format!("/berth-cri-test-{}", std::process::id())
+        };
         let config = format!(
             r#"version = 2
 root = "{d}/root"
@@ -174,7 +201,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{HANDLER}.options]
         BinaryName = "{berth}"
         Root = "{root}"
-        SystemdCgroup = false
+        SystemdCgroup = {systemd}
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "{d}/cni/bin"
     conf_dir = "{d}/cni/conf"
@@ -183,6 +210,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             sock = socket.display(),
             berth = berth().display(),
             root = runtime_root.display(),
+            systemd = systemd_mode(),
         );
         std::fs::write(dir.join("config.toml"), config).unwrap();
 
@@ -248,6 +276,16 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
             .then(|| serde_json::from_slice(&out.stdout).unwrap())
     }
 
+    /// With the systemd driver: whether systemd lists the scope of `id` (in any state).
+    fn scope_listed(&self, id: &str) -> bool {
+        let out = Command::new("systemctl")
+            .args(["list-units", "--all", "--no-legend"])
+            .arg(format!("cri-containerd-{id}.scope"))
+            .output()
+            .expect("systemctl");
+        !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    }
+
     fn berth_ids(&self) -> Vec<String> {
         std::fs::read_dir(self.runtime_root.join("k8s.io"))
             .map(|rd| {
@@ -261,7 +299,12 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     /// A cgroup file of the container `id` (cgroupfs: the pod's parent, then the id), in the
     /// v1 hierarchy `controller` or the cgroup2 tree.
     fn cgroup_file(&self, id: &str, controller: &str, v1: &str, v2: &str) -> Option<String> {
-        let rel = format!("{}/{id}", self.cgroup_parent.trim_start_matches('/'));
+        let rel = if systemd_mode() {
+            // containerd's cgroupsPath: slice:cri-containerd:ID, the scope in the slice.
+            format!("{}/cri-containerd-{id}.scope", self.cgroup_parent)
+        } else {
+            format!("{}/{id}", self.cgroup_parent.trim_start_matches('/'))
+        };
         [
             Path::new("/sys/fs/cgroup")
                 .join(controller)
@@ -345,6 +388,12 @@ impl Drop for Containerd {
             for dir in all {
                 let _ = std::fs::remove_dir(dir);
             }
+        }
+        if systemd_mode() {
+            // The pod's slice, which systemd made for its scopes.
+            let _ = Command::new("systemctl")
+                .args(["stop", &self.cgroup_parent])
+                .status();
         }
         for p in &self.made_host_paths {
             let _ = std::fs::remove_dir_all(p);
@@ -484,12 +533,17 @@ async fn cri_pod_lifecycle_through_berth() {
         .pod_sandbox_id;
     let st = d.berth_state(&pod).expect("berth knows the sandbox");
     assert_eq!(st["status"], "running", "{st}");
+    let pause_pid = st["pid"].as_i64().expect("a pid").to_string();
     assert!(
         d.cgroup_file(&pod, "pids", "cgroup.procs", "cgroup.procs")
-            .is_some_and(|p| p.lines().any(|l| l == st["pid"].to_string())),
+            .is_some_and(|p| p.lines().any(|l| l == pause_pid)),
         "the pause process is not in {}/{pod}",
         d.cgroup_parent
     );
+
+    if systemd_mode() {
+        assert!(d.scope_listed(&pod), "no scope for the sandbox {pod}");
+    }
 
     // CreateContainer + StartContainer: a busybox container with limits, in the pod.
     let log_path = "c1.log";
@@ -538,6 +592,12 @@ async fn cri_pod_lifecycle_through_berth() {
     .expect("StartContainer");
     let st = d.berth_state(&created).unwrap();
     assert_eq!(st["status"], "running", "{st}");
+    if systemd_mode() {
+        assert!(
+            d.scope_listed(&created),
+            "no scope for the container {created}"
+        );
+    }
     assert_eq!(
         d.cgroup_file(&created, "memory", "memory.limit_in_bytes", "memory.max")
             .as_deref(),
@@ -652,6 +712,9 @@ async fn cri_pod_lifecycle_through_berth() {
     assert!(d
         .cgroup_file(&created, "memory", "cgroup.procs", "cgroup.procs")
         .is_none());
+    if systemd_mode() {
+        assert!(!d.scope_listed(&created), "the container's scope is left");
+    }
 
     // StopPodSandbox, RemovePodSandbox: nothing of berth's is left.
     rt.stop_pod_sandbox(StopPodSandboxRequest {
@@ -668,4 +731,7 @@ async fn cri_pod_lifecycle_through_berth() {
     assert!(d
         .cgroup_file(&pod, "pids", "cgroup.procs", "cgroup.procs")
         .is_none());
+    if systemd_mode() {
+        assert!(!d.scope_listed(&pod), "the sandbox's scope is left");
+    }
 }

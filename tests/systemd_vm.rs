@@ -6,7 +6,9 @@
 //! cached: about 6 minutes the first time), booted from an initramfs with this berth inside.
 //! The checks: the transient scope (Delegate, slice, nested slices, the init in it), the limits
 //! as unit properties and in the cgroup files, `update` of both, `delete` and a failed create
-//! leaving no unit and no cgroup. Needs root, qemu-system-x86_64, a kernel in /boot, busybox
+//! leaving no unit and no cgroup. Then tests/cri.rs (its executable, built beside this one)
+//! runs in the VM with containerd's `SystemdCgroup = true`: each pod and container a scope in
+//! the pod's slice, gone when removed. Needs root, qemu-system-x86_64, a kernel in /boot, busybox
 //! and debootstrap; skipped with a note without them, except under CI (`CI=true`).
 
 use std::path::{Path, PathBuf};
@@ -25,6 +27,22 @@ fn in_path(name: &str) -> Option<PathBuf> {
     std::env::split_paths(&std::env::var_os("PATH")?)
         .map(|dir| dir.join(name))
         .find(|p| p.is_file())
+}
+
+/// The newest build of tests/cri.rs beside this test's executable (cargo builds every test
+/// target before it runs any).
+fn cri_test_executable() -> Option<PathBuf> {
+    let deps = std::env::current_exe().ok()?.parent()?.to_path_buf();
+    std::fs::read_dir(deps)
+        .ok()?
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("cri-") && !name.contains('.')
+        })
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max()
+        .map(|(_, p)| p)
 }
 
 #[test]
@@ -52,11 +70,22 @@ fn systemd_driver_checks_pass_in_a_vm_with_systemd() {
         return missing("/bin/busybox not found (apt-get install busybox-static)");
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new("bash")
-        .arg(repo.join("scripts/vm-systemd-test.sh"))
+    let mut cmd = Command::new("bash");
+    cmd.arg(repo.join("scripts/vm-systemd-test.sh"))
         .arg(repo.join("scripts/vm-tests-systemd/systemd-cgroup.sh"))
+        .arg(repo.join("scripts/vm-tests-systemd/cri.sh"))
         .current_dir(repo)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"));
+    match cri_test_executable() {
+        Some(exe) => {
+            cmd.env("VM_CRI_TEST", exe);
+        }
+        None => {
+            assert!(!in_ci(), "tests/cri.rs is not built beside this test");
+            eprintln!("note: tests/cri.rs not built (cargo test --no-run --test cri): the CRI check in the VM skips");
+        }
+    }
+    let out = cmd
         .output()
         .expect("cannot run bash scripts/vm-systemd-test.sh");
     let stdout = String::from_utf8_lossy(&out.stdout);

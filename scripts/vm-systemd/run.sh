@@ -5,6 +5,9 @@
 export BERTH=/vm/bin/$RT_NAME ROOTFS=/vm/rootfs VM_TESTS_DIR=/vm/tests
 export PATH=/vm/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
 echo "vmtest: $(systemctl --version | head -n 1), pid 1 is $(cat /proc/1/comm), kernel $(uname -r), $(stat -fc %T /sys/fs/cgroup)"
+for m in /vm/modules/*.ko; do
+    [ -e "$m" ] && { /vm/busybox insmod "$m" || echo "vmtest: cannot load $m"; }
+done
 passed=0; failed=0; skipped=0
 cd /tmp
 for t in /vm/tests/*; do
