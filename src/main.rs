@@ -480,7 +480,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         RuntimeCommand::Start { id } => container::start(&g, &id).map(|()| 0),
         RuntimeCommand::State { id } => {
             let s = container::state(&g, &id)?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            print_line(&serde_json::to_string_pretty(&s)?)?;
             Ok(0)
         }
         RuntimeCommand::Kill { all, id, signal } => {
@@ -506,10 +506,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         RuntimeCommand::List { format, quiet } => list(&g, format, quiet).map(|()| 0),
         RuntimeCommand::Spec { bundle, rootless } => write_spec(&bundle, rootless).map(|()| 0),
         RuntimeCommand::Features => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&features::features_json())?
-            );
+            print_line(&serde_json::to_string_pretty(&features::features_json())?)?;
             Ok(0)
         }
         RuntimeCommand::Pause { id } => container::pause(&g, &id).map(|()| 0),
@@ -636,10 +633,20 @@ fn write_spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
     std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// One line to stdout. berth ignores SIGPIPE (for its hooks' sake), so a reader that went away
+/// (`berth state ID | grep -q running`) is an EPIPE here: not an error, the output is unwanted.
+fn print_line(line: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
 fn ps(g: &Globals, format: ListFormat, id: &str, ps_args: Vec<String>) -> Result<()> {
     let pids = container::pids(g, id)?;
     if let ListFormat::Json = format {
-        println!("{}", serde_json::to_string(&pids)?);
+        print_line(&serde_json::to_string(&pids)?)?;
         return Ok(());
     }
     let args = if ps_args.is_empty() {
@@ -665,14 +672,14 @@ fn ps(g: &Globals, format: ListFormat, id: &str, ps_args: Vec<String>) -> Result
         .split_whitespace()
         .position(|h| h == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    print_line(header)?;
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            print_line(line)?;
         }
     }
     Ok(())
