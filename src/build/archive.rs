@@ -20,38 +20,30 @@ pub enum Compression {
     Zstd,
 }
 
-/// Wraps `src` with the decompressor its magic bytes call for.
+/// Wraps `src` with the decompressor its magic bytes call for: bzip2 and xz here (archives that
+/// ADD extracts), gzip, zstd and plain tar as the image layer reads its layers.
 pub fn decompress<'a>(src: impl Read + 'a) -> Result<(Compression, Box<dyn Read + 'a>)> {
+    use crate::image::unpack;
     let mut buffered = BufReader::with_capacity(1 << 16, src);
     let head = buffered.fill_buf().context("reading the archive")?;
-    let kind = if head.starts_with(&[0x1f, 0x8b, 0x08]) {
-        Compression::Gzip
-    } else if head.starts_with(b"BZh") {
-        Compression::Bzip2
-    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
-        Compression::Xz
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Compression::Zstd
-    } else {
-        Compression::None
-    };
-    let reader: Box<dyn Read + 'a> = match kind {
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buffered)),
-        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(buffered)),
-        Compression::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(buffered)
-                .map_err(|e| anyhow::anyhow!("invalid zstd stream: {e}"))?,
-        ),
-        Compression::Xz => {
-            // lzma-rs decodes xz into a writer, not as a reader: into an unnamed temporary
-            // file (gone when closed), then read back.
-            let mut out = unnamed_temp_file()?;
-            lzma_rs::xz_decompress(&mut buffered, &mut out)
-                .map_err(|e| anyhow::anyhow!("invalid xz stream: {e:?}"))?;
-            out.rewind()?;
-            Box::new(BufReader::new(out))
-        }
-        Compression::None => Box::new(buffered),
+    if head.starts_with(b"BZh") {
+        let reader = Box::new(bzip2::bufread::MultiBzDecoder::new(buffered));
+        return Ok((Compression::Bzip2, reader));
+    }
+    if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        // lzma-rs decodes xz into a writer, not as a reader: into an unnamed temporary
+        // file (gone when closed), then read back.
+        let mut out = unnamed_temp_file()?;
+        lzma_rs::xz_decompress(&mut buffered, &mut out)
+            .map_err(|e| anyhow::anyhow!("invalid xz stream: {e:?}"))?;
+        out.rewind()?;
+        return Ok((Compression::Xz, Box::new(BufReader::new(out))));
+    }
+    let (kind, reader) = unpack::decompress(buffered)?;
+    let kind = match kind {
+        unpack::Compression::None => Compression::None,
+        unpack::Compression::Gzip => Compression::Gzip,
+        unpack::Compression::Zstd => Compression::Zstd,
     };
     Ok((kind, reader))
 }

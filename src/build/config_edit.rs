@@ -108,22 +108,7 @@ pub fn workdir_path(state: &ImageState, dir: &str) -> String {
     } else {
         format!("{}/{dir}", if current.is_empty() { "/" } else { current })
     };
-    clean_path(&joined)
-}
-
-/// Go's path.Clean for absolute paths.
-pub fn clean_path(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    format!("/{}", parts.join("/"))
+    crate::image::commit::clean_abs_path(&joined)
 }
 
 pub fn workdir(state: &mut ImageState, path: &str) {

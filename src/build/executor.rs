@@ -638,7 +638,7 @@ impl Executor<'_> {
                 .target
                 .clone()
                 .with_context(|| format!("--mount={spec}: a target is required"))?;
-            let target = edit::clean_path(&if target.starts_with('/') {
+            let target = crate::image::commit::clean_abs_path(&if target.starts_with('/') {
                 target
             } else {
                 format!("{}/{target}", state.container_config().working_dir)

@@ -258,15 +258,7 @@ impl VolumeStore {
     }
 
     fn lock(&self) -> Result<Flock<fs::File>> {
-        let path = self.dir.join(".lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+        crate::runtime::fsutil::lock_file(&self.dir.join(".lock"), FlockArg::LockExclusive)
     }
 
     fn volume_dir(&self, name: &str) -> PathBuf {

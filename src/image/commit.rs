@@ -745,8 +745,8 @@ fn check_signal(sig: &str) -> Result<()> {
     bail!("Invalid signal: {sig}")
 }
 
-/// `/a/./b/../c/` as `/a/c`.
-fn clean_abs_path(p: &str) -> String {
+/// `/a/./b/../c/` as `/a/c` (Go's path.Clean for absolute paths).
+pub fn clean_abs_path(p: &str) -> String {
     let mut parts: Vec<&str> = Vec::new();
     for c in p.split('/') {
         match c {

@@ -212,15 +212,7 @@ impl Store {
 
     /// Takes the store's lock for changes to names, snapshots and bundle records.
     pub(crate) fn lock(&self) -> Result<Flock<File>> {
-        let path = self.layout.join("lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+        crate::runtime::fsutil::lock_file(&self.layout.join("lock"), FlockArg::LockExclusive)
     }
 
     fn read_index(&self) -> Result<Vec<Descriptor>> {

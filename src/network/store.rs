@@ -285,14 +285,7 @@ impl Store {
     }
 
     fn lock_as(&self, how: FlockArg) -> Result<Flock<fs::File>> {
-        let path = self.dir.join(".lock");
-        let f = fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        Flock::lock(f, how).map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+        crate::runtime::fsutil::lock_file(&self.dir.join(".lock"), how)
     }
 
     fn record_path(&self, name: &str) -> PathBuf {

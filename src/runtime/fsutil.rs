@@ -8,6 +8,22 @@ static TEMP_SEQ: AtomicU64 = AtomicU64::new(0);
 
 /// Writes a file by writing a temporary sibling and renaming it over, so readers never see a
 /// half-written one; the temporary is removed if anything fails.
+/// An flock (`how`) on the file at `path`, made if missing: the stores' (images, volumes,
+/// networks) locks.
+pub fn lock_file(
+    path: &Path,
+    how: nix::fcntl::FlockArg,
+) -> Result<nix::fcntl::Flock<std::fs::File>> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    nix::fcntl::Flock::lock(f, how)
+        .map_err(|(_, e)| anyhow::anyhow!("cannot lock {}: {e}", path.display()))
+}
+
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     StagedFile::write(path, bytes)?.commit()
 }
