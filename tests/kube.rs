@@ -1,0 +1,555 @@
+//! `berth kube play/down/generate` and `berth pod` with real containers from the busybox image:
+//! a pod of two containers talking over localhost with ConfigMap-fed env and files, a Secret
+//! volume, an init container filling an emptyDir, a hostPort; replay and --replace; pod
+//! stop/start; a Deployment of 2 behind a NodePort Service answering on 127.0.0.1; Jobs that
+//! complete and that fail past their backoffLimit; errors for unknown kinds and fields with
+//! nothing made; `kube down` leaving nothing; `kube generate` played back; and the same YAML
+//! under `podman kube play` (names and env compared). Root only.
+
+mod engine_support;
+
+use engine_support::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+fn kube(s: &EngineScratch, args: &[&str]) -> Outcome {
+    let mut full = vec!["kube"];
+    full.extend_from_slice(args);
+    run_bounded(&s.scratch.command(&full))
+}
+
+fn pod(s: &EngineScratch, args: &[&str]) -> Outcome {
+    let mut full = vec!["pod"];
+    full.extend_from_slice(args);
+    run_bounded(&s.scratch.command(&full))
+}
+
+fn write(s: &EngineScratch, name: &str, text: &str) -> String {
+    let p = s.path(name);
+    std::fs::write(&p, text).unwrap();
+    p.display().to_string()
+}
+
+/// GET `path` from 127.0.0.1:`port`, retried for a few seconds (a server starting).
+fn http_get(port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = (|| -> std::io::Result<String> {
+            let mut t = TcpStream::connect(("127.0.0.1", port))?;
+            t.set_read_timeout(Some(Duration::from_secs(3)))?;
+            write!(t, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            t.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match r {
+            Ok(out) if out.contains("200") => return out,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            other => panic!("GET 127.0.0.1:{port}{path}: {other:?}"),
+        }
+    }
+}
+
+/// `exec` in a container, retried while the answer is not there yet.
+fn exec_until(s: &EngineScratch, ctr: &str, cmd: &[&str], want: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut args = vec!["exec", ctr];
+    args.extend_from_slice(cmd);
+    loop {
+        let out = s.container(&args);
+        if out.stdout.contains(want) || Instant::now() > deadline {
+            return out.stdout;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn ids(s: &EngineScratch) -> Vec<String> {
+    let mut v = s.all_ids();
+    v.sort();
+    v
+}
+
+fn volumes(s: &EngineScratch) -> Vec<String> {
+    s.berth_ok(&["volume", "ls", "-q"])
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+const POD_YAML: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: web-config
+data:
+  GREETING: hello from a configmap
+  index.html: served by kube play
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-secret
+type: Opaque
+data:
+  password: czNjcjN0
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels:
+    app: web
+spec:
+  restartPolicy: Always
+  initContainers:
+  - name: prep
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["sh", "-c", "echo init ran > /shared/mark"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+  containers:
+  - name: srv
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["httpd"]
+    args: ["-f", "-p", "8080", "-h", "/www"]
+    ports:
+    - containerPort: 8080
+      hostPort: 18480
+    volumeMounts:
+    - name: site
+      mountPath: /www
+      readOnly: true
+    resources:
+      limits:
+        memory: 64Mi
+        cpu: 500m
+  - name: cli
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+    env:
+    - name: PLAIN
+      value: plain value
+    - name: GREETING
+      valueFrom:
+        configMapKeyRef:
+          name: web-config
+          key: GREETING
+    - name: PASSWORD
+      valueFrom:
+        secretKeyRef:
+          name: web-secret
+          key: password
+    securityContext:
+      runAsUser: 1000
+      capabilities:
+        drop: ["NET_RAW"]
+    volumeMounts:
+    - name: shared
+      mountPath: /shared
+    - name: secret
+      mountPath: /etc/secret
+  volumes:
+  - name: site
+    configMap:
+      name: web-config
+      items:
+      - key: index.html
+        path: index.html
+  - name: secret
+    secret:
+      secretName: web-secret
+  - name: shared
+    emptyDir: {}
+"#;
+
+#[test]
+fn pod_of_two_containers_configmap_secret_replay_and_down() {
+    if skip_without(&[], "kube play") {
+        return;
+    }
+    let s = EngineScratch::new("kube-pod");
+    load_busybox(&s);
+    let vols_before = volumes(&s);
+    let file = write(&s, "pod.yaml", POD_YAML);
+    let out = kube(&s, &["play", &file]).ok("kube play");
+    assert!(out.contains("Pod web created"), "{out}");
+
+    // The containers, named as podman names them; the init container is gone.
+    let names = s.container_ok(&["ls", "-a", "--format", "{{.Names}}"]);
+    let mut names: Vec<&str> = names.lines().collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(
+        names.contains(&"web-srv") && names.contains(&"web-cli"),
+        "{names:?}"
+    );
+    assert!(names.iter().any(|n| n.ends_with("-infra")), "{names:?}");
+
+    // Localhost is shared: the client reaches the server on 127.0.0.1.
+    let page = exec_until(
+        &s,
+        "web-cli",
+        &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+        "served by kube play",
+    );
+    assert_eq!(page.trim(), "served by kube play");
+    // env from the ConfigMap and the Secret; the Secret and the emptyDir as files.
+    let env = s.container_ok(&["exec", "web-cli", "env"]);
+    assert!(env.contains("GREETING=hello from a configmap"), "{env}");
+    assert!(env.contains("PASSWORD=s3cr3t"), "{env}");
+    assert!(env.contains("PLAIN=plain value"), "{env}");
+    let secret = s.container_ok(&["exec", "web-cli", "cat", "/etc/secret/password"]);
+    assert_eq!(secret, "s3cr3t");
+    let mark = s.container_ok(&["exec", "web-cli", "cat", "/shared/mark"]);
+    assert_eq!(mark.trim(), "init ran");
+    assert_eq!(
+        s.container_ok(&["exec", "web-cli", "id", "-u"]).trim(),
+        "1000"
+    );
+    // The hostPort, from the host.
+    assert!(http_get(18480, "/index.html").contains("served by kube play"));
+    // The memory limit reached the engine.
+    let mem = s.container_ok(&["inspect", "-f", "{{.HostConfig.Memory}}", "web-srv"]);
+    assert_eq!(mem.trim(), (64u64 << 20).to_string());
+
+    // pod ls and inspect.
+    let ls = pod(&s, &["ls"]).ok("pod ls");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("web") && l.contains("Running")),
+        "{ls}"
+    );
+    let insp: serde_json::Value =
+        serde_json::from_str(&pod(&s, &["inspect", "web"]).ok("pod inspect")).unwrap();
+    assert_eq!(insp[0]["NumContainers"], 3);
+
+    // Replay: nothing changes; --replace: made again.
+    let before = ids(&s);
+    let out = kube(&s, &["play", &file]).ok("kube play again");
+    assert!(out.contains("Pod web unchanged"), "{out}");
+    assert_eq!(ids(&s), before);
+    let out = kube(&s, &["play", "--replace", &file]).ok("kube play --replace");
+    assert!(out.contains("Pod web created"), "{out}");
+    let after = ids(&s);
+    assert_eq!(after.len(), 3);
+    assert!(
+        after.iter().all(|i| !before.contains(i)),
+        "{before:?} {after:?}"
+    );
+    // A changed ConfigMap recreates the pod that reads it.
+    let changed = POD_YAML.replace("served by kube play", "served again");
+    let file2 = write(&s, "pod.yaml", &changed);
+    assert_eq!(file, file2);
+    kube(&s, &["play", &file]).ok("kube play changed");
+    assert!(ids(&s).iter().all(|i| !after.contains(i)));
+    exec_until(
+        &s,
+        "web-cli",
+        &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+        "served again",
+    );
+
+    // stop and start: the members join the new infra's namespaces again.
+    pod(&s, &["stop", "-t", "1", "web"]).ok("pod stop");
+    let ls = pod(&s, &["ls"]).ok("pod ls");
+    assert!(
+        ls.lines()
+            .any(|l| l.contains("web") && l.contains("Exited")),
+        "{ls}"
+    );
+    pod(&s, &["start", "web"]).ok("pod start");
+    let page = exec_until(
+        &s,
+        "web-cli",
+        &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+        "served again",
+    );
+    assert_eq!(page.trim(), "served again");
+    assert!(http_get(18480, "/index.html").contains("served again"));
+
+    // pod rm refuses a running pod without -f.
+    let out = pod(&s, &["rm", "web"]);
+    assert!(out.code != 0, "pod rm of a running pod succeeded");
+    assert!(out.stderr.contains("running"), "{}", out.stderr);
+
+    // kube down: nothing left.
+    let out = kube(&s, &["down", &file]).ok("kube down");
+    assert!(out.contains("Pod web removed"), "{out}");
+    assert!(ids(&s).is_empty(), "{:?}", ids(&s));
+    assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
+    assert_eq!(volumes(&s), vols_before);
+    assert!(TcpStream::connect(("127.0.0.1", 18480)).is_err());
+}
+
+const APP_YAML: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: front
+  labels:
+    app: front
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app: front
+  template:
+    metadata:
+      labels:
+        app: front
+    spec:
+      containers:
+      - name: httpd
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"]
+        ports:
+        - containerPort: 80
+          name: http
+        livenessProbe:
+          tcpSocket:
+            port: http
+          periodSeconds: 1
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: front
+spec:
+  type: NodePort
+  selector:
+    app: front
+  ports:
+  - port: 80
+    targetPort: http
+    nodePort: 18481
+---
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: front-data
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 1Gi
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: once
+spec:
+  backoffLimit: 2
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "echo job wrote this > /data/out"]
+        volumeMounts:
+        - name: data
+          mountPath: /data
+      volumes:
+      - name: data
+        persistentVolumeClaim:
+          claimName: front-data
+"#;
+
+#[test]
+fn deployment_nodeport_service_job_and_claim() {
+    if skip_without(&[], "kube play") {
+        return;
+    }
+    let s = EngineScratch::new("kube-app");
+    load_busybox(&s);
+    let vols_before = volumes(&s);
+    let file = write(&s, "app.yaml", APP_YAML);
+    let out = kube(&s, &["play", &file]).ok("kube play");
+    assert!(out.contains("Pod front-pod-0 created"), "{out}");
+    assert!(out.contains("Pod front-pod-1 created"), "{out}");
+    assert!(out.contains("Job pod once-pod completed (exit 0"), "{out}");
+    let ls = pod(&s, &["ls"]).ok("pod ls");
+    for p in ["front-pod-0", "front-pod-1", "once-pod"] {
+        assert!(ls.contains(p), "{ls}");
+    }
+    // The NodePort answers on 127.0.0.1, from the first replica.
+    let body = http_get(18481, "/");
+    assert!(body.contains("front-pod-0"), "{body}");
+    // The probe became the engine's healthcheck, and it passes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let h = s.container_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Health.Status}}",
+            "front-pod-1-httpd",
+        ]);
+        if h.trim() == "healthy" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "health: {h}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    // The Job wrote to the claim's named volume.
+    assert!(volumes(&s).contains(&"front-data".to_string()));
+    let out = s.berth_ok(&[
+        "run",
+        "--rm",
+        "-v",
+        "front-data:/d",
+        BUSYBOX,
+        "cat",
+        "/d/out",
+    ]);
+    assert_eq!(out.trim(), "job wrote this");
+
+    // A failing Job: retried backoffLimit times, then an error that says so.
+    let failing = write(
+        &s,
+        "fail.yaml",
+        r#"apiVersion: batch/v1
+kind: Job
+metadata:
+  name: bad
+spec:
+  backoffLimit: 1
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: work
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "exit 3"]
+"#,
+    );
+    let out = kube(&s, &["play", &failing]);
+    assert!(out.code != 0);
+    assert!(
+        out.stderr
+            .contains("backoffLimit reached after 2 attempt(s), last exit code 3"),
+        "{}",
+        out.stderr
+    );
+    kube(&s, &["down", &failing]).ok("kube down failing job");
+
+    kube(&s, &["down", &file]).ok("kube down");
+    assert!(ids(&s).is_empty(), "{:?}", ids(&s));
+    assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
+    assert_eq!(volumes(&s), vols_before);
+}
+
+#[test]
+fn errors_name_kind_field_and_line_and_make_nothing() {
+    if skip_without(&[], "kube play") {
+        return;
+    }
+    let s = EngineScratch::new("kube-errors");
+    load_busybox(&s);
+    let kind = write(
+        &s,
+        "kind.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: x\nspec: {}\n",
+    );
+    let out = kube(&s, &["play", &kind]);
+    assert!(out.code != 0);
+    assert!(
+        out.stderr.contains("kind.yaml: document 1"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("unsupported kind \"StatefulSet\""),
+        "{}",
+        out.stderr
+    );
+
+    let field = write(
+        &s,
+        "field.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    lifecycle: {}\n",
+    );
+    let out = kube(&s, &["play", &field]);
+    assert!(out.code != 0);
+    assert!(
+        out.stderr.contains("field.yaml: document 0: line 9"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("unknown field `lifecycle`"),
+        "{}",
+        out.stderr
+    );
+
+    // A valid first pod and a second one with a missing ConfigMap key: checked before
+    // anything is made, so neither exists.
+    let half = write(
+        &s,
+        "half.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: good\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    command: [sleep, '60']\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {name: nope, key: k}\n",
+    );
+    let out = kube(&s, &["play", &half]);
+    assert!(out.code != 0);
+    assert!(
+        out.stderr.contains("document 1 (Pod bad)"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("ConfigMap \"nope\" has no key \"k\""),
+        "{}",
+        out.stderr
+    );
+    // An image not in the store with imagePullPolicy: Never: the pod made so far is removed.
+    let never = write(
+        &s,
+        "never.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nv\nspec:\n  containers:\n  - name: a\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '60']\n  - name: b\n    image: berth-tests/absent:latest\n    imagePullPolicy: Never\n",
+    );
+    let out = kube(&s, &["play", &never]);
+    assert!(out.code != 0);
+    assert!(out.stderr.contains("nv"), "{}", out.stderr);
+    assert!(ids(&s).is_empty(), "{:?}", ids(&s));
+    assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
+}
+
+#[test]
+fn generate_plays_back() {
+    if skip_without(&[], "kube generate") {
+        return;
+    }
+    let s = EngineScratch::new("kube-generate");
+    load_busybox(&s);
+    let file = write(
+        &s,
+        "g.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: gen\n  labels: {app: gen}\nspec:\n  containers:\n  - name: main\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep]\n    args: ['600']\n    env:\n    - {name: COLOR, value: blue}\n    ports:\n    - {containerPort: 80, hostPort: 18482}\n",
+    );
+    kube(&s, &["play", &file]).ok("kube play");
+    let yaml = kube(&s, &["generate", "gen"]).ok("kube generate");
+    for want in [
+        "kind: Pod",
+        "name: gen",
+        "name: main",
+        "COLOR",
+        "blue",
+        "hostPort: 18482",
+        "'600'",
+    ] {
+        assert!(yaml.contains(want), "{want}: {yaml}");
+    }
+    kube(&s, &["down", &file]).ok("kube down");
+    let again = write(&s, "again.yaml", &yaml);
+    kube(&s, &["play", &again]).ok("kube play of the generated YAML");
+    let env = s.container_ok(&["exec", "gen-main", "env"]);
+    assert!(env.contains("COLOR=blue"), "{env}");
+    kube(&s, &["down", &again]).ok("kube down");
+    assert!(ids(&s).is_empty());
+}
