@@ -398,7 +398,7 @@ fn deployment_nodeport_service_job_and_claim() {
     }
     // The Job wrote to the claim's named volume.
     assert!(volumes(&s).contains(&"front-data".to_string()));
-    let out = s.berth_ok(&[
+    let out = s.container_ok(&[
         "run",
         "--rm",
         "-v",

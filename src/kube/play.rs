@@ -385,7 +385,7 @@ fn probe(origin: &str, c: &model::Container, f: &mut CreateFlags) -> Result<()> 
                     h.scheme
                 );
             }
-            let host = h.host.clone().unwrap_or_else(|| "localhost".into());
+            let host = h.host.clone().unwrap_or_else(|| "127.0.0.1".into());
             let path = h.path.clone().unwrap_or_else(|| "/".into());
             format!(
                 "wget -q -O /dev/null {}",
@@ -395,7 +395,13 @@ fn probe(origin: &str, c: &model::Container, f: &mut CreateFlags) -> Result<()> 
                 ))
             )
         }
-        (None, None, Some(t)) => format!("nc -z localhost {}", port_of(origin, &t.port, c)?),
+        (None, None, Some(t)) => {
+            // busybox's nc has no -z: connect, then end at stdin's end.
+            format!(
+                "nc -w 1 127.0.0.1 {} </dev/null >/dev/null",
+                port_of(origin, &t.port, c)?
+            )
+        }
         _ => bail!(
             "{origin}: container {}: a probe needs exactly one of exec, httpGet, tcpSocket",
             c.name

@@ -1,5 +1,5 @@
 //! Pods: an infra container holding the network and IPC namespaces, and the containers that
-//! join them (`--network container:INFRA --ipc container:INFRA`), as podman makes them. A pod is
+//! join them (`--network/--ipc/--uts container:INFRA`), as podman makes them. A pod is
 //! a record under the data root (`pods/NAME.json`); its containers carry the label
 //! `io.berth.pod=NAME`, which is what `pod rm` goes by (a record written before a crash names
 //! nothing that a label does not).
@@ -256,6 +256,7 @@ pub fn add_container(
 ) -> Result<Container> {
     m.flags.network = Some(format!("container:{}", pod.infra));
     m.flags.ipc = Some(format!("container:{}", pod.infra));
+    m.flags.uts = Some(format!("container:{}", pod.infra));
     m.flags.label.push(format!("{POD_LABEL}={}", pod.name));
     m.security.shares_host_pid_or_ipc = false;
     for w in crate::engine::security::prepare_options(&mut m.security, &m.resources)? {
