@@ -553,3 +553,183 @@ fn generate_plays_back() {
     kube(&s, &["down", &again]).ok("kube down");
     assert!(ids(&s).is_empty());
 }
+
+/// `podman` on a storage of the test's own (vfs, under the scratch dir).
+fn podman(s: &EngineScratch, args: &[&str]) -> Outcome {
+    let root = s.path("podman-root");
+    let run = s.path("podman-run");
+    let mut c = std::process::Command::new("podman");
+    c.arg("--root")
+        .arg(&root)
+        .arg("--runroot")
+        .arg(&run)
+        .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
+        .args(["--events-backend", "file"])
+        .args(args);
+    run_bounded(&c)
+}
+
+const DIFF_YAML: &str = r#"apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: diff-config
+data:
+  COLOR: green
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: diffpod
+spec:
+  containers:
+  - name: one
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "600"]
+    env:
+    - name: PLAIN
+      value: a plain value
+    - name: COLOR
+      valueFrom:
+        configMapKeyRef: {name: diff-config, key: COLOR}
+    ports:
+    - containerPort: 8080
+      hostPort: 18490
+  - name: two
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep"]
+    args: ["601"]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: rep
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: rep}
+  template:
+    metadata:
+      labels: {app: rep}
+    spec:
+      containers:
+      - name: c
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "602"]
+        env:
+        - {name: REPLICA_ENV, value: "yes"}
+"#;
+
+/// The names (infra containers as one pattern), and per container the env the YAML gave and
+/// the command, of `ls`/`inspect` output in Docker's and podman's common format.
+fn summarize(
+    names: &str,
+    inspect: &dyn Fn(&str) -> serde_json::Value,
+) -> (Vec<String>, Vec<(String, Vec<String>, Vec<String>)>) {
+    let mut out = Vec::new();
+    let mut all: Vec<String> = Vec::new();
+    for n in names.split_whitespace() {
+        let is_infra = n.len() == 18 && n.ends_with("-infra");
+        all.push(if is_infra {
+            "<id>-infra".into()
+        } else {
+            n.to_string()
+        });
+        if is_infra {
+            continue;
+        }
+        let v = inspect(n);
+        let mut env: Vec<String> = v[0]["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.as_str())
+            .filter(|e| {
+                ["PLAIN=", "COLOR=", "REPLICA_ENV="]
+                    .iter()
+                    .any(|p| e.starts_with(p))
+            })
+            .map(String::from)
+            .collect();
+        env.sort();
+        let mut cmd: Vec<String> = Vec::new();
+        for k in ["Entrypoint", "Cmd"] {
+            match &v[0]["Config"][k] {
+                serde_json::Value::Array(a) => {
+                    cmd.extend(a.iter().filter_map(|x| x.as_str().map(String::from)))
+                }
+                // podman 4 shows the entrypoint as one string, its words joined by spaces.
+                serde_json::Value::String(x) => cmd.extend(x.split_whitespace().map(String::from)),
+                _ => {}
+            }
+        }
+        out.push((n.to_string(), env, cmd));
+    }
+    all.sort();
+    out.sort();
+    (all, out)
+}
+
+#[test]
+fn differential_against_podman_kube_play() {
+    if skip_without(&["podman"], "kube play against podman") {
+        return;
+    }
+    let s = EngineScratch::new("kube-diff");
+    load_busybox(&s);
+    let archive = busybox_archive(&s);
+    let file = write(&s, "diff.yaml", DIFF_YAML);
+    let loaded = podman(&s, &["load", "-i", archive.to_str().unwrap()]);
+    assert_eq!(loaded.code, 0, "podman load: {}", loaded.stderr);
+    // podman may fail to start the containers where it cannot raise RLIMIT_NOFILE (this
+    // machine): what it created is compared, not what runs.
+    let p = podman(&s, &["kube", "play", &file]);
+    let pnames = podman(&s, &["ps", "-a", "--format", "{{.Names}}"]).stdout;
+    let ppods = podman(&s, &["pod", "ls", "--format", "{{.Name}}"]).stdout;
+    kube(&s, &["play", &file]).ok("berth kube play");
+    let bnames = s.container_ok(&["ls", "-a", "--format", "{{.Names}}"]);
+    let bpods = pod(&s, &["ls"]).ok("pod ls");
+
+    let pinspect = |n: &str| -> serde_json::Value {
+        serde_json::from_str(&podman(&s, &["container", "inspect", n]).stdout).unwrap()
+    };
+    let binspect = |n: &str| -> serde_json::Value {
+        serde_json::from_str(&s.container_ok(&["inspect", n])).unwrap()
+    };
+    let (pn, pc) = summarize(&pnames, &pinspect);
+    let (bn, bc) = summarize(&bnames, &binspect);
+    let cleanup = || {
+        let _ = podman(&s, &["kube", "down", &file]);
+        let _ = podman(&s, &["pod", "rm", "-af"]);
+        let _ = podman(&s, &["rm", "-af"]);
+        let _ = podman(&s, &["rmi", "-af"]);
+    };
+    if pn.is_empty() {
+        cleanup();
+        panic!("podman made nothing: {} {}", p.stdout, p.stderr);
+    }
+    cleanup();
+    assert_eq!(bn, pn, "container names (berth, podman)");
+    let mut pp: Vec<&str> = ppods.split_whitespace().collect();
+    pp.sort();
+    for name in &pp {
+        assert!(
+            bpods.contains(name),
+            "pod {name} of podman's not in berth's {bpods}"
+        );
+    }
+    assert_eq!(pp, ["diffpod", "rep-pod-0", "rep-pod-1"]);
+    assert_eq!(bc, pc, "env and command per container (berth, podman)");
+    // The host port is the infra's in both: berth's answers on it.
+    let pb = s.container_ok(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.PortBindings}}",
+        "diffpod-one",
+    ]);
+    assert!(!pb.contains("18490"), "a member holds the pod's port: {pb}");
+    kube(&s, &["down", &file]).ok("kube down");
+    assert!(ids(&s).is_empty());
+}
