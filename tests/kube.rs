@@ -283,6 +283,7 @@ fn pod_of_two_containers_configmap_secret_replay_and_down() {
     assert!(ids(&s).is_empty(), "{:?}", ids(&s));
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
     assert_eq!(volumes(&s), vols_before);
+    assert!(!has_network(&s, "kube"));
     assert!(TcpStream::connect(("127.0.0.1", 18480)).is_err());
 }
 
@@ -327,6 +328,27 @@ spec:
   - port: 80
     targetPort: http
     nodePort: 18481
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: backend
+spec:
+  selector:
+    app: front
+  ports:
+  - port: 80
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  containers:
+  - name: sh
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
 ---
 apiVersion: v1
 kind: PersistentVolumeClaim
@@ -375,12 +397,28 @@ fn deployment_nodeport_service_job_and_claim() {
     assert!(out.contains("Pod front-pod-1 created"), "{out}");
     assert!(out.contains("Job pod once-pod completed (exit 0"), "{out}");
     let ls = pod(&s, &["ls"]).ok("pod ls");
-    for p in ["front-pod-0", "front-pod-1", "once-pod"] {
+    for p in ["front-pod-0", "front-pod-1", "once-pod", "client"] {
         assert!(ls.contains(p), "{ls}");
     }
     // The NodePort answers on 127.0.0.1, from the first replica.
     let body = http_get(18481, "/");
     assert!(body.contains("front-pod-0"), "{body}");
+    // The ClusterIP Service is a name on the play's network: the client reaches a replica by
+    // it, and each pod by its name.
+    let by_service = exec_until(
+        &s,
+        "client-sh",
+        &["wget", "-q", "-O", "-", "http://backend/"],
+        "front-pod-",
+    );
+    assert!(by_service.contains("front-pod-"), "{by_service}");
+    let by_pod = exec_until(
+        &s,
+        "client-sh",
+        &["wget", "-q", "-O", "-", "http://front-pod-1/"],
+        "front-pod-1",
+    );
+    assert_eq!(by_pod.trim(), "front-pod-1");
     // The probe became the engine's healthcheck, and it passes.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -439,10 +477,17 @@ spec:
     );
     kube(&s, &["down", &failing]).ok("kube down failing job");
 
-    kube(&s, &["down", &file]).ok("kube down");
+    let out = kube(&s, &["down", &file]).ok("kube down");
+    assert!(out.contains("Network kube removed"), "{out}");
     assert!(ids(&s).is_empty(), "{:?}", ids(&s));
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
     assert_eq!(volumes(&s), vols_before);
+    assert!(!has_network(&s, "kube"));
+}
+
+/// Whether network `name` exists.
+fn has_network(s: &EngineScratch, name: &str) -> bool {
+    s.berth(&["network", "inspect", name]).status.success()
 }
 
 #[test]
@@ -622,12 +667,15 @@ spec:
         - {name: REPLICA_ENV, value: "yes"}
 "#;
 
+/// A container's name, the env the YAML gave it, its entrypoint and command as one list.
+type Summary = (String, Vec<String>, Vec<String>);
+
 /// The names (infra containers as one pattern), and per container the env the YAML gave and
 /// the command, of `ls`/`inspect` output in Docker's and podman's common format.
 fn summarize(
     names: &str,
     inspect: &dyn Fn(&str) -> serde_json::Value,
-) -> (Vec<String>, Vec<(String, Vec<String>, Vec<String>)>) {
+) -> (Vec<String>, Vec<Summary>) {
     let mut out = Vec::new();
     let mut all: Vec<String> = Vec::new();
     for n in names.split_whitespace() {

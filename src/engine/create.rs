@@ -1039,6 +1039,51 @@ fn generate_name(engine: &Engine) -> String {
     unreachable!("the loop returns")
 }
 
+/// A container that joins another's namespaces (`--network`/`--ipc`/`--pid container:X`) has
+/// that container's `/proc/PID/ns/...` in its bundle; when X was restarted since, its PID
+/// changed: the paths are made again from X's current process before each start (Docker
+/// resolves them at start too). Fails when X is not running.
+pub fn refresh_joined_namespaces(engine: &Engine, c: &Container) -> Result<()> {
+    let h = &c.record.host_config;
+    let modes = [
+        (LinuxNamespaceType::Network, h.network_mode.as_str()),
+        (LinuxNamespaceType::Ipc, h.ipc_mode.as_str()),
+        (LinuxNamespaceType::Pid, h.pid_mode.as_str()),
+        (LinuxNamespaceType::Uts, h.uts_mode.as_str()),
+    ];
+    if !modes.iter().any(|(_, m)| m.starts_with("container:")) {
+        return Ok(());
+    }
+    let path = c.bundle_dir().join("config.json");
+    let mut spec = Spec::load(&path).context("cannot read the bundle's config.json")?;
+    let mut linux = spec.linux().clone().context("bundle without linux")?;
+    let mut list = linux.namespaces().clone().unwrap_or_default();
+    for (kind, mode) in modes {
+        let Some(other) = mode.strip_prefix("container:") else {
+            continue;
+        };
+        let o = engine.lookup(other)?;
+        if o.status(engine) != Status::Running {
+            bail!(
+                "cannot join the namespaces of a non running container: {}",
+                o.record.name
+            );
+        }
+        for n in list.iter_mut().filter(|n| n.typ() == kind) {
+            n.set_path(Some(PathBuf::from(format!(
+                "/proc/{}/ns/{}",
+                o.state.pid,
+                ns_file(kind)
+            ))));
+        }
+    }
+    linux.set_namespaces(Some(list));
+    spec.set_linux(Some(linux));
+    spec.save(&path)
+        .context("cannot write the bundle's config.json")?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1083,49 +1128,4 @@ mod tests {
         assert_eq!(env, ["PATH=/bin", "A=2", "BERTH_TEST_ENV_PASS=yes"]);
         assert!(add_env_arg(&mut env, "=x", "--env").is_err());
     }
-}
-
-/// A container that joins another's namespaces (`--network`/`--ipc`/`--pid container:X`) has
-/// that container's `/proc/PID/ns/...` in its bundle; when X was restarted since, its PID
-/// changed: the paths are made again from X's current process before each start (Docker
-/// resolves them at start too). Fails when X is not running.
-pub fn refresh_joined_namespaces(engine: &Engine, c: &Container) -> Result<()> {
-    let h = &c.record.host_config;
-    let modes = [
-        (LinuxNamespaceType::Network, h.network_mode.as_str()),
-        (LinuxNamespaceType::Ipc, h.ipc_mode.as_str()),
-        (LinuxNamespaceType::Pid, h.pid_mode.as_str()),
-        (LinuxNamespaceType::Uts, h.uts_mode.as_str()),
-    ];
-    if !modes.iter().any(|(_, m)| m.starts_with("container:")) {
-        return Ok(());
-    }
-    let path = c.bundle_dir().join("config.json");
-    let mut spec = Spec::load(&path).context("cannot read the bundle's config.json")?;
-    let mut linux = spec.linux().clone().context("bundle without linux")?;
-    let mut list = linux.namespaces().clone().unwrap_or_default();
-    for (kind, mode) in modes {
-        let Some(other) = mode.strip_prefix("container:") else {
-            continue;
-        };
-        let o = engine.lookup(other)?;
-        if o.status(engine) != Status::Running {
-            bail!(
-                "cannot join the namespaces of a non running container: {}",
-                o.record.name
-            );
-        }
-        for n in list.iter_mut().filter(|n| n.typ() == kind) {
-            n.set_path(Some(PathBuf::from(format!(
-                "/proc/{}/ns/{}",
-                o.state.pid,
-                ns_file(kind)
-            ))));
-        }
-    }
-    linux.set_namespaces(Some(list));
-    spec.set_linux(Some(linux));
-    spec.save(&path)
-        .context("cannot write the bundle's config.json")?;
-    Ok(())
 }

@@ -25,6 +25,9 @@ pub struct PlayArgs {
     /// Remove and make again the pods that exist, changed or not.
     #[arg(long)]
     replace: bool,
+    /// The network the pods join, made when missing (its DNS resolves pods and Services).
+    #[arg(long, default_value = play::DEFAULT_NETWORK)]
+    network: String,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -75,6 +78,9 @@ pub struct PodCreateArgs {
     /// The hostname of the pod.
     #[arg(long)]
     hostname: Option<String>,
+    /// The network the pod joins (default: berth's default network).
+    #[arg(long)]
+    network: Option<String>,
 }
 
 #[derive(Args)]
@@ -125,7 +131,10 @@ pub fn run_kube(data_root: &Path, state_root: &Path, cmd: KubeCommand) -> i32 {
                 &engine,
                 &store,
                 &a.files,
-                play::PlayOptions { replace: a.replace },
+                play::PlayOptions {
+                    replace: a.replace,
+                    network: a.network,
+                },
             )? {
                 println!("{line}");
             }
@@ -169,6 +178,8 @@ pub fn run_pod(data_root: &Path, state_root: &Path, cmd: PodCommand) -> i32 {
                     pull: "missing".into(),
                     config_hash: String::new(),
                     file: String::new(),
+                    network: a.network,
+                    aliases: Vec::new(),
                 },
             )?;
             println!("{}", r.id);

@@ -435,8 +435,8 @@ pub struct Claim {
 /// One document of a file.
 #[derive(Debug, Clone)]
 pub enum Object {
-    Pod(Pod),
-    Workload(Workload),
+    Pod(Box<Pod>),
+    Workload(Box<Workload>),
     Service(Service),
     ConfigMap(ConfigMap),
     Secret(Secret),
@@ -485,9 +485,9 @@ pub fn parse(file: &str, text: &str) -> Result<Vec<Doc>> {
             .with_context(|| format!("{file}: document {index}: no `kind`"))?
             .to_string();
         let object = match kind.as_str() {
-            "Pod" => Object::Pod(serde_yaml_ng::from_str(&doc).map_err(at)?),
+            "Pod" => Object::Pod(Box::new(serde_yaml_ng::from_str(&doc).map_err(at)?)),
             "Deployment" | "ReplicaSet" | "DaemonSet" | "Job" => {
-                Object::Workload(serde_yaml_ng::from_str(&doc).map_err(at)?)
+                Object::Workload(Box::new(serde_yaml_ng::from_str(&doc).map_err(at)?))
             }
             "Service" => Object::Service(serde_yaml_ng::from_str(&doc).map_err(at)?),
             "ConfigMap" => Object::ConfigMap(serde_yaml_ng::from_str(&doc).map_err(at)?),

@@ -21,10 +21,17 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-#[derive(Default, Clone, Copy)]
+/// The network a play's pods join unless told otherwise: a user network, so that its DNS
+/// resolves the pods (by hostname, the pod's name) and the Services (aliases of the pods they
+/// select).
+pub const DEFAULT_NETWORK: &str = "kube";
+
+#[derive(Default, Clone)]
 pub struct PlayOptions {
     /// Recreate every pod even when unchanged.
     pub replace: bool,
+    /// The network the pods join (made, and removed by `down`, when the play makes it).
+    pub network: String,
 }
 
 type Data = BTreeMap<String, Vec<u8>>;
@@ -54,6 +61,8 @@ pub struct PodPlan {
     pub service_ports: Vec<String>,
     /// A Job's backoff limit: the pod runs to completion, retried this many times.
     pub job: Option<u32>,
+    /// The names of the Services that select it: its DNS aliases on the play's network.
+    pub aliases: Vec<String>,
 }
 
 /// Reads and resolves `files`.
@@ -127,6 +136,7 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
                     spec: p.spec.clone(),
                     service_ports: Vec::new(),
                     job: None,
+                    aliases: Vec::new(),
                 });
             }
             Object::Workload(w) => {
@@ -185,6 +195,7 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
                         spec: s.template.spec.clone(),
                         service_ports: Vec::new(),
                         job,
+                        aliases: Vec::new(),
                     });
                 }
             }
@@ -194,20 +205,43 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
         let name = &s.metadata.name;
         let origin = format!("{}: document {} (Service {name})", d.file, d.index);
         let kind = s.spec.kind.as_deref().unwrap_or("ClusterIP");
-        match kind {
-            "NodePort" | "LoadBalancer" => {}
-            "ClusterIP" => {
-                plan.warnings.push(format!(
-                    "{origin}: type ClusterIP: the name {name} does not resolve (berth's DNS \
-                     for a play's network is not merged yet); its pods are reached on their \
-                     own addresses"
-                ));
-                continue;
-            }
-            k => bail!("{origin}: field spec.type: {k:?} is not supported"),
+        if !matches!(kind, "NodePort" | "LoadBalancer" | "ClusterIP") {
+            bail!("{origin}: field spec.type: {:?} is not supported", kind);
+        }
+        if s.spec.cluster_ip.as_deref().is_some_and(|ip| ip != "None") {
+            bail!("{origin}: field spec.clusterIP: a fixed address is not supported (the name resolves to the pods' addresses)");
         }
         if s.spec.selector.is_empty() {
-            bail!("{origin}: a {kind} Service needs spec.selector");
+            bail!("{origin}: a Service needs spec.selector");
+        }
+        // Every Service is a DNS name on the play's network: an alias of the pods it selects.
+        // There is no virtual address: a port is reached on the pods' own (the targetPort).
+        for sp in &s.spec.ports {
+            let t = sp.target_port.as_ref().and_then(model::scalar);
+            if t.as_deref().is_some_and(|t| t != sp.port.to_string()) {
+                plan.warnings.push(format!(
+                    "{origin}: port {} goes to targetPort {}: by the name {name}, reach the \
+                     pods on {} (no virtual address translates ports)",
+                    sp.port,
+                    t.unwrap_or_default(),
+                    sp.target_port
+                        .as_ref()
+                        .and_then(model::scalar)
+                        .unwrap_or_default()
+                ));
+            }
+        }
+        for p in plan.pods.iter_mut() {
+            if s.spec
+                .selector
+                .iter()
+                .all(|(k, v)| p.labels.get(k) == Some(v))
+            {
+                p.aliases.push(name.clone());
+            }
+        }
+        if kind == "ClusterIP" {
+            continue;
         }
         // One host port reaches one pod: the first the Service selects (a Deployment's other
         // replicas are reached at their own addresses).
@@ -592,7 +626,7 @@ fn member(
     })
 }
 
-fn build(engine: &Engine, plan: &Plan, p: &PodPlan) -> Result<Built> {
+fn build(engine: &Engine, plan: &Plan, p: &PodPlan, network: &str) -> Result<Built> {
     let origin = &p.origin;
     if p.spec.containers.is_empty() {
         bail!("{origin}: spec.containers is empty");
@@ -760,7 +794,13 @@ fn build(engine: &Engine, plan: &Plan, p: &PodPlan) -> Result<Built> {
     ports.extend(p.service_ports.iter().cloned());
     // The hash: the pod's spec as resolved (with the ConfigMaps and Secrets it reads).
     let mut h = sha2::Sha256::new();
-    h.update(format!("{:?}|{:?}|{:?}|{:?}", p.spec, p.labels, ports, p.job).as_bytes());
+    h.update(
+        format!(
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{network}",
+            p.spec, p.labels, ports, p.job, p.aliases
+        )
+        .as_bytes(),
+    );
     for m in init.iter().chain(&members) {
         h.update(
             format!(
@@ -787,6 +827,8 @@ fn build(engine: &Engine, plan: &Plan, p: &PodPlan) -> Result<Built> {
             pull: members[0].flags.pull.clone(),
             config_hash: hash,
             file: p.file.clone(),
+            network: Some(network.to_string()),
+            aliases: p.aliases.clone(),
         },
         init,
         members,
@@ -810,11 +852,24 @@ pub fn play(
     let built: Vec<(PodPlan, Built)> = plan
         .pods
         .iter()
-        .map(|p| Ok((p.clone(), build(engine, &plan, p)?)))
+        .map(|p| Ok((p.clone(), build(engine, &plan, p, &o.network)?)))
         .collect::<Result<_>>()?;
     let vols = VolumeStore::open(&engine.data_root)?;
     let made_by: BTreeMap<String, String> =
         [(MADE_BY_LABEL.to_string(), plan.files.join(","))].into();
+    let nets = crate::network::store::Store::open(&engine.data_root)?;
+    if !plan.pods.is_empty() && nets.get(&o.network).is_err() {
+        crate::network::publish::create_network(
+            &nets,
+            &crate::network::store::CreateOptions {
+                name: o.network.clone(),
+                driver: Some("bridge".into()),
+                labels: made_by.clone(),
+                ..Default::default()
+            },
+        )
+        .with_context(|| format!("the play's network {}", o.network))?;
+    }
     for c in &plan.claims {
         if vols.lookup(c)?.is_none() {
             vols.create(Some(c), &made_by, &BTreeMap::new())?;
@@ -1004,6 +1059,15 @@ pub fn down(engine: &Engine, files: &[std::path::PathBuf]) -> Result<Vec<String>
         if v.labels.get(MADE_BY_LABEL) == Some(&tag) {
             vols.remove(&v.name, true, &alive)?;
             out.push(format!("Volume {} removed", v.name));
+        }
+    }
+    // The network the play made, once nothing else is on it.
+    let nets = crate::network::store::Store::open(&engine.data_root)?;
+    crate::network::cli::sweep(engine, &nets)?;
+    for n in nets.list()? {
+        if n.labels.get(MADE_BY_LABEL) == Some(&tag) && nets.leases(&n.name)?.is_empty() {
+            crate::network::publish::remove_network(&nets, &n.name)?;
+            out.push(format!("Network {} removed", n.name));
         }
     }
     Ok(out)

@@ -145,6 +145,10 @@ pub struct PodSpec {
     pub pull: String,
     pub config_hash: String,
     pub file: String,
+    /// The network the infra container joins (the default network when None).
+    pub network: Option<String>,
+    /// Its DNS aliases there (the Services that select the pod).
+    pub aliases: Vec<String>,
 }
 
 /// One container of a pod: the engine's flags, less the namespaces the pod gives.
@@ -219,6 +223,8 @@ pub fn create(engine: &Engine, store: &Store, spec: &PodSpec) -> Result<PodRecor
             pull: spec.pull.clone(),
             publish: spec.ports.clone(),
             ipc: Some("shareable".into()),
+            network: spec.network.clone(),
+            network_alias: spec.aliases.clone(),
             log_driver: "json-file".into(),
             ..Default::default()
         };
