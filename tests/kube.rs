@@ -781,3 +781,81 @@ fn differential_against_podman_kube_play() {
     kube(&s, &["down", &file]).ok("kube down");
     assert!(ids(&s).is_empty());
 }
+
+#[test]
+fn down_after_an_interrupted_play_leaves_nothing() {
+    if skip_without(&[], "kube play") {
+        return;
+    }
+    let s = EngineScratch::new("kube-interrupted");
+    load_busybox(&s);
+    let vols_before = volumes(&s);
+    let file = write(
+        &s,
+        "many.yaml",
+        r#"apiVersion: apps/v1
+kind: DaemonSet
+metadata:
+  name: agent
+spec:
+  selector:
+    matchLabels: {app: agent}
+  template:
+    metadata:
+      labels: {app: agent}
+    spec:
+      containers:
+      - name: a
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "600"]
+        volumeMounts:
+        - {name: scratch, mountPath: /scratch}
+      volumes:
+      - name: scratch
+        emptyDir: {}
+---
+apiVersion: apps/v1
+kind: ReplicaSet
+metadata:
+  name: many
+spec:
+  replicas: 3
+  selector:
+    matchLabels: {app: many}
+  template:
+    metadata:
+      labels: {app: many}
+    spec:
+      containers:
+      - name: a
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sleep", "600"]
+"#,
+    );
+    // A whole play first: the DaemonSet's one pod and the ReplicaSet's three, named as
+    // podman names them.
+    let out = kube(&s, &["play", &file]).ok("kube play");
+    for p in ["agent-pod", "many-pod-0", "many-pod-1", "many-pod-2"] {
+        assert!(out.contains(&format!("Pod {p} created")), "{out}");
+    }
+    kube(&s, &["down", &file]).ok("kube down");
+    assert!(ids(&s).is_empty());
+    // Then plays killed at several instants; `down` removes whatever each left.
+    for delay_ms in [50u64, 150, 300, 600] {
+        let mut child = s.scratch.command(&["kube", "play", &file]).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        kube(&s, &["down", &file]).ok("kube down after a killed play");
+        assert!(ids(&s).is_empty(), "after {delay_ms} ms: {:?}", ids(&s));
+        assert_eq!(
+            pod(&s, &["ls", "-q"]).ok("pod ls").trim(),
+            "",
+            "after {delay_ms} ms"
+        );
+        assert_eq!(volumes(&s), vols_before, "after {delay_ms} ms");
+        assert!(!has_network(&s, "kube"), "after {delay_ms} ms");
+    }
+}
