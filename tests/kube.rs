@@ -123,6 +123,8 @@ spec:
     - name: site
       mountPath: /www
       readOnly: true
+    - name: host
+      mountPath: /host
     resources:
       limits:
         memory: 64Mi
@@ -165,6 +167,10 @@ spec:
       secretName: web-secret
   - name: shared
     emptyDir: {}
+  - name: host
+    hostPath:
+      path: HOSTDIR
+      type: DirectoryOrCreate
 "#;
 
 #[test]
@@ -175,7 +181,9 @@ fn pod_of_two_containers_configmap_secret_replay_and_down() {
     let s = EngineScratch::new("kube-pod");
     load_busybox(&s);
     let vols_before = volumes(&s);
-    let file = write(&s, "pod.yaml", POD_YAML);
+    let hostdir = s.path("hostdir").join("made");
+    let pod_yaml = POD_YAML.replace("HOSTDIR", hostdir.to_str().unwrap());
+    let file = write(&s, "pod.yaml", &pod_yaml);
     let out = kube(&s, &["play", &file]).ok("kube play");
     assert!(out.contains("Pod web created"), "{out}");
 
@@ -211,6 +219,12 @@ fn pod_of_two_containers_configmap_secret_replay_and_down() {
         s.container_ok(&["exec", "web-cli", "id", "-u"]).trim(),
         "1000"
     );
+    // The hostPath, made (DirectoryOrCreate) and shared with the host.
+    s.container_ok(&["exec", "web-srv", "sh", "-c", "echo from the pod > /host/f"]);
+    assert_eq!(
+        std::fs::read_to_string(hostdir.join("f")).unwrap(),
+        "from the pod\n"
+    );
     // The hostPort, from the host.
     assert!(http_get(18480, "/index.html").contains("served by kube play"));
     // The memory limit reached the engine.
@@ -242,7 +256,7 @@ fn pod_of_two_containers_configmap_secret_replay_and_down() {
         "{before:?} {after:?}"
     );
     // A changed ConfigMap recreates the pod that reads it.
-    let changed = POD_YAML.replace("served by kube play", "served again");
+    let changed = pod_yaml.replace("served by kube play", "served again");
     let file2 = write(&s, "pod.yaml", &changed);
     assert_eq!(file, file2);
     kube(&s, &["play", &file]).ok("kube play changed");
