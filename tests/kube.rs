@@ -448,6 +448,13 @@ fn deployment_nodeport_service_job_and_claim() {
         assert!(Instant::now() < deadline, "health: {h}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Replayed: nothing made again, the completed Job not run again.
+    let before = ids(&s);
+    let again = kube(&s, &["play", &file]).ok("kube play again");
+    for p in ["front-pod-0", "front-pod-1", "once-pod", "client"] {
+        assert!(again.contains(&format!("Pod {p} unchanged")), "{again}");
+    }
+    assert_eq!(ids(&s), before);
     // The Job wrote to the claim's named volume.
     assert!(volumes(&s).contains(&"front-data".to_string()));
     let out = s.container_ok(&[
@@ -543,6 +550,20 @@ fn errors_name_kind_field_and_line_and_make_nothing() {
     );
     assert!(
         out.stderr.contains("unknown field `lifecycle`"),
+        "{}",
+        out.stderr
+    );
+
+    let ns = write(
+        &s,
+        "ns.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: prod\ndata: {}\n",
+    );
+    let out = kube(&s, &["play", &ns]);
+    assert!(out.code != 0);
+    assert!(
+        out.stderr
+            .contains("ns.yaml: document 0 (ConfigMap a): field metadata.namespace: \"prod\""),
         "{}",
         out.stderr
     );
@@ -857,11 +878,22 @@ spec:
     kube(&s, &["down", &file]).ok("kube down");
     assert!(ids(&s).is_empty());
     // Then plays killed at several instants; `down` removes whatever each left.
-    for delay_ms in [50u64, 150, 300, 600] {
-        let mut child = s.scratch.command(&["kube", "play", &file]).spawn().unwrap();
+    let mut partial = 0;
+    for delay_ms in [5u64, 20, 50, 100, 200, 400] {
+        let mut child = s
+            .scratch
+            .command(&["kube", "play", &file])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();
+        let left = ids(&s).len();
+        if left > 0 && left < 8 {
+            partial += 1;
+        }
         kube(&s, &["down", &file]).ok("kube down after a killed play");
         assert!(ids(&s).is_empty(), "after {delay_ms} ms: {:?}", ids(&s));
         assert_eq!(
@@ -872,4 +904,5 @@ spec:
         assert_eq!(volumes(&s), vols_before, "after {delay_ms} ms");
         assert!(!has_network(&s, "kube"), "after {delay_ms} ms");
     }
+    eprintln!("plays killed part-way: {partial} of 6");
 }

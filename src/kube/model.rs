@@ -551,6 +551,16 @@ impl Meta {
                 d.index
             );
         }
+        // One host, one namespace: another is refused rather than merged into it.
+        if let Some(ns) = self.namespace.as_deref().filter(|n| *n != "default") {
+            bail!(
+                "{}: document {} ({kind} {}): field metadata.namespace: {ns:?} is not supported \
+                 (only \"default\")",
+                d.file,
+                d.index,
+                self.name
+            );
+        }
         Ok(&self.name)
     }
 }

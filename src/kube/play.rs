@@ -404,6 +404,19 @@ fn probe(origin: &str, c: &model::Container, f: &mut CreateFlags) -> Result<()> 
     let Some(p) = c.liveness_probe.as_ref().or(c.readiness_probe.as_ref()) else {
         return Ok(());
     };
+    if c.liveness_probe.is_some() && c.readiness_probe.is_some() {
+        eprintln!(
+            "WARNING: {origin}: container {}: one healthcheck per container: the livenessProbe \
+             is it, the readinessProbe is not run",
+            c.name
+        );
+    }
+    if p.success_threshold.is_some_and(|n| n != 1) {
+        bail!(
+            "{origin}: container {}: field successThreshold: only 1 is supported",
+            c.name
+        );
+    }
     let cmd = match (&p.exec, &p.http_get, &p.tcp_socket) {
         (Some(e), None, None) => e
             .command
@@ -879,8 +892,11 @@ pub fn play(
     let mut report = Vec::new();
     for (p, b) in built {
         if let Some(old) = pod::load(engine, &p.name)? {
-            if old.config_hash == b.spec.config_hash && !o.replace && p.job.is_none() {
-                pod::start(engine, store, &p.name)?;
+            if old.config_hash == b.spec.config_hash && !o.replace {
+                // A Job's pod ran to completion once: not run again.
+                if p.job.is_none() {
+                    pod::start(engine, store, &p.name)?;
+                }
                 report.push(format!("Pod {} unchanged", p.name));
                 continue;
             }

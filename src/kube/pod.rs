@@ -117,12 +117,20 @@ pub fn list(engine: &Engine) -> Result<Vec<PodRecord>> {
     Ok(out)
 }
 
-/// The containers labelled as the pod's, the infra container first, then by creation.
+/// The pod's containers, the infra container first, then by creation: those labelled as the
+/// pod's, and those its record names (a create killed before the labels were written leaves
+/// a container with its name only; the record names it before it is made).
 pub fn containers(engine: &Engine, name: &str) -> Result<Vec<Container>> {
+    let named: Vec<String> = match load(engine, name)? {
+        Some(r) => std::iter::once(r.infra).chain(r.containers).collect(),
+        None => Vec::new(),
+    };
     let mut out = Vec::new();
     for id in engine.ids()? {
         let Ok(c) = engine.open(&id) else { continue };
-        if c.record.config.labels.get(POD_LABEL).map(String::as_str) == Some(name) {
+        if c.record.config.labels.get(POD_LABEL).map(String::as_str) == Some(name)
+            || named.contains(&c.record.name)
+        {
             out.push(c);
         }
     }
@@ -264,11 +272,24 @@ pub fn add_container(
     m.flags.ipc = Some(format!("container:{}", pod.infra));
     m.flags.uts = Some(format!("container:{}", pod.infra));
     m.flags.label.push(format!("{POD_LABEL}={}", pod.name));
+    if !pod.config_hash.is_empty() {
+        m.flags
+            .label
+            .push(format!("io.berth.kube.config-hash={}", pod.config_hash));
+    }
     m.security.shares_host_pid_or_ipc = false;
     for w in crate::engine::security::prepare_options(&mut m.security, &m.resources)? {
         eprintln!("WARNING: {w}");
     }
-    let mut c = create::create(
+    // Named in the record before it is made: a `rm` after a crash finds it.
+    let name = m
+        .flags
+        .name
+        .clone()
+        .context("a pod's container needs a name")?;
+    pod.containers.push(name.clone());
+    save(engine, pod)?;
+    let made = create::create(
         engine,
         store,
         &CreateRequest {
@@ -278,9 +299,15 @@ pub fn add_container(
             attach_stdin_once: false,
             extra: &[&m.security, &m.resources],
         },
-    )?;
-    pod.containers.push(c.record.name.clone());
-    save(engine, pod)?;
+    );
+    let mut c = match made {
+        Ok(c) => c,
+        Err(e) => {
+            pod.containers.retain(|n| n != &name);
+            save(engine, pod)?;
+            return Err(e);
+        }
+    };
     if start {
         lifecycle::start(engine, store, &mut c, None)
             .map_err(|e| anyhow::anyhow!("{}: {}", c.record.name, e.message))?;
