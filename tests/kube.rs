@@ -406,7 +406,12 @@ fn deployment_nodeport_service_job_and_claim() {
     load_busybox(&s);
     let vols_before = volumes(&s);
     let file = write(&s, "app.yaml", APP_YAML);
+    let t = Instant::now();
     let out = kube(&s, &["play", &file]).ok("kube play");
+    eprintln!(
+        "kube play of app.yaml (5 pods, a Job run): {:?}",
+        t.elapsed()
+    );
     assert!(out.contains("Pod front-pod-0 created"), "{out}");
     assert!(out.contains("Pod front-pod-1 created"), "{out}");
     assert!(out.contains("Job pod once-pod completed (exit 0"), "{out}");
@@ -498,7 +503,9 @@ spec:
     );
     kube(&s, &["down", &failing]).ok("kube down failing job");
 
+    let t = Instant::now();
     let out = kube(&s, &["down", &file]).ok("kube down");
+    eprintln!("kube down of app.yaml: {:?}", t.elapsed());
     assert!(out.contains("Network kube removed"), "{out}");
     assert!(ids(&s).is_empty(), "{:?}", ids(&s));
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
@@ -905,4 +912,68 @@ spec:
         assert!(!has_network(&s, "kube"), "after {delay_ms} ms");
     }
     eprintln!("plays killed part-way: {partial} of 6");
+}
+
+#[test]
+fn pod_verbs() {
+    if skip_without(&[], "berth pod") {
+        return;
+    }
+    let s = EngineScratch::new("kube-podverbs");
+    load_busybox(&s);
+    let id = pod(
+        &s,
+        &[
+            "create",
+            "--name",
+            "lone",
+            "--infra-image",
+            BUSYBOX,
+            "--label",
+            "tier=x",
+        ],
+    )
+    .ok("pod create");
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let dup = pod(&s, &["create", "--name", "lone", "--infra-image", BUSYBOX]);
+    assert!(
+        dup.code != 0 && dup.stderr.contains("already exists"),
+        "{}",
+        dup.stderr
+    );
+    let ls = pod(&s, &["ls"]).ok("pod ls");
+    let row = ls.lines().find(|l| l.contains("lone")).unwrap_or_default();
+    assert!(
+        row.contains("Running") && row.trim_end().ends_with('1'),
+        "{ls}"
+    );
+    let insp: serde_json::Value =
+        serde_json::from_str(&pod(&s, &["inspect", &id.trim()[..12]]).ok("pod inspect")).unwrap();
+    assert_eq!(insp[0]["Name"], "lone");
+    assert_eq!(insp[0]["Labels"]["tier"], "x");
+    assert_eq!(insp[0]["Containers"][0]["State"], "running");
+    // The infra container's hostname is the pod's name.
+    let infra = insp[0]["Infra"].as_str().unwrap().to_string();
+    assert_eq!(s.container_ok(&["exec", &infra, "hostname"]).trim(), "lone");
+    pod(&s, &["stop", "lone"]).ok("pod stop");
+    assert_eq!(
+        s.container_ok(&["inspect", "-f", "{{.State.Status}}", &infra])
+            .trim(),
+        "exited"
+    );
+    pod(&s, &["start", "lone"]).ok("pod start");
+    assert_eq!(
+        s.container_ok(&["inspect", "-f", "{{.State.Status}}", &infra])
+            .trim(),
+        "running"
+    );
+    let missing = pod(&s, &["rm", "nosuchpod"]);
+    assert!(
+        missing.code != 0 && missing.stderr.contains("no such pod"),
+        "{}",
+        missing.stderr
+    );
+    pod(&s, &["rm", "-f", "lone"]).ok("pod rm -f");
+    assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
+    assert!(ids(&s).is_empty());
 }
