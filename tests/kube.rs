@@ -605,6 +605,23 @@ fn errors_name_kind_field_and_line_and_make_nothing() {
     assert!(out.stderr.contains("nv"), "{}", out.stderr);
     assert!(ids(&s).is_empty(), "{:?}", ids(&s));
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
+
+    // A host port taken: a clear error, the pods made before it removed.
+    let taken = std::net::TcpListener::bind("127.0.0.1:18484").unwrap();
+    let conflict = write(
+        &s,
+        "conflict.yaml",
+        "apiVersion: v1\nkind: Pod\nmetadata:\n  name: first\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '60']\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: second\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '60']\n    ports:\n    - {containerPort: 80, hostPort: 18484, hostIP: 127.0.0.1}\n",
+    );
+    let out = kube(&s, &["play", &conflict]);
+    assert!(out.code != 0);
+    assert!(out.stderr.contains("Pod second"), "{}", out.stderr);
+    assert!(out.stderr.contains("18484"), "{}", out.stderr);
+    drop(taken);
+    assert!(ids(&s).is_empty(), "{:?}", ids(&s));
+    assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
+    // The network the failed plays made went with them.
+    assert!(!has_network(&s, "kube"));
 }
 
 #[test]
@@ -782,6 +799,30 @@ fn differential_against_podman_kube_play() {
     let bnames = s.container_ok(&["ls", "-a", "--format", "{{.Names}}"]);
     let bpods = pod(&s, &["ls"]).ok("pod ls");
 
+    // The pod's published ports: on its infra container, in both.
+    let pports: serde_json::Value =
+        serde_json::from_str(&podman(&s, &["pod", "inspect", "diffpod"]).stdout).unwrap();
+    let pports = pports["InfraConfig"]["PortBindings"].clone();
+    let binfra = pod(&s, &["inspect", "diffpod"]).ok("pod inspect");
+    let binfra: serde_json::Value = serde_json::from_str(&binfra).unwrap();
+    let binfra = binfra[0]["Infra"].as_str().unwrap().to_string();
+    let bports: serde_json::Value = serde_json::from_str(&s.container_ok(&[
+        "inspect",
+        "-f",
+        "{{json .HostConfig.PortBindings}}",
+        &binfra,
+    ]))
+    .unwrap();
+    let host_ports = |v: &serde_json::Value| -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (k, list) in v.as_object().into_iter().flatten() {
+            for b in list.as_array().into_iter().flatten() {
+                out.push((k.clone(), b["HostPort"].as_str().unwrap_or("").to_string()));
+            }
+        }
+        out
+    };
+    eprintln!("ports: podman {pports} berth {bports}");
     let pinspect = |n: &str| -> serde_json::Value {
         serde_json::from_str(&podman(&s, &["container", "inspect", n]).stdout).unwrap()
     };
@@ -812,6 +853,15 @@ fn differential_against_podman_kube_play() {
     }
     assert_eq!(pp, ["diffpod", "rep-pod-0", "rep-pod-1"]);
     assert_eq!(bc, pc, "env and command per container (berth, podman)");
+    assert_eq!(
+        host_ports(&bports),
+        host_ports(&pports),
+        "the pod's ports (berth, podman)"
+    );
+    assert_eq!(
+        host_ports(&bports),
+        [("8080/tcp".to_string(), "18490".to_string())]
+    );
     // The host port is the infra's in both: berth's answers on it.
     let pb = s.container_ok(&[
         "inspect",

@@ -871,7 +871,8 @@ pub fn play(
     let made_by: BTreeMap<String, String> =
         [(MADE_BY_LABEL.to_string(), plan.files.join(","))].into();
     let nets = crate::network::store::Store::open(&engine.data_root)?;
-    if !plan.pods.is_empty() && nets.get(&o.network).is_err() {
+    let made_network = !plan.pods.is_empty() && nets.get(&o.network).is_err();
+    if made_network {
         crate::network::publish::create_network(
             &nets,
             &crate::network::store::CreateOptions {
@@ -883,11 +884,29 @@ pub fn play(
         )
         .with_context(|| format!("the play's network {}", o.network))?;
     }
+    let mut made_claims = Vec::new();
     for c in &plan.claims {
         if vols.lookup(c)?.is_none() {
             vols.create(Some(c), &made_by, &BTreeMap::new())?;
+            made_claims.push(c.clone());
         }
     }
+    // After an error: what this play made goes again (a Job's failed pod stays, for its logs).
+    let undo = |made: &[String]| {
+        for n in made.iter().rev() {
+            let _ = pod::remove_pod(engine, n, true);
+        }
+        let alive = |id: &str| engine.container_dir(id).exists();
+        for c in &made_claims {
+            let _ = vols.remove(c, true, &alive);
+        }
+        if made_network {
+            let _ = crate::network::cli::sweep(engine, &nets);
+            if nets.leases(&o.network).is_ok_and(|l| l.is_empty()) {
+                let _ = crate::network::publish::remove_network(&nets, &o.network);
+            }
+        }
+    };
     let mut made: Vec<String> = Vec::new();
     let mut report = Vec::new();
     for (p, b) in built {
@@ -932,9 +951,7 @@ pub fn play(
                     bail!("{}: the Job failed: backoffLimit reached after {attempt} attempt(s), last exit code {code} (pod {} kept for its logs)", p.origin, p.name);
                 }
                 Err(e) => {
-                    for n in made.iter().rev() {
-                        let _ = pod::remove_pod(engine, n, true);
-                    }
+                    undo(&made);
                     return Err(e.context(format!("{}: pod {}", p.origin, p.name)));
                 }
             }
