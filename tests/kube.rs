@@ -651,7 +651,7 @@ fn generate_plays_back() {
     }
     kube(&s, &["down", &file]).ok("kube down");
     let again = write(&s, "again.yaml", &yaml);
-    kube(&s, &["play", &again]).ok("kube play of the generated YAML");
+    kube(&s, &["play", "--infra-image", BUSYBOX, &again]).ok("kube play of the generated YAML");
     let env = s.container_ok(&["exec", "gen-main", "env"]);
     assert!(env.contains("COLOR=blue"), "{env}");
     kube(&s, &["down", &again]).ok("kube down");

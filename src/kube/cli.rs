@@ -28,6 +28,10 @@ pub struct PlayArgs {
     /// The network the pods join, made when missing (its DNS resolves pods and Services).
     #[arg(long, default_value = play::DEFAULT_NETWORK)]
     network: String,
+    /// The image whose `sleep` each pod's infra container runs (default: the pod's first
+    /// container's image).
+    #[arg(long = "infra-image")]
+    infra_image: Option<String>,
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -134,6 +138,7 @@ pub fn run_kube(data_root: &Path, state_root: &Path, cmd: KubeCommand) -> i32 {
                 play::PlayOptions {
                     replace: a.replace,
                     network: a.network,
+                    infra_image: a.infra_image,
                 },
             )? {
                 println!("{line}");

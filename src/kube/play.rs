@@ -32,6 +32,8 @@ pub struct PlayOptions {
     pub replace: bool,
     /// The network the pods join (made, and removed by `down`, when the play makes it).
     pub network: String,
+    /// The image whose `sleep` the infra containers run (default: each pod's first image).
+    pub infra_image: Option<String>,
 }
 
 type Data = BTreeMap<String, Vec<u8>>;
@@ -865,7 +867,14 @@ pub fn play(
     let built: Vec<(PodPlan, Built)> = plan
         .pods
         .iter()
-        .map(|p| Ok((p.clone(), build(engine, &plan, p, &o.network)?)))
+        .map(|p| {
+            let mut b = build(engine, &plan, p, &o.network)?;
+            if let Some(i) = &o.infra_image {
+                b.spec.infra_image = i.clone();
+                b.spec.pull = "missing".into();
+            }
+            Ok((p.clone(), b))
+        })
         .collect::<Result<_>>()?;
     let vols = VolumeStore::open(&engine.data_root)?;
     let made_by: BTreeMap<String, String> =
