@@ -28,8 +28,8 @@ pub struct PlayArgs {
     /// The network the pods join, made when missing (its DNS resolves pods and Services).
     #[arg(long, default_value = play::DEFAULT_NETWORK)]
     network: String,
-    /// The image whose `sleep` each pod's infra container runs (default: the pod's first
-    /// container's image).
+    /// An image whose `sleep` each pod's infra container runs (default: berth's pause
+    /// image).
     #[arg(long = "infra-image")]
     infra_image: Option<String>,
     #[arg(required = true)]
@@ -76,9 +76,9 @@ pub struct PodCreateArgs {
     /// A label KEY=VALUE.
     #[arg(long = "label")]
     label: Vec<String>,
-    /// The image whose `sleep` the infra container runs.
+    /// An image whose `sleep` the infra container runs (default: berth's pause image).
     #[arg(long = "infra-image")]
-    infra_image: String,
+    infra_image: Option<String>,
     /// The hostname of the pod.
     #[arg(long)]
     hostname: Option<String>,

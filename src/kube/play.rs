@@ -32,7 +32,7 @@ pub struct PlayOptions {
     pub replace: bool,
     /// The network the pods join (made, and removed by `down`, when the play makes it).
     pub network: String,
-    /// The image whose `sleep` the infra containers run (default: each pod's first image).
+    /// An image whose `sleep` the infra containers run (default: berth's pause image).
     pub infra_image: Option<String>,
 }
 
@@ -831,15 +831,14 @@ fn build(engine: &Engine, plan: &Plan, p: &PodPlan, network: &str) -> Result<Bui
         }
     }
     let hash = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
-    let first = &p.spec.containers[0];
     Ok(Built {
         spec: pod::PodSpec {
             name: p.name.clone(),
             labels: p.labels.clone(),
             ports,
             hostname: p.spec.hostname.clone(),
-            infra_image: first.image.clone(),
-            pull: members[0].flags.pull.clone(),
+            infra_image: None,
+            pull: "missing".into(),
             config_hash: hash,
             file: p.file.clone(),
             network: Some(network.to_string()),
@@ -869,10 +868,7 @@ pub fn play(
         .iter()
         .map(|p| {
             let mut b = build(engine, &plan, p, &o.network)?;
-            if let Some(i) = &o.infra_image {
-                b.spec.infra_image = i.clone();
-                b.spec.pull = "missing".into();
-            }
+            b.spec.infra_image = o.infra_image.clone();
             Ok((p.clone(), b))
         })
         .collect::<Result<_>>()?;

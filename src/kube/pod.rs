@@ -4,9 +4,12 @@
 //! `io.berth.pod=NAME`, which is what `pod rm` goes by (a record written before a crash names
 //! nothing that a label does not).
 //!
-//! The infra container runs `sleep` from an image of the local store (by default the image of
-//! the pod's first container): berth has no pause image of its own yet, and a busybox-like
-//! image has `sleep`. It is stopped with SIGKILL (a PID 1 `sleep` ignores SIGTERM).
+//! The infra container runs berth's pause program (src/kube/pause: static, no libc, ~1 KB,
+//! embedded in berth) from the local image `localhost/berth-pause:VERSION`, which berth makes
+//! from it on first use, as podman builds its pause image from catatonit: nothing to pull, no
+//! shell, any architecture berth runs on, and it ends on SIGTERM. `--infra-image IMG` runs
+//! `sleep` from IMG instead (a busybox-like image), stopped with SIGKILL (a PID 1 `sleep`
+//! ignores SIGTERM).
 
 use crate::engine::create::{self, CreateFlags, CreateRequest};
 use crate::engine::lifecycle;
@@ -143,13 +146,47 @@ pub fn containers(engine: &Engine, name: &str) -> Result<Vec<Container>> {
 
 const INFRA_LABEL: &str = "io.berth.pod.infra";
 
+/// The pause program, built by build.rs.
+static PAUSE_ELF: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/pause"));
+
+/// The pause image's name.
+pub fn pause_image() -> String {
+    format!("localhost/berth-pause:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Makes the pause image in the store unless it is there: one layer with `/pause`.
+pub fn ensure_pause_image(store: &Store) -> Result<String> {
+    let name = pause_image();
+    let r: crate::image::reference::Reference = name.parse()?;
+    if store.resolve(&r).is_ok() {
+        return Ok(name);
+    }
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(PAUSE_ELF.len() as u64);
+    h.set_mode(0o755);
+    h.set_mtime(0);
+    h.set_entry_type(tar::EntryType::Regular);
+    tar.append_data(&mut h, "pause", PAUSE_ELF)?;
+    let layer = tar.into_inner()?;
+    crate::image::import::import_tarball(
+        store,
+        &mut std::io::Cursor::new(layer),
+        &r,
+        &["CMD [\"/pause\"]".to_string()],
+    )
+    .context("making the pause image")?;
+    Ok(name)
+}
+
 /// What a pod is made with.
 pub struct PodSpec {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<String>,
     pub hostname: Option<String>,
-    pub infra_image: String,
+    /// An image whose `sleep` the infra container runs; None: berth's pause image.
+    pub infra_image: Option<String>,
     pub pull: String,
     pub config_hash: String,
     pub file: String,
@@ -222,13 +259,25 @@ pub fn create(engine: &Engine, store: &Store, spec: &PodSpec) -> Result<PodRecor
             format!("{INFRA_LABEL}=true"),
         ];
         labels.extend(spec.labels.iter().map(|(k, v)| format!("{k}={v}")));
+        let (image, command, stop_signal) = match &spec.infra_image {
+            Some(i) => (
+                i.clone(),
+                vec!["sleep".to_string(), "2147483647".to_string()],
+                "SIGKILL",
+            ),
+            None => (ensure_pause_image(store)?, Vec::new(), "SIGTERM"),
+        };
         let flags = CreateFlags {
             name: Some(infra.clone()),
             hostname: Some(spec.hostname.clone().unwrap_or_else(|| spec.name.clone())),
             label: labels,
             restart: "no".into(),
-            stop_signal: Some("SIGKILL".into()),
-            pull: spec.pull.clone(),
+            stop_signal: Some(stop_signal.into()),
+            pull: if spec.infra_image.is_some() {
+                spec.pull.clone()
+            } else {
+                "never".into()
+            },
             publish: spec.ports.clone(),
             ipc: Some("shareable".into()),
             network: spec.network.clone(),
@@ -236,13 +285,12 @@ pub fn create(engine: &Engine, store: &Store, spec: &PodSpec) -> Result<PodRecor
             log_driver: "json-file".into(),
             ..Default::default()
         };
-        let command = vec!["sleep".to_string(), "2147483647".to_string()];
         let mut c = create::create(
             engine,
             store,
             &CreateRequest {
                 flags: &flags,
-                image: &spec.infra_image,
+                image: &image,
                 command: &command,
                 attach_stdin_once: false,
                 extra: &[],
