@@ -869,6 +869,11 @@ pub fn play(
         .map(|p| {
             let mut b = build(engine, &plan, p, &o.network)?;
             b.spec.infra_image = o.infra_image.clone();
+            if let Some(i) = &o.infra_image {
+                // Another infra is another pod.
+                let h = sha2::Sha256::digest(format!("{}|{i}", b.spec.config_hash).as_bytes());
+                b.spec.config_hash = h.iter().map(|b| format!("{b:02x}")).collect();
+            }
             Ok((p.clone(), b))
         })
         .collect::<Result<_>>()?;
