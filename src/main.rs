@@ -65,6 +65,8 @@ enum Command {
     /// Manage pods.
     #[command(subcommand)]
     Pod(berth::kube::cli::PodCommand),
+    #[command(flatten)]
+    Build(berth::build::cli::BuildCommand),
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -362,7 +364,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 
 #[cfg_attr(test, allow(dead_code))]
 fn run_cli() -> i32 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = image_build_as_build(std::env::args_os().collect());
     let cli = match lifecycle_args::parse(&args) {
         Some((globals, command)) => Cli {
             globals,
@@ -400,15 +402,42 @@ fn run_cli() -> i32 {
     }
 }
 
+/// `image build` is `build` (the build layer sits above the image layer's command group).
+fn image_build_as_build(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if let Some(i) = command_index(&args) {
+        if args[i] == "image" && args.get(i + 1).is_some_and(|n| n == "build") {
+            args.remove(i);
+        }
+    }
+    args
+}
+
+/// Where the command's name is: the first argument that is neither a global flag nor the
+/// value of one.
+fn command_index(args: &[std::ffi::OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if !a.starts_with('-') {
+            return Some(i);
+        }
+        let takes_value = matches!(
+            a.as_ref(),
+            "--root" | "--log" | "--log-format" | "--data-root" | "--criu"
+        );
+        i += if takes_value { 2 } else { 1 };
+    }
+    None
+}
+
 /// clap's exit code (2) for runc's and the image layer's commands; Docker's 125 for the
 /// engine's, whose users expect it.
 fn parse_error(args: &[std::ffi::OsString], e: clap::Error) -> i32 {
-    let first = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.starts_with('-'));
-    let engine = first.is_some_and(|a| berth::engine::cli::is_engine_command(&a));
+    let first = command_index(args).map(|i| args[i].to_string_lossy());
+    let engine = first.is_some_and(|a| {
+        berth::engine::cli::is_engine_command(a.as_ref())
+            || berth::build::cli::is_build_command(a.as_ref())
+    });
     let help = matches!(
         e.kind(),
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
@@ -451,6 +480,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Engine(c) => return Ok(berth::engine::cli::run(&data_root, &g.root, c)),
         Command::Kube(c) => return Ok(berth::kube::cli::run_kube(&data_root, &g.root, c)),
         Command::Pod(c) => return Ok(berth::kube::cli::run_pod(&data_root, &g.root, c)),
+        Command::Build(c) => return Ok(berth::build::cli::run(&data_root, &g.root, c)),
         Command::Runtime(command) => command,
     };
     match command {
@@ -458,7 +488,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         RuntimeCommand::Start { id } => container::start(&g, &id).map(|()| 0),
         RuntimeCommand::State { id } => {
             let s = container::state(&g, &id)?;
-            println!("{}", serde_json::to_string_pretty(&s)?);
+            print_line(&serde_json::to_string_pretty(&s)?)?;
             Ok(0)
         }
         RuntimeCommand::Kill { all, id, signal } => {
@@ -484,10 +514,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         RuntimeCommand::List { format, quiet } => list(&g, format, quiet).map(|()| 0),
         RuntimeCommand::Spec { bundle, rootless } => write_spec(&bundle, rootless).map(|()| 0),
         RuntimeCommand::Features => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&features::features_json())?
-            );
+            print_line(&serde_json::to_string_pretty(&features::features_json())?)?;
             Ok(0)
         }
         RuntimeCommand::Pause { id } => container::pause(&g, &id).map(|()| 0),
@@ -614,10 +641,20 @@ fn write_spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
     std::fs::write(&path, text + "\n").with_context(|| format!("cannot write {}", path.display()))
 }
 
+/// One line to stdout. berth ignores SIGPIPE (for its hooks' sake), so a reader that went away
+/// (`berth state ID | grep -q running`) is an EPIPE here: not an error, the output is unwanted.
+fn print_line(line: &str) -> Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to stdout"),
+    }
+}
+
 fn ps(g: &Globals, format: ListFormat, id: &str, ps_args: Vec<String>) -> Result<()> {
     let pids = container::pids(g, id)?;
     if let ListFormat::Json = format {
-        println!("{}", serde_json::to_string(&pids)?);
+        print_line(&serde_json::to_string(&pids)?)?;
         return Ok(());
     }
     let args = if ps_args.is_empty() {
@@ -643,14 +680,14 @@ fn ps(g: &Globals, format: ListFormat, id: &str, ps_args: Vec<String>) -> Result
         .split_whitespace()
         .position(|h| h == "PID")
         .context("ps output has no PID column")?;
-    println!("{header}");
+    print_line(header)?;
     for line in lines {
         let pid = line
             .split_whitespace()
             .nth(pid_col)
             .and_then(|p| p.parse::<i32>().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
-            println!("{line}");
+            print_line(line)?;
         }
     }
     Ok(())

@@ -115,3 +115,13 @@ fn podman_runs_containers_through_conmon() {
         &["podman", "conmon", "iptables", "script", "curl"],
     );
 }
+
+/// Docker Swarm with berth as dockerd's default runtime: a service's tasks, scaling, an
+/// update and a stack are berth containers (scripts/clients/swarm.sh).
+#[test]
+fn docker_swarm_runs_its_tasks_on_berth() {
+    run_suite(
+        "swarm",
+        &["dockerd", "containerd", "docker-init", "iptables", "curl"],
+    );
+}

@@ -33,12 +33,26 @@ fn ip_json(args: &[&str]) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-/// The host's links, addresses and routes, as `ip -j` shows them.
+/// The host's links, addresses and routes of this file's kind, as `ip -j` shows them: its
+/// bridges (`bl-*`) and what is enslaved to or routed through them. Other programs' links (other
+/// engines', other tests' running at the same time) come and go meanwhile and are not compared.
 fn snapshot() -> Value {
+    let ours = |v: &Value| {
+        let named = |k: &str| v[k].as_str().is_some_and(|n| n.starts_with("bl-"));
+        named("ifname") || named("master") || named("dev")
+    };
+    let keep = |all: Value| -> Vec<Value> {
+        all.as_array()
+            .into_iter()
+            .flatten()
+            .filter(|v| ours(v))
+            .cloned()
+            .collect()
+    };
     serde_json::json!({
-        "link": ip_json(&["link"]),
-        "addr": ip_json(&["addr"]),
-        "route": ip_json(&["route", "show", "table", "all"]),
+        "link": keep(ip_json(&["link"])),
+        "addr": keep(ip_json(&["addr"])),
+        "route": keep(ip_json(&["route", "show", "table", "all"])),
     })
 }
 

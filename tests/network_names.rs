@@ -107,6 +107,10 @@ impl Guard {
             let _ = self.scratch.berth(&["container", "rm", "-f", id]);
         }
         let _ = self.scratch.berth(&["network", "prune", "-f"]);
+        // The default network too, which prune keeps (its bridge and firewall rules).
+        if let Err(e) = berth::network::publish::remove_all_networks(&self.scratch.data_root()) {
+            eprintln!("cleanup: networks: {e:#}");
+        }
         for b in &self.bridges {
             let _ = Command::new("ip").args(["link", "del", b]).output();
         }

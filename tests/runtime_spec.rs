@@ -772,3 +772,29 @@ fn a_capability_the_host_lacks_is_blamed_on_the_host() {
         "{out}"
     );
 }
+
+#[test]
+fn output_to_a_reader_that_left_is_no_crash() {
+    if skip() || berth_only("berth ignores SIGPIPE; runc dies of it") {
+        return;
+    }
+    let ctx = Ctx::new("epipe");
+    let (id, _) = ctx.sleeper("e");
+    for args in [format!("state {id}"), "features".to_string()] {
+        // The reader (`true`) is gone before berth starts: its write meets EPIPE. Its status
+        // goes out on fd 3.
+        let script = format!(
+            "exec 3>&1; {{ sleep 0.2; {} --root {} {args}; echo $? >&3; }} | true",
+            runtime().display(),
+            ctx.root.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stdout.trim(), "0", "{args}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args}: {stderr}");
+    }
+}

@@ -110,9 +110,11 @@ impl BirthPlan {
 
 /// What berth does for a container while its process sets itself up, on another CPU.
 pub trait ParentWork {
-    /// Make what is left of the container's cgroup and write its limits. The process makes
-    /// its namespaces meanwhile, then waits for this ([`Msg::CgroupReady`]) to join it.
-    fn prepare_cgroup(&mut self) -> Result<()>;
+    /// Make what is left of the container's cgroup and write its limits. The process (`pid`,
+    /// just cloned) makes its namespaces meanwhile, then waits for this
+    /// ([`Msg::CgroupReady`]) to join it. With the systemd driver this is where the scope is
+    /// started with `pid` in it, as runc does after its clone.
+    fn prepare_cgroup(&mut self, pid: i32) -> Result<()>;
     /// The container's init is `pid` and sets up its mounts: record what needs the pid.
     fn record(&mut self, pid: i32) -> Result<()>;
 }
@@ -136,7 +138,7 @@ pub fn give_birth(plan: &BirthPlan, work: &mut dyn ParentWork) -> Result<Born> {
         armed: true,
     };
     let parallel = work
-        .prepare_cgroup()
+        .prepare_cgroup(pid)
         .and_then(|()| sync::send(parent_end.as_fd(), &Msg::CgroupReady))
         // On the general path the init is a second fork, recorded when its pid arrives.
         .and_then(|()| {

@@ -257,17 +257,19 @@ fn create_in(
         &o.id,
         g.systemd_cgroup,
     )?;
-    if g.systemd_cgroup {
-        log::debug(&format!(
-            "--systemd-cgroup: no systemd driver yet; using the cgroupfs path {}",
-            rel.display()
-        ));
-    }
+    let systemd_unit = g
+        .systemd_cgroup
+        .then(|| cgroups::systemd_unit(linux.and_then(|l| l.cgroups_path().as_deref()), &o.id))
+        .transpose()?;
     let resources = linux.and_then(|l| l.resources().as_ref());
     let mounted = cgroups::hierarchies()?;
     let root = nix::unistd::geteuid().is_root();
     let rootless = g.rootless.unwrap_or(!root);
     let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
+    // systemd makes the scope's cgroup (and its slices) and removes it with the unit: the
+    // record names the unit instead of the directories.
+    cgroup.systemd_scope = systemd_unit.as_ref().map(|u| u.scope.clone());
+    let made_early = |h: &cgroups::Hierarchy| systemd_unit.is_none() && made_before_clone(h, root);
     let all_hooks = spec.hooks().clone().unwrap_or_default();
     let mut state = ContainerState {
         id: o.id.clone(),
@@ -279,7 +281,11 @@ fn create_in(
         owner: owner_name(),
         annotations: spec.annotations().clone().unwrap_or_default(),
         cgroup: CgroupPaths {
-            created: cgroup.to_be_made(&mounted),
+            created: if systemd_unit.is_some() {
+                Vec::new()
+            } else {
+                cgroup.to_be_made(&mounted)
+            },
             ..cgroup.clone()
         },
         namespaces: ns.types.clone(),
@@ -300,7 +306,7 @@ fn create_in(
     let state_dir = &cleanup.dir.as_ref().expect("held until success").path;
     process_plan.task_attrs.save(state_dir)?;
     process_plan.rdt = rdt.map(|r| r.make(state_dir)).transpose()?;
-    let made = cgroup.make(&mounted, |h| made_before_clone(h, root));
+    let made = cgroup.make(&mounted, made_early);
     if let Err(e) = made {
         cgroup.remove_created();
         // Rootless without delegation: like runc, go on in the caller's cgroup when nothing
@@ -375,6 +381,7 @@ fn create_in(
     let no_resources = oci_spec::runtime::LinuxResources::default();
     let mut work = CreateWork {
         cgroup: cleanup.cgroup.as_mut().expect("set above"),
+        systemd: systemd_unit.as_ref(),
         root,
         mounted: &mounted,
         resources: resources.unwrap_or(&no_resources),
@@ -406,6 +413,8 @@ fn create_in(
 /// What `create` does while the container process sets itself up.
 struct CreateWork<'a> {
     cgroup: &'a mut CgroupPaths,
+    /// With `--systemd-cgroup`: the scope to start with the container's process in it.
+    systemd: Option<&'a cgroups::systemd::Unit>,
     root: bool,
     mounted: &'a [cgroups::Hierarchy],
     resources: &'a oci_spec::runtime::LinuxResources,
@@ -417,13 +426,23 @@ struct CreateWork<'a> {
 }
 
 impl birth::ParentWork for CreateWork<'_> {
-    fn prepare_cgroup(&mut self) -> Result<()> {
+    fn prepare_cgroup(&mut self, pid: i32) -> Result<()> {
         if self.cgroup.dirs.is_empty() {
             return Ok(()); // rootless, in berth's own cgroup
         }
-        let root = self.root;
-        self.cgroup
-            .make(self.mounted, |h| !made_before_clone(h, root))?;
+        if let Some(unit) = self.systemd {
+            let limits = cgroups::systemd::resource_properties(
+                self.resources,
+                cgroups::layout_of(self.mounted),
+            )?;
+            cgroups::systemd::start_scope(unit, pid, limits)?;
+            // Hierarchies systemd does not manage (v1 only) are berth's to make.
+            self.cgroup.make(self.mounted, |_| true)?;
+        } else {
+            let root = self.root;
+            self.cgroup
+                .make(self.mounted, |h| !made_before_clone(h, root))?;
+        }
         // Limits go on before the process joins, so it never runs unlimited. Written without
         // resources too: on a v2 host that enables the controllers down to the container's
         // cgroup.
@@ -1113,6 +1132,11 @@ pub fn update(g: &Globals, id: &str, r: &oci_spec::runtime::LinuxResources) -> R
     let st = dir.load()?;
     if derive_status(&dir.path, &st) == Status::Stopped {
         bail!("container {id:?} cannot be updated: it is stopped");
+    }
+    if let Some(scope) = &st.cgroup.systemd_scope {
+        let layout = cgroups::layout(&st.cgroup)?;
+        let props = cgroups::systemd::resource_properties(r, layout)?;
+        cgroups::systemd::set_properties(scope, &props)?;
     }
     cgroups::update_resources(&st.cgroup, r)
 }

@@ -91,7 +91,7 @@ pub fn features_json() -> Value {
             "cgroup": {
                 "v1": true,
                 "v2": true,
-                "systemd": false,
+                "systemd": true,
                 "systemdUser": false,
                 "rdma": true
             },
@@ -138,7 +138,7 @@ mod tests {
             .unwrap()
             .contains(&json!("CAP_CHECKPOINT_RESTORE")));
         assert_eq!(linux["cgroup"]["v2"], true);
-        assert_eq!(linux["cgroup"]["systemd"], false);
+        assert_eq!(linux["cgroup"]["systemd"], true);
         assert_eq!(linux["seccomp"]["enabled"], true);
         assert_eq!(linux["mountExtensions"]["idmap"]["enabled"], false);
         assert_eq!(linux["netDevices"]["enabled"], true);

@@ -8,6 +8,7 @@
 
 mod ebpf;
 pub mod resources;
+pub mod systemd;
 mod v1;
 mod v2;
 
@@ -188,47 +189,20 @@ pub const BERTH_PARENT: &str = "berth";
 
 /// Turns `linux.cgroupsPath` into a cgroup path relative to each hierarchy's root.
 /// Absolute paths are taken as they are; relative ones (and none) land under `berth/`.
-/// With `--systemd-cgroup`, `slice:prefix:name` becomes the cgroupfs path systemd would use
-/// (`a-b.slice` → `a.slice/a-b.slice`, then `prefix-name.scope`); berth has no systemd driver yet.
+/// With `--systemd-cgroup`, the path is `slice:prefix:name` and this is where systemd puts
+/// that scope (`a-b.slice` → `a.slice/a-b.slice`, then `prefix-name.scope`): see [`systemd`].
 pub fn container_cgroup_path(
     cgroups_path: Option<&Path>,
     id: &str,
     systemd: bool,
 ) -> Result<PathBuf> {
+    if systemd {
+        return Ok(systemd_unit(cgroups_path, id)?.cgroup_path());
+    }
     let Some(p) = cgroups_path else {
         return Ok(PathBuf::from(BERTH_PARENT).join(id));
     };
     let s = p.to_str().context("linux.cgroupsPath: not valid UTF-8")?;
-    if systemd && !s.starts_with('/') {
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() != 3 {
-            bail!("linux.cgroupsPath: {s:?} is not of the form slice:prefix:name required with --systemd-cgroup");
-        }
-        let slice = if parts[0].is_empty() {
-            "system.slice"
-        } else {
-            parts[0]
-        };
-        let mut path = PathBuf::new();
-        let stem = slice
-            .strip_suffix(".slice")
-            .with_context(|| format!("linux.cgroupsPath: {slice:?} is not a .slice"))?;
-        let mut acc = String::new();
-        for (i, piece) in stem.split('-').enumerate() {
-            if i > 0 {
-                acc.push('-');
-            }
-            acc.push_str(piece);
-            path.push(format!("{acc}.slice"));
-        }
-        let unit = if parts[1].is_empty() {
-            format!("{}.scope", parts[2])
-        } else {
-            format!("{}-{}.scope", parts[1], parts[2])
-        };
-        path.push(unit);
-        return Ok(path);
-    }
     let rel = Path::new(s.trim_start_matches('/'));
     if rel
         .components()
@@ -241,6 +215,26 @@ pub fn container_cgroup_path(
     } else {
         Ok(PathBuf::from(BERTH_PARENT).join(rel))
     }
+}
+
+/// The layout of the hierarchies `all`.
+pub fn layout_of(all: &[Hierarchy]) -> Layout {
+    match (
+        all.iter().any(|h| h.unified),
+        all.iter().any(|h| !h.unified),
+    ) {
+        (true, false) => Layout::V2,
+        (true, true) => Layout::Hybrid,
+        _ => Layout::V1,
+    }
+}
+
+/// The scope unit `linux.cgroupsPath` names under `--systemd-cgroup`.
+pub fn systemd_unit(cgroups_path: Option<&Path>, id: &str) -> Result<systemd::Unit> {
+    let s = cgroups_path
+        .map(|p| p.to_str().context("linux.cgroupsPath: not valid UTF-8"))
+        .transpose()?;
+    systemd::Unit::from_cgroups_path(s, id)
 }
 
 /// The directories of one container's cgroup, as kept in its state.
@@ -260,6 +254,10 @@ pub struct CgroupPaths {
     /// The index in `dirs` of the cgroup2 directory (v2-only and hybrid hosts).
     #[serde(default)]
     pub unified: Option<usize>,
+    /// With `--systemd-cgroup`, the scope unit systemd keeps the cgroup as (named in the
+    /// record before it is started, so that a `delete --force` after a crash stops it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub systemd_scope: Option<String>,
 }
 
 impl CgroupPaths {
@@ -477,6 +475,25 @@ impl CgroupPaths {
                             dir.display()
                         ));
                         break;
+                    }
+                }
+            }
+        }
+        if let Some(scope) = &self.systemd_scope {
+            match systemd::stop_scope(scope) {
+                Err(e) => errors.push(e),
+                // systemd removes the scope's cgroup as the unit goes: gone when this returns.
+                Ok(()) => {
+                    for dir in &self.dirs {
+                        while dir.exists() && std::time::Instant::now() < deadline {
+                            std::thread::sleep(std::time::Duration::from_millis(2));
+                        }
+                        if dir.exists() {
+                            errors.push(anyhow::anyhow!(
+                                "systemd stopped {scope} but its cgroup {} is still there",
+                                dir.display()
+                            ));
+                        }
                     }
                 }
             }
