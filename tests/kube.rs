@@ -952,7 +952,23 @@ spec:
             partial += 1;
         }
         kube(&s, &["down", &file]).ok("kube down after a killed play");
-        assert!(ids(&s).is_empty(), "after {delay_ms} ms: {:?}", ids(&s));
+        let left = ids(&s);
+        if !left.is_empty() {
+            let mut args = vec![
+                "inspect",
+                "-f",
+                "{{.Name}} {{.State.Status}} {{.Config.Labels}}",
+            ];
+            args.extend(left.iter().map(String::as_str));
+            let why = s.container(&args);
+            let pods = std::fs::read_dir(s.data_root().join("pods"))
+                .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+                .unwrap_or_default();
+            panic!(
+                "after {delay_ms} ms: {left:?}: {} {} pods {pods:?}",
+                why.stdout, why.stderr
+            );
+        }
         assert_eq!(
             pod(&s, &["ls", "-q"]).ok("pod ls").trim(),
             "",

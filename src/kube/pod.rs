@@ -404,6 +404,26 @@ pub fn remove_pod(engine: &Engine, name: &str, force: bool) -> Result<()> {
         remove::remove_with_volumes(engine, c, remove::Caller::Command, true)
             .with_context(|| format!("removing {}", c.record.name))?;
     }
+    if let Some(rec) = &rec {
+        // A name the record has that no container has: its create was killed, maybe before
+        // the engine wrote any record (a directory without one, dead, which only `rm -f`
+        // clears). Those directories go too.
+        let interrupted = std::iter::once(&rec.infra)
+            .chain(&rec.containers)
+            .any(|n| engine.lookup(n).is_err());
+        if interrupted {
+            for id in engine.ids()? {
+                let Ok(mut c) = engine.open(&id) else {
+                    continue;
+                };
+                if !c.dir.join(crate::engine::record::RECORD_FILE).exists()
+                    && c.status(engine) == Status::Dead
+                {
+                    let _ = remove::remove(engine, &mut c, remove::Caller::Command);
+                }
+            }
+        }
+    }
     if let Some(rec) = rec {
         let vols = VolumeStore::open(&engine.data_root)?;
         let alive = |id: &str| engine.container_dir(id).exists();
