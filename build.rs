@@ -13,12 +13,20 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const TRAMPOLINE_SOURCE: &str = "src/runtime/trampoline";
+/// A pod's infra program (src/kube/pause/main.rs), built the same way.
+const PAUSE_SOURCE: &str = "src/kube/pause";
 
 fn main() {
     println!("cargo:rerun-if-changed=scripts/symbol-order.txt");
     println!("cargo:rerun-if-changed=scripts/cold-code.ld");
     println!("cargo:rerun-if-changed={TRAMPOLINE_SOURCE}");
-    build_trampoline();
+    println!("cargo:rerun-if-changed={PAUSE_SOURCE}");
+    build_static(
+        "berth_exec_trampoline",
+        TRAMPOLINE_SOURCE,
+        "exec-trampoline",
+    );
+    build_static("berth_pause", PAUSE_SOURCE, "pause");
     record_commit();
 }
 
@@ -46,13 +54,15 @@ fn record_commit() {
     println!("cargo:rustc-env=BERTH_COMMIT={commit}");
 }
 
-fn build_trampoline() {
+/// Builds `SOURCE/main.rs` as a static program without std, libc or start files into
+/// OUT_DIR/`output`.
+fn build_static(crate_name: &str, source: &str, output: &str) {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let target = std::env::var("TARGET").expect("cargo sets TARGET");
     let mut cmd = Command::new(rustc);
     cmd.args(["--edition", "2021", "--crate-type", "bin"])
-        .args(["--crate-name", "berth_exec_trampoline", "--target", &target])
+        .args(["--crate-name", crate_name, "--target", &target])
         .args(["-C", "panic=abort", "-C", "opt-level=z", "-C", "lto=fat"])
         .args([
             "-C",
@@ -82,13 +92,13 @@ fn build_trampoline() {
         cmd.arg("-C").arg(arg);
     }
     cmd.arg("-o")
-        .arg(out.join("exec-trampoline"))
-        .arg(format!("{TRAMPOLINE_SOURCE}/main.rs"));
+        .arg(out.join(output))
+        .arg(format!("{source}/main.rs"));
     let status = cmd
         .status()
-        .unwrap_or_else(|e| panic!("cannot run rustc to build the exec trampoline: {e}"));
+        .unwrap_or_else(|e| panic!("cannot run rustc to build {output}: {e}"));
     assert!(
         status.success(),
-        "building the exec trampoline ({TRAMPOLINE_SOURCE}/main.rs) failed: {status}"
+        "building {output} ({source}/main.rs) failed: {status}"
     );
 }

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod engine;
 pub mod image;
+pub mod kube;
 pub mod network;
 pub mod runtime;
 pub mod table;

@@ -59,6 +59,12 @@ enum Command {
     Image(berth::image::cli::ImageCommand),
     #[command(flatten)]
     Engine(berth::engine::cli::EngineCommand),
+    /// Play Kubernetes YAML: pods, deployments, jobs, services (podman's `kube`).
+    #[command(subcommand)]
+    Kube(berth::kube::cli::KubeCommand),
+    /// Manage pods.
+    #[command(subcommand)]
+    Pod(berth::kube::cli::PodCommand),
     #[command(flatten)]
     Build(berth::build::cli::BuildCommand),
 }
@@ -472,6 +478,8 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(cmd) => return berth::image::cli::run_in(&data_root, &g.root, cmd),
         Command::Registry(c) => return berth::image::registry_cli::run(c, &data_root),
         Command::Engine(c) => return Ok(berth::engine::cli::run(&data_root, &g.root, c)),
+        Command::Kube(c) => return Ok(berth::kube::cli::run_kube(&data_root, &g.root, c)),
+        Command::Pod(c) => return Ok(berth::kube::cli::run_pod(&data_root, &g.root, c)),
         Command::Build(c) => return Ok(berth::build::cli::run(&data_root, &g.root, c)),
         Command::Runtime(command) => command,
     };

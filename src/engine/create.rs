@@ -341,8 +341,7 @@ fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
     }
     for (flag, v) in [("--pid", &f.pid), ("--uts", &f.uts)] {
         if let Some(v) = v {
-            if !(v == "host" || v == "private" || (flag == "--pid" && v.starts_with("container:")))
-            {
+            if !(v == "host" || v == "private" || v.starts_with("container:")) {
                 bail!("invalid {flag} mode: {v}");
             }
         }
@@ -370,7 +369,11 @@ fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
         }
         None => DEFAULT_SHM,
     };
-    if f.uts.as_deref() == Some("host") && f.hostname.is_some() {
+    let uts_shared = f
+        .uts
+        .as_deref()
+        .is_some_and(|u| u == "host" || u.starts_with("container:"));
+    if uts_shared && f.hostname.is_some() {
         bail!("Conflicting options: hostname and the UTS mode");
     }
     if network.starts_with("container:") && (f.hostname.is_some() || !f.dns.is_empty()) {
@@ -588,7 +591,13 @@ fn build(
 
     let short = super::record::short_id(&c.record.id).to_string();
     let host_uts = f.uts.as_deref() == Some("host") || checked.network == "host";
+    // `--uts container:X` (podman's, for pods): X's hostname, in X's namespace.
+    let joined_uts = match f.uts.as_deref().and_then(|u| u.strip_prefix("container:")) {
+        Some(other) => Some(engine.lookup(other)?.record.config.hostname),
+        None => None,
+    };
     let hostname = match (&f.hostname, host_uts) {
+        _ if joined_uts.is_some() => joined_uts.clone().unwrap_or_default(),
         (Some(h), _) => h.clone(),
         (None, true) => nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -761,7 +770,7 @@ fn build(
     process.set_user(u);
     process.set_no_new_privileges(Some(false));
     spec.set_process(Some(process));
-    spec.set_hostname((!host_uts).then(|| hostname.clone()));
+    spec.set_hostname((!host_uts && joined_uts.is_none()).then(|| hostname.clone()));
     if let Some(d) = &f.domainname {
         spec.set_domainname(Some(d.clone()));
     }
@@ -966,11 +975,12 @@ fn namespaces(
     set(LinuxNamespaceType::Network, Some(network), "network stack")?;
     set(LinuxNamespaceType::Pid, f.pid.as_deref(), "PID namespace")?;
     set(LinuxNamespaceType::Ipc, f.ipc.as_deref(), "IPC namespace")?;
-    set(
-        LinuxNamespaceType::Uts,
-        if host_uts { Some("host") } else { None },
-        "UTS namespace",
-    )?;
+    let uts = match f.uts.as_deref() {
+        Some(m) if m.starts_with("container:") => Some(m),
+        _ if host_uts => Some("host"),
+        _ => None,
+    };
+    set(LinuxNamespaceType::Uts, uts, "UTS namespace")?;
     linux.set_namespaces(Some(list));
     if network == "host" {
         // The host's network: its sysfs shows the host's interfaces, as Docker mounts it.
@@ -1027,6 +1037,51 @@ fn generate_name(engine: &Engine) -> String {
         n = n.wrapping_mul(2_654_435_761).wrapping_add(1);
     }
     unreachable!("the loop returns")
+}
+
+/// A container that joins another's namespaces (`--network`/`--ipc`/`--pid container:X`) has
+/// that container's `/proc/PID/ns/...` in its bundle; when X was restarted since, its PID
+/// changed: the paths are made again from X's current process before each start (Docker
+/// resolves them at start too). Fails when X is not running.
+pub fn refresh_joined_namespaces(engine: &Engine, c: &Container) -> Result<()> {
+    let h = &c.record.host_config;
+    let modes = [
+        (LinuxNamespaceType::Network, h.network_mode.as_str()),
+        (LinuxNamespaceType::Ipc, h.ipc_mode.as_str()),
+        (LinuxNamespaceType::Pid, h.pid_mode.as_str()),
+        (LinuxNamespaceType::Uts, h.uts_mode.as_str()),
+    ];
+    if !modes.iter().any(|(_, m)| m.starts_with("container:")) {
+        return Ok(());
+    }
+    let path = c.bundle_dir().join("config.json");
+    let mut spec = Spec::load(&path).context("cannot read the bundle's config.json")?;
+    let mut linux = spec.linux().clone().context("bundle without linux")?;
+    let mut list = linux.namespaces().clone().unwrap_or_default();
+    for (kind, mode) in modes {
+        let Some(other) = mode.strip_prefix("container:") else {
+            continue;
+        };
+        let o = engine.lookup(other)?;
+        if o.status(engine) != Status::Running {
+            bail!(
+                "cannot join the namespaces of a non running container: {}",
+                o.record.name
+            );
+        }
+        for n in list.iter_mut().filter(|n| n.typ() == kind) {
+            n.set_path(Some(PathBuf::from(format!(
+                "/proc/{}/ns/{}",
+                o.state.pid,
+                ns_file(kind)
+            ))));
+        }
+    }
+    linux.set_namespaces(Some(list));
+    spec.set_linux(Some(linux));
+    spec.save(&path)
+        .context("cannot write the bundle's config.json")?;
+    Ok(())
 }
 
 #[cfg(test)]

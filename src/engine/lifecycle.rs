@@ -58,6 +58,7 @@ pub fn start(
     // A runtime container left by a monitor that was killed.
     let _ = runtime::delete(&engine.runtime_globals(), c.id(), true);
     ensure_rootfs(store, c).map_err(internal)?;
+    super::create::refresh_joined_namespaces(engine, c).map_err(internal)?;
     super::mounts::prepare_start(engine, c).map_err(internal)?;
     crate::network::publish::networks_up(engine, c).map_err(internal)?;
     let Some(o) = attach else {
