@@ -99,13 +99,15 @@ port_answers() {
 
 check swarm-init docker swarm init --advertise-addr $ADDR
 PORT=$(free_port)
-check service-create docker service create --detach --name web --replicas 3 -p $PORT:80 $IMG sh -c "$HTTPD"
+# A task's shell, pid 1, ignores SIGTERM: a short grace period, or each replaced task of the
+# update below costs Docker's 10 s.
+check service-create docker service create --detach --name web --replicas 3 --stop-grace-period 1s -p $PORT:80 $IMG sh -c "$HTTPD"
 check service-3-tasks running_tasks web 3
 port_answers service-port-answers "http://127.0.0.1:$PORT/" "served by berth"
 check service-scale docker service scale --detach web=5
 check service-5-tasks running_tasks web 5
 check service-update docker service update --detach --env-add GREETING=updated web
-check service-updated-tasks wait_for 60 sh -c '[ "$("$0" -H "unix://$1" service ps -q --filter desired-state=running web | wc -l)" = 5 ] && for c in $("$0" -H "unix://$1" ps -q --filter label=com.docker.swarm.service.name=web); do "$0" -H "unix://$1" exec $c env | grep -q GREETING=updated || exit 1; done' "$DOCKER_CLI" "$SOCK"
+check service-updated-tasks wait_for 120 sh -c '[ "$("$0" -H "unix://$1" service ps -q --filter desired-state=running web | wc -l)" = 5 ] && for c in $("$0" -H "unix://$1" ps -q --filter label=com.docker.swarm.service.name=web); do "$0" -H "unix://$1" exec $c env | grep -q GREETING=updated || exit 1; done' "$DOCKER_CLI" "$SOCK"
 check service-rm docker service rm web
 
 PORT2=$(free_port)

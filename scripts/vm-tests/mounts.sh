@@ -103,7 +103,9 @@ refused() {
         return 1
     fi
     if ! $is_runc; then
-        printf '%s\n' "$_o" | grep -qE -- "$3" || { echo "error does not match /$3/: $_o"; return 1; }
+        # Errors come as runc's log lines (msg="..." with Go's quoting): unquote \" first.
+        printf '%s\n' "$_o" | sed 's/\\"/"/g' | grep -qE -- "$3" ||
+            { echo "error does not match /$3/: $_o"; return 1; }
     fi
     [ ! -e "$STATE_ROOT/$1" ] || { echo "state of $1 left"; return 1; }
 }
