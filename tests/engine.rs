@@ -969,7 +969,7 @@ fn run_options_shape_the_container_as_dockers_do() {
         "sh",
         "-c",
         "cat /proc/1/cmdline | tr '\\0' ' '; echo; pwd; id -u; hostname; grep db /etc/hosts; \
-         grep nameserver /etc/resolv.conf; touch /x 2>/dev/null && echo writable || echo read-only",
+         grep ^nameserver /etc/resolv.conf; touch /x 2>/dev/null && echo writable || echo read-only",
     ]);
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("/sbin/docker-init -- sh -c"), "{out}");

@@ -157,6 +157,14 @@ pub struct CreateFlags {
     /// Add a custom host-to-IP mapping (host:ip).
     #[arg(long)]
     pub add_host: Vec<String>,
+    /// Add link to another container (NAME[:ALIAS]).
+    #[arg(long)]
+    #[serde(default)]
+    pub link: Vec<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias")]
+    #[serde(default)]
+    pub network_alias: Vec<String>,
     /// Logging driver for the container (json-file, none).
     #[arg(long, default_value = "json-file")]
     pub log_driver: String,
@@ -368,15 +376,7 @@ fn check_flags(engine: &Engine, f: &CreateFlags) -> Result<Checked> {
     if network.starts_with("container:") && (f.hostname.is_some() || !f.dns.is_empty()) {
         bail!("Conflicting options: hostname/dns and the network mode");
     }
-    for h in &f.add_host {
-        let (host, ip) = h
-            .split_once(':')
-            .or_else(|| h.split_once('='))
-            .with_context(|| format!("bad format for add-host: {h:?}"))?;
-        if host.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
-            bail!("invalid IP address in add-host: {ip:?}");
-        }
-    }
+    crate::network::names::check_flags(f, &network)?;
     let healthcheck = health_from_flags(f)?;
     Ok(Checked {
         restart,
@@ -778,7 +778,7 @@ fn build(
 
     // /dev/shm at the size asked, and the files berth writes for the container.
     set_shm_size(&mut spec, checked.shm);
-    let etc = etc_files(engine, c, f, &checked.network, &hostname)?;
+    let etc = crate::network::names::etc_files(engine, c, f, &checked.network, &hostname)?;
     for (file, dest) in etc {
         add_mount(&mut spec, bind_mount(&file, dest, false));
     }
@@ -993,118 +993,6 @@ fn ns_file(kind: LinuxNamespaceType) -> &'static str {
     }
 }
 
-/// Writes /etc/hosts, /etc/hostname and /etc/resolv.conf for the container and says where
-/// each goes. A container on another's network shares that one's files.
-fn etc_files(
-    engine: &Engine,
-    c: &Container,
-    f: &CreateFlags,
-    network: &str,
-    hostname: &str,
-) -> Result<Vec<(PathBuf, &'static str)>> {
-    if let Some(other) = network.strip_prefix("container:") {
-        let o = engine.lookup(other)?;
-        return Ok(vec![
-            (o.dir.join("hosts"), "/etc/hosts"),
-            (o.dir.join("hostname"), "/etc/hostname"),
-            (o.dir.join("resolv.conf"), "/etc/resolv.conf"),
-        ]);
-    }
-    let mut hosts = if network == "host" {
-        fs::read_to_string("/etc/hosts").unwrap_or_default()
-    } else {
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::\tip6-localnet\n\
-         ff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n"
-            .to_string()
-    };
-    for h in &f.add_host {
-        let (host, ip) = h
-            .split_once(':')
-            .or_else(|| h.split_once('='))
-            .unwrap_or((h, ""));
-        hosts.push_str(&format!("{ip}\t{host}\n"));
-    }
-    let resolv = resolv_conf(
-        &fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        &f.dns,
-        &f.dns_search,
-        &f.dns_option,
-        network == "host",
-    );
-    let files = [
-        ("hosts", hosts, "/etc/hosts"),
-        ("hostname", format!("{hostname}\n"), "/etc/hostname"),
-        ("resolv.conf", resolv, "/etc/resolv.conf"),
-    ];
-    let mut out = Vec::new();
-    for (name, text, dest) in files {
-        let p = c.dir.join(name);
-        write_atomically(&p, text.as_bytes())?;
-        out.push((p, dest));
-    }
-    Ok(out)
-}
-
-/// The container's resolv.conf as Docker makes it: the host's, without loopback name servers
-/// (they would be the container's own loopback), Google's when none is left, and the flags'
-/// servers, search domains and options instead of the host's where given.
-fn resolv_conf(
-    host: &str,
-    dns: &[String],
-    search: &[String],
-    options: &[String],
-    host_network: bool,
-) -> String {
-    let mut servers: Vec<String> = Vec::new();
-    let mut host_search: Vec<String> = Vec::new();
-    let mut host_options: Vec<String> = Vec::new();
-    for line in host.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => {
-                if let Some(ip) = words.next() {
-                    let loopback = ip
-                        .parse::<std::net::IpAddr>()
-                        .is_ok_and(|a| a.is_loopback());
-                    if host_network || !loopback {
-                        servers.push(ip.to_string());
-                    }
-                }
-            }
-            Some("search") | Some("domain") => host_search = words.map(str::to_string).collect(),
-            Some("options") => host_options.extend(words.map(str::to_string)),
-            _ => {}
-        }
-    }
-    if !dns.is_empty() {
-        servers = dns.to_vec();
-    }
-    if servers.is_empty() {
-        servers = vec!["8.8.8.8".into(), "8.8.4.4".into()];
-    }
-    let search = if search.is_empty() {
-        host_search
-    } else {
-        search.to_vec()
-    };
-    let options = if options.is_empty() {
-        host_options
-    } else {
-        options.to_vec()
-    };
-    let mut out = String::new();
-    for s in servers {
-        out.push_str(&format!("nameserver {s}\n"));
-    }
-    if !search.is_empty() {
-        out.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    out
-}
-
 /// A name like Docker's (an adjective and a noun), not yet taken.
 fn generate_name(engine: &Engine) -> String {
     const ADJECTIVES: &[&str] = &[
@@ -1173,23 +1061,6 @@ mod tests {
             nix::sys::signal::Signal::SIGKILL
         );
         assert!(parse_signal("SIGNOPE").is_err());
-    }
-
-    #[test]
-    fn resolv_conf_drops_loopback_servers_as_docker_does() {
-        let host = "nameserver 127.0.0.53\nsearch example.org\noptions edns0\n";
-        assert_eq!(
-            resolv_conf(host, &[], &[], &[], false),
-            "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch example.org\noptions edns0\n"
-        );
-        assert_eq!(
-            resolv_conf(host, &[], &[], &[], true),
-            "nameserver 127.0.0.53\nsearch example.org\noptions edns0\n"
-        );
-        assert_eq!(
-            resolv_conf(host, &["1.1.1.1".into()], &["a.b".into()], &[], false),
-            "nameserver 1.1.1.1\nsearch a.b\noptions edns0\n"
-        );
     }
 
     #[test]

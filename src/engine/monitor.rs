@@ -168,6 +168,7 @@ fn monitor_main(
         listener: None,
         status_w: Some(status_w),
         quiet,
+        dns: None,
     };
     match m.run(&mut c) {
         Ok(()) => 0,
@@ -269,6 +270,8 @@ struct Monitor<'a> {
     listener: Option<UnixListener>,
     status_w: Option<OwnedFd>,
     quiet: Quiet<'a>,
+    /// The container's DNS server (Docker's 127.0.0.11) on user networks.
+    dns: Option<crate::network::resolver::Resolver>,
 }
 
 impl Monitor<'_> {
@@ -405,6 +408,8 @@ impl Monitor<'_> {
         // bridges, before the program runs.
         let leases = crate::network::endpoints::join_all(self.engine, c, pending.pid())?;
         crate::network::publish::publish(self.engine, c, &leases)?;
+        // Its /etc/hosts with its addresses, and on a user network its DNS server.
+        self.dns = crate::network::names::on_start(self.engine, c, pending.pid(), &leases)?;
         let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
         let now = now_rfc3339_nanos();
@@ -497,9 +502,22 @@ impl Monitor<'_> {
                     push(fd);
                 }
             }
+            let dns_at = fds.len();
+            for (fd, events) in self.dns.as_ref().map(|d| d.fds()).unwrap_or_default() {
+                fds.push(libc::pollfd {
+                    fd,
+                    events,
+                    revents: 0,
+                });
+            }
             let timeout = health
                 .as_ref()
                 .map_or(-1, |h| h.next_timeout_ms(Instant::now()));
+            let timeout = match self.dns.as_ref().map(|d| d.timeout_ms(Instant::now())) {
+                None | Some(-1) => timeout,
+                Some(t) if timeout == -1 => t,
+                Some(t) => t.min(timeout),
+            };
             // SAFETY: `fds` is a valid array of pollfd of the given length.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
@@ -527,6 +545,14 @@ impl Monitor<'_> {
                     self.clients.push(Client::new(sock));
                 }
             }
+            if let Some(d) = self.dns.as_mut() {
+                d.serve(
+                    &fds[dns_at..]
+                        .iter()
+                        .map(|p| p.revents != 0)
+                        .collect::<Vec<_>>(),
+                );
+            }
             if let Some(h) = health.as_mut() {
                 if let Some(change) = h.step(self.engine, c, Instant::now()) {
                     c.update_state(|s| s.health = Some(change))?;
@@ -539,6 +565,7 @@ impl Monitor<'_> {
         if let Some(h) = health.as_mut() {
             h.abandon();
         }
+        self.dns = None;
         let oom = super::oom::oom_killed(self.engine, c.id());
         // Whatever the init left (children holding the pipes open) dies with the runtime's
         // container; then the pipes reach their end.

@@ -81,6 +81,11 @@ pub fn ensure_bridge(nl: &mut Netlink, net: &Network) -> Result<u32> {
 
 /// Attaches the container to the network; on failure, removes what it made.
 pub fn attach(store: &Store, req: &Request) -> Result<Lease> {
+    attach_named(store, req, &[])
+}
+
+/// [`attach`], the lease naming the endpoint's DNS names on the network.
+pub fn attach_named(store: &Store, req: &Request, names: &[String]) -> Result<Lease> {
     let net = req.network;
     // No `network rm` while this runs; and the network must still be the one asked for.
     let _shared = store.lock_shared()?;
@@ -89,7 +94,7 @@ pub fn attach(store: &Store, req: &Request) -> Result<Lease> {
     }
     let mut host = Netlink::open()?;
     let bridge = ensure_bridge(&mut host, net)?;
-    let lease = store.lease(net, req.container, req.ip, req.mac, req.interface)?;
+    let lease = store.lease_named(net, req.container, req.ip, req.mac, req.interface, names)?;
     match plumb(&mut host, bridge, net, &lease, req) {
         Ok(()) => Ok(lease),
         Err(e) => {

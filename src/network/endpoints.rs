@@ -92,7 +92,9 @@ pub fn join_all(engine: &Engine, c: &Container, pid: i32) -> Result<Vec<Lease>> 
     let r = (|| -> Result<()> {
         if is_bridge_mode(mode) {
             let first = network_of(&store, mode)?;
-            made.push(attach::attach(
+            let names =
+                super::names::dns_names(c, &first.name, &super::names::first_network_aliases(c));
+            made.push(attach::attach_named(
                 &store,
                 &Request {
                     network: &first,
@@ -105,12 +107,14 @@ pub fn join_all(engine: &Engine, c: &Container, pid: i32) -> Result<Vec<Lease>> 
                         .transpose()?,
                     default_route: true,
                 },
+                &names,
             )?);
         }
         let base = made.len();
         for (i, conn) in conns.iter().enumerate() {
             let net = network_of(&store, &conn.network)?;
-            made.push(attach::attach(
+            let names = super::names::dns_names(c, &net.name, &conn.aliases);
+            made.push(attach::attach_named(
                 &store,
                 &Request {
                     network: &net,
@@ -121,6 +125,7 @@ pub fn join_all(engine: &Engine, c: &Container, pid: i32) -> Result<Vec<Lease>> 
                     mac: None,
                     default_route: base + i == 0,
                 },
+                &names,
             )?);
         }
         Ok(())
@@ -181,7 +186,7 @@ pub fn connect(
     }
     if c.status(engine) == Status::Running {
         let mine = attach::endpoints_of(&store, c.id())?;
-        attach::attach(
+        attach::attach_named(
             &store,
             &Request {
                 network: &net,
@@ -192,7 +197,9 @@ pub fn connect(
                 mac: None,
                 default_route: mine.is_empty(),
             },
+            &super::names::dns_names(&c, &net.name, aliases),
         )?;
+        super::names::refresh_hosts(engine, &c)?;
     }
     list.push(Connection {
         network: net.name.clone(),
@@ -232,7 +239,11 @@ pub fn disconnect(engine: &Engine, network: &str, container: &str, force: bool) 
         c.record.host_config.network_mode = "none".into();
     }
     list.retain(|x| x.network != net);
-    save_connections(&mut c, &list)
+    save_connections(&mut c, &list)?;
+    if c.status(engine) == Status::Running {
+        super::names::refresh_hosts(engine, &c)?;
+    }
+    Ok(())
 }
 
 /// The container's `NetworkSettings.Networks` entries, Docker's fields, with the address of
@@ -254,7 +265,7 @@ pub fn inspect_networks(
         names.push((
             mode.to_string(),
             create_flag(c, "ip").and_then(|s| s.parse().ok()),
-            Vec::new(),
+            super::names::first_network_aliases(c),
         ));
     }
     for conn in connections(c) {
@@ -294,6 +305,7 @@ pub fn inspect_networks(
             "IPv6Gateway": "",
             "GlobalIPv6Address": "",
             "GlobalIPv6PrefixLen": 0,
+            "DNSNames": lease.as_ref().filter(|l| !l.names.is_empty()).map(|l| l.names.clone()),
         });
         if name == DEFAULT_NETWORK && lease.is_some() {
             for k in ["Gateway", "IPAddress", "IPPrefixLen", "MacAddress"] {

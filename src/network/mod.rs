@@ -2,17 +2,19 @@
 //! container's own namespace (Docker's `none` network); bridge networks: a small synchronous
 //! rtnetlink client, the records of networks and their address leases, the attaching of a
 //! container to a bridge; the firewall of berth's bridges (NAT, isolation, published ports) in
-//! nftables; Docker's `-p`/`-P` and their outputs; names on user networks.
+//! nftables; Docker's `-p`/`-P` and their outputs; a container's /etc/hosts and resolv.conf, and
+//! names on user networks through Docker's embedded DNS server (127.0.0.11) in its monitor.
 pub mod attach;
 pub mod cli;
-pub mod dns;
 pub mod endpoints;
 pub mod firewall;
 pub mod loopback;
+pub mod names;
 pub mod netlink;
 pub mod nftables;
 pub mod ports;
 pub mod publish;
+pub mod resolver;
 pub mod store;
 
 /// Docker's rule for network names: `[a-zA-Z0-9][a-zA-Z0-9_.-]*`.

@@ -195,6 +195,10 @@ pub struct Lease {
     pub host_veth: String,
     /// The container's end, in its namespace (`eth0`).
     pub interface: String,
+    /// What other containers of the network resolve it by (Docker's `DNSNames`: its name,
+    /// network aliases and short id); none on the default network.
+    #[serde(rename = "DNSNames", default, skip_serializing_if = "Vec::is_empty")]
+    pub names: Vec<String>,
 }
 
 /// Where the subnets of new networks come from (Docker's `default-address-pools`): `base` cut
@@ -233,6 +237,10 @@ pub struct NetworkConfig {
     /// The default network's bridge (`berth0` when unset).
     #[serde(default)]
     pub bridge: Option<String>,
+    /// berth's own key: the resolv.conf whose name servers containers get (and their
+    /// resolvers forward to); by default the host's, as Docker chooses it.
+    #[serde(rename = "resolv-conf", default)]
+    pub resolv_conf: Option<PathBuf>,
 }
 
 pub struct Store {
@@ -258,6 +266,11 @@ impl Store {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// The data root's `network-config.json`.
+    pub fn config(&self) -> &NetworkConfig {
+        &self.config
     }
 
     /// An exclusive lock on the set of networks, held while it lives.
@@ -562,6 +575,20 @@ impl Store {
         mac: Option<[u8; 6]>,
         interface: &str,
     ) -> Result<Lease> {
+        self.lease_named(net, container, want, mac, interface, &[])
+    }
+
+    /// [`Store::lease`], the lease naming the endpoint's DNS names (what the resolvers of
+    /// the network's containers answer, for as long as the lease exists).
+    pub fn lease_named(
+        &self,
+        net: &Network,
+        container: &str,
+        want: Option<Ipv4Addr>,
+        mac: Option<[u8; 6]>,
+        interface: &str,
+        names: &[String],
+    ) -> Result<Lease> {
         let subnet = net.subnet()?;
         let gateway = net.gateway()?;
         let dir = self.leases_dir(&net.name);
@@ -584,6 +611,7 @@ impl Store {
                 mac_address: super::netlink::format_mac(&mac),
                 host_veth: host_veth.clone(),
                 interface: interface.into(),
+                names: names.to_vec(),
             };
             fs::write(&tmp, serde_json::to_vec(&lease)?)
                 .with_context(|| format!("cannot write {}", tmp.display()))?;

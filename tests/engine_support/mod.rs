@@ -441,6 +441,12 @@ impl Dockerd {
 
     /// A dockerd of its own; `None` (after a printed reason) where Docker is not installed.
     pub fn start() -> Option<Dockerd> {
+        Dockerd::start_with(serde_json::json!({}))
+    }
+
+    /// [`Dockerd::start`] with daemon.json keys of the test's over the defaults (a network
+    /// test's `{"bridge": "BRIDGE_IT_MADE"}`).
+    pub fn start_with(overrides: serde_json::Value) -> Option<Dockerd> {
         if skip_without(&["dockerd", "containerd", "runc"], "a differential test") {
             return None;
         }
@@ -474,6 +480,10 @@ impl Dockerd {
             "cgroup-parent": format!("/{cgroup_parent}"),
             "log-driver": "json-file",
         });
+        let mut config = config;
+        if let (Some(c), Some(o)) = (config.as_object_mut(), overrides.as_object()) {
+            c.extend(o.clone());
+        }
         std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
         let socket = dir.join("docker.sock");
         let log = File::create(dir.join("dockerd.log")).unwrap();
