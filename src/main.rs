@@ -59,6 +59,8 @@ enum Command {
     Image(berth::image::cli::ImageCommand),
     #[command(flatten)]
     Engine(berth::engine::cli::EngineCommand),
+    /// Multi-container apps from compose files.
+    Compose(berth::compose::cli::ComposeArgs),
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -443,6 +445,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Image(cmd) => return berth::image::cli::run_in(&data_root, &g.root, cmd),
         Command::Registry(c) => return berth::image::registry_cli::run(c, &data_root),
         Command::Engine(c) => return Ok(berth::engine::cli::run(&data_root, &g.root, c)),
+        Command::Compose(c) => return Ok(berth::compose::cli::run(&data_root, &g.root, c)),
         Command::Runtime(command) => command,
     };
     match command {
