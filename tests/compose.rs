@@ -195,7 +195,13 @@ fn web_app_up_ps_logs_idempotent_down() {
     assert_eq!(labels["com.docker.compose.container-number"], "1");
     assert_eq!(labels["com.docker.compose.oneoff"], "False");
     assert_eq!(labels["tier"], "front");
-    assert_eq!(labels["com.docker.compose.config-hash"].as_str().unwrap().len(), 64);
+    assert_eq!(
+        labels["com.docker.compose.config-hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
     // The dependency was healthy before the client started.
     assert_eq!(web["State"]["Health"]["Status"], "healthy");
     assert!(started_at(&p, "webapp-web-1") < started_at(&p, "webapp-client-1"));
@@ -210,12 +216,16 @@ fn web_app_up_ps_logs_idempotent_down() {
     // ps, logs with prefixes.
     let ps = p.ok(&["ps"]);
     assert!(ps.lines().next().unwrap().starts_with("NAME"), "{ps}");
-    assert!(ps.contains("webapp-web-1") && ps.contains("webapp-client-1"), "{ps}");
+    assert!(
+        ps.contains("webapp-web-1") && ps.contains("webapp-client-1"),
+        "{ps}"
+    );
     assert_eq!(p.ok(&["ps", "-q"]).lines().count(), 2);
     p.ok(&["exec", "client", "sh", "-c", "echo logged > /proc/1/fd/1"]);
     let logs = p.ok(&["logs", "client"]);
     assert!(
-        logs.lines().any(|l| l.starts_with("webapp-client-1") && l.ends_with("| logged")),
+        logs.lines()
+            .any(|l| l.starts_with("webapp-client-1") && l.ends_with("| logged")),
         "{logs}"
     );
 
@@ -275,16 +285,15 @@ networks:
         return;
     };
     p.ok(&["up", "-d"]);
-    assert_eq!(
-        p.names(),
-        vec!["shape-app-1", "shape-app-2", "shape-db-1"]
-    );
+    assert_eq!(p.names(), vec!["shape-app-1", "shape-app-2", "shape-db-1"]);
     let mut nets = p.networks();
     nets.sort();
     assert_eq!(nets, vec!["shape_back", "shape_default"]);
     // The alias and the service's name resolve on the network.
     for name in ["db", "database"] {
-        let out = p.ok(&["exec", "--index", "2", "app", "ping", "-c", "1", "-W", "2", name]);
+        let out = p.ok(&[
+            "exec", "--index", "2", "app", "ping", "-c", "1", "-W", "2", name,
+        ]);
         assert!(out.contains("1 packets received"), "{name}: {out}");
     }
     // --scale down removes the second replica.
@@ -310,7 +319,11 @@ services:
     let Some(p) = Project::new("interp", &yaml) else {
         return;
     };
-    std::fs::write(p.dir.join(".env"), format!("IMG={BUSYBOX}\nA_VALUE=from-dotenv\n")).unwrap();
+    std::fs::write(
+        p.dir.join(".env"),
+        format!("IMG={BUSYBOX}\nA_VALUE=from-dotenv\n"),
+    )
+    .unwrap();
     let cfg = p.ok(&["config"]);
     let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cfg).unwrap();
     assert_eq!(v["name"], "interp");
@@ -318,9 +331,16 @@ services:
     assert_eq!(v["services"]["s"]["command"][1], "hi ${LITERAL}");
     assert_eq!(v["services"]["s"]["environment"]["A"], "from-dotenv");
     assert_eq!(v["networks"]["default"]["name"], "interp_default");
-    p.write(&yaml.replace("${IMG}", "${IMG:?the image is needed}").replace("IMG", "NOPE"));
+    p.write(
+        &yaml
+            .replace("${IMG}", "${IMG:?the image is needed}")
+            .replace("IMG", "NOPE"),
+    );
     let e = p.err(&["config"]);
-    assert!(e.contains("required variable NOPE is missing a value: the image is needed"), "{e}");
+    assert!(
+        e.contains("required variable NOPE is missing a value: the image is needed"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -334,13 +354,25 @@ fn errors_name_file_line_and_key_and_make_nothing() {
     // Malformed YAML: file and line.
     p.write("services:\n  a:\n    image: x\n   bad: [\n");
     let e = p.err(&["up", "-d"]);
-    assert!(e.contains(&format!("{f}:4")) && e.contains("malformed YAML"), "{e}");
+    assert!(
+        e.contains(&format!("{f}:4")) && e.contains("malformed YAML"),
+        "{e}"
+    );
     // An unknown key: file, line, key.
-    p.write(&format!("services:\n  a:\n    image: {BUSYBOX}\n    bogus_key: 1\n"));
+    p.write(&format!(
+        "services:\n  a:\n    image: {BUSYBOX}\n    bogus_key: 1\n"
+    ));
     let e = p.err(&["up", "-d"]);
-    assert!(e.contains(&format!("{f}:4: services.a.bogus_key: unsupported service key")), "{e}");
+    assert!(
+        e.contains(&format!(
+            "{f}:4: services.a.bogus_key: unsupported service key"
+        )),
+        "{e}"
+    );
     // An unknown dependency.
-    p.write(&format!("services:\n  a:\n    image: {BUSYBOX}\n    depends_on: [nope]\n"));
+    p.write(&format!(
+        "services:\n  a:\n    image: {BUSYBOX}\n    depends_on: [nope]\n"
+    ));
     let e = p.err(&["up", "-d"]);
     assert!(e.contains("depends on undefined service \"nope\""), "{e}");
     // A cycle.

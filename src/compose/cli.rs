@@ -349,17 +349,42 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
                 }
                 return Ok(0);
             }
-            let text = crate::engine::present::ps_output(
-                engine,
-                &list,
-                Some("table {{.Names}}\t{{.Image}}\t{{.Command}}\t{{.Label \"com.docker.compose.service\"}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}"),
-                false,
-                false,
+            // Compose v2's columns: the engine's cells, and the service from its label.
+            let mut rows = Vec::new();
+            for c in &list {
+                let line = crate::engine::present::ps_output(
+                    engine,
+                    std::slice::from_ref(c),
+                    Some("{{.Names}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}"),
+                    false,
+                    false,
+                )?;
+                let cells: Vec<&str> = line.trim_end_matches('\n').split('\t').collect();
+                let cell = |i: usize| cells.get(i).copied().unwrap_or("").to_string();
+                let service = c
+                    .record
+                    .config
+                    .labels
+                    .get(SERVICE)
+                    .cloned()
+                    .unwrap_or_default();
+                rows.push([
+                    cell(0),
+                    cell(1),
+                    cell(2),
+                    service,
+                    cell(3),
+                    cell(4),
+                    cell(5),
+                ]);
+            }
+            crate::table::write_table(
+                &mut std::io::stdout().lock(),
+                [
+                    "NAME", "IMAGE", "COMMAND", "SERVICE", "CREATED", "STATUS", "PORTS",
+                ],
+                &rows,
             )?;
-            let text = text
-                .replacen("LABEL", "SERVICE", 1)
-                .replacen("CREATED", "CREATED", 1);
-            print!("{text}");
             Ok(0)
         }
         ComposeCommand::Logs {
@@ -656,6 +681,5 @@ fn print_logs(
             });
         }
     });
-    let _ = SERVICE;
     Ok(0)
 }
