@@ -306,14 +306,14 @@ networks:
 #[test]
 fn interpolation_env_file_and_config() {
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let yaml = format!(
+    let yaml = String::from(
         r#"
 services:
   s:
-    image: ${{IMG}}
-    command: ["echo", "${{GREETING:-hi}} $${{LITERAL}}"]
+    image: ${IMG}
+    command: ["echo", "${GREETING:-hi} $${LITERAL}"]
     environment:
-      A: ${{A_VALUE}}
+      A: ${A_VALUE}
 "#
     );
     let Some(p) = Project::new("interp", &yaml) else {

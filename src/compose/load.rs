@@ -396,7 +396,7 @@ mod tests {
         assert_eq!(w["command"][0], Value::from("y"));
         assert_eq!(w["ports"].as_sequence().unwrap().len(), 2);
         assert_eq!(w["environment"]["A"], Value::from("1"));
-        assert_eq!(w["environment"]["B"], Value::from("3"));
+        assert_eq!(scalar_string(&w["environment"]["B"]), "3");
         let vols = w["volumes"].as_sequence().unwrap();
         assert_eq!(vols, &vec![Value::from("/o:/d"), Value::from("/h:/e")]);
     }
