@@ -23,6 +23,8 @@ struct Project {
     scratch: Scratch,
     dir: PathBuf,
     name: String,
+    /// Variables for the compose file, in berth compose's environment.
+    env: Vec<(String, String)>,
 }
 
 impl Project {
@@ -40,6 +42,7 @@ impl Project {
             scratch,
             dir,
             name: tag.to_string(),
+            env: Vec::new(),
         })
     }
 
@@ -50,6 +53,7 @@ impl Project {
     fn compose(&self, args: &[&str]) -> Output {
         let mut c = self.scratch.command(&["compose"]);
         c.current_dir(&self.dir).args(args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c.output().unwrap()
     }
 
@@ -314,7 +318,7 @@ services:
     command: ["echo", "${GREETING:-hi} $${LITERAL}"]
     environment:
       A: ${A_VALUE}
-"#
+"#,
     );
     let Some(p) = Project::new("interp", &yaml) else {
         return;
@@ -403,4 +407,177 @@ fn errors_name_file_line_and_key_and_make_nothing() {
     assert!(e.contains("port conflict"), "{e}");
     assert!(p.names().is_empty());
     let _ = Path::new("");
+}
+
+/// The same file under Debian's docker-compose 1.29 on a private dockerd and under berth
+/// compose: the same services running with the same labels, networks, volumes and ports
+/// (1.29 names containers PROJECT_SERVICE_N where Compose v2 writes PROJECT-SERVICE-N: compared
+/// with that one difference), and the same resolved services in `config`.
+#[test]
+fn same_project_as_docker_compose() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !is_root()
+        || engine_support::skip_without(&["docker-compose", "dockerd"], "compose differential")
+    {
+        return;
+    }
+    let Some(d) = engine_support::Dockerd::shared() else {
+        return;
+    };
+    // dockerd's proxy and berth each hold their own host ports: the file names them by variable.
+    let (d1, d2, b1, b2) = (free_port(), free_port(), free_port(), free_port());
+    let yaml = format!(
+        r#"
+version: "3.8"
+services:
+  web:
+    image: {BUSYBOX}
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports:
+      - "127.0.0.1:${{P1}}:80"
+    volumes:
+      - www:/www
+    environment:
+      MODE: production
+    labels:
+      tier: front
+  worker:
+    image: {BUSYBOX}
+    command: sleep 1000
+    ports:
+      - "127.0.0.1:${{P2}}:81/tcp"
+    depends_on:
+      - web
+volumes:
+  www:
+"#
+    );
+    let Some(mut p) = Project::new("diffproj", &yaml) else {
+        return;
+    };
+    p.env = vec![("P1".into(), b1.to_string()), ("P2".into(), b2.to_string())];
+    d.load_busybox(&p.scratch);
+    let dc = |args: &[&str]| {
+        let mut c = std::process::Command::new("docker-compose");
+        c.current_dir(&p.dir)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+            .env("P1", d1.to_string())
+            .env("P2", d2.to_string())
+            .args(["-p", "diffproj"])
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        engine_support::run_bounded(&c)
+    };
+    let up = dc(&["up", "-d"]);
+    assert_eq!(up.code, 0, "docker-compose up: {up:?}");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        p.ok(&["up", "-d"]);
+        let docker_names: Vec<String> = {
+            let out = d.docker_ok(&[
+                "ps",
+                "-a",
+                "--filter",
+                "label=com.docker.compose.project=diffproj",
+                "--format",
+                "{{.Names}}",
+            ]);
+            let mut v: Vec<String> = out.lines().map(|n| n.replace('_', "-")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(p.names(), docker_names);
+        for name in &docker_names {
+            let theirs: serde_json::Value =
+                serde_json::from_str(&d.docker_ok(&["inspect", &name.replace('-', "_")])).unwrap();
+            let theirs = &theirs[0];
+            let ours = p.inspect(name);
+            for key in [
+                "com.docker.compose.project",
+                "com.docker.compose.service",
+                "com.docker.compose.container-number",
+                "com.docker.compose.oneoff",
+                "tier",
+            ] {
+                assert_eq!(
+                    ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
+                    "{name}: label {key}"
+                );
+            }
+            assert_eq!(
+                ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
+                "{name}: Cmd"
+            );
+            let env = |v: &serde_json::Value| -> Vec<String> {
+                let mut e: Vec<String> = v["Config"]["Env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .filter(|x| x.starts_with("MODE="))
+                    .collect();
+                e.sort();
+                e
+            };
+            assert_eq!(env(&ours), env(theirs), "{name}: Env");
+            let ports = |v: &serde_json::Value, a: u16, b: u16| {
+                v["HostConfig"]["PortBindings"]
+                    .to_string()
+                    .replace(&format!("\"{a}\""), "\"P1\"")
+                    .replace(&format!("\"{b}\""), "\"P2\"")
+            };
+            assert_eq!(
+                ports(&ours, b1, b2),
+                ports(theirs, d1, d2),
+                "{name}: PortBindings"
+            );
+            let net = |v: &serde_json::Value| -> Vec<String> {
+                v["NetworkSettings"]["Networks"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(net(&ours), net(theirs), "{name}: networks");
+        }
+        let docker_vols = d.docker_ok(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=diffproj",
+        ]);
+        assert_eq!(docker_vols.trim(), "diffproj_www");
+        assert!(p.volumes().contains(&"diffproj_www".to_string()));
+        // `config`: the same services, images, commands and environment.
+        let theirs: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&dc(&["config"]).stdout).unwrap();
+        let ours: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&p.ok(&["-p", "diffproj", "config"])).unwrap();
+        for svc in ["web", "worker"] {
+            for key in ["image", "command", "environment"] {
+                let norm = |v: &serde_yaml_ng::Value| -> serde_yaml_ng::Value {
+                    match v {
+                        serde_yaml_ng::Value::String(s) if key == "command" => {
+                            serde_yaml_ng::Value::Sequence(
+                                s.split_whitespace().map(|x| x.into()).collect(),
+                            )
+                        }
+                        other => other.clone(),
+                    }
+                };
+                assert_eq!(
+                    norm(&ours["services"][svc][key]),
+                    norm(&theirs["services"][svc][key]),
+                    "config {svc}.{key}"
+                );
+            }
+        }
+    }));
+    let down = dc(&["down", "-v"]);
+    p.ok(&["down", "-v"]);
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(down.code, 0, "docker-compose down: {down:?}");
 }
