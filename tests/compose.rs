@@ -581,3 +581,118 @@ volumes:
     }
     assert_eq!(down.code, 0, "docker-compose down: {down:?}");
 }
+
+/// The other verbs and keys: `run --rm` (its output and exit code, nothing left), `top`,
+/// `stop`/`start`/`restart`, `pause`/`unpause`, `kill`, `rm`; service_completed_successfully,
+/// long port syntax, tmpfs, configs and secrets, profiles, container_name, hostname, user,
+/// working_dir, entrypoint as a list, env_file, several `-f` files merged.
+#[test]
+fn verbs_and_more_keys() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let yaml = format!(
+        r#"
+services:
+  init:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo init done"]
+  app:
+    image: {BUSYBOX}
+    entrypoint: ["sh", "-c"]
+    command: ["echo started; exec httpd -f -p 8080 -h /tmp"]
+    container_name: the-app
+    hostname: apphost
+    user: "1000:1000"
+    working_dir: /tmp
+    env_file: app.env
+    tmpfs: /scratch
+    ports:
+      - target: 8080
+        published: {port}
+        host_ip: 127.0.0.1
+    configs:
+      - site
+    secrets:
+      - source: token
+        target: tok
+    depends_on:
+      init:
+        condition: service_completed_successfully
+  debug:
+    image: {BUSYBOX}
+    command: sleep 1000
+    profiles: [debug]
+configs:
+  site:
+    file: ./site.txt
+secrets:
+  token:
+    file: ./token.txt
+"#
+    );
+    let Some(p) = Project::new("verbs", &yaml) else {
+        return;
+    };
+    std::fs::write(p.dir.join("app.env"), "FROM_FILE=yes\n").unwrap();
+    std::fs::write(p.dir.join("site.txt"), "site config\n").unwrap();
+    std::fs::write(p.dir.join("token.txt"), "s3cret\n").unwrap();
+    // An override file: merged over compose.yaml.
+    std::fs::write(
+        p.dir.join("compose.override.yaml"),
+        "services:\n  app:\n    environment:\n      OVERRIDDEN: \"1\"\n",
+    )
+    .unwrap();
+    p.ok(&["up", "-d"]);
+    // The profile's service is not started; init ran to completion first.
+    assert_eq!(p.names(), vec!["the-app", "verbs-init-1"]);
+    let init = p.inspect("verbs-init-1");
+    assert_eq!(init["State"]["Status"], "exited");
+    assert!(
+        init["State"]["FinishedAt"].as_str().unwrap()
+            <= p.inspect("the-app")["State"]["StartedAt"].as_str().unwrap()
+    );
+    let sh = |cmd: &str| p.ok(&["exec", "app", "sh", "-c", cmd]).trim().to_string();
+    assert_eq!(
+        sh("id -u; id -g; hostname; pwd; echo $FROM_FILE $OVERRIDDEN"),
+        "1000\n1000\napphost\n/tmp\nyes 1"
+    );
+    assert_eq!(sh("cat /site"), "site config");
+    assert_eq!(sh("cat /run/secrets/tok"), "s3cret");
+    assert!(sh("grep ' /scratch ' /proc/mounts").contains("tmpfs"));
+    assert_eq!(
+        p.ok(&["port", "app", "8080"]).trim(),
+        format!("127.0.0.1:{port}")
+    );
+    let logs = p.ok(&["logs", "--tail", "1", "init", "app"]);
+    assert!(logs.contains("verbs-init-1  | init done"), "{logs}");
+    assert!(logs.contains("the-app       | started"), "{logs}");
+
+    // top lists the service's processes.
+    let top = p.ok(&["top", "app"]);
+    assert!(top.contains("httpd"), "{top}");
+    // run --rm: the command's output and exit code, nothing left behind.
+    let out = p.compose(&["run", "--rm", "--no-deps", "app", "echo one-off; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one-off"));
+    assert_eq!(p.names(), vec!["the-app", "verbs-init-1"]);
+    // stop/start/restart, pause/unpause, kill, rm.
+    p.ok(&["stop", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "exited");
+    p.ok(&["start", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "running");
+    p.ok(&["pause", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "paused");
+    p.ok(&["unpause", "app"]);
+    let before = started_at(&p, "the-app");
+    p.ok(&["restart", "app"]);
+    assert!(started_at(&p, "the-app") > before);
+    p.ok(&["kill", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "exited");
+    p.ok(&["rm", "app"]);
+    assert_eq!(p.names(), vec!["verbs-init-1"]);
+    // The profile enables its service.
+    p.ok(&["--profile", "debug", "up", "-d", "debug"]);
+    assert!(p.names().contains(&"verbs-debug-1".to_string()));
+    p.ok(&["down"]);
+    assert!(p.names().is_empty());
+}

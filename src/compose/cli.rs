@@ -169,6 +169,38 @@ pub enum ComposeCommand {
     },
     /// List images used by the created containers.
     Images(ServicesArg),
+    /// Display the running processes.
+    Top(ServicesArg),
+    /// Pull the services' images.
+    Pull(ServicesArg),
+    /// Push the services' images.
+    Push(ServicesArg),
+    /// Build the services' images.
+    Build(ServicesArg),
+    /// Run a one-off command on a service.
+    Run {
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long)]
+        rm: bool,
+        #[arg(short, long)]
+        env: Vec<String>,
+        #[arg(long)]
+        no_deps: bool,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short, long)]
+        workdir: Option<String>,
+        #[arg(long)]
+        entrypoint: Option<String>,
+        #[arg(short = 'T', long = "no-TTY")]
+        no_tty: bool,
+        service: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        command: Vec<String>,
+    },
 }
 
 fn parse_scale(list: &[String]) -> Result<std::collections::BTreeMap<String, u32>> {
@@ -521,6 +553,91 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
                 c.record.name
             );
         }
+        ComposeCommand::Top(s) => {
+            for c in ops::containers(engine, &p.name, &s.services, false)? {
+                if !c.status(engine).is_active() {
+                    continue;
+                }
+                let pids = crate::runtime::container::pids(&engine.runtime_globals(), c.id())?;
+                let top = crate::engine::top::top(&pids, "")?;
+                println!("{}", c.record.name);
+                println!("{}", crate::engine::top::format_top(&top));
+            }
+            Ok(0)
+        }
+        ComposeCommand::Pull(s) => {
+            let store = crate::image::store::Store::open(&engine.data_root)?;
+            for name in p.select(&s.services, true)? {
+                let image = load::scalar_string(&p.model.services[&name].raw["image"]);
+                eprintln!(" {name} Pulling");
+                let r: crate::image::reference::Reference = image
+                    .parse()
+                    .with_context(|| format!("service {name}: image {image}"))?;
+                let o = crate::image::pull::PullOptions {
+                    platform: None,
+                    transport: Default::default(),
+                    auth_file: None,
+                    quiet: true,
+                    jobs: 4,
+                };
+                crate::image::pull::pull(&store, &r, &o)
+                    .with_context(|| format!("service {name}"))?;
+                eprintln!(" {name} Pulled");
+            }
+            Ok(0)
+        }
+        ComposeCommand::Push(s) => {
+            let store = crate::image::store::Store::open(&engine.data_root)?;
+            for name in p.select(&s.services, true)? {
+                let image = load::scalar_string(&p.model.services[&name].raw["image"]);
+                eprintln!(" {name} Pushing");
+                let r: crate::image::reference::Reference = image
+                    .parse()
+                    .with_context(|| format!("service {name}: image {image}"))?;
+                let o = crate::image::push::PushOptions {
+                    transport: Default::default(),
+                    auth_file: None,
+                    quiet: true,
+                    chunk_size: 0,
+                    jobs: 4,
+                };
+                crate::image::push::push(&store, &r, &r, &o)
+                    .with_context(|| format!("service {name}"))?;
+                eprintln!(" {name} Pushed");
+            }
+            Ok(0)
+        }
+        ComposeCommand::Build(_) => {
+            bail!("build: building images is not supported by this berth yet (the build-exec branch is not merged)");
+        }
+        ComposeCommand::Run {
+            detach,
+            rm,
+            env,
+            no_deps,
+            name,
+            user,
+            workdir,
+            entrypoint,
+            no_tty: _,
+            service,
+            command,
+        } => run_oneoff(
+            engine,
+            &p,
+            RunOneoff {
+                detach,
+                rm,
+                env,
+                no_deps,
+                name,
+                user,
+                workdir,
+                entrypoint,
+                service,
+                command,
+            },
+        ),
         ComposeCommand::Images(s) => {
             println!(
                 "{:<24}{:<32}{:<16}{:<16}",
@@ -544,6 +661,96 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             Ok(0)
         }
     }
+}
+
+struct RunOneoff {
+    detach: bool,
+    rm: bool,
+    env: Vec<String>,
+    no_deps: bool,
+    name: Option<String>,
+    user: Option<String>,
+    workdir: Option<String>,
+    entrypoint: Option<String>,
+    service: String,
+    command: Vec<String>,
+}
+
+/// `run`: the service's dependencies up (unless --no-deps), then a one-off container
+/// `PROJECT-SERVICE-run-ID` (label oneoff=True, no published ports as Compose), its output
+/// relayed; its exit code is run's.
+fn run_oneoff(engine: &Engine, p: &Project, r: RunOneoff) -> Result<i32> {
+    let s = p
+        .model
+        .services
+        .get(&r.service)
+        .with_context(|| format!("no such service: {}", r.service))?;
+    if !r.no_deps && !s.depends_on.is_empty() {
+        let deps: Vec<String> = s.depends_on.keys().cloned().collect();
+        ops::up(
+            engine,
+            p,
+            &UpOptions {
+                services: deps,
+                ..Default::default()
+            },
+        )?;
+    }
+    let mut cp = plan::container_plan(&p.loaded, &p.model, &p.name, s, 1, true)?;
+    let suffix: String = crate::network::store::new_id()?.chars().take(12).collect();
+    cp.name = r
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{}-{}-run-{suffix}", p.name, r.service));
+    cp.flags.name = Some(cp.name.clone());
+    cp.flags.publish.clear();
+    cp.flags.restart = "no".into();
+    cp.flags.env.extend(r.env);
+    if r.user.is_some() {
+        cp.flags.user = r.user;
+    }
+    if r.workdir.is_some() {
+        cp.flags.workdir = r.workdir;
+    }
+    if let Some(e) = r.entrypoint {
+        cp.flags.entrypoint = Some(e);
+        cp.entry_rest.clear();
+        cp.command.clear();
+    }
+    if !r.command.is_empty() {
+        cp.command = r.command;
+    }
+    let store = crate::image::store::Store::open(&engine.data_root)?;
+    let mut c = ops::make(engine, &store, &cp)?;
+    if let Err(e) = lifecycle::start(engine, &store, &mut c, None) {
+        let _ = remove::remove(engine, &mut c, remove::Caller::Command);
+        bail!("{}", e.message);
+    }
+    if r.detach {
+        println!("{}", cp.name);
+        return Ok(0);
+    }
+    let mut watched = c.clone();
+    let mut active = move || {
+        watched.reload();
+        watched.dir.exists() && watched.status(engine).is_active()
+    };
+    let o = logs::ReadOptions {
+        follow: true,
+        ..Default::default()
+    };
+    logs::print(
+        &c.log_path(),
+        &o,
+        &mut std::io::stdout().lock(),
+        &mut std::io::stderr().lock(),
+        &mut active,
+    )?;
+    let code = lifecycle::wait(engine, &mut c)?;
+    if r.rm {
+        remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true)?;
+    }
+    Ok(code)
 }
 
 fn find(engine: &Engine, p: &Project, service: &str, index: u32) -> Result<Container> {

@@ -369,10 +369,7 @@ impl Model {
             if let Some(d) = raw.get("deploy") {
                 for dk in map_of(l, d, &["services", &name, "deploy"])?.keys() {
                     let dk = scalar_string(dk);
-                    if !matches!(
-                        dk.as_str(),
-                        "replicas" | "resources" | "restart_policy" | "labels"
-                    ) {
+                    if !matches!(dk.as_str(), "replicas" | "resources" | "restart_policy") {
                         return Err(key_error(
                             l,
                             &["services", &name, "deploy", &dk],

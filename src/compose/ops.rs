@@ -356,10 +356,11 @@ pub fn make(engine: &Engine, store: &Store, cp: &plan::ContainerPlan) -> Result<
     for w in crate::engine::security::prepare_options(&mut security, &cp.resources)? {
         eprintln!("WARNING: {w}");
     }
+    let command: Vec<String> = cp.entry_rest.iter().chain(&cp.command).cloned().collect();
     let req = CreateRequest {
         flags: &cp.flags,
         image: &cp.image,
-        command: &cp.command,
+        command: &command,
         attach_stdin_once: false,
         extra: &[&security, &cp.resources],
     };

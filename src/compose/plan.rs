@@ -55,7 +55,11 @@ fn hex(b: &[u8]) -> String {
 pub struct ContainerPlan {
     pub name: String,
     pub image: String,
+    /// The service's command (the image's when empty).
     pub command: Vec<String>,
+    /// An entrypoint list's elements after the first: the engine's entrypoint is one program,
+    /// these go before the command.
+    pub entry_rest: Vec<String>,
     pub flags: CreateFlags,
     pub security: SecurityFlags,
     pub resources: ResourceFlags,
@@ -576,9 +580,6 @@ pub fn container_plan(
                         }
                     };
                 }
-                if let Some(dl) = v.get("labels") {
-                    let _ = dl; // deploy.labels are the service's (swarm) labels: not the container's
-                }
             }
             "links" => {
                 for x in strings(l, v, &pr)? {
@@ -714,14 +715,11 @@ pub fn container_plan(
         ));
     }
     f.label = labels;
-    if !entry_rest.is_empty() {
-        entry_rest.extend(command);
-        command = entry_rest;
-    }
     Ok(ContainerPlan {
         name: cname,
         image,
         command,
+        entry_rest,
         flags: f,
         security: sec,
         resources: res,
