@@ -406,10 +406,12 @@ impl Monitor<'_> {
         }
         // Bridge networks: eth0 (and eth1 ... for those `network connect` added) on their
         // bridges, before the program runs.
+        // On a user network its DNS server's sockets and DNAT, made while the networks are
+        // joined; then its /etc/hosts with its addresses, and the server.
+        let dns = crate::network::names::prepare(c, pending.pid())?;
         let leases = crate::network::endpoints::join_all(self.engine, c, pending.pid())?;
         crate::network::publish::publish(self.engine, c, &leases)?;
-        // Its /etc/hosts with its addresses, and on a user network its DNS server.
-        self.dns = crate::network::names::on_start(self.engine, c, pending.pid(), &leases)?;
+        self.dns = crate::network::names::on_start(self.engine, c, &leases, dns)?;
         let started = pending.start()?;
         let pidfd = pidfd_open(started.pid)?;
         let now = now_rfc3339_nanos();

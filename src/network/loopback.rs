@@ -37,6 +37,11 @@ fn configure(ns: &std::fs::File) -> Result<()> {
     for conf in ["all", "default", "lo"] {
         let _ = std::fs::write(format!("/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"), "1");
     }
+    up_here()
+}
+
+/// Brings `lo` up in the calling thread's network namespace (the kernel gives it 127.0.0.1/8).
+pub fn up_here() -> Result<()> {
     let sock = nix::sys::socket::socket(
         nix::sys::socket::AddressFamily::Inet,
         nix::sys::socket::SockType::Datagram,

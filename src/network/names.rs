@@ -488,38 +488,83 @@ fn interface_number(i: &str) -> u32 {
         .unwrap_or(u32::MAX)
 }
 
+/// A resolver being set up: its sockets made in the container's namespace and the DNAT's
+/// child at work, while the container's networks are joined.
+pub struct Prepared {
+    ns: fs::File,
+    sockets: Option<Sockets>,
+    child: Option<nix::unistd::Pid>,
+}
+
+impl Prepared {
+    /// The DNAT's outcome; without nftables, sockets on 127.0.0.11:53 itself (the container
+    /// cannot bind 127.0.0.11:53 then, nor 0.0.0.0:53).
+    fn finish(mut self) -> Result<Sockets> {
+        let child = self.child.take();
+        let sockets = self.sockets.take().context("DNS: no sockets")?;
+        match child.map(dnat_wait) {
+            Some(Ok(())) => Ok(sockets),
+            other => {
+                let e = other.and_then(|r| r.err());
+                let _ = writeln_err(&format!("DNS: {e:?}; serving on 127.0.0.11:53"));
+                drop(sockets);
+                in_netns(&self.ns, || Sockets::bind(53))
+            }
+        }
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some(c) = self.child.take() {
+            let _ = nix::sys::wait::waitpid(c, None);
+        }
+    }
+}
+
+/// Before a container's networks are joined (its process made, waiting): on a user network,
+/// its resolver's sockets and the DNAT's child, which works while the networks are joined.
+pub fn prepare(c: &Container, pid: i32) -> Result<Option<Prepared>> {
+    if kind_of(&c.record.host_config.network_mode) != Kind::User {
+        return Ok(None);
+    }
+    let ns = fs::File::open(format!("/proc/{pid}/ns/net"))
+        .with_context(|| format!("cannot open the network namespace of process {pid}"))?;
+    // The loopback up first (the networks' attach would bring it up later).
+    let sockets = in_netns(&ns, || {
+        super::loopback::up_here()?;
+        Sockets::bind(0)
+    })?;
+    let child = dnat_start(&ns, sockets.udp_port(), sockets.tcp_port()).ok();
+    Ok(Some(Prepared {
+        ns,
+        sockets: Some(sockets),
+        child,
+    }))
+}
+
 /// At a container's start, once its networks are joined (its process waits to run): the
-/// hosts file with its addresses and links, and its resolver when it is on a user network.
+/// hosts file with its addresses and links, and its resolver when it is on a user network
+/// (`prepared`).
 pub fn on_start(
     engine: &Engine,
     c: &Container,
-    pid: i32,
     leases: &[Lease],
+    prepared: Option<Prepared>,
 ) -> Result<Option<Resolver>> {
     if owns_hosts(c) {
         write_in_place(&c.dir.join("hosts"), &hosts_now(engine, c, leases)?)?;
     }
-    if kind_of(&c.record.host_config.network_mode) != Kind::User
-        || !leases.iter().any(|l| l.network != DEFAULT_NETWORK)
-    {
+    let Some(prepared) = prepared else {
+        return Ok(None);
+    };
+    if !leases.iter().any(|l| l.network != DEFAULT_NETWORK) {
         return Ok(None);
     }
+    let sockets = prepared.finish()?;
     let f = create_flags(c);
     let (src, text) = host_resolv_conf(&engine.data_root);
     let (_, upstreams) = resolv_conf(&src, &text, Kind::User, &f.dns, &[], &[]);
-    let ns = fs::File::open(format!("/proc/{pid}/ns/net"))
-        .with_context(|| format!("cannot open the network namespace of process {pid}"))?;
-    let sockets = in_netns(&ns, || Sockets::bind(0))?;
-    let sockets = match dnat(&ns, sockets.udp_port(), sockets.tcp_port()) {
-        Ok(()) => sockets,
-        Err(e) => {
-            // No nftables: the resolver on port 53 itself (the container cannot bind
-            // 127.0.0.11:53 then, nor 0.0.0.0:53).
-            let _ = writeln_err(&format!("DNS: {e:#}; serving on 127.0.0.11:53"));
-            drop(sockets);
-            in_netns(&ns, || Sockets::bind(53))?
-        }
-    };
     let links = f.link.iter().filter_map(|l| parse_link(l).ok()).collect();
     Ok(Some(Resolver::new(
         c.id(),
@@ -560,6 +605,11 @@ pub fn in_netns<T: Send>(ns: &impl AsFd, f: impl FnOnce() -> Result<T> + Send) -
 /// one nftables transaction made by a forked child that joins it (the monitor itself never
 /// loads libnftables).
 pub fn dnat(ns: &impl AsFd, udp: u16, tcp: u16) -> Result<()> {
+    dnat_wait(dnat_start(ns, udp, tcp)?)
+}
+
+/// Forks the child that sets the DNAT; [`dnat_wait`] reaps it.
+pub fn dnat_start(ns: &impl AsFd, udp: u16, tcp: u16) -> Result<nix::unistd::Pid> {
     let script = format!(
         "table ip berth {{\n chain output {{\n  type nat hook output priority -100; policy accept;\n  \
          ip daddr {RESOLVER_IP} udp dport 53 dnat to {RESOLVER_IP}:{udp}\n  \
@@ -575,10 +625,15 @@ pub fn dnat(ns: &impl AsFd, udp: u16, tcp: u16) -> Result<()> {
             // SAFETY: ends the child without running the parent's destructors.
             unsafe { libc::_exit(if ok { 0 } else { 1 }) }
         }
-        nix::unistd::ForkResult::Parent { child } => match nix::sys::wait::waitpid(child, None)? {
-            nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
-            other => bail!("cannot set the DNS redirection in the container ({other:?})"),
-        },
+        nix::unistd::ForkResult::Parent { child } => Ok(child),
+    }
+}
+
+/// Waits for the DNAT's child.
+pub fn dnat_wait(child: nix::unistd::Pid) -> Result<()> {
+    match nix::sys::wait::waitpid(child, None)? {
+        nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+        other => bail!("cannot set the DNS redirection in the container ({other:?})"),
     }
 }
 

@@ -14,15 +14,16 @@
 //! servers through sockets of the monitor's own (host) namespace, a new socket (port) per
 //! query; a query waits at most 2 s an upstream, then the next is tried.
 //!
-//! Only the answers berth gives itself are encoded here (A, AAAA with no data, PTR,
-//! NXDOMAIN-free: a name not known is forwarded); no crate is needed for that.
+//! Only the answers berth gives itself are encoded here (A; no data for the other types of a
+//! known name; PTR; SERVFAIL when nothing upstream answers): a name not known here is relayed
+//! as it is, so no DNS crate is needed.
 
 use super::store::{Lease, DEFAULT_NETWORK};
 use anyhow::{Context, Result};
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsFd, AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -46,13 +47,32 @@ pub struct Sockets {
 impl Sockets {
     /// Binds 127.0.0.11 on ports of the kernel's choice (`port` 0) or on `port`, in the
     /// calling thread's network namespace.
+    /// The namespace's loopback must be up: bound before, a socket's answers would leave from
+    /// 127.0.0.1, which the DNAT's reverse does not match.
     pub fn bind(port: u16) -> Result<Sockets> {
-        let addr = SocketAddrV4::new(RESOLVER_IP, port);
-        let udp = UdpSocket::bind(addr).context("DNS: cannot bind the UDP socket")?;
-        let tcp = TcpListener::bind(addr).context("DNS: cannot bind the TCP socket")?;
-        udp.set_nonblocking(true)?;
-        tcp.set_nonblocking(true)?;
-        Ok(Sockets { udp, tcp })
+        use nix::sys::socket::{
+            bind, listen, socket, AddressFamily, Backlog, SockFlag, SockType, SockaddrIn,
+        };
+        let addr = SockaddrIn::from(SocketAddrV4::new(RESOLVER_IP, port));
+        let make = |ty: SockType| -> Result<std::os::fd::OwnedFd> {
+            let fd = socket(
+                AddressFamily::Inet,
+                ty,
+                SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
+                None,
+            )
+            .context("DNS: socket")?;
+            bind(fd.as_raw_fd(), &addr)
+                .with_context(|| format!("DNS: cannot bind {RESOLVER_IP}:{port}"))?;
+            Ok(fd)
+        };
+        let udp = UdpSocket::from(make(SockType::Datagram)?);
+        let tcp_fd = make(SockType::Stream)?;
+        listen(&tcp_fd, Backlog::new(64).expect("backlog")).context("DNS: listen")?;
+        Ok(Sockets {
+            udp,
+            tcp: TcpListener::from(tcp_fd),
+        })
     }
 
     pub fn udp_port(&self) -> u16 {
@@ -601,21 +621,6 @@ impl Resolver {
                 }
             }
         }
-    }
-
-    /// The sockets' ports (for tests and the DNAT).
-    pub fn ports(&self) -> (u16, u16) {
-        (self.sockets.udp_port(), self.sockets.tcp_port())
-    }
-
-    /// Forwarded queries waiting (for tests).
-    pub fn in_flight(&self) -> usize {
-        self.pending.len()
-    }
-
-    /// The UDP socket, for callers that poll it themselves.
-    pub fn udp_fd(&self) -> std::os::fd::BorrowedFd<'_> {
-        self.sockets.udp.as_fd()
     }
 }
 
