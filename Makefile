@@ -51,11 +51,14 @@ test-clients: rootfs
 # The engine against podman and Docker (run --rm, 200 containers' monitors, ls); see
 # scripts/bench-engine.sh. Networks (run --rm on each engine's default bridge, a published
 # port's loopback throughput against docker-proxy and netavark): scripts/bench-network.sh.
+# scripts/bench-engine.sh. `berth build` against `buildah bud` (cold and cached); see
+# scripts/bench-build.sh.
 bench: rootfs
 	scripts/bench.sh
 	scripts/bench-pull.sh
 	scripts/bench-engine.sh
 	scripts/bench-network.sh
+	scripts/bench-build.sh
 
 # Re-profile which functions a start runs (after changing the start path); see the script.
 symbol-order: rootfs

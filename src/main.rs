@@ -61,6 +61,8 @@ enum Command {
     Engine(berth::engine::cli::EngineCommand),
     /// Multi-container apps from compose files.
     Compose(berth::compose::cli::ComposeArgs),
+    #[command(flatten)]
+    Build(berth::build::cli::BuildCommand),
 }
 
 #[derive(Args, Debug, PartialEq)]
@@ -358,7 +360,7 @@ extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> lib
 
 #[cfg_attr(test, allow(dead_code))]
 fn run_cli() -> i32 {
-    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let args = image_build_as_build(std::env::args_os().collect());
     let cli = match lifecycle_args::parse(&args) {
         Some((globals, command)) => Cli {
             globals,
@@ -396,15 +398,42 @@ fn run_cli() -> i32 {
     }
 }
 
+/// `image build` is `build` (the build layer sits above the image layer's command group).
+fn image_build_as_build(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if let Some(i) = command_index(&args) {
+        if args[i] == "image" && args.get(i + 1).is_some_and(|n| n == "build") {
+            args.remove(i);
+        }
+    }
+    args
+}
+
+/// Where the command's name is: the first argument that is neither a global flag nor the
+/// value of one.
+fn command_index(args: &[std::ffi::OsString]) -> Option<usize> {
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].to_string_lossy();
+        if !a.starts_with('-') {
+            return Some(i);
+        }
+        let takes_value = matches!(
+            a.as_ref(),
+            "--root" | "--log" | "--log-format" | "--data-root" | "--criu"
+        );
+        i += if takes_value { 2 } else { 1 };
+    }
+    None
+}
+
 /// clap's exit code (2) for runc's and the image layer's commands; Docker's 125 for the
 /// engine's, whose users expect it.
 fn parse_error(args: &[std::ffi::OsString], e: clap::Error) -> i32 {
-    let first = args
-        .iter()
-        .skip(1)
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.starts_with('-'));
-    let engine = first.is_some_and(|a| berth::engine::cli::is_engine_command(&a));
+    let first = command_index(args).map(|i| args[i].to_string_lossy());
+    let engine = first.is_some_and(|a| {
+        berth::engine::cli::is_engine_command(a.as_ref())
+            || berth::build::cli::is_build_command(a.as_ref())
+    });
     let help = matches!(
         e.kind(),
         clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion
@@ -446,6 +475,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Registry(c) => return berth::image::registry_cli::run(c, &data_root),
         Command::Engine(c) => return Ok(berth::engine::cli::run(&data_root, &g.root, c)),
         Command::Compose(c) => return Ok(berth::compose::cli::run(&data_root, &g.root, c)),
+        Command::Build(c) => return Ok(berth::build::cli::run(&data_root, &g.root, c)),
         Command::Runtime(command) => command,
     };
     match command {

@@ -9,7 +9,7 @@
 //! is made with `O_EXCL`/`O_NOFOLLOW` after removing what was there, and its metadata is set
 //! on the new object's own fd. Nothing outside the destination is ever written.
 
-use super::tarstream::{Entry, EntryKind, ExactSize, Sink};
+use super::tarstream::{Entry, EntryKind, ExactSize, Filter, Sink};
 use super::unpack::OPAQUE_MARKER;
 use crate::runtime::inroot::{self, Create};
 use anyhow::{bail, Context, Result};
@@ -208,6 +208,11 @@ impl Walker<'_> {
         }
         match kind {
             SFlag::S_IFDIR => {
+                match self.sink.filter(&entry) {
+                    Filter::Put => {}
+                    Filter::Skip => return Ok(()),
+                    Filter::DescendOnly => return self.children(&node, rel),
+                }
                 self.sink.put(&entry, &mut io::empty())?;
                 if opaque {
                     // Docker's marker: the directory's permissions and owner, no time.
@@ -239,6 +244,9 @@ impl Walker<'_> {
             SFlag::S_IFREG => entry.kind = EntryKind::File(st.st_size as u64),
             // Sockets (and anything else) cannot be held by tar.
             _ => return Ok(()),
+        }
+        if self.sink.filter(&entry) != Filter::Put {
+            return Ok(());
         }
         if self.opts.hardlinks && st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);

@@ -180,6 +180,39 @@ impl Store {
         Ok(deleted)
     }
 
+    /// Deletes the layer blobs and snapshots `layers` (blob, diff id) that no named image and
+    /// no live bundle needs (the build cache's layers, when it is pruned). Returns how many
+    /// blobs were deleted.
+    pub fn delete_unused_layers(&self, layers: &[(Digest, Digest)]) -> Result<usize> {
+        let _lock = self.lock()?;
+        let mut keep = BTreeSet::new();
+        for (_, d) in self.references()? {
+            self.blobs_of(&Digest::try_from(d.digest())?, &mut keep);
+        }
+        for b in live_bundles(self)? {
+            for d in [&b.manifest, &b.resolved] {
+                if let Ok(d) = Digest::parse(d) {
+                    self.blobs_of(&d, &mut keep);
+                }
+            }
+        }
+        let kept_snapshots = self.diff_ids_of(&keep);
+        let mut deleted = 0;
+        for (blob, diff_id) in layers {
+            if !kept_snapshots.contains(diff_id) {
+                let p = self.snapshot_path(diff_id);
+                if p.exists() {
+                    std::fs::remove_dir_all(&p)
+                        .with_context(|| format!("cannot remove {}", p.display()))?;
+                }
+            }
+            if !keep.contains(blob) && std::fs::remove_file(self.blob_path(blob)).is_ok() {
+                deleted += 1;
+            }
+        }
+        Ok(deleted)
+    }
+
     fn diff_ids_of(&self, blobs: &BTreeSet<Digest>) -> BTreeSet<Digest> {
         let mut ids = BTreeSet::new();
         // Only manifests name layers; image_layers refuses large (layer) blobs unread.

@@ -198,7 +198,7 @@ fn manifest_descriptor(manifest: &FetchedManifest, platform: Option<Platform>) -
 }
 
 /// `os/arch[/variant]`, each part non-empty.
-fn check_platform(p: &str) -> Result<String> {
+pub fn check_platform(p: &str) -> Result<String> {
     let parts: Vec<&str> = p.split('/').collect();
     if !(2..=3).contains(&parts.len()) || parts.iter().any(|s| s.is_empty()) {
         bail!("--platform {p:?}: expected os/arch or os/arch/variant (linux/amd64, linux/arm/v7)");

@@ -61,10 +61,26 @@ impl Entry {
     }
 }
 
+/// What a walk does with an entry, as a [`Sink`] chooses before the entry is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    Put,
+    /// Leave the entry out, and for a directory all it holds.
+    Skip,
+    /// A directory left out whose children are still offered (`.dockerignore`: an excluded
+    /// directory holding re-included paths). Other entries are left out.
+    DescendOnly,
+}
+
 /// Takes entries in order: parents before their children. `data` is the file's content for
 /// [`EntryKind::File`] (exactly its size), empty otherwise.
 pub trait Sink {
     fn put(&mut self, entry: &Entry, data: &mut dyn Read) -> Result<()>;
+    /// Asked by a walk before each entry is read (its data, its hard links): what to do with
+    /// it. Readers of a stream do not ask.
+    fn filter(&mut self, _entry: &Entry) -> Filter {
+        Filter::Put
+    }
     /// Called once all children of the directory `entry` were put.
     fn leave_dir(&mut self, _entry: &Entry) -> Result<()> {
         Ok(())

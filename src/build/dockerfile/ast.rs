@@ -47,8 +47,9 @@ pub struct From {
 pub struct Instruction {
     /// The 1-based line the instruction starts on.
     pub line: usize,
-    /// The instruction as written, continuations joined with spaces (history's `created_by`,
-    /// the build output's step line).
+    /// The instruction as written, continuation lines concatenated as BuildKit does (the
+    /// escape removed, each line's own whitespace kept; history's `created_by`, the build
+    /// output's step line).
     pub original: String,
     pub kind: InstructionKind,
 }
@@ -85,7 +86,9 @@ pub enum Command {
     Exec(Vec<String>),
 }
 
-/// `<<EOF` ... `EOF` bodies attached to RUN or COPY/ADD.
+/// `<<EOF` ... `EOF` bodies attached to RUN or COPY/ADD. `content` is the body as written
+/// (line endings and leading tabs kept); `expand::heredoc_content` gives a COPY/ADD file's
+/// text (tabs chomped for `<<-`, variables expanded when `expand`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Heredoc {
     pub name: String,

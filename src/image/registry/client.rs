@@ -271,8 +271,9 @@ fn build_agent(api_host: &str, options: &TransportOptions) -> Result<ureq::Agent
     Ok(ureq::Agent::new_with_config(config))
 }
 
-/// The system's roots (`$SSL_CERT_FILE` or Debian's bundle) plus every `*.crt` in `cert_dir`.
-fn trusted_roots(cert_dir: &Path) -> Result<Vec<Certificate<'static>>> {
+/// The system's roots (`$SSL_CERT_FILE` or Debian's bundle) plus every `*.crt` in `cert_dir`
+/// (also what `ADD https://...` of a build trusts).
+pub fn trusted_roots(cert_dir: &Path) -> Result<Vec<Certificate<'static>>> {
     let mut roots = Vec::new();
     let system = std::env::var_os("SSL_CERT_FILE")
         .map(PathBuf::from)

@@ -1,0 +1,1174 @@
+//! `berth build`: real builds of real contexts, their images run under `container run`; the
+//! cache's hits and misses; every bad input; interrupts and kills leaving nothing behind; and
+//! the same contexts built by buildah (`buildah bud`) giving the same file tree and config.
+//!
+//! Run as root: `cargo test --test build`. The Debian tests make the image with debootstrap
+//! the first time (cached after) and install packages from Debian's archive.
+
+#[path = "engine_support/mod.rs"]
+mod engine_support;
+
+use engine_support::*;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// The busybox image's short name inside Dockerfiles.
+const BB: &str = "berth-tests/busybox";
+
+/// A scratch data root with the busybox image, and contexts made in it.
+struct Builds {
+    scratch: Scratch,
+}
+
+impl Builds {
+    fn new(name: &str) -> Option<Builds> {
+        if !is_root() {
+            eprintln!("SKIPPED: berth build tests need root");
+            return None;
+        }
+        let scratch = Scratch::new(&format!("build-{name}"));
+        load_busybox(&scratch);
+        Some(Builds { scratch })
+    }
+
+    /// A context directory `name` holding `files` (path, content).
+    fn context(&self, name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = self.scratch.path(&format!("ctx-{name}"));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for (p, content) in files {
+            let path = dir.join(p);
+            fs::create_dir_all(path.parent().unwrap()).unwrap();
+            fs::write(&path, content).unwrap();
+        }
+        dir
+    }
+
+    fn berth(&self, args: &[&str]) -> Outcome {
+        run_within(&self.scratch.command(args), Duration::from_secs(900))
+    }
+
+    /// `berth build ARGS CONTEXT`, which must succeed; returns its outcome.
+    fn build(&self, ctx: &Path, args: &[&str]) -> Outcome {
+        let mut all = vec!["build"];
+        all.extend_from_slice(args);
+        all.push(ctx.to_str().unwrap());
+        let out = self.berth(&all);
+        assert_eq!(out.code, 0, "berth build {args:?} failed: {out:?}");
+        out
+    }
+
+    /// `-q` build: the image id.
+    fn build_id(&self, ctx: &Path, args: &[&str]) -> String {
+        let mut a = vec!["-q"];
+        a.extend_from_slice(args);
+        let out = self.build(ctx, &a);
+        let id = out.stdout.trim().to_string();
+        assert!(
+            id.starts_with("sha256:") && id.len() == 71,
+            "-q printed {out:?}"
+        );
+        id
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut all = vec!["container", "run", "--rm", "--network", "none"];
+        all.extend_from_slice(args);
+        self.berth(&all).ok(&format!("container run {args:?}"))
+    }
+
+    fn config(&self, image: &str) -> serde_json::Value {
+        let text = self.berth(&["image", "inspect", image]).ok("image inspect");
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v[0]["Config"].clone()
+    }
+
+    /// The build's leftovers: runtime records of build containers, work directories, mounts
+    /// below the data root, cgroups of build containers.
+    fn leftovers(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for dir in [
+            self.scratch.path("run/build"),
+            self.scratch.data_root().join("build/work"),
+        ] {
+            if let Ok(rd) = fs::read_dir(&dir) {
+                for e in rd.flatten() {
+                    found.push(e.path().display().to_string());
+                }
+            }
+        }
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = self.scratch.dir.display().to_string();
+        found.extend(
+            info.lines()
+                .filter_map(|l| l.split(' ').nth(4))
+                .filter(|p| p.starts_with(&root))
+                .map(|p| format!("mount {p}")),
+        );
+        found
+    }
+}
+
+fn step_lines(out: &Outcome) -> Vec<String> {
+    out.stdout
+        .lines()
+        .filter(|l| l.starts_with("STEP ") || l.starts_with("--> "))
+        .map(str::to_string)
+        .collect()
+}
+
+fn cached_count(out: &Outcome) -> usize {
+    out.stdout.lines().filter(|l| *l == "--> CACHED").count()
+}
+
+// ---------------------------------------------------------------------------
+// The course's builds
+// ---------------------------------------------------------------------------
+
+#[test]
+fn static_site_served_by_busybox_httpd() {
+    let Some(b) = Builds::new("site") else { return };
+    let ctx = b.context(
+        "site",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {BB}\nCOPY site/ /www/\nEXPOSE 8080\n\
+                     CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+                ),
+            ),
+            ("site/index.html", "<h1>built by berth</h1>\n"),
+            ("site/css/style.css", "h1 { color: teal }\n"),
+        ],
+    );
+    let out = b.build(&ctx, &["-t", "site:1"]);
+    assert!(out.stdout.contains("Successfully tagged site:1"), "{out:?}");
+    assert!(out.stdout.contains("STEP 2/4: COPY site/ /www/"), "{out:?}");
+    let served = b.run(&[
+        "site:1",
+        "sh",
+        "-c",
+        "httpd -p 8080 -h /www && sleep 0.5 && wget -qO- http://127.0.0.1:8080/ && \
+         wget -qO- http://127.0.0.1:8080/css/style.css",
+    ]);
+    assert_eq!(served, "<h1>built by berth</h1>\nh1 { color: teal }\n");
+    assert_eq!(
+        b.config("site:1")["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}})
+    );
+}
+
+const HELLO_C: &str =
+    "#include <stdio.h>\nint main(void) { printf(\"hello from a scratch image\\n\"); return 0; }\n";
+
+#[test]
+fn multi_stage_gcc_build_into_scratch() {
+    let Some(b) = Builds::new("gcc") else { return };
+    if !load_debian(&b.scratch) {
+        return;
+    }
+    let ctx = b.context(
+        "gcc",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {DEBIAN} AS build\n\
+                     RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+                         && rm -rf /var/lib/apt/lists/*\n\
+                     WORKDIR /src\n\
+                     COPY hello.c .\n\
+                     RUN gcc -static -O2 -o /hello hello.c\n\
+                     \n\
+                     FROM scratch\n\
+                     COPY --from=build /hello /hello\n\
+                     ENTRYPOINT [\"/hello\"]\n"
+                ),
+            ),
+            ("hello.c", HELLO_C),
+        ],
+    );
+    b.build(&ctx, &["-t", "hello:static"]);
+    assert_eq!(b.run(&["hello:static"]), "hello from a scratch image\n");
+    // The final image is only the binary: one layer, one file.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&b.berth(&["image", "inspect", "hello:static"]).ok("inspect"))
+            .unwrap();
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    // Rebuilt: every step from the cache, the same image.
+    let again = b.build(&ctx, &["-t", "hello:static"]);
+    assert_eq!(cached_count(&again), 6, "{again:?}");
+}
+
+#[test]
+fn app_installs_packages_from_debian() {
+    let Some(b) = Builds::new("apt") else { return };
+    if !load_debian(&b.scratch) {
+        return;
+    }
+    let ctx = b.context(
+        "apt",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {DEBIAN}\n\
+                     ENV DEBIAN_FRONTEND=noninteractive\n\
+                     RUN apt-get update && apt-get install -y --no-install-recommends jq \
+                         && rm -rf /var/lib/apt/lists/*\n\
+                     COPY data.json /data.json\n\
+                     CMD [\"jq\", \"-r\", \".greeting\", \"/data.json\"]\n"
+                ),
+            ),
+            ("data.json", "{\"greeting\": \"packages installed\"}\n"),
+        ],
+    );
+    b.build(&ctx, &["-t", "app:apt"]);
+    assert_eq!(b.run(&["app:apt"]), "packages installed\n");
+}
+
+// ---------------------------------------------------------------------------
+// Instructions
+// ---------------------------------------------------------------------------
+
+#[test]
+fn every_instruction() {
+    let Some(b) = Builds::new("every") else {
+        return;
+    };
+    // A tar for ADD to extract.
+    let tar_dir = b.scratch.path("tar-src");
+    fs::create_dir_all(tar_dir.join("pkg")).unwrap();
+    fs::write(tar_dir.join("pkg/readme"), "from a tarball\n").unwrap();
+    let ctx = b.context(
+        "every",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "# syntax=docker/dockerfile:1\n\
+                     ARG BASE={BB}\n\
+                     FROM ${{BASE}} AS base\n\
+                     MAINTAINER someone@example.com\n\
+                     ARG WHO=world\n\
+                     ENV GREETING=\"hello ${{WHO}}\" OTHER=${{UNSET:-fallback}}\n\
+                     ENV LEGACY value with spaces\n\
+                     LABEL org.example.kind=test \"with space\"=\"a b\"\n\
+                     RUN echo 'app:x:1234:1234::/home/app:/bin/sh' >> /etc/passwd && \
+                         echo 'app:x:1234:' >> /etc/group\n\
+                     WORKDIR /srv\n\
+                     WORKDIR app\n\
+                     COPY --chown=app:app --chmod=640 conf.txt ./\n\
+                     ADD pkg.tar /opt/\n\
+                     RUN [\"/bin/sh\", \"-c\", \"echo exec-form > /srv/app/exec.txt\"]\n\
+                     RUN <<EOF\n\
+                     echo heredoc-$WHO > /srv/app/heredoc.txt\n\
+                     EOF\n\
+                     SHELL [\"/bin/sh\", \"-e\", \"-c\"]\n\
+                     RUN echo \"$GREETING\" > greeting.txt\n\
+                     EXPOSE 8080 53/udp\n\
+                     VOLUME /data\n\
+                     STOPSIGNAL SIGQUIT\n\
+                     HEALTHCHECK --interval=5s --retries=2 CMD true\n\
+                     ONBUILD RUN echo triggered > /tmp/onbuild.txt\n\
+                     USER app\n\
+                     ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+                     CMD [\"cat greeting.txt\"]\n"
+                ),
+            ),
+            ("conf.txt", "conf\n"),
+        ],
+    );
+    let tar = ctx.join("pkg.tar");
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&tar_dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    b.build(&ctx, &["-t", "every:1", "--build-arg", "WHO=berth"]);
+    let c = b.config("every:1");
+    let env: Vec<String> = serde_json::from_value(c["Env"].clone()).unwrap();
+    assert!(env.contains(&"GREETING=hello berth".to_string()), "{env:?}");
+    assert!(env.contains(&"OTHER=fallback".to_string()), "{env:?}");
+    assert!(
+        env.contains(&"LEGACY=value with spaces".to_string()),
+        "{env:?}"
+    );
+    assert_eq!(c["Labels"]["org.example.kind"], "test");
+    assert_eq!(c["Labels"]["with space"], "a b");
+    assert_eq!(c["WorkingDir"], "/srv/app");
+    assert_eq!(c["User"], "app");
+    assert_eq!(
+        c["ExposedPorts"],
+        serde_json::json!({"8080/tcp": {}, "53/udp": {}})
+    );
+    assert_eq!(c["Volumes"], serde_json::json!({"/data": {}}));
+    assert_eq!(c["StopSignal"], "SIGQUIT");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    assert_eq!(c["Cmd"], serde_json::json!(["cat greeting.txt"]));
+    // What image inspect shows less of: the raw config.
+    let store = b.scratch.store();
+    let manifest = store
+        .image_manifest(&store.lookup("every:1").unwrap()[0].1, None)
+        .unwrap()
+        .0;
+    let layers = store.image_layers(&manifest).unwrap();
+    let raw: serde_json::Value = store.read_json(&layers.config_digest).unwrap();
+    assert_eq!(raw["author"], "someone@example.com");
+    assert_eq!(
+        raw["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "true"], "Interval": 5_000_000_000u64, "Retries": 2})
+    );
+    assert_eq!(
+        raw["config"]["OnBuild"],
+        serde_json::json!(["RUN echo triggered > /tmp/onbuild.txt"])
+    );
+    assert_eq!(
+        raw["config"]["Shell"],
+        serde_json::json!(["/bin/sh", "-e", "-c"])
+    );
+    let history = raw["history"].as_array().unwrap();
+    assert!(history.iter().any(
+        |h| h["created_by"] == "/bin/sh -c #(nop)  STOPSIGNAL SIGQUIT" && h["empty_layer"] == true
+    ));
+    assert!(
+        history.iter().any(|h| h["created_by"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("|1 WHO=berth /bin/sh -c echo 'app:x")),
+        "RUN's history names the args it saw: {history:?}"
+    );
+    // The files, as the user `app`.
+    let listing = b.run(&[
+        "every:1",
+        "id -u; cat greeting.txt exec.txt heredoc.txt /opt/pkg/readme conf.txt; \
+         stat -c '%a %U:%G %n' conf.txt; pwd",
+    ]);
+    assert_eq!(
+        listing,
+        "1234\nhello berth\nexec-form\nheredoc-berth\nfrom a tarball\nconf\n640 app:app conf.txt\n/srv/app\n"
+    );
+
+    // ONBUILD: the trigger runs in an image built FROM this one, and is not inherited further.
+    let child = b.context(
+        "child",
+        &[("Dockerfile", "FROM every:1\nRUN cat /tmp/onbuild.txt\n")],
+    );
+    let out = b.build(&child, &["-t", "child:1"]);
+    assert!(
+        out.stdout.contains("RUN echo triggered > /tmp/onbuild.txt"),
+        "{out:?}"
+    );
+    assert_eq!(b.run(&["child:1", "cat /tmp/onbuild.txt"]), "triggered\n");
+    let store = b.scratch.store();
+    let manifest = store
+        .image_manifest(&store.lookup("child:1").unwrap()[0].1, None)
+        .unwrap()
+        .0;
+    let layers = store.image_layers(&manifest).unwrap();
+    let raw: serde_json::Value = store.read_json(&layers.config_digest).unwrap();
+    assert!(
+        raw["config"].get("OnBuild").is_none_or(|v| v.is_null()),
+        "{raw}"
+    );
+}
+
+#[test]
+fn entrypoint_resets_the_base_cmd_and_targets_pick_stages() {
+    let Some(b) = Builds::new("targets") else {
+        return;
+    };
+    let ctx = b.context(
+        "targets",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS first\nRUN echo first > /stage\nCMD [\"base-cmd\"]\n\
+                 FROM first AS second\nENTRYPOINT [\"cat\"]\n\
+                 FROM {BB} AS unused\nRUN exit 9\n\
+                 FROM second\nCMD [\"/stage\"]\n"
+            ),
+        )],
+    );
+    // `unused` is not needed by the last stage: its failing RUN never runs.
+    let out = b.build(&ctx, &["-t", "t:last"]);
+    assert!(!out.stdout.contains("exit 9"), "{out:?}");
+    assert_eq!(b.run(&["t:last"]), "first\n");
+    b.build(&ctx, &["-t", "t:second", "--target", "second"]);
+    let c = b.config("t:second");
+    assert_eq!(c["Entrypoint"], serde_json::json!(["cat"]));
+    assert!(
+        c["Cmd"].is_null() || c["Cmd"] == serde_json::json!([]),
+        "{c}"
+    );
+    let bad = b.berth(&["build", "--target", "nope", ctx.to_str().unwrap()]);
+    assert_eq!(bad.code, 1, "{bad:?}");
+    assert!(bad.stderr.contains("nope"), "{bad:?}");
+}
+
+// ---------------------------------------------------------------------------
+// The cache
+// ---------------------------------------------------------------------------
+
+#[test]
+fn cache_hits_and_misses_after_each_kind_of_change() {
+    let Some(b) = Builds::new("cache") else {
+        return;
+    };
+    let dockerfile = format!(
+        "FROM {BB}\nARG V=1\nCOPY a.txt /a.txt\nRUN echo v=$V > /v.txt\nCOPY b.txt /b.txt\nCMD [\"cat\", \"/v.txt\"]\n"
+    );
+    let ctx = b.context(
+        "cache",
+        &[
+            ("Dockerfile", &dockerfile),
+            ("a.txt", "a\n"),
+            ("b.txt", "b\n"),
+        ],
+    );
+    let first = b.build(&ctx, &["-t", "c:1"]);
+    assert_eq!(cached_count(&first), 0, "{first:?}");
+    let id1 = b.build_id(&ctx, &[]);
+    // Fully cached: every step CACHED, the very same image.
+    let again = b.build(&ctx, &["-t", "c:1"]);
+    assert_eq!(cached_count(&again), 5, "{again:?}");
+    assert_eq!(b.build_id(&ctx, &[]), id1);
+
+    // A change to the last COPY's source: the steps before it hit, it misses.
+    fs::write(ctx.join("b.txt"), "b2\n").unwrap();
+    let out = b.build(&ctx, &[]);
+    let steps = step_lines(&out);
+    assert_eq!(cached_count(&out), 3, "{steps:?}");
+    assert!(steps.iter().position(|l| l.contains("COPY b.txt")).unwrap() < steps.len());
+    // Only a file's mode changes: a miss too (metadata is content); the ARG before it hits.
+    fs::set_permissions(ctx.join("a.txt"), fs::Permissions::from_mode(0o600)).unwrap();
+    let out = b.build(&ctx, &[]);
+    assert_eq!(cached_count(&out), 1, "{:?}", step_lines(&out));
+    // Only a file's mtime changes: still a hit, as BuildKit.
+    let a = ctx.join("a.txt");
+    let st = Command::new("touch")
+        .args(["-d", "2001-01-01"])
+        .arg(&a)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = b.build(&ctx, &[]);
+    assert_eq!(cached_count(&out), 5, "{:?}", step_lines(&out));
+    // A build arg the RUN sees: the RUN and what follows miss.
+    let out = b.build(&ctx, &["--build-arg", "V=2"]);
+    assert_eq!(cached_count(&out), 2, "{:?}", step_lines(&out));
+    // The instruction's text.
+    fs::write(
+        ctx.join("Dockerfile"),
+        dockerfile.replace("CMD [\"cat\", \"/v.txt\"]", "CMD [\"cat\", \"/a.txt\"]"),
+    )
+    .unwrap();
+    let out = b.build(&ctx, &[]);
+    assert_eq!(cached_count(&out), 4, "{:?}", step_lines(&out));
+    // --no-cache: nothing from the cache.
+    fs::write(ctx.join("Dockerfile"), &dockerfile).unwrap();
+    let out = b.build(&ctx, &["--no-cache", "-t", "c:1"]);
+    assert_eq!(cached_count(&out), 0, "{:?}", step_lines(&out));
+    // The image removed: its layers go, and the steps that made them run again (the ARG,
+    // which has no layer, still hits).
+    b.berth(&["rmi", "c:1"]).ok("rmi");
+    let out = b.build(&ctx, &["-t", "c:1"]);
+    let steps = step_lines(&out);
+    let after = |what: &str| {
+        let i = steps.iter().position(|l| l.contains(what)).unwrap();
+        steps[i + 1].clone()
+    };
+    assert_eq!(after("ARG V=1"), "--> CACHED", "{steps:?}");
+    assert_ne!(after("COPY a.txt"), "--> CACHED", "{steps:?}");
+    assert_ne!(after("RUN echo"), "--> CACHED", "{steps:?}");
+    assert_eq!(b.run(&["c:1"]), "v=1\n");
+    // builder prune: no record left, the named image intact.
+    b.berth(&["builder", "prune", "-f"]).ok("builder prune");
+    let out = b.build(&ctx, &[]);
+    assert_eq!(cached_count(&out), 0, "{:?}", step_lines(&out));
+    assert_eq!(b.run(&["c:1"]), "v=1\n");
+}
+
+#[test]
+fn source_date_epoch_makes_the_image_reproducible() {
+    let Some(b) = Builds::new("epoch") else {
+        return;
+    };
+    let ctx = b.context(
+        "epoch",
+        &[
+            (
+                "Dockerfile",
+                &format!("FROM {BB}\nCOPY f.txt /f.txt\nENV A=1\nCMD [\"cat\", \"/f.txt\"]\n"),
+            ),
+            ("f.txt", "same\n"),
+        ],
+    );
+    let args = ["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
+    let first = b.build_id(&ctx, &args);
+    let second = b.build_id(&ctx, &args);
+    assert_eq!(
+        first, second,
+        "two --no-cache builds with SOURCE_DATE_EPOCH differ"
+    );
+    let store = b.scratch.store();
+    let config: serde_json::Value = store
+        .read_json(&berth::image::Digest::parse(&first).unwrap())
+        .unwrap();
+    assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+    // Without it, the times are the build's: another image.
+    assert_ne!(b.build_id(&ctx, &["--no-cache"]), first);
+}
+
+#[test]
+fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
+    let Some(b) = Builds::new("mounts") else {
+        return;
+    };
+    let ctx = b.context(
+        "mounts",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB}\n\
+                 RUN --mount=type=cache,target=/var/cache/app --mount=type=tmpfs,target=/scratch \
+                     echo run >> /var/cache/app/runs && wc -l < /var/cache/app/runs > /seen && \
+                     touch /scratch/junk\n"
+            ),
+        )],
+    );
+    b.build(&ctx, &["--no-cache", "-t", "m:1"]);
+    b.build(&ctx, &["--no-cache", "-t", "m:1"]);
+    // The cache mount kept the first build's line for the second; the image has neither
+    // the cache's file nor the tmpfs's.
+    assert_eq!(b.run(&["m:1", "cat", "/seen"]).trim(), "2");
+    let listing = b.run(&[
+        "m:1",
+        "sh",
+        "-c",
+        "ls -A /var/cache/app /scratch 2>&1; true",
+    ]);
+    assert!(
+        !listing.contains("runs") && !listing.contains("junk"),
+        "{listing}"
+    );
+    // Bind mounts: the context (read-only) and another stage's root.
+    let binds = b.context(
+        "mounts-bind",
+        &[
+            (
+                "Dockerfile",
+                &format!(
+                    "FROM {BB} AS tools\nRUN echo from-stage > /tool.txt\n\
+                     FROM {BB}\n\
+                     RUN --mount=type=bind,source=src,target=/src \
+                         --mount=type=bind,from=tools,source=/tool.txt,target=/mnt/tool.txt \
+                         cat /src/a.txt /mnt/tool.txt > /out.txt && ! touch /src/new 2>/dev/null\n"
+                ),
+            ),
+            ("src/a.txt", "from-context\n"),
+        ],
+    );
+    b.build(&binds, &["-t", "m:2"]);
+    assert_eq!(
+        b.run(&["m:2", "cat", "/out.txt"]),
+        "from-context\nfrom-stage\n"
+    );
+    assert!(!binds.join("src/new").exists());
+    let escape = b.context(
+        "mounts-escape",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN --mount=type=bind,source=../..,target=/h ls /h\n"),
+        )],
+    );
+    let out = b.berth(&["build", escape.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "a bind mount left the context: {out:?}");
+    let bad = b.context(
+        "mounts-bad",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN --mount=type=secret,id=x true\n"),
+        )],
+    );
+    let out = b.berth(&["build", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stderr.contains("Dockerfile:2"), "{out:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Output
+// ---------------------------------------------------------------------------
+
+#[test]
+fn quiet_iidfile_output_archives_and_stdin() {
+    let Some(b) = Builds::new("output") else {
+        return;
+    };
+    let ctx = b.context(
+        "output",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN echo noisy\nCMD [\"echo\", \"ok\"]\n"),
+        )],
+    );
+    let iid = b.scratch.path("iid");
+    let oci = b.scratch.path("out-oci.tar");
+    let docker = b.scratch.path("out-docker.tar");
+    let out = b.build(
+        &ctx,
+        &[
+            "-q",
+            "--iidfile",
+            iid.to_str().unwrap(),
+            "-t",
+            "o:1",
+            "--label",
+            "from=cli",
+            "--output",
+            &format!("type=oci,dest={}", oci.display()),
+        ],
+    );
+    let id = out.stdout.trim();
+    assert_eq!(
+        out.stdout.lines().count(),
+        1,
+        "-q prints only the id: {out:?}"
+    );
+    assert!(!out.stdout.contains("noisy"));
+    assert_eq!(fs::read_to_string(&iid).unwrap(), id);
+    assert_eq!(b.config("o:1")["Labels"]["from"], "cli");
+    let listing = Command::new("tar").arg("-tf").arg(&oci).output().unwrap();
+    let names = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        names.contains("index.json") && names.contains("oci-layout"),
+        "{names}"
+    );
+    b.build(
+        &ctx,
+        &[
+            "-t",
+            "o:2",
+            "--output",
+            &format!("type=docker,dest={}", docker.display()),
+        ],
+    );
+    // The docker archive loads into another store and runs.
+    let other = Scratch::new("build-output-load");
+    other.berth_ok(&["load", "-i", docker.to_str().unwrap()]);
+    // Dockerfile on stdin, no context; `image build` is `build`.
+    let mut c = b.scratch.command(&["image", "build", "-q", "-"]);
+    c.stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("FROM {BB}\nRUN echo from-stdin > /f\n").as_bytes())
+        .unwrap();
+    let done = child.wait_with_output().unwrap();
+    assert!(done.status.success(), "{done:?}");
+    assert!(String::from_utf8_lossy(&done.stdout).starts_with("sha256:"));
+}
+
+// ---------------------------------------------------------------------------
+// Bad input
+// ---------------------------------------------------------------------------
+
+#[test]
+fn bad_inputs_name_what_is_wrong() {
+    let Some(b) = Builds::new("bad") else { return };
+    let try_build = |name: &str, dockerfile: &str, files: &[(&str, &str)], args: &[&str]| {
+        let mut all_files = vec![("Dockerfile", dockerfile)];
+        all_files.extend_from_slice(files);
+        let ctx = b.context(name, &all_files);
+        let mut a = vec!["build"];
+        a.extend_from_slice(args);
+        a.push(ctx.to_str().unwrap());
+        b.berth(&a)
+    };
+    let out = try_build(
+        "unknown",
+        &format!("FROM {BB}\nRUN true\nFOO bar\n"),
+        &[],
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("Dockerfile:3: unknown instruction: FOO"),
+        "{out:?}"
+    );
+
+    let out = try_build(
+        "missing",
+        &format!("FROM {BB}\nCOPY nothere.txt /x\n"),
+        &[],
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("nothere.txt"), "{out:?}");
+
+    let out = try_build(
+        "failing",
+        &format!("FROM {BB}\nRUN echo about to fail; exit 3\n"),
+        &[],
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stdout.contains("about to fail"), "{out:?}");
+    assert!(
+        out.stderr.contains(
+            "The command '/bin/sh -c echo about to fail; exit 3' returned a non-zero code: 3"
+        ),
+        "{out:?}"
+    );
+    // Quiet: the failing step's output is shown with the error.
+    let out = try_build(
+        "failing-q",
+        &format!("FROM {BB}\nRUN echo quiet-fail; exit 4\n"),
+        &[],
+        &["-q"],
+    );
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("quiet-fail") && out.stderr.contains("non-zero code: 4"),
+        "{out:?}"
+    );
+
+    let out = try_build("noimage", "FROM berth-tests/nope:1\n", &[], &[]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("berth-tests/nope:1"), "{out:?}");
+
+    let out = try_build(
+        "escape",
+        &format!("FROM {BB}\nCOPY ../secret /x\n"),
+        &[],
+        &[],
+    );
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("../secret"), "{out:?}");
+
+    // Arguments: Docker's codes (1 for the count, 125 for bad values).
+    let out = b.berth(&["build"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("requires exactly 1 argument"),
+        "{out:?}"
+    );
+    let ctx = b.context("args", &[("Dockerfile", &format!("FROM {BB}\n"))]);
+    let c = ctx.to_str().unwrap();
+    for bad in [
+        vec!["build", "-t", "Bad:Tag", c],
+        vec!["build", "--output", "type=local,dest=x", c],
+        vec!["build", "--network", "bridge2", c],
+        vec!["build", "--platform", "linux//amd64", c],
+        vec!["build", "--no-such-flag", c],
+    ] {
+        let out = b.berth(&bad);
+        assert_eq!(out.code, 125, "{bad:?}: {out:?}");
+    }
+    let out = b.berth(&["build", "/nonexistent-context-dir"]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("/nonexistent-context-dir"), "{out:?}");
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}
+
+#[test]
+fn hostile_context_and_image_reach_nothing_on_the_host() {
+    let Some(b) = Builds::new("hostile") else {
+        return;
+    };
+    let canary_dir = b.scratch.path("host-canary");
+    fs::create_dir_all(&canary_dir).unwrap();
+    fs::write(canary_dir.join("secret"), "host secret\n").unwrap();
+    // A context symlink pointing out of the context.
+    let ctx = b.context(
+        "hostile",
+        &[("Dockerfile", &format!("FROM {BB}\nCOPY link /stolen\n"))],
+    );
+    std::os::unix::fs::symlink(canary_dir.join("secret"), ctx.join("link")).unwrap();
+    let out = b.berth(&["build", ctx.to_str().unwrap()]);
+    assert_ne!(
+        out.code, 0,
+        "a symlink out of the context was followed: {out:?}"
+    );
+    // A RUN that makes /etc a symlink to the host's canary directory: the layer code that
+    // removes bind-mount stubs must not follow it.
+    let ctx = b.context(
+        "hostile-run",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB}\nRUN rm -rf /etc && ln -s {} /etc\n",
+                canary_dir.display()
+            ),
+        )],
+    );
+    let out = b.berth(&["build", ctx.to_str().unwrap()]);
+    // The RUN may fail (the runtime cannot bind over a dangling /etc) or succeed; either way
+    // the host's file is untouched.
+    let _ = out;
+    assert_eq!(
+        fs::read_to_string(canary_dir.join("secret")).unwrap(),
+        "host secret\n"
+    );
+    // WORKDIR through a symlink to the host makes nothing there.
+    let ctx = b.context(
+        "hostile-workdir",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB}\nRUN ln -s {} /escape\nWORKDIR /escape/made-by-build\n",
+                canary_dir.display()
+            ),
+        )],
+    );
+    let _ = b.berth(&["build", ctx.to_str().unwrap()]);
+    assert!(
+        !canary_dir.join("made-by-build").exists(),
+        "WORKDIR followed a link out of the root"
+    );
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}
+
+// ---------------------------------------------------------------------------
+// Interrupts
+// ---------------------------------------------------------------------------
+
+fn wait_for_output(child: &mut std::process::Child, marker: &str) -> String {
+    use std::io::Read;
+    let mut out = child.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !String::from_utf8_lossy(&seen).contains(marker) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {marker:?} in {seen:?}"
+        );
+        let n = out.read(&mut buf).unwrap();
+        assert!(
+            n > 0,
+            "the build ended before {marker:?}: {}",
+            String::from_utf8_lossy(&seen)
+        );
+        seen.extend_from_slice(&buf[..n]);
+    }
+    child.stdout = Some(out);
+    String::from_utf8_lossy(&seen).into_owned()
+}
+
+#[test]
+fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
+    let Some(b) = Builds::new("interrupt") else {
+        return;
+    };
+    let ctx = b.context(
+        "interrupt",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN echo done > /first\nRUN echo long-step-started; sleep 7391\n"),
+        )],
+    );
+    for signal in [libc::SIGINT, libc::SIGKILL] {
+        let mut child = b
+            .scratch
+            .command(&["build", ctx.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        wait_for_output(&mut child, "long-step-started");
+        // SAFETY: signals our own child, which has not been reaped.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let status = child.wait().unwrap();
+        use std::os::unix::process::ExitStatusExt;
+        if signal == libc::SIGINT {
+            assert_eq!(status.code(), Some(130), "{status:?}");
+            assert!(
+                b.leftovers().is_empty(),
+                "after SIGINT: {:?}",
+                b.leftovers()
+            );
+        } else {
+            assert_eq!(status.signal(), Some(libc::SIGKILL));
+        }
+        // The next build sweeps what a killed one left, and finds the first RUN cached.
+        let ok = b.context(
+            "after",
+            &[(
+                "Dockerfile",
+                &format!("FROM {BB}\nRUN echo done > /first\n"),
+            )],
+        );
+        let out = b.build(&ok, &[]);
+        assert_eq!(cached_count(&out), 1, "{out:?}");
+        assert!(
+            b.leftovers().is_empty(),
+            "after {signal}: {:?}",
+            b.leftovers()
+        );
+        let sleepers = Command::new("pgrep")
+            .args(["-f", "sleep 7391"])
+            .output()
+            .unwrap();
+        assert!(
+            sleepers.stdout.is_empty(),
+            "the RUN's process survived: {sleepers:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Differential: buildah
+// ---------------------------------------------------------------------------
+
+/// What two builds of a context must agree on: each path's kind, mode, owner, content or
+/// link target.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
+        let mut entries: Vec<_> = fs::read_dir(dir).unwrap().flatten().collect();
+        entries.sort_by_key(|e| e.file_name());
+        for e in entries {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let ft = m.file_type();
+            let what = if ft.is_symlink() {
+                format!("link {}", fs::read_link(&p).unwrap().display())
+            } else if ft.is_dir() {
+                "dir".to_string()
+            } else if ft.is_file() {
+                use sha2::Digest;
+                let data = fs::read(&p).unwrap();
+                let h: String = sha2::Sha256::digest(&data)
+                    .iter()
+                    .take(8)
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                format!("file {} {h}", data.len())
+            } else {
+                format!("other {:o}", m.mode() & libc::S_IFMT)
+            };
+            out.insert(
+                rel,
+                format!("{what} {:o} {}:{}", m.mode() & 0o7777, m.uid(), m.gid()),
+            );
+            if ft.is_dir() {
+                walk(root, &p, out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+struct Buildah {
+    root: PathBuf,
+}
+
+impl Buildah {
+    fn cmd(&self, args: &[&str]) -> Outcome {
+        let mut c = Command::new("buildah");
+        c.arg("--root")
+            .arg(self.root.join("storage"))
+            .arg("--runroot")
+            .arg(self.root.join("runroot"))
+            .arg("--storage-driver")
+            .arg("vfs")
+            .args(args);
+        run_within(&c, Duration::from_secs(600))
+    }
+}
+
+impl Drop for Buildah {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["rm", "--all"]);
+        let _ = self.cmd(&["rmi", "--all", "--force"]);
+        cleanup(&self.root);
+    }
+}
+
+/// The config members both must agree on; buildah's own label left out.
+fn comparable(config: &serde_json::Value) -> serde_json::Value {
+    let mut out = serde_json::Map::new();
+    for k in [
+        "Env",
+        "Cmd",
+        "Entrypoint",
+        "WorkingDir",
+        "User",
+        "ExposedPorts",
+        "Volumes",
+        "Labels",
+        "StopSignal",
+    ] {
+        let mut v = config.get(k).cloned().unwrap_or(serde_json::Value::Null);
+        if let Some(labels) = v.as_object_mut() {
+            labels.remove("io.buildah.version");
+        }
+        let empty = v.is_null()
+            || v.as_array().is_some_and(|a| a.is_empty())
+            || v.as_object().is_some_and(|o| o.is_empty())
+            || v.as_str() == Some("");
+        if !empty {
+            out.insert(k.to_string(), v);
+        }
+    }
+    serde_json::Value::Object(out)
+}
+
+#[test]
+fn same_tree_and_config_as_buildah() {
+    if skip_without(&["buildah", "runc"], "the buildah differential") {
+        return;
+    }
+    let Some(b) = Builds::new("buildah") else {
+        return;
+    };
+    let buildah = Buildah {
+        root: b.scratch.path("buildah"),
+    };
+    let archive = busybox_archive(&b.scratch);
+    buildah
+        .cmd(&["pull", &format!("docker-archive:{}", archive.display())])
+        .ok("buildah pull");
+    let _ = buildah.cmd(&[
+        "tag",
+        "docker.io/berth-tests/busybox:latest",
+        "localhost/berth-tests/busybox:latest",
+    ]);
+    compare_with_buildah(
+        &b,
+        &buildah,
+        "diff",
+        &[
+            (
+                "Dockerfile",
+                "FROM berth-tests/busybox\n\
+                 ARG V=1\n\
+                 ENV A=1 B=\"two words\"\n\
+                 LABEL k=v\n\
+                 WORKDIR /app\n\
+                 COPY site/ ./site/\n\
+                 COPY --chmod=600 one.txt /etc/one.txt\n\
+                 RUN mkdir -p /data/x && echo $V > /data/x/v && chmod 700 /data/x && \
+                     rm /etc/group && ln -s /data/x/v /vlink && echo 'u1:x:1234:1234::/home/u1:/bin/sh' >> /etc/passwd\n\
+                 RUN chown -R u1 /data\n\
+                 USER u1\n\
+                 EXPOSE 80 53/udp\n\
+                 VOLUME /data\n\
+                 STOPSIGNAL SIGTERM\n\
+                 ENTRYPOINT [\"/bin/sh\"]\n\
+                 CMD [\"-c\", \"cat /data/x/v\"]\n",
+            ),
+            ("site/index.html", "<p>hi</p>\n"),
+            ("site/sub/a.txt", "a\n"),
+            ("one.txt", "one\n"),
+        ]
+    );
+    compare_with_buildah(
+        &b,
+        &buildah,
+        "site",
+        &[
+            (
+                "Dockerfile",
+                "FROM berth-tests/busybox\nCOPY site/ /www/\nEXPOSE 8080\n\
+                 CMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n",
+            ),
+            ("site/index.html", "<h1>site</h1>\n"),
+            ("site/css/a.css", "h1 {}\n"),
+        ],
+    );
+    compare_with_buildah(
+        &b,
+        &buildah,
+        "stages",
+        &[(
+            "Dockerfile",
+            "FROM berth-tests/busybox AS build\n\
+             RUN mkdir -p /out/bin && echo built > /out/result && cp /bin/busybox /out/bin/\n\
+             FROM scratch\n\
+             COPY --from=build /out/ /\n\
+             ENTRYPOINT [\"/bin/busybox\", \"cat\"]\n\
+             CMD [\"/result\"]\n",
+        )],
+    );
+}
+
+/// Builds the context of `files` with berth and with buildah, and compares the configs and
+/// the final root filesystems.
+fn compare_with_buildah(b: &Builds, buildah: &Buildah, name: &str, files: &[(&str, &str)]) {
+    let ctx = b.context(name, files);
+    let ours_tag = format!("{name}:berth");
+    let theirs_tag = format!("{name}:buildah");
+    b.build(&ctx, &["-t", &ours_tag]);
+    buildah
+        .cmd(&[
+            "bud",
+            // crun refuses this host's hybrid cgroups; runc copes.
+            "--runtime",
+            "runc",
+            "--network",
+            "host",
+            "--layers",
+            "-t",
+            &theirs_tag,
+            ctx.to_str().unwrap(),
+        ])
+        .ok("buildah bud");
+
+    // Configs.
+    let ours = comparable(&b.config(&ours_tag));
+    let theirs_text = buildah
+        .cmd(&["inspect", "--type", "image", &theirs_tag])
+        .ok("inspect");
+    let theirs_all: serde_json::Value = serde_json::from_str(&theirs_text).unwrap();
+    let theirs = comparable(&theirs_all["OCIv1"]["config"]);
+    assert_eq!(ours, theirs, "{name}: the configs differ");
+
+    // Trees: berth's image as a copied rootfs, buildah's through a mounted container.
+    let bundle = b.scratch.path(&format!("{name}-bundle"));
+    b.scratch
+        .berth_ok(&["bundle", "--copy", &ours_tag, bundle.to_str().unwrap()]);
+    let ours = tree(&bundle.join("rootfs"));
+    let cid = buildah.cmd(&["from", &theirs_tag]).ok("buildah from");
+    let mnt = buildah.cmd(&["mount", cid.trim()]).ok("buildah mount");
+    let mut theirs = tree(Path::new(mnt.trim()));
+    // buildah leaves in the image the empty files it bound /etc/hosts, /etc/hostname and
+    // /etc/resolv.conf over during RUN (Docker's builder and berth leave them out).
+    for stub in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        if !ours.contains_key(stub) && theirs.get(stub).is_some_and(|v| v.starts_with("file 0 ")) {
+            theirs.remove(stub);
+        }
+    }
+    let _ = buildah.cmd(&["umount", cid.trim()]);
+    b.scratch
+        .berth_ok(&["rm-bundle", "--force", bundle.to_str().unwrap()]);
+    let differing: Vec<String> = ours
+        .keys()
+        .chain(theirs.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| ours.get(*k) != theirs.get(*k))
+        .map(|k| format!("{k}: berth {:?} buildah {:?}", ours.get(k), theirs.get(k)))
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{name}: the trees differ:\n{}",
+        differing.join("\n")
+    );
+}
