@@ -696,3 +696,45 @@ secrets:
     p.ok(&["down"]);
     assert!(p.names().is_empty());
 }
+
+/// `build:`: `up` builds a missing image (named PROJECT-SERVICE without `image:`) with its
+/// args and target; `up --build` builds again; `compose build`.
+#[test]
+fn up_builds_images() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = r#"
+services:
+  app:
+    build:
+      context: ./ctx
+      dockerfile: Containerfile
+      args:
+        GREETING: built-by-compose
+      target: final
+    command: sleep 1000
+"#;
+    let Some(p) = Project::new("buildproj", yaml) else {
+        return;
+    };
+    std::fs::create_dir_all(p.dir.join("ctx")).unwrap();
+    std::fs::write(
+        p.dir.join("ctx/Containerfile"),
+        format!(
+            "FROM {BUSYBOX} AS base\nRUN echo base > /base\nFROM base AS final\nARG GREETING\nRUN echo $GREETING > /greeting\n"
+        ),
+    )
+    .unwrap();
+    p.ok(&["up", "-d"]);
+    let out = p.ok(&["exec", "app", "cat", "/base", "/greeting"]);
+    assert_eq!(out, "base\nbuilt-by-compose\n");
+    assert_eq!(
+        p.inspect("buildproj-app-1")["Config"]["Image"],
+        "buildproj-app"
+    );
+    // --build makes the image again; the container is kept when its config did not change.
+    let id = p.inspect("buildproj-app-1")["Id"].clone();
+    p.ok(&["up", "-d", "--build"]);
+    assert_eq!(p.inspect("buildproj-app-1")["Id"], id);
+    p.ok(&["build"]);
+    p.ok(&["down"]);
+}

@@ -301,7 +301,7 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
         ComposeCommand::Up {
             detach,
             build,
-            no_build: _,
+            no_build,
             scale,
             no_deps,
             force_recreate,
@@ -310,9 +310,6 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             wait,
             services,
         } => {
-            if build {
-                bail!("up --build: building images is not supported by this berth yet (the build-exec branch is not merged)");
-            }
             let o = UpOptions {
                 services: services.clone(),
                 no_deps,
@@ -322,6 +319,8 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
                 scale: parse_scale(&scale)?,
                 no_start: false,
                 wait,
+                build,
+                no_build,
             };
             ops::up(engine, &p, &o)?;
             if !detach {
@@ -568,7 +567,7 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
         ComposeCommand::Pull(s) => {
             let store = crate::image::store::Store::open(&engine.data_root)?;
             for name in p.select(&s.services, true)? {
-                let image = load::scalar_string(&p.model.services[&name].raw["image"]);
+                let image = p.model.services[&name].image.clone();
                 eprintln!(" {name} Pulling");
                 let r: crate::image::reference::Reference = image
                     .parse()
@@ -589,7 +588,7 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
         ComposeCommand::Push(s) => {
             let store = crate::image::store::Store::open(&engine.data_root)?;
             for name in p.select(&s.services, true)? {
-                let image = load::scalar_string(&p.model.services[&name].raw["image"]);
+                let image = p.model.services[&name].image.clone();
                 eprintln!(" {name} Pushing");
                 let r: crate::image::reference::Reference = image
                     .parse()
@@ -607,8 +606,11 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             }
             Ok(0)
         }
-        ComposeCommand::Build(_) => {
-            bail!("build: building images is not supported by this berth yet (the build-exec branch is not merged)");
+        ComposeCommand::Build(s) => {
+            for name in p.select(&s.services, true)? {
+                ops::build_service(engine, &p, &name)?;
+            }
+            Ok(0)
         }
         ComposeCommand::Run {
             detach,

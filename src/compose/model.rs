@@ -62,6 +62,7 @@ pub const SERVICE_KEYS: &[&str] = &[
     "group_add",
     "pull_policy",
     "devices",
+    "build",
 ];
 const TOP_KEYS: &[&str] = &[
     "version", "name", "services", "networks", "volumes", "configs", "secrets",
@@ -75,6 +76,68 @@ pub struct Service {
     pub depends_on: BTreeMap<String, String>,
     pub profiles: Vec<String>,
     pub replicas: u32,
+    /// `image:`, else the name a build gives it.
+    pub image: String,
+    pub build: Option<Build>,
+}
+
+/// `build:` (a context, or context, dockerfile, args, target).
+#[derive(Debug, Clone)]
+pub struct Build {
+    pub context: PathBuf,
+    pub dockerfile: Option<String>,
+    pub args: Vec<String>,
+    pub target: Option<String>,
+    pub labels: Vec<String>,
+}
+
+impl Build {
+    fn read(l: &Loaded, service: &str, v: &Value) -> Result<Build> {
+        let p = ["services", service, "build"];
+        let mut b = Build {
+            context: l.project_dir.clone(),
+            dockerfile: None,
+            args: vec![],
+            target: None,
+            labels: vec![],
+        };
+        match v {
+            Value::String(c) => b.context = l.project_dir.join(c),
+            Value::Mapping(m) => {
+                for (k, x) in m {
+                    let k = scalar_string(k);
+                    match k.as_str() {
+                        "context" => b.context = l.project_dir.join(scalar_string(x)),
+                        "dockerfile" => b.dockerfile = Some(scalar_string(x)),
+                        "target" => b.target = Some(scalar_string(x)),
+                        "args" => {
+                            for (a, y) in string_map(l, Some(x), &p)? {
+                                b.args.push(if x.get(&a).is_some_and(Value::is_null) {
+                                    a
+                                } else {
+                                    format!("{a}={y}")
+                                });
+                            }
+                        }
+                        "labels" => {
+                            for (a, y) in string_map(l, Some(x), &p)? {
+                                b.labels.push(format!("{a}={y}"));
+                            }
+                        }
+                        _ => {
+                            return Err(key_error(
+                                l,
+                                &["services", service, "build", &k],
+                                "unsupported build key (context, dockerfile, args, target, labels)",
+                            ))
+                        }
+                    }
+                }
+            }
+            _ => return Err(key_error(l, &p, "must be a string or a mapping")),
+        }
+        Ok(b)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -312,9 +375,6 @@ impl Model {
             let raw = map_of(l, v, &p)?.clone();
             for key in raw.keys() {
                 let key = scalar_string(key);
-                if key == "build" {
-                    return Err(key_error(l, &["services", &name, "build"], "build is not supported by this berth (needs the build-exec branch merged): give an image"));
-                }
                 if !SERVICE_KEYS.contains(&key.as_str()) && !key.starts_with("x-") {
                     return Err(key_error(
                         l,
@@ -323,9 +383,18 @@ impl Model {
                     ));
                 }
             }
-            if !raw.contains_key("image") {
+            let build = match raw.get("build") {
+                None => None,
+                Some(b) => Some(Build::read(l, &name, b)?),
+            };
+            if !raw.contains_key("image") && build.is_none() {
                 return Err(key_error(l, &p, "has neither image nor build"));
             }
+            // Compose v2's name for a built image without `image:`.
+            let image = raw
+                .get("image")
+                .map(scalar_string)
+                .unwrap_or_else(|| format!("{project}-{name}"));
             let mut depends_on = BTreeMap::new();
             if let Some(d) = raw.get("depends_on") {
                 for (dk, dv) in map_of(l, d, &["services", &name, "depends_on"])? {
@@ -386,6 +455,8 @@ impl Model {
                     depends_on,
                     profiles,
                     replicas,
+                    image,
+                    build,
                 },
             );
         }

@@ -115,6 +115,40 @@ pub struct UpOptions {
     pub scale: BTreeMap<String, u32>,
     pub no_start: bool,
     pub wait: bool,
+    /// Build images first (`--build`); `no_build`: never build, a missing image is an error.
+    pub build: bool,
+    pub no_build: bool,
+}
+
+/// Builds a service's image with the build layer (tagged with the service's image name).
+pub fn build_service(engine: &Engine, p: &Project, name: &str) -> Result<()> {
+    let s = &p.model.services[name];
+    let Some(b) = &s.build else {
+        return Ok(());
+    };
+    eprintln!(" Service {name}  Building");
+    let args = crate::build::cli::BuildArgs {
+        tags: vec![s.image.clone()],
+        file: b
+            .dockerfile
+            .as_ref()
+            .map(|d| b.context.join(d).to_string_lossy().into_owned()),
+        build_args: b.args.clone(),
+        target: b.target.clone(),
+        no_cache: false,
+        pull: false,
+        platform: None,
+        labels: b.labels.clone(),
+        network: "default".into(),
+        iidfile: None,
+        quiet: true,
+        output: None,
+        context: vec![b.context.to_string_lossy().into_owned()],
+    };
+    match crate::build::cli::build_cmd(&engine.data_root, &engine.state_root, args) {
+        0 => Ok(()),
+        code => bail!("service {name:?}: building its image failed ({code})"),
+    }
 }
 
 pub fn up(engine: &Engine, p: &Project, o: &UpOptions) -> Result<()> {
@@ -148,6 +182,27 @@ fn undo(engine: &Engine, made: &Made) {
 
 fn up_inner(engine: &Engine, p: &Project, o: &UpOptions, made: &mut Made) -> Result<()> {
     let order = p.select(&o.services, o.no_deps)?;
+    // Images: built when asked, or when a service with build: has none yet.
+    let images = Store::open(&engine.data_root)?;
+    for name in &order {
+        let s = &p.model.services[name];
+        if s.build.is_none() {
+            continue;
+        }
+        let have = s
+            .image
+            .parse::<crate::image::reference::Reference>()
+            .ok()
+            .is_some_and(|r| images.resolve(&r).is_ok());
+        if o.build || (!have && !o.no_build) {
+            build_service(engine, p, name)?;
+        } else if !have {
+            bail!(
+                "service {name:?} has no image {} and --no-build was given",
+                s.image
+            );
+        }
+    }
     // Every container's flags first: a bad key fails before anything is made.
     let mut plans = Vec::new();
     let mut ports_seen: BTreeMap<String, String> = BTreeMap::new();

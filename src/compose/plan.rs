@@ -181,7 +181,7 @@ pub fn container_plan(
     };
     let mut sec = SecurityFlags::default();
     let mut res = ResourceFlags::default();
-    let image = scalar_string(&s.raw["image"]);
+    let image = s.image.clone();
     let mut command = Vec::new();
     let mut more_networks = Vec::new();
     let mut entry_rest: Vec<String> = Vec::new();
@@ -238,8 +238,21 @@ pub fn container_plan(
         let pth = path_of(k);
         let pr: Vec<&str> = pth.iter().map(String::as_str).collect();
         match k {
-            "image" | "depends_on" | "profiles" | "scale" | "pull_policy" | "x-"
-            | "container_name" => {}
+            "image" | "depends_on" | "profiles" | "scale" | "x-" | "container_name" | "build" => {}
+            "pull_policy" => {
+                f.pull =
+                    match scalar_string(v).as_str() {
+                        "always" => "always".into(),
+                        "missing" | "if_not_present" => "missing".into(),
+                        "never" => "never".into(),
+                        other => return Err(err(
+                            "pull_policy",
+                            &format!(
+                                "pull_policy {other:?} is not supported (always, missing, never)"
+                            ),
+                        )),
+                    }
+            }
             "command" => command = command_of(l, v, &pr)?,
             "entrypoint" => {
                 let e = command_of(l, v, &pr)?;
