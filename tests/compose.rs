@@ -687,7 +687,12 @@ secrets:
     p.ok(&["restart", "app"]);
     assert!(started_at(&p, "the-app") > before);
     p.ok(&["kill", "app"]);
-    assert_eq!(p.inspect("the-app")["State"]["Status"], "exited");
+    // The kill is sent; its exit is recorded by the container's monitor just after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.inspect("the-app")["State"]["Status"] != "exited" {
+        assert!(Instant::now() < deadline, "not exited after kill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     p.ok(&["rm", "app"]);
     assert_eq!(p.names(), vec!["verbs-init-1"]);
     // The profile enables its service.
