@@ -399,6 +399,20 @@ impl Model {
             if let Some(d) = raw.get("depends_on") {
                 for (dk, dv) in map_of(l, d, &["services", &name, "depends_on"])? {
                     let dep = scalar_string(dk);
+                    for key in dv.as_mapping().into_iter().flat_map(|m| m.iter()) {
+                        let (k, v) = (scalar_string(key.0), key.1);
+                        match k.as_str() {
+                            "condition" => {}
+                            "required" if v.as_bool() == Some(true) => {}
+                            _ => {
+                                return Err(key_error(
+                                    l,
+                                    &["services", &name, "depends_on", &dep, &k],
+                                    "unsupported depends_on key (condition, required: true)",
+                                ))
+                            }
+                        }
+                    }
                     let cond = dv
                         .get("condition")
                         .map(scalar_string)

@@ -493,7 +493,21 @@ fn wait_condition(engine: &Engine, p: &Project, dep: &str, cond: &str) -> Result
 /// `volumes` its volumes.
 pub fn down(engine: &Engine, project: &str, volumes: bool, p: Option<&Project>) -> Result<()> {
     let mut errors = Vec::new();
-    for mut c in containers(engine, project, &[], true)?.into_iter().rev() {
+    let mut list = containers(engine, project, &[], true)?;
+    // A container an interrupted `up` left before its labels were written: found by name.
+    if let Some(p) = p {
+        for s in p.model.services.values() {
+            for n in 1..=s.replicas.max(1) {
+                let name = plan::container_name(project, s, n);
+                if let Ok(c) = engine.lookup(&name) {
+                    if !c.record.complete && !list.iter().any(|x| x.id() == c.id()) {
+                        list.push(c);
+                    }
+                }
+            }
+        }
+    }
+    for mut c in list.into_iter().rev() {
         eprintln!(" Container {}  Removing", c.record.name);
         let r = lifecycle::stop(engine, &mut c, None).and_then(|()| {
             remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true)

@@ -240,18 +240,19 @@ pub fn container_plan(
         match k {
             "image" | "depends_on" | "profiles" | "scale" | "x-" | "container_name" | "build" => {}
             "pull_policy" => {
-                f.pull =
-                    match scalar_string(v).as_str() {
-                        "always" => "always".into(),
-                        "missing" | "if_not_present" => "missing".into(),
-                        "never" => "never".into(),
-                        other => return Err(err(
+                f.pull = match scalar_string(v).as_str() {
+                    "always" => "always".into(),
+                    "missing" | "if_not_present" => "missing".into(),
+                    "never" => "never".into(),
+                    other => {
+                        return Err(err(
                             "pull_policy",
                             &format!(
                                 "pull_policy {other:?} is not supported (always, missing, never)"
                             ),
-                        )),
+                        ))
                     }
+                }
             }
             "command" => command = command_of(l, v, &pr)?,
             "entrypoint" => {
