@@ -743,3 +743,55 @@ services:
     p.ok(&["build"]);
     p.ok(&["down"]);
 }
+
+/// An `up` killed while it waits for a dependency's health: `down -v` removes everything the
+/// project made (containers, network, volume).
+#[test]
+fn down_after_an_interrupted_up() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        r#"
+services:
+  slow:
+    image: {BUSYBOX}
+    command: sleep 1000
+    volumes: [data:/data]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+      retries: 1000
+  after:
+    image: {BUSYBOX}
+    command: sleep 1000
+    depends_on:
+      slow:
+        condition: service_healthy
+volumes:
+  data:
+"#
+    );
+    let Some(p) = Project::new("intr", &yaml) else {
+        return;
+    };
+    let mut c = p.scratch.command(&["compose", "up", "-d"]);
+    c.current_dir(&p.dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.names().contains(&"intr-slow-1".to_string())
+        || p.inspect("intr-slow-1")["State"]["Status"] != "running"
+    {
+        assert!(Instant::now() < deadline, "slow never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(p.names(), vec!["intr-slow-1"]);
+    assert_eq!(p.networks(), vec!["intr_default"]);
+    assert!(p.volumes().contains(&"intr_data".to_string()));
+    p.ok(&["down", "-v"]);
+    assert!(p.names().is_empty());
+    assert!(p.networks().is_empty());
+    assert!(!p.volumes().contains(&"intr_data".to_string()));
+}
