@@ -795,3 +795,41 @@ volumes:
     assert!(p.networks().is_empty());
     assert!(!p.volumes().contains(&"intr_data".to_string()));
 }
+
+/// `up` without -d: the containers' prefixed output until ^C, which stops them.
+#[test]
+fn attached_up_relays_logs_and_stops_on_interrupt() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        "services:\n  talk:\n    image: {BUSYBOX}\n    command: [\"sh\", \"-c\", \"echo hello attached; exec sleep 1000\"]\n"
+    );
+    let Some(p) = Project::new("attached", &yaml) else {
+        return;
+    };
+    let mut c = p.scratch.command(&["compose", "up"]);
+    c.current_dir(&p.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.names().contains(&"attached-talk-1".to_string())
+        || p.inspect("attached-talk-1")["State"]["Status"] != "running"
+    {
+        assert!(Instant::now() < deadline, "talk never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("attached-talk-1  | hello attached"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(p.inspect("attached-talk-1")["State"]["Status"], "exited");
+}

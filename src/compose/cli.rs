@@ -13,6 +13,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Args, Debug)]
@@ -324,7 +325,10 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             };
             ops::up(engine, &p, &o)?;
             if !detach {
-                return print_logs(
+                // Attached: the logs until every container exits or ^C, which stops them
+                // (Compose's "Gracefully stopping...").
+                on_interrupt()?;
+                let code = print_logs(
                     engine,
                     &p,
                     &services,
@@ -333,7 +337,17 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
                         ..Default::default()
                     },
                     true,
-                );
+                )?;
+                if INTERRUPTED.load(Ordering::SeqCst) {
+                    eprintln!("Gracefully stopping... (press Ctrl+C again to force)");
+                    restore_interrupt();
+                    for mut c in ops::containers(engine, &p.name, &services, false)? {
+                        eprintln!(" Container {}  Stopping", c.record.name);
+                        lifecycle::stop(engine, &mut c, None)?;
+                    }
+                    return Ok(130);
+                }
+                return Ok(code);
             }
             Ok(0)
         }
@@ -840,6 +854,37 @@ impl Write for Prefixed {
     }
 }
 
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn interrupted(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT and SIGTERM set [`INTERRUPTED`] (which ends the attached `up`'s logs).
+fn on_interrupt() -> Result<()> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(
+        SigHandler::Handler(interrupted),
+        SaFlags::SA_RESTART,
+        SigSet::empty(),
+    );
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { sigaction(s, &action) }?;
+    }
+    Ok(())
+}
+
+/// The default dispositions again: a second ^C ends berth at once.
+fn restore_interrupt() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for s in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: restoring the default disposition installs no handler.
+        let _ = unsafe { sigaction(s, &action) };
+    }
+}
+
 fn print_logs(
     engine: &Engine,
     p: &Project,
@@ -879,7 +924,9 @@ fn print_logs(
                 let mut watched = c.clone();
                 let mut active = move || {
                     watched.reload();
-                    watched.dir.exists() && watched.status(engine).is_active()
+                    !INTERRUPTED.load(Ordering::SeqCst)
+                        && watched.dir.exists()
+                        && watched.status(engine).is_active()
                 };
                 let r = logs::print(&c.log_path(), &o, &mut w_out, &mut w_err, &mut active);
                 let _ = w_out.flush();
