@@ -468,10 +468,18 @@ volumes:
             .stdin(std::process::Stdio::null());
         engine_support::run_bounded(&c)
     };
+    // Timings of the same up and down, printed for the record (`--nocapture`).
+    let t = Instant::now();
     let up = dc(&["up", "-d"]);
+    let docker_up = t.elapsed();
     assert_eq!(up.code, 0, "docker-compose up: {up:?}");
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let t = Instant::now();
         p.ok(&["up", "-d"]);
+        eprintln!(
+            "up -d: docker-compose {docker_up:?}, berth compose {:?}",
+            t.elapsed()
+        );
         let docker_names: Vec<String> = {
             let out = d.docker_ok(&[
                 "ps",
@@ -574,8 +582,15 @@ volumes:
             }
         }
     }));
+    let t = Instant::now();
     let down = dc(&["down", "-v"]);
+    let docker_down = t.elapsed();
+    let t = Instant::now();
     p.ok(&["down", "-v"]);
+    eprintln!(
+        "down -v: docker-compose {docker_down:?}, berth compose {:?}",
+        t.elapsed()
+    );
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

@@ -489,6 +489,19 @@ fn wait_condition(engine: &Engine, p: &Project, dep: &str, cond: &str) -> Result
     }
 }
 
+/// How many levels of services depend on `svc` (0: none does).
+fn dependents_depth(m: &Model, svc: &str, guard: usize) -> usize {
+    if guard > m.services.len() {
+        return 0;
+    }
+    m.services
+        .values()
+        .filter(|s| s.depends_on.contains_key(svc))
+        .map(|s| 1 + dependents_depth(m, &s.name, guard + 1))
+        .max()
+        .unwrap_or(0)
+}
+
 /// `down`: the project's containers (all of them, by label), its networks, and with
 /// `volumes` its volumes.
 pub fn down(engine: &Engine, project: &str, volumes: bool, p: Option<&Project>) -> Result<()> {
@@ -507,13 +520,49 @@ pub fn down(engine: &Engine, project: &str, volumes: bool, p: Option<&Project>) 
             }
         }
     }
-    for mut c in list.into_iter().rev() {
-        eprintln!(" Container {}  Removing", c.record.name);
-        let r = lifecycle::stop(engine, &mut c, None).and_then(|()| {
-            remove::remove_with_volumes(engine, &mut c, remove::Caller::Command, true)
+    // Dependents before their dependencies (as Compose); the containers of one level at once.
+    let depth = |c: &Container| -> usize {
+        let svc = c.record.config.labels.get(SERVICE);
+        match (p, svc) {
+            (Some(p), Some(svc)) if p.model.services.contains_key(svc) => {
+                1 + dependents_depth(&p.model, svc, 0)
+            }
+            // Orphans and containers of an unknown file first.
+            _ => 0,
+        }
+    };
+    let mut levels: BTreeMap<usize, Vec<Container>> = BTreeMap::new();
+    for c in list {
+        levels.entry(depth(&c)).or_default().push(c);
+    }
+    for (_, level) in levels {
+        let results: Vec<(String, Result<()>)> = std::thread::scope(|scope| {
+            let handles: Vec<_> = level
+                .into_iter()
+                .map(|mut c| {
+                    scope.spawn(move || {
+                        eprintln!(" Container {}  Removing", c.record.name);
+                        let r = lifecycle::stop(engine, &mut c, None).and_then(|()| {
+                            remove::remove_with_volumes(
+                                engine,
+                                &mut c,
+                                remove::Caller::Command,
+                                true,
+                            )
+                        });
+                        (c.record.name.clone(), r)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("stopping thread"))
+                .collect()
         });
-        if let Err(e) = r {
-            errors.push(format!("{}: {e:#}", c.record.name));
+        for (name, r) in results {
+            if let Err(e) = r {
+                errors.push(format!("{name}: {e:#}"));
+            }
         }
     }
     let ns = NetStore::open(&engine.data_root)?;
