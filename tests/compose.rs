@@ -8,7 +8,7 @@
 mod engine_support;
 
 use engine_support::{Scratch, BUSYBOX};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Output;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -406,7 +406,6 @@ fn errors_name_file_line_and_key_and_make_nothing() {
     let e = p.err(&["up", "-d"]);
     assert!(e.contains("port conflict"), "{e}");
     assert!(p.names().is_empty());
-    let _ = Path::new("");
 }
 
 /// The same file under Debian's docker-compose 1.29 on a private dockerd and under berth
@@ -825,7 +824,7 @@ fn attached_up_relays_logs_and_stops_on_interrupt() {
     c.current_dir(&p.dir)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null());
-    let mut child = c.spawn().unwrap();
+    let child = c.spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     while !p.names().contains(&"attached-talk-1".to_string())
         || p.inspect("attached-talk-1")["State"]["Status"] != "running"

@@ -171,8 +171,6 @@ pub fn container_plan(
         key_error(l, &refs, msg)
     };
     let path_of = |k: &'static str| -> Vec<String> { p(k) };
-    let refs = |v: &Vec<String>| -> Vec<String> { v.clone() };
-    let _ = refs;
     let mut f = CreateFlags {
         restart: "no".into(),
         pull: "missing".into(),
