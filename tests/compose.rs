@@ -754,7 +754,14 @@ services:
     let id = p.inspect("buildproj-app-1")["Id"].clone();
     p.ok(&["up", "-d", "--build"]);
     assert_eq!(p.inspect("buildproj-app-1")["Id"], id);
+    // A changed Dockerfile: `build` makes another image, and `up` recreates the container.
+    let mut df = std::fs::read_to_string(p.dir.join("ctx/Containerfile")).unwrap();
+    df.push_str("RUN echo again > /again\n");
+    std::fs::write(p.dir.join("ctx/Containerfile"), df).unwrap();
     p.ok(&["build"]);
+    p.ok(&["up", "-d"]);
+    assert_ne!(p.inspect("buildproj-app-1")["Id"], id);
+    assert_eq!(p.ok(&["exec", "app", "cat", "/again"]), "again\n");
     p.ok(&["down"]);
 }
 

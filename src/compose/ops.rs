@@ -327,11 +327,22 @@ fn up_inner(engine: &Engine, p: &Project, o: &UpOptions, made: &mut Made) -> Res
                 .unwrap_or("")
                 .to_string();
             let current = engine.lookup(&cp.name).ok();
+            // A built image made anew (another manifest under its name) recreates too.
+            let same_image = |c: &Container| {
+                s.build.is_none()
+                    || cp
+                        .image
+                        .parse::<crate::image::reference::Reference>()
+                        .ok()
+                        .and_then(|r| store.resolve(&r).ok())
+                        .is_some_and(|d| d.digest().to_string() == c.record.manifest)
+            };
             let mut c = match current {
                 Some(c)
                     if o.no_recreate
                         || (!o.force_recreate
-                            && c.record.config.labels.get(HASH) == Some(&hash)) =>
+                            && c.record.config.labels.get(HASH) == Some(&hash)
+                            && same_image(&c)) =>
                 {
                     eprintln!(" Container {}  Running", cp.name);
                     c
