@@ -65,6 +65,8 @@ enum Command {
     /// Manage pods.
     #[command(subcommand)]
     Pod(berth::kube::cli::PodCommand),
+    /// Multi-container apps from compose files.
+    Compose(berth::compose::cli::ComposeArgs),
     #[command(flatten)]
     Build(berth::build::cli::BuildCommand),
 }
@@ -480,6 +482,7 @@ fn dispatch(cli: Cli) -> Result<i32> {
         Command::Engine(c) => return Ok(berth::engine::cli::run(&data_root, &g.root, c)),
         Command::Kube(c) => return Ok(berth::kube::cli::run_kube(&data_root, &g.root, c)),
         Command::Pod(c) => return Ok(berth::kube::cli::run_pod(&data_root, &g.root, c)),
+        Command::Compose(c) => return Ok(berth::compose::cli::run(&data_root, &g.root, c)),
         Command::Build(c) => return Ok(berth::build::cli::run(&data_root, &g.root, c)),
         Command::Runtime(command) => command,
     };

@@ -631,7 +631,10 @@ fn features_lists_what_is_applied() {
     );
     let modes = linux["memoryPolicy"]["modes"].as_array().unwrap();
     assert!(modes.contains(&json!("MPOL_BIND")) && modes.contains(&json!("MPOL_LOCAL")));
-    assert_eq!(linux["cgroup"]["systemd"], true, "the systemd driver (transient scopes)");
+    assert_eq!(
+        linux["cgroup"]["systemd"], true,
+        "the systemd driver (transient scopes)"
+    );
 }
 
 /// runc 1.1.5 on the same bundles: intelRdt, the one field it knows, is refused by both on a

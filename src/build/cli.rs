@@ -175,7 +175,9 @@ pub fn run(data_root: &Path, state_root: &Path, cmd: BuildCommand) -> i32 {
     }
 }
 
-fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
+/// `build`: one image from a context and a Dockerfile, as the flags say; its errors printed,
+/// its exit code returned (also what `compose build` calls, with the flags a service asks).
+pub fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
     if a.context.len() != 1 {
         eprintln!(
             "\"berth build\" requires exactly 1 argument.\nSee 'berth build --help'.\n\n\

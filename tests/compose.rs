@@ -1,0 +1,856 @@
+//! `berth compose` with real containers (busybox): a web app (httpd) and a client that reaches
+//! it by its service name on the project network, published ports answering on 127.0.0.1,
+//! named volumes surviving `down`/`up`, depends_on order and service_healthy, idempotent `up`,
+//! `down` removing everything; and the errors (unknown dependency, a cycle, `${X:?err}`,
+//! malformed YAML naming file and line, unknown keys, a port conflict leaving nothing made).
+//! Root only.
+
+mod engine_support;
+
+use engine_support::{Scratch, BUSYBOX};
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+struct Project {
+    scratch: Scratch,
+    dir: PathBuf,
+    name: String,
+    /// Variables for the compose file, in berth compose's environment.
+    env: Vec<(String, String)>,
+}
+
+impl Project {
+    fn new(tag: &str, yaml: &str) -> Option<Project> {
+        if !is_root() {
+            eprintln!("SKIPPED: compose tests need root");
+            return None;
+        }
+        let scratch = Scratch::new(&format!("compose-{tag}"));
+        engine_support::load_busybox(&scratch);
+        let dir = scratch.path(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("compose.yaml"), yaml).unwrap();
+        Some(Project {
+            scratch,
+            dir,
+            name: tag.to_string(),
+            env: Vec::new(),
+        })
+    }
+
+    fn write(&self, yaml: &str) {
+        std::fs::write(self.dir.join("compose.yaml"), yaml).unwrap();
+    }
+
+    fn compose(&self, args: &[&str]) -> Output {
+        let mut c = self.scratch.command(&["compose"]);
+        c.current_dir(&self.dir).args(args);
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.compose(args);
+        assert!(
+            out.status.success(),
+            "compose {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn err(&self, args: &[&str]) -> String {
+        let out = self.compose(args);
+        assert!(!out.status.success(), "compose {args:?} should have failed");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn inspect(&self, name: &str) -> serde_json::Value {
+        let out = self.scratch.berth_ok(&["container", "inspect", name]);
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let out = self
+            .scratch
+            .berth_ok(&["container", "ls", "-a", "--format", "{{.Names}}"]);
+        let mut v: Vec<String> = out.lines().map(String::from).collect();
+        v.sort();
+        v
+    }
+
+    fn networks(&self) -> Vec<String> {
+        let out = self.scratch.berth_ok(&["network", "ls"]);
+        out.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().nth(1))
+            .filter(|n| n.starts_with(&format!("{}_", self.name)))
+            .map(String::from)
+            .collect()
+    }
+
+    fn volumes(&self) -> Vec<String> {
+        let out = self
+            .scratch
+            .berth_ok(&["volume", "ls", "--format", "{{.Name}}"]);
+        out.lines().map(String::from).collect()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        let _ = self.compose(&["down", "-v"]);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET / on 127.0.0.1:port, retried for a few seconds.
+fn http_get(port: u16) -> String {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = (|| -> std::io::Result<String> {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+            s.set_read_timeout(Some(Duration::from_secs(3)))?;
+            s.write_all(b"GET / HTTP/1.0\r\nHost: x\r\n\r\n")?;
+            let mut out = String::new();
+            s.read_to_string(&mut out)?;
+            Ok(out)
+        })();
+        match r {
+            Ok(s) if s.contains("200") => return s,
+            _ if Instant::now() > deadline => panic!("no HTTP answer on port {port}: {r:?}"),
+            _ => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+fn web_app(port: u16) -> String {
+    format!(
+        r#"
+services:
+  web:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "[ -f /www/index.html ] || echo hello from web > /www/index.html; exec httpd -f -p 80 -h /www"]
+    ports:
+      - "127.0.0.1:{port}:80"
+    volumes:
+      - www:/www
+    healthcheck:
+      test: ["CMD", "wget", "-qO-", "http://127.0.0.1/"]
+      interval: 1s
+      retries: 20
+    labels:
+      tier: front
+  client:
+    image: {BUSYBOX}
+    command: sleep 1000
+    environment:
+      - TARGET=http://web/
+    depends_on:
+      web:
+        condition: service_healthy
+volumes:
+  www:
+"#
+    )
+}
+
+fn started_at(p: &Project, name: &str) -> String {
+    p.inspect(name)["State"]["StartedAt"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn web_app_up_ps_logs_idempotent_down() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let Some(p) = Project::new("webapp", &web_app(port)) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.names(), vec!["webapp-client-1", "webapp-web-1"]);
+    assert_eq!(p.networks(), vec!["webapp_default"]);
+    assert!(p.volumes().contains(&"webapp_www".to_string()));
+
+    // The compose labels and the service's own.
+    let web = p.inspect("webapp-web-1");
+    let labels = &web["Config"]["Labels"];
+    assert_eq!(labels["com.docker.compose.project"], "webapp");
+    assert_eq!(labels["com.docker.compose.service"], "web");
+    assert_eq!(labels["com.docker.compose.container-number"], "1");
+    assert_eq!(labels["com.docker.compose.oneoff"], "False");
+    assert_eq!(labels["tier"], "front");
+    assert_eq!(
+        labels["com.docker.compose.config-hash"]
+            .as_str()
+            .unwrap()
+            .len(),
+        64
+    );
+    // The dependency was healthy before the client started.
+    assert_eq!(web["State"]["Health"]["Status"], "healthy");
+    assert!(started_at(&p, "webapp-web-1") < started_at(&p, "webapp-client-1"));
+
+    // From outside: the published port; from the client: the service's name.
+    assert!(http_get(port).contains("hello from web"));
+    let got = p.ok(&["exec", "client", "sh", "-c", "wget -qO- $TARGET"]);
+    assert_eq!(got.trim(), "hello from web");
+    let port_out = p.ok(&["port", "web", "80"]);
+    assert_eq!(port_out.trim(), format!("127.0.0.1:{port}"));
+
+    // ps, logs with prefixes.
+    let ps = p.ok(&["ps"]);
+    assert!(ps.lines().next().unwrap().starts_with("NAME"), "{ps}");
+    assert!(
+        ps.contains("webapp-web-1") && ps.contains("webapp-client-1"),
+        "{ps}"
+    );
+    assert_eq!(p.ok(&["ps", "-q"]).lines().count(), 2);
+    p.ok(&["exec", "client", "sh", "-c", "echo logged > /proc/1/fd/1"]);
+    let logs = p.ok(&["logs", "client"]);
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with("webapp-client-1") && l.ends_with("| logged")),
+        "{logs}"
+    );
+
+    // Idempotent: nothing changed, nothing recreated.
+    let (web_id, client_id) = (
+        p.inspect("webapp-web-1")["Id"].clone(),
+        p.inspect("webapp-client-1")["Id"].clone(),
+    );
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.inspect("webapp-web-1")["Id"], web_id);
+    assert_eq!(p.inspect("webapp-client-1")["Id"], client_id);
+    // One service changed: only it is recreated.
+    p.write(&web_app(port).replace("TARGET=http://web/", "TARGET=http://web:80/"));
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.inspect("webapp-web-1")["Id"], web_id);
+    assert_ne!(p.inspect("webapp-client-1")["Id"], client_id);
+
+    // The named volume survives down/up; down -v removes it.
+    p.ok(&["exec", "web", "sh", "-c", "echo kept > /www/index.html"]);
+    p.ok(&["down"]);
+    assert!(p.names().is_empty());
+    assert!(p.networks().is_empty());
+    assert!(p.volumes().contains(&"webapp_www".to_string()));
+    p.ok(&["up", "-d"]);
+    assert!(http_get(port).contains("kept"));
+    p.ok(&["down", "-v"]);
+    assert!(p.names().is_empty());
+    assert!(p.networks().is_empty());
+    assert!(!p.volumes().contains(&"webapp_www".to_string()));
+}
+
+#[test]
+fn service_aliases_and_network_shape() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        r#"
+name: shape
+services:
+  db:
+    image: {BUSYBOX}
+    command: sleep 1000
+    networks:
+      back:
+        aliases: [database]
+  app:
+    image: {BUSYBOX}
+    command: sleep 1000
+    deploy:
+      replicas: 2
+    networks: [back, default]
+    depends_on: [db]
+networks:
+  back:
+"#
+    );
+    let Some(p) = Project::new("shape", &yaml) else {
+        return;
+    };
+    p.ok(&["up", "-d"]);
+    assert_eq!(p.names(), vec!["shape-app-1", "shape-app-2", "shape-db-1"]);
+    let mut nets = p.networks();
+    nets.sort();
+    assert_eq!(nets, vec!["shape_back", "shape_default"]);
+    // The alias and the service's name resolve on the network.
+    for name in ["db", "database"] {
+        let out = p.ok(&[
+            "exec", "--index", "2", "app", "ping", "-c", "1", "-W", "2", name,
+        ]);
+        assert!(out.contains("1 packets received"), "{name}: {out}");
+    }
+    // --scale down removes the second replica.
+    p.ok(&["up", "-d", "--scale", "app=1"]);
+    assert_eq!(p.names(), vec!["shape-app-1", "shape-db-1"]);
+    p.ok(&["down"]);
+    assert!(p.names().is_empty() && p.networks().is_empty());
+}
+
+#[test]
+fn interpolation_env_file_and_config() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = String::from(
+        r#"
+services:
+  s:
+    image: ${IMG}
+    command: ["echo", "${GREETING:-hi} $${LITERAL}"]
+    environment:
+      A: ${A_VALUE}
+"#,
+    );
+    let Some(p) = Project::new("interp", &yaml) else {
+        return;
+    };
+    std::fs::write(
+        p.dir.join(".env"),
+        format!("IMG={BUSYBOX}\nA_VALUE=from-dotenv\n"),
+    )
+    .unwrap();
+    let cfg = p.ok(&["config"]);
+    let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cfg).unwrap();
+    assert_eq!(v["name"], "interp");
+    assert_eq!(v["services"]["s"]["image"].as_str(), Some(BUSYBOX));
+    assert_eq!(v["services"]["s"]["command"][1], "hi ${LITERAL}");
+    assert_eq!(v["services"]["s"]["environment"]["A"], "from-dotenv");
+    assert_eq!(v["networks"]["default"]["name"], "interp_default");
+    p.write(
+        &yaml
+            .replace("${IMG}", "${IMG:?the image is needed}")
+            .replace("IMG", "NOPE"),
+    );
+    let e = p.err(&["config"]);
+    assert!(
+        e.contains("required variable NOPE is missing a value: the image is needed"),
+        "{e}"
+    );
+}
+
+#[test]
+fn errors_name_file_line_and_key_and_make_nothing() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(p) = Project::new("errs", "services: {}\n") else {
+        return;
+    };
+    let file = p.dir.join("compose.yaml");
+    let f = file.display().to_string();
+    // Malformed YAML: file and line.
+    p.write("services:\n  a:\n    image: x\n   bad: [\n");
+    let e = p.err(&["up", "-d"]);
+    assert!(
+        e.contains(&format!("{f}:4")) && e.contains("malformed YAML"),
+        "{e}"
+    );
+    // An unknown key: file, line, key.
+    p.write(&format!(
+        "services:\n  a:\n    image: {BUSYBOX}\n    bogus_key: 1\n"
+    ));
+    let e = p.err(&["up", "-d"]);
+    assert!(
+        e.contains(&format!(
+            "{f}:4: services.a.bogus_key: unsupported service key"
+        )),
+        "{e}"
+    );
+    // An unknown dependency.
+    p.write(&format!(
+        "services:\n  a:\n    image: {BUSYBOX}\n    depends_on: [nope]\n"
+    ));
+    let e = p.err(&["up", "-d"]);
+    assert!(e.contains("depends on undefined service \"nope\""), "{e}");
+    // A cycle.
+    p.write(&format!(
+        "services:\n  a:\n    image: {BUSYBOX}\n    depends_on: [b]\n  b:\n    image: {BUSYBOX}\n    depends_on: [a]\n"
+    ));
+    let e = p.err(&["up", "-d"]);
+    assert!(e.contains("dependency cycle detected: a -> b -> a"), "{e}");
+    assert!(p.names().is_empty());
+    // A port conflict with something already listening: what this up made is removed again.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    p.write(&format!(
+        "services:\n  first:\n    image: {BUSYBOX}\n    command: sleep 1000\n  second:\n    image: {BUSYBOX}\n    command: sleep 1000\n    ports: [\"127.0.0.1:{port}:80\"]\n    depends_on: [first]\nvolumes:\n  data:\n"
+    ));
+    let e = p.err(&["up", "-d"]);
+    assert!(e.contains(&port.to_string()), "{e}");
+    assert!(p.names().is_empty(), "left: {:?}", p.names());
+    assert!(p.networks().is_empty());
+    assert!(!p.volumes().contains(&"errs_data".to_string()));
+    drop(held);
+    // The same port asked by two services: refused before anything is made.
+    let port = free_port();
+    p.write(&format!(
+        "services:\n  a:\n    image: {BUSYBOX}\n    ports: [\"127.0.0.1:{port}:80\"]\n  b:\n    image: {BUSYBOX}\n    ports: [\"127.0.0.1:{port}:81\"]\n"
+    ));
+    let e = p.err(&["up", "-d"]);
+    assert!(e.contains("port conflict"), "{e}");
+    assert!(p.names().is_empty());
+}
+
+/// The same file under Debian's docker-compose 1.29 on a private dockerd and under berth
+/// compose: the same services running with the same labels, networks, volumes and ports
+/// (1.29 names containers PROJECT_SERVICE_N where Compose v2 writes PROJECT-SERVICE-N: compared
+/// with that one difference), and the same resolved services in `config`.
+#[test]
+fn same_project_as_docker_compose() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if !is_root()
+        || engine_support::skip_without(&["docker-compose", "dockerd"], "compose differential")
+    {
+        return;
+    }
+    let Some(d) = engine_support::Dockerd::shared() else {
+        return;
+    };
+    // dockerd's proxy and berth each hold their own host ports: the file names them by variable.
+    let (d1, d2, b1, b2) = (free_port(), free_port(), free_port(), free_port());
+    let yaml = format!(
+        r#"
+version: "3.8"
+services:
+  web:
+    image: {BUSYBOX}
+    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    ports:
+      - "127.0.0.1:${{P1}}:80"
+    volumes:
+      - www:/www
+    environment:
+      MODE: production
+    labels:
+      tier: front
+  worker:
+    image: {BUSYBOX}
+    command: sleep 1000
+    ports:
+      - "127.0.0.1:${{P2}}:81/tcp"
+    depends_on:
+      - web
+volumes:
+  www:
+"#
+    );
+    let Some(mut p) = Project::new("diffproj", &yaml) else {
+        return;
+    };
+    p.env = vec![("P1".into(), b1.to_string()), ("P2".into(), b2.to_string())];
+    d.load_busybox(&p.scratch);
+    let dc = |args: &[&str]| {
+        let mut c = std::process::Command::new("docker-compose");
+        c.current_dir(&p.dir)
+            .env("DOCKER_HOST", format!("unix://{}", d.socket().display()))
+            .env("P1", d1.to_string())
+            .env("P2", d2.to_string())
+            .args(["-p", "diffproj"])
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        engine_support::run_bounded(&c)
+    };
+    // Timings of the same up and down, printed for the record (`--nocapture`).
+    let t = Instant::now();
+    let up = dc(&["up", "-d"]);
+    let docker_up = t.elapsed();
+    assert_eq!(up.code, 0, "docker-compose up: {up:?}");
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let t = Instant::now();
+        p.ok(&["up", "-d"]);
+        eprintln!(
+            "up -d: docker-compose {docker_up:?}, berth compose {:?}",
+            t.elapsed()
+        );
+        let docker_names: Vec<String> = {
+            let out = d.docker_ok(&[
+                "ps",
+                "-a",
+                "--filter",
+                "label=com.docker.compose.project=diffproj",
+                "--format",
+                "{{.Names}}",
+            ]);
+            let mut v: Vec<String> = out.lines().map(|n| n.replace('_', "-")).collect();
+            v.sort();
+            v
+        };
+        assert_eq!(p.names(), docker_names);
+        for name in &docker_names {
+            let theirs: serde_json::Value =
+                serde_json::from_str(&d.docker_ok(&["inspect", &name.replace('-', "_")])).unwrap();
+            let theirs = &theirs[0];
+            let ours = p.inspect(name);
+            for key in [
+                "com.docker.compose.project",
+                "com.docker.compose.service",
+                "com.docker.compose.container-number",
+                "com.docker.compose.oneoff",
+                "tier",
+            ] {
+                assert_eq!(
+                    ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
+                    "{name}: label {key}"
+                );
+            }
+            assert_eq!(
+                ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
+                "{name}: Cmd"
+            );
+            let env = |v: &serde_json::Value| -> Vec<String> {
+                let mut e: Vec<String> = v["Config"]["Env"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_str().unwrap().to_string())
+                    .filter(|x| x.starts_with("MODE="))
+                    .collect();
+                e.sort();
+                e
+            };
+            assert_eq!(env(&ours), env(theirs), "{name}: Env");
+            let ports = |v: &serde_json::Value, a: u16, b: u16| {
+                v["HostConfig"]["PortBindings"]
+                    .to_string()
+                    .replace(&format!("\"{a}\""), "\"P1\"")
+                    .replace(&format!("\"{b}\""), "\"P2\"")
+            };
+            assert_eq!(
+                ports(&ours, b1, b2),
+                ports(theirs, d1, d2),
+                "{name}: PortBindings"
+            );
+            let net = |v: &serde_json::Value| -> Vec<String> {
+                v["NetworkSettings"]["Networks"]
+                    .as_object()
+                    .unwrap()
+                    .keys()
+                    .cloned()
+                    .collect()
+            };
+            assert_eq!(net(&ours), net(theirs), "{name}: networks");
+        }
+        let docker_vols = d.docker_ok(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=diffproj",
+        ]);
+        assert_eq!(docker_vols.trim(), "diffproj_www");
+        assert!(p.volumes().contains(&"diffproj_www".to_string()));
+        // `config`: the same services, images, commands and environment.
+        let theirs: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&dc(&["config"]).stdout).unwrap();
+        let ours: serde_yaml_ng::Value =
+            serde_yaml_ng::from_str(&p.ok(&["-p", "diffproj", "config"])).unwrap();
+        for svc in ["web", "worker"] {
+            for key in ["image", "command", "environment"] {
+                let norm = |v: &serde_yaml_ng::Value| -> serde_yaml_ng::Value {
+                    match v {
+                        serde_yaml_ng::Value::String(s) if key == "command" => {
+                            serde_yaml_ng::Value::Sequence(
+                                s.split_whitespace().map(|x| x.into()).collect(),
+                            )
+                        }
+                        other => other.clone(),
+                    }
+                };
+                assert_eq!(
+                    norm(&ours["services"][svc][key]),
+                    norm(&theirs["services"][svc][key]),
+                    "config {svc}.{key}"
+                );
+            }
+        }
+    }));
+    let t = Instant::now();
+    let down = dc(&["down", "-v"]);
+    let docker_down = t.elapsed();
+    let t = Instant::now();
+    p.ok(&["down", "-v"]);
+    eprintln!(
+        "down -v: docker-compose {docker_down:?}, berth compose {:?}",
+        t.elapsed()
+    );
+    if let Err(e) = result {
+        std::panic::resume_unwind(e);
+    }
+    assert_eq!(down.code, 0, "docker-compose down: {down:?}");
+}
+
+/// The other verbs and keys: `run --rm` (its output and exit code, nothing left), `top`,
+/// `stop`/`start`/`restart`, `pause`/`unpause`, `kill`, `rm`; service_completed_successfully,
+/// long port syntax, tmpfs, configs and secrets, profiles, container_name, hostname, user,
+/// working_dir, entrypoint as a list, env_file, several `-f` files merged.
+#[test]
+fn verbs_and_more_keys() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let port = free_port();
+    let yaml = format!(
+        r#"
+services:
+  init:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo init done"]
+  app:
+    image: {BUSYBOX}
+    entrypoint: ["sh", "-c"]
+    command: ["echo started; exec httpd -f -p 8080 -h /tmp"]
+    container_name: the-app
+    hostname: apphost
+    user: "1000:1000"
+    working_dir: /tmp
+    env_file: app.env
+    tmpfs: /scratch
+    ports:
+      - target: 8080
+        published: {port}
+        host_ip: 127.0.0.1
+    configs:
+      - site
+    secrets:
+      - source: token
+        target: tok
+    depends_on:
+      init:
+        condition: service_completed_successfully
+  debug:
+    image: {BUSYBOX}
+    command: sleep 1000
+    profiles: [debug]
+configs:
+  site:
+    file: ./site.txt
+secrets:
+  token:
+    file: ./token.txt
+"#
+    );
+    let Some(p) = Project::new("verbs", &yaml) else {
+        return;
+    };
+    std::fs::write(p.dir.join("app.env"), "FROM_FILE=yes\n").unwrap();
+    std::fs::write(p.dir.join("site.txt"), "site config\n").unwrap();
+    std::fs::write(p.dir.join("token.txt"), "s3cret\n").unwrap();
+    // An override file: merged over compose.yaml.
+    std::fs::write(
+        p.dir.join("compose.override.yaml"),
+        "services:\n  app:\n    environment:\n      OVERRIDDEN: \"1\"\n",
+    )
+    .unwrap();
+    p.ok(&["up", "-d"]);
+    // The profile's service is not started; init ran to completion first.
+    assert_eq!(p.names(), vec!["the-app", "verbs-init-1"]);
+    let init = p.inspect("verbs-init-1");
+    assert_eq!(init["State"]["Status"], "exited");
+    assert!(
+        init["State"]["FinishedAt"].as_str().unwrap()
+            <= p.inspect("the-app")["State"]["StartedAt"].as_str().unwrap()
+    );
+    let sh = |cmd: &str| p.ok(&["exec", "app", "sh", "-c", cmd]).trim().to_string();
+    assert_eq!(
+        sh("id -u; id -g; hostname; pwd; echo $FROM_FILE $OVERRIDDEN"),
+        "1000\n1000\napphost\n/tmp\nyes 1"
+    );
+    assert_eq!(sh("cat /site"), "site config");
+    assert_eq!(sh("cat /run/secrets/tok"), "s3cret");
+    assert!(sh("grep ' /scratch ' /proc/mounts").contains("tmpfs"));
+    assert_eq!(
+        p.ok(&["port", "app", "8080"]).trim(),
+        format!("127.0.0.1:{port}")
+    );
+    let logs = p.ok(&["logs", "--tail", "1", "init", "app"]);
+    assert!(logs.contains("verbs-init-1  | init done"), "{logs}");
+    assert!(logs.contains("the-app       | started"), "{logs}");
+
+    // top lists the service's processes.
+    let top = p.ok(&["top", "app"]);
+    assert!(top.contains("httpd"), "{top}");
+    // run --rm: the command's output and exit code, nothing left behind.
+    let out = p.compose(&["run", "--rm", "--no-deps", "app", "echo one-off; exit 3"]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("one-off"));
+    assert_eq!(p.names(), vec!["the-app", "verbs-init-1"]);
+    // stop/start/restart, pause/unpause, kill, rm.
+    p.ok(&["stop", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "exited");
+    p.ok(&["start", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "running");
+    p.ok(&["pause", "app"]);
+    assert_eq!(p.inspect("the-app")["State"]["Status"], "paused");
+    p.ok(&["unpause", "app"]);
+    let before = started_at(&p, "the-app");
+    p.ok(&["restart", "app"]);
+    assert!(started_at(&p, "the-app") > before);
+    p.ok(&["kill", "app"]);
+    // The kill is sent; its exit is recorded by the container's monitor just after.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while p.inspect("the-app")["State"]["Status"] != "exited" {
+        assert!(Instant::now() < deadline, "not exited after kill");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    p.ok(&["rm", "app"]);
+    assert_eq!(p.names(), vec!["verbs-init-1"]);
+    // The profile enables its service.
+    p.ok(&["--profile", "debug", "up", "-d", "debug"]);
+    assert!(p.names().contains(&"verbs-debug-1".to_string()));
+    p.ok(&["down"]);
+    assert!(p.names().is_empty());
+}
+
+/// `build:`: `up` builds a missing image (named PROJECT-SERVICE without `image:`) with its
+/// args and target; `up --build` builds again; `compose build`.
+#[test]
+fn up_builds_images() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = r#"
+services:
+  app:
+    build:
+      context: ./ctx
+      dockerfile: Containerfile
+      args:
+        GREETING: built-by-compose
+      target: final
+    command: sleep 1000
+"#;
+    let Some(p) = Project::new("buildproj", yaml) else {
+        return;
+    };
+    std::fs::create_dir_all(p.dir.join("ctx")).unwrap();
+    std::fs::write(
+        p.dir.join("ctx/Containerfile"),
+        format!(
+            "FROM {BUSYBOX} AS base\nRUN echo base > /base\nFROM base AS final\nARG GREETING\nRUN echo $GREETING > /greeting\n"
+        ),
+    )
+    .unwrap();
+    p.ok(&["up", "-d"]);
+    let out = p.ok(&["exec", "app", "cat", "/base", "/greeting"]);
+    assert_eq!(out, "base\nbuilt-by-compose\n");
+    assert_eq!(
+        p.inspect("buildproj-app-1")["Config"]["Image"],
+        "buildproj-app"
+    );
+    // --build makes the image again; the container is kept when its config did not change.
+    let id = p.inspect("buildproj-app-1")["Id"].clone();
+    p.ok(&["up", "-d", "--build"]);
+    assert_eq!(p.inspect("buildproj-app-1")["Id"], id);
+    // A changed Dockerfile: `build` makes another image, and `up` recreates the container.
+    let mut df = std::fs::read_to_string(p.dir.join("ctx/Containerfile")).unwrap();
+    df.push_str("RUN echo again > /again\n");
+    std::fs::write(p.dir.join("ctx/Containerfile"), df).unwrap();
+    p.ok(&["build"]);
+    p.ok(&["up", "-d"]);
+    assert_ne!(p.inspect("buildproj-app-1")["Id"], id);
+    assert_eq!(p.ok(&["exec", "app", "cat", "/again"]), "again\n");
+    p.ok(&["down"]);
+}
+
+/// An `up` killed while it waits for a dependency's health: `down -v` removes everything the
+/// project made (containers, network, volume).
+#[test]
+fn down_after_an_interrupted_up() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        r#"
+services:
+  slow:
+    image: {BUSYBOX}
+    command: sleep 1000
+    volumes: [data:/data]
+    healthcheck:
+      test: ["CMD", "false"]
+      interval: 1s
+      retries: 1000
+  after:
+    image: {BUSYBOX}
+    command: sleep 1000
+    depends_on:
+      slow:
+        condition: service_healthy
+volumes:
+  data:
+"#
+    );
+    let Some(p) = Project::new("intr", &yaml) else {
+        return;
+    };
+    let mut c = p.scratch.command(&["compose", "up", "-d"]);
+    c.current_dir(&p.dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.names().contains(&"intr-slow-1".to_string())
+        || p.inspect("intr-slow-1")["State"]["Status"] != "running"
+    {
+        assert!(Instant::now() < deadline, "slow never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(p.names(), vec!["intr-slow-1"]);
+    assert_eq!(p.networks(), vec!["intr_default"]);
+    assert!(p.volumes().contains(&"intr_data".to_string()));
+    p.ok(&["down", "-v"]);
+    assert!(p.names().is_empty());
+    assert!(p.networks().is_empty());
+    assert!(!p.volumes().contains(&"intr_data".to_string()));
+}
+
+/// `up` without -d: the containers' prefixed output until ^C, which stops them.
+#[test]
+fn attached_up_relays_logs_and_stops_on_interrupt() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        "services:\n  talk:\n    image: {BUSYBOX}\n    command: [\"sh\", \"-c\", \"echo hello attached; exec sleep 1000\"]\n"
+    );
+    let Some(p) = Project::new("attached", &yaml) else {
+        return;
+    };
+    let mut c = p.scratch.command(&["compose", "up"]);
+    c.current_dir(&p.dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    let child = c.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !p.names().contains(&"attached-talk-1".to_string())
+        || p.inspect("attached-talk-1")["State"]["Status"] != "running"
+    {
+        assert!(Instant::now() < deadline, "talk never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("attached-talk-1  | hello attached"),
+        "{stdout}"
+    );
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(p.inspect("attached-talk-1")["State"]["Status"], "exited");
+}
