@@ -97,7 +97,7 @@ pub fn download(url: &str, checksum: Option<&str>) -> Result<Download> {
         .and_then(|v| v.to_str().ok())
         .and_then(parse_http_date)
         .unwrap_or_else(crate::image::time::now_secs);
-    let mut file = unnamed_temp_file()?;
+    let mut file = super::archive::unnamed_temp_file()?;
     let mut body = response.body_mut().as_reader();
     let mut hasher = sha2::Sha256::new();
     let mut size = 0u64;
@@ -132,18 +132,6 @@ pub fn download(url: &str, checksum: Option<&str>) -> Result<Download> {
         size,
         digest,
     })
-}
-
-fn unnamed_temp_file() -> Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = std::env::temp_dir();
-    std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_TMPFILE)
-        .mode(0o600)
-        .open(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))
 }
 
 /// An HTTP date (RFC 7231's IMF-fixdate, `Sun, 06 Nov 1994 08:49:37 GMT`) in seconds.

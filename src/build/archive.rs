@@ -49,7 +49,7 @@ pub fn decompress<'a>(src: impl Read + 'a) -> Result<(Compression, Box<dyn Read 
 }
 
 /// A file with no name in the temporary directory (O_TMPFILE): nothing to clean up.
-fn unnamed_temp_file() -> Result<std::fs::File> {
+pub(crate) fn unnamed_temp_file() -> Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = std::env::temp_dir();
     std::fs::OpenOptions::new()

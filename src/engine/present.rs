@@ -287,6 +287,25 @@ fn typed_view(doc: &Value) -> std::borrow::Cow<'_, Value> {
     }
 }
 
+/// `KEY=VALUE` arguments (a bare `KEY` has an empty value), as `-l` and `-o` take them.
+pub fn key_values(args: &[String]) -> std::collections::BTreeMap<String, String> {
+    args.iter()
+        .map(|a| {
+            let (k, v) = a.split_once('=').unwrap_or((a, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect()
+}
+
+/// Docker's JSON output: 4-space indented.
+pub fn indented_json<T: serde::Serialize>(v: &T) -> Result<String> {
+    let mut buf = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
+    v.serialize(&mut ser)?;
+    Ok(String::from_utf8(buf)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,12 +1,13 @@
 //! `berth volume create|ls|inspect|rm|prune`, with Docker's flags, output and errors.
 
 use super::mounts::container_exists;
+use super::present::{indented_json, key_values};
 use super::record::Engine;
 use super::template;
 use super::volume::{human_size, Volume, VolumeFilter, VolumeStore};
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 #[derive(Subcommand)]
@@ -234,25 +235,6 @@ fn run_inner(engine: &Engine, cmd: VolumeCommand) -> Result<i32> {
     }
 }
 
-/// `KEY=VALUE` arguments (a bare `KEY` has an empty value), as `-l` and `-o` take them.
-fn key_values(args: &[String]) -> BTreeMap<String, String> {
-    args.iter()
-        .map(|a| {
-            let (k, v) = a.split_once('=').unwrap_or((a, ""));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// Docker's JSON output: 4-space indented.
-fn indented_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    v.serialize(&mut ser)?;
-    Ok(String::from_utf8(buf)?)
-}
-
 /// The fields `volume ls --format` offers, as Docker's volume formatter names them.
 fn list_row(v: &Volume) -> HashMap<String, String> {
     let labels: Vec<String> = v.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -303,7 +285,7 @@ mod tests {
                 .collect(),
             mountpoint: format!("/var/lib/berth/volumes/{name}/_data").into(),
             name: name.into(),
-            options: BTreeMap::new(),
+            options: std::collections::BTreeMap::new(),
             scope: "local".into(),
         }
     }

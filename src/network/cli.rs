@@ -1,6 +1,7 @@
 //! `berth network create|ls|inspect|rm|prune`, with Docker's flags, output and errors.
 
 use super::store::{CreateOptions, Lease, Network, Store, DEFAULT_NETWORK};
+use crate::engine::present::{indented_json, key_values};
 use crate::engine::record::Engine;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -107,24 +108,6 @@ pub struct PruneArgs {
     /// Do not prompt for confirmation.
     #[arg(short, long)]
     force: bool,
-}
-
-fn key_values(args: &[String]) -> BTreeMap<String, String> {
-    args.iter()
-        .map(|a| {
-            let (k, v) = a.split_once('=').unwrap_or((a, ""));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// Docker's JSON output: 4-space indented.
-fn indented_json<T: serde::Serialize>(v: &T) -> Result<String> {
-    let mut buf = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, fmt);
-    v.serialize(&mut ser)?;
-    Ok(String::from_utf8(buf)?)
 }
 
 /// A network as `network inspect` prints it, in Docker's order: the record, and its

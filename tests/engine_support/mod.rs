@@ -29,22 +29,7 @@ pub const DEBIAN: &str = "berth-tests/debian-nginx:bookworm";
 pub const DEBIAN_INDEX: &str = "berth test image: nginx on Debian bookworm";
 /// Docker's default capability set (moby's `oci/caps/defaults.go`), for bundles that should
 /// run what a `docker run` runs.
-pub const DOCKER_DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+pub const DOCKER_DEFAULT_CAPS: &[&str] = &berth::engine::security::DEFAULT_CAPABILITIES;
 /// How long one docker or berth command of a test may take before it is killed.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 
