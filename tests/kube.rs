@@ -9,8 +9,6 @@
 mod engine_support;
 
 use engine_support::*;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn kube(s: &EngineScratch, args: &[&str]) -> Outcome {
@@ -29,26 +27,6 @@ fn write(s: &EngineScratch, name: &str, text: &str) -> String {
     let p = s.path(name);
     std::fs::write(&p, text).unwrap();
     p.display().to_string()
-}
-
-/// GET `path` from 127.0.0.1:`port`, retried for a few seconds (a server starting).
-fn http_get(port: u16, path: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = (|| -> std::io::Result<String> {
-            let mut t = TcpStream::connect(("127.0.0.1", port))?;
-            t.set_read_timeout(Some(Duration::from_secs(3)))?;
-            write!(t, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
-            let mut out = String::new();
-            t.read_to_string(&mut out)?;
-            Ok(out)
-        })();
-        match r {
-            Ok(out) if out.contains("200") => return out,
-            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
-            other => panic!("GET 127.0.0.1:{port}{path}: {other:?}"),
-        }
-    }
 }
 
 /// `exec` in a container, retried while the answer is not there yet.
@@ -298,7 +276,7 @@ fn pod_of_two_containers_configmap_secret_replay_and_down() {
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
     assert_eq!(volumes(&s), vols_before);
     assert!(!has_network(&s, "kube"));
-    assert!(TcpStream::connect(("127.0.0.1", 18480)).is_err());
+    assert!(std::net::TcpStream::connect(("127.0.0.1", 18480)).is_err());
 }
 
 const APP_YAML: &str = r#"apiVersion: apps/v1

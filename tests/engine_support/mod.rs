@@ -140,6 +140,38 @@ pub fn run_within(cmd: &Command, limit: Duration) -> Outcome {
     outcome
 }
 
+/// The cache of test images made here (`BERTH_TEST_CACHE`, as the scripts making images use).
+pub fn test_cache_dir() -> PathBuf {
+    std::env::var_os("BERTH_TEST_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/cache/berth-tests"))
+}
+
+/// One `GET path` (HTTP/1.0) to `addr`:`port`: the whole answer, headers included.
+pub fn http_get_once(addr: std::net::IpAddr, port: u16, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut t = std::net::TcpStream::connect_timeout(&(addr, port).into(), Duration::from_secs(3))?;
+    t.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(t, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n")?;
+    let mut out = String::new();
+    t.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// GET `path` from 127.0.0.1:`port`, retried for a few seconds (a server starting) until it
+/// answers 200.
+pub fn http_get(port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = http_get_once(std::net::Ipv4Addr::LOCALHOST.into(), port, path);
+        match r {
+            Ok(out) if out.contains("200") => return out,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            other => panic!("GET 127.0.0.1:{port}{path}: {other:?}"),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The images
 // ---------------------------------------------------------------------------
