@@ -9,6 +9,8 @@
 mod engine_support;
 
 use engine_support::*;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 fn kube(s: &EngineScratch, args: &[&str]) -> Outcome {
@@ -397,9 +399,13 @@ fn deployment_nodeport_service_job_and_claim() {
     for p in ["front-pod-0", "front-pod-1", "once-pod", "client"] {
         assert!(ls.contains(p), "{ls}");
     }
-    // The NodePort answers on 127.0.0.1, from the first replica.
-    let body = http_get(18481, "/");
-    assert!(body.contains("front-pod-0"), "{body}");
+    // The NodePort answers on 127.0.0.1, from either replica.
+    let seen = answering(Ipv4Addr::LOCALHOST, 18481, 60);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["front-pod-0", "front-pod-1"],
+        "{seen:?}"
+    );
     // The ClusterIP Service is a name on the play's network: the client reaches a replica by
     // it, and each pod by its name.
     let by_service = exec_until(
@@ -489,6 +495,204 @@ spec:
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
     assert_eq!(volumes(&s), vols_before);
     assert!(!has_network(&s, "kube"));
+}
+
+/// `GET /` `n` times on `addr`:`port`: how many times each body (a pod's hostname) came.
+/// First, until ten answers in a row came (a pod's server may still be starting: its pod is
+/// in the set from its infra's start), then `n` that must all answer.
+fn answering(addr: Ipv4Addr, port: u16, n: usize) -> BTreeMap<String, usize> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut in_a_row = 0;
+    while in_a_row < 10 {
+        match http_get_once(addr.into(), port, "/") {
+            Ok(_) => in_a_row += 1,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "GET {addr}:{port}: {e}");
+                in_a_row = 0;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    let mut seen = BTreeMap::new();
+    for _ in 0..n {
+        let out = http_get_once(addr.into(), port, "/")
+            .unwrap_or_else(|e| panic!("GET {addr}:{port}: {e}"));
+        let body = out.rsplit("\r\n\r\n").next().unwrap_or_default().trim();
+        *seen.entry(body.to_string()).or_insert(0) += 1;
+    }
+    seen
+}
+
+/// The elements of berth's table that name `port` (its balanced chain, map elements, members).
+fn rules_naming(port: u16) -> Vec<String> {
+    let out = std::process::Command::new("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&format!(" {port} ")) || l.contains(&format!("_{port}")))
+        .map(|l| l.trim().to_string())
+        .collect()
+}
+
+fn balanced_yaml(replicas: u32) -> String {
+    format!(
+        r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: hello
+spec:
+  replicas: {replicas}
+  selector:
+    matchLabels:
+      app: hello
+  template:
+    metadata:
+      labels:
+        app: hello
+    spec:
+      containers:
+      - name: httpd
+        image: berth-tests/busybox:latest
+        imagePullPolicy: Never
+        command: ["sh", "-c", "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 8080 -h /www"]
+        ports:
+        - containerPort: 8080
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello
+spec:
+  type: NodePort
+  selector:
+    app: hello
+  ports:
+  - port: 80
+    targetPort: 8080
+    nodePort: 18482
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: hello-lb
+spec:
+  type: LoadBalancer
+  selector:
+    app: hello
+  ports:
+  - port: 18483
+    targetPort: 8080
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: client
+spec:
+  containers:
+  - name: sh
+    image: berth-tests/busybox:latest
+    imagePullPolicy: Never
+    command: ["sleep", "3600"]
+"#
+    )
+}
+
+#[test]
+fn nodeport_balances_over_every_running_pod() {
+    if skip_without(&["nft"], "kube play") {
+        return;
+    }
+    let s = EngineScratch::new("kube-balance");
+    load_busybox(&s);
+    let file = write(&s, "hello.yaml", &balanced_yaml(3));
+    kube(&s, &["play", &file]).ok("kube play");
+    let three = ["hello-pod-0", "hello-pod-1", "hello-pod-2"];
+    // From the host: on 127.0.0.1 and on another address of the host (the play network's
+    // gateway), the NodePort and the LoadBalancer port reach all three replicas.
+    let net: serde_json::Value =
+        serde_json::from_str(&s.berth_ok(&["network", "inspect", "kube"])).unwrap();
+    let gateway: Ipv4Addr = net[0]["IPAM"]["Config"][0]["Gateway"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    for (addr, port) in [
+        (Ipv4Addr::LOCALHOST, 18482),
+        (gateway, 18482),
+        (Ipv4Addr::LOCALHOST, 18483),
+    ] {
+        let seen = answering(addr, port, 60);
+        assert_eq!(
+            seen.keys().collect::<Vec<_>>(),
+            three,
+            "{addr}:{port}: {seen:?}"
+        );
+    }
+    // From a container, through the host's address (prerouting, not output).
+    let mut from_client = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        let out = s.container(&[
+            "exec",
+            "client-sh",
+            "wget",
+            "-q",
+            "-O",
+            "-",
+            &format!("http://{gateway}:18482/"),
+        ]);
+        assert_eq!(out.code, 0, "wget from the client: {out:?}");
+        from_client.insert(out.stdout.trim().to_string());
+    }
+    assert_eq!(from_client.iter().collect::<Vec<_>>(), three);
+    // The host port is the pods': a program cannot take it.
+    assert!(std::net::TcpListener::bind("0.0.0.0:18482").is_err());
+
+    // A pod stopped leaves the set; started again, it is back.
+    pod(&s, &["stop", "hello-pod-1"]).ok("pod stop");
+    let chain = std::process::Command::new("nft")
+        .args(["list", "chain", "ip", "berth", "lb_tcp_18482"])
+        .output()
+        .unwrap();
+    let chain = String::from_utf8_lossy(&chain.stdout);
+    assert!(chain.contains("numgen random mod 2 map"), "{chain}");
+    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 40);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["hello-pod-0", "hello-pod-2"],
+        "{seen:?}"
+    );
+    pod(&s, &["start", "hello-pod-1"]).ok("pod start");
+    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 60);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), three, "{seen:?}");
+
+    // Scaled to 4 (a replay): the new replica joins; --replace: new pods, the same set.
+    let file4 = write(&s, "hello.yaml", &balanced_yaml(4));
+    let out = kube(&s, &["play", &file4]).ok("kube play 4");
+    assert!(out.contains("Pod hello-pod-3 created"), "{out}");
+    let four = ["hello-pod-0", "hello-pod-1", "hello-pod-2", "hello-pod-3"];
+    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 80);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), four, "{seen:?}");
+    kube(&s, &["play", "--replace", &file4]).ok("kube play --replace");
+    let seen = answering(Ipv4Addr::LOCALHOST, 18483, 80);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), four, "{seen:?}");
+    // A pod removed leaves the set.
+    pod(&s, &["rm", "-f", "hello-pod-0"]).ok("pod rm");
+    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 60);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["hello-pod-1", "hello-pod-2", "hello-pod-3"],
+        "{seen:?}"
+    );
+
+    // down: no rule, element or member of either port is left, and the ports are free.
+    kube(&s, &["down", &file4]).ok("kube down");
+    for port in [18482, 18483] {
+        assert_eq!(rules_naming(port), Vec::<String>::new(), "port {port}");
+        assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());
+    }
+    assert!(ids(&s).is_empty(), "{:?}", ids(&s));
 }
 
 /// Whether network `name` exists.

@@ -137,6 +137,12 @@ pub struct CreateFlags {
     #[arg(short = 'p', long)]
     #[serde(default)]
     pub publish: Vec<String>,
+    /// Balanced ports (`HOSTPORT:CPORT[/PROTO]`, on every address): the host port is shared
+    /// with the other containers publishing it so, and connections spread over them all (a
+    /// Service's NodePort over its pods). Set by `kube play`, not a flag of Docker's.
+    #[arg(skip)]
+    #[serde(default)]
+    pub publish_balanced: Vec<String>,
     /// Publish all exposed ports to random ports.
     #[arg(short = 'P', long)]
     #[serde(default)]
@@ -183,6 +189,7 @@ impl CreateFlags {
         crate::network::publish::PortFlags {
             publish: &self.publish,
             publish_all: self.publish_all,
+            balanced: &self.publish_balanced,
             expose: &self.expose,
         }
     }

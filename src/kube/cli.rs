@@ -178,6 +178,7 @@ pub fn run_pod(data_root: &Path, state_root: &Path, cmd: PodCommand) -> i32 {
                     name: a.name,
                     labels,
                     ports: a.publish,
+                    balanced_ports: Vec::new(),
                     hostname: a.hostname,
                     infra_image: a.infra_image,
                     pull: "missing".into(),

@@ -59,8 +59,9 @@ pub struct PodPlan {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub spec: model::PodSpec,
-    /// Host ports the Services selecting it publish.
-    pub service_ports: Vec<String>,
+    /// The balanced host ports (`HOST:TARGET/PROTO`) of the NodePort and LoadBalancer
+    /// Services that select it: each is shared by all the pods a Service selects.
+    pub balanced_ports: Vec<String>,
     /// A Job's backoff limit: the pod runs to completion, retried this many times.
     pub job: Option<u32>,
     /// The names of the Services that select it: its DNS aliases on the play's network.
@@ -80,6 +81,8 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
         }
     }
     let mut services = Vec::new();
+    // The host ports of the NodePort and LoadBalancer Services, with the Service's name.
+    let mut host_ports: BTreeMap<(u16, String), String> = BTreeMap::new();
     for d in &docs {
         let at =
             |kind: &str, name: &str| format!("{}: document {} ({kind} {name})", d.file, d.index);
@@ -136,7 +139,7 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
                     name: name.to_string(),
                     labels: p.metadata.labels.clone(),
                     spec: p.spec.clone(),
-                    service_ports: Vec::new(),
+                    balanced_ports: Vec::new(),
                     job: None,
                     aliases: Vec::new(),
                 });
@@ -195,7 +198,7 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
                         name: n,
                         labels: labels.clone(),
                         spec: s.template.spec.clone(),
-                        service_ports: Vec::new(),
+                        balanced_ports: Vec::new(),
                         job,
                         aliases: Vec::new(),
                     });
@@ -245,19 +248,27 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
         if kind == "ClusterIP" {
             continue;
         }
-        // One host port reaches one pod: the first the Service selects (a Deployment's other
-        // replicas are reached at their own addresses).
-        let mut taken = std::collections::BTreeSet::new();
-        for p in plan.pods.iter_mut() {
-            if !s
-                .spec
-                .selector
-                .iter()
-                .all(|(k, v)| p.labels.get(k) == Some(v))
-            {
-                continue;
+        // One host port for the Service, balanced over every pod it selects (as kube-proxy
+        // spreads a NodePort's connections over the Service's endpoints).
+        for sp in &s.spec.ports {
+            let proto = sp.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
+            let host = match (kind, sp.node_port) {
+                ("NodePort", Some(n)) => n,
+                ("NodePort", None) => node_port(name, sp.port, &proto),
+                _ => sp.port,
+            };
+            if let Some(other) = host_ports.insert((host, proto.clone()), name.clone()) {
+                bail!("{origin}: host port {host}/{proto} is already the port of Service {other}");
             }
-            for sp in &s.spec.ports {
+            for p in plan.pods.iter_mut() {
+                if !s
+                    .spec
+                    .selector
+                    .iter()
+                    .all(|(k, v)| p.labels.get(k) == Some(v))
+                {
+                    continue;
+                }
                 let target = match &sp.target_port {
                     None => sp.port,
                     Some(v) => match model::scalar(v) {
@@ -277,28 +288,7 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
                         None => bail!("{origin}: targetPort must be a number or a name"),
                     },
                 };
-                let proto = sp.protocol.as_deref().unwrap_or("TCP").to_ascii_lowercase();
-                let host = if kind == "NodePort" {
-                    match sp.node_port {
-                        Some(n) => n.to_string(),
-                        None => String::new(),
-                    }
-                } else {
-                    sp.port.to_string()
-                };
-                if !host.is_empty() && !taken.insert((host.clone(), proto.clone())) {
-                    plan.warnings.push(format!(
-                        "{origin}: host port {host}/{proto} goes to the first pod it selects only; pod {} is not published",
-                        p.name
-                    ));
-                    continue;
-                }
-                let spec = if host.is_empty() {
-                    format!("{target}/{proto}")
-                } else {
-                    format!("{host}:{target}/{proto}")
-                };
-                p.service_ports.push(spec);
+                p.balanced_ports.push(format!("{host}:{target}/{proto}"));
             }
         }
     }
@@ -326,6 +316,13 @@ enum VolumePlan {
     Files(std::path::PathBuf, Vec<(String, Vec<u8>)>, u32),
     /// A host path to make first (DirectoryOrCreate, FileOrCreate).
     Host(String, bool),
+}
+
+/// A NodePort Service's port without `nodePort`: one of Kubernetes' range (30000-32767),
+/// from a hash of the Service's name and port, so that a replay keeps it.
+fn node_port(service: &str, port: u16, proto: &str) -> u16 {
+    let h = sha2::Sha256::digest(format!("{service}|{port}|{proto}").as_bytes());
+    30000 + (u16::from_be_bytes([h[0], h[1]]) % 2768)
 }
 
 fn restart_flag(origin: &str, p: Option<&str>) -> Result<String> {
@@ -806,13 +803,13 @@ fn build(engine: &Engine, plan: &Plan, p: &PodPlan, network: &str) -> Result<Bui
         }
         init.push(member(plan, p, c, "no", &mounts)?);
     }
-    ports.extend(p.service_ports.iter().cloned());
+
     // The hash: the pod's spec as resolved (with the ConfigMaps and Secrets it reads).
     let mut h = sha2::Sha256::new();
     h.update(
         format!(
-            "{:?}|{:?}|{:?}|{:?}|{:?}|{network}",
-            p.spec, p.labels, ports, p.job, p.aliases
+            "{:?}|{:?}|{:?}|{:?}|{:?}|{:?}|{network}",
+            p.spec, p.labels, ports, p.balanced_ports, p.job, p.aliases
         )
         .as_bytes(),
     );
@@ -836,6 +833,7 @@ fn build(engine: &Engine, plan: &Plan, p: &PodPlan, network: &str) -> Result<Bui
             name: p.name.clone(),
             labels: p.labels.clone(),
             ports,
+            balanced_ports: p.balanced_ports.clone(),
             hostname: p.spec.hostname.clone(),
             infra_image: None,
             pull: "missing".into(),

@@ -184,6 +184,8 @@ pub struct PodSpec {
     pub name: String,
     pub labels: BTreeMap<String, String>,
     pub ports: Vec<String>,
+    /// Host ports shared with other pods, balanced over them (`HOST:CPORT/PROTO`).
+    pub balanced_ports: Vec<String>,
     pub hostname: Option<String>,
     /// An image whose `sleep` the infra container runs; None: berth's pause image.
     pub infra_image: Option<String>,
@@ -246,7 +248,12 @@ pub fn create(engine: &Engine, store: &Store, spec: &PodSpec) -> Result<PodRecor
         labels: spec.labels.clone(),
         infra: infra.clone(),
         containers: Vec::new(),
-        ports: spec.ports.clone(),
+        ports: spec
+            .ports
+            .iter()
+            .chain(&spec.balanced_ports)
+            .cloned()
+            .collect(),
         config_hash: spec.config_hash.clone(),
         file: spec.file.clone(),
         volumes: Vec::new(),
@@ -279,6 +286,7 @@ pub fn create(engine: &Engine, store: &Store, spec: &PodSpec) -> Result<PodRecor
                 "never".into()
             },
             publish: spec.ports.clone(),
+            publish_balanced: spec.balanced_ports.clone(),
             ipc: Some("shareable".into()),
             network: spec.network.clone(),
             network_alias: spec.aliases.clone(),

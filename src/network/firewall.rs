@@ -20,6 +20,15 @@
 //!   maps `pub_addr` (`proto . host IP . host port`) then `pub_any` (`proto . host port`, for a
 //!   port published on every address) to `container IP . container port`.
 //!
+//! - Balanced ports (a Service's NodePort over its pods, as kube-proxy makes them): in base
+//!   chains of their own just before those (`balance_pre`, `balance_out`, which a berth of
+//!   before them leaves alone when it writes the others again), for a host address,
+//!   `pub_lb` (`proto . host port`, every address) jumps to the port's own chain
+//!   `lb_PROTO_PORT`, whose one rule DNATs to `numgen random mod N` over the N members'
+//!   `container IP . container port`. The members are the elements of the set `lb_members`
+//!   (`proto . host port . container IP . container port`, with the container's tag as
+//!   comment); the chain is written again from them whenever one joins or leaves, in the same
+//!   transaction.
 //! - `guard` (prerouting, before conntrack): drops what comes from a bridge for 127.0.0.0/8.
 //!   The bridges have `route_localnet` (for the host's own 127.0.0.1 to reach published
 //!   ports), which would otherwise let a container (with CAP_NET_RAW, a default) reach the
@@ -146,11 +155,19 @@ impl Firewall {
              add map {t} nat_dst {{ type ifname : verdict; }}\n\
              add map {t} pub_any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}\n\
              add map {t} pub_addr {{ type inet_proto . ipv4_addr . inet_service : ipv4_addr . inet_service; }}\n\
+             add map {t} pub_lb {{ type inet_proto . inet_service : verdict; }}\n\
+             add set {t} lb_members {{ type inet_proto . inet_service . ipv4_addr . inet_service; }}\n\
              add chain {t} forward {{ type filter hook forward priority filter; policy accept; }}\n\
              add chain {t} prerouting {{ type nat hook prerouting priority dstnat; policy accept; }}\n\
              add chain {t} output {{ type nat hook output priority -100; policy accept; }}\n\
              add chain {t} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}\n\
              add chain {t} publish\n\
+             add chain {t} balance_pre {{ type nat hook prerouting priority dstnat - 1; policy accept; }}\n\
+             add chain {t} balance_out {{ type nat hook output priority -101; policy accept; }}\n\
+             flush chain {t} balance_pre\n\
+             flush chain {t} balance_out\n\
+             add rule {t} balance_pre fib daddr type local meta l4proto . th dport vmap @pub_lb\n\
+             add rule {t} balance_out fib daddr type local meta l4proto . th dport vmap @pub_lb\n\
              add chain {t} guard {{ type filter hook prerouting priority raw; policy accept; }}\n\
              flush chain {t} guard\n\
              add rule {t} guard iifname @bridges ip daddr 127.0.0.0/8 drop\n\
@@ -340,7 +357,8 @@ impl Firewall {
         // element with another container's address: `add` takes an element again only with
         // the same value, as a restarted container's.)
         let _lock = self.lock()?;
-        let taken = self.published()?;
+        let mut taken = self.published()?;
+        taken.extend(self.balanced()?);
         let t = format!("ip {}", self.table);
         let mut s = String::new();
         for b in bindings {
@@ -440,8 +458,157 @@ impl Firewall {
         for p in &gone {
             s.push_str(&delete_element(&t, &p.binding));
         }
+        // The same for a balanced port's members: the caller holds the port alone.
+        let stale: Vec<Published> = self
+            .balanced()?
+            .into_iter()
+            .filter(|m| {
+                bindings
+                    .iter()
+                    .any(|b| b.proto == m.binding.proto && b.host_port == m.binding.host_port)
+            })
+            .collect();
+        s.push_str(&self.balance_script(&stale, &[]));
         s.push_str(&adds);
         self.apply(&s)
+    }
+
+    /// Adds a container to the balanced ports `bindings` (host ports on every address, which
+    /// the caller holds shared with the port's other members: see
+    /// [`crate::network::ports::reserve_shared`]): connections to the port are spread over
+    /// the members at random, as kube-proxy spreads a Service's. Its elements from before (a
+    /// restart with another address) and any other published port on the same host port
+    /// (stale: the caller's reservation excludes a live one) are replaced in the same
+    /// transaction.
+    pub fn join_balanced(
+        &self,
+        container: &str,
+        container_ip: Ipv4Addr,
+        bindings: &[PortBinding],
+    ) -> Result<()> {
+        check_name("container id", container, 128)?;
+        if bindings.is_empty() {
+            return Ok(());
+        }
+        for b in bindings {
+            if !b.host_ip.is_unspecified() || !b.host_ip.is_ipv4() {
+                bail!(
+                    "a balanced port is published on every IPv4 address (0.0.0.0), not on {}",
+                    b.host_ip
+                );
+            }
+            if b.proto == Proto::Sctp {
+                bail!("publishing SCTP ports is not supported yet");
+            }
+        }
+        let _lock = self.lock()?;
+        let same_port = |p: &PortBinding| {
+            bindings
+                .iter()
+                .any(|b| b.proto == p.proto && b.host_port == p.host_port)
+        };
+        let t = format!("ip {}", self.table);
+        let mut s = String::new();
+        for p in self.published()? {
+            if same_port(&p.binding) {
+                s.push_str(&delete_element(&t, &p.binding));
+            }
+        }
+        let (mut gone, mut kept) = (Vec::new(), Vec::new());
+        for m in self.balanced()? {
+            let own_old = m.container == container && same_port(&m.binding);
+            if own_old {
+                gone.push(m);
+            } else {
+                kept.push(m);
+            }
+        }
+        for b in bindings {
+            kept.push(Published {
+                container: container.to_string(),
+                binding: *b,
+                container_ip,
+            });
+        }
+        kept.retain(|m| same_port(&m.binding));
+        let adds: Vec<&Published> = kept.iter().filter(|m| m.container == container).collect();
+        s.push_str(&self.balance_script(&gone, &kept));
+        for m in &adds {
+            s.push_str(&format!(
+                "add element {t} lb_members {{ {} comment \"{}\" }}\n",
+                member_key(m),
+                m.container
+            ));
+        }
+        self.apply(&s)
+    }
+
+    /// Every member of every balanced port.
+    pub fn balanced(&self) -> Result<Vec<Published>> {
+        let Some(v) = self.list(&["table", "ip", &self.table])? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for it in v["nftables"].as_array().into_iter().flatten() {
+            if it["set"]["name"] == "lb_members" {
+                for e in it["set"]["elem"].as_array().into_iter().flatten() {
+                    out.extend(parse_member(e));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The commands removing the members `gone` and writing again the chain of every port
+    /// they or `kept` are on (`kept`: every member those ports have after): one DNAT over the port's members, or, with
+    /// none left, no chain and no `pub_lb` element.
+    fn balance_script(&self, gone: &[Published], kept: &[Published]) -> String {
+        let t = format!("ip {}", self.table);
+        let mut s = String::new();
+        for m in gone {
+            s.push_str(&format!(
+                "delete element {t} lb_members {{ {} }}\n",
+                member_key(m)
+            ));
+        }
+        let mut ports: Vec<(Proto, u16)> = gone
+            .iter()
+            .chain(kept)
+            .map(|m| (m.binding.proto, m.binding.host_port))
+            .collect();
+        ports.sort();
+        ports.dedup();
+        for (proto, port) in ports {
+            let chain = format!("lb_{proto}_{port}");
+            let mut members: Vec<&Published> = kept
+                .iter()
+                .filter(|m| m.binding.proto == proto && m.binding.host_port == port)
+                .collect();
+            // Both nft's add and its delete fail on what is (not) there: an add first makes
+            // either one right whatever the table holds.
+            s.push_str(&format!(
+                "add chain {t} {chain}\nflush chain {t} {chain}\n\
+                 add element {t} pub_lb {{ {proto} . {port} : jump {chain} }}\n"
+            ));
+            if members.is_empty() {
+                s.push_str(&format!(
+                    "delete element {t} pub_lb {{ {proto} . {port} }}\ndelete chain {t} {chain}\n"
+                ));
+                continue;
+            }
+            members.sort_by(|a, b| a.container.cmp(&b.container));
+            let to: Vec<String> = members
+                .iter()
+                .enumerate()
+                .map(|(i, m)| format!("{i} : {} . {}", m.container_ip, m.binding.container_port))
+                .collect();
+            s.push_str(&format!(
+                "add rule {t} {chain} meta l4proto {proto} dnat ip to numgen random mod {} map {{ {} }}\n",
+                members.len(),
+                to.join(", ")
+            ));
+        }
+        s
     }
 
     /// Every published port in the table, with the container it belongs to.
@@ -484,15 +651,25 @@ impl Firewall {
             .into_iter()
             .filter(|p| gone(&p.container))
             .collect();
-        if mine.is_empty() {
+        let (left, mut kept): (Vec<Published>, Vec<Published>) = self
+            .balanced()?
+            .into_iter()
+            .partition(|m| gone(&m.container));
+        kept.retain(|k| {
+            left.iter().any(|m| {
+                m.binding.proto == k.binding.proto && m.binding.host_port == k.binding.host_port
+            })
+        });
+        if mine.is_empty() && left.is_empty() {
             return Ok(0);
         }
         let mut s = String::new();
         for p in &mine {
             s.push_str(&delete_element(&t, &p.binding));
         }
+        s.push_str(&self.balance_script(&left, &kept));
         self.apply(&s)?;
-        Ok(mine.len())
+        Ok(mine.len() + left.len())
     }
 
     fn enable_forwarding(&self) -> Result<()> {
@@ -543,6 +720,44 @@ fn delete_element(t: &str, b: &PortBinding) -> String {
     }
 }
 
+/// A balanced port's member as an element of `lb_members`.
+fn member_key(m: &Published) -> String {
+    format!(
+        "{} . {} . {} . {}",
+        m.binding.proto, m.binding.host_port, m.container_ip, m.binding.container_port
+    )
+}
+
+fn parse_proto(v: &Value) -> Option<Proto> {
+    match v {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => match n.as_u64()? {
+            6 => Some(Proto::Tcp),
+            17 => Some(Proto::Udp),
+            132 => Some(Proto::Sctp),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// One element of `lb_members` as nft's JSON writes it:
+/// `{"elem": {"val": {"concat": ["tcp", 30080, "10.0.0.2", 80]}, "comment": "ID"}}`.
+fn parse_member(e: &Value) -> Option<Published> {
+    let key = &e["elem"];
+    let k = key["val"]["concat"].as_array()?;
+    Some(Published {
+        container: key["comment"].as_str()?.to_string(),
+        binding: PortBinding {
+            proto: parse_proto(k.first()?)?,
+            host_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            host_port: k.get(1)?.as_u64()? as u16,
+            container_port: k.get(3)?.as_u64()? as u16,
+        },
+        container_ip: k.get(2)?.as_str()?.parse().ok()?,
+    })
+}
+
 /// One element of `pub_any`/`pub_addr` as nft's JSON writes it:
 /// `[{"elem": {"val": {"concat": ["tcp", 8080]}, "comment": "ID"}}, {"concat": ["10.0.0.2", 80]}]`.
 fn parse_element(e: &Value) -> Option<Published> {
@@ -550,16 +765,7 @@ fn parse_element(e: &Value) -> Option<Published> {
     let container = key["comment"].as_str()?.to_string();
     let k = key["val"]["concat"].as_array()?;
     let v = e[1]["concat"].as_array()?;
-    let proto = match &k[0] {
-        Value::String(s) => s.parse().ok()?,
-        Value::Number(n) => match n.as_u64()? {
-            6 => Proto::Tcp,
-            17 => Proto::Udp,
-            132 => Proto::Sctp,
-            _ => return None,
-        },
-        _ => return None,
-    };
+    let proto = parse_proto(&k[0])?;
     let (host_ip, host_port) = if k.len() == 3 {
         (k[1].as_str()?.parse().ok()?, k[2].as_u64()? as u16)
     } else {
@@ -625,6 +831,15 @@ mod tests {
         assert_eq!(p.binding.host_ip, "127.0.0.1".parse::<IpAddr>().unwrap());
         assert_eq!((p.binding.host_port, p.binding.container_port), (5353, 53));
         assert_eq!(p.container_ip, Ipv4Addr::new(10, 99, 0, 2));
+        let m: Value = serde_json::from_str(
+            r#"{"elem": {"val": {"concat": ["tcp", 30080, "10.99.0.3", 80]}, "comment": "c2"}}"#,
+        )
+        .unwrap();
+        let m = parse_member(&m).unwrap();
+        assert_eq!((m.container.as_str(), m.binding.host_port), ("c2", 30080));
+        assert_eq!(m.binding.container_port, 80);
+        assert_eq!(m.container_ip, Ipv4Addr::new(10, 99, 0, 3));
+        assert_eq!(member_key(&m), "tcp . 30080 . 10.99.0.3 . 80");
         assert!(check_name("bridge name", "br0; flush ruleset", 15).is_err());
         assert!(check_name("bridge name", "berth0", 15).is_ok());
     }

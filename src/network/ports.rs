@@ -205,6 +205,20 @@ fn sock_type(p: Proto) -> SockType {
 /// Binds `ip:port` (port 0: the kernel's choice among its ephemeral ports, as Docker's `-P`
 /// gets from the same range) for `proto`; the error is Docker's when the port is taken.
 pub fn reserve(ip: IpAddr, port: u16, proto: Proto) -> Result<(u16, OwnedFd)> {
+    reserve_as(ip, port, proto, false)
+}
+
+/// Binds `ip:port` with `SO_REUSEPORT`: held together by the members of a balanced port (the
+/// pods behind a Service's NodePort, each monitor holding its own socket), and refused, as
+/// with [`reserve`], when a program or an ordinary published port has it.
+pub fn reserve_shared(ip: IpAddr, port: u16, proto: Proto) -> Result<OwnedFd> {
+    if port == 0 {
+        bail!("a balanced port needs its host port");
+    }
+    reserve_as(ip, port, proto, true).map(|(_, fd)| fd)
+}
+
+fn reserve_as(ip: IpAddr, port: u16, proto: Proto, shared: bool) -> Result<(u16, OwnedFd)> {
     let (family, proto_num) = (
         if ip.is_ipv4() {
             AddressFamily::Inet
@@ -218,6 +232,10 @@ pub fn reserve(ip: IpAddr, port: u16, proto: Proto) -> Result<(u16, OwnedFd)> {
     );
     let fd = socket(family, sock_type(proto), SockFlag::SOCK_CLOEXEC, proto_num)
         .with_context(|| format!("cannot open a {proto} socket"))?;
+    if shared {
+        nix::sys::socket::setsockopt(&fd, nix::sys::socket::sockopt::ReusePort, &true)
+            .context("SO_REUSEPORT")?;
+    }
     let res = match ip {
         IpAddr::V4(v4) => bind(
             std::os::fd::AsRawFd::as_raw_fd(&fd),

@@ -209,6 +209,18 @@ pub struct PortFlags<'a> {
     pub publish: &'a [String],
     pub publish_all: bool,
     pub expose: &'a [String],
+    /// Balanced ports (`HOSTPORT:CPORT[/PROTO]`), see [`join_balanced`].
+    pub balanced: &'a [String],
+}
+
+/// A balanced port's spec: one host port (on every address) to one container port.
+fn parse_balanced(s: &str) -> Result<PublishSpec> {
+    let spec = ports::parse_publish(s)?;
+    let one = |r: &ports::PortRange| r.len() == 1;
+    match spec.host_ports {
+        Some(h) if one(&h) && one(&spec.container_ports) && spec.host_ip.is_none() => Ok(spec),
+        _ => bail!("invalid balanced port {s:?}: HOSTPORT:CPORT[/PROTO] with one port each"),
+    }
 }
 
 /// Checks the port flags against the network mode, as Docker's client and daemon do;
@@ -222,6 +234,12 @@ pub fn check(f: &PortFlags, network: &str) -> Result<Vec<PublishSpec>> {
     for e in f.expose {
         ports::parse_exposed(e)
             .with_context(|| format!("invalid range format for --expose: {e}"))?;
+    }
+    for b in f.balanced {
+        parse_balanced(b)?;
+    }
+    if !f.balanced.is_empty() && !super::endpoints::is_bridge_mode(network) {
+        bail!("balanced ports need a bridge network, not {network:?}");
     }
     if network.starts_with("container:") {
         if !specs.is_empty() || f.publish_all {
@@ -261,7 +279,10 @@ pub fn exposed_ports(
         add(ports::parse_exposed(e)?);
     }
     if network != "host" {
-        for s in check_quiet(f)? {
+        for s in check_quiet(f)?
+            .into_iter()
+            .chain(f.balanced.iter().filter_map(|b| parse_balanced(b).ok()))
+        {
             add((s.container_ports.start..=s.container_ports.end)
                 .map(|c| (c, s.proto))
                 .collect());
@@ -297,12 +318,30 @@ pub fn record(f: &PortFlags, network: &str) -> Result<serde_json::Value> {
 /// The host ports the monitor holds for its container, across its restarts.
 static HELD: Mutex<Vec<Reservation>> = Mutex::new(Vec::new());
 
+/// The balanced host ports the monitor holds (shared with the port's other members).
+static HELD_BALANCED: Mutex<Vec<Reservation>> = Mutex::new(Vec::new());
+
+fn held_balanced() -> std::sync::MutexGuard<'static, Vec<Reservation>> {
+    HELD_BALANCED.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn held() -> std::sync::MutexGuard<'static, Vec<Reservation>> {
     HELD.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn create_flag<'a>(c: &'a Container, key: &str) -> Option<&'a serde_json::Value> {
     c.record.options.get("create")?.get(key)
+}
+
+/// The balanced ports of a container as `create` recorded them.
+fn balanced_request(c: &Container) -> Result<Vec<PublishSpec>> {
+    create_flag(c, "publish_balanced")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str())
+        .map(parse_balanced)
+        .collect()
 }
 
 /// The `-p` specs and `-P` of a container as `create` recorded them (none off a bridge).
@@ -328,6 +367,7 @@ fn port_request(c: &Container) -> Result<(Vec<PublishSpec>, bool)> {
 /// Whether the container was made with ports to publish.
 pub fn has_ports(c: &Container) -> bool {
     port_request(c).is_ok_and(|(s, all)| !s.is_empty() || all)
+        || balanced_request(c).is_ok_and(|b| !b.is_empty())
 }
 
 fn exposed(c: &Container) -> Vec<(u16, Proto)> {
@@ -351,11 +391,13 @@ static PORTS_LOCK: Mutex<Option<nix::fcntl::Flock<std::fs::File>>> = Mutex::new(
 /// holds from here to its end, makes the new one wait for that.
 pub fn reserve(c: &Container) -> Result<()> {
     let mut h = held();
-    if !h.is_empty() {
+    let mut hb = held_balanced();
+    if !h.is_empty() || !hb.is_empty() {
         return Ok(());
     }
     let (specs, all) = port_request(c)?;
-    if specs.is_empty() && !all {
+    let balanced = balanced_request(c)?;
+    if specs.is_empty() && !all && balanced.is_empty() {
         return Ok(());
     }
     let mut lock = PORTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
@@ -371,21 +413,42 @@ pub fn reserve(c: &Container) -> Result<()> {
                 .map_err(|(_, e)| anyhow::anyhow!("cannot lock the container's ports: {e}"))?,
         );
     }
-    let got = ports::allocate(&specs, all, &exposed(c), IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "driver failed programming external connectivity on endpoint {} ({}): {e:#}",
-                c.record.name,
-                crate::engine::record::short_id(c.id())
-            )
-        })?;
+    let failed = |e: anyhow::Error| {
+        anyhow::anyhow!(
+            "driver failed programming external connectivity on endpoint {} ({}): {e:#}",
+            c.record.name,
+            crate::engine::record::short_id(c.id())
+        )
+    };
+    let any = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+    let got = ports::allocate(&specs, all, &exposed(c), any).map_err(failed)?;
+    let mut shared = Vec::new();
+    for b in &balanced {
+        let (host_port, container_port) =
+            (b.host_ports.map_or(0, |h| h.start), b.container_ports.start);
+        let fd = ports::reserve_shared(any, host_port, b.proto).map_err(failed)?;
+        shared.push(Reservation {
+            binding: PortBinding {
+                container_port,
+                proto: b.proto,
+                host_ip: any,
+                host_port,
+            },
+            fd,
+        });
+    }
     *h = got;
+    *hb = shared;
     Ok(())
 }
 
 /// The bindings held, for the container's state.
 pub fn bindings() -> Vec<PortBinding> {
-    held().iter().map(|r| r.binding).collect()
+    held()
+        .iter()
+        .chain(held_balanced().iter())
+        .map(|r| r.binding)
+        .collect()
 }
 
 /// The tag of a container's elements in the table: its data root's and its id.
@@ -403,8 +466,9 @@ fn root_tag(engine: &Engine) -> String {
 /// first): the DNAT elements of the ports it holds, replacing whatever stale element had
 /// the same host port.
 pub fn publish(engine: &Engine, c: &Container, leases: &[Lease]) -> Result<()> {
-    let list = bindings();
-    if list.is_empty() {
+    let list: Vec<PortBinding> = held().iter().map(|r| r.binding).collect();
+    let balanced: Vec<PortBinding> = held_balanced().iter().map(|r| r.binding).collect();
+    if list.is_empty() && balanced.is_empty() {
         return Ok(());
     }
     let ip = leases
@@ -412,13 +476,18 @@ pub fn publish(engine: &Engine, c: &Container, leases: &[Lease]) -> Result<()> {
         .map(|l| l.ip)
         .context("published ports need a bridge network")?;
     let tag = tag(engine, c.id());
-    in_child(|| firewall().publish_held(&tag, ip, &list))
+    in_child(|| {
+        let fw = firewall();
+        fw.publish_held(&tag, ip, &list)?;
+        fw.join_balanced(&tag, ip, &balanced)
+    })
 }
 
 /// The monitor, once the container has exited for good: the host ports go back (before the
 /// exit is delivered, so that a next `run -p` of the same port finds it free).
 pub fn release_ports() {
     held().clear();
+    held_balanced().clear();
 }
 
 /// The monitor, after the exit status was delivered (off `run --rm`'s path): the elements
