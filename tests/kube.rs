@@ -1,7 +1,9 @@
 //! `berth kube play/down/generate` and `berth pod` with real containers from the busybox image:
 //! a pod of two containers talking over localhost with ConfigMap-fed env and files, a Secret
 //! volume, an init container filling an emptyDir, a hostPort; replay and --replace; pod
-//! stop/start; a Deployment of 2 behind a NodePort Service answering on 127.0.0.1; Jobs that
+//! stop/start; a Deployment of 2 behind a NodePort Service answering on 127.0.0.1 from both;
+//! a NodePort and a LoadBalancer port balanced over 3, then 4, then 2 replicas (from the host
+//! and from a pod; pods stopped, started, removed, replaced; no rule left); Jobs that
 //! complete and that fail past their backoffLimit; errors for unknown kinds and fields with
 //! nothing made; `kube down` leaving nothing; `kube generate` played back; and the same YAML
 //! under `podman kube play` (names and env compared). Root only.
@@ -677,17 +679,28 @@ fn nodeport_balances_over_every_running_pod() {
     kube(&s, &["play", "--replace", &file4]).ok("kube play --replace");
     let seen = answering(Ipv4Addr::LOCALHOST, 18483, 80);
     assert_eq!(seen.keys().collect::<Vec<_>>(), four, "{seen:?}");
-    // A pod removed leaves the set.
-    pod(&s, &["rm", "-f", "hello-pod-0"]).ok("pod rm");
-    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 60);
+    // Scaled down to 2: the other replicas go, and leave the set.
+    let file2 = write(&s, "hello.yaml", &balanced_yaml(2));
+    let out = kube(&s, &["play", &file2]).ok("kube play 2");
+    for p in ["hello-pod-2", "hello-pod-3"] {
+        assert!(
+            out.contains(&format!("Pod {p} removed (hello scaled to 2)")),
+            "{out}"
+        );
+    }
+    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 40);
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
-        ["hello-pod-1", "hello-pod-2", "hello-pod-3"],
+        ["hello-pod-0", "hello-pod-1"],
         "{seen:?}"
     );
+    // A pod removed leaves the set.
+    pod(&s, &["rm", "-f", "hello-pod-0"]).ok("pod rm");
+    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 20);
+    assert_eq!(seen.keys().collect::<Vec<_>>(), ["hello-pod-1"], "{seen:?}");
 
     // down: no rule, element or member of either port is left, and the ports are free.
-    kube(&s, &["down", &file4]).ok("kube down");
+    kube(&s, &["down", &file2]).ok("kube down");
     for port in [18482, 18483] {
         assert_eq!(rules_naming(port), Vec::<String>::new(), "port {port}");
         assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());

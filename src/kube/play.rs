@@ -1,7 +1,9 @@
 //! `kube play` and `kube down`: the documents of the files become pods (a Pod, a
 //! Deployment's or ReplicaSet's replicas, a DaemonSet's one pod, a Job's pod run to completion),
 //! with the ConfigMaps, Secrets and claims they use and the host ports of the Services that
-//! select them. Everything is checked before anything is made; a failure while making removes
+//! select them (a NodePort's or LoadBalancer's host port balanced over all the pods it
+//! selects, see [`crate::network::firewall::Firewall::join_balanced`]). A replay with fewer
+//! replicas removes the pods past the count. Everything is checked before anything is made; a failure while making removes
 //! the pods this play made.
 
 use super::model::{self, Object};
@@ -49,6 +51,9 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// The absolute paths of the files.
     pub files: Vec<String>,
+    /// The Deployments and ReplicaSets: (file, name, replicas). A replay removes the pods
+    /// of a smaller count.
+    pub replica_sets: Vec<(String, String, u32)>,
 }
 
 #[derive(Debug, Clone)]
@@ -163,6 +168,8 @@ pub fn plan(files: &[std::path::PathBuf]) -> Result<Plan> {
                         only("completions", s.completions.is_some())?;
                         only("parallelism", s.parallelism.is_some())?;
                         let n = s.replicas.unwrap_or(1);
+                        plan.replica_sets
+                            .push((d.file.clone(), name.to_string(), n));
                         ((0..n).map(|i| format!("{name}-pod-{i}")).collect(), None)
                     }
                     "DaemonSet" => {
@@ -963,6 +970,21 @@ pub fn play(
                     return Err(e.context(format!("{}: pod {}", p.origin, p.name)));
                 }
             }
+        }
+    }
+    // Scaled down: the replicas past the count go (and leave their Services' ports).
+    for r in pod::list(engine)? {
+        let past = plan.replica_sets.iter().find(|(file, name, n)| {
+            *file == r.file
+                && r.name
+                    .strip_prefix(name.as_str())
+                    .and_then(|rest| rest.strip_prefix("-pod-"))
+                    .and_then(|i| i.parse::<u32>().ok())
+                    .is_some_and(|i| i >= *n)
+        });
+        if let Some((_, name, n)) = past {
+            pod::remove_pod(engine, &r.name, true)?;
+            report.push(format!("Pod {} removed ({name} scaled to {n})", r.name));
         }
     }
     Ok(report)

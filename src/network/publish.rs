@@ -209,7 +209,7 @@ pub struct PortFlags<'a> {
     pub publish: &'a [String],
     pub publish_all: bool,
     pub expose: &'a [String],
-    /// Balanced ports (`HOSTPORT:CPORT[/PROTO]`), see [`join_balanced`].
+    /// Balanced ports (`HOSTPORT:CPORT[/PROTO]`), see [`Firewall::join_balanced`].
     pub balanced: &'a [String],
 }
 
