@@ -13,7 +13,8 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const TRAMPOLINE_SOURCE: &str = "src/runtime/trampoline";
-/// A pod's infra program (src/kube/pause/main.rs), built the same way.
+/// A pod's infra program (src/kube/pause/main.rs), built the same way, with the same start
+/// (src/runtime/trampoline/start.rs, watched with the trampoline's folder).
 const PAUSE_SOURCE: &str = "src/kube/pause";
 
 fn main() {

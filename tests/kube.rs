@@ -573,7 +573,7 @@ spec:
   ports:
   - port: 80
     targetPort: 8080
-    nodePort: 18482
+    nodePort: 18486
 ---
 apiVersion: v1
 kind: Service
@@ -584,7 +584,7 @@ spec:
   selector:
     app: hello
   ports:
-  - port: 18483
+  - port: 18487
     targetPort: 8080
 ---
 apiVersion: v1
@@ -621,9 +621,9 @@ fn nodeport_balances_over_every_running_pod() {
         .parse()
         .unwrap();
     for (addr, port) in [
-        (Ipv4Addr::LOCALHOST, 18482),
-        (gateway, 18482),
-        (Ipv4Addr::LOCALHOST, 18483),
+        (Ipv4Addr::LOCALHOST, 18486),
+        (gateway, 18486),
+        (Ipv4Addr::LOCALHOST, 18487),
     ] {
         let seen = answering(addr, port, 60);
         assert_eq!(
@@ -642,31 +642,31 @@ fn nodeport_balances_over_every_running_pod() {
             "-q",
             "-O",
             "-",
-            &format!("http://{gateway}:18482/"),
+            &format!("http://{gateway}:18486/"),
         ]);
         assert_eq!(out.code, 0, "wget from the client: {out:?}");
         from_client.insert(out.stdout.trim().to_string());
     }
     assert_eq!(from_client.iter().collect::<Vec<_>>(), three);
     // The host port is the pods': a program cannot take it.
-    assert!(std::net::TcpListener::bind("0.0.0.0:18482").is_err());
+    assert!(std::net::TcpListener::bind("0.0.0.0:18486").is_err());
 
     // A pod stopped leaves the set; started again, it is back.
     pod(&s, &["stop", "hello-pod-1"]).ok("pod stop");
     let chain = std::process::Command::new("nft")
-        .args(["list", "chain", "ip", "berth", "lb_tcp_18482"])
+        .args(["list", "chain", "ip", "berth", "lb_tcp_18486"])
         .output()
         .unwrap();
     let chain = String::from_utf8_lossy(&chain.stdout);
     assert!(chain.contains("numgen random mod 2 map"), "{chain}");
-    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 40);
+    let seen = answering(Ipv4Addr::LOCALHOST, 18486, 40);
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
         ["hello-pod-0", "hello-pod-2"],
         "{seen:?}"
     );
     pod(&s, &["start", "hello-pod-1"]).ok("pod start");
-    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 60);
+    let seen = answering(Ipv4Addr::LOCALHOST, 18486, 60);
     assert_eq!(seen.keys().collect::<Vec<_>>(), three, "{seen:?}");
 
     // Scaled to 4 (a replay): the new replica joins; --replace: new pods, the same set.
@@ -674,10 +674,10 @@ fn nodeport_balances_over_every_running_pod() {
     let out = kube(&s, &["play", &file4]).ok("kube play 4");
     assert!(out.contains("Pod hello-pod-3 created"), "{out}");
     let four = ["hello-pod-0", "hello-pod-1", "hello-pod-2", "hello-pod-3"];
-    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 80);
+    let seen = answering(Ipv4Addr::LOCALHOST, 18486, 80);
     assert_eq!(seen.keys().collect::<Vec<_>>(), four, "{seen:?}");
     kube(&s, &["play", "--replace", &file4]).ok("kube play --replace");
-    let seen = answering(Ipv4Addr::LOCALHOST, 18483, 80);
+    let seen = answering(Ipv4Addr::LOCALHOST, 18487, 80);
     assert_eq!(seen.keys().collect::<Vec<_>>(), four, "{seen:?}");
     // Scaled down to 2: the other replicas go, and leave the set.
     let file2 = write(&s, "hello.yaml", &balanced_yaml(2));
@@ -688,7 +688,7 @@ fn nodeport_balances_over_every_running_pod() {
             "{out}"
         );
     }
-    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 40);
+    let seen = answering(Ipv4Addr::LOCALHOST, 18486, 40);
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
         ["hello-pod-0", "hello-pod-1"],
@@ -696,12 +696,12 @@ fn nodeport_balances_over_every_running_pod() {
     );
     // A pod removed leaves the set.
     pod(&s, &["rm", "-f", "hello-pod-0"]).ok("pod rm");
-    let seen = answering(Ipv4Addr::LOCALHOST, 18482, 20);
+    let seen = answering(Ipv4Addr::LOCALHOST, 18486, 20);
     assert_eq!(seen.keys().collect::<Vec<_>>(), ["hello-pod-1"], "{seen:?}");
 
     // down: no rule, element or member of either port is left, and the ports are free.
     kube(&s, &["down", &file2]).ok("kube down");
-    for port in [18482, 18483] {
+    for port in [18486, 18487] {
         assert_eq!(rules_naming(port), Vec::<String>::new(), "port {port}");
         assert!(std::net::TcpListener::bind(("0.0.0.0", port)).is_ok());
     }

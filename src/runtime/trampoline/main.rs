@@ -21,7 +21,8 @@
 // Nothing here may become a call to memset, strlen and the like: there is no libc to link.
 #![no_builtins]
 
-use core::arch::{asm, global_asm};
+mod start;
+use start::{exit, syscall3};
 
 include!("shared.rs");
 
@@ -39,7 +40,6 @@ mod nr {
     pub const CLOSE: usize = 3;
     pub const EXECVE: usize = 59;
     pub const FCNTL: usize = 72;
-    pub const EXIT_GROUP: usize = 231;
     pub const OPENAT: usize = 257;
 }
 
@@ -49,80 +49,7 @@ mod nr {
     pub const OPENAT: usize = 56;
     pub const CLOSE: usize = 57;
     pub const WRITE: usize = 64;
-    pub const EXIT_GROUP: usize = 94;
     pub const EXECVE: usize = 221;
-}
-
-#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-compile_error!("berth's exec trampoline is written for x86_64 and aarch64 only");
-
-// The kernel starts us with the stack pointer at argc, followed by argv, NULL, envp, NULL.
-#[cfg(target_arch = "x86_64")]
-global_asm!(
-    ".globl _start",
-    "_start:",
-    "mov rdi, rsp",
-    "and rsp, -16",
-    "call {entry}",
-    "ud2",
-    entry = sym entry,
-);
-
-#[cfg(target_arch = "aarch64")]
-global_asm!(
-    ".globl _start",
-    "_start:",
-    "mov x0, sp",
-    "bl {entry}",
-    "brk #0",
-    entry = sym entry,
-);
-
-/// A raw system call of up to three arguments; the kernel's return (negative errno on failure).
-#[cfg(target_arch = "x86_64")]
-unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the caller passes arguments valid for system call `nr`.
-    unsafe {
-        asm!(
-            "syscall",
-            inlateout("rax") nr as isize => ret,
-            in("rdi") a,
-            in("rsi") b,
-            in("rdx") c,
-            lateout("rcx") _,
-            lateout("r11") _,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-#[cfg(target_arch = "aarch64")]
-unsafe fn syscall3(nr: usize, a: usize, b: usize, c: usize) -> isize {
-    let ret: isize;
-    // SAFETY: the caller passes arguments valid for system call `nr`.
-    unsafe {
-        asm!(
-            "svc 0",
-            in("x8") nr,
-            inlateout("x0") a as isize => ret,
-            in("x1") b,
-            in("x2") c,
-            options(nostack),
-        );
-    }
-    ret
-}
-
-fn exit(code: i32) -> ! {
-    // SAFETY: exit_group takes a plain integer and does not return.
-    unsafe {
-        #[cfg(target_arch = "x86_64")]
-        asm!("syscall", in("rax") nr::EXIT_GROUP, in("rdi") code as usize, options(noreturn, nostack));
-        #[cfg(target_arch = "aarch64")]
-        asm!("svc 0", in("x8") nr::EXIT_GROUP, in("x0") code as usize, options(noreturn, nostack));
-    }
 }
 
 fn write_all(fd: usize, bytes: &[u8]) {
@@ -131,10 +58,8 @@ fn write_all(fd: usize, bytes: &[u8]) {
     unsafe { syscall3(nr::WRITE, fd, bytes.as_ptr() as usize, bytes.len()) };
 }
 
-#[panic_handler]
-fn panic(_: &core::panic::PanicInfo) -> ! {
-    exit(TRAMPOLINE_EXEC_FAILED_EXIT)
-}
+/// The exit status of a panic (there is none to expect): as a failed exec.
+const PANIC_EXIT: i32 = TRAMPOLINE_EXEC_FAILED_EXIT;
 
 const MESSAGE_ROOM: usize = 4608;
 
