@@ -608,6 +608,26 @@ fn nodeport_balances_over_every_running_pod() {
     }
     let s = EngineScratch::new("kube-balance");
     load_busybox(&s);
+    // The LoadBalancer's port taken by a program of the host: refused, nothing made.
+    let taken = std::net::TcpListener::bind("0.0.0.0:18488").unwrap();
+    let file = write(
+        &s,
+        "taken.yaml",
+        &balanced_yaml(2).replace("port: 18487", "port: 18488"),
+    );
+    let out = kube(&s, &["play", &file]);
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr
+            .contains("Bind for 0.0.0.0:18488 failed: port is already allocated"),
+        "{}",
+        out.stderr
+    );
+    assert!(ids(&s).is_empty(), "{:?}", ids(&s));
+    assert_eq!(rules_naming(18486), Vec::<String>::new());
+    assert_eq!(rules_naming(18488), Vec::<String>::new());
+    drop(taken);
+
     let file = write(&s, "hello.yaml", &balanced_yaml(3));
     kube(&s, &["play", &file]).ok("kube play");
     let three = ["hello-pod-0", "hello-pod-1", "hello-pod-2"];
