@@ -587,18 +587,17 @@ spec:
   - port: 18487
     targetPort: 8080
 ---
-apiVersion: v1
-kind: Pod
-metadata:
-  name: client
-spec:
-  containers:
-  - name: sh
-    image: berth-tests/busybox:latest
-    imagePullPolicy: Never
-    command: ["sleep", "3600"]
-"#
+{client}"#,
+        client = client_pod()
     )
+}
+
+/// The client pod of [`APP_YAML`] (a busybox shell that sleeps), one YAML document.
+fn client_pod() -> &'static str {
+    APP_YAML
+        .split("---\n")
+        .find(|d| d.contains("  name: client\n"))
+        .expect("APP_YAML's client pod")
 }
 
 #[test]
