@@ -645,6 +645,7 @@ fn nodeport_balances_over_every_running_pod() {
         (Ipv4Addr::LOCALHOST, 18487),
     ] {
         let seen = answering(addr, port, 60);
+        eprintln!("60 GETs on {addr}:{port}: {seen:?}");
         assert_eq!(
             seen.keys().collect::<Vec<_>>(),
             three,
