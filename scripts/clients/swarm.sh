@@ -73,12 +73,13 @@ IMG=$IMAGE_REF
 HTTPD='mkdir -p /www && echo served by berth from $(hostname) >/www/index.html && exec httpd -f -p 80 -h /www'
 
 # running_tasks SERVICE N: N tasks of SERVICE running, each a berth container.
+# Polled for 3/4 of the check's time, so that a failure has the time to say why.
 running_tasks() {
-    local ids id n=0 i
-    for i in $(seq 120); do
+    local ids id n=0 end=$((SECONDS + CHECK_TIMEOUT * 3 / 4))
+    while :; do
         ids=$(docker ps -q --no-trunc --filter "label=com.docker.swarm.service.name=$1")
         n=$(echo "$ids" | grep -c .)
-        [ "$n" = "$2" ] && break
+        [ "$n" = "$2" ] || [ $SECONDS -ge $end ] && break
         sleep 0.5
     done
     [ "$n" = "$2" ] || { echo "$n tasks of $1 running, want $2"; docker service ps --no-trunc "$1"; return 1; }

@@ -31,6 +31,7 @@ wait_manager() {
         sleep 0.5
     done
     echo "user@$UID_U.service: $(systemctl is-active user@$UID_U.service), no answer on $XDG/systemd/private"
+    journalctl -b --no-pager -o cat -u user@$UID_U.service | tail -n 6
     return 1
 }
 
@@ -106,8 +107,9 @@ rm -f /etc/systemd/system/user@.service.d/delegate.conf
 systemctl daemon-reload
 
 # Without the user's instance: a clear error naming it.
-check user-without-instance fails_with /nonexistent/systemd/private \
-    setpriv --reuid=$U --regid=$U --init-groups env XDG_RUNTIME_DIR=/nonexistent "$BERTH" --systemd-cgroup create r3
+check user-without-instance fails_with /nonexistent/systemd/private setpriv --reuid=$U \
+    --regid=$U --init-groups env XDG_RUNTIME_DIR=/nonexistent "$BERTH" --root /tmp/berth-r3 \
+    --systemd-cgroup create r3
 loginctl disable-linger $U
 
 summary rootless-systemd
