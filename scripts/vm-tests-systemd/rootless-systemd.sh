@@ -98,6 +98,8 @@ check user-manager-running-again wait_manager
 echo "vmtest: with the drop-in, user@$UID_U.service delegates: $(cat $MGR/cgroup.controllers 2>&1)"
 DIR2=$MGR/berthu.slice/berthu-a.slice/berth-r2.scope
 check user-cpuset-create quiet /tmp/r2.log as_user "$BERTH" --systemd-cgroup create r2
+pid2=$(as_user "$BERTH" state r2 | sed -n 's/.*"pid": *\([0-9]*\).*/\1/p')
+echo "vmtest: r2: init $pid2 in $(cat /proc/$pid2/cgroup 2>&1); $($SYSTEMCTL show berth-r2.scope -p ActiveState -p ControlGroup 2>&1 | tr '\n' ' ')"
 check user-prop-allowed-cpus prop berth-r2.scope AllowedCPUs 0
 check user-prop-io-weight prop berth-r2.scope IOWeight "$(( 1 + (500 - 10) * 9999 / 990 ))"
 check user-file-cpuset want "$DIR2/cpuset.cpus" 0

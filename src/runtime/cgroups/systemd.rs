@@ -380,6 +380,21 @@ pub fn start_scope(unit: &Unit, pid: i32, limits: Vec<Property>) -> Result<()> {
     Ok(())
 }
 
+/// Moves `pid` into the scope's cgroup (`AttachProcessesToUnit`, for a delegated unit): where
+/// the caller may not write the process into it itself (a non-root user's `exec`).
+pub fn attach_process(scope: &str, pid: i32) -> Result<()> {
+    let mut bus = Bus::connect()?;
+    let mut body = Writer::new();
+    body.string(scope);
+    body.string(""); // the scope's own cgroup, no sub-cgroup
+    let at = body.array_start(4);
+    body.u32(pid as u32);
+    body.array_end(at);
+    bus.call_manager("AttachProcessesToUnit", "ssau", body)
+        .with_context(|| format!("systemd: cannot move pid {pid} into {scope}"))?;
+    Ok(())
+}
+
 /// `update`: sets the unit's properties (for the unit's lifetime, not saved to disk).
 pub fn set_properties(scope: &str, props: &[Property]) -> Result<()> {
     if props.is_empty() {
