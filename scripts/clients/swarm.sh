@@ -133,7 +133,7 @@ check service-3-tasks running_tasks web 3
 port_answers service-port-answers $PORT
 check service-scale docker service scale --detach web=5
 check service-5-tasks running_tasks web 5
-check service-update docker service update --detach --env-add GREETING=updated web
+check service-update docker service update --detach --update-parallelism 0 --env-add GREETING=updated web
 check service-updated-tasks wait_for 120 sh -c '[ "$("$0" -H "unix://$1" service ps -q --filter desired-state=running web | wc -l)" = 5 ] && for c in $("$0" -H "unix://$1" ps -q --filter label=com.docker.swarm.service.name=web); do "$0" -H "unix://$1" exec $c env | grep -q GREETING=updated || exit 1; done' "$DOCKER_CLI" "$SOCK"
 port_answers updated-port-answers $PORT
 check service-rm docker service rm web

@@ -83,9 +83,10 @@ check user-delete as_user "$BERTH" --systemd-cgroup delete --force r1
 check user-delete-leaves-nothing gone $SCOPE "$DIR"
 check user-delete-leaves-no-state fails_with r1 as_user "$BERTH" state r1
 
-# cpuset is not delegated by default: a cpuset limit fails, naming its field, and leaves
+# A second container (its own scope, r2) asks for cpus and an io weight. cpuset is not
+# delegated by default: the cpuset limit fails, naming its field, and leaves
 # nothing behind.
-sed -i 's/"pids": {"limit": 20}}/"pids": {"limit": 20}, "blockIO": {"weight": 500}}/; s/"period": 100000}/"period": 100000, "cpus": "0"}/' config.json
+sed -i 's/:berth:r1"/:berth:r2"/; s/"pids": {"limit": 20}}/"pids": {"limit": 20}, "blockIO": {"weight": 500}}/; s/"period": 100000}/"period": 100000, "cpus": "0"}/' config.json
 check user-cpuset-undelegated-fails fails_with linux.resources.cpu.cpus as_user "$BERTH" --systemd-cgroup create r2
 check user-cpuset-undelegated-leaves-nothing gone berth-r2.scope "$MGR/berthu.slice/berthu-a.slice/berth-r2.scope"
 
