@@ -3,7 +3,8 @@
 # data root, exec root, pid file, socket and config in a temp dir, cgroupfs, a bridge of its
 # own) with "default-runtime": "berth", made a one-node swarm. A service of busybox httpd with
 # 3 replicas behind a published port, scaled, updated, and a stack deployed from a compose file;
-# every task container must be a berth container (known to berth under dockerd's runtime root).
+# every task container must be a berth container (known to berth under dockerd's runtime root),
+# with dockerd's AppArmor profile where the kernel has AppArmor on.
 # `swarm leave --force` must leave no task, and the host (links, iptables, ip_forward) is
 # restored at exit.
 #
@@ -124,12 +125,28 @@ port_answers() {
     done
 }
 
+# task_profiles SERVICE: with AppArmor on, dockerd gives each task its docker-default profile,
+# which berth must have applied to the task's init.
+task_profiles() {
+    local id pid cur
+    for id in $(docker ps -q --filter "label=com.docker.swarm.service.name=$1"); do
+        pid=$(docker inspect -f '{{.State.Pid}}' "$id")
+        cur=$(cat "/proc/$pid/attr/current")
+        [ "$cur" = "docker-default (enforce)" ] || { echo "task $id (pid $pid): AppArmor label '$cur'"; return 1; }
+    done
+}
+
 check swarm-init docker swarm init --advertise-addr $ADDR
 PORT=$(free_port)
 # A task's shell, pid 1, ignores SIGTERM: a short grace period, or each replaced task of the
 # update below costs Docker's 10 s.
 check service-create docker service create --detach --name web --replicas 3 --stop-grace-period 1s -p $PORT:80 $IMG sh -c "$HTTPD"
 check service-3-tasks running_tasks web 3
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
+    check service-tasks-apparmor task_profiles web
+else
+    skip service-tasks-apparmor "AppArmor is not enabled in this kernel"
+fi
 port_answers service-port-answers $PORT
 check service-scale docker service scale --detach web=5
 check service-5-tasks running_tasks web 5
