@@ -117,7 +117,7 @@ cp "$here/clients/lib.sh" "$here/clients/swarm.sh" "$root/vm/clients/"
 # Stage 1 (busybox /init): the root into a tmpfs, then systemd; the unit runs vm/run.sh.
 install -m 0755 "$here/vm-systemd/init" "$root/init"
 install -m 0755 "$here/vm-systemd/run.sh" "$root/vm/run.sh"
-install -m 0644 "$here/vm-systemd/checks.sh" "$root/vm/checks.sh"
+install -m 0644 "$here/vm-checks.sh" "$root/vm/checks.sh"
 echo "RT_NAME=$rt_name" > "$root/vm/env"
 install -m 0644 "$here/vm-systemd/berth-vmtest.service" "$root/etc/systemd/system/"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"

@@ -2,7 +2,7 @@
 //! Swarm's routing mesh, inside a qemu VM in which systemd is pid 1 (the hosts the suite runs
 //! on have no systemd as init, and may have no IPVS).
 //!
-//! Runs `scripts/vm-systemd-test.sh` twice on a Debian bookworm userland with systemd,
+//! Runs `scripts/vm-systemd-test.sh` three times on a Debian bookworm userland with systemd,
 //! containerd and docker.io made by `scripts/mkroot-systemd.sh` (debootstrap, once, then
 //! cached: a few minutes the first time), booted from an initramfs with this berth inside:
 //! - on cgroup v2: `systemd-cgroup.sh` (the transient scope: Delegate, slice, nested slices,
@@ -14,8 +14,9 @@
 //!   `SystemdCgroup = true`: each pod and container a scope in the pod's slice, gone when
 //!   removed); `swarm.sh` (scripts/clients/swarm.sh with its published-port checks required:
 //!   the routing mesh answers on 127.0.0.1 and the VM's address, balanced over the replicas);
-//! - on cgroup v1 (`systemd.unified_cgroup_hierarchy=0`): `systemd-cgroup.sh` again, with v1's
-//!   property names and each controller's files, and a non-root user refused.
+//! - on cgroup v1, hybrid (`systemd.unified_cgroup_hierarchy=0`, systemd's own tracking on a v2
+//!   mount) and legacy (`systemd.legacy_systemd_cgroup_controller=1` too): `systemd-cgroup.sh`
+//!   again, with v1's property names and each controller's files, and a non-root user refused.
 //!
 //! Needs root, qemu-system-x86_64, a kernel in /boot, busybox and debootstrap; skipped with a
 //! note without them, except under CI (`CI=true`).
@@ -83,7 +84,7 @@ fn systemd_driver_checks_pass_in_a_vm_with_systemd() {
         assert!(!in_ci(), "tests/cri.rs is not built beside this test");
         eprintln!("note: tests/cri.rs not built (cargo test --no-run --test cri): the CRI check in the VM skips");
     }
-    // One boot on cgroup v2 for the driver, CRI, Swarm and a user's instance; one on v1.
+    // One boot on cgroup v2 for the driver, CRI, Swarm and a user's instance; two on v1.
     run_vm(
         &[
             "systemd-cgroup.sh",
@@ -94,9 +95,16 @@ fn systemd_driver_checks_pass_in_a_vm_with_systemd() {
         "",
         cri.as_deref(),
     );
+    // systemd 252 of Debian: v1 controllers with its own tracking on a v2 mount (hybrid),
+    // then v1 alone (legacy, name=systemd).
     run_vm(
         &["systemd-cgroup.sh"],
         "systemd.unified_cgroup_hierarchy=0",
+        None,
+    );
+    run_vm(
+        &["systemd-cgroup.sh"],
+        "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1",
         None,
     );
 }

@@ -1,20 +1,30 @@
-# The check helpers of the systemd VM's test scripts (scripts/vm-tests-systemd/), sourced from
-# /vm/checks.sh. Each check prints `ok NAME` or `FAIL NAME: details`; SYSTEMCTL is the
-# systemctl command the unit checks ask (the user instance's for a user's units).
+# The check helpers of the VM tests' scripts (scripts/vm-tests/ and scripts/vm-tests-systemd/),
+# sourced from /vm/checks.sh, where scripts/vm-test.sh and scripts/vm-systemd-test.sh put this
+# file. Each check prints `ok NAME` or `FAIL NAME: details`, and `skip NAME: reason` for what
+# cannot run; SYSTEMCTL is the systemctl command the unit checks ask (the user instance's for
+# a user's units).
 
 passed=0
 failed=0
+skipped=0
 SYSTEMCTL=${SYSTEMCTL:-systemctl}
+# check NAME CMD [ARGS...]: run CMD; `ok NAME` if it exits 0, else `FAIL NAME: its output`.
 check() {
     _name=$1
     shift
     if _out=$("$@" 2>&1); then
         passed=$((passed + 1))
         echo "ok $_name"
-    else
-        failed=$((failed + 1))
-        echo "FAIL $_name: $(printf '%s\n' "$_out" | tail -n 8 | tr '\n' '|')"
+        return 0
     fi
+    failed=$((failed + 1))
+    echo "FAIL $_name: $(printf '%s\n' "$_out" | tail -n 8 | awk 'NR > 1 { printf " | " } { printf "%s", $0 }')"
+    return 1
+}
+# skip NAME REASON
+skip() {
+    skipped=$((skipped + 1))
+    echo "skip $1: $2"
 }
 # want FILE VALUE: FILE holds exactly VALUE.
 want() {
