@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # A Debian bookworm userland with systemd as its init, for the systemd VM tests
 # (scripts/vm-systemd-test.sh): debootstrap --variant=minbase with systemd, systemd-sysv and
-# containerd (for the CRI test with SystemdCgroup = true),
-# the layout of a current Kubernetes node's init (systemd on cgroup v2).
+# containerd (for the CRI test with SystemdCgroup = true), the layout of a current Kubernetes
+# node's init (systemd on cgroup v2); dbus and libpam-systemd (logind, and the PAM session
+# that gives a lingering user's systemd instance its XDG_RUNTIME_DIR: without it, it fails);
+# docker.io with apparmor (Debian's kernel enables AppArmor, and dockerd then loads its
+# docker-default profile, which berth applies, with apparmor_parser), iptables, iproute2,
+# procps, curl and kmod (the Swarm suite, scripts/clients/swarm.sh, whose routing mesh needs
+# the IPVS this VM's kernel has).
 #
 #   scripts/mkroot-systemd.sh OUT.tar
 #
@@ -17,7 +22,7 @@ script=$(readlink -f "$0")
 cache_dir=${BERTH_TEST_CACHE:-/var/cache/berth-tests}
 key=$(sha256sum "$script" | cut -c1-16)
 cached=$cache_dir/debian-systemd-$key.tar
-packages=systemd,systemd-sysv,containerd
+packages=systemd,systemd-sysv,libpam-systemd,containerd,dbus,docker.io,apparmor,iptables,iproute2,procps,curl,kmod
 
 say() { echo "mkroot-systemd: $*" >&2; }
 die() { say "$*"; exit 1; }

@@ -17,7 +17,13 @@
 #
 # Environment: BERTH (default target/release/berth), VM_CRI_TEST (the executable of
 # tests/cri.rs, for scripts/vm-tests-systemd/cri.sh), VM_KERNEL, VM_ACCEL (tcg, or kvm),
-# VM_TIMEOUT (default 600 s), VM_LOG, BUSYBOX (default /bin/busybox), BERTH_TEST_CACHE.
+# VM_CMDLINE (more kernel parameters: systemd.unified_cgroup_hierarchy=0 boots systemd on
+# cgroup v1), VM_TIMEOUT (default 1800 s), VM_LOG, BUSYBOX (default /bin/busybox),
+# BERTH_TEST_CACHE.
+#
+# The kernel's modules for networks, netfilter, IPVS, overlayfs and the I/O schedulers go in
+# too (the Swarm suite's dockerd and its routing mesh, containerd's snapshotter), with the
+# client suites' scripts (scripts/clients/) at /vm/clients.
 # Needs (Debian): qemu-system-x86 linux-image-amd64 busybox-static debootstrap cpio.
 set -euo pipefail
 
@@ -28,7 +34,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 BERTH=${BERTH:-$repo/target/release/berth}
 BUSYBOX=${BUSYBOX:-/bin/busybox}
-VM_TIMEOUT=${VM_TIMEOUT:-600}
+VM_TIMEOUT=${VM_TIMEOUT:-1800}
 VM_LOG=${VM_LOG:-}
 
 tests=("$@")
@@ -86,23 +92,32 @@ if [ -n "${VM_CRI_TEST:-}" ]; then
         die "cannot build tests/cri_support/pause.c with cc -static"
     log "adding the CRI test $VM_CRI_TEST and a static pause"
 fi
-rm -f "$root/etc/systemd/system/multi-user.target.wants/containerd.service"
-# overlayfs (containerd's snapshotter) is a module in Debian's kernel: /vm/run.sh loads it.
+# The daemons stay off: the tests run daemons of their own.
+rm -f "$root"/etc/systemd/system/multi-user.target.wants/{containerd,docker}.service \
+    "$root"/etc/systemd/system/sockets.target.wants/docker.socket
+# The modules the tests load (modprobe, so that dependencies and aliases resolve): overlayfs
+# (containerd's and dockerd's snapshotters), bridges, veth, vxlan, netfilter, nf_tables and
+# IPVS (dockerd's networks and Swarm's routing mesh), bfq (blkio weights on cgroup v1).
 kver=${kernel##*/vmlinuz-}
-ko=$(ls "/lib/modules/$kver/kernel/fs/overlayfs/overlay.ko"* 2>/dev/null | head -n 1 || true)
-mkdir -p "$root/vm/modules"
-case "$ko" in
-    *.ko) cp "$ko" "$root/vm/modules/overlay.ko" ;;
-    *.ko.xz) xz -dc "$ko" > "$root/vm/modules/overlay.ko" ;;
-    *.ko.zst) zstd -qdc "$ko" > "$root/vm/modules/overlay.ko" ;;
-    *) log "no overlay module for $kver: the CRI check will fail to mount" ;;
-esac
+mods=/lib/modules/$kver
+[ -d "$mods/kernel" ] || die "no modules for $kver in $mods (apt-get install linux-image-amd64)"
+mkdir -p "$root$mods"
+cp "$mods"/modules.* "$root$mods/"
+for m in kernel/net kernel/lib kernel/crypto kernel/block kernel/fs/overlayfs \
+    kernel/drivers/net/vxlan kernel/drivers/net/veth.ko kernel/drivers/net/dummy.ko; do
+    [ -e "$mods/$m" ] || continue
+    mkdir -p "$(dirname "$root$mods/$m")"
+    cp -a "$mods/$m" "$root$mods/$m"
+done
+mkdir -p "$root/vm/clients"
+cp "$here/clients/lib.sh" "$here/clients/swarm.sh" "$root/vm/clients/"
 # debootstrap leaves no /etc/hosts, which containerd's CRI plugin copies into each pod.
 [ -e "$root/etc/hosts" ] || printf '127.0.0.1 localhost\n::1 localhost\n' > "$root/etc/hosts"
 
 # Stage 1 (busybox /init): the root into a tmpfs, then systemd; the unit runs vm/run.sh.
 install -m 0755 "$here/vm-systemd/init" "$root/init"
 install -m 0755 "$here/vm-systemd/run.sh" "$root/vm/run.sh"
+install -m 0644 "$here/vm-checks.sh" "$root/vm/checks.sh"
 echo "RT_NAME=$rt_name" > "$root/vm/env"
 install -m 0644 "$here/vm-systemd/berth-vmtest.service" "$root/etc/systemd/system/"
 mkdir -p "$root/etc/systemd/system/multi-user.target.wants"
@@ -119,11 +134,11 @@ log "initramfs: $(du -h "$initrd" | cut -f1), made in $(( $(date +%s) - start ))
 # on which the guest hangs in its firmware (see scripts/vm-test.sh).
 accel=${VM_ACCEL:-tcg}
 console=$work/console.log
-log "booting $kernel (accel $accel, timeout ${VM_TIMEOUT}s)"
+log "booting $kernel (accel $accel, timeout ${VM_TIMEOUT}s${VM_CMDLINE:+, $VM_CMDLINE})"
 vm_start=$(date +%s)
 timeout -k 10 "$VM_TIMEOUT" qemu-system-x86_64 -accel "$accel" -nographic -no-reboot \
-    -m 3072 -smp 2 -nic none -kernel "$kernel" -initrd "$initrd" \
-    -append "console=ttyS0 panic=-1 quiet systemd.show_status=0" \
+    -m 4096 -smp 2 -nic none -kernel "$kernel" -initrd "$initrd" \
+    -append "console=ttyS0 panic=-1 quiet systemd.show_status=0 ${VM_CMDLINE:-}" \
     </dev/null >"$console" 2>&1 &
 qpid=$!
 qrc=0

@@ -153,6 +153,7 @@ for t in "${tests[@]}"; do
     names="$names $n"
 done
 log "adding test scripts:$names"
+cp "$here/vm-checks.sh" "$root/vm/checks.sh"
 
 # Stage 1: the kernel's initramfs ("rootfs") cannot be pivot_root'ed away from, which
 # container runtimes do; copy everything into a tmpfs and switch_root into it.

@@ -1,15 +1,25 @@
-//! The systemd cgroup driver (`--systemd-cgroup`), inside a qemu VM in which systemd is pid 1
-//! on cgroup v2 (the hosts the suite runs on have no systemd as init).
+//! The systemd cgroup driver (`--systemd-cgroup`), CRI with `SystemdCgroup = true` and Docker
+//! Swarm's routing mesh, inside a qemu VM in which systemd is pid 1 (the hosts the suite runs
+//! on have no systemd as init, and may have no IPVS).
 //!
-//! Runs `scripts/vm-systemd-test.sh scripts/vm-tests-systemd/systemd-cgroup.sh`: a Debian
-//! bookworm userland with systemd made by `scripts/mkroot-systemd.sh` (debootstrap, once, then
-//! cached: about 6 minutes the first time), booted from an initramfs with this berth inside.
-//! The checks: the transient scope (Delegate, slice, nested slices, the init in it), the limits
-//! as unit properties and in the cgroup files, `update` of both, `delete` and a failed create
-//! leaving no unit and no cgroup. Then tests/cri.rs (its executable, built beside this one)
-//! runs in the VM with containerd's `SystemdCgroup = true`: each pod and container a scope in
-//! the pod's slice, gone when removed. Needs root, qemu-system-x86_64, a kernel in /boot, busybox
-//! and debootstrap; skipped with a note without them, except under CI (`CI=true`).
+//! Runs `scripts/vm-systemd-test.sh` three times on a Debian bookworm userland with systemd,
+//! containerd and docker.io made by `scripts/mkroot-systemd.sh` (debootstrap, once, then
+//! cached: a few minutes the first time), booted from an initramfs with this berth inside:
+//! - on cgroup v2: `systemd-cgroup.sh` (the transient scope: Delegate, slice, nested slices,
+//!   the init in it; the limits as unit properties and in the cgroup files, `update` of both,
+//!   `delete` and a failed create leaving no unit and no cgroup); `rootless-systemd.sh` (the
+//!   same for a non-root user through their own lingering systemd instance, with the
+//!   controllers it delegates by default and with cpuset and io delegated too); `cri.sh`
+//!   (tests/cri.rs, its executable built beside this one, with containerd's
+//!   `SystemdCgroup = true`: each pod and container a scope in the pod's slice, gone when
+//!   removed); `swarm.sh` (scripts/clients/swarm.sh with its published-port checks required:
+//!   the routing mesh answers on 127.0.0.1 and the VM's address, balanced over the replicas);
+//! - on cgroup v1, hybrid (`systemd.unified_cgroup_hierarchy=0`, systemd's own tracking on a v2
+//!   mount) and legacy (`systemd.legacy_systemd_cgroup_controller=1` too): `systemd-cgroup.sh`
+//!   again, with v1's property names and each controller's files, and a non-root user refused.
+//!
+//! Needs root, qemu-system-x86_64, a kernel in /boot, busybox and debootstrap; skipped with a
+//! note without them, except under CI (`CI=true`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -69,21 +79,52 @@ fn systemd_driver_checks_pass_in_a_vm_with_systemd() {
     if !Path::new("/bin/busybox").exists() {
         return missing("/bin/busybox not found (apt-get install busybox-static)");
     }
+    let cri = cri_test_executable();
+    if cri.is_none() {
+        assert!(!in_ci(), "tests/cri.rs is not built beside this test");
+        eprintln!("note: tests/cri.rs not built (cargo test --no-run --test cri): the CRI check in the VM skips");
+    }
+    // One boot on cgroup v2 for the driver, CRI, Swarm and a user's instance; two on v1.
+    run_vm(
+        &[
+            "systemd-cgroup.sh",
+            "rootless-systemd.sh",
+            "cri.sh",
+            "swarm.sh",
+        ],
+        "",
+        cri.as_deref(),
+    );
+    // systemd 252 of Debian: v1 controllers with its own tracking on a v2 mount (hybrid),
+    // then v1 alone (legacy, name=systemd).
+    run_vm(
+        &["systemd-cgroup.sh"],
+        "systemd.unified_cgroup_hierarchy=0",
+        None,
+    );
+    run_vm(
+        &["systemd-cgroup.sh"],
+        "systemd.unified_cgroup_hierarchy=0 systemd.legacy_systemd_cgroup_controller=1",
+        None,
+    );
+}
+
+/// Boots the VM with `cmdline` added to the kernel's and runs the `scripts` of
+/// scripts/vm-tests-systemd in it; every check must pass.
+fn run_vm(scripts: &[&str], cmdline: &str, cri: Option<&Path>) {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("bash");
     cmd.arg(repo.join("scripts/vm-systemd-test.sh"))
-        .arg(repo.join("scripts/vm-tests-systemd/systemd-cgroup.sh"))
-        .arg(repo.join("scripts/vm-tests-systemd/cri.sh"))
+        .args(
+            scripts
+                .iter()
+                .map(|s| repo.join("scripts/vm-tests-systemd").join(s)),
+        )
         .current_dir(repo)
-        .env("BERTH", env!("CARGO_BIN_EXE_berth"));
-    match cri_test_executable() {
-        Some(exe) => {
-            cmd.env("VM_CRI_TEST", exe);
-        }
-        None => {
-            assert!(!in_ci(), "tests/cri.rs is not built beside this test");
-            eprintln!("note: tests/cri.rs not built (cargo test --no-run --test cri): the CRI check in the VM skips");
-        }
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .env("VM_CMDLINE", cmdline);
+    if let Some(exe) = cri {
+        cmd.env("VM_CRI_TEST", exe);
     }
     let out = cmd
         .output()
@@ -95,7 +136,7 @@ fn systemd_driver_checks_pass_in_a_vm_with_systemd() {
     let failures: Vec<&str> = stdout.lines().filter(|l| l.starts_with("FAIL ")).collect();
     assert!(
         out.status.success(),
-        "scripts/vm-systemd-test.sh failed ({}):\n{}",
+        "scripts/vm-systemd-test.sh ({cmdline:?}) failed ({}):\n{}",
         out.status,
         failures.join("\n")
     );

@@ -3,9 +3,15 @@
 # data root, exec root, pid file, socket and config in a temp dir, cgroupfs, a bridge of its
 # own) with "default-runtime": "berth", made a one-node swarm. A service of busybox httpd with
 # 3 replicas behind a published port, scaled, updated, and a stack deployed from a compose file;
-# every task container must be a berth container (known to berth under dockerd's runtime root).
+# every task container must be a berth container (known to berth under dockerd's runtime root),
+# with dockerd's AppArmor profile where the kernel has AppArmor on.
 # `swarm leave --force` must leave no task, and the host (links, iptables, ip_forward) is
 # restored at exit.
+#
+# The published ports (Swarm's routing mesh) need IPVS in the kernel: without it their checks
+# skip, unless SWARM_NEED_IPVS=1 (the systemd VM, scripts/vm-tests-systemd/swarm.sh, whose
+# Debian kernel has it), where they must pass: several requests, to 127.0.0.1 and to this
+# machine's own address, each answered by a task, and not all by the same one.
 #
 #   CLIENT_RUNTIME=target/debug/berth scripts/clients/swarm.sh
 #   CLIENT_RUNTIME=/usr/sbin/runc scripts/clients/swarm.sh     # the oracle
@@ -64,15 +70,17 @@ wait_for 60 docker version >/dev/null || die "dockerd did not start: $(tail -n 5
 make_image || die "could not make the busybox image"
 docker load -i "$W/image/busybox-archive.tar" >/dev/null || die "could not load the busybox image"
 IMG=$IMAGE_REF
-HTTPD='mkdir -p /www && echo served by berth >/www/index.html && exec httpd -f -p 80 -h /www'
+# Each task's page names the task (its hostname, the container's short id).
+HTTPD='mkdir -p /www && echo served by berth from $(hostname) >/www/index.html && exec httpd -f -p 80 -h /www'
 
 # running_tasks SERVICE N: N tasks of SERVICE running, each a berth container.
+# Polled for 3/4 of the check's time, so that a failure has the time to say why.
 running_tasks() {
-    local ids id n=0 i
-    for i in $(seq 120); do
+    local ids id n=0 end=$((SECONDS + CHECK_TIMEOUT * 3 / 4))
+    while :; do
         ids=$(docker ps -q --no-trunc --filter "label=com.docker.swarm.service.name=$1")
         n=$(echo "$ids" | grep -c .)
-        [ "$n" = "$2" ] && break
+        [ "$n" = "$2" ] || [ $SECONDS -ge $end ] && break
         sleep 0.5
     done
     [ "$n" = "$2" ] || { echo "$n tasks of $1 running, want $2"; docker service ps --no-trunc "$1"; return 1; }
@@ -88,13 +96,44 @@ running_tasks() {
 have_ipvs() {
     [ -e /proc/net/ip_vs ] || modprobe ip_vs 2>/dev/null
 }
-# port_answers NAME URL TEXT
+# mesh_answers URL N: URL answers (once the mesh is up), then N requests in a row are each
+# answered by a task, and by more than one task (IPVS balances connections round robin).
+mesh_answers() {
+    local i body from=
+    fetch "$1" "served by berth" || return 1
+    for i in $(seq "$2"); do
+        body=$(curl -fsS --max-time 5 "$1" 2>&1) || { echo "request $i to $1: $body"; return 1; }
+        case $body in
+        "served by berth from "*) from+="${body#served by berth from }"$'\n' ;;
+        *) echo "request $i to $1: $body"; return 1 ;;
+        esac
+    done
+    [ "$(printf '%s' "$from" | sort -u | grep -c .)" -ge 2 ] ||
+        { echo "all $2 requests to $1 were answered by one task: $from"; return 1; }
+}
+# port_answers NAME PORT: the published PORT answers on 127.0.0.1 and on $ADDR.
 port_answers() {
-    if have_ipvs; then
-        check "$1" fetch "$2" "$3"
-    else
-        skip "$1" "this kernel has no IPVS (CONFIG_IP_VS), which swarm's routing mesh needs"
-    fi
+    local host
+    for host in 127.0.0.1 $ADDR; do
+        if have_ipvs; then
+            check "$1-$host" mesh_answers "http://$host:$2/" 8
+        elif [ "${SWARM_NEED_IPVS:-}" = 1 ]; then
+            check "$1-$host" sh -c 'echo "no IPVS in this kernel (modprobe ip_vs failed), SWARM_NEED_IPVS=1"; false'
+        else
+            skip "$1-$host" "this kernel has no IPVS (CONFIG_IP_VS), which swarm's routing mesh needs"
+        fi
+    done
+}
+
+# task_profiles SERVICE: with AppArmor on, dockerd gives each task its docker-default profile,
+# which berth must have applied to the task's init.
+task_profiles() {
+    local id pid cur
+    for id in $(docker ps -q --filter "label=com.docker.swarm.service.name=$1"); do
+        pid=$(docker inspect -f '{{.State.Pid}}' "$id")
+        cur=$(cat "/proc/$pid/attr/current")
+        [ "$cur" = "docker-default (enforce)" ] || { echo "task $id (pid $pid): AppArmor label '$cur'"; return 1; }
+    done
 }
 
 check swarm-init docker swarm init --advertise-addr $ADDR
@@ -103,11 +142,17 @@ PORT=$(free_port)
 # update below costs Docker's 10 s.
 check service-create docker service create --detach --name web --replicas 3 --stop-grace-period 1s -p $PORT:80 $IMG sh -c "$HTTPD"
 check service-3-tasks running_tasks web 3
-port_answers service-port-answers "http://127.0.0.1:$PORT/" "served by berth"
+if [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
+    check service-tasks-apparmor task_profiles web
+else
+    skip service-tasks-apparmor "AppArmor is not enabled in this kernel"
+fi
+port_answers service-port-answers $PORT
 check service-scale docker service scale --detach web=5
 check service-5-tasks running_tasks web 5
-check service-update docker service update --detach --env-add GREETING=updated web
+check service-update docker service update --detach --update-parallelism 0 --env-add GREETING=updated web
 check service-updated-tasks wait_for 120 sh -c '[ "$("$0" -H "unix://$1" service ps -q --filter desired-state=running web | wc -l)" = 5 ] && for c in $("$0" -H "unix://$1" ps -q --filter label=com.docker.swarm.service.name=web); do "$0" -H "unix://$1" exec $c env | grep -q GREETING=updated || exit 1; done' "$DOCKER_CLI" "$SOCK"
+port_answers updated-port-answers $PORT
 check service-rm docker service rm web
 
 PORT2=$(free_port)
@@ -116,14 +161,14 @@ version: "3.8"
 services:
   front:
     image: $IMG
-    command: ["sh", "-c", "$HTTPD"]
+    command: ["sh", "-c", "${HTTPD//\$/\$\$}"]
     ports: ["$PORT2:80"]
     deploy:
       replicas: 2
 EOF
 check stack-deploy docker stack deploy -c "$W/stack.yml" st
 check stack-2-tasks running_tasks st_front 2
-port_answers stack-port-answers "http://127.0.0.1:$PORT2/" "served by berth"
+port_answers stack-port-answers $PORT2
 check swarm-leave docker swarm leave --force
 check no-task-left wait_for 30 sh -c '[ -z "$("$0" -H "unix://$1" ps -q)" ]' "$DOCKER_CLI" "$SOCK"
 check nothing-left-in-runtime-root runtime_root_empty "$W/exec/runtime-runc/moby"

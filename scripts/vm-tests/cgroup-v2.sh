@@ -23,31 +23,8 @@ W=/tmp/cgroup-v2
 rm -rf "$W"
 mkdir -p "$W"
 
-passed=0
-failed=0
-skipped=0
-
-# --- the check framework -------------------------------------------------------------------
-
-# check NAME CMD [ARGS...]: run CMD; `ok NAME` if it exits 0, else `FAIL NAME: its output`.
-check() {
-    _name=$1
-    shift
-    if _out=$("$@" 2>&1); then
-        passed=$((passed + 1))
-        echo "ok $_name"
-        return 0
-    fi
-    failed=$((failed + 1))
-    echo "FAIL $_name: $(printf '%s\n' "$_out" | tail -n 8 | awk 'NR > 1 { printf " | " } { printf "%s", $0 }')"
-    return 1
-}
-
-# skip NAME REASON
-skip() {
-    skipped=$((skipped + 1))
-    echo "skip $1: $2"
-}
+# The check framework: check, skip and the counters.
+. /vm/checks.sh
 
 # want FILE EXPECTED: FILE's content is exactly EXPECTED.
 want() {

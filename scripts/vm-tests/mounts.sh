@@ -19,21 +19,8 @@ W=/tmp/mounts
 rm -rf "$W"
 mkdir -p "$W"
 
-passed=0
-failed=0
-
-check() {
-    _name=$1
-    shift
-    if _out=$("$@" 2>&1); then
-        passed=$((passed + 1))
-        echo "ok $_name"
-        return 0
-    fi
-    failed=$((failed + 1))
-    echo "FAIL $_name: $(printf '%s\n' "$_out" | tail -n 8 | awk 'NR > 1 { printf " | " } { printf "%s", $0 }')"
-    return 1
-}
+# The check framework: check and the counters.
+. /vm/checks.sh
 
 RT_TIMEOUT=${RT_TIMEOUT:-60}
 rt() { timeout -s KILL "$RT_TIMEOUT" "$BERTH" --root "$STATE_ROOT" "$@"; }

@@ -33,7 +33,7 @@
 //! clone, and the child dies with it (parent-death signal) until it is set up; then, waiting,
 //! it exits if the channel closes before berth says the container is on record ("handover").
 
-use crate::runtime::cgroups::CgroupPaths;
+use crate::runtime::cgroups::{self, CgroupPaths};
 use crate::runtime::hooks;
 use crate::runtime::namespaces::{self, NamespacePlan};
 use crate::runtime::process::{self, ProcessPlan, PtyDestination};
@@ -345,7 +345,19 @@ impl CgroupEntry {
         if self.self_join_v1 {
             return cgroup.join_v2(pid);
         }
-        cgroup.join(pid)?;
+        if let Err(e) = cgroup.join(pid) {
+            // A non-root user's container in a scope of their systemd instance: the new
+            // process is in the caller's cgroup, outside the instance's subtree, and moving it
+            // needs the common ancestor's cgroup.procs, which is root's. systemd moves it
+            // (asking pid 1 as it does for a new scope's process).
+            match &cgroup.systemd_scope {
+                Some(scope) if cgroups::is_permission_error(&e) => {
+                    cgroups::systemd::attach_process(scope, pid)
+                        .with_context(|| format!("{e:#}"))?
+                }
+                _ => return Err(e),
+            }
+        }
         set_oom_score_adj(&pid.to_string(), oom_score_adj)
     }
 }

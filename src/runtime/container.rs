@@ -252,6 +252,14 @@ fn create_in(
     for w in &process_plan.warnings {
         log::debug(w);
     }
+    let mounted = cgroups::hierarchies()?;
+    let root = nix::unistd::geteuid().is_root();
+    if g.systemd_cgroup && !root && cgroups::layout_of(&mounted) != cgroups::Layout::V2 {
+        bail!(
+            "--systemd-cgroup as a non-root user needs a cgroup v2 host: a user's systemd \
+             instance is delegated no v1 hierarchy (leave out --systemd-cgroup)"
+        );
+    }
     let rel = container_cgroup_path(
         linux.and_then(|l| l.cgroups_path().as_deref()),
         &o.id,
@@ -262,8 +270,6 @@ fn create_in(
         .then(|| cgroups::systemd_unit(linux.and_then(|l| l.cgroups_path().as_deref()), &o.id))
         .transpose()?;
     let resources = linux.and_then(|l| l.resources().as_ref());
-    let mounted = cgroups::hierarchies()?;
-    let root = nix::unistd::geteuid().is_root();
     let rootless = g.rootless.unwrap_or(!root);
     let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
     // systemd makes the scope's cgroup (and its slices) and removes it with the unit: the

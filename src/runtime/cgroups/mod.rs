@@ -197,7 +197,10 @@ pub fn container_cgroup_path(
     systemd: bool,
 ) -> Result<PathBuf> {
     if systemd {
-        return Ok(systemd_unit(cgroups_path, id)?.cgroup_path());
+        // Below the cgroup of the systemd instance that makes the scope: a user's own
+        // instance for a non-root user.
+        let unit = systemd_unit(cgroups_path, id)?;
+        return Ok(systemd::manager_cgroup()?.join(unit.cgroup_path()));
     }
     let Some(p) = cgroups_path else {
         return Ok(PathBuf::from(BERTH_PARENT).join(id));

@@ -507,9 +507,22 @@ impl ControllerDirs {
             // cgroup2 has no devices controller: an eBPF program attached to the directory
             // enforces the rules instead.
             _ if self.layout == Layout::V2 => match self.unified_dir() {
-                Some(dir) => {
-                    ebpf::set_device_filter(dir, &rules).context("linux.resources.devices")
-                }
+                Some(dir) => match ebpf::set_device_filter(dir, &rules) {
+                    // A non-root user may not load eBPF programs (in a cgroup delegated to
+                    // them, as under a user's systemd instance). As runc for rootless
+                    // containers: go without the filter. The container, in a user namespace
+                    // of that user, can create no device node and open only those the user
+                    // can open anyway.
+                    Err(e)
+                        if !nix::unistd::geteuid().is_root() && super::is_permission_error(&e) =>
+                    {
+                        log::debug(&format!(
+                            "linux.resources.devices: not enforced for a non-root user ({e:#})"
+                        ));
+                        Ok(())
+                    }
+                    r => r.context("linux.resources.devices"),
+                },
                 None => bail!("linux.resources.devices: the container has no cgroup2 directory"),
             },
             _ => bail!("linux.resources.devices: {}", self.missing("devices")),

@@ -25,6 +25,58 @@ use super::resources::{cpu_weight_from_shares, io_weight_from_blkio, Layout};
 /// systemd's private D-Bus socket, served by pid 1 to root.
 pub const PRIVATE_SOCKET: &str = "/run/systemd/private";
 
+/// The private socket of the systemd instance that keeps this user's units: pid 1's for
+/// root; for any other user, as runc's rootless driver does, the user's own instance
+/// (`user@UID.service`, running while the user is logged in or lingers), whose socket is
+/// `$XDG_RUNTIME_DIR/systemd/private` (`/run/user/UID/systemd/private` without the variable).
+pub fn private_socket() -> PathBuf {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        return PathBuf::from(PRIVATE_SOCKET);
+    }
+    let runtime_dir = std::env::var_os("XDG_RUNTIME_DIR")
+        .filter(|d| !d.is_empty())
+        .map_or_else(|| PathBuf::from(format!("/run/user/{uid}")), PathBuf::from);
+    runtime_dir.join("systemd/private")
+}
+
+/// The slice a scope goes in when `linux.cgroupsPath` names none: `system.slice` of pid 1
+/// for root, the user instance's `user.slice` for others (as runc).
+fn default_slice() -> &'static str {
+    if nix::unistd::geteuid().is_root() {
+        "system.slice"
+    } else {
+        "user.slice"
+    }
+}
+
+/// The cgroup of the systemd instance that keeps this user's units, relative to the
+/// hierarchy's root: empty for pid 1 (root), `user.slice/user-UID.slice/user@UID.service`
+/// or wherever the user's instance runs, as it says itself (its `ControlGroup` property).
+/// A scope's cgroup is its slices' path below this.
+pub fn manager_cgroup() -> Result<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Ok(PathBuf::new());
+    }
+    let mut bus = Bus::connect()?;
+    let mut body = Writer::new();
+    body.string(MANAGER_INTERFACE);
+    body.string("ControlGroup");
+    let reply = bus
+        .call(PROPERTIES_INTERFACE, "Get", "ss", body)
+        .context("systemd: cannot read the user instance's ControlGroup")?;
+    let mut r = Reader::new(&reply.body);
+    let sig = r.signature()?;
+    if sig != "s" {
+        bail!("systemd: ControlGroup is of type {sig:?}, not a string");
+    }
+    let cgroup = r.string()?;
+    if cgroup.is_empty() {
+        bail!("systemd: the user instance reports no cgroup of its own (is it running in a cgroup v2 hierarchy?)");
+    }
+    Ok(PathBuf::from(cgroup.trim_start_matches('/')))
+}
+
 /// How long a job of systemd's (a scope's start or stop) may take.
 const JOB_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -37,12 +89,13 @@ pub struct Unit {
 
 impl Unit {
     /// The unit `linux.cgroupsPath` names under `--systemd-cgroup`: `slice:prefix:name`
-    /// (`system.slice` for an empty slice, `prefix-name.scope`), or `system.slice:berth:ID`
-    /// without one, as runc does with its own name.
+    /// (`system.slice`, or `user.slice` for a non-root user, for an empty slice,
+    /// `prefix-name.scope`), or that slice and `berth-ID.scope` without one, as runc does
+    /// with its own name.
     pub fn from_cgroups_path(cgroups_path: Option<&str>, id: &str) -> Result<Unit> {
         let Some(s) = cgroups_path else {
             return Ok(Unit {
-                slice: "system.slice".into(),
+                slice: default_slice().into(),
                 scope: format!("berth-{id}.scope"),
             });
         };
@@ -51,7 +104,7 @@ impl Unit {
             bail!("linux.cgroupsPath: {s:?} is not of the form slice:prefix:name required with --systemd-cgroup");
         }
         let slice = if parts[0].is_empty() {
-            "system.slice"
+            default_slice()
         } else {
             parts[0]
         };
@@ -327,6 +380,21 @@ pub fn start_scope(unit: &Unit, pid: i32, limits: Vec<Property>) -> Result<()> {
     Ok(())
 }
 
+/// Moves `pid` into the scope's cgroup (`AttachProcessesToUnit`, for a delegated unit): where
+/// the caller may not write the process into it itself (a non-root user's `exec`).
+pub fn attach_process(scope: &str, pid: i32) -> Result<()> {
+    let mut bus = Bus::connect()?;
+    let mut body = Writer::new();
+    body.string(scope);
+    body.string(""); // the scope's own cgroup, no sub-cgroup
+    let at = body.array_start(4);
+    body.u32(pid as u32);
+    body.array_end(at);
+    bus.call_manager("AttachProcessesToUnit", "ssau", body)
+        .with_context(|| format!("systemd: cannot move pid {pid} into {scope}"))?;
+    Ok(())
+}
+
 /// `update`: sets the unit's properties (for the unit's lifetime, not saved to disk).
 pub fn set_properties(scope: &str, props: &[Property]) -> Result<()> {
     if props.is_empty() {
@@ -345,7 +413,7 @@ pub fn set_properties(scope: &str, props: &[Property]) -> Result<()> {
 /// Stops the scope (systemd kills what is left in it and removes its cgroup) and forgets it
 /// if it failed. A unit already gone is no error.
 pub fn stop_scope(scope: &str) -> Result<()> {
-    if !Path::new(PRIVATE_SOCKET).exists() {
+    if !private_socket().exists() {
         // No systemd (it never started, or the create failed for want of it): no unit.
         return Ok(());
     }
@@ -597,8 +665,17 @@ fn message_len(head: &[u8; 16]) -> Result<usize> {
     Ok(len)
 }
 
-/// A method call to systemd's manager.
-fn method_call(serial: u32, member: &str, signature: &str, body: &[u8]) -> Vec<u8> {
+const MANAGER_INTERFACE: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES_INTERFACE: &str = "org.freedesktop.DBus.Properties";
+
+/// A method call to systemd's manager object.
+fn method_call(
+    serial: u32,
+    interface: &str,
+    member: &str,
+    signature: &str,
+    body: &[u8],
+) -> Vec<u8> {
     let mut w = Writer::new();
     w.u8(b'l');
     w.u8(METHOD_CALL);
@@ -609,7 +686,7 @@ fn method_call(serial: u32, member: &str, signature: &str, body: &[u8]) -> Vec<u
     let at = w.array_start(8);
     let fields: [(u8, &str, &str); 4] = [
         (1, "o", "/org/freedesktop/systemd1"),
-        (2, "s", "org.freedesktop.systemd1.Manager"),
+        (2, "s", interface),
         (3, "s", member),
         (6, "s", "org.freedesktop.systemd1"),
     ];
@@ -641,14 +718,16 @@ struct Bus {
 
 impl Bus {
     fn connect() -> Result<Bus> {
-        Self::connect_to(Path::new(PRIVATE_SOCKET))
+        Self::connect_to(&private_socket())
     }
 
     fn connect_to(path: &Path) -> Result<Bus> {
         let sock = UnixStream::connect(path).map_err(|e| {
             anyhow::anyhow!(
-                "--systemd-cgroup: cannot reach systemd at {}: {e} (is systemd running as \
-                 pid 1, and is berth root? without systemd, leave out --systemd-cgroup)",
+                "--systemd-cgroup: cannot reach systemd at {}: {e} (root needs systemd as \
+                 pid 1, another user their own systemd instance, user@UID.service, with \
+                 XDG_RUNTIME_DIR set to its runtime directory; without systemd, leave out \
+                 --systemd-cgroup)",
                 path.display()
             )
         })?;
@@ -700,10 +779,22 @@ impl Bus {
     }
 
     fn call_manager(&mut self, member: &str, signature: &str, body: Writer) -> Result<Message> {
+        self.call(MANAGER_INTERFACE, member, signature, body)
+    }
+
+    /// Calls `interface.member` on systemd's manager object and waits for the answer.
+    fn call(
+        &mut self,
+        interface: &str,
+        member: &str,
+        signature: &str,
+        body: Writer,
+    ) -> Result<Message> {
         self.serial += 1;
         let serial = self.serial;
-        self.sock
-            .write_all(&method_call(serial, member, signature, &body.buf))?;
+        self.sock.write_all(&method_call(
+            serial, interface, member, signature, &body.buf,
+        ))?;
         loop {
             let m = self.read_message()?;
             match m.kind {
@@ -775,9 +866,10 @@ mod tests {
             Path::new("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod1.slice/cri-containerd-abc.scope")
         );
         let u = Unit::from_cgroups_path(Some("::abc"), "c").unwrap();
-        assert_eq!(u.cgroup_path(), Path::new("system.slice/abc.scope"));
+        let slice = default_slice();
+        assert_eq!(u.cgroup_path(), Path::new(slice).join("abc.scope"));
         let u = Unit::from_cgroups_path(None, "c1").unwrap();
-        assert_eq!(u.cgroup_path(), Path::new("system.slice/berth-c1.scope"));
+        assert_eq!(u.cgroup_path(), Path::new(slice).join("berth-c1.scope"));
         let u = Unit::from_cgroups_path(Some("-.slice:p:n"), "c").unwrap();
         assert_eq!(u.cgroup_path(), Path::new("p-n.scope"));
         for bad in [
@@ -883,7 +975,13 @@ mod tests {
         );
         let at = body.array_start(8);
         body.array_end(at);
-        let msg = method_call(3, "StartTransientUnit", "ssa(sv)a(sa(sv))", &body.buf);
+        let msg = method_call(
+            3,
+            MANAGER_INTERFACE,
+            "StartTransientUnit",
+            "ssa(sv)a(sa(sv))",
+            &body.buf,
+        );
         assert_eq!(&msg[..4], b"l\x01\x00\x01");
         assert_eq!(
             message_len(&msg[..16].try_into().unwrap()).unwrap(),
