@@ -1522,7 +1522,11 @@ fn published_ports_and_the_default_bridge_match_docker_in_its_own_netns() {
         let bt_err = String::from_utf8_lossy(&bt.stderr);
         eprintln!("port {name} {which}: docker {dk:?}\nberth: {bt_err}");
         assert_ne!(dk.code, 0);
-        assert_eq!(Some(dk.code), bt.status.code(), "`port {name} {which}`'s exit code");
+        assert_eq!(
+            Some(dk.code),
+            bt.status.code(),
+            "`port {name} {which}`'s exit code"
+        );
         assert_eq!(
             dk.stderr.trim().trim_start_matches("Error: "),
             bt_err.trim().trim_start_matches("Error: "),

@@ -136,6 +136,13 @@ fn monitor_main(
         .chain(attached.as_ref().map(|s| s.as_raw_fd()))
         .collect();
     close_inherited_fds(&keep);
+    // Before anything else, the monitor records itself: from here on `rm -f` kills it
+    // (and its children with it) before it removes what the start made. A `rm` that marked
+    // the container first wins: the monitor then makes nothing.
+    if let Err(message) = record_monitor(&mut c) {
+        let _ = std::fs::File::from(status_w).write_all(format!("err 125 {message}").as_bytes());
+        return 1;
+    }
     let _ = std::env::set_current_dir("/");
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
     unsafe {
@@ -177,6 +184,28 @@ fn monitor_main(
             1
         }
     }
+}
+
+/// Records this process as the container's monitor, under the container's lock, unless a
+/// `rm` has already marked the container for removal (or removed it).
+fn record_monitor(c: &mut Container) -> std::result::Result<(), String> {
+    let me = ProcessId::me().map_err(|e| format!("{e:#}"))?;
+    let mut removing = false;
+    c.update_state(|s| {
+        if s.status == Status::Removing {
+            removing = true;
+        } else {
+            s.monitor = Some(me);
+        }
+    })
+    .map_err(|e| format!("{e:#}"))?;
+    if removing {
+        return Err(format!(
+            "container {} is marked for removal and cannot be started",
+            c.id()
+        ));
+    }
+    Ok(())
 }
 
 /// Closes every fd this process got from the command that forked it but `keep`: a lock it
@@ -350,7 +379,16 @@ impl Monitor<'_> {
         if c.record.host_config.auto_remove {
             remove::remove(self.engine, c, remove::Caller::Monitor)?;
         } else {
-            c.update_state(|s| s.monitor = None)?;
+            // Unless a later start's monitor has recorded itself meanwhile (a start may
+            // follow once the exit is recorded).
+            let me = std::process::id() as i32;
+            c.update_state_if(|s| {
+                let mine = s.monitor.is_some_and(|m| m.pid == me);
+                if mine {
+                    s.monitor = None;
+                }
+                mine
+            })?;
         }
         self.send_all(&Frame::Exit(code));
         crate::network::publish::after_exit(self.engine, c);

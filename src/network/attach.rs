@@ -173,7 +173,7 @@ pub fn release_exited(store: &Store, container: &str) -> Result<()> {
     for l in endpoints_of(store, container)? {
         store.release(&l.network, l.ip)?;
     }
-    Ok(())
+    store.release_unlinked(container)
 }
 
 /// The leases of one container on every network.

@@ -661,6 +661,33 @@ impl Store {
     }
 
     /// Gives a lease's address back.
+    /// Removes the lease files of `container` that a taker killed between writing and linking
+    /// left (`.VETH`, never read as leases).
+    pub fn release_unlinked(&self, container: &str) -> Result<()> {
+        for net in self.list()? {
+            for e in fs::read_dir(self.leases_dir(&net.name))
+                .into_iter()
+                .flatten()
+            {
+                let p = e?.path();
+                if !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                {
+                    continue;
+                }
+                let mine = fs::read(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Lease>(&b).ok())
+                    .is_some_and(|l| l.container == container);
+                if mine {
+                    let _ = fs::remove_file(&p);
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn release(&self, network: &str, ip: Ipv4Addr) -> Result<()> {
         match fs::remove_file(self.leases_dir(network).join(ip.to_string())) {
             Ok(()) => Ok(()),
