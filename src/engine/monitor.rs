@@ -634,9 +634,17 @@ impl Monitor<'_> {
             l.flush()?;
         }
         let now = now_rfc3339_nanos();
+        // A `--rm` container (which has no restart policy) is removed next: its exit is
+        // recorded as the removal's start, one state write instead of two.
+        let removed_next = c.record.host_config.auto_remove
+            && matches!(c.record.host_config.restart_policy.name.as_str(), "" | "no");
         c.update_state(|s| {
             if s.status != Status::Removing {
-                s.status = Status::Exited;
+                s.status = if removed_next {
+                    Status::Removing
+                } else {
+                    Status::Exited
+                };
             }
             s.pid = 0;
             s.exit_code = code;

@@ -33,7 +33,12 @@ pub fn remove_with_volumes(
     volumes: bool,
 ) -> Result<()> {
     if c.dir.join(super::record::RECORD_FILE).exists() {
-        let _ = c.update_state(|s| s.status = Status::Removing);
+        // (The monitor of a `--rm` container recorded the exit as Removing already.)
+        let _ = c.update_state_if(|s| {
+            let change = s.status != Status::Removing;
+            s.status = Status::Removing;
+            change
+        });
     }
     if caller == Caller::Command {
         if let Some(m) = c.state.monitor {
