@@ -774,6 +774,80 @@ fn normalize(text: &str, subnets: &[Subnet], ids: &[&str]) -> String {
     t
 }
 
+/// `network inspect` of one network under Docker (`di`) and berth (`bi`): the same keys, and
+/// the same values but for ids, times, the bridge's name, `subnets`' addresses and the
+/// containers' `ids`; IPAM.Config where both have a gateway (dockerd 20.10 leaves out one it
+/// chose), and the subnets' sizes unless `same_size` is false (Docker's default is a /16).
+fn network_inspect_matches(
+    di: &Value,
+    bi: &Value,
+    subnets: &[Subnet],
+    ids: &[&str],
+    same_size: bool,
+) {
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(di), keys(bi), "network inspect's keys");
+    for k in [
+        "Scope",
+        "Driver",
+        "EnableIPv6",
+        "Internal",
+        "Attachable",
+        "Ingress",
+        "ConfigFrom",
+        "ConfigOnly",
+        "Labels",
+    ] {
+        assert_eq!(di[k], bi[k], "network inspect's {k}");
+    }
+    let opts = |v: &Value| {
+        let mut o = v["Options"].clone();
+        o["com.docker.network.bridge.name"] = "BRIDGE".into();
+        o
+    };
+    assert_eq!(opts(di), opts(bi), "network inspect's Options");
+    assert_eq!(di["IPAM"]["Driver"], bi["IPAM"]["Driver"]);
+    assert_eq!(di["IPAM"]["Options"], bi["IPAM"]["Options"]);
+    let dgw = di["IPAM"]["Config"][0].get("Gateway").is_some();
+    let conf = |v: &Value| {
+        let mut c = v["IPAM"]["Config"].clone();
+        let c0 = c[0].as_object_mut().unwrap();
+        if !dgw {
+            c0.remove("Gateway");
+        }
+        if !same_size {
+            for x in c0.values_mut() {
+                *x = x.as_str().unwrap_or("").split('/').next().unwrap().into();
+            }
+        }
+        normalize(&c.to_string(), subnets, &[])
+    };
+    assert_eq!(conf(di), conf(bi), "network inspect's IPAM.Config");
+    let eps = |v: &Value| -> Vec<String> {
+        v["Containers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|e| {
+                let mut e = e.clone();
+                e["EndpointID"] = "EP".into();
+                let mac = e["MacAddress"].as_str().unwrap_or("").to_string();
+                e["MacAddress"] = (mac.len() == 17).into();
+                if !same_size {
+                    let ip = e["IPv4Address"].as_str().unwrap_or("").to_string();
+                    e["IPv4Address"] = ip.split('/').next().unwrap().into();
+                }
+                normalize(&e.to_string(), subnets, ids)
+            })
+            .collect()
+    };
+    assert_eq!(eps(di), eps(bi), "network inspect's Containers");
+}
+
 /// Docker 20.10 (the daemon here) writes no comments in resolv.conf, and `fe00::0` where
 /// Docker 28 (berth's model) writes `fe00::`: compared without them.
 fn without_comments(text: &str) -> String {
@@ -945,64 +1019,8 @@ fn hosts_resolv_conf_and_network_inspect_match_docker() {
         serde_json::to_string_pretty(di).unwrap(),
         serde_json::to_string_pretty(bi).unwrap()
     );
-    let keys = |v: &Value| -> Vec<String> {
-        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(di), keys(bi), "network inspect's keys");
-    for k in [
-        "Name",
-        "Scope",
-        "Driver",
-        "EnableIPv6",
-        "Internal",
-        "Attachable",
-        "Ingress",
-        "ConfigFrom",
-        "ConfigOnly",
-        "Labels",
-    ] {
-        assert_eq!(di[k], bi[k], "network inspect's {k}");
-    }
-    let opts = |v: &Value| {
-        let mut o = v["Options"].clone();
-        o["com.docker.network.bridge.name"] = "BRIDGE".into();
-        o
-    };
-    assert_eq!(opts(di), opts(bi), "network inspect's Options");
-    assert_eq!(di["IPAM"]["Driver"], bi["IPAM"]["Driver"]);
-    assert_eq!(di["IPAM"]["Options"], bi["IPAM"]["Options"]);
-    // dockerd 20.10 leaves out a gateway IPAM chose (given --subnet alone); berth shows it:
-    // compared where both have it.
-    let conf = |v: &Value, gw: bool| {
-        let mut c = v["IPAM"]["Config"].clone();
-        if !gw {
-            c[0].as_object_mut().unwrap().remove("Gateway");
-        }
-        normalize(&c.to_string(), &subnets, &[])
-    };
-    let dgw = di["IPAM"]["Config"][0].get("Gateway").is_some();
-    assert_eq!(
-        conf(di, dgw),
-        conf(bi, dgw),
-        "network inspect's IPAM.Config"
-    );
-    let eps = |v: &Value| -> Vec<String> {
-        v["Containers"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|e| {
-                let mut e = e.clone();
-                e["EndpointID"] = "EP".into();
-                let mac = e["MacAddress"].as_str().unwrap_or("").to_string();
-                e["MacAddress"] = (mac.len() == 17).into();
-                normalize(&e.to_string(), &subnets, &[])
-            })
-            .collect()
-    };
-    assert_eq!(eps(di), eps(bi), "network inspect's Containers");
+    assert_eq!(di["Name"], bi["Name"], "network inspect's Name");
+    network_inspect_matches(di, bi, &subnets, &[], true);
 
     for n in ["srv", "dsrv"] {
         let _ = d.docker(&["rm", "-f", n]);
@@ -1596,73 +1614,16 @@ fn published_ports_and_the_default_bridge_match_docker_in_its_own_netns() {
         serde_json::to_string_pretty(di).unwrap(),
         serde_json::to_string_pretty(bi).unwrap()
     );
-    let keys = |v: &Value| -> Vec<String> {
-        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(di), keys(bi), "network inspect bridge's keys");
-    for k in [
-        "Scope",
-        "Driver",
-        "EnableIPv6",
-        "Internal",
-        "Attachable",
-        "Ingress",
-        "ConfigFrom",
-        "ConfigOnly",
-        "Labels",
-    ] {
-        assert_eq!(di[k], bi[k], "network inspect bridge's {k}");
-    }
     // Docker's default network is `bridge`; berth's is `berth` (the name).
     assert_eq!(
         (di["Name"].as_str(), bi["Name"].as_str()),
         (Some("bridge"), Some("berth"))
     );
-    let opts = |v: &Value| {
-        let mut o = v["Options"].clone();
-        o["com.docker.network.bridge.name"] = "BRIDGE".into();
-        o
-    };
-    assert_eq!(opts(di), opts(bi), "network inspect bridge's Options");
-    assert_eq!(di["IPAM"]["Driver"], bi["IPAM"]["Driver"]);
-    assert_eq!(di["IPAM"]["Options"], bi["IPAM"]["Options"]);
-    // dockerd 20.10 leaves out the gateway it chose (Docker 28 shows it, as berth does).
-    let dgw = di["IPAM"]["Config"][0].get("Gateway").is_some();
-    let shape = |v: &Value| -> Vec<String> {
-        let mut k: Vec<String> = v["IPAM"]["Config"][0]
-            .as_object()
-            .unwrap()
-            .keys()
-            .filter(|k| dgw || k.as_str() != "Gateway")
-            .cloned()
-            .collect();
-        k.sort();
-        k
-    };
-    assert_eq!(shape(di), shape(bi), "network inspect bridge's IPAM.Config");
     let docker_default = Subnet::parse(di["IPAM"]["Config"][0]["Subnet"].as_str().unwrap())
         .expect("Docker's default subnet");
-    // 172.17.0.0/16 against a /24: the first three octets normalized, and the prefixes.
+    // 172.17.0.0/16 against a /24: the first three octets normalized, the sizes not compared.
     let subnets = [docker_default, berth_default];
-    let eps = |v: &Value| -> Vec<String> {
-        v["Containers"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|e| {
-                let mut e = e.clone();
-                e["EndpointID"] = "EP".into();
-                let mac = e["MacAddress"].as_str().unwrap_or("").to_string();
-                e["MacAddress"] = (mac.len() == 17).into();
-                let ip = e["IPv4Address"].as_str().unwrap_or("").to_string();
-                e["IPv4Address"] = ip.split('/').next().unwrap().into();
-                normalize(&e.to_string(), &subnets, &ids)
-            })
-            .collect()
-    };
-    assert_eq!(eps(di), eps(bi), "network inspect bridge's Containers");
+    network_inspect_matches(di, bi, &subnets, &ids, false);
     let script = "cat /etc/hosts; echo ---; cat /etc/resolv.conf";
     let (dk, bt) = both(&[
         "run",
