@@ -194,6 +194,10 @@ for e in berth podman docker; do
     esac
     nsenter --net=/proc/$pid/ns/net python3 "$W/recv.py" 5000 &
     receiver=$!
+    # Listening before the first byte: docker-proxy accepts on the host's side at once and
+    # resets the connection when nothing answers behind it yet.
+    wait_for 10 sh -c "nsenter --net=/proc/$pid/ns/net ss -Hltn 'sport = :5000' | grep -q ." ||
+        die "$e: the receiver did not listen"
     best=0
     for i in $(seq "$repeat"); do
         r=$(timeout 180 python3 "$W/send.py" 127.0.0.1 "$port" $((mib << 20))) || die "$e: the transfer failed"
