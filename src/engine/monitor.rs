@@ -186,26 +186,37 @@ fn monitor_main(
     }
 }
 
-/// Records this process as the container's monitor, under the container's lock, unless a
-/// `rm` has already marked the container for removal (or removed it).
+/// The file where a starting monitor records itself before the state says it runs.
+pub const MONITOR_FILE: &str = "monitor.json";
+
+/// Records this process as the container's monitor (in [`MONITOR_FILE`], under the
+/// container's lock), unless a `rm` has already marked the container for removal (or removed
+/// it). A file made anew, not the state replaced: ext4 flushes a file renamed over another.
 fn record_monitor(c: &mut Container) -> std::result::Result<(), String> {
     let me = ProcessId::me().map_err(|e| format!("{e:#}"))?;
-    let mut removing = false;
-    c.update_state(|s| {
-        if s.status == Status::Removing {
-            removing = true;
-        } else {
-            s.monitor = Some(me);
-        }
-    })
-    .map_err(|e| format!("{e:#}"))?;
-    if removing {
+    let id = c.id().to_string();
+    let fail = |e: &dyn std::fmt::Display| format!("container {id}: {e}");
+    let _lock = c.lock().map_err(|e| format!("{e:#}"))?;
+    c.reload();
+    if c.state.status == Status::Removing {
         return Err(format!(
-            "container {} is marked for removal and cannot be started",
-            c.id()
+            "container {id} is marked for removal and cannot be started"
         ));
     }
-    Ok(())
+    let path = c.dir.join(MONITOR_FILE);
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| fail(&e))?;
+    f.write_all(&serde_json::to_vec(&me).map_err(|e| fail(&e))?)
+        .map_err(|e| fail(&e))
+}
+
+/// The monitor a start recorded in [`MONITOR_FILE`], if any (read under the container's lock).
+pub fn recorded_monitor(c: &Container) -> Option<ProcessId> {
+    serde_json::from_slice(&std::fs::read(c.dir.join(MONITOR_FILE)).ok()?).ok()
 }
 
 /// Closes every fd this process got from the command that forked it but `keep`: a lock it

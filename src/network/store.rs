@@ -661,27 +661,32 @@ impl Store {
     }
 
     /// Gives a lease's address back.
-    /// Removes the lease files of `container` that a taker killed between writing and linking
-    /// left (`.VETH`, never read as leases).
-    pub fn release_unlinked(&self, container: &str) -> Result<()> {
+    /// Gives back every lease of `container`, on every network, in one pass over the leases:
+    /// also the lease files a taker killed between writing and linking left (`.VETH`, never
+    /// read as leases).
+    pub fn release_container(&self, container: &str) -> Result<()> {
         for net in self.list()? {
-            for e in fs::read_dir(self.leases_dir(&net.name))
-                .into_iter()
-                .flatten()
-            {
+            let dir = self.leases_dir(&net.name);
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            };
+            for e in rd {
                 let p = e?.path();
-                if !p
-                    .file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-                {
-                    continue;
-                }
                 let mine = fs::read(&p)
                     .ok()
                     .and_then(|b| serde_json::from_slice::<Lease>(&b).ok())
                     .is_some_and(|l| l.container == container);
                 if mine {
-                    let _ = fs::remove_file(&p);
+                    match fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("cannot release {}", p.display()))
+                        }
+                    }
                 }
             }
         }
