@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// busybox's web server on port 80, serving /etc (its `index` answers with the hostname).
+const HTTPD: [&str; 6] = ["httpd", "-f", "-p", "80", "-h", "/etc"];
+
 fn sh(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd).args(args).output().unwrap()
 }
@@ -516,19 +519,8 @@ fn published_tcp_port_answers_on_loopback_the_host_address_and_from_a_test_host(
         return;
     };
     let hp = free_port();
-    let id = e.start(&[
-        "--name",
-        "web",
-        "-p",
-        &format!("{hp}:80"),
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/etc",
-    ]);
+    let publish = format!("{hp}:80");
+    let id = e.start(&[&["--name", "web", "-p", &publish, "busybox"][..], &HTTPD].concat());
     let short = &id[..12];
     assert_eq!(wait_http("127.0.0.1", hp).trim(), short);
     let addr = host_address(&e).expect("a global address of the host");
@@ -1276,9 +1268,14 @@ fn rm_f_at_random_instants_of_a_start_with_ports_leaves_nothing() {
     };
     e.ok(&["container", "run", "--rm", "busybox", "true"]);
     let br = format!("btr{}", std::process::id());
+    // A subnet of its own, out of the default pools: the guard judges the machine's routes
+    // and rules by it, and another data root's default network may take a pool's next.
+    let subnet = format!("10.203.{}.0/24", std::process::id() % 250);
     e.ok(&[
         "network",
         "create",
+        "--subnet",
+        &subnet,
         "-o",
         &format!("com.docker.network.bridge.name={br}"),
         "racenet",
@@ -1286,7 +1283,8 @@ fn rm_f_at_random_instants_of_a_start_with_ports_leaves_nothing() {
     e.note_networks();
     let data = e.data().to_string_lossy().into_owned();
     let create = |e: &Env, name: &str, hp: u16, net: &str| -> String {
-        e.ok(&[
+        let publish = format!("{hp}:80");
+        let head = [
             "container",
             "create",
             "--name",
@@ -1294,17 +1292,10 @@ fn rm_f_at_random_instants_of_a_start_with_ports_leaves_nothing() {
             "--network",
             net,
             "-p",
-            &format!("{hp}:80"),
+            &publish,
             "busybox",
-            "httpd",
-            "-f",
-            "-p",
-            "80",
-            "-h",
-            "/etc",
-        ])
-        .trim()
-        .to_string()
+        ];
+        e.ok(&[&head[..], &HTTPD].concat()).trim().to_string()
     };
     // How long a start with -p takes here and now.
     let hp = free_port();
