@@ -3,7 +3,8 @@
 #  1. `run --rm IMAGE true`: berth on its default network (bridge, veth, address, NAT rules
 #     already there) against `podman run --rm` (netavark, its `podman` network) and `docker run
 #     --rm` (a private dockerd on a bridge of its own); berth with `--network none` too, so the
-#     network's own cost shows. Medians of hyperfine rounds, ratios to podman.
+#     network's own cost shows (and BENCH_BERTH_BASE, an earlier berth binary, for before/after
+#     figures of the same run). Medians of hyperfine rounds, ratios to podman.
 #  2. Throughput of a published port on loopback: BENCH_NET_MIB (default 1024) MiB sent by a
 #     client on the host to 127.0.0.1:PORT, received (and thrown away) by a python3 server in the
 #     container's network namespace; berth (nftables DNAT, kernel path), Docker (its userland proxy, docker-proxy:
@@ -52,6 +53,16 @@ BERTH=("$berth_bin" --data-root "$W/berth-data" --root "$W/berth-run")
 on_exit 'delete_link '$BBRIDGE'; "${BERTH[@]}" network ls >/dev/null'
 on_exit 'ids=$("${BERTH[@]}" container ls -aq); [ -z "$ids" ] || "${BERTH[@]}" container rm -f $ids'
 "${BERTH[@]}" load -i "$archive" >/dev/null
+# BENCH_BERTH_BASE=PATH: another berth binary (an earlier build) on a data root and default
+# bridge of its own, in the same rounds: before/after figures measured under the same load.
+if [ -n "${BENCH_BERTH_BASE:-}" ]; then
+    mkdir -p "$W/base-data"
+    echo '{"bridge": "berthbench1"}' >"$W/base-data/network-config.json"
+    BASE=("$BENCH_BERTH_BASE" --data-root "$W/base-data" --root "$W/base-run")
+    on_exit 'delete_link berthbench1; "${BASE[@]}" network ls >/dev/null'
+    on_exit 'ids=$("${BASE[@]}" container ls -aq); [ -z "$ids" ] || "${BASE[@]}" container rm -f $ids'
+    "${BASE[@]}" load -i "$archive" >/dev/null
+fi
 
 # --- podman: rootful, netavark, its default network ------------------------------------------
 own_host_paths /run/containers /var/lib/containers /run/libpod
@@ -99,6 +110,10 @@ wait_for 60 "${DOCKER[@]}" version >/dev/null || die "dockerd did not start: $(t
 # --- 1. run --rm true on each default bridge --------------------------------------------------
 engines=(berth berth-none podman docker)
 declare -A run_cmd
+if [ -n "${BENCH_BERTH_BASE:-}" ]; then
+    engines=(berth berth-base berth-none podman docker)
+    run_cmd[berth-base]="${BASE[*]} container run --rm $IMG true"
+fi
 run_cmd[berth]="${BERTH[*]} container run --rm $IMG true"
 run_cmd[berth-none]="${BERTH[*]} container run --rm --network none $IMG true"
 run_cmd[podman]="${PODMAN[*]} run --rm $IMG true"
@@ -179,6 +194,10 @@ for e in berth podman docker; do
     esac
     nsenter --net=/proc/$pid/ns/net python3 "$W/recv.py" 5000 &
     receiver=$!
+    # Listening before the first byte: docker-proxy accepts on the host's side at once and
+    # resets the connection when nothing answers behind it yet.
+    wait_for 10 sh -c "nsenter --net=/proc/$pid/ns/net ss -Hltn 'sport = :5000' | grep -q ." ||
+        die "$e: the receiver did not listen"
     best=0
     for i in $(seq "$repeat"); do
         r=$(timeout 180 python3 "$W/send.py" 127.0.0.1 "$port" $((mib << 20))) || die "$e: the transfer failed"

@@ -25,6 +25,9 @@ use std::time::{Duration, Instant};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
+/// busybox's web server on port 80, serving /etc (its `index` answers with the hostname).
+const HTTPD: [&str; 6] = ["httpd", "-f", "-p", "80", "-h", "/etc"];
+
 fn sh(cmd: &str, args: &[&str]) -> Output {
     Command::new(cmd).args(args).output().unwrap()
 }
@@ -516,19 +519,8 @@ fn published_tcp_port_answers_on_loopback_the_host_address_and_from_a_test_host(
         return;
     };
     let hp = free_port();
-    let id = e.start(&[
-        "--name",
-        "web",
-        "-p",
-        &format!("{hp}:80"),
-        "busybox",
-        "httpd",
-        "-f",
-        "-p",
-        "80",
-        "-h",
-        "/etc",
-    ]);
+    let publish = format!("{hp}:80");
+    let id = e.start(&[&["--name", "web", "-p", &publish, "busybox"][..], &HTTPD].concat());
     let short = &id[..12];
     assert_eq!(wait_http("127.0.0.1", hp).trim(), short);
     let addr = host_address(&e).expect("a global address of the host");
@@ -554,7 +546,7 @@ fn published_tcp_port_answers_on_loopback_the_host_address_and_from_a_test_host(
     let (code, err) = e.fails(&["port", "web", "81"]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("No public port '81' published for web"),
+        err.contains("No public port '81/tcp' published for web"),
         "{err}"
     );
     let ls = e.ok(&["container", "ls", "--format", "{{.Ports}}"]);
@@ -1232,5 +1224,159 @@ fn ports_are_published_again_at_each_start_and_restart() {
     assert!(e.elements().is_empty(), "{:?}", e.elements());
     TcpListener::bind(("0.0.0.0", hp)).unwrap();
     e.ok(&["rm", "r1"]);
+    e.check();
+}
+
+/// What of container `id` is left in the table (its elements) and the leases (which are also
+/// its DNS records on user networks).
+fn traces_of(e: &Env, id: &str) -> Vec<String> {
+    let mut left: Vec<String> = e
+        .elements()
+        .into_iter()
+        .filter(|x| x.contains(id))
+        .map(|x| format!("element {}", x.trim()))
+        .collect();
+    for net in std::fs::read_dir(e.data().join("networks"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for l in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let t = std::fs::read_to_string(l.path()).unwrap_or_default();
+            if t.contains(id) {
+                left.push(format!("lease {}: {t}", l.path().display()));
+            }
+        }
+    }
+    left
+}
+
+/// `rm -f` at random instants of a `start` with `-p` (on the default network and on a user
+/// network, whose leases are its DNS records), running beside it, and every third time after
+/// a SIGKILL of the starting berth: right after `rm -f` returns, nothing of the container is
+/// left in the table or the leases and its host port can be bound; nothing appears later
+/// either (a monitor that outlived the rm would add it), and its veths go (the kernel removes
+/// them with the namespace, in the background).
+#[test]
+fn rm_f_at_random_instants_of_a_start_with_ports_leaves_nothing() {
+    let Some((_l, mut e)) = Env::new("rmrace") else {
+        return;
+    };
+    e.ok(&["container", "run", "--rm", "busybox", "true"]);
+    let br = format!("btr{}", std::process::id());
+    // A subnet of its own, out of the default pools: the guard judges the machine's routes
+    // and rules by it, and another data root's default network may take a pool's next.
+    let subnet = format!("10.203.{}.0/24", std::process::id() % 250);
+    e.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        &subnet,
+        "-o",
+        &format!("com.docker.network.bridge.name={br}"),
+        "racenet",
+    ]);
+    e.note_networks();
+    let data = e.data().to_string_lossy().into_owned();
+    let create = |e: &Env, name: &str, hp: u16, net: &str| -> String {
+        let publish = format!("{hp}:80");
+        let head = [
+            "container",
+            "create",
+            "--name",
+            name,
+            "--network",
+            net,
+            "-p",
+            &publish,
+            "busybox",
+        ];
+        e.ok(&[&head[..], &HTTPD].concat()).trim().to_string()
+    };
+    // How long a start with -p takes here and now.
+    let hp = free_port();
+    create(&e, "timing", hp, "racenet");
+    let t = Instant::now();
+    e.ok(&["container", "start", "timing"]);
+    let full = t.elapsed().as_micros() as u64;
+    e.ok(&["rm", "-f", "timing"]);
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("a start with -p takes {} ms here; seed {seed}", full / 1000);
+    let mut random = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut outcomes = Vec::new();
+    for i in 0..30 {
+        let hp = free_port();
+        let name = format!("race{i}");
+        let net = if i % 2 == 0 { "bridge" } else { "racenet" };
+        let id = create(&e, &name, hp, net);
+        let kill_berth = i % 3 == 2;
+        let at = random(full * 13 / 10);
+        let mut c = e.s.command(&["container", "start", &name]);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        let mut start = c.spawn().unwrap();
+        std::thread::sleep(Duration::from_micros(at));
+        if kill_berth {
+            let _ = start.kill();
+        }
+        let out = e.run(&["container", "rm", "-f", &name]);
+        let removed_at = Instant::now();
+        // Right after `rm -f`.
+        let left = traces_of(&e, &id);
+        let port_free = TcpListener::bind(("0.0.0.0", hp)).is_ok();
+        let status = start.wait().unwrap();
+        let what = format!(
+            "{name} ({net}, rm -f at {} ms{}, start {status})",
+            at / 1000,
+            if kill_berth {
+                " after a SIGKILL of berth"
+            } else {
+                ""
+            }
+        );
+        assert!(
+            out.status.success(),
+            "{what}: rm -f failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(left.is_empty(), "{what}: right after rm -f: {left:#?}");
+        assert!(port_free, "{what}: port {hp} still held right after rm -f");
+        // A process of the start still there (a monitor that had not recorded itself) ends
+        // without making anything.
+        let end = Instant::now() + Duration::from_secs(5);
+        while starting(&data, &name) {
+            assert!(
+                Instant::now() < end,
+                "{what}: a process of the start is left"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let left = traces_of(&e, &id);
+        assert!(left.is_empty(), "{what}: after rm -f: {left:#?}");
+        assert!(
+            TcpListener::bind(("0.0.0.0", hp)).is_ok(),
+            "{what}: port {hp} held after rm -f"
+        );
+        e.veths_gone(&what);
+        outcomes.push(format!(
+            "{what}: clean ({} ms)",
+            removed_at.elapsed().as_millis()
+        ));
+    }
+    eprintln!("{}", outcomes.join("\n"));
+    e.ok(&["network", "rm", "racenet"]);
     e.check();
 }

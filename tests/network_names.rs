@@ -774,6 +774,80 @@ fn normalize(text: &str, subnets: &[Subnet], ids: &[&str]) -> String {
     t
 }
 
+/// `network inspect` of one network under Docker (`di`) and berth (`bi`): the same keys, and
+/// the same values but for ids, times, the bridge's name, `subnets`' addresses and the
+/// containers' `ids`; IPAM.Config where both have a gateway (dockerd 20.10 leaves out one it
+/// chose), and the subnets' sizes unless `same_size` is false (Docker's default is a /16).
+fn network_inspect_matches(
+    di: &Value,
+    bi: &Value,
+    subnets: &[Subnet],
+    ids: &[&str],
+    same_size: bool,
+) {
+    let keys = |v: &Value| -> Vec<String> {
+        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    assert_eq!(keys(di), keys(bi), "network inspect's keys");
+    for k in [
+        "Scope",
+        "Driver",
+        "EnableIPv6",
+        "Internal",
+        "Attachable",
+        "Ingress",
+        "ConfigFrom",
+        "ConfigOnly",
+        "Labels",
+    ] {
+        assert_eq!(di[k], bi[k], "network inspect's {k}");
+    }
+    let opts = |v: &Value| {
+        let mut o = v["Options"].clone();
+        o["com.docker.network.bridge.name"] = "BRIDGE".into();
+        o
+    };
+    assert_eq!(opts(di), opts(bi), "network inspect's Options");
+    assert_eq!(di["IPAM"]["Driver"], bi["IPAM"]["Driver"]);
+    assert_eq!(di["IPAM"]["Options"], bi["IPAM"]["Options"]);
+    let dgw = di["IPAM"]["Config"][0].get("Gateway").is_some();
+    let conf = |v: &Value| {
+        let mut c = v["IPAM"]["Config"].clone();
+        let c0 = c[0].as_object_mut().unwrap();
+        if !dgw {
+            c0.remove("Gateway");
+        }
+        if !same_size {
+            for x in c0.values_mut() {
+                *x = x.as_str().unwrap_or("").split('/').next().unwrap().into();
+            }
+        }
+        normalize(&c.to_string(), subnets, &[])
+    };
+    assert_eq!(conf(di), conf(bi), "network inspect's IPAM.Config");
+    let eps = |v: &Value| -> Vec<String> {
+        v["Containers"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|e| {
+                let mut e = e.clone();
+                e["EndpointID"] = "EP".into();
+                let mac = e["MacAddress"].as_str().unwrap_or("").to_string();
+                e["MacAddress"] = (mac.len() == 17).into();
+                if !same_size {
+                    let ip = e["IPv4Address"].as_str().unwrap_or("").to_string();
+                    e["IPv4Address"] = ip.split('/').next().unwrap().into();
+                }
+                normalize(&e.to_string(), subnets, ids)
+            })
+            .collect()
+    };
+    assert_eq!(eps(di), eps(bi), "network inspect's Containers");
+}
+
 /// Docker 20.10 (the daemon here) writes no comments in resolv.conf, and `fe00::0` where
 /// Docker 28 (berth's model) writes `fe00::`: compared without them.
 fn without_comments(text: &str) -> String {
@@ -945,64 +1019,8 @@ fn hosts_resolv_conf_and_network_inspect_match_docker() {
         serde_json::to_string_pretty(di).unwrap(),
         serde_json::to_string_pretty(bi).unwrap()
     );
-    let keys = |v: &Value| -> Vec<String> {
-        let mut k: Vec<String> = v.as_object().unwrap().keys().cloned().collect();
-        k.sort();
-        k
-    };
-    assert_eq!(keys(di), keys(bi), "network inspect's keys");
-    for k in [
-        "Name",
-        "Scope",
-        "Driver",
-        "EnableIPv6",
-        "Internal",
-        "Attachable",
-        "Ingress",
-        "ConfigFrom",
-        "ConfigOnly",
-        "Labels",
-    ] {
-        assert_eq!(di[k], bi[k], "network inspect's {k}");
-    }
-    let opts = |v: &Value| {
-        let mut o = v["Options"].clone();
-        o["com.docker.network.bridge.name"] = "BRIDGE".into();
-        o
-    };
-    assert_eq!(opts(di), opts(bi), "network inspect's Options");
-    assert_eq!(di["IPAM"]["Driver"], bi["IPAM"]["Driver"]);
-    assert_eq!(di["IPAM"]["Options"], bi["IPAM"]["Options"]);
-    // dockerd 20.10 leaves out a gateway IPAM chose (given --subnet alone); berth shows it:
-    // compared where both have it.
-    let conf = |v: &Value, gw: bool| {
-        let mut c = v["IPAM"]["Config"].clone();
-        if !gw {
-            c[0].as_object_mut().unwrap().remove("Gateway");
-        }
-        normalize(&c.to_string(), &subnets, &[])
-    };
-    let dgw = di["IPAM"]["Config"][0].get("Gateway").is_some();
-    assert_eq!(
-        conf(di, dgw),
-        conf(bi, dgw),
-        "network inspect's IPAM.Config"
-    );
-    let eps = |v: &Value| -> Vec<String> {
-        v["Containers"]
-            .as_object()
-            .unwrap()
-            .values()
-            .map(|e| {
-                let mut e = e.clone();
-                e["EndpointID"] = "EP".into();
-                let mac = e["MacAddress"].as_str().unwrap_or("").to_string();
-                e["MacAddress"] = (mac.len() == 17).into();
-                normalize(&e.to_string(), &subnets, &[])
-            })
-            .collect()
-    };
-    assert_eq!(eps(di), eps(bi), "network inspect's Containers");
+    assert_eq!(di["Name"], bi["Name"], "network inspect's Name");
+    network_inspect_matches(di, bi, &subnets, &[], true);
 
     for n in ["srv", "dsrv"] {
         let _ = d.docker(&["rm", "-f", n]);
@@ -1307,4 +1325,326 @@ fn a_container_killed_with_its_monitor_stops_resolving() {
         .unwrap()
         .count();
     assert_eq!(leases, 2);
+}
+
+/// A TCP port free on the host for TCP and UDP, with `n - 1` free ports after it.
+fn free_ports(n: u16) -> u16 {
+    'next: for _ in 0..200 {
+        let l = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+        let p = l.local_addr().unwrap().port();
+        drop(l);
+        if p > 65535 - n {
+            continue;
+        }
+        for q in p..p + n {
+            if std::net::TcpListener::bind(("0.0.0.0", q)).is_err()
+                || UdpSocket::bind(("0.0.0.0", q)).is_err()
+            {
+                continue 'next;
+            }
+        }
+        return p;
+    }
+    panic!("no {n} free ports in a row");
+}
+
+/// The host ports an engine chose itself (`auto`: `80/udp` ...) in a container's `port`
+/// output, replaced by `AUTO` in `text` (`IP:PORT->80/udp`, `80/udp -> IP:PORT`); each
+/// checked to be in the kernel's ephemeral range, where both engines pick them.
+fn auto_ports(text: &str, port_output: &str, auto: &[&str]) -> String {
+    let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").unwrap();
+    let r: Vec<u32> = range
+        .split_whitespace()
+        .map(|x| x.parse().unwrap())
+        .collect();
+    let mut t = text.to_string();
+    for l in port_output.lines() {
+        let Some((key, hostport)) = l.split_once(" -> ") else {
+            continue;
+        };
+        if !auto.contains(&key) {
+            continue;
+        }
+        let (ip, port) = hostport.rsplit_once(':').unwrap();
+        let n: u32 = port.parse().unwrap();
+        assert!(
+            r[0] <= n && n <= r[1],
+            "{key} got host port {n}, outside {range}"
+        );
+        t = t
+            .replace(&format!("{hostport}->{key}"), &format!("{ip}:AUTO->{key}"))
+            .replace(
+                &format!("{key} -> {hostport}"),
+                &format!("{key} -> {ip}:AUTO"),
+            )
+            .replace(
+                &format!("\"HostPort\": \"{port}\""),
+                "\"HostPort\": \"AUTO\"",
+            );
+    }
+    t
+}
+
+/// `docker ARGS` under another docker client (`client`), against the same daemon.
+fn client_output(d: &engine_support::Dockerd, client: &str, args: &[&str]) -> String {
+    let dc = d.command(args);
+    let out = Command::new(client)
+        .args(dc.get_args())
+        .envs(dc.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{client} {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Published ports against a dockerd with Docker's own network defaults (its docker0,
+/// iptables, docker-proxy), all inside a network namespace of the test's: `port` (all, one
+/// port, a port not published: Docker's error), the PORTS column under both Docker clients'
+/// rules, and inspect's `NetworkSettings.Ports` and `HostConfig.PortBindings`, for `-p H:C`,
+/// `-p 127.0.0.1::C/udp`, a range `H1-H3:C1-C3`, a same-number UDP range, a host range for one
+/// port, and `-P` with the image's EXPOSE and `--expose`; host ports the engines choose are
+/// compared as `AUTO` (in the ephemeral range). Then the default bridge's `network inspect`
+/// and a container's /etc/hosts and /etc/resolv.conf on it.
+#[test]
+fn published_ports_and_the_default_bridge_match_docker_in_its_own_netns() {
+    if !is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guard::new("ports-docker");
+    let ns = format!("bn-dkns{}", std::process::id());
+    let Some(d) = engine_support::Dockerd::start_in_netns(&ns) else {
+        return;
+    };
+    d.load_busybox(&g.scratch);
+    let berth_default = free_subnet(9);
+    let bgw = Ipv4Addr::from(berth_default.first() + 1);
+    g.bridges.push("bn-bpd0".into());
+    set_config(
+        &g,
+        serde_json::json!({"bridge": "bn-bpd0", "bip": format!("{bgw}/24")}),
+    );
+    // Both engines, the same commands (berth's under `container`).
+    let both = |args: &[&str]| -> (String, String) {
+        let dk = d.docker_ok(args);
+        let bt = g.berth_ok(&[&["container"], args].concat());
+        (dk, bt)
+    };
+    // An image with EXPOSE, made the same way in both.
+    both(&["create", "--name", "exp-src", BUSYBOX, "true"]);
+    both(&[
+        "commit",
+        "--change",
+        "EXPOSE 80 53/udp",
+        "exp-src",
+        "berth-tests/exposing:latest",
+    ]);
+    both(&["rm", "exp-src"]);
+
+    // Host ports free on the host (berth's); Docker's namespace has all of them free.
+    let p = free_ports(1);
+    let r = free_ports(3);
+    let u = free_ports(2);
+    let h = free_ports(3);
+    let specs: Vec<(&str, Vec<String>, Vec<&str>)> = vec![
+        (
+            "pa",
+            vec![
+                "-p".into(),
+                format!("{p}:80"),
+                "-p".into(),
+                "127.0.0.1::80/udp".into(),
+                "-p".into(),
+                format!("{r}-{}:7000-7002", r + 2),
+                "-p".into(),
+                format!("{u}-{}:{u}-{}/udp", u + 1, u + 1),
+                "-p".into(),
+                format!("127.0.0.1:{h}-{}:9090", h + 2),
+            ],
+            vec!["80/udp"],
+        ),
+        (
+            "pb",
+            vec!["-P".into(), "--expose".into(), "81".into()],
+            vec!["80/tcp", "53/udp", "81/tcp"],
+        ),
+        ("pc", vec!["--expose".into(), "82-83/udp".into()], vec![]),
+    ];
+    let mut auto_of = std::collections::BTreeMap::new();
+    for (name, flags, auto) in &specs {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(["berth-tests/exposing:latest", "sleep", "300"]);
+        both(&args);
+        auto_of.insert(*name, auto.clone());
+    }
+    let port_all = |name: &str| both(&["port", name]);
+    let mut ports = std::collections::BTreeMap::new();
+    for (name, _, _) in &specs {
+        ports.insert(*name, port_all(name));
+    }
+    let norm = |name: &str, dk: &str, bt: &str| -> (String, String) {
+        let (dp, bp) = &ports[name];
+        (
+            auto_ports(dk, dp, &auto_of[name]),
+            auto_ports(bt, bp, &auto_of[name]),
+        )
+    };
+    // Debian's client (20.10) prints `port`'s lines in Go's map order, which changes from run
+    // to run: compared as sets. Docker 28's client sorts them (natural order): compared as
+    // they are, where there is one.
+    let newer = Some("/usr/local/bin/docker").filter(|p| std::path::Path::new(p).exists());
+    let sorted = |t: &str| {
+        let mut v: Vec<&str> = t.lines().collect();
+        v.sort();
+        v.join("\n")
+    };
+    for (name, _, _) in &specs {
+        let (dk, bt) = &ports[name];
+        eprintln!("port {name}:\ndocker:\n{dk}berth:\n{bt}");
+        let (dk, bt) = norm(name, dk, bt);
+        assert_eq!(sorted(&dk), sorted(&bt), "`port {name}`");
+        if let Some(client) = newer {
+            let out = client_output(&d, client, &["port", name]);
+            let (dk28, bt) = norm(name, &out, &ports[name].1);
+            assert_eq!(dk28, bt, "`port {name}` under Docker 28's client");
+        }
+    }
+    for (name, which) in [
+        ("pa", "80"),
+        ("pa", "80/tcp"),
+        ("pa", "7001"),
+        ("pa", &format!("{u}/udp")),
+        ("pa", "9090"),
+        ("pb", "53/udp"),
+    ] {
+        let (dk, bt) = both(&["port", name, which]);
+        let key = if which.contains('/') {
+            which.to_string()
+        } else {
+            format!("{which}/tcp")
+        };
+        // A bare `IP:PORT`: given its key to be normalized as the listing is.
+        let (dk, bt) = norm(
+            name,
+            &format!("{key} -> {}", dk.trim()),
+            &format!("{key} -> {}", bt.trim()),
+        );
+        assert_eq!(dk, bt, "`port {name} {which}`");
+    }
+    for (name, which) in [("pa", "81"), ("pc", "82/udp"), ("pa", "7000/udp")] {
+        let dk = d.docker(&["port", name, which]);
+        let bt = g.berth(&["container", "port", name, which]);
+        let bt_err = String::from_utf8_lossy(&bt.stderr);
+        eprintln!("port {name} {which}: docker {dk:?}\nberth: {bt_err}");
+        assert_ne!(dk.code, 0);
+        assert_eq!(
+            Some(dk.code),
+            bt.status.code(),
+            "`port {name} {which}`'s exit code"
+        );
+        assert_eq!(
+            dk.stderr.trim().trim_start_matches("Error: "),
+            bt_err.trim().trim_start_matches("Error: "),
+            "`port {name} {which}`'s error"
+        );
+    }
+    // The PORTS column, computed by the client: under Debian's client (the daemon's own
+    // version) and, where there is one, Docker 28's.
+    let format = "{{.Names}}\t{{.Ports}}";
+    let bt_ls = g.berth_ok(&["container", "ls", "--format", format]);
+    for client in [None].into_iter().chain(newer.map(Some)) {
+        let dk_ls = match client {
+            Some(path) => client_output(&d, path, &["ps", "--format", format]),
+            None => d.docker_ok(&["ps", "--format", format]),
+        };
+        eprintln!("ps ({client:?}):\ndocker:\n{dk_ls}berth:\n{bt_ls}");
+        let lines = |t: &str, dk: bool| -> Vec<String> {
+            let mut v: Vec<String> = t
+                .lines()
+                .map(|l| {
+                    let name = l.split('\t').next().unwrap();
+                    let (dp, bp) = &ports[name];
+                    auto_ports(l, if dk { dp } else { bp }, &auto_of[name])
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(
+            lines(&dk_ls, true),
+            lines(&bt_ls, false),
+            "the PORTS column ({})",
+            client.unwrap_or("Debian's client")
+        );
+    }
+    // inspect's port fields.
+    for (name, _, _) in &specs {
+        let f = "{{json .NetworkSettings.Ports}} {{json .HostConfig.PortBindings}} \
+                 {{json .Config.ExposedPorts}} {{.HostConfig.PublishAllPorts}}";
+        let (dk, bt) = both(&["inspect", "-f", f, name]);
+        // Each as one JSON text with keys sorted, `"HostPort": "N"` spaced for auto_ports.
+        let canon = |t: &str| -> String {
+            t.split(' ')
+                .map(|j| {
+                    serde_json::from_str::<Value>(j)
+                        .map(|v| serde_json::to_string_pretty(&v).unwrap())
+                        .unwrap_or_else(|_| j.to_string())
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let (dk, bt) = norm(name, &canon(dk.trim()), &canon(bt.trim()));
+        assert_eq!(dk, bt, "inspect {name}'s port fields");
+    }
+    for (name, _, _) in &specs {
+        both(&["rm", "-f", name]);
+    }
+
+    // The default bridge: network inspect, with a container on it.
+    let (dsrv, bsrv) = both(&["run", "-d", "--name", "dsrv", BUSYBOX, "sleep", "300"]);
+    let ids: Vec<&str> = [&dsrv, &bsrv].iter().map(|s| &s.trim()[..12]).collect();
+    let di: Value = serde_json::from_str(&d.docker_ok(&["network", "inspect", "bridge"])).unwrap();
+    let bi: Value = serde_json::from_str(&g.berth_ok(&["network", "inspect", "bridge"])).unwrap();
+    let (di, bi) = (&di[0], &bi[0]);
+    eprintln!(
+        "docker: {}\nberth: {}",
+        serde_json::to_string_pretty(di).unwrap(),
+        serde_json::to_string_pretty(bi).unwrap()
+    );
+    // Docker's default network is `bridge`; berth's is `berth` (the issue's name).
+    assert_eq!(
+        (di["Name"].as_str(), bi["Name"].as_str()),
+        (Some("bridge"), Some("berth"))
+    );
+    let docker_default = Subnet::parse(di["IPAM"]["Config"][0]["Subnet"].as_str().unwrap())
+        .expect("Docker's default subnet");
+    // 172.17.0.0/16 against a /24: the first three octets normalized, the sizes not compared.
+    let subnets = [docker_default, berth_default];
+    network_inspect_matches(di, bi, &subnets, &ids, false);
+    let script = "cat /etc/hosts; echo ---; cat /etc/resolv.conf";
+    let (dk, bt) = both(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "h3",
+        BUSYBOX,
+        "sh",
+        "-c",
+        script,
+    ]);
+    eprintln!("docker, default bridge:\n{dk}\nberth, default bridge:\n{bt}");
+    assert_eq!(
+        without_comments(&normalize(&dk, &subnets, &ids)),
+        without_comments(&normalize(&bt, &subnets, &ids)),
+        "default bridge: /etc/hosts or resolv.conf differ"
+    );
+    let _ = d.docker(&["rm", "-f", "dsrv"]);
+    drop(d);
+    assert!(
+        !cmd_out("ip", &["netns", "list"]).contains(&ns),
+        "dockerd's namespace {ns} is left"
+    );
 }

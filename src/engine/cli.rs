@@ -945,7 +945,7 @@ fn prune_cmd(engine: &Engine, a: &PruneArgs) -> Result<i32> {
         if !matches!(s, Status::Exited | Status::Created | Status::Dead) {
             continue;
         }
-        if s == Status::Created && c.record.complete && c.state.monitor.is_some() {
+        if s == Status::Created && c.record.complete && c.state.monitor.is_some_and(|m| m.alive()) {
             continue;
         }
         let created = crate::image::time::parse_rfc3339(&c.record.created).unwrap_or(0);

@@ -258,9 +258,10 @@ pub fn create(engine: &Engine, store: &Store, req: &CreateRequest) -> Result<Con
         state: State::default(),
     };
     // From here on, a failure removes what was made; a SIGKILL leaves a record `rm -f` clears.
+    // (No state file yet: a missing one reads as the default state, and the first one written
+    // at the end is a new file, not one replaced, which ext4 would flush.)
     let result = (|| {
         c.save_record()?;
-        c.save_state()?;
         engine.claim_name(&name, &id)?;
         build(engine, store, req, &reference, &checked, &mut c)
     })();
@@ -582,7 +583,8 @@ fn build(
     let args: Vec<String> = entrypoint.iter().chain(&cmd).cloned().collect();
 
     let bundle_dir = c.bundle_dir();
-    let made = bundle::create_bundle(
+    // The image's spec, completed below and written once.
+    let (made, mut spec) = bundle::create_bundle_unwritten(
         store,
         reference,
         &bundle_dir,
@@ -593,8 +595,6 @@ fn build(
         },
     )?;
     let rootfs = c.rootfs();
-    let mut spec = Spec::load(bundle_dir.join("config.json"))
-        .context("cannot read the bundle's config.json")?;
 
     let short = super::record::short_id(&c.record.id).to_string();
     let host_uts = f.uts.as_deref() == Some("host") || checked.network == "host";

@@ -136,6 +136,13 @@ fn monitor_main(
         .chain(attached.as_ref().map(|s| s.as_raw_fd()))
         .collect();
     close_inherited_fds(&keep);
+    // Before anything else, the monitor records itself: from here on `rm -f` kills it
+    // (and its children with it) before it removes what the start made. A `rm` that marked
+    // the container first wins: the monitor then makes nothing.
+    if let Err(message) = record_monitor(&mut c) {
+        let _ = std::fs::File::from(status_w).write_all(format!("err 125 {message}").as_bytes());
+        return 1;
+    }
     let _ = std::env::set_current_dir("/");
     // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code.
     unsafe {
@@ -177,6 +184,39 @@ fn monitor_main(
             1
         }
     }
+}
+
+/// The file where a starting monitor records itself before the state says it runs.
+pub const MONITOR_FILE: &str = "monitor.json";
+
+/// Records this process as the container's monitor (in [`MONITOR_FILE`], under the
+/// container's lock), unless a `rm` has already marked the container for removal (or removed
+/// it). A file made anew, not the state replaced: ext4 flushes a file renamed over another.
+fn record_monitor(c: &mut Container) -> std::result::Result<(), String> {
+    let me = ProcessId::me().map_err(|e| format!("{e:#}"))?;
+    let id = c.id().to_string();
+    let fail = |e: &dyn std::fmt::Display| format!("container {id}: {e}");
+    let _lock = c.lock().map_err(|e| format!("{e:#}"))?;
+    c.reload();
+    if c.state.status == Status::Removing {
+        return Err(format!(
+            "container {id} is marked for removal and cannot be started"
+        ));
+    }
+    let path = c.dir.join(MONITOR_FILE);
+    let _ = std::fs::remove_file(&path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| fail(&e))?;
+    f.write_all(&serde_json::to_vec(&me).map_err(|e| fail(&e))?)
+        .map_err(|e| fail(&e))
+}
+
+/// The monitor a start recorded in [`MONITOR_FILE`], if any (read under the container's lock).
+pub fn recorded_monitor(c: &Container) -> Option<ProcessId> {
+    serde_json::from_slice(&std::fs::read(c.dir.join(MONITOR_FILE)).ok()?).ok()
 }
 
 /// Closes every fd this process got from the command that forked it but `keep`: a lock it
@@ -350,7 +390,16 @@ impl Monitor<'_> {
         if c.record.host_config.auto_remove {
             remove::remove(self.engine, c, remove::Caller::Monitor)?;
         } else {
-            c.update_state(|s| s.monitor = None)?;
+            // Unless a later start's monitor has recorded itself meanwhile (a start may
+            // follow once the exit is recorded).
+            let me = std::process::id() as i32;
+            c.update_state_if(|s| {
+                let mine = s.monitor.is_some_and(|m| m.pid == me);
+                if mine {
+                    s.monitor = None;
+                }
+                mine
+            })?;
         }
         self.send_all(&Frame::Exit(code));
         crate::network::publish::after_exit(self.engine, c);
@@ -596,9 +645,17 @@ impl Monitor<'_> {
             l.flush()?;
         }
         let now = now_rfc3339_nanos();
+        // A `--rm` container (which has no restart policy) is removed next: its exit is
+        // recorded as the removal's start, one state write instead of two.
+        let removed_next = c.record.host_config.auto_remove
+            && matches!(c.record.host_config.restart_policy.name.as_str(), "" | "no");
         c.update_state(|s| {
             if s.status != Status::Removing {
-                s.status = Status::Exited;
+                s.status = if removed_next {
+                    Status::Removing
+                } else {
+                    Status::Exited
+                };
             }
             s.pid = 0;
             s.exit_code = code;

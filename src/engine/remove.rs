@@ -33,18 +33,30 @@ pub fn remove_with_volumes(
     volumes: bool,
 ) -> Result<()> {
     if c.dir.join(super::record::RECORD_FILE).exists() {
-        let _ = c.update_state(|s| s.status = Status::Removing);
+        // (The monitor of a `--rm` container recorded the exit as Removing already.)
+        let _ = c.update_state_if(|s| {
+            let change = s.status != Status::Removing;
+            s.status = Status::Removing;
+            change
+        });
     }
     if caller == Caller::Command {
-        if let Some(m) = c.state.monitor {
+        // The monitor the state names, and one that recorded itself at the start of a start
+        // still in flight (read after the mark: a monitor that had not recorded itself by then
+        // finds the mark and makes nothing).
+        let early = super::monitor::recorded_monitor(c);
+        for m in c.state.monitor.into_iter().chain(early) {
             kill_verified(m.pid, m.start_time);
         }
     }
     crate::runtime::container::delete(&engine.runtime_globals(), c.id(), true)
         .with_context(|| format!("cannot remove the runtime's container {}", c.id()))?;
     // Its processes are gone: so are its veth pairs (with its network namespace); a monitor
-    // killed before it gave the addresses back leaves them to this.
-    super::monitor::release_addresses(engine, c);
+    // killed before it gave the addresses back leaves them to this. (A monitor removing its
+    // `--rm` container gave them back at the exit.)
+    if caller != Caller::Monitor {
+        super::monitor::release_addresses(engine, c);
+    }
     crate::network::publish::forget(engine, c, caller == Caller::Monitor);
     remove_bundle(engine, c)?;
     if !c.record.name.is_empty() {

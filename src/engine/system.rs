@@ -228,7 +228,7 @@ fn prune(engine: &Engine, a: &PruneArgs) -> Result<i32> {
         if !matches!(
             c.status(engine),
             Status::Exited | Status::Created | Status::Dead
-        ) || (c.status(engine) == Status::Created && c.state.monitor.is_some())
+        ) || (c.status(engine) == Status::Created && c.state.monitor.is_some_and(|m| m.alive()))
         {
             continue;
         }

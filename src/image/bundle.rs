@@ -115,6 +115,27 @@ pub fn create_bundle(
     dir: &Path,
     opts: &BundleOptions,
 ) -> Result<BundleRecord> {
+    make_bundle(store, r, dir, opts, true).map(|(record, _)| record)
+}
+
+/// [`create_bundle`] but for its `config.json`: the image's spec is returned for the caller
+/// to complete and write (the engine), rather than written, read back and written again.
+pub fn create_bundle_unwritten(
+    store: &Store,
+    r: &Reference,
+    dir: &Path,
+    opts: &BundleOptions,
+) -> Result<(BundleRecord, Spec)> {
+    make_bundle(store, r, dir, opts, false)
+}
+
+fn make_bundle(
+    store: &Store,
+    r: &Reference,
+    dir: &Path,
+    opts: &BundleOptions,
+    write_spec: bool,
+) -> Result<(BundleRecord, Spec)> {
     let resolved = store.resolve(r)?;
     let (manifest, _) = store.image_manifest(&resolved, opts.platform.as_deref())?;
     let image = store.image_layers(&manifest)?;
@@ -175,10 +196,12 @@ pub fn create_bundle(
         }
     };
     let spec = spec_from_image(&image.config, &rootfs, r, opts.args.as_deref())?;
-    write_atomically(
-        &dir.join("config.json"),
-        spec_to_pretty_json(&spec)?.as_bytes(),
-    )?;
+    if write_spec {
+        write_atomically(
+            &dir.join("config.json"),
+            spec_to_pretty_json(&spec)?.as_bytes(),
+        )?;
+    }
     let record = BundleRecord {
         dir: dir.clone(),
         reference: r.to_string(),
@@ -191,7 +214,7 @@ pub fn create_bundle(
         &serde_json::to_vec_pretty(&record)?,
     )?;
     guard.armed = false;
-    Ok(record)
+    Ok((record, spec))
 }
 
 /// Forgets the store's record of a bundle (its owner removes the directory).

@@ -170,10 +170,7 @@ pub fn detach(store: &Store, lease: &Lease) -> Result<()> {
 /// pair). A host end the kernel has not removed yet is named by no lease, but it goes with its
 /// namespace all the same.
 pub fn release_exited(store: &Store, container: &str) -> Result<()> {
-    for l in endpoints_of(store, container)? {
-        store.release(&l.network, l.ip)?;
-    }
-    Ok(())
+    store.release_container(container)
 }
 
 /// The leases of one container on every network.

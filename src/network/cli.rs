@@ -241,7 +241,10 @@ pub fn run(engine: &Engine, cmd: NetworkCommand) -> Result<i32> {
             let mut nets = Vec::new();
             let mut code = 0;
             for name in &a.networks {
-                let got = if name == DEFAULT_NETWORK {
+                // `bridge` is Docker's name of its default network.
+                let default = name == DEFAULT_NETWORK
+                    || (name == "bridge" && !store.list()?.iter().any(|n| n.name == "bridge"));
+                let got = if default {
                     store.default_network()
                 } else {
                     store.get(name)

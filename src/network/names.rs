@@ -616,10 +616,12 @@ pub fn dnat_start(ns: &impl AsFd, udp: u16, tcp: u16) -> Result<nix::unistd::Pid
          ip daddr {RESOLVER_IP} tcp dport 53 dnat to {RESOLVER_IP}:{tcp}\n }}\n}}\n"
     );
     let ns = ns.as_fd();
+    let parent = nix::unistd::getpid();
     // SAFETY: the monitor is single-threaded here (the namespace thread was joined); the
     // child makes system calls, loads libnftables, and leaves with _exit.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
+            super::publish::die_with_parent(parent);
             let ok = nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).is_ok()
                 && super::nftables::run(super::nftables::Backend::Auto, &script, false).is_ok();
             // SAFETY: ends the child without running the parent's destructors.

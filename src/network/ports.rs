@@ -536,7 +536,7 @@ pub fn port_output(
                 .filter(|x| x.container_port == p && x.proto == proto)
                 .collect();
             if hits.is_empty() {
-                bail!("No public port '{f}' published for {container}");
+                bail!("No public port '{p}/{proto}' published for {container}");
             }
             for x in hits {
                 out.push_str(&format!("{}:{}\n", display_ip(x.host_ip), x.host_port));

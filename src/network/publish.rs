@@ -35,6 +35,7 @@ use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::AsRawFd;
 use std::sync::Mutex;
 
 /// Where berth's firewall keeps its lock and the sysctls it changed: one place for the whole
@@ -539,11 +540,21 @@ pub fn sweep(engine: &Engine) -> Result<()> {
 /// single-threaded callers (berth's commands and its monitors are).
 fn in_child(f: impl FnOnce() -> Result<()>) -> Result<()> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).context("pipe")?;
+    let parent = nix::unistd::getpid();
     // SAFETY: the monitor is single-threaded; the child runs this process's own code and
     // ends with _exit.
     match unsafe { nix::unistd::fork() }.context("fork")? {
         nix::unistd::ForkResult::Child => {
             drop(r);
+            die_with_parent(parent);
+            // Nothing of the parent's but the pipe: a lock it holds (the runtime's, during a
+            // start) must not outlive it in this child.
+            let w_fd = w.as_raw_fd() as u32;
+            // SAFETY: close_range closes descriptors this child does not use; `w` is kept.
+            unsafe {
+                libc::syscall(libc::SYS_close_range, 3u32, w_fd - 1, 0u32);
+                libc::syscall(libc::SYS_close_range, w_fd + 1, u32::MAX, 0u32);
+            }
             let code = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
                 Ok(Ok(())) => 0,
                 Ok(Err(e)) => {
@@ -570,6 +581,20 @@ fn in_child(f: impl FnOnce() -> Result<()>) -> Result<()> {
                 _ if !msg.is_empty() => Err(anyhow::anyhow!(msg)),
                 other => bail!("the firewall's process failed: {other:?}"),
             }
+        }
+    }
+}
+
+/// In a child just forked by `parent`: dies (SIGKILL) when `parent` does, or at once when it
+/// is already gone. A monitor killed by `rm -f` takes its firewall child with it, so that
+/// nothing it was about to add outlives the `rm`: the child holds the firewall's lock while
+/// it works, so the `rm`'s own cleanup, under the same lock, comes after it in any case.
+pub(crate) fn die_with_parent(parent: nix::unistd::Pid) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes a signal number; _exit ends this child at once.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() != parent.as_raw() {
+            libc::_exit(1);
         }
     }
 }

@@ -106,7 +106,9 @@ pub struct IpamConfig {
 #[serde(rename_all = "PascalCase")]
 pub struct Ipam {
     pub driver: String,
-    pub options: BTreeMap<String, String>,
+    /// `null` for the default network, as Docker's default bridge has it.
+    #[serde(default)]
+    pub options: Option<BTreeMap<String, String>>,
     pub config: Vec<IpamConfig>,
 }
 
@@ -379,6 +381,19 @@ impl Store {
             bail!("bridge name {bridge} is already in use on the host");
         }
         options.insert(BRIDGE_NAME_OPTION.into(), bridge);
+        if opts.name == DEFAULT_NETWORK {
+            // What Docker's default bridge says of itself, all true of berth's: containers on
+            // it reach each other, leave through NAT, publish on 0.0.0.0, with Docker's MTU.
+            for (k, v) in [
+                ("com.docker.network.bridge.default_bridge", "true"),
+                ("com.docker.network.bridge.enable_icc", "true"),
+                ("com.docker.network.bridge.enable_ip_masquerade", "true"),
+                ("com.docker.network.bridge.host_binding_ipv4", "0.0.0.0"),
+                (super::attach::MTU_OPTION, "1500"),
+            ] {
+                options.entry(k.into()).or_insert_with(|| v.into());
+            }
+        }
 
         let taken: Vec<Subnet> = others.iter().filter_map(|n| n.subnet().ok()).collect();
         let subnet = match &opts.subnet {
@@ -450,7 +465,7 @@ impl Store {
             enable_ipv6: false,
             ipam: Ipam {
                 driver: "default".into(),
-                options: BTreeMap::new(),
+                options: (opts.name != DEFAULT_NETWORK).then(BTreeMap::new),
                 config: vec![IpamConfig {
                     subnet: subnet.to_string(),
                     ip_range,
@@ -646,6 +661,38 @@ impl Store {
     }
 
     /// Gives a lease's address back.
+    /// Gives back every lease of `container`, on every network, in one pass over the leases:
+    /// also the lease files a taker killed between writing and linking left (`.VETH`, never
+    /// read as leases).
+    pub fn release_container(&self, container: &str) -> Result<()> {
+        for net in self.list()? {
+            let dir = self.leases_dir(&net.name);
+            let rd = match fs::read_dir(&dir) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+            };
+            for e in rd {
+                let p = e?.path();
+                let mine = fs::read(&p)
+                    .ok()
+                    .and_then(|b| serde_json::from_slice::<Lease>(&b).ok())
+                    .is_some_and(|l| l.container == container);
+                if mine {
+                    match fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(e)
+                                .with_context(|| format!("cannot release {}", p.display()))
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub fn release(&self, network: &str, ip: Ipv4Addr) -> Result<()> {
         match fs::remove_file(self.leases_dir(network).join(ip.to_string())) {
             Ok(()) => Ok(()),

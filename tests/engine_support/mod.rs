@@ -398,6 +398,9 @@ pub struct Dockerd {
     /// The docker client the commands run: Debian's (the daemon's own version) unless
     /// [`Dockerd::with_client_in_path`] chose the one first in PATH.
     client: PathBuf,
+    /// The network namespace the daemon runs in ([`Dockerd::start_in_netns`]), removed after
+    /// it stops.
+    netns: Option<String>,
     _lock: nix::fcntl::Flock<File>,
 }
 
@@ -464,6 +467,19 @@ impl Dockerd {
     /// [`Dockerd::start`] with daemon.json keys of the test's over the defaults (a network
     /// test's `{"bridge": "BRIDGE_IT_MADE"}`).
     pub fn start_with(overrides: serde_json::Value) -> Option<Dockerd> {
+        Dockerd::start_inner(overrides, None)
+    }
+
+    /// A dockerd with Docker's own network defaults (its default bridge `docker0` on
+    /// 172.17.0.0/16, iptables rules, ip_forward, masquerade, docker-proxy), all inside a network
+    /// namespace `netns` made here (`ip netns add`) and removed after the daemon stops: its
+    /// bridge, rules and published ports never touch the host's. IPv6 is off in the namespace,
+    /// so that Docker binds published ports on IPv4 only (berth has no IPv6).
+    pub fn start_in_netns(netns: &str) -> Option<Dockerd> {
+        Dockerd::start_inner(serde_json::json!({}), Some(netns.to_string()))
+    }
+
+    fn start_inner(overrides: serde_json::Value, netns: Option<String>) -> Option<Dockerd> {
         if skip_without(&["dockerd", "containerd", "runc"], "a differential test") {
             return None;
         }
@@ -500,11 +516,44 @@ impl Dockerd {
         let mut config = config;
         if let (Some(c), Some(o)) = (config.as_object_mut(), overrides.as_object()) {
             c.extend(o.clone());
+            if netns.is_some() {
+                for k in ["bridge", "iptables", "ip6tables", "ip-forward", "ip-masq"] {
+                    c.remove(k);
+                }
+            }
+        }
+        if let Some(ns) = &netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            let script = "ip link set lo up && \
+                          echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6 && \
+                          echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6";
+            let ok = Command::new("ip")
+                .args(["netns", "add", ns])
+                .status()
+                .is_ok_and(|s| s.success())
+                && Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{ns}"))
+                    .args(["sh", "-c", script])
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("ip").args(["netns", "del", ns]).output();
+                panic!("could not make the network namespace {ns} for dockerd");
+            }
         }
         std::fs::write(dir.join("daemon.json"), config.to_string()).unwrap();
         let socket = dir.join("docker.sock");
         let log = File::create(dir.join("dockerd.log")).unwrap();
-        let mut cmd = Command::new("dockerd");
+        // In the namespace by setns alone (nsenter execs dockerd): `ip netns exec` would also
+        // mount a /sys of its own, without the cgroup hierarchies mounted under it.
+        let mut cmd = match &netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net=/run/netns/{ns}")).arg("dockerd");
+                c
+            }
+            None => Command::new("dockerd"),
+        };
         cmd.arg("--config-file")
             .arg(dir.join("daemon.json"))
             .arg("--data-root")
@@ -536,6 +585,7 @@ impl Dockerd {
             daemon: Mutex::new(Some(child)),
             made_host_paths,
             loaded: Mutex::new(HashSet::new()),
+            netns,
             _lock: lock,
         };
         d.wait_ready();
@@ -762,6 +812,10 @@ impl Dockerd {
             }
         }
         cleanup_mounts_under(&self.dir);
+        // Its bridge, veths and rules go with its namespace.
+        if let Some(ns) = &self.netns {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
     }
 }
 

@@ -10,8 +10,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The berth built by cargo, or `$BERTH_TEST_ENGINE` (another build of berth: an earlier
+/// commit's, to see a test fail on the code it was written against).
 pub fn berth_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_berth"))
+    match std::env::var_os("BERTH_TEST_ENGINE") {
+        Some(b) if !b.is_empty() => PathBuf::from(b),
+        _ => PathBuf::from(env!("CARGO_BIN_EXE_berth")),
+    }
 }
 
 pub fn repo_dir() -> PathBuf {
