@@ -854,3 +854,337 @@ fn attached_up_relays_logs_and_stops_on_interrupt() {
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(p.inspect("attached-talk-1")["State"]["Status"], "exited");
 }
+
+/// Debian's podman-compose (1.0.3) on a podman of the test's own: storage, run root, tmp dir,
+/// containers.conf and network configs under the scratch dir, cgroupfs, file events, runc as
+/// its runtime and nofile/nproc within this host's hard limits (crun's setrlimit of podman's
+/// default nofile fails without CAP_SYS_RESOURCE). podman 4.3 cannot name a network's bridge,
+/// so the wrapper podman-compose calls renames it in the network's config right after
+/// `network create`, before any container brings it up. Dropping it removes every container,
+/// network, volume and image it made, and sets net.ipv4.ip_forward (netavark sets it) back.
+struct PodmanCompose {
+    dir: PathBuf,
+    wrapper: PathBuf,
+    bridge: String,
+    ip_forward: String,
+    /// podman 4.3's fixed paths (netavark's ipam.db and aardvark-dns's configs): removed at
+    /// the end when the test made them.
+    own_paths: Vec<PathBuf>,
+}
+
+impl PodmanCompose {
+    fn new(scratch: &Scratch) -> PodmanCompose {
+        let dir = scratch.path("podman");
+        for d in ["networks", "tmp"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let bridge = format!("bpc{:x}n", std::process::id() & 0xffffff);
+        let w = dir.display();
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n\
+                 [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{w}/networks\"\n"
+            ),
+        )
+        .unwrap();
+        let wrapper = dir.join("podman");
+        std::fs::write(
+            &wrapper,
+            format!(
+                r#"#!/bin/sh
+export CONTAINERS_CONF={w}/containers.conf
+P="podman --root {w}/storage --runroot {w}/run --tmpdir {w}/tmp --storage-driver vfs
+    --cgroup-manager cgroupfs --events-backend file --network-config-dir {w}/networks"
+if [ "$1" = network ] && [ "$2" = create ]; then
+    eval "name=\${{$#}}"
+    n=$(ls {w}/networks | grep -c '\.json$')
+    $P "$@" || exit
+    sed -i "s/\"network_interface\": \"[^\"]*\"/\"network_interface\": \"{bridge}$n\"/" "{w}/networks/$name.json"
+    exit
+fi
+exec $P "$@"
+"#
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let own_paths = ["/run/containers/networks", "/run/containers", "/run/libpod"]
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| !p.exists())
+            .collect();
+        PodmanCompose {
+            dir,
+            wrapper,
+            bridge,
+            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            own_paths,
+        }
+    }
+
+    fn podman(&self, args: &[&str]) -> engine_support::Outcome {
+        let mut c = std::process::Command::new(&self.wrapper);
+        c.args(args);
+        engine_support::run_bounded(&c)
+    }
+
+    fn podman_ok(&self, args: &[&str]) -> String {
+        self.podman(args).ok(&format!("podman {args:?}"))
+    }
+
+    /// podman-compose ARGS in `dir`, with `env` for the file's variables.
+    fn compose(&self, dir: &std::path::Path, env: &[(&str, String)], args: &[&str]) -> String {
+        let mut c = std::process::Command::new("podman-compose");
+        c.current_dir(dir)
+            .arg("--podman-path")
+            .arg(&self.wrapper)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        engine_support::run_bounded(&c).ok(&format!("podman-compose {args:?}"))
+    }
+
+    /// What is left of it on the host: its bridges' links, firewall rules naming them,
+    /// processes running from its directory.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let links = std::fs::read_dir("/sys/class/net").unwrap();
+        for l in links.flatten() {
+            let name = l.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&self.bridge) {
+                left.push(format!("link {name}"));
+            }
+        }
+        for table in ["filter", "nat"] {
+            let rules = std::process::Command::new("iptables")
+                .args(["-w", "-t", table, "-S"])
+                .output()
+                .unwrap();
+            for r in String::from_utf8_lossy(&rules.stdout).lines() {
+                if r.contains(&self.bridge) {
+                    left.push(format!("iptables -t {table}: {r}"));
+                }
+            }
+        }
+        let w = self.dir.display().to_string();
+        for pid in engine_support::processes_naming(&w) {
+            left.push(format!("process {pid}"));
+        }
+        left
+    }
+}
+
+impl PodmanCompose {
+    /// Removes everything it made; returns what is left on the host.
+    fn finish(self) -> Vec<String> {
+        self.clean();
+        self.leftovers()
+    }
+
+    fn clean(&self) {
+        let _ = self.podman(&["rm", "-af", "-t", "0"]);
+        let nets = self
+            .podman(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                "label=com.docker.compose.project",
+            ])
+            .stdout;
+        for n in nets.split_whitespace() {
+            let _ = self.podman(&["network", "rm", "-f", n]);
+        }
+        let _ = self.podman(&["system", "reset", "-f"]);
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
+        for p in &self.own_paths {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+impl Drop for PodmanCompose {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+/// The same file under podman-compose (1.0.3, on a podman of its own, see [`PodmanCompose`])
+/// and berth compose: the same containers (podman-compose names them PROJECT_SERVICE_N, as
+/// docker-compose 1.29 does), labels, command, env, networks, port bindings and volume; the same
+/// answers over HTTP from the host on each one's published port and from the client by the
+/// service's name on the project network. podman-compose 1.0.3 has no `config` verb and takes
+/// no per-network aliases (its networks are a list of names), so neither is compared.
+#[test]
+fn same_services_as_podman_compose() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if engine_support::skip_without(
+        &["podman", "podman-compose", "runc", "iptables"],
+        "compose differential against podman-compose",
+    ) {
+        return;
+    }
+    let (pp, bp) = (free_port(), free_port());
+    let yaml = format!(
+        r#"
+services:
+  web:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo hello from $$MODE > /www/index.html; exec httpd -f -p 80 -h /www"]
+    environment:
+      MODE: production
+    ports:
+      - "127.0.0.1:${{P1}}:80"
+    volumes: [www:/www]
+    networks: [front, back]
+    labels:
+      tier: front
+  client:
+    image: {BUSYBOX}
+    command: sleep 1000
+    depends_on: [web]
+    networks: [back]
+volumes:
+  www:
+networks:
+  back:
+  front:
+"#
+    );
+    let Some(mut p) = Project::new("pcdiff", &yaml) else {
+        return;
+    };
+    p.env = vec![("P1".into(), bp.to_string())];
+    let pc = PodmanCompose::new(&p.scratch);
+    let archive = engine_support::busybox_archive(&p.scratch);
+    pc.podman_ok(&["load", "-i", archive.to_str().unwrap()]);
+    let penv = [("P1", pp.to_string())];
+    let t = Instant::now();
+    pc.compose(&p.dir, &penv, &["-p", "pcdiff", "up", "-d"]);
+    let podman_up = t.elapsed();
+    let t = Instant::now();
+    p.ok(&["up", "-d"]);
+    eprintln!(
+        "up -d: podman-compose {podman_up:?}, berth compose {:?}",
+        t.elapsed()
+    );
+
+    // The same containers, by name.
+    let mut pnames: Vec<String> = pc
+        .podman_ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .map(|n| n.replace('_', "-"))
+        .collect();
+    pnames.sort();
+    assert_eq!(p.names(), pnames);
+    assert_eq!(pnames, vec!["pcdiff-client-1", "pcdiff-web-1"]);
+    for name in &pnames {
+        let theirs: serde_json::Value =
+            serde_json::from_str(&pc.podman_ok(&["container", "inspect", &name.replace('-', "_")]))
+                .unwrap();
+        let theirs = &theirs[0];
+        let ours = p.inspect(name);
+        for key in [
+            "com.docker.compose.project",
+            "com.docker.compose.service",
+            "com.docker.compose.container-number",
+            "tier",
+        ] {
+            assert_eq!(
+                ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
+                "{name}: label {key}"
+            );
+        }
+        assert_eq!(
+            ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
+            "{name}: Cmd"
+        );
+        let mode = |v: &serde_json::Value| -> Vec<String> {
+            v["Config"]["Env"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|x| x.as_str())
+                .filter(|x| x.starts_with("MODE="))
+                .map(String::from)
+                .collect()
+        };
+        assert_eq!(mode(&ours), mode(theirs), "{name}: Env");
+        let nets = |v: &serde_json::Value| -> Vec<String> {
+            let mut n: Vec<String> = v["NetworkSettings"]["Networks"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            n.sort();
+            n
+        };
+        assert_eq!(nets(&ours), nets(theirs), "{name}: networks");
+        let ports = |v: &serde_json::Value, port: u16| -> Vec<(String, String, String)> {
+            let mut out = Vec::new();
+            if let Some(m) = v["HostConfig"]["PortBindings"].as_object() {
+                for (k, binds) in m {
+                    for b in binds.as_array().into_iter().flatten() {
+                        let hp = b["HostPort"].as_str().unwrap_or("");
+                        let hp = if hp == port.to_string() { "P1" } else { hp };
+                        out.push((
+                            k.clone(),
+                            b["HostIp"].as_str().unwrap_or("").to_string(),
+                            hp.to_string(),
+                        ));
+                    }
+                }
+            }
+            out
+        };
+        assert_eq!(ports(&ours, bp), ports(theirs, pp), "{name}: PortBindings");
+    }
+    // The project's networks and volume under the same names.
+    let mut pnets: Vec<String> = pc
+        .podman_ok(&["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .filter(|n| n.starts_with("pcdiff_"))
+        .map(String::from)
+        .collect();
+    pnets.sort();
+    let mut bnets = p.networks();
+    bnets.sort();
+    assert_eq!(bnets, pnets);
+    assert_eq!(bnets, vec!["pcdiff_back", "pcdiff_front"]);
+    let pvols = pc.podman_ok(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(pvols.trim(), "pcdiff_www");
+    assert!(p.volumes().contains(&"pcdiff_www".to_string()));
+
+    // Reachable alike: the published port from the host, the service's name from the client.
+    assert_eq!(
+        http_body(&http_get(pp)),
+        http_body(&http_get(bp)),
+        "the web service's answer on its published port (podman, berth)"
+    );
+    let fetch = "wget -qO- http://web/ && wget -qO- http://web:80/";
+    let theirs = pc.podman_ok(&["exec", "pcdiff_client_1", "sh", "-c", fetch]);
+    let ours = p.ok(&["exec", "client", "sh", "-c", fetch]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, "hello from production\nhello from production\n");
+
+    let t = Instant::now();
+    pc.compose(&p.dir, &penv, &["-p", "pcdiff", "down"]);
+    let podman_down = t.elapsed();
+    let t = Instant::now();
+    p.ok(&["down", "-v"]);
+    eprintln!(
+        "down: podman-compose {podman_down:?}, berth compose {:?}",
+        t.elapsed()
+    );
+    assert!(pc.podman_ok(&["ps", "-aq"]).trim().is_empty());
+    let left = pc.finish();
+    assert!(left.is_empty(), "podman left: {left:?}");
+}
+
+/// The body of an HTTP answer.
+fn http_body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}

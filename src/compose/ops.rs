@@ -443,8 +443,9 @@ pub fn make(engine: &Engine, store: &Store, cp: &plan::ContainerPlan) -> Result<
             return Err(e.context(format!("container {}: network {net}", cp.name)));
         }
     }
-    c.reload();
-    Ok(c)
+    // `connect` wrote the further networks into the record on disk (`reload` reads only the
+    // state): the start must see them, or the container joins its first network alone.
+    engine.lookup(c.id())
 }
 
 /// Waits (up to 5 minutes) for a dependency's condition.
