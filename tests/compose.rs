@@ -6,6 +6,7 @@
 //! Root only.
 
 mod engine_support;
+mod registry_support;
 
 use engine_support::{Scratch, BUSYBOX};
 use std::path::PathBuf;
@@ -1187,4 +1188,104 @@ networks:
 /// The body of an HTTP answer.
 fn http_body(answer: &str) -> &str {
     answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// `build`, `push` and `pull` with a real registry on 127.0.0.1 (Debian's docker-registry over
+/// plain HTTP, which Docker's engine allows on loopback without configuration): `push` sends
+/// only the images the project builds and names, `pull` skips a service without `image:`,
+/// the pulled images run (a removed image comes back with the file the build put in it), `up`
+/// pulls a missing image itself, and an image that is nowhere fails naming its service.
+#[test]
+fn push_and_pull_through_a_local_registry() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if engine_support::skip_without(&["docker-registry"], "compose push and pull") {
+        return;
+    }
+    let yaml = format!(
+        r#"
+services:
+  app:
+    image: ${{REG}}/compose/app:v1
+    build: ./ctx
+    command: sleep 1000
+  cache:
+    image: ${{REG}}/compose/cache:v1
+    command: sleep 1000
+  local:
+    build: ./ctx
+    command: sleep 1000
+  missing:
+    image: ${{REG}}/compose/none:v1
+    profiles: [extra]
+"#
+    );
+    let Some(mut p) = Project::new("pushpull", &yaml) else {
+        return;
+    };
+    let reg = registry_support::Registry::start();
+    p.env = vec![("REG".into(), reg.addr.clone())];
+    std::fs::create_dir_all(p.dir.join("ctx")).unwrap();
+    std::fs::write(
+        p.dir.join("ctx/Dockerfile"),
+        format!("FROM {BUSYBOX}\nRUN echo built here > /marker\n"),
+    )
+    .unwrap();
+    let app = format!("{}/compose/app:v1", reg.addr);
+    let cache = format!("{}/compose/cache:v1", reg.addr);
+    // The registry's copy of `cache`: busybox, put there by berth's own push.
+    p.scratch.berth_ok(&["image", "tag", BUSYBOX, &cache]);
+    p.scratch
+        .berth_ok(&["push", "--tls-verify=false", &cache, &cache]);
+
+    p.ok(&["build"]);
+    let out = p.compose(&["push"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "push: {err}");
+    assert!(err.contains("app Pushed"), "{err}");
+    assert!(
+        !err.contains("cache Push") && !err.contains("local Push"),
+        "{err}"
+    );
+    let log = reg.log();
+    assert!(
+        log.lines().any(|l| l.contains("http.request.method=PUT")
+            && l.contains("http.request.uri=/v2/compose/app/manifests/v1")
+            && l.contains("http.response.status=201")),
+        "{log}"
+    );
+    assert!(!log.contains("pushpull-local"), "{log}");
+
+    // Both images gone from the store; `pull` brings them back.
+    p.scratch.berth_ok(&["image", "rm", &app, &cache]);
+    let out = p.compose(&["pull"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pull: {err}");
+    for want in [
+        "app Pulled",
+        "cache Pulled",
+        "local Skipped - No image to be pulled",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let images = p.scratch.berth_ok(&["image", "ls"]);
+    assert!(
+        images.contains(&format!("{}/compose/app", reg.addr)) && images.contains("v1"),
+        "{images}"
+    );
+    p.ok(&["up", "-d", "--no-build", "app", "cache"]);
+    assert_eq!(p.ok(&["exec", "app", "cat", "/marker"]), "built here\n");
+    p.ok(&["down"]);
+
+    // `up` pulls an image the store lacks.
+    p.scratch.berth_ok(&["image", "rm", &cache]);
+    p.ok(&["up", "-d", "cache"]);
+    assert_eq!(p.inspect("pushpull-cache-1")["State"]["Status"], "running");
+    p.ok(&["down"]);
+
+    // An image in no registry, and no build to fall back on.
+    let e = p.err(&["--profile", "extra", "pull", "missing"]);
+    assert!(
+        e.contains("service missing") && e.contains("compose/none"),
+        "{e}"
+    );
 }

@@ -9,6 +9,7 @@ use crate::engine::lifecycle::{self, ExecRequest};
 use crate::engine::logs;
 use crate::engine::record::{Container, Engine};
 use crate::engine::remove;
+use crate::image::registry::client::TransportOptions;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -581,34 +582,44 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
         ComposeCommand::Pull(s) => {
             let store = crate::image::store::Store::open(&engine.data_root)?;
             for name in p.select(&s.services, true)? {
-                let image = p.model.services[&name].image.clone();
+                let svc = &p.model.services[&name];
+                // As Compose v2: a service without `image:` has nothing to pull, and one that
+                // can be built only warns when its image is not in the registry.
+                if !svc.raw.contains_key("image") {
+                    eprintln!(" {name} Skipped - No image to be pulled");
+                    continue;
+                }
                 eprintln!(" {name} Pulling");
-                let r: crate::image::reference::Reference = image
-                    .parse()
-                    .with_context(|| format!("service {name}: image {image}"))?;
+                let r = service_reference(&name, &svc.image)?;
                 let o = crate::image::pull::PullOptions {
                     platform: None,
-                    transport: Default::default(),
+                    transport: TransportOptions::docker_engine(&r.registry),
                     auth_file: None,
                     quiet: true,
                     jobs: 4,
                 };
-                crate::image::pull::pull(&store, &r, &o)
-                    .with_context(|| format!("service {name}"))?;
-                eprintln!(" {name} Pulled");
+                match crate::image::pull::pull(&store, &r, &o) {
+                    Ok(_) => eprintln!(" {name} Pulled"),
+                    Err(e) if svc.build.is_some() => {
+                        eprintln!(" {name} Warning: {e:#}; it will be built")
+                    }
+                    Err(e) => return Err(e.context(format!("service {name}"))),
+                }
             }
             Ok(0)
         }
         ComposeCommand::Push(s) => {
             let store = crate::image::store::Store::open(&engine.data_root)?;
             for name in p.select(&s.services, true)? {
-                let image = p.model.services[&name].image.clone();
+                let svc = &p.model.services[&name];
+                // As Compose v2: only the images the project builds and names are pushed.
+                if svc.build.is_none() || !svc.raw.contains_key("image") {
+                    continue;
+                }
                 eprintln!(" {name} Pushing");
-                let r: crate::image::reference::Reference = image
-                    .parse()
-                    .with_context(|| format!("service {name}: image {image}"))?;
+                let r = service_reference(&name, &svc.image)?;
                 let o = crate::image::push::PushOptions {
-                    transport: Default::default(),
+                    transport: TransportOptions::docker_engine(&r.registry),
                     auth_file: None,
                     quiet: true,
                     chunk_size: 0,
@@ -938,4 +949,11 @@ fn print_logs(
         }
     });
     Ok(0)
+}
+
+/// A service's image as a registry reference.
+fn service_reference(service: &str, image: &str) -> Result<crate::image::reference::Reference> {
+    image
+        .parse()
+        .with_context(|| format!("service {service}: image {image}"))
 }
