@@ -1289,3 +1289,115 @@ services:
         "{e}"
     );
 }
+
+/// `logs --since` and `--until` in Docker's three forms (an RFC 3339 time, here with an offset;
+/// a Unix time with a fraction; a duration before now), and a value of none of them refused
+/// naming the flag; `down --rmi local` removes only the images built under the project's own
+/// names, `--rmi all` every service's image, and `--rmi` takes nothing else.
+#[test]
+fn logs_since_and_down_rmi() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        r#"
+services:
+  talk:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo early; until [ -f /tmp/go ]; do sleep 0.1; done; echo late; exec sleep 1000"]
+  built:
+    build: ./ctx
+    command: sleep 1000
+  named:
+    build: ./ctx
+    image: rmi-test/named:v1
+    command: sleep 1000
+"#
+    );
+    let Some(p) = Project::new("rmi", &yaml) else {
+        return;
+    };
+    std::fs::create_dir_all(p.dir.join("ctx")).unwrap();
+    std::fs::write(
+        p.dir.join("ctx/Dockerfile"),
+        format!("FROM {BUSYBOX}\nRUN echo x > /x\n"),
+    )
+    .unwrap();
+    p.ok(&["up", "-d"]);
+    let logs_of = |args: &[&str]| {
+        let mut a = vec!["logs", "--no-log-prefix"];
+        a.extend_from_slice(args);
+        a.push("talk");
+        p.ok(&a)
+    };
+    let wait_for = |line: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !logs_of(&[]).contains(line) {
+            assert!(Instant::now() < deadline, "no {line:?} in the logs");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("early");
+    // A time well between the two lines.
+    std::thread::sleep(Duration::from_secs(3));
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    p.ok(&["exec", "talk", "touch", "/tmp/go"]);
+    wait_for("late");
+    // Relative: the last 3 s hold `late` only (`early` is 6 s old or more).
+    assert_eq!(logs_of(&["--since", "3s"]), "late\n");
+    assert_eq!(logs_of(&["--since", "1h"]), "early\nlate\n");
+    let unix = format!("{}.{:03}", between.as_secs(), between.subsec_millis());
+    assert_eq!(logs_of(&["--since", &unix]), "late\n");
+    assert_eq!(logs_of(&["--until", &unix]), "early\n");
+    // RFC 3339 in another zone: the same instant (rounded up to the second) at +01:00.
+    let secs = between.as_secs() + 1;
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", secs + 3600),
+            "+%Y-%m-%dT%H:%M:%S+01:00",
+        ])
+        .output()
+        .unwrap();
+    let rfc = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(logs_of(&["--since", &rfc]), "late\n", "{rfc}");
+    let e = p.err(&["logs", "--since", "yesterday", "talk"]);
+    assert!(
+        e.contains("invalid value for \"since\": \"yesterday\""),
+        "{e}"
+    );
+
+    let images = || -> Vec<String> {
+        let out = p.scratch.berth_ok(&["image", "ls"]);
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some(format!("{}:{}", w.next()?, w.next()?))
+            })
+            .collect()
+    };
+    let have = |name: &str| images().iter().any(|l| l == name);
+    assert!(
+        have("rmi-built:latest") && have("rmi-test/named:v1"),
+        "{:?}",
+        images()
+    );
+    // Anything but local or all is refused before anything is removed.
+    let e = p.err(&["down", "--rmi", "some"]);
+    assert!(e.contains("--rmi"), "{e}");
+    assert_eq!(p.names().len(), 3);
+    p.ok(&["down", "--rmi", "local"]);
+    assert!(p.names().is_empty());
+    assert!(!have("rmi-built:latest"), "{:?}", images());
+    assert!(have("rmi-test/named:v1") && have(BUSYBOX), "{:?}", images());
+    p.ok(&["up", "-d"]);
+    assert!(have("rmi-built:latest"));
+    p.ok(&["down", "--rmi", "all"]);
+    assert!(p.names().is_empty());
+    for name in ["rmi-built:latest", "rmi-test/named:v1", BUSYBOX] {
+        assert!(!have(name), "{name}: {:?}", images());
+    }
+}

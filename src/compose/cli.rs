@@ -83,7 +83,9 @@ pub enum ComposeCommand {
         volumes: bool,
         #[arg(long)]
         remove_orphans: bool,
-        #[arg(long)]
+        /// Remove the images too: `local`, those without a name of their own (built ones
+        /// named PROJECT-SERVICE); `all`, every service's image.
+        #[arg(long, value_parser = ["local", "all"])]
         rmi: Option<String>,
     },
     /// List containers.
@@ -104,6 +106,12 @@ pub enum ComposeCommand {
         timestamps: bool,
         #[arg(long)]
         no_log_prefix: bool,
+        /// Entries since an RFC 3339 time, a Unix time or a duration before now (`10m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries before such a time.
+        #[arg(long)]
+        until: Option<String>,
         services: Vec<String>,
     },
     /// Parse, resolve and render the compose file.
@@ -374,10 +382,10 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             remove_orphans: _,
             rmi,
         } => {
-            if let Some(r) = rmi {
-                bail!("down --rmi {r}: removing images is not supported by berth compose");
-            }
             ops::down(engine, &p.name, volumes, Some(&p))?;
+            if let Some(mode) = rmi {
+                ops::remove_images(engine, &p, mode == "all")?;
+            }
             Ok(0)
         }
         ComposeCommand::Ps {
@@ -438,8 +446,13 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             tail,
             timestamps,
             no_log_prefix,
+            since,
+            until,
             services,
         } => {
+            let time = |flag: &str, v: Option<String>| {
+                v.map(|v| logs::parse_time_arg(flag, &v)).transpose()
+            };
             let tail = match tail.as_str() {
                 "all" | "" => None,
                 n => Some(n.parse::<usize>().with_context(|| format!("--tail {n}"))?),
@@ -448,7 +461,8 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
                 follow,
                 tail,
                 timestamps,
-                ..Default::default()
+                since: time("since", since)?,
+                until: time("until", until)?,
             };
             print_logs(engine, &p, &services, &o, !no_log_prefix)
         }
