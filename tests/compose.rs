@@ -1201,25 +1201,23 @@ fn push_and_pull_through_a_local_registry() {
     if engine_support::skip_without(&["docker-registry"], "compose push and pull") {
         return;
     }
-    let yaml = format!(
-        r#"
+    let yaml = r#"
 services:
   app:
-    image: ${{REG}}/compose/app:v1
+    image: ${REG}/compose/app:v1
     build: ./ctx
     command: sleep 1000
   cache:
-    image: ${{REG}}/compose/cache:v1
+    image: ${REG}/compose/cache:v1
     command: sleep 1000
   local:
     build: ./ctx
     command: sleep 1000
   missing:
-    image: ${{REG}}/compose/none:v1
+    image: ${REG}/compose/none:v1
     profiles: [extra]
-"#
-    );
-    let Some(mut p) = Project::new("pushpull", &yaml) else {
+"#;
+    let Some(mut p) = Project::new("pushpull", yaml) else {
         return;
     };
     let reg = registry_support::Registry::start();
