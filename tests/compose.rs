@@ -499,54 +499,14 @@ volumes:
                 serde_json::from_str(&d.docker_ok(&["inspect", &name.replace('-', "_")])).unwrap();
             let theirs = &theirs[0];
             let ours = p.inspect(name);
-            for key in [
-                "com.docker.compose.project",
-                "com.docker.compose.service",
-                "com.docker.compose.container-number",
-                "com.docker.compose.oneoff",
-                "tier",
-            ] {
-                assert_eq!(
-                    ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
-                    "{name}: label {key}"
-                );
-            }
-            assert_eq!(
-                ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
-                "{name}: Cmd"
+            same_container(
+                name,
+                &ours,
+                theirs,
+                &["com.docker.compose.oneoff"],
+                &[(b1, "P1"), (b2, "P2")],
+                &[(d1, "P1"), (d2, "P2")],
             );
-            let env = |v: &serde_json::Value| -> Vec<String> {
-                let mut e: Vec<String> = v["Config"]["Env"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_str().unwrap().to_string())
-                    .filter(|x| x.starts_with("MODE="))
-                    .collect();
-                e.sort();
-                e
-            };
-            assert_eq!(env(&ours), env(theirs), "{name}: Env");
-            let ports = |v: &serde_json::Value, a: u16, b: u16| {
-                v["HostConfig"]["PortBindings"]
-                    .to_string()
-                    .replace(&format!("\"{a}\""), "\"P1\"")
-                    .replace(&format!("\"{b}\""), "\"P2\"")
-            };
-            assert_eq!(
-                ports(&ours, b1, b2),
-                ports(theirs, d1, d2),
-                "{name}: PortBindings"
-            );
-            let net = |v: &serde_json::Value| -> Vec<String> {
-                v["NetworkSettings"]["Networks"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .cloned()
-                    .collect()
-            };
-            assert_eq!(net(&ours), net(theirs), "{name}: networks");
         }
         let docker_vols = d.docker_ok(&[
             "volume",
@@ -1087,61 +1047,7 @@ networks:
                 .unwrap();
         let theirs = &theirs[0];
         let ours = p.inspect(name);
-        for key in [
-            "com.docker.compose.project",
-            "com.docker.compose.service",
-            "com.docker.compose.container-number",
-            "tier",
-        ] {
-            assert_eq!(
-                ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
-                "{name}: label {key}"
-            );
-        }
-        assert_eq!(
-            ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
-            "{name}: Cmd"
-        );
-        let mode = |v: &serde_json::Value| -> Vec<String> {
-            v["Config"]["Env"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|x| x.as_str())
-                .filter(|x| x.starts_with("MODE="))
-                .map(String::from)
-                .collect()
-        };
-        assert_eq!(mode(&ours), mode(theirs), "{name}: Env");
-        let nets = |v: &serde_json::Value| -> Vec<String> {
-            let mut n: Vec<String> = v["NetworkSettings"]["Networks"]
-                .as_object()
-                .unwrap()
-                .keys()
-                .cloned()
-                .collect();
-            n.sort();
-            n
-        };
-        assert_eq!(nets(&ours), nets(theirs), "{name}: networks");
-        let ports = |v: &serde_json::Value, port: u16| -> Vec<(String, String, String)> {
-            let mut out = Vec::new();
-            if let Some(m) = v["HostConfig"]["PortBindings"].as_object() {
-                for (k, binds) in m {
-                    for b in binds.as_array().into_iter().flatten() {
-                        let hp = b["HostPort"].as_str().unwrap_or("");
-                        let hp = if hp == port.to_string() { "P1" } else { hp };
-                        out.push((
-                            k.clone(),
-                            b["HostIp"].as_str().unwrap_or("").to_string(),
-                            hp.to_string(),
-                        ));
-                    }
-                }
-            }
-            out
-        };
-        assert_eq!(ports(&ours, bp), ports(theirs, pp), "{name}: PortBindings");
+        same_container(name, &ours, theirs, &[], &[(bp, "P1")], &[(pp, "P1")]);
     }
     // The project's networks and volume under the same names.
     let mut pnets: Vec<String> = pc
@@ -1398,4 +1304,80 @@ services:
     for name in ["rmi-built:latest", "rmi-test/named:v1", BUSYBOX] {
         assert!(!have(name), "{name}: {:?}", images());
     }
+}
+
+/// The same container under berth and another compose: the compose labels (`extra` besides the
+/// project, service and number) and the file's `tier`, Cmd, the file's MODE in Env, the
+/// networks, and the port bindings with each side's host ports named (PORT, NAME).
+fn same_container(
+    name: &str,
+    ours: &serde_json::Value,
+    theirs: &serde_json::Value,
+    extra: &[&str],
+    our_ports: &[(u16, &str)],
+    their_ports: &[(u16, &str)],
+) {
+    let labels = [
+        "com.docker.compose.project",
+        "com.docker.compose.service",
+        "com.docker.compose.container-number",
+        "tier",
+    ];
+    for key in labels.iter().chain(extra) {
+        assert_eq!(
+            ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
+            "{name}: label {key}"
+        );
+    }
+    assert_eq!(
+        ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
+        "{name}: Cmd"
+    );
+    let mode = |v: &serde_json::Value| -> Vec<String> {
+        v["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x.as_str())
+            .filter(|x| x.starts_with("MODE="))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(mode(ours), mode(theirs), "{name}: Env");
+    let nets = |v: &serde_json::Value| -> Vec<String> {
+        let mut n: Vec<String> = v["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(nets(ours), nets(theirs), "{name}: networks");
+    let ports = |v: &serde_json::Value, named: &[(u16, &str)]| {
+        let mut out = Vec::new();
+        for (k, binds) in v["HostConfig"]["PortBindings"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            for b in binds.as_array().into_iter().flatten() {
+                let hp = b["HostPort"].as_str().unwrap_or("");
+                let hp = named
+                    .iter()
+                    .find(|(p, _)| p.to_string() == hp)
+                    .map_or(hp, |(_, n)| n);
+                let ip = b["HostIp"].as_str().unwrap_or("");
+                out.push((k.clone(), ip.to_string(), hp.to_string()));
+            }
+        }
+        out.sort();
+        out
+    };
+    assert_eq!(
+        ports(ours, our_ports),
+        ports(theirs, their_ports),
+        "{name}: PortBindings"
+    );
 }
