@@ -75,22 +75,9 @@ BERTH=("$berth_bin" --data-root "$W/berth-data" --root "$W/berth-run")
 on_exit '(cd "$W/app" && "${BERTH[@]}" compose -p $project down -v) >/dev/null 2>&1'
 "${BERTH[@]}" load -i "$archive" >/dev/null
 
-# --- a private dockerd (as scripts/bench-engine.sh) ------------------------------------------
-own_host_paths /run/containerd /run/docker /etc/docker/key.json
-own_cgroups berth-bench-docker
-export DOCKER_CONFIG=$W/client
-mkdir -p "$DOCKER_CONFIG" && echo '{}' >"$DOCKER_CONFIG/config.json"
-cat >"$W/daemon.json" <<EOF
-{"bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false,
- "exec-opts": ["native.cgroupdriver=cgroupfs"], "cgroup-parent": "/berth-bench-docker",
- "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 1024}}}
-EOF
-export DOCKER_HOST=unix://$W/docker.sock
-DOCKER=("$DOCKER_CLI")
-dockerd --config-file "$W/daemon.json" --data-root "$W/docker" --exec-root "$W/exec" \
-    --pidfile "$W/dockerd.pid" -H "$DOCKER_HOST" >"$W/dockerd.log" 2>&1 &
-on_exit '(cd "$W/app" && docker-compose -p $project down -v) >/dev/null 2>&1; ids=$("${DOCKER[@]}" ps -aq); [ -z "$ids" ] || "${DOCKER[@]}" rm -f $ids; stop_pidfile "$W/dockerd.pid" dockerd'
-wait_for 60 "${DOCKER[@]}" version >/dev/null || die "dockerd did not start: $(tail -n 5 "$W/dockerd.log")"
+# --- a private dockerd (scripts/clients/lib.sh) ---------------------------------------------
+bench_dockerd
+on_exit '(cd "$W/app" && docker-compose -p $project down -v) >/dev/null 2>&1'
 "${DOCKER[@]}" load -i "$archive" >/dev/null
 
 # --- podman, behind the wrapper podman-compose calls ------------------------------------------
@@ -137,8 +124,8 @@ for i in \$(seq 1200); do
     case \$1 in
     berth) ids=\$(${BERTH[*]} container ls -aq --filter label=com.docker.compose.project=$project)
            st=\$(for c in \$ids; do ${BERTH[*]} container inspect --format '{{.State.Health.Status}}' \$c; done) ;;
-    docker) ids=\$($DOCKER_CLI ps -aq --filter label=com.docker.compose.project=$project)
-            st=\$(for c in \$ids; do $DOCKER_CLI inspect --format '{{.State.Health.Status}}' \$c; done) ;;
+    docker) ids=\$(${DOCKER[*]} ps -aq --filter label=com.docker.compose.project=$project)
+            st=\$(for c in \$ids; do ${DOCKER[*]} inspect --format '{{.State.Health.Status}}' \$c; done) ;;
     podman) ids=\$($W/podman ps -aq --filter label=com.docker.compose.project=$project)
             st=\$(for c in \$ids; do $W/podman healthcheck run \$c >/dev/null 2>&1 && echo healthy || echo unhealthy; done) ;;
     esac

@@ -828,9 +828,10 @@ struct PodmanCompose {
     wrapper: PathBuf,
     bridge: String,
     ip_forward: String,
-    /// podman 4.3's fixed paths (netavark's ipam.db and aardvark-dns's configs): removed at
-    /// the end when the test made them.
+    /// podman 4.3's fixed paths (netavark's ipam.db and aardvark-dns's configs, the blob info
+    /// cache of `load`): removed at the end when the test made them.
     own_paths: Vec<PathBuf>,
+    cleaned: bool,
 }
 
 impl PodmanCompose {
@@ -872,7 +873,7 @@ exec $P "$@"
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let own_paths = ["/run/containers/networks", "/run/containers", "/run/libpod"]
+        let own_paths = ["/run/containers", "/run/libpod", "/var/lib/containers"]
             .iter()
             .map(PathBuf::from)
             .filter(|p| !p.exists())
@@ -883,6 +884,7 @@ exec $P "$@"
             bridge,
             ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
             own_paths,
+            cleaned: false,
         }
     }
 
@@ -939,12 +941,16 @@ exec $P "$@"
 
 impl PodmanCompose {
     /// Removes everything it made; returns what is left on the host.
-    fn finish(self) -> Vec<String> {
+    fn finish(mut self) -> Vec<String> {
         self.clean();
         self.leftovers()
     }
 
-    fn clean(&self) {
+    fn clean(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        self.cleaned = true;
         let _ = self.podman(&["rm", "-af", "-t", "0"]);
         let nets = self
             .podman(&[
