@@ -333,7 +333,10 @@ services:
     let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cfg).unwrap();
     assert_eq!(v["name"], "interp");
     assert_eq!(v["services"]["s"]["image"].as_str(), Some(BUSYBOX));
-    assert_eq!(v["services"]["s"]["command"][1], "hi ${LITERAL}");
+    // `$$` stays escaped: the output loads again to the same project.
+    assert_eq!(v["services"]["s"]["command"][1], "hi $${LITERAL}");
+    std::fs::write(p.dir.join("resolved.yaml"), &cfg).unwrap();
+    assert_eq!(p.ok(&["-f", "resolved.yaml", "config"]), cfg);
     assert_eq!(v["services"]["s"]["environment"]["A"], "from-dotenv");
     assert_eq!(v["networks"]["default"]["name"], "interp_default");
     p.write(
@@ -410,7 +413,8 @@ fn errors_name_file_line_and_key_and_make_nothing() {
 }
 
 /// The same file under Debian's docker-compose 1.29 on a private dockerd and under berth
-/// compose: the same services running with the same labels, networks, volumes and ports
+/// compose: the same services running with the same labels, networks, volumes and ports, the
+/// same HTTP answers on the published port and by the service's name
 /// (1.29 names containers PROJECT_SERVICE_N where Compose v2 writes PROJECT-SERVICE-N: compared
 /// with that one difference), and the same resolved services in `config`.
 #[test]
@@ -432,7 +436,7 @@ version: "3.8"
 services:
   web:
     image: {BUSYBOX}
-    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    command: ["sh", "-c", "echo hello from $$MODE > /www/index.html; exec httpd -f -p 80 -h /www"]
     ports:
       - "127.0.0.1:${{P1}}:80"
     volumes:
@@ -516,6 +520,24 @@ volumes:
             "label=com.docker.compose.project=diffproj",
         ]);
         assert_eq!(docker_vols.trim(), "diffproj_www");
+        // Reachable alike: the published port from the host, the service's name from worker.
+        assert_eq!(
+            http_body(&http_get(d1)),
+            http_body(&http_get(b1)),
+            "the web service's answer on its published port (docker, berth)"
+        );
+        let fetch = [
+            "sh",
+            "-c",
+            "wget -qO- http://web/ && wget -qO- http://web:80/",
+        ];
+        let mut exec = vec!["exec", "diffproj_worker_1"];
+        exec.extend_from_slice(&fetch);
+        let theirs = d.docker_ok(&exec);
+        let mut exec = vec!["exec", "worker"];
+        exec.extend_from_slice(&fetch);
+        assert_eq!(p.ok(&exec), theirs);
+        assert_eq!(theirs, "hello from production\nhello from production\n");
         assert!(p.volumes().contains(&"diffproj_www".to_string()));
         // `config`: the same services, images, commands and environment.
         let theirs: serde_yaml_ng::Value =

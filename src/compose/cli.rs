@@ -822,7 +822,11 @@ fn config_yaml(p: &Project) -> Result<String> {
         }
         services.insert(n.clone().into(), Value::Mapping(raw));
     }
-    top.insert("services".into(), Value::Mapping(services));
+    // The output is a compose file that loads again to the same project: a `$` that
+    // interpolation left (written `$$`) is written `$$` again, as docker-compose writes it.
+    let mut services = Value::Mapping(services);
+    escape_dollars(&mut services);
+    top.insert("services".into(), services);
     let mut nets = Mapping::new();
     for (k, n) in &p.model.networks {
         let mut m = Mapping::new();
@@ -846,6 +850,18 @@ fn config_yaml(p: &Project) -> Result<String> {
         top.insert("volumes".into(), Value::Mapping(vols));
     }
     Ok(serde_yaml_ng::to_string(&Value::Mapping(top))?)
+}
+
+/// `$` as `$$` in every string value under `v`.
+fn escape_dollars(v: &mut serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Value::Sequence(items) => items.iter_mut().for_each(escape_dollars),
+        Value::Mapping(m) => m.values_mut().for_each(escape_dollars),
+        Value::Tagged(t) => escape_dollars(&mut t.value),
+        _ => {}
+    }
 }
 
 /// A writer that puts `prefix` before each line, for several containers' logs at once.
