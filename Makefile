@@ -52,12 +52,15 @@ test-clients: rootfs
 # scripts/bench-engine.sh. Networks (run --rm on each engine's default bridge, a published
 # port's loopback throughput against docker-proxy and netavark): scripts/bench-network.sh.
 # `berth build` against `buildah bud` (cold and cached): scripts/bench-build.sh.
+# `compose up -d` to all healthy and `down` against docker-compose on its own dockerd and
+# podman-compose: scripts/bench-compose.sh.
 bench: rootfs
 	scripts/bench.sh
 	scripts/bench-pull.sh
 	scripts/bench-engine.sh
 	scripts/bench-network.sh
 	scripts/bench-build.sh
+	scripts/bench-compose.sh
 
 # Re-profile which functions a start runs (after changing the start path); see the script.
 symbol-order: rootfs

@@ -70,22 +70,8 @@ PODMAN=(podman --runtime "$CLIENT_RUNTIME" --root "$W/storage" --runroot "$W/pru
 on_exit '"${PODMAN[@]}" rm -af -t 0; "${PODMAN[@]}" system reset -f; wait_processes_gone'
 "${PODMAN[@]}" load -i "$archive" >/dev/null
 
-# --- a private dockerd ----------------------------------------------------------------------
-own_host_paths /run/containerd /run/docker /etc/docker/key.json
-own_cgroups berth-bench-docker
-# The docker client's config dir (podman reads DOCKER_CONFIG too, for registry auth).
-export DOCKER_CONFIG=$W/client
-mkdir -p "$DOCKER_CONFIG" && echo '{}' >"$DOCKER_CONFIG/config.json"
-cat >"$W/daemon.json" <<EOF
-{"bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false,
- "exec-opts": ["native.cgroupdriver=cgroupfs"], "cgroup-parent": "/berth-bench-docker",
- "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 1024}}}
-EOF
-DOCKER=("$DOCKER_CLI" -H "unix://$W/docker.sock")
-dockerd --config-file "$W/daemon.json" --data-root "$W/docker" --exec-root "$W/exec" \
-    --pidfile "$W/dockerd.pid" -H "unix://$W/docker.sock" >"$W/dockerd.log" 2>&1 &
-on_exit 'ids=$("${DOCKER[@]}" ps -aq); [ -z "$ids" ] || "${DOCKER[@]}" rm -f $ids; stop_pidfile "$W/dockerd.pid" dockerd'
-wait_for 60 "${DOCKER[@]}" version >/dev/null || die "dockerd did not start: $(tail -n 5 "$W/dockerd.log")"
+# --- a private dockerd (scripts/clients/lib.sh) ---------------------------------------------
+bench_dockerd
 "${DOCKER[@]}" load -i "$archive" >/dev/null
 
 # --- one container: run --rm true -------------------------------------------------------------

@@ -6,6 +6,7 @@
 //! Root only.
 
 mod engine_support;
+mod registry_support;
 
 use engine_support::{Scratch, BUSYBOX};
 use std::path::PathBuf;
@@ -332,7 +333,10 @@ services:
     let v: serde_yaml_ng::Value = serde_yaml_ng::from_str(&cfg).unwrap();
     assert_eq!(v["name"], "interp");
     assert_eq!(v["services"]["s"]["image"].as_str(), Some(BUSYBOX));
-    assert_eq!(v["services"]["s"]["command"][1], "hi ${LITERAL}");
+    // `$$` stays escaped: the output loads again to the same project.
+    assert_eq!(v["services"]["s"]["command"][1], "hi $${LITERAL}");
+    std::fs::write(p.dir.join("resolved.yaml"), &cfg).unwrap();
+    assert_eq!(p.ok(&["-f", "resolved.yaml", "config"]), cfg);
     assert_eq!(v["services"]["s"]["environment"]["A"], "from-dotenv");
     assert_eq!(v["networks"]["default"]["name"], "interp_default");
     p.write(
@@ -409,7 +413,8 @@ fn errors_name_file_line_and_key_and_make_nothing() {
 }
 
 /// The same file under Debian's docker-compose 1.29 on a private dockerd and under berth
-/// compose: the same services running with the same labels, networks, volumes and ports
+/// compose: the same services running with the same labels, networks, volumes and ports, the
+/// same HTTP answers on the published port and by the service's name
 /// (1.29 names containers PROJECT_SERVICE_N where Compose v2 writes PROJECT-SERVICE-N: compared
 /// with that one difference), and the same resolved services in `config`.
 #[test]
@@ -431,7 +436,7 @@ version: "3.8"
 services:
   web:
     image: {BUSYBOX}
-    command: ["httpd", "-f", "-p", "80", "-h", "/www"]
+    command: ["sh", "-c", "echo hello from $$MODE > /www/index.html; exec httpd -f -p 80 -h /www"]
     ports:
       - "127.0.0.1:${{P1}}:80"
     volumes:
@@ -498,54 +503,14 @@ volumes:
                 serde_json::from_str(&d.docker_ok(&["inspect", &name.replace('-', "_")])).unwrap();
             let theirs = &theirs[0];
             let ours = p.inspect(name);
-            for key in [
-                "com.docker.compose.project",
-                "com.docker.compose.service",
-                "com.docker.compose.container-number",
-                "com.docker.compose.oneoff",
-                "tier",
-            ] {
-                assert_eq!(
-                    ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
-                    "{name}: label {key}"
-                );
-            }
-            assert_eq!(
-                ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
-                "{name}: Cmd"
+            same_container(
+                name,
+                &ours,
+                theirs,
+                &["com.docker.compose.oneoff"],
+                &[(b1, "P1"), (b2, "P2")],
+                &[(d1, "P1"), (d2, "P2")],
             );
-            let env = |v: &serde_json::Value| -> Vec<String> {
-                let mut e: Vec<String> = v["Config"]["Env"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|x| x.as_str().unwrap().to_string())
-                    .filter(|x| x.starts_with("MODE="))
-                    .collect();
-                e.sort();
-                e
-            };
-            assert_eq!(env(&ours), env(theirs), "{name}: Env");
-            let ports = |v: &serde_json::Value, a: u16, b: u16| {
-                v["HostConfig"]["PortBindings"]
-                    .to_string()
-                    .replace(&format!("\"{a}\""), "\"P1\"")
-                    .replace(&format!("\"{b}\""), "\"P2\"")
-            };
-            assert_eq!(
-                ports(&ours, b1, b2),
-                ports(theirs, d1, d2),
-                "{name}: PortBindings"
-            );
-            let net = |v: &serde_json::Value| -> Vec<String> {
-                v["NetworkSettings"]["Networks"]
-                    .as_object()
-                    .unwrap()
-                    .keys()
-                    .cloned()
-                    .collect()
-            };
-            assert_eq!(net(&ours), net(theirs), "{name}: networks");
         }
         let docker_vols = d.docker_ok(&[
             "volume",
@@ -555,6 +520,24 @@ volumes:
             "label=com.docker.compose.project=diffproj",
         ]);
         assert_eq!(docker_vols.trim(), "diffproj_www");
+        // Reachable alike: the published port from the host, the service's name from worker.
+        assert_eq!(
+            http_body(&http_get(d1)),
+            http_body(&http_get(b1)),
+            "the web service's answer on its published port (docker, berth)"
+        );
+        let fetch = [
+            "sh",
+            "-c",
+            "wget -qO- http://web/ && wget -qO- http://web:80/",
+        ];
+        let mut exec = vec!["exec", "diffproj_worker_1"];
+        exec.extend_from_slice(&fetch);
+        let theirs = d.docker_ok(&exec);
+        let mut exec = vec!["exec", "worker"];
+        exec.extend_from_slice(&fetch);
+        assert_eq!(p.ok(&exec), theirs);
+        assert_eq!(theirs, "hello from production\nhello from production\n");
         assert!(p.volumes().contains(&"diffproj_www".to_string()));
         // `config`: the same services, images, commands and environment.
         let theirs: serde_yaml_ng::Value =
@@ -853,4 +836,576 @@ fn attached_up_relays_logs_and_stops_on_interrupt() {
     );
     assert_eq!(out.status.code(), Some(130));
     assert_eq!(p.inspect("attached-talk-1")["State"]["Status"], "exited");
+}
+
+/// Debian's podman-compose (1.0.3) on a podman of the test's own: storage, run root, tmp dir,
+/// containers.conf and network configs under the scratch dir, cgroupfs, file events, runc as
+/// its runtime and nofile/nproc within this host's hard limits (crun's setrlimit of podman's
+/// default nofile fails without CAP_SYS_RESOURCE). podman 4.3 cannot name a network's bridge,
+/// so the wrapper podman-compose calls renames it in the network's config right after
+/// `network create`, before any container brings it up. Dropping it removes every container,
+/// network, volume and image it made, and sets net.ipv4.ip_forward (netavark sets it) back.
+struct PodmanCompose {
+    dir: PathBuf,
+    wrapper: PathBuf,
+    bridge: String,
+    ip_forward: String,
+    /// podman 4.3's fixed paths (netavark's ipam.db and aardvark-dns's configs, the blob info
+    /// cache of `load`): removed at the end when the test made them.
+    own_paths: Vec<PathBuf>,
+    cleaned: bool,
+}
+
+impl PodmanCompose {
+    fn new(scratch: &Scratch) -> PodmanCompose {
+        let dir = scratch.path("podman");
+        for d in ["networks", "tmp"] {
+            std::fs::create_dir_all(dir.join(d)).unwrap();
+        }
+        let bridge = format!("bpc{:x}n", std::process::id() & 0xffffff);
+        let w = dir.display();
+        std::fs::write(
+            dir.join("containers.conf"),
+            format!(
+                "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+                 [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n\
+                 [network]\nnetwork_backend = \"netavark\"\nnetwork_config_dir = \"{w}/networks\"\n"
+            ),
+        )
+        .unwrap();
+        let wrapper = dir.join("podman");
+        std::fs::write(
+            &wrapper,
+            format!(
+                r#"#!/bin/sh
+export CONTAINERS_CONF={w}/containers.conf
+P="podman --root {w}/storage --runroot {w}/run --tmpdir {w}/tmp --storage-driver vfs
+    --cgroup-manager cgroupfs --events-backend file --network-config-dir {w}/networks"
+if [ "$1" = network ] && [ "$2" = create ]; then
+    eval "name=\${{$#}}"
+    n=$(ls {w}/networks | grep -c '\.json$')
+    $P "$@" || exit
+    sed -i "s/\"network_interface\": \"[^\"]*\"/\"network_interface\": \"{bridge}$n\"/" "{w}/networks/$name.json"
+    exit
+fi
+exec $P "$@"
+"#
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let own_paths = ["/run/containers", "/run/libpod", "/var/lib/containers"]
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| !p.exists())
+            .collect();
+        PodmanCompose {
+            dir,
+            wrapper,
+            bridge,
+            ip_forward: std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").unwrap(),
+            own_paths,
+            cleaned: false,
+        }
+    }
+
+    fn podman(&self, args: &[&str]) -> engine_support::Outcome {
+        let mut c = std::process::Command::new(&self.wrapper);
+        c.args(args);
+        engine_support::run_bounded(&c)
+    }
+
+    fn podman_ok(&self, args: &[&str]) -> String {
+        self.podman(args).ok(&format!("podman {args:?}"))
+    }
+
+    /// podman-compose ARGS in `dir`, with `env` for the file's variables.
+    fn compose(&self, dir: &std::path::Path, env: &[(&str, String)], args: &[&str]) -> String {
+        let mut c = std::process::Command::new("podman-compose");
+        c.current_dir(dir)
+            .arg("--podman-path")
+            .arg(&self.wrapper)
+            .args(args)
+            .envs(env.iter().map(|(k, v)| (k, v)));
+        engine_support::run_bounded(&c).ok(&format!("podman-compose {args:?}"))
+    }
+
+    /// What is left of it on the host: its bridges' links, firewall rules naming them,
+    /// processes running from its directory.
+    fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let links = std::fs::read_dir("/sys/class/net").unwrap();
+        for l in links.flatten() {
+            let name = l.file_name().to_string_lossy().into_owned();
+            if name.starts_with(&self.bridge) {
+                left.push(format!("link {name}"));
+            }
+        }
+        for table in ["filter", "nat"] {
+            let rules = std::process::Command::new("iptables")
+                .args(["-w", "-t", table, "-S"])
+                .output()
+                .unwrap();
+            for r in String::from_utf8_lossy(&rules.stdout).lines() {
+                if r.contains(&self.bridge) {
+                    left.push(format!("iptables -t {table}: {r}"));
+                }
+            }
+        }
+        let w = self.dir.display().to_string();
+        for pid in engine_support::processes_naming(&w) {
+            left.push(format!("process {pid}"));
+        }
+        left
+    }
+}
+
+impl PodmanCompose {
+    /// Removes everything it made; returns what is left on the host.
+    fn finish(mut self) -> Vec<String> {
+        self.clean();
+        self.leftovers()
+    }
+
+    fn clean(&mut self) {
+        if self.cleaned {
+            return;
+        }
+        self.cleaned = true;
+        let _ = self.podman(&["rm", "-af", "-t", "0"]);
+        let nets = self
+            .podman(&[
+                "network",
+                "ls",
+                "-q",
+                "--filter",
+                "label=com.docker.compose.project",
+            ])
+            .stdout;
+        for n in nets.split_whitespace() {
+            let _ = self.podman(&["network", "rm", "-f", n]);
+        }
+        let _ = self.podman(&["system", "reset", "-f"]);
+        let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", &self.ip_forward);
+        for p in &self.own_paths {
+            let _ = std::fs::remove_dir_all(p);
+        }
+    }
+}
+
+impl Drop for PodmanCompose {
+    fn drop(&mut self) {
+        self.clean();
+    }
+}
+
+/// The same file under podman-compose (1.0.3, on a podman of its own, see [`PodmanCompose`])
+/// and berth compose: the same containers (podman-compose names them PROJECT_SERVICE_N, as
+/// docker-compose 1.29 does), labels, command, env, networks, port bindings and volume; the same
+/// answers over HTTP from the host on each one's published port and from the client by the
+/// service's name on the project network. podman-compose 1.0.3 has no `config` verb and takes
+/// no per-network aliases (its networks are a list of names), so neither is compared.
+#[test]
+fn same_services_as_podman_compose() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if engine_support::skip_without(
+        &["podman", "podman-compose", "runc", "iptables"],
+        "compose differential against podman-compose",
+    ) {
+        return;
+    }
+    let (pp, bp) = (free_port(), free_port());
+    let yaml = format!(
+        r#"
+services:
+  web:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo hello from $$MODE > /www/index.html; exec httpd -f -p 80 -h /www"]
+    environment:
+      MODE: production
+    ports:
+      - "127.0.0.1:${{P1}}:80"
+    volumes: [www:/www]
+    networks: [front, back]
+    labels:
+      tier: front
+  client:
+    image: {BUSYBOX}
+    command: sleep 1000
+    depends_on: [web]
+    networks: [back]
+volumes:
+  www:
+networks:
+  back:
+  front:
+"#
+    );
+    let Some(mut p) = Project::new("pcdiff", &yaml) else {
+        return;
+    };
+    p.env = vec![("P1".into(), bp.to_string())];
+    let pc = PodmanCompose::new(&p.scratch);
+    let archive = engine_support::busybox_archive(&p.scratch);
+    pc.podman_ok(&["load", "-i", archive.to_str().unwrap()]);
+    let penv = [("P1", pp.to_string())];
+    let t = Instant::now();
+    pc.compose(&p.dir, &penv, &["-p", "pcdiff", "up", "-d"]);
+    let podman_up = t.elapsed();
+    let t = Instant::now();
+    p.ok(&["up", "-d"]);
+    eprintln!(
+        "up -d: podman-compose {podman_up:?}, berth compose {:?}",
+        t.elapsed()
+    );
+
+    // The same containers, by name.
+    let mut pnames: Vec<String> = pc
+        .podman_ok(&["ps", "-a", "--format", "{{.Names}}"])
+        .lines()
+        .map(|n| n.replace('_', "-"))
+        .collect();
+    pnames.sort();
+    assert_eq!(p.names(), pnames);
+    assert_eq!(pnames, vec!["pcdiff-client-1", "pcdiff-web-1"]);
+    for name in &pnames {
+        let theirs: serde_json::Value =
+            serde_json::from_str(&pc.podman_ok(&["container", "inspect", &name.replace('-', "_")]))
+                .unwrap();
+        let theirs = &theirs[0];
+        let ours = p.inspect(name);
+        same_container(name, &ours, theirs, &[], &[(bp, "P1")], &[(pp, "P1")]);
+    }
+    // The project's networks and volume under the same names.
+    let mut pnets: Vec<String> = pc
+        .podman_ok(&["network", "ls", "--format", "{{.Name}}"])
+        .lines()
+        .filter(|n| n.starts_with("pcdiff_"))
+        .map(String::from)
+        .collect();
+    pnets.sort();
+    let mut bnets = p.networks();
+    bnets.sort();
+    assert_eq!(bnets, pnets);
+    assert_eq!(bnets, vec!["pcdiff_back", "pcdiff_front"]);
+    let pvols = pc.podman_ok(&["volume", "ls", "--format", "{{.Name}}"]);
+    assert_eq!(pvols.trim(), "pcdiff_www");
+    assert!(p.volumes().contains(&"pcdiff_www".to_string()));
+
+    // Reachable alike: the published port from the host, the service's name from the client.
+    assert_eq!(
+        http_body(&http_get(pp)),
+        http_body(&http_get(bp)),
+        "the web service's answer on its published port (podman, berth)"
+    );
+    let fetch = "wget -qO- http://web/ && wget -qO- http://web:80/";
+    let theirs = pc.podman_ok(&["exec", "pcdiff_client_1", "sh", "-c", fetch]);
+    let ours = p.ok(&["exec", "client", "sh", "-c", fetch]);
+    assert_eq!(ours, theirs);
+    assert_eq!(ours, "hello from production\nhello from production\n");
+
+    let t = Instant::now();
+    pc.compose(&p.dir, &penv, &["-p", "pcdiff", "down"]);
+    let podman_down = t.elapsed();
+    let t = Instant::now();
+    p.ok(&["down", "-v"]);
+    eprintln!(
+        "down: podman-compose {podman_down:?}, berth compose {:?}",
+        t.elapsed()
+    );
+    assert!(pc.podman_ok(&["ps", "-aq"]).trim().is_empty());
+    let left = pc.finish();
+    assert!(left.is_empty(), "podman left: {left:?}");
+}
+
+/// The body of an HTTP answer.
+fn http_body(answer: &str) -> &str {
+    answer.split_once("\r\n\r\n").map_or("", |(_, b)| b)
+}
+
+/// `build`, `push` and `pull` with a real registry on 127.0.0.1 (Debian's docker-registry over
+/// plain HTTP, which Docker's engine allows on loopback without configuration): `push` sends
+/// only the images the project builds and names, `pull` skips a service without `image:`,
+/// the pulled images run (a removed image comes back with the file the build put in it), `up`
+/// pulls a missing image itself, and an image that is nowhere fails naming its service.
+#[test]
+fn push_and_pull_through_a_local_registry() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    if engine_support::skip_without(&["docker-registry"], "compose push and pull") {
+        return;
+    }
+    let yaml = r#"
+services:
+  app:
+    image: ${REG}/compose/app:v1
+    build: ./ctx
+    command: sleep 1000
+  cache:
+    image: ${REG}/compose/cache:v1
+    command: sleep 1000
+  local:
+    build: ./ctx
+    command: sleep 1000
+  missing:
+    image: ${REG}/compose/none:v1
+    profiles: [extra]
+"#;
+    let Some(mut p) = Project::new("pushpull", yaml) else {
+        return;
+    };
+    let reg = registry_support::Registry::start();
+    p.env = vec![("REG".into(), reg.addr.clone())];
+    std::fs::create_dir_all(p.dir.join("ctx")).unwrap();
+    std::fs::write(
+        p.dir.join("ctx/Dockerfile"),
+        format!("FROM {BUSYBOX}\nRUN echo built here > /marker\n"),
+    )
+    .unwrap();
+    let app = format!("{}/compose/app:v1", reg.addr);
+    let cache = format!("{}/compose/cache:v1", reg.addr);
+    // The registry's copy of `cache`: busybox, put there by berth's own push.
+    p.scratch.berth_ok(&["image", "tag", BUSYBOX, &cache]);
+    p.scratch
+        .berth_ok(&["push", "--tls-verify=false", &cache, &cache]);
+
+    p.ok(&["build"]);
+    let out = p.compose(&["push"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "push: {err}");
+    assert!(err.contains("app Pushed"), "{err}");
+    assert!(
+        !err.contains("cache Push") && !err.contains("local Push"),
+        "{err}"
+    );
+    let log = reg.log();
+    assert!(
+        log.lines().any(|l| l.contains("http.request.method=PUT")
+            && l.contains("http.request.uri=/v2/compose/app/manifests/v1")
+            && l.contains("http.response.status=201")),
+        "{log}"
+    );
+    assert!(!log.contains("pushpull-local"), "{log}");
+
+    // Both images gone from the store; `pull` brings them back.
+    p.scratch.berth_ok(&["image", "rm", &app, &cache]);
+    let out = p.compose(&["pull"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "pull: {err}");
+    for want in [
+        "app Pulled",
+        "cache Pulled",
+        "local Skipped - No image to be pulled",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    let images = p.scratch.berth_ok(&["image", "ls"]);
+    assert!(
+        images.contains(&format!("{}/compose/app", reg.addr)) && images.contains("v1"),
+        "{images}"
+    );
+    p.ok(&["up", "-d", "--no-build", "app", "cache"]);
+    assert_eq!(p.ok(&["exec", "app", "cat", "/marker"]), "built here\n");
+    p.ok(&["down"]);
+
+    // `up` pulls an image the store lacks.
+    p.scratch.berth_ok(&["image", "rm", &cache]);
+    p.ok(&["up", "-d", "cache"]);
+    assert_eq!(p.inspect("pushpull-cache-1")["State"]["Status"], "running");
+    p.ok(&["down"]);
+
+    // An image in no registry, and no build to fall back on.
+    let e = p.err(&["--profile", "extra", "pull", "missing"]);
+    assert!(
+        e.contains("service missing") && e.contains("compose/none"),
+        "{e}"
+    );
+}
+
+/// `logs --since` and `--until` in Docker's three forms (an RFC 3339 time, here with an offset;
+/// a Unix time with a fraction; a duration before now), and a value of none of them refused
+/// naming the flag; `down --rmi local` removes only the images built under the project's own
+/// names, `--rmi all` every service's image, and `--rmi` takes nothing else.
+#[test]
+fn logs_since_and_down_rmi() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let yaml = format!(
+        r#"
+services:
+  talk:
+    image: {BUSYBOX}
+    command: ["sh", "-c", "echo early; until [ -f /tmp/go ]; do sleep 0.1; done; echo late; exec sleep 1000"]
+  built:
+    build: ./ctx
+    command: sleep 1000
+  named:
+    build: ./ctx
+    image: rmi-test/named:v1
+    command: sleep 1000
+"#
+    );
+    let Some(p) = Project::new("rmi", &yaml) else {
+        return;
+    };
+    std::fs::create_dir_all(p.dir.join("ctx")).unwrap();
+    std::fs::write(
+        p.dir.join("ctx/Dockerfile"),
+        format!("FROM {BUSYBOX}\nRUN echo x > /x\n"),
+    )
+    .unwrap();
+    p.ok(&["up", "-d"]);
+    let logs_of = |args: &[&str]| {
+        let mut a = vec!["logs", "--no-log-prefix"];
+        a.extend_from_slice(args);
+        a.push("talk");
+        p.ok(&a)
+    };
+    let wait_for = |line: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !logs_of(&[]).contains(line) {
+            assert!(Instant::now() < deadline, "no {line:?} in the logs");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait_for("early");
+    // A time well between the two lines.
+    std::thread::sleep(Duration::from_secs(3));
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    p.ok(&["exec", "talk", "touch", "/tmp/go"]);
+    wait_for("late");
+    // Relative: the last 3 s hold `late` only (`early` is 6 s old or more).
+    assert_eq!(logs_of(&["--since", "3s"]), "late\n");
+    assert_eq!(logs_of(&["--since", "1h"]), "early\nlate\n");
+    let unix = format!("{}.{:03}", between.as_secs(), between.subsec_millis());
+    assert_eq!(logs_of(&["--since", &unix]), "late\n");
+    assert_eq!(logs_of(&["--until", &unix]), "early\n");
+    // RFC 3339 in another zone: the same instant (rounded up to the second) at +01:00.
+    let secs = between.as_secs() + 1;
+    let out = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", secs + 3600),
+            "+%Y-%m-%dT%H:%M:%S+01:00",
+        ])
+        .output()
+        .unwrap();
+    let rfc = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert_eq!(logs_of(&["--since", &rfc]), "late\n", "{rfc}");
+    let e = p.err(&["logs", "--since", "yesterday", "talk"]);
+    assert!(
+        e.contains("invalid value for \"since\": \"yesterday\""),
+        "{e}"
+    );
+
+    let images = || -> Vec<String> {
+        let out = p.scratch.berth_ok(&["image", "ls"]);
+        out.lines()
+            .skip(1)
+            .filter_map(|l| {
+                let mut w = l.split_whitespace();
+                Some(format!("{}:{}", w.next()?, w.next()?))
+            })
+            .collect()
+    };
+    let have = |name: &str| images().iter().any(|l| l == name);
+    assert!(
+        have("rmi-built:latest") && have("rmi-test/named:v1"),
+        "{:?}",
+        images()
+    );
+    // Anything but local or all is refused before anything is removed.
+    let e = p.err(&["down", "--rmi", "some"]);
+    assert!(e.contains("--rmi"), "{e}");
+    assert_eq!(p.names().len(), 3);
+    p.ok(&["down", "--rmi", "local"]);
+    assert!(p.names().is_empty());
+    assert!(!have("rmi-built:latest"), "{:?}", images());
+    assert!(have("rmi-test/named:v1") && have(BUSYBOX), "{:?}", images());
+    p.ok(&["up", "-d"]);
+    assert!(have("rmi-built:latest"));
+    p.ok(&["down", "--rmi", "all"]);
+    assert!(p.names().is_empty());
+    for name in ["rmi-built:latest", "rmi-test/named:v1", BUSYBOX] {
+        assert!(!have(name), "{name}: {:?}", images());
+    }
+}
+
+/// The same container under berth and another compose: the compose labels (`extra` besides the
+/// project, service and number) and the file's `tier`, Cmd, the file's MODE in Env, the
+/// networks, and the port bindings with each side's host ports named (PORT, NAME).
+fn same_container(
+    name: &str,
+    ours: &serde_json::Value,
+    theirs: &serde_json::Value,
+    extra: &[&str],
+    our_ports: &[(u16, &str)],
+    their_ports: &[(u16, &str)],
+) {
+    let labels = [
+        "com.docker.compose.project",
+        "com.docker.compose.service",
+        "com.docker.compose.container-number",
+        "tier",
+    ];
+    for key in labels.iter().chain(extra) {
+        assert_eq!(
+            ours["Config"]["Labels"][key], theirs["Config"]["Labels"][key],
+            "{name}: label {key}"
+        );
+    }
+    assert_eq!(
+        ours["Config"]["Cmd"], theirs["Config"]["Cmd"],
+        "{name}: Cmd"
+    );
+    let mode = |v: &serde_json::Value| -> Vec<String> {
+        v["Config"]["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|x| x.as_str())
+            .filter(|x| x.starts_with("MODE="))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(mode(ours), mode(theirs), "{name}: Env");
+    let nets = |v: &serde_json::Value| -> Vec<String> {
+        let mut n: Vec<String> = v["NetworkSettings"]["Networks"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(nets(ours), nets(theirs), "{name}: networks");
+    let ports = |v: &serde_json::Value, named: &[(u16, &str)]| {
+        let mut out = Vec::new();
+        for (k, binds) in v["HostConfig"]["PortBindings"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            for b in binds.as_array().into_iter().flatten() {
+                let hp = b["HostPort"].as_str().unwrap_or("");
+                let hp = named
+                    .iter()
+                    .find(|(p, _)| p.to_string() == hp)
+                    .map_or(hp, |(_, n)| n);
+                let ip = b["HostIp"].as_str().unwrap_or("");
+                out.push((k.clone(), ip.to_string(), hp.to_string()));
+            }
+        }
+        out.sort();
+        out
+    };
+    assert_eq!(
+        ports(ours, our_ports),
+        ports(theirs, their_ports),
+        "{name}: PortBindings"
+    );
 }

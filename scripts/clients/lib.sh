@@ -442,6 +442,29 @@ EOF
     rm -rf "$d/archive"
 }
 
+# bench_dockerd: a private dockerd for the benchmarks (scripts/bench-*.sh): no bridge and no
+# iptables rules, cgroupfs under /berth-bench-docker, nofile 1024; its data root, exec root,
+# socket and the client's config dir (podman reads DOCKER_CONFIG too, for registry auth) in $W.
+# Exports DOCKER_HOST (docker-compose reads it) and sets DOCKER to the client; at exit its
+# containers are removed and it is stopped.
+bench_dockerd() {
+    own_host_paths /run/containerd /run/docker /etc/docker/key.json
+    own_cgroups berth-bench-docker
+    export DOCKER_CONFIG=$W/client
+    mkdir -p "$DOCKER_CONFIG" && echo '{}' >"$DOCKER_CONFIG/config.json"
+    cat >"$W/daemon.json" <<EOF
+{"bridge": "none", "iptables": false, "ip6tables": false, "ip-forward": false, "ip-masq": false,
+ "exec-opts": ["native.cgroupdriver=cgroupfs"], "cgroup-parent": "/berth-bench-docker",
+ "default-ulimits": {"nofile": {"Name": "nofile", "Soft": 1024, "Hard": 1024}}}
+EOF
+    export DOCKER_HOST=unix://$W/docker.sock
+    DOCKER=("$DOCKER_CLI" -H "$DOCKER_HOST")
+    dockerd --config-file "$W/daemon.json" --data-root "$W/docker" --exec-root "$W/exec" \
+        --pidfile "$W/dockerd.pid" -H "$DOCKER_HOST" >"$W/dockerd.log" 2>&1 &
+    on_exit 'ids=$("${DOCKER[@]}" ps -aq); [ -z "$ids" ] || "${DOCKER[@]}" rm -f $ids; stop_pidfile "$W/dockerd.pid" dockerd'
+    wait_for 60 "${DOCKER[@]}" version >/dev/null || die "dockerd did not start: $(tail -n 5 "$W/dockerd.log")"
+}
+
 # free_port: a TCP port nobody listens on, for the `-p` checks.
 free_port() {
     local p

@@ -9,6 +9,7 @@ use crate::engine::lifecycle::{self, ExecRequest};
 use crate::engine::logs;
 use crate::engine::record::{Container, Engine};
 use crate::engine::remove;
+use crate::image::registry::client::TransportOptions;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use std::io::Write;
@@ -82,7 +83,9 @@ pub enum ComposeCommand {
         volumes: bool,
         #[arg(long)]
         remove_orphans: bool,
-        #[arg(long)]
+        /// Remove the images too: `local`, those without a name of their own (built ones
+        /// named PROJECT-SERVICE); `all`, every service's image.
+        #[arg(long, value_parser = ["local", "all"])]
         rmi: Option<String>,
     },
     /// List containers.
@@ -103,6 +106,12 @@ pub enum ComposeCommand {
         timestamps: bool,
         #[arg(long)]
         no_log_prefix: bool,
+        /// Entries since an RFC 3339 time, a Unix time or a duration before now (`10m`).
+        #[arg(long)]
+        since: Option<String>,
+        /// Entries before such a time.
+        #[arg(long)]
+        until: Option<String>,
         services: Vec<String>,
     },
     /// Parse, resolve and render the compose file.
@@ -373,10 +382,10 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             remove_orphans: _,
             rmi,
         } => {
-            if let Some(r) = rmi {
-                bail!("down --rmi {r}: removing images is not supported by berth compose");
-            }
             ops::down(engine, &p.name, volumes, Some(&p))?;
+            if let Some(mode) = rmi {
+                ops::remove_images(engine, &p, mode == "all")?;
+            }
             Ok(0)
         }
         ComposeCommand::Ps {
@@ -437,8 +446,13 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
             tail,
             timestamps,
             no_log_prefix,
+            since,
+            until,
             services,
         } => {
+            let time = |flag: &str, v: Option<String>| {
+                v.map(|v| logs::parse_time_arg(flag, &v)).transpose()
+            };
             let tail = match tail.as_str() {
                 "all" | "" => None,
                 n => Some(n.parse::<usize>().with_context(|| format!("--tail {n}"))?),
@@ -447,7 +461,8 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
                 follow,
                 tail,
                 timestamps,
-                ..Default::default()
+                since: time("since", since)?,
+                until: time("until", until)?,
             };
             print_logs(engine, &p, &services, &o, !no_log_prefix)
         }
@@ -581,34 +596,44 @@ fn dispatch(engine: &Engine, a: ComposeArgs) -> Result<i32> {
         ComposeCommand::Pull(s) => {
             let store = crate::image::store::Store::open(&engine.data_root)?;
             for name in p.select(&s.services, true)? {
-                let image = p.model.services[&name].image.clone();
+                let svc = &p.model.services[&name];
+                // As Compose v2: a service without `image:` has nothing to pull, and one that
+                // can be built only warns when its image is not in the registry.
+                if !svc.raw.contains_key("image") {
+                    eprintln!(" {name} Skipped - No image to be pulled");
+                    continue;
+                }
                 eprintln!(" {name} Pulling");
-                let r: crate::image::reference::Reference = image
-                    .parse()
-                    .with_context(|| format!("service {name}: image {image}"))?;
+                let r = service_reference(&name, &svc.image)?;
                 let o = crate::image::pull::PullOptions {
                     platform: None,
-                    transport: Default::default(),
+                    transport: TransportOptions::docker_engine(&r.registry),
                     auth_file: None,
                     quiet: true,
                     jobs: 4,
                 };
-                crate::image::pull::pull(&store, &r, &o)
-                    .with_context(|| format!("service {name}"))?;
-                eprintln!(" {name} Pulled");
+                match crate::image::pull::pull(&store, &r, &o) {
+                    Ok(_) => eprintln!(" {name} Pulled"),
+                    Err(e) if svc.build.is_some() => {
+                        eprintln!(" {name} Warning: {e:#}; it will be built")
+                    }
+                    Err(e) => return Err(e.context(format!("service {name}"))),
+                }
             }
             Ok(0)
         }
         ComposeCommand::Push(s) => {
             let store = crate::image::store::Store::open(&engine.data_root)?;
             for name in p.select(&s.services, true)? {
-                let image = p.model.services[&name].image.clone();
+                let svc = &p.model.services[&name];
+                // As Compose v2: only the images the project builds and names are pushed.
+                if svc.build.is_none() || !svc.raw.contains_key("image") {
+                    continue;
+                }
                 eprintln!(" {name} Pushing");
-                let r: crate::image::reference::Reference = image
-                    .parse()
-                    .with_context(|| format!("service {name}: image {image}"))?;
+                let r = service_reference(&name, &svc.image)?;
                 let o = crate::image::push::PushOptions {
-                    transport: Default::default(),
+                    transport: TransportOptions::docker_engine(&r.registry),
                     auth_file: None,
                     quiet: true,
                     chunk_size: 0,
@@ -797,7 +822,11 @@ fn config_yaml(p: &Project) -> Result<String> {
         }
         services.insert(n.clone().into(), Value::Mapping(raw));
     }
-    top.insert("services".into(), Value::Mapping(services));
+    // The output is a compose file that loads again to the same project: a `$` that
+    // interpolation left (written `$$`) is written `$$` again, as docker-compose writes it.
+    let mut services = Value::Mapping(services);
+    escape_dollars(&mut services);
+    top.insert("services".into(), services);
     let mut nets = Mapping::new();
     for (k, n) in &p.model.networks {
         let mut m = Mapping::new();
@@ -821,6 +850,18 @@ fn config_yaml(p: &Project) -> Result<String> {
         top.insert("volumes".into(), Value::Mapping(vols));
     }
     Ok(serde_yaml_ng::to_string(&Value::Mapping(top))?)
+}
+
+/// `$` as `$$` in every string value under `v`.
+fn escape_dollars(v: &mut serde_yaml_ng::Value) {
+    use serde_yaml_ng::Value;
+    match v {
+        Value::String(s) if s.contains('$') => *s = s.replace('$', "$$"),
+        Value::Sequence(items) => items.iter_mut().for_each(escape_dollars),
+        Value::Mapping(m) => m.values_mut().for_each(escape_dollars),
+        Value::Tagged(t) => escape_dollars(&mut t.value),
+        _ => {}
+    }
 }
 
 /// A writer that puts `prefix` before each line, for several containers' logs at once.
@@ -938,4 +979,11 @@ fn print_logs(
         }
     });
     Ok(0)
+}
+
+/// A service's image as a registry reference.
+fn service_reference(service: &str, image: &str) -> Result<crate::image::reference::Reference> {
+    image
+        .parse()
+        .with_context(|| format!("service {service}: image {image}"))
 }

@@ -443,8 +443,9 @@ pub fn make(engine: &Engine, store: &Store, cp: &plan::ContainerPlan) -> Result<
             return Err(e.context(format!("container {}: network {net}", cp.name)));
         }
     }
-    c.reload();
-    Ok(c)
+    // `connect` wrote the further networks into the record on disk (`reload` reads only the
+    // state): the start must see them, or the container joins its first network alone.
+    engine.lookup(c.id())
 }
 
 /// Waits (up to 5 minutes) for a dependency's condition.
@@ -511,6 +512,40 @@ fn dependents_depth(m: &Model, svc: &str, guard: usize) -> usize {
         .map(|s| 1 + dependents_depth(m, &s.name, guard + 1))
         .max()
         .unwrap_or(0)
+}
+
+/// `down --rmi`: the images of the project's services, once its containers are gone; with
+/// `all` every service's image, else only those without an `image:` of their own (the
+/// PROJECT-SERVICE images `build` makes). Images the store does not have are passed over, as
+/// Compose does; one still used by another container is an error naming it.
+pub fn remove_images(engine: &Engine, p: &Project, all: bool) -> Result<()> {
+    let store = Store::open(&engine.data_root)?;
+    let mut names: Vec<&str> = p
+        .model
+        .services
+        .values()
+        .filter(|s| all || (s.build.is_some() && !s.raw.contains_key("image")))
+        .map(|s| s.image.as_str())
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut errors = Vec::new();
+    for name in names {
+        let present = name
+            .parse::<crate::image::reference::Reference>()
+            .is_ok_and(|r| store.resolve(&r).is_ok());
+        if !present {
+            continue;
+        }
+        eprintln!(" Image {name}  Removing");
+        if let Err(e) = store.remove_image(name, false) {
+            errors.push(format!("image {name}: {e:#}"));
+        }
+    }
+    if !errors.is_empty() {
+        bail!("{}", errors.join("; "));
+    }
+    Ok(())
 }
 
 /// `down`: the project's containers (all of them, by label), its networks, and with

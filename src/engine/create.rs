@@ -540,7 +540,7 @@ fn ensure_image(store: &Store, r: &Reference, pull: &str, platform: Option<&str>
     }
     let options = crate::image::pull::PullOptions {
         platform: platform.map(str::to_string),
-        transport: Default::default(),
+        transport: crate::image::registry::client::TransportOptions::docker_engine(&r.registry),
         auth_file: None,
         quiet: false,
         jobs: 4,

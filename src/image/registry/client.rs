@@ -38,6 +38,26 @@ impl Default for TransportOptions {
     }
 }
 
+impl TransportOptions {
+    /// What Docker's engine does for `registry` (`host[:port]`) without configuration: a
+    /// registry on a loopback address (127.0.0.0/8, ::1, `localhost`) is an insecure one, tried
+    /// over plain HTTP when HTTPS fails; every other registry is verified.
+    pub fn docker_engine(registry: &str) -> TransportOptions {
+        let host = match registry.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(rest),
+            None => registry.split(':').next().unwrap_or(registry),
+        };
+        let loopback = host == "localhost"
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        TransportOptions {
+            tls_verify: !loopback,
+            cert_dir: None,
+        }
+    }
+}
+
 /// A request body that can be sent again after a 401 answered with credentials.
 pub enum Body<'a> {
     Empty,
@@ -382,5 +402,30 @@ pub fn status_error(method: &str, url: &str, mut response: Response<ureq::Body>)
     match detail {
         Some(d) => anyhow!("{method} {url}: {status}{hint}: {d}"),
         None => anyhow!("{method} {url}: {status}{hint}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TransportOptions;
+
+    #[test]
+    fn loopback_registries_are_insecure_as_in_docker() {
+        for r in [
+            "127.0.0.1:5000",
+            "127.1.2.3",
+            "localhost:5000",
+            "[::1]:5000",
+        ] {
+            assert!(!TransportOptions::docker_engine(r).tls_verify, "{r}");
+        }
+        for r in [
+            "docker.io",
+            "10.0.0.1:5000",
+            "registry.example:443",
+            "[fe80::1]:5000",
+        ] {
+            assert!(TransportOptions::docker_engine(r).tls_verify, "{r}");
+        }
     }
 }
