@@ -1258,7 +1258,7 @@ fn pod_verbs() {
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
 
     // Without --infra-image: berth's pause program, from the image berth makes of it; it ends
-    // on the stop signal (SIGTERM) with 0, well before the stop timeout.
+    // on the stop signal (SIGTERM) with 0; a kill at the stop timeout would leave 137.
     pod(&s, &["create", "--name", "paused"]).ok("pod create");
     let insp: serde_json::Value =
         serde_json::from_str(&pod(&s, &["inspect", "paused"]).ok("pod inspect")).unwrap();
@@ -1268,13 +1268,7 @@ fn pod_verbs() {
         image.trim().starts_with("localhost/berth-pause:"),
         "{image}"
     );
-    let t = Instant::now();
     pod(&s, &["stop", "-t", "20", "paused"]).ok("pod stop");
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "stop took {:?}",
-        t.elapsed()
-    );
     let code = s.container_ok(&["inspect", "-f", "{{.State.ExitCode}}", &infra]);
     assert_eq!(code.trim(), "0");
     pod(&s, &["rm", "paused"]).ok("pod rm of a stopped pod");

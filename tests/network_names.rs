@@ -1141,11 +1141,13 @@ fn tcp_queries_and_a_container_of_its_own_on_port_53() {
     assert_eq!(addresses_of(&out), vec![me.to_string()], "{out}");
 }
 
-/// The cost of a resolver's setup at a container's start (printed with --nocapture): its two
-/// sockets made in the container's namespace by a thread, and the DNAT (a forked child that
-/// loads libnftables in that namespace), on namespaces of the test's own.
+/// A resolver's setup, as a container's start makes it, on namespaces of the test's own: its two
+/// sockets made in the namespace by a thread, and the DNAT (a forked child that loads
+/// libnftables there) from 127.0.0.11:53 to them. Each query reaches the socket and the answer
+/// comes back from port 53. The setup's cost is printed (--nocapture) for reading, never
+/// asserted: speed is scripts/bench-names.sh's job.
 #[test]
-fn resolver_setup_costs_a_few_milliseconds() {
+fn resolver_setup_redirects_127_0_0_11_to_its_sockets() {
     if !is_root() {
         eprintln!("skipped: needs root");
         return;
@@ -1209,7 +1211,6 @@ fn resolver_setup_costs_a_few_milliseconds() {
         "resolver setup: sockets in the namespace {:?} (median), DNAT {:?} (median), max {:?} / {:?}",
         sockets[5], dnat[5], sockets[9], dnat[9]
     );
-    assert!(dnat[5] < Duration::from_millis(100));
 }
 
 /// A container restarted by its policy gets a new address, its name follows, and its new
