@@ -92,6 +92,11 @@ struct Executor<'a> {
     results: HashMap<usize, StageResult>,
     step: usize,
     total: usize,
+    /// The default network, opened for the first RUN on it.
+    bridge: Option<run::Bridge>,
+    /// `SOURCE_DATE_EPOCH`: the time of history entries and the image, and the latest
+    /// mtime in the layers this build makes.
+    epoch: Option<i64>,
 }
 
 /// Builds `req`: every stage the target needs, in order. The result is stored, not named.
@@ -148,6 +153,8 @@ pub fn build(
         results: HashMap::new(),
         step: 0,
         total,
+        bridge: None,
+        epoch: source_date_epoch(&req.build_args)?,
     };
     for ps in &plan.stages {
         let r = ex.stage(ps)?;
@@ -169,6 +176,19 @@ pub fn build(
     })
 }
 
+/// `SOURCE_DATE_EPOCH` of the build args (the CLI puts the environment's there, as buildx
+/// does): seconds since the epoch.
+pub fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64>> {
+    match build_args.get("SOURCE_DATE_EPOCH") {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(secs) if secs >= 0 => Ok(Some(secs)),
+            _ => bail!("invalid SOURCE_DATE_EPOCH {v:?}: want seconds since 1970 (a number)"),
+        },
+    }
+}
+
 /// Expands `word` with `vars` as the Dockerfile's escape character says.
 fn expand(df: &Dockerfile, word: &str, vars: &BTreeMap<String, String>) -> Result<String> {
     super::dockerfile::expand_word(word, df.directives.escape, &|k| vars.get(k).cloned())
@@ -186,12 +206,7 @@ impl Executor<'_> {
     /// The time history entries and the image get: `SOURCE_DATE_EPOCH` when given as a build
     /// arg (reproducible configs, as BuildKit), else now.
     fn now(&self) -> String {
-        match self
-            .req
-            .build_args
-            .get("SOURCE_DATE_EPOCH")
-            .and_then(|v| v.parse::<i64>().ok())
-        {
+        match self.epoch {
             Some(secs) => format_rfc3339(secs),
             None => now_rfc3339_nanos(),
         }
@@ -212,6 +227,13 @@ impl Executor<'_> {
         let (mut state, mut key, image) = self
             .base(&ps.base, &platform)
             .with_context(|| self.where_(stage.from.line))?;
+        if let Some(secs) = self.epoch {
+            // Clamped times are part of what every step makes (its layer's mtimes, its
+            // history's time): a step made without them is another step.
+            if !matches!(ps.base, Base::Stage(_)) {
+                key = key.child(&["SOURCE_DATE_EPOCH", &secs.to_string()]);
+            }
+        }
         self.out.done(&state.id().to_string(), started.elapsed());
 
         let mut scope = Scope::default();
@@ -481,11 +503,7 @@ impl Executor<'_> {
             "RUN",
             &serde_json::to_string(&args)?,
             &join_pairs(&run_args),
-            if network == Network::None {
-                "none"
-            } else {
-                "host"
-            },
+            network.key(),
             &r.mounts.join("\n"),
             &serde_json::to_string(&scripts)?,
         ]);
@@ -508,6 +526,9 @@ impl Executor<'_> {
         let step_dir = self.work.step_dir(self.step);
         let lowers = state.lowers(self.store)?;
         let root = StepRoot::mount(&step_dir.join("fs"), &lowers)?;
+        if network == Network::Default && self.bridge.is_none() {
+            self.bridge = Some(run::Bridge::open(&self.work.data_root)?);
+        }
         let req = RunRequest {
             id: self.work.container_id(self.step),
             rootfs: &root.rootfs,
@@ -521,6 +542,7 @@ impl Executor<'_> {
             },
             user: cc.user.clone(),
             network,
+            bridge: self.bridge.as_ref(),
             scripts,
             mounts,
         };
@@ -540,7 +562,7 @@ impl Executor<'_> {
             .into());
         }
         let hidden: Vec<String> = BOUND_FILES.iter().map(|s| s.to_string()).collect();
-        let layer = root.finish(self.store, &hidden, state.docker_format)?;
+        let layer = root.finish(self.store, &hidden, state.docker_format, self.epoch)?;
         let _ = fs::remove_dir_all(&step_dir);
         let mut next = state.clone();
         let empty = layer.is_none();
@@ -572,7 +594,7 @@ impl Executor<'_> {
             inroot::resolve(fd.as_fd(), Path::new(path), Create::Dir)
                 .with_context(|| format!("cannot make the working directory {path}"))?;
         }
-        let layer = root.finish(self.store, &[], state.docker_format)?;
+        let layer = root.finish(self.store, &[], state.docker_format, self.epoch)?;
         let mut next = state.clone();
         edit::workdir(&mut next, path);
         let empty = layer.is_none();
@@ -845,7 +867,7 @@ impl Executor<'_> {
         }
         plan.apply(&root.rootfs)?;
         drop(from_root);
-        let layer = root.finish(self.store, &[], state.docker_format)?;
+        let layer = root.finish(self.store, &[], state.docker_format, self.epoch)?;
         let _ = fs::remove_dir_all(&step_dir);
         let mut next = state.clone();
         let empty = layer.is_none();

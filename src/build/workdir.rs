@@ -21,6 +21,9 @@ const OWNER_FILE: &str = "owner.json";
 
 /// Where builds keep their things.
 pub struct BuildRoots {
+    /// The data root (its network store holds the leases of RUN steps on the default
+    /// network).
+    pub data_root: PathBuf,
     /// `<data-root>/build`: cache records and work directories.
     pub dir: PathBuf,
     /// The runtime root of RUN containers.
@@ -30,8 +33,9 @@ pub struct BuildRoots {
 impl BuildRoots {
     pub fn new(data_root: &Path, state_root: &Path) -> BuildRoots {
         BuildRoots {
+            data_root: data_root.to_path_buf(),
             dir: data_root.join("build"),
-            state: state_root.join("build"),
+            state: state_root.join(crate::engine::record::BUILD_RUNTIME_ROOT),
         }
     }
 
@@ -58,6 +62,7 @@ struct Owner {
 pub struct BuildWork {
     pub id: String,
     pub dir: PathBuf,
+    pub data_root: PathBuf,
     globals: Globals,
 }
 
@@ -86,6 +91,7 @@ impl BuildWork {
         Ok(BuildWork {
             id,
             dir,
+            data_root: roots.data_root.clone(),
             globals: roots.runtime_globals(),
         })
     }
@@ -106,13 +112,14 @@ impl BuildWork {
 
 impl Drop for BuildWork {
     fn drop(&mut self) {
-        remove_work(&self.globals, &self.id, &self.dir);
+        remove_work(&self.globals, &self.data_root, &self.id, &self.dir);
     }
 }
 
-/// Removes a build's containers (killing what still runs), unmounts what is mounted below
-/// its work directory, and removes the directory.
-fn remove_work(g: &Globals, id: &str, dir: &Path) {
+/// Removes a build's containers (killing what still runs), their endpoints on the default
+/// network (veth and lease), unmounts what is mounted below its work directory, and removes
+/// the directory.
+fn remove_work(g: &Globals, data_root: &Path, id: &str, dir: &Path) {
     let prefix = format!("{id}-");
     if let Ok(list) = runtime::list(g) {
         for (st, _) in list {
@@ -130,9 +137,29 @@ fn remove_work(g: &Globals, id: &str, dir: &Path) {
             }
         }
     }
+    release_leases(data_root, &prefix);
     unmount_below(dir);
     if !mounted_below(dir) {
         let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// Detaches the build's containers (ids starting with `prefix`) from every network of the
+/// data root: what a killed build's RUN steps held.
+fn release_leases(data_root: &Path, prefix: &str) {
+    use crate::network::store::Store;
+    if !data_root.join("networks").is_dir() {
+        return;
+    }
+    let Ok(store) = Store::open(data_root) else {
+        return;
+    };
+    for net in store.list().unwrap_or_default() {
+        for l in store.leases(&net.name).unwrap_or_default() {
+            if l.container.starts_with(prefix) {
+                let _ = crate::network::attach::detach(&store, &l);
+            }
+        }
     }
 }
 
@@ -189,7 +216,7 @@ pub fn sweep(roots: &BuildRoots) {
         };
         if !alive {
             let id = e.file_name().to_string_lossy().into_owned();
-            remove_work(&g, &id, &dir);
+            remove_work(&g, &roots.data_root, &id, &dir);
         }
     }
 }
