@@ -834,6 +834,122 @@ fn source_date_epoch_makes_the_image_reproducible() {
     assert!(out.stderr.contains("SOURCE_DATE_EPOCH"), "{out:?}");
 }
 
+/// A RUN of stage `me` that meets stage `other`: it notes its start (the kernel's uptime) in
+/// the cache mount `meet`, waits (at most 60 s) for `other` to have started, then notes its
+/// end. Run one after the other, the first would wait in vain and fail.
+fn meeting_run(me: &str, other: &str, then: &str) -> String {
+    format!(
+        "RUN --mount=type=cache,id=meet,target=/meet \
+             cut -d' ' -f1 /proc/uptime > /meet/{me}-start; i=0; \
+             while [ ! -e /meet/{other}-start ]; do \
+                 i=$((i+1)); if [ $i -gt 600 ]; then echo {me} waited alone; exit 9; fi; \
+                 usleep 100000; \
+             done; \
+             echo {me}-met-{other}; cut -d' ' -f1 /proc/uptime > /meet/{me}-end; {then}\n"
+    )
+}
+
+/// The cache mount `meet` of the data root, emptied.
+fn meeting_place(b: &Builds) -> PathBuf {
+    let dir = b
+        .scratch
+        .data_root()
+        .join("build/cache-mounts")
+        .join(berth::image::Digest::of_bytes(b"meet").hex());
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn independent_stages_build_at_once() {
+    let Some(b) = Builds::new("parallel") else {
+        return;
+    };
+    let ctx = b.context(
+        "parallel",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS left\n{}\
+                 FROM {BB} AS right\n{}\
+                 FROM {BB}\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n\
+                 CMD [\"cat\", \"/left\", \"/right\"]\n",
+                meeting_run("left", "right", "echo L > /left"),
+                meeting_run("right", "left", "echo R > /right"),
+            ),
+        )],
+    );
+    let meet = meeting_place(&b);
+    let out = b.build(&ctx, &["--no-cache", "-t", "both:1"]);
+    let time = |name: &str| -> f64 {
+        fs::read_to_string(meet.join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (ls, le, rs, re) = (
+        time("left-start"),
+        time("left-end"),
+        time("right-start"),
+        time("right-end"),
+    );
+    // Each started before the other ended: they ran at once.
+    assert!(
+        ls <= re && rs <= le,
+        "left {ls}..{le}, right {rs}..{re}: {out:?}"
+    );
+    // Each stage's lines carry its name; the last stage ran after both.
+    assert!(out.stdout.contains("[left] left-met-right"), "{out:?}");
+    assert!(out.stdout.contains("[right] right-met-left"), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("[left] STEP 2/") && l.contains("RUN")),
+        "{out:?}"
+    );
+    assert_eq!(b.run(&["both:1"]), "L\nR\n");
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}
+
+#[test]
+fn a_failing_stage_fails_the_build_and_stops_the_other() {
+    let Some(b) = Builds::new("parallel-fail") else {
+        return;
+    };
+    let ctx = b.context(
+        "parallel-fail",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS good\n{}\
+                 FROM {BB} AS bad\n{}\
+                 FROM {BB}\nCOPY --from=good /x /x\nCOPY --from=bad /y /y\n",
+                meeting_run("good", "bad", "sleep 7393"),
+                meeting_run("bad", "good", "echo bad-stage-fails; exit 3"),
+            ),
+        )],
+    );
+    meeting_place(&b);
+    let out = b.attempt(&ctx, &["--no-cache"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("[bad] bad-stage-fails"), "{out:?}");
+    assert!(
+        out.stderr.contains("returned a non-zero code: 3"),
+        "{out:?}"
+    );
+    assert!(out.stdout.contains("[good] good-met-bad"), "{out:?}");
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+    let sleepers = Command::new("pgrep")
+        .args(["-f", "sleep 7393"])
+        .output()
+        .unwrap();
+    assert!(
+        sleepers.stdout.is_empty(),
+        "the other stage's RUN survived: {sleepers:?}"
+    );
+}
+
 #[test]
 fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
     let Some(b) = Builds::new("mounts") else {

@@ -73,23 +73,25 @@ impl std::fmt::Display for RunFailed {
 impl std::error::Error for RunFailed {}
 
 /// The stage results the later stages use (FROM, COPY --from).
-struct StageResult {
-    state: ImageState,
-    key: CacheKey,
+pub(super) struct StageResult {
+    pub state: ImageState,
+    pub key: CacheKey,
 }
 
-struct Executor<'a> {
+pub(super) struct Executor<'a> {
     store: &'a Store,
     work: &'a BuildWork,
     req: &'a BuildRequest<'a>,
     cache: Cache,
     /// The directories of `RUN --mount=type=cache`, kept from build to build.
     mounts_dir: PathBuf,
-    out: &'a mut Output,
+    pub out: &'a mut Output,
     platform: String,
     /// Global ARGs (and the platform args) as valued for this build.
     globals: BTreeMap<String, String>,
-    results: HashMap<usize, StageResult>,
+    pub results: HashMap<usize, StageResult>,
+    /// The stage being built (in its step directories and container ids).
+    stage_index: usize,
     step: usize,
     total: usize,
     /// The default network, opened for the first RUN on it.
@@ -151,15 +153,13 @@ pub fn build(
         platform: target_platform.to_string(),
         globals,
         results: HashMap::new(),
+        stage_index: 0,
         step: 0,
         total,
         bridge: None,
         epoch: source_date_epoch(&req.build_args)?,
     };
-    for ps in &plan.stages {
-        let r = ex.stage(ps)?;
-        ex.results.insert(ps.index, r);
-    }
+    super::stages::build_all(&mut ex, &plan.stages)?;
     let mut state = ex
         .results
         .remove(&plan.target)
@@ -216,11 +216,23 @@ impl Executor<'_> {
         format!("{}:{line}", self.req.dockerfile.name)
     }
 
-    /// Builds a planned stage.
-    fn stage(&mut self, ps: &PlannedStage) -> Result<StageResult> {
+    /// The number of the first step of each planned stage (its FROM), in plan order.
+    pub fn first_steps(&self, stages: &[PlannedStage]) -> HashMap<usize, usize> {
+        let mut n = 1;
+        let mut out = HashMap::new();
+        for ps in stages {
+            out.insert(ps.index, n);
+            n += 1 + self.req.dockerfile.stages[ps.index].instructions.len();
+        }
+        out
+    }
+
+    /// Builds a planned stage whose first step is numbered `first`.
+    pub fn stage(&mut self, ps: &PlannedStage, first: usize) -> Result<StageResult> {
         let df = self.req.dockerfile;
         let stage = &df.stages[ps.index];
-        self.step += 1;
+        self.stage_index = ps.index;
+        self.step = self.step.max(first - 1) + 1;
         self.out.step(self.step, self.total, &stage.from.original);
         let started = Instant::now();
         let platform = ps.platform.clone().unwrap_or_else(|| self.platform.clone());
@@ -523,14 +535,14 @@ impl Executor<'_> {
         for (k, v) in &run_args {
             env.push(format!("{k}={v}"));
         }
-        let step_dir = self.work.step_dir(self.step);
+        let step_dir = self.work.step_dir(self.stage_index, self.step);
         let lowers = state.lowers(self.store)?;
         let root = StepRoot::mount(&step_dir.join("fs"), &lowers)?;
         if network == Network::Default && self.bridge.is_none() {
             self.bridge = Some(run::Bridge::open(&self.work.data_root)?);
         }
         let req = RunRequest {
-            id: self.work.container_id(self.step),
+            id: self.work.container_id(self.stage_index, self.step),
             rootfs: &root.rootfs,
             bundle: &step_dir.join("bundle"),
             args: args.clone(),
@@ -586,7 +598,7 @@ impl Executor<'_> {
         if let Some(hit) = self.cache.lookup(self.store, &next_key) {
             return Ok((hit, next_key, true));
         }
-        let step_dir = self.work.step_dir(self.step);
+        let step_dir = self.work.step_dir(self.stage_index, self.step);
         let lowers = state.lowers(self.store)?;
         let root = StepRoot::mount(&step_dir, &lowers)?;
         {
@@ -699,7 +711,7 @@ impl Executor<'_> {
                             let from_state = self.state_of(from)?;
                             let lowers = from_state.lowers(self.store)?;
                             let n = holds.roots.len();
-                            let dir = self.work.step_dir(self.step).join(format!("mount-{n}"));
+                            let dir = self.work.step_dir(self.stage_index, self.step).join(format!("mount-{n}"));
                             let root = StepRoot::mount(&dir, &lowers)?;
                             let root_fd: OwnedFd = fs::File::open(&root.rootfs)?.into();
                             holds.roots.push(root);
@@ -827,7 +839,7 @@ impl Executor<'_> {
             workdir
         };
 
-        let step_dir = self.work.step_dir(self.step);
+        let step_dir = self.work.step_dir(self.stage_index, self.step);
         let from_root = match &from {
             Some(f) => {
                 let from_state = self.state_of(f)?;

@@ -96,13 +96,14 @@ impl BuildWork {
         })
     }
 
-    /// The runtime id of the container of step `n`.
-    pub fn container_id(&self, n: usize) -> String {
-        format!("{}-{n}", self.id)
+    /// The runtime id of the container of step `n` of stage `stage` (stages may build at
+    /// once, in worker processes).
+    pub fn container_id(&self, stage: usize, n: usize) -> String {
+        format!("{}-{stage}-{n}", self.id)
     }
 
-    pub fn step_dir(&self, n: usize) -> PathBuf {
-        self.dir.join(format!("step-{n}"))
+    pub fn step_dir(&self, stage: usize, n: usize) -> PathBuf {
+        self.dir.join(format!("step-{stage}-{n}"))
     }
 
     pub fn globals(&self) -> &Globals {
@@ -245,7 +246,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!("berth-workdir-test-{}", std::process::id()));
         let roots = BuildRoots::new(&base.join("data"), &base.join("run"));
         let live = BuildWork::create(&roots).unwrap();
-        fs::write(live.step_dir(1).with_extension("marker"), b"x").unwrap();
+        fs::write(live.step_dir(0, 1).with_extension("marker"), b"x").unwrap();
         let dead = roots.work_dir().join("bdead");
         fs::create_dir_all(dead.join("step-1/upper")).unwrap();
         let owner = Owner {
