@@ -200,10 +200,7 @@ fn wait_any(running: &mut Vec<Worker>) -> Result<(usize, Outcome)> {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect()
         };
-        let mut i = 0;
-        for w in running.iter_mut().filter(|w| w.pipe.is_some()) {
-            let readable = ready[i];
-            i += 1;
+        for (w, readable) in running.iter_mut().filter(|w| w.pipe.is_some()).zip(ready) {
             if !readable {
                 continue;
             }
