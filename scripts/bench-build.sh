@@ -33,7 +33,8 @@ cleanup() {
     "${BERTH[@]}" network ls >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rmi --all --force >/dev/null 2>&1 || true
-    grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    # (No mount left is no error: the directory must still go.)
+    { grep -o " $W[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$W"
 }
 trap cleanup EXIT

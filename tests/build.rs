@@ -943,14 +943,13 @@ fn a_failing_stage_fails_the_build_and_stops_the_other() {
     );
     assert!(out.stdout.contains("[good] good-met-bad"), "{out:?}");
     assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
-    let sleepers = Command::new("pgrep")
-        .args(["-f", "sleep 7393"])
-        .output()
-        .unwrap();
-    assert!(
-        sleepers.stdout.is_empty(),
-        "the other stage's RUN survived: {sleepers:?}"
-    );
+    assert_no_process("sleep 7393", "the other stage's RUN");
+}
+
+/// No process's command line holds `needle` (a RUN's command, unique to the test).
+fn assert_no_process(needle: &str, what: &str) {
+    let pids = processes_naming(needle);
+    assert!(pids.is_empty(), "{what} survived: {pids:?}");
 }
 
 #[test]
@@ -1381,14 +1380,7 @@ fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
             "after {signal}: {:?}",
             b.leftovers()
         );
-        let sleepers = Command::new("pgrep")
-            .args(["-f", "sleep 7391"])
-            .output()
-            .unwrap();
-        assert!(
-            sleepers.stdout.is_empty(),
-            "the RUN's process survived: {sleepers:?}"
-        );
+        assert_no_process("sleep 7391", "the RUN's process");
         b.berth(&["network", "ls"]).ok("network ls");
         assert_no_endpoints(&b, &[veth]);
     }
