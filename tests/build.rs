@@ -933,7 +933,7 @@ fn a_failing_stage_fails_the_build_and_stops_the_other() {
             ),
         )],
     );
-    meeting_place(&b);
+    let meet = meeting_place(&b);
     let out = b.attempt(&ctx, &["--no-cache"]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stdout.contains("[bad] bad-stage-fails"), "{out:?}");
@@ -941,9 +941,66 @@ fn a_failing_stage_fails_the_build_and_stops_the_other() {
         out.stderr.contains("returned a non-zero code: 3"),
         "{out:?}"
     );
-    assert!(out.stdout.contains("[good] good-met-bad"), "{out:?}");
+    // (The good stage was running: the bad one met it.)
+    assert!(meet.join("good-start").exists(), "{out:?}");
     assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
     assert_no_process("sleep 7393", "the other stage's RUN");
+}
+
+#[test]
+fn stage_workers_go_with_a_killed_build() {
+    let Some(b) = Builds::new("parallel-kill") else {
+        return;
+    };
+    let ctx = b.context(
+        "parallel-kill",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS one\n{}FROM {BB} AS two\n{}\
+                 FROM {BB}\nCOPY --from=one /x /x\nCOPY --from=two /y /y\n",
+                meeting_run("one", "two", "sleep 7394"),
+                meeting_run("two", "one", "sleep 7394"),
+            ),
+        )],
+    );
+    meeting_place(&b);
+    let mut child = Interrupting(
+        b.scratch
+            .command(&["build", "--network", "none", ctx.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // One met the other: both stages' RUNs are running, each in its worker.
+    wait_for_output(&mut child.0, "-met-");
+    // SAFETY: signals our own child, which has not been reaped.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
+    child.0.wait().unwrap();
+    // The workers interrupt themselves (their parent died); the next build sweeps the rest.
+    // A build at once: it must not sweep the work directory under the workers' feet.
+    let ok = b.context("after-kill", &[("Dockerfile", &format!("FROM {BB}\n"))]);
+    b.build(&ok, &[]);
+    // (A worker's command line is the builder's: it names the context.)
+    let workers = ctx.to_str().unwrap().to_string();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while !processes_naming(&workers).is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_no_process(&workers, "a worker of the killed build");
+    assert_no_process("sleep 7394", "a killed build's RUN");
+    b.build(&ok, &[]);
+    let left = b.leftovers();
+    let listing = Command::new("find")
+        .args(left.iter().filter(|l| !l.starts_with("mount ")))
+        .output()
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{left:?}: {}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
 }
 
 /// No process's command line holds `needle` (a RUN's command, unique to the test).

@@ -80,7 +80,7 @@ pub(super) struct StageResult {
 
 pub(super) struct Executor<'a> {
     store: &'a Store,
-    work: &'a BuildWork,
+    pub work: &'a BuildWork,
     req: &'a BuildRequest<'a>,
     cache: Cache,
     /// The directories of `RUN --mount=type=cache`, kept from build to build.

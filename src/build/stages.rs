@@ -9,7 +9,8 @@
 //! its lines prefixed by the stage's name, and sends the stage's result (the image state and
 //! the cache key) back through a pipe, then ends with `_exit` (the build's work directory is
 //! the builder's to remove). A worker dies with the builder (`PR_SET_PDEATHSIG`, SIGINT: it
-//! removes its container first); when one fails, the builder interrupts the others, waits
+//! removes its container first; the work directory is not swept while a worker lives); when
+//! one fails, the builder interrupts the others, waits
 //! for them, and fails with its error. A lone ready stage is built in the builder itself.
 
 use super::cache::CacheKey;
@@ -21,7 +22,7 @@ use crate::image::Digest;
 use anyhow::{bail, Context, Result};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{fork, ForkResult, Pid};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -80,6 +81,8 @@ struct Worker {
     /// The pipe its outcome comes through; None once it closed.
     pipe: Option<OwnedFd>,
     got: Vec<u8>,
+    /// Its exit, once collected.
+    reaped: Option<WaitStatus>,
 }
 
 /// The name a stage's lines are prefixed with.
@@ -142,7 +145,14 @@ fn spawn(ex: &mut Executor, ps: &PlannedStage, first: usize) -> Result<Worker> {
             drop(r);
             // SAFETY: prctl with integer arguments only.
             unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT) };
-            let outcome = if nix::unistd::getppid() != builder {
+            // Recorded before the check: a builder killed after it leaves the work directory
+            // to this worker until it has removed what it made.
+            let noted = ex.work.note_worker();
+            let outcome = if let Err(e) = noted {
+                Outcome::Failed {
+                    message: format!("{e:#}"),
+                }
+            } else if nix::unistd::getppid() != builder {
                 Outcome::Interrupted
             } else {
                 ex.out.set_prefix(&label(ps));
@@ -174,6 +184,7 @@ fn spawn(ex: &mut Executor, ps: &PlannedStage, first: usize) -> Result<Worker> {
                 pid: child,
                 pipe: Some(r),
                 got: Vec::new(),
+                reaped: None,
             })
         }
     }
@@ -212,9 +223,29 @@ fn wait_any(running: &mut Vec<Worker>) -> Result<(usize, Outcome)> {
                 Err(e) => return Err(e).context("reading a stage worker's outcome"),
             }
         }
+        // A worker that ended is done even if its pipe is not closed yet (a process it made
+        // may still hold the write end): what it wrote is in the pipe, read to the end.
+        for w in running.iter_mut().filter(|w| w.pipe.is_some()) {
+            match waitpid(w.pid, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => continue,
+                Ok(status) => w.reaped = Some(status),
+            }
+            if let Some(pipe) = w.pipe.take() {
+                let _ = nix::fcntl::fcntl(
+                    &pipe,
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+                );
+                while let Ok(n @ 1..) = nix::unistd::read(&pipe, &mut buf) {
+                    w.got.extend_from_slice(&buf[..n]);
+                }
+            }
+        }
         if let Some(pos) = running.iter().position(|w| w.pipe.is_none()) {
             let w = running.remove(pos);
-            let status = reap(w.pid);
+            let status = match w.reaped {
+                Some(status) => Ok(status),
+                None => reap(w.pid),
+            };
             let outcome = match serde_json::from_slice::<Outcome>(&w.got) {
                 Ok(o) => o,
                 Err(_) => Outcome::Failed {
@@ -244,7 +275,9 @@ fn stop(running: &mut Vec<Worker>) {
     for w in running.drain(..) {
         // Their outcome is not wanted; the pipe goes with the worker.
         drop(w.pipe);
-        let _ = reap(w.pid);
+        if w.reaped.is_none() {
+            let _ = reap(w.pid);
+        }
     }
 }
 

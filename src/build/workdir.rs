@@ -19,6 +19,9 @@ use std::path::{Path, PathBuf};
 /// The file naming the build that owns a work directory.
 const OWNER_FILE: &str = "owner.json";
 
+/// The files naming the build's worker processes (`worker-PID.json`).
+const WORKER_PREFIX: &str = "worker-";
+
 /// Where builds keep their things.
 pub struct BuildRoots {
     /// The data root (its network store holds the leases of RUN steps on the default
@@ -56,6 +59,30 @@ impl BuildRoots {
 struct Owner {
     pid: i32,
     start_time: u64,
+}
+
+impl Owner {
+    fn alive(&self) -> bool {
+        ProcessId {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+        .alive()
+    }
+}
+
+/// Whether a worker of the build in `dir` still lives.
+fn workers_alive(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(WORKER_PREFIX)
+            && fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+                .is_some_and(|o| o.alive())
+    })
 }
 
 /// One build's work directory; removed (with its containers) when dropped.
@@ -108,6 +135,21 @@ impl BuildWork {
 
     pub fn globals(&self) -> &Globals {
         &self.globals
+    }
+
+    /// Records this process as a worker of the build (a stage built beside others): the
+    /// work directory is not swept while it lives, even after the builder died (the worker
+    /// is then removing its container).
+    pub fn note_worker(&self) -> Result<()> {
+        let me = ProcessId::me()?;
+        let owner = Owner {
+            pid: me.pid,
+            start_time: me.start_time,
+        };
+        crate::runtime::fsutil::write_atomically(
+            &self.dir.join(format!("{WORKER_PREFIX}{}.json", me.pid)),
+            &serde_json::to_vec(&owner)?,
+        )
     }
 }
 
@@ -203,11 +245,7 @@ pub fn sweep(roots: &BuildRoots) {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let alive = match owner {
-            Some(o) => ProcessId {
-                pid: o.pid,
-                start_time: o.start_time,
-            }
-            .alive(),
+            Some(o) => o.alive() || workers_alive(&dir),
             None => e
                 .metadata()
                 .and_then(|m| m.modified())
