@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build benchmark: `berth build` against `buildah bud` (Debian's buildah, overlay storage,
 # --layers, --network host, runc: crun refuses hybrid cgroup hosts) on the same contexts, side by side with hyperfine: a cold build
+# (berth's RUNs on its default bridge, as Docker's; also with --network host, as buildah here)
 # (--no-cache: every RUN runs, every layer is made) and a fully cached rebuild. Contexts: the
 # static site (COPY of 300 files into busybox, httpd as CMD) and a small app (three RUNs, a
 # WORKDIR, ENV/LABEL/EXPOSE). Goals (issue 15): cached rebuild at most 0.2x buildah's time,
@@ -22,10 +23,18 @@ make --no-print-directory build >/dev/null
 W=$(mktemp -d /tmp/berth-bench-build.XXXXXX)
 BERTH=("$top/target/release/berth" --data-root "$W/berth-data" --root "$W/berth-run")
 BUILDAH=(buildah --root "$W/buildah" --runroot "$W/buildah-run" --storage-driver overlay)
+# berth's RUNs on its default network, on a bridge of this run's own: removed at the end, and
+# its rules with it (berth's next network command sweeps the rules of a bridge that is gone).
+BBRIDGE=berthbuild0
+mkdir -p "$W/berth-data"
+echo "{\"bridge\": \"$BBRIDGE\"}" >"$W/berth-data/network-config.json"
 cleanup() {
+    ip link del "$BBRIDGE" 2>/dev/null || true
+    "${BERTH[@]}" network ls >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rm --all >/dev/null 2>&1 || true
     "${BUILDAH[@]}" rmi --all --force >/dev/null 2>&1 || true
-    grep -o " $W[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
+    # (No mount left is no error: the directory must still go.)
+    { grep -o " $W[^ ]*" /proc/self/mountinfo || true; } | sort -r | while read -r m; do umount -l "$m" 2>/dev/null || true; done
     rm -rf "$W"
 }
 trap cleanup EXIT
@@ -77,6 +86,7 @@ for ctx in site app; do
     "${BUILDAH[@]}" bud -q --runtime runc --layers --network host -t "bench/$ctx:buildah" "$W/$ctx" >/dev/null
     hyperfine -N --warmup 1 --runs "$runs" --export-json "$W/cold-$ctx.json" \
         -n berth "${BERTH[*]} build -q --no-cache -t bench/$ctx:berth $W/$ctx" \
+        -n berth-host "${BERTH[*]} build -q --no-cache --network host -t bench/$ctx:berth $W/$ctx" \
         -n buildah "${BUILDAH[*]} bud -q --runtime runc --no-cache --layers --network host -t bench/$ctx:buildah $W/$ctx" >/dev/null
     hyperfine -N --warmup 1 --runs "$runs" --export-json "$W/cached-$ctx.json" \
         -n berth "${BERTH[*]} build -q -t bench/$ctx:berth $W/$ctx" \
@@ -85,14 +95,15 @@ done
 
 out=$W/table.md
 {
-    echo "| context | build | berth (ms) | buildah (ms) | berth / buildah | goal |"
-    echo "| --- | --- | --- | --- | --- | --- |"
+    echo "| context | build | berth (ms) | buildah (ms) | berth / buildah | goal | berth --network host (ms) |"
+    echo "| --- | --- | --- | --- | --- | --- | --- |"
     for ctx in site app; do
         for kind in cold cached; do
             b=$(median "$W/$kind-$ctx.json" berth)
             h=$(median "$W/$kind-$ctx.json" buildah)
+            bh=$([ $kind = cold ] && median "$W/$kind-$ctx.json" berth-host || echo -)
             goal=$([ $kind = cold ] && echo "<= 0.8" || echo "<= 0.2")
-            printf '| %s | %s | %s | %s | %s | %s |\n' "$ctx" "$kind" "$b" "$h" "$(ratio "$b" "$h")" "$goal"
+            printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$ctx" "$kind" "$b" "$h" "$(ratio "$b" "$h")" "$goal" "$bh"
         done
     done
 } >"$out"
@@ -103,6 +114,7 @@ dest=$top/bench/results/build-$(date -u +%Y-%m-%d).md
     echo "# berth build benchmark, $(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), $(nproc) cores"
     echo
     echo "buildah $(buildah --version | awk '{print $3}') (overlay storage, --layers, --network host);"
+    echo "berth: RUN on its default bridge (berth0), and with --network host in the last column;"
     echo "medians of $runs runs; cold: --no-cache; cached: the same build again."
     echo
     cat "$out"

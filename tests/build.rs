@@ -11,6 +11,7 @@ mod engine_support;
 use engine_support::*;
 use std::collections::BTreeMap;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -19,9 +20,17 @@ use std::time::Duration;
 /// The busybox image's short name inside Dockerfiles.
 const BB: &str = "berth-tests/busybox";
 
+/// Held by the tests whose RUN steps join berth's default network: its bridge (`berth0`)
+/// is the host's, one at a time.
+const NETWORK_LOCK: &str = "/run/berth-tests-build-network.lock";
+
 /// A scratch data root with the busybox image, and contexts made in it.
 struct Builds {
     scratch: Scratch,
+    /// For the tests that build on the default network ([`Builds::networked`]): the host's
+    /// lock of it. The others build with `--network none` (unless they say otherwise), so
+    /// that only these touch the host's bridge. Dropped after the scratch (its networks).
+    network: Option<nix::fcntl::Flock<fs::File>>,
 }
 
 impl Builds {
@@ -32,7 +41,33 @@ impl Builds {
         }
         let scratch = Scratch::new(&format!("build-{name}"));
         load_busybox(&scratch);
-        Some(Builds { scratch })
+        Some(Builds {
+            scratch,
+            network: None,
+        })
+    }
+
+    /// [`Builds::new`] for a test whose builds use the default network.
+    fn networked(name: &str) -> Option<Builds> {
+        if !is_root() {
+            eprintln!("SKIPPED: berth build tests need root");
+            return None;
+        }
+        let lock = lock_exclusive(NETWORK_LOCK, Duration::from_secs(1800));
+        let mut b = Builds::new(name)?;
+        b.network = Some(lock);
+        Some(b)
+    }
+
+    /// `build ARGS`: `--network none` first unless the test builds on the default network
+    /// or names a network itself.
+    fn build_args<'a>(&self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["build"];
+        if self.network.is_none() && !args.iter().any(|a| a.starts_with("--network")) {
+            all.extend(["--network", "none"]);
+        }
+        all.extend_from_slice(args);
+        all
     }
 
     /// A context directory `name` holding `files` (path, content).
@@ -52,12 +87,16 @@ impl Builds {
         run_within(&self.scratch.command(args), Duration::from_secs(900))
     }
 
+    /// `berth build ARGS CONTEXT`, as it goes.
+    fn attempt(&self, ctx: &Path, args: &[&str]) -> Outcome {
+        let mut all = self.build_args(args);
+        all.push(ctx.to_str().unwrap());
+        self.berth(&all)
+    }
+
     /// `berth build ARGS CONTEXT`, which must succeed; returns its outcome.
     fn build(&self, ctx: &Path, args: &[&str]) -> Outcome {
-        let mut all = vec!["build"];
-        all.extend_from_slice(args);
-        all.push(ctx.to_str().unwrap());
-        let out = self.berth(&all);
+        let out = self.attempt(ctx, args);
         assert_eq!(out.code, 0, "berth build {args:?} failed: {out:?}");
         out
     }
@@ -168,7 +207,10 @@ const HELLO_C: &str =
 
 #[test]
 fn multi_stage_gcc_build_into_scratch() {
-    let Some(b) = Builds::new("gcc") else { return };
+    // Its RUN installs gcc from Debian's archive: on the default network.
+    let Some(b) = Builds::networked("gcc") else {
+        return;
+    };
     if !load_debian(&b.scratch) {
         return;
     }
@@ -207,7 +249,9 @@ fn multi_stage_gcc_build_into_scratch() {
 
 #[test]
 fn app_installs_packages_from_debian() {
-    let Some(b) = Builds::new("apt") else { return };
+    let Some(b) = Builds::networked("apt") else {
+        return;
+    };
     if !load_debian(&b.scratch) {
         return;
     }
@@ -219,7 +263,8 @@ fn app_installs_packages_from_debian() {
                 &format!(
                     "FROM {DEBIAN}\n\
                      ENV DEBIAN_FRONTEND=noninteractive\n\
-                     RUN apt-get update && apt-get install -y --no-install-recommends jq \
+                     RUN cat /proc/net/route && apt-get update \
+                         && apt-get install -y --no-install-recommends jq \
                          && rm -rf /var/lib/apt/lists/*\n\
                      COPY data.json /data.json\n\
                      CMD [\"jq\", \"-r\", \".greeting\", \"/data.json\"]\n"
@@ -228,8 +273,206 @@ fn app_installs_packages_from_debian() {
             ("data.json", "{\"greeting\": \"packages installed\"}\n"),
         ],
     );
-    b.build(&ctx, &["-t", "app:apt"]);
+    let out = b.build(&ctx, &["-t", "app:apt"]);
     assert_eq!(b.run(&["app:apt"]), "packages installed\n");
+    // The packages came over berth's bridge: the RUN's default route was via its gateway.
+    let (_, gateway) = default_network(&b);
+    assert_eq!(
+        route_gateway(&out.stdout),
+        Some(gateway),
+        "the RUN's default route is not via the bridge: {out:?}"
+    );
+    assert_no_endpoints(&b, &[]);
+}
+
+/// The subnet (address, prefix) and gateway of the data root's default network.
+fn default_network(b: &Builds) -> ((Ipv4Addr, u32), Ipv4Addr) {
+    let text = b
+        .berth(&["network", "inspect", "berth"])
+        .ok("network inspect");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let cfg = &v[0]["IPAM"]["Config"][0];
+    let (addr, prefix) = cfg["Subnet"].as_str().unwrap().split_once('/').unwrap();
+    (
+        (addr.parse().unwrap(), prefix.parse().unwrap()),
+        cfg["Gateway"].as_str().unwrap().parse().unwrap(),
+    )
+}
+
+fn in_subnet(ip: Ipv4Addr, (net, prefix): (Ipv4Addr, u32)) -> bool {
+    let mask = u32::MAX.checked_shl(32 - prefix).unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+/// The gateway of the default route in a `/proc/net/route` a RUN printed.
+fn route_gateway(output: &str) -> Option<Ipv4Addr> {
+    output.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[1] == "00000000" && f[0].starts_with("eth"))
+            .then(|| Ipv4Addr::from(u32::from_str_radix(f[2], 16).unwrap().to_le_bytes()))
+    })
+}
+
+/// The host's links: name by index.
+fn host_links() -> BTreeMap<u32, String> {
+    fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let i = fs::read_to_string(e.path().join("ifindex")).ok()?;
+            Some((
+                i.trim().parse().ok()?,
+                e.file_name().to_string_lossy().into_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// The data root's leases on its networks.
+fn leases(b: &Builds) -> Vec<String> {
+    let store = berth::network::store::Store::open(&b.scratch.data_root()).unwrap();
+    let mut out = Vec::new();
+    for n in store.list().unwrap() {
+        out.extend(
+            store
+                .leases(&n.name)
+                .unwrap()
+                .into_iter()
+                .map(|l| format!("{} {} {}", l.container, l.ip, l.host_veth)),
+        );
+    }
+    out
+}
+
+/// No lease of the data root, none of the host ends `veths` (host ifindex, as a RUN saw it
+/// as eth0's iflink) on the host, no element of the data root's containers in berth's
+/// table.
+fn assert_no_endpoints(b: &Builds, veths: &[u32]) {
+    assert!(leases(b).is_empty(), "leases left: {:?}", leases(b));
+    let links = host_links();
+    for v in veths {
+        assert!(
+            !links.contains_key(v),
+            "the step's veth is left on the host: {:?}",
+            links.get(v)
+        );
+    }
+    let engine =
+        berth::engine::record::Engine::new(&b.scratch.data_root(), &b.scratch.dir.join("run"));
+    let tag = berth::network::publish::tag(&engine, "");
+    let nft = Command::new("nft")
+        .args(["list", "table", "ip", "berth"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&nft.stdout);
+    assert!(
+        !table.contains(&tag),
+        "berth's table holds elements of the build's containers: {table}"
+    );
+}
+
+/// What follows `word ` on the line of the output that starts with it.
+fn field<'a>(out: &'a Outcome, word: &str) -> &'a str {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{word} ")))
+        .unwrap_or_else(|| panic!("no {word:?} line in {out:?}"))
+        .trim()
+}
+
+#[test]
+fn run_steps_join_the_default_bridge_or_none_or_the_host() {
+    let Some(b) = Builds::networked("net") else {
+        return;
+    };
+    // A server of the test's on every host address: a RUN reaches it at its gateway.
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut req = [0u8; 1024];
+            let _ = conn.read(&mut req);
+            let _ =
+                conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 19\r\n\r\nreached-the-gateway");
+        }
+    });
+    let ctx = b.context(
+        "net",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB}\nARG PORT\n\
+                 RUN echo \"addr $(ip -o -4 addr show eth0 | awk '{{print $4}}')\"; \
+                     gw=$(ip route | awk '/^default/{{print $3}}'); echo \"gw $gw\"; \
+                     echo \"iflink $(cat /sys/class/net/eth0/iflink)\"; \
+                     echo \"got $(wget -q -O- http://$gw:$PORT/)\"\n"
+            ),
+        )],
+    );
+    let port_arg = format!("PORT={port}");
+    let out = b.build(&ctx, &["--no-cache", "--build-arg", &port_arg]);
+    let (subnet, gateway) = default_network(&b);
+    let addr: Ipv4Addr = field(&out, "addr")
+        .split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        in_subnet(addr, subnet),
+        "eth0 has {addr}, not in berth's subnet {subnet:?}: {out:?}"
+    );
+    assert_ne!(addr, gateway);
+    assert_eq!(field(&out, "gw"), gateway.to_string(), "{out:?}");
+    assert_eq!(field(&out, "got"), "reached-the-gateway", "{out:?}");
+    let veth: u32 = field(&out, "iflink").parse().unwrap();
+    assert_no_endpoints(&b, &[veth]);
+    // The same with --network default, said.
+    let said = b.build(
+        &ctx,
+        &[
+            "--no-cache",
+            "--network",
+            "default",
+            "--build-arg",
+            &port_arg,
+        ],
+    );
+    assert_eq!(field(&said, "got"), "reached-the-gateway", "{said:?}");
+
+    // none: only the loopback. host: the host's links.
+    let links = b.context(
+        "links",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN echo \"links $(ls /sys/class/net | tr '\\n' ' ')\"\n"),
+        )],
+    );
+    let none = b.build(&links, &["--no-cache", "--network", "none"]);
+    assert_eq!(field(&none, "links"), "lo", "{none:?}");
+    let before: std::collections::BTreeSet<String> = host_links().into_values().collect();
+    let host = b.build(&links, &["--no-cache", "--network", "host"]);
+    let after: std::collections::BTreeSet<String> = host_links().into_values().collect();
+    let seen: std::collections::BTreeSet<String> = field(&host, "links")
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    for l in before.intersection(&after) {
+        assert!(seen.contains(l), "--network host: {l} missing in {seen:?}");
+    }
+    // RUN --network in the Dockerfile overrides the build's.
+    let per_step = b.context(
+        "per-step",
+        &[(
+            "Dockerfile",
+            &format!("FROM {BB}\nRUN --network=none echo \"links $(ls /sys/class/net | tr '\\n' ' ')\"\n"),
+        )],
+    );
+    let out = b.build(&per_step, &["--no-cache"]);
+    assert_eq!(field(&out, "links"), "lo", "{out:?}");
+    assert_no_endpoints(&b, &[veth]);
 }
 
 // ---------------------------------------------------------------------------
@@ -410,7 +653,7 @@ fn entrypoint_resets_the_base_cmd_and_targets_pick_stages() {
         c["Cmd"].is_null() || c["Cmd"] == serde_json::json!([]),
         "{c}"
     );
-    let bad = b.berth(&["build", "--target", "nope", ctx.to_str().unwrap()]);
+    let bad = b.attempt(&ctx, &["--target", "nope"]);
     assert_eq!(bad.code, 1, "{bad:?}");
     assert!(bad.stderr.contains("nope"), "{bad:?}");
 }
@@ -503,30 +746,267 @@ fn source_date_epoch_makes_the_image_reproducible() {
     let Some(b) = Builds::new("epoch") else {
         return;
     };
+    const EPOCH: i64 = 1_700_000_000;
     let ctx = b.context(
         "epoch",
         &[
             (
                 "Dockerfile",
-                &format!("FROM {BB}\nCOPY f.txt /f.txt\nENV A=1\nCMD [\"cat\", \"/f.txt\"]\n"),
+                &format!(
+                    "FROM {BB}\nCOPY f.txt /f.txt\n\
+                     RUN mkdir -p /made/sub && echo x > /made/sub/file && touch /made/touched \
+                         && touch /etc/passwd\n\
+                     ENV A=1\nCMD [\"cat\", \"/f.txt\"]\n"
+                ),
             ),
             ("f.txt", "same\n"),
         ],
     );
+    let layers = |id: &str| -> Vec<String> {
+        let v: serde_json::Value =
+            serde_json::from_str(&b.berth(&["image", "inspect", id]).ok("inspect")).unwrap();
+        v[0]["RootFS"]["Layers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap().to_string())
+            .collect()
+    };
     let args = ["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"];
-    let first = b.build_id(&ctx, &args);
-    let second = b.build_id(&ctx, &args);
+    let first = b.build_id(&ctx, &[&args[..], &["-t", "e:1"]].concat());
+    // Another second, and the context's file touched: only times differ.
+    std::thread::sleep(Duration::from_millis(1100));
+    fs::write(ctx.join("f.txt"), "same\n").unwrap();
+    let second = b.build_id(&ctx, &[&args[..], &["-t", "e:2"]].concat());
     assert_eq!(
         first, second,
         "two --no-cache builds with SOURCE_DATE_EPOCH differ"
     );
+    assert_eq!(layers("e:1"), layers("e:2"));
+    // From the environment, as buildx passes it on: the same image.
+    let mut c = b.scratch.command(&[
+        "build",
+        "--network",
+        "none",
+        "--no-cache",
+        "-q",
+        ctx.to_str().unwrap(),
+    ]);
+    c.env("SOURCE_DATE_EPOCH", EPOCH.to_string());
+    let from_env = run_within(&c, Duration::from_secs(300)).ok("build with the env's epoch");
+    assert_eq!(from_env.trim(), first);
     let store = b.scratch.store();
     let config: serde_json::Value = store
         .read_json(&berth::image::Digest::parse(&first).unwrap())
         .unwrap();
     assert_eq!(config["created"], "2023-11-14T22:13:20Z");
-    // Without it, the times are the build's: another image.
-    assert_ne!(b.build_id(&ctx, &["--no-cache"]), first);
+    for h in config["history"].as_array().unwrap().iter().skip(1) {
+        assert_eq!(h["created"], "2023-11-14T22:13:20Z", "{h}");
+    }
+    // In a container of the image: no file the build made is later than the epoch. (Not
+    // /etc: the container's own /etc/hosts mount points are made in it as it starts.)
+    let made = "/f.txt /made /made/sub /made/sub/file /made/touched /etc/passwd";
+    let times = |image: &str| -> Vec<i64> {
+        b.run(&[image, "sh", "-c", &format!("stat -c %Y {made}")])
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    };
+    let clamped = times("e:1");
+    assert_eq!(clamped.len(), 6);
+    assert!(clamped.iter().all(|t| *t <= EPOCH), "{clamped:?}");
+    // Without it, the times are real: another image, files of the build's time.
+    let real = b.build_id(&ctx, &["--no-cache", "-t", "e:real"]);
+    assert_ne!(real, first);
+    assert_ne!(layers("e:real")[1..], layers("e:1")[1..]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // (What the RUN made or touched.)
+    let times = times("e:real");
+    assert!(
+        [1, 2, 3, 4, 5]
+            .iter()
+            .all(|&i| times[i] > EPOCH && times[i] <= now),
+        "{times:?}"
+    );
+    // A bad value is refused, naming it.
+    let out = b.attempt(&ctx, &["--build-arg", "SOURCE_DATE_EPOCH=yesterday"]);
+    assert_eq!(out.code, 125, "{out:?}");
+    assert!(out.stderr.contains("SOURCE_DATE_EPOCH"), "{out:?}");
+}
+
+/// A RUN of stage `me` that meets stage `other`: it notes its start (the kernel's uptime) in
+/// the cache mount `meet`, waits (at most 60 s) for `other` to have started, then notes its
+/// end. Run one after the other, the first would wait in vain and fail.
+fn meeting_run(me: &str, other: &str, then: &str) -> String {
+    format!(
+        "RUN --mount=type=cache,id=meet,target=/meet \
+             cut -d' ' -f1 /proc/uptime > /meet/{me}-start; i=0; \
+             while [ ! -e /meet/{other}-start ]; do \
+                 i=$((i+1)); if [ $i -gt 600 ]; then echo {me} waited alone; exit 9; fi; \
+                 usleep 100000; \
+             done; \
+             echo {me}-met-{other}; cut -d' ' -f1 /proc/uptime > /meet/{me}-end; {then}\n"
+    )
+}
+
+/// The cache mount `meet` of the data root, emptied.
+fn meeting_place(b: &Builds) -> PathBuf {
+    let dir = b
+        .scratch
+        .data_root()
+        .join("build/cache-mounts")
+        .join(berth::image::Digest::of_bytes(b"meet").hex());
+    let _ = fs::remove_dir_all(&dir);
+    dir
+}
+
+#[test]
+fn independent_stages_build_at_once() {
+    let Some(b) = Builds::new("parallel") else {
+        return;
+    };
+    let ctx = b.context(
+        "parallel",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS left\n{}\
+                 FROM {BB} AS right\n{}\
+                 FROM {BB}\nCOPY --from=left /left /left\nCOPY --from=right /right /right\n\
+                 CMD [\"cat\", \"/left\", \"/right\"]\n",
+                meeting_run("left", "right", "echo L > /left"),
+                meeting_run("right", "left", "echo R > /right"),
+            ),
+        )],
+    );
+    let meet = meeting_place(&b);
+    let out = b.build(&ctx, &["--no-cache", "-t", "both:1"]);
+    let time = |name: &str| -> f64 {
+        fs::read_to_string(meet.join(name))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (ls, le, rs, re) = (
+        time("left-start"),
+        time("left-end"),
+        time("right-start"),
+        time("right-end"),
+    );
+    // Each started before the other ended: they ran at once.
+    assert!(
+        ls <= re && rs <= le,
+        "left {ls}..{le}, right {rs}..{re}: {out:?}"
+    );
+    // Each stage's lines carry its name; the last stage ran after both.
+    assert!(out.stdout.contains("[left] left-met-right"), "{out:?}");
+    assert!(out.stdout.contains("[right] right-met-left"), "{out:?}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("[left] STEP 2/") && l.contains("RUN")),
+        "{out:?}"
+    );
+    assert_eq!(b.run(&["both:1"]), "L\nR\n");
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+}
+
+#[test]
+fn a_failing_stage_fails_the_build_and_stops_the_other() {
+    let Some(b) = Builds::new("parallel-fail") else {
+        return;
+    };
+    let ctx = b.context(
+        "parallel-fail",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS good\n{}\
+                 FROM {BB} AS bad\n{}\
+                 FROM {BB}\nCOPY --from=good /x /x\nCOPY --from=bad /y /y\n",
+                meeting_run("good", "bad", "sleep 7393"),
+                meeting_run("bad", "good", "echo bad-stage-fails; exit 3"),
+            ),
+        )],
+    );
+    let meet = meeting_place(&b);
+    let out = b.attempt(&ctx, &["--no-cache"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(out.stdout.contains("[bad] bad-stage-fails"), "{out:?}");
+    assert!(
+        out.stderr.contains("returned a non-zero code: 3"),
+        "{out:?}"
+    );
+    // (The good stage was running: the bad one met it.)
+    assert!(meet.join("good-start").exists(), "{out:?}");
+    assert!(b.leftovers().is_empty(), "{:?}", b.leftovers());
+    assert_no_process("sleep 7393", "the other stage's RUN");
+}
+
+#[test]
+fn stage_workers_go_with_a_killed_build() {
+    let Some(b) = Builds::new("parallel-kill") else {
+        return;
+    };
+    let ctx = b.context(
+        "parallel-kill",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB} AS one\n{}FROM {BB} AS two\n{}\
+                 FROM {BB}\nCOPY --from=one /x /x\nCOPY --from=two /y /y\n",
+                meeting_run("one", "two", "sleep 7394"),
+                meeting_run("two", "one", "sleep 7394"),
+            ),
+        )],
+    );
+    meeting_place(&b);
+    let mut child = Interrupting(
+        b.scratch
+            .command(&["build", "--network", "none", ctx.to_str().unwrap()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // One met the other: both stages' RUNs are running, each in its worker.
+    wait_for_output(&mut child.0, "-met-");
+    // SAFETY: signals our own child, which has not been reaped.
+    unsafe { libc::kill(child.0.id() as i32, libc::SIGKILL) };
+    child.0.wait().unwrap();
+    // The workers interrupt themselves (their parent died); the next build sweeps the rest.
+    // A build at once: it must not sweep the work directory under the workers' feet.
+    let ok = b.context("after-kill", &[("Dockerfile", &format!("FROM {BB}\n"))]);
+    b.build(&ok, &[]);
+    // (A worker's command line is the builder's: it names the context.)
+    let workers = ctx.to_str().unwrap().to_string();
+    let end = std::time::Instant::now() + Duration::from_secs(60);
+    while !processes_naming(&workers).is_empty() && std::time::Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_no_process(&workers, "a worker of the killed build");
+    assert_no_process("sleep 7394", "a killed build's RUN");
+    b.build(&ok, &[]);
+    let left = b.leftovers();
+    let listing = Command::new("find")
+        .args(left.iter().filter(|l| !l.starts_with("mount ")))
+        .output()
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "{left:?}: {}",
+        String::from_utf8_lossy(&listing.stdout)
+    );
+}
+
+/// No process's command line holds `needle` (a RUN's command, unique to the test).
+fn assert_no_process(needle: &str, what: &str) {
+    let pids = processes_naming(needle);
+    assert!(pids.is_empty(), "{what} survived: {pids:?}");
 }
 
 #[test]
@@ -591,7 +1071,7 @@ fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
             &format!("FROM {BB}\nRUN --mount=type=bind,source=../..,target=/h ls /h\n"),
         )],
     );
-    let out = b.berth(&["build", escape.to_str().unwrap()]);
+    let out = b.attempt(&escape, &[]);
     assert_eq!(out.code, 1, "a bind mount left the context: {out:?}");
     let bad = b.context(
         "mounts-bad",
@@ -600,7 +1080,7 @@ fn run_cache_and_tmpfs_mounts_stay_out_of_the_image() {
             &format!("FROM {BB}\nRUN --mount=type=secret,id=x true\n"),
         )],
     );
-    let out = b.berth(&["build", bad.to_str().unwrap()]);
+    let out = b.attempt(&bad, &[]);
     assert_eq!(out.code, 1, "{out:?}");
     assert!(out.stderr.contains("Dockerfile:2"), "{out:?}");
 }
@@ -666,7 +1146,9 @@ fn quiet_iidfile_output_archives_and_stdin() {
     let other = Scratch::new("build-output-load");
     other.berth_ok(&["load", "-i", docker.to_str().unwrap()]);
     // Dockerfile on stdin, no context; `image build` is `build`.
-    let mut c = b.scratch.command(&["image", "build", "-q", "-"]);
+    let mut c = b
+        .scratch
+        .command(&["image", "build", "--network", "none", "-q", "-"]);
     c.stdin(Stdio::piped()).stdout(Stdio::piped());
     let mut child = c.spawn().unwrap();
     use std::io::Write;
@@ -692,10 +1174,7 @@ fn bad_inputs_name_what_is_wrong() {
         let mut all_files = vec![("Dockerfile", dockerfile)];
         all_files.extend_from_slice(files);
         let ctx = b.context(name, &all_files);
-        let mut a = vec!["build"];
-        a.extend_from_slice(args);
-        a.push(ctx.to_str().unwrap());
-        b.berth(&a)
+        b.attempt(&ctx, args)
     };
     let out = try_build(
         "unknown",
@@ -798,7 +1277,7 @@ fn hostile_context_and_image_reach_nothing_on_the_host() {
         &[("Dockerfile", &format!("FROM {BB}\nCOPY link /stolen\n"))],
     );
     std::os::unix::fs::symlink(canary_dir.join("secret"), ctx.join("link")).unwrap();
-    let out = b.berth(&["build", ctx.to_str().unwrap()]);
+    let out = b.attempt(&ctx, &[]);
     assert_ne!(
         out.code, 0,
         "a symlink out of the context was followed: {out:?}"
@@ -815,7 +1294,7 @@ fn hostile_context_and_image_reach_nothing_on_the_host() {
             ),
         )],
     );
-    let out = b.berth(&["build", ctx.to_str().unwrap()]);
+    let out = b.attempt(&ctx, &[]);
     // The RUN may fail (the runtime cannot bind over a dangling /etc) or succeed; either way
     // the host's file is untouched.
     let _ = out;
@@ -834,7 +1313,7 @@ fn hostile_context_and_image_reach_nothing_on_the_host() {
             ),
         )],
     );
-    let _ = b.berth(&["build", ctx.to_str().unwrap()]);
+    let _ = b.attempt(&ctx, &[]);
     assert!(
         !canary_dir.join("made-by-build").exists(),
         "WORKDIR followed a link out of the root"
@@ -869,27 +1348,65 @@ fn wait_for_output(child: &mut std::process::Child, marker: &str) -> String {
     String::from_utf8_lossy(&seen).into_owned()
 }
 
+/// A build the test runs; interrupted (it then cleans up) if the test fails before it ends.
+struct Interrupting(std::process::Child);
+
+impl Drop for Interrupting {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            // SAFETY: signals our own child, which has not been reaped.
+            unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+            let _ = self.0.wait();
+        }
+    }
+}
+
 #[test]
 fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
-    let Some(b) = Builds::new("interrupt") else {
+    // On the default network: a RUN's endpoint (veth, lease) is among what must not stay.
+    let Some(b) = Builds::networked("interrupt") else {
         return;
     };
     let ctx = b.context(
         "interrupt",
         &[(
             "Dockerfile",
-            &format!("FROM {BB}\nRUN echo done > /first\nRUN echo long-step-started; sleep 7391\n"),
+            &format!(
+                "FROM {BB}\nRUN echo done > /first\n\
+                 RUN echo \"iflink $(cat /sys/class/net/eth0/iflink)\"; \
+                     echo long-step-$((6*7)); sleep 7391\n"
+            ),
         )],
     );
     for signal in [libc::SIGINT, libc::SIGKILL] {
-        let mut child = b
-            .scratch
-            .command(&["build", ctx.to_str().unwrap()])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+        let mut child = Interrupting(
+            b.scratch
+                .command(&["build", ctx.to_str().unwrap()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let child = &mut child.0;
+        // (The step's own line names the command: wait for what it prints.)
+        let seen = wait_for_output(child, "long-step-42");
+        let veth: u32 = seen
+            .lines()
+            .find_map(|l| l.strip_prefix("iflink "))
+            .unwrap_or_else(|| panic!("no iflink in {seen:?}"))
+            .trim()
+            .parse()
             .unwrap();
-        wait_for_output(&mut child, "long-step-started");
+        // The network commands' sweep leaves a running step's endpoint alone.
+        assert_eq!(leases(&b).len(), 1, "{:?}", leases(&b));
+        b.berth(&["network", "ls"]).ok("network ls");
+        assert_eq!(
+            leases(&b).len(),
+            1,
+            "the sweep took a running RUN's lease: {:?}",
+            leases(&b)
+        );
+        assert!(host_links().contains_key(&veth), "the step's veth is gone");
         // SAFETY: signals our own child, which has not been reaped.
         unsafe { libc::kill(child.id() as i32, signal) };
         let status = child.wait().unwrap();
@@ -901,6 +1418,7 @@ fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
                 "after SIGINT: {:?}",
                 b.leftovers()
             );
+            assert_no_endpoints(&b, &[veth]);
         } else {
             assert_eq!(status.signal(), Some(libc::SIGKILL));
         }
@@ -919,14 +1437,9 @@ fn interrupt_and_kill_leave_nothing_and_keep_finished_steps() {
             "after {signal}: {:?}",
             b.leftovers()
         );
-        let sleepers = Command::new("pgrep")
-            .args(["-f", "sleep 7391"])
-            .output()
-            .unwrap();
-        assert!(
-            sleepers.stdout.is_empty(),
-            "the RUN's process survived: {sleepers:?}"
-        );
+        assert_no_process("sleep 7391", "the RUN's process");
+        b.berth(&["network", "ls"]).ok("network ls");
+        assert_no_endpoints(&b, &[veth]);
     }
 }
 

@@ -67,8 +67,8 @@ pub struct BuildArgs {
     /// Set metadata on the image (`K=V`, repeatable).
     #[arg(long = "label", value_name = "K=V")]
     pub labels: Vec<String>,
-    /// The network of RUN steps: `default` (the host's, until berth has bridge networks),
-    /// `host` or `none`.
+    /// The network of RUN steps: `default` (berth's default network, bridge berth0), `host`
+    /// or `none`.
     #[arg(long, default_value = "default")]
     pub network: String,
     /// Write the image id to this file.
@@ -213,10 +213,18 @@ pub fn build_cmd(data_root: &Path, state_root: &Path, a: BuildArgs) -> i32 {
         Ok(n) => n,
         Err(e) => return usage_error(&format!("{e:#}")),
     };
-    let build_args = match parse_build_args(&a.build_args) {
+    let mut build_args = match parse_build_args(&a.build_args) {
         Ok(b) => b,
         Err(e) => return usage_error(&format!("{e:#}")),
     };
+    // The environment's SOURCE_DATE_EPOCH is passed on as a build arg, as buildx does; an
+    // explicit --build-arg wins.
+    if let Ok(v) = std::env::var("SOURCE_DATE_EPOCH") {
+        build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert(v);
+    }
+    if let Err(e) = executor::source_date_epoch(&build_args) {
+        return usage_error(&format!("{e:#}"));
+    }
     let labels = match parse_labels(&a.labels) {
         Ok(l) => l,
         Err(e) => return usage_error(&format!("{e:#}")),

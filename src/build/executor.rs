@@ -73,25 +73,32 @@ impl std::fmt::Display for RunFailed {
 impl std::error::Error for RunFailed {}
 
 /// The stage results the later stages use (FROM, COPY --from).
-struct StageResult {
-    state: ImageState,
-    key: CacheKey,
+pub(super) struct StageResult {
+    pub state: ImageState,
+    pub key: CacheKey,
 }
 
-struct Executor<'a> {
+pub(super) struct Executor<'a> {
     store: &'a Store,
-    work: &'a BuildWork,
+    pub work: &'a BuildWork,
     req: &'a BuildRequest<'a>,
     cache: Cache,
     /// The directories of `RUN --mount=type=cache`, kept from build to build.
     mounts_dir: PathBuf,
-    out: &'a mut Output,
+    pub out: &'a mut Output,
     platform: String,
     /// Global ARGs (and the platform args) as valued for this build.
     globals: BTreeMap<String, String>,
-    results: HashMap<usize, StageResult>,
+    pub results: HashMap<usize, StageResult>,
+    /// The stage being built (in its step directories and container ids).
+    stage_index: usize,
     step: usize,
     total: usize,
+    /// The default network, opened for the first RUN on it.
+    bridge: Option<run::Bridge>,
+    /// `SOURCE_DATE_EPOCH`: the time of history entries and the image, and the latest
+    /// mtime in the layers this build makes.
+    epoch: Option<i64>,
 }
 
 /// Builds `req`: every stage the target needs, in order. The result is stored, not named.
@@ -146,13 +153,13 @@ pub fn build(
         platform: target_platform.to_string(),
         globals,
         results: HashMap::new(),
+        stage_index: 0,
         step: 0,
         total,
+        bridge: None,
+        epoch: source_date_epoch(&req.build_args)?,
     };
-    for ps in &plan.stages {
-        let r = ex.stage(ps)?;
-        ex.results.insert(ps.index, r);
-    }
+    super::stages::build_all(&mut ex, &plan.stages)?;
     let mut state = ex
         .results
         .remove(&plan.target)
@@ -167,6 +174,19 @@ pub fn build(
         manifest,
         state,
     })
+}
+
+/// `SOURCE_DATE_EPOCH` of the build args (the CLI puts the environment's there, as buildx
+/// does): seconds since the epoch.
+pub fn source_date_epoch(build_args: &BTreeMap<String, String>) -> Result<Option<i64>> {
+    match build_args.get("SOURCE_DATE_EPOCH") {
+        None => Ok(None),
+        Some(v) if v.is_empty() => Ok(None),
+        Some(v) => match v.parse::<i64>() {
+            Ok(secs) if secs >= 0 => Ok(Some(secs)),
+            _ => bail!("invalid SOURCE_DATE_EPOCH {v:?}: want seconds since 1970 (a number)"),
+        },
+    }
 }
 
 /// Expands `word` with `vars` as the Dockerfile's escape character says.
@@ -186,12 +206,7 @@ impl Executor<'_> {
     /// The time history entries and the image get: `SOURCE_DATE_EPOCH` when given as a build
     /// arg (reproducible configs, as BuildKit), else now.
     fn now(&self) -> String {
-        match self
-            .req
-            .build_args
-            .get("SOURCE_DATE_EPOCH")
-            .and_then(|v| v.parse::<i64>().ok())
-        {
+        match self.epoch {
             Some(secs) => format_rfc3339(secs),
             None => now_rfc3339_nanos(),
         }
@@ -201,17 +216,36 @@ impl Executor<'_> {
         format!("{}:{line}", self.req.dockerfile.name)
     }
 
-    /// Builds a planned stage.
-    fn stage(&mut self, ps: &PlannedStage) -> Result<StageResult> {
+    /// The number of the first step of each planned stage (its FROM), in plan order.
+    pub fn first_steps(&self, stages: &[PlannedStage]) -> HashMap<usize, usize> {
+        let mut n = 1;
+        let mut out = HashMap::new();
+        for ps in stages {
+            out.insert(ps.index, n);
+            n += 1 + self.req.dockerfile.stages[ps.index].instructions.len();
+        }
+        out
+    }
+
+    /// Builds a planned stage whose first step is numbered `first`.
+    pub fn stage(&mut self, ps: &PlannedStage, first: usize) -> Result<StageResult> {
         let df = self.req.dockerfile;
         let stage = &df.stages[ps.index];
-        self.step += 1;
+        self.stage_index = ps.index;
+        self.step = self.step.max(first - 1) + 1;
         self.out.step(self.step, self.total, &stage.from.original);
         let started = Instant::now();
         let platform = ps.platform.clone().unwrap_or_else(|| self.platform.clone());
         let (mut state, mut key, image) = self
             .base(&ps.base, &platform)
             .with_context(|| self.where_(stage.from.line))?;
+        if let Some(secs) = self.epoch {
+            // Clamped times are part of what every step makes (its layer's mtimes, its
+            // history's time): a step made without them is another step.
+            if !matches!(ps.base, Base::Stage(_)) {
+                key = key.child(&["SOURCE_DATE_EPOCH", &secs.to_string()]);
+            }
+        }
         self.out.done(&state.id().to_string(), started.elapsed());
 
         let mut scope = Scope::default();
@@ -481,11 +515,7 @@ impl Executor<'_> {
             "RUN",
             &serde_json::to_string(&args)?,
             &join_pairs(&run_args),
-            if network == Network::None {
-                "none"
-            } else {
-                "host"
-            },
+            network.key(),
             &r.mounts.join("\n"),
             &serde_json::to_string(&scripts)?,
         ]);
@@ -505,11 +535,14 @@ impl Executor<'_> {
         for (k, v) in &run_args {
             env.push(format!("{k}={v}"));
         }
-        let step_dir = self.work.step_dir(self.step);
+        let step_dir = self.work.step_dir(self.stage_index, self.step);
         let lowers = state.lowers(self.store)?;
         let root = StepRoot::mount(&step_dir.join("fs"), &lowers)?;
+        if network == Network::Default && self.bridge.is_none() {
+            self.bridge = Some(run::Bridge::open(&self.work.data_root)?);
+        }
         let req = RunRequest {
-            id: self.work.container_id(self.step),
+            id: self.work.container_id(self.stage_index, self.step),
             rootfs: &root.rootfs,
             bundle: &step_dir.join("bundle"),
             args: args.clone(),
@@ -521,6 +554,7 @@ impl Executor<'_> {
             },
             user: cc.user.clone(),
             network,
+            bridge: self.bridge.as_ref(),
             scripts,
             mounts,
         };
@@ -540,7 +574,7 @@ impl Executor<'_> {
             .into());
         }
         let hidden: Vec<String> = BOUND_FILES.iter().map(|s| s.to_string()).collect();
-        let layer = root.finish(self.store, &hidden, state.docker_format)?;
+        let layer = root.finish(self.store, &hidden, state.docker_format, self.epoch)?;
         let _ = fs::remove_dir_all(&step_dir);
         let mut next = state.clone();
         let empty = layer.is_none();
@@ -564,7 +598,7 @@ impl Executor<'_> {
         if let Some(hit) = self.cache.lookup(self.store, &next_key) {
             return Ok((hit, next_key, true));
         }
-        let step_dir = self.work.step_dir(self.step);
+        let step_dir = self.work.step_dir(self.stage_index, self.step);
         let lowers = state.lowers(self.store)?;
         let root = StepRoot::mount(&step_dir, &lowers)?;
         {
@@ -572,7 +606,7 @@ impl Executor<'_> {
             inroot::resolve(fd.as_fd(), Path::new(path), Create::Dir)
                 .with_context(|| format!("cannot make the working directory {path}"))?;
         }
-        let layer = root.finish(self.store, &[], state.docker_format)?;
+        let layer = root.finish(self.store, &[], state.docker_format, self.epoch)?;
         let mut next = state.clone();
         edit::workdir(&mut next, path);
         let empty = layer.is_none();
@@ -677,7 +711,7 @@ impl Executor<'_> {
                             let from_state = self.state_of(from)?;
                             let lowers = from_state.lowers(self.store)?;
                             let n = holds.roots.len();
-                            let dir = self.work.step_dir(self.step).join(format!("mount-{n}"));
+                            let dir = self.work.step_dir(self.stage_index, self.step).join(format!("mount-{n}"));
                             let root = StepRoot::mount(&dir, &lowers)?;
                             let root_fd: OwnedFd = fs::File::open(&root.rootfs)?.into();
                             holds.roots.push(root);
@@ -805,7 +839,7 @@ impl Executor<'_> {
             workdir
         };
 
-        let step_dir = self.work.step_dir(self.step);
+        let step_dir = self.work.step_dir(self.stage_index, self.step);
         let from_root = match &from {
             Some(f) => {
                 let from_state = self.state_of(f)?;
@@ -845,7 +879,7 @@ impl Executor<'_> {
         }
         plan.apply(&root.rootfs)?;
         drop(from_root);
-        let layer = root.finish(self.store, &[], state.docker_format)?;
+        let layer = root.finish(self.store, &[], state.docker_format, self.epoch)?;
         let _ = fs::remove_dir_all(&step_dir);
         let mut next = state.clone();
         let empty = layer.is_none();

@@ -10,7 +10,9 @@ use crate::image::rootfs::{mount_overlay, unmount};
 use crate::image::store::Store;
 use crate::image::store::DOCKER_LAYER_GZIP;
 use anyhow::{Context, Result};
+use nix::sys::time::TimeSpec;
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
@@ -50,17 +52,24 @@ impl StepRoot {
 
     /// Unmounts the root and turns the upper directory into a layer in the store (None when
     /// the step changed nothing). `hidden`: the empty mount-point files the runtime made for
-    /// bind mounts (`/etc/hosts`), left out. The upper directory becomes the layer's snapshot.
+    /// bind mounts (`/etc/hosts`), left out. `epoch` (`SOURCE_DATE_EPOCH`): no mtime in the
+    /// layer is later, as BuildKit's rewrite-timestamp. The upper directory becomes the
+    /// layer's snapshot.
     pub fn finish(
         mut self,
         store: &Store,
         hidden: &[String],
         docker_format: bool,
+        epoch: Option<i64>,
     ) -> Result<Option<Layer>> {
         unmount(&self.rootfs)?;
         self.mounted = false;
         for h in hidden {
             remove_stub(&self.upper, h);
+        }
+        if let Some(secs) = epoch {
+            clamp_mtimes(&self.upper, secs)
+                .with_context(|| format!("clamping the times of {}", self.upper.display()))?;
         }
         let media_type = if docker_format {
             DOCKER_LAYER_GZIP
@@ -78,6 +87,61 @@ impl StepRoot {
         }
         Ok(Some(Layer::from(&blob)))
     }
+}
+
+/// Sets the mtime of every object below `dir` (and of `dir`) that is later than `epoch` to
+/// `epoch`, the snapshot on disk as the layer's tar then holds it. The tree was written by a
+/// RUN step: each directory is opened from its parent's fd without following a symlink, and
+/// times are set by name in their directory's fd, never following one either.
+pub fn clamp_mtimes(dir: &Path, epoch: i64) -> Result<()> {
+    use nix::fcntl::{open, OFlag};
+    use nix::sys::stat::Mode;
+    let top = open(
+        dir,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .with_context(|| format!("cannot open {}", dir.display()))?;
+    clamp_below(&top, epoch)?;
+    let st = nix::sys::stat::fstat(&top)?;
+    if st.st_mtime > epoch {
+        nix::sys::stat::futimens(&top, &TimeSpec::UTIME_OMIT, &TimeSpec::new(epoch, 0))?;
+    }
+    Ok(())
+}
+
+fn clamp_below(dir: &OwnedFd, epoch: i64) -> Result<()> {
+    use nix::fcntl::{openat, AtFlags, OFlag};
+    use nix::sys::stat::{fstatat, utimensat, Mode, UtimensatFlags};
+    let mut names = Vec::new();
+    for e in nix::dir::Dir::from_fd(dir.try_clone()?)?.iter() {
+        let name = e?.file_name().to_owned();
+        if name.as_bytes() != b"." && name.as_bytes() != b".." {
+            names.push(name);
+        }
+    }
+    for name in names {
+        let st = fstatat(dir, name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
+        if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+            let sub = openat(
+                dir,
+                name.as_c_str(),
+                OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )?;
+            clamp_below(&sub, epoch)?;
+        }
+        if st.st_mtime > epoch {
+            utimensat(
+                dir,
+                name.as_c_str(),
+                &TimeSpec::UTIME_OMIT,
+                &TimeSpec::new(epoch, 0),
+                UtimensatFlags::NoFollowSymlink,
+            )?;
+        }
+    }
+    Ok(())
 }
 
 /// Removes from the upper directory the file at container path `path` that a bind mount

@@ -25,5 +25,6 @@ pub mod interrupt;
 pub mod layers;
 pub mod output;
 pub mod run;
+pub mod stages;
 pub mod vars;
 pub mod workdir;

@@ -13,6 +13,10 @@ pub struct Output {
     quiet: bool,
     /// In quiet mode, the end of the current RUN's output.
     tail: Vec<u8>,
+    /// Put before each line (`[stage] `) by a stage built beside others.
+    prefix: String,
+    /// With a prefix: the RUN's output after its last newline.
+    partial: Vec<u8>,
 }
 
 impl Output {
@@ -20,6 +24,8 @@ impl Output {
         Output {
             quiet,
             tail: Vec::new(),
+            prefix: String::new(),
+            partial: Vec::new(),
         }
     }
 
@@ -27,12 +33,36 @@ impl Output {
         self.quiet
     }
 
-    fn line(&self, text: &str) {
+    /// Every line from now on starts with `[label] ` (one write per line, so that the lines
+    /// of stages built at once do not mix).
+    pub fn set_prefix(&mut self, label: &str) {
+        self.prefix = format!("[{label}] ");
+    }
+
+    fn line(&mut self, text: &str) {
         if !self.quiet {
+            self.end_partial();
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{text}");
+            let _ = out.write_all(format!("{}{text}\n", self.prefix).as_bytes());
             let _ = out.flush();
         }
+    }
+
+    /// A RUN's last line without its newline, ended.
+    pub fn end_partial(&mut self) {
+        if !self.partial.is_empty() {
+            self.partial.push(b'\n');
+            let line = std::mem::take(&mut self.partial);
+            self.prefixed(&line);
+        }
+    }
+
+    fn prefixed(&self, line: &[u8]) {
+        let mut buf = self.prefix.as_bytes().to_vec();
+        buf.extend_from_slice(line);
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&buf);
+        let _ = out.flush();
     }
 
     pub fn step(&mut self, n: usize, total: usize, text: &str) {
@@ -48,10 +78,16 @@ impl Output {
                 let cut = self.tail.len() - QUIET_TAIL;
                 self.tail.drain(..cut);
             }
-        } else {
+        } else if self.prefix.is_empty() {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(bytes);
             let _ = out.flush();
+        } else {
+            self.partial.extend_from_slice(bytes);
+            while let Some(end) = self.partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.partial.drain(..=end).collect();
+                self.prefixed(&line);
+            }
         }
     }
 
@@ -60,20 +96,20 @@ impl Output {
         &self.tail
     }
 
-    pub fn cached(&self) {
+    pub fn cached(&mut self) {
         self.line("--> CACHED");
     }
 
-    pub fn done(&self, id: &str, took: Duration) {
+    pub fn done(&mut self, id: &str, took: Duration) {
         self.line(&format!("--> {} ({})", short(id), seconds(took)));
     }
 
-    pub fn note(&self, text: &str) {
+    pub fn note(&mut self, text: &str) {
         self.line(text);
     }
 
     /// The end of a build: the image id (alone, in quiet mode) and its names.
-    pub fn finished(&self, id: &str, tags: &[String], took: Duration) {
+    pub fn finished(&mut self, id: &str, tags: &[String], took: Duration) {
         if self.quiet {
             println!("{id}");
             return;
@@ -115,5 +151,11 @@ mod tests {
         assert!(o.swallowed().is_empty());
         assert_eq!(short("sha256:0123456789abcdef"), "0123456789ab");
         assert_eq!(seconds(Duration::from_millis(1500)), "1.50s");
+        let mut p = Output::new(false);
+        p.set_prefix("a");
+        p.run_output(b"one\ntw");
+        assert_eq!(p.partial, b"tw");
+        p.run_output(b"o\n");
+        assert!(p.partial.is_empty());
     }
 }

@@ -5,6 +5,8 @@ use super::interrupt;
 use crate::engine::seccomp_default::default_seccomp;
 use crate::engine::security::DEFAULT_CAPABILITIES;
 use crate::image::bundle::resolve_user;
+use crate::network::attach::{self, Request as AttachRequest};
+use crate::network::store::{Lease, Network as NetRecord, Store as NetStore};
 use crate::runtime::container::{self as runtime, CreateOptions, Globals};
 use crate::runtime::fsutil::write_atomically;
 use crate::runtime::inroot::{self, Create};
@@ -29,6 +31,9 @@ pub const SCRIPT_DIR: &str = "/dev/pipes";
 /// A RUN step's network.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Network {
+    /// berth's default network (`berth`, bridge `berth0`, NAT to the outside), as Docker's
+    /// build puts RUN on its default bridge: a namespace of its own with `eth0` on the bridge.
+    Default,
     /// The host's network namespace.
     Host,
     /// A namespace of its own with only the loopback.
@@ -36,16 +41,49 @@ pub enum Network {
 }
 
 impl Network {
-    /// `--network` of `build` and `RUN --network`: `default` is the host's network until
-    /// berth's bridge networks land (Docker's default for RUN is its bridge).
+    /// `--network` of `build` and `RUN --network`.
     pub fn parse(s: &str) -> Result<Network> {
         match s {
-            "default" | "host" | "" => Ok(Network::Host),
+            "default" | "" => Ok(Network::Default),
+            "host" => Ok(Network::Host),
             "none" => Ok(Network::None),
             other => anyhow::bail!(
                 "network mode {other:?} not supported by berth build (default, host or none)"
             ),
         }
+    }
+
+    /// Its word in the cache key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Network::Default => "default",
+            Network::Host => "host",
+            Network::None => "none",
+        }
+    }
+}
+
+/// berth's default network as RUN steps join it: its record and the data root's network
+/// store (the leases).
+pub struct Bridge {
+    pub store: NetStore,
+    pub net: NetRecord,
+    /// The host's resolv.conf as Docker picks it (path, text).
+    resolv: (PathBuf, String),
+}
+
+impl Bridge {
+    /// The default network of `data_root`, recorded and brought up (bridge and firewall
+    /// rules) when missing.
+    pub fn open(data_root: &Path) -> Result<Bridge> {
+        let store = NetStore::open(data_root)?;
+        let net = crate::network::publish::default_network(&store)?;
+        crate::network::publish::network_up(&net)?;
+        Ok(Bridge {
+            store,
+            net,
+            resolv: crate::network::names::host_resolv_conf(data_root),
+        })
     }
 }
 
@@ -62,6 +100,8 @@ pub struct RunRequest<'a> {
     pub cwd: String,
     pub user: String,
     pub network: Network,
+    /// The default network, for [`Network::Default`].
+    pub bridge: Option<&'a Bridge>,
     /// Heredoc programs (name, content), bound read-only under [`SCRIPT_DIR`].
     pub scripts: Vec<(String, String)>,
     /// `RUN --mount`s.
@@ -134,9 +174,40 @@ pub fn run(g: &Globals, req: &RunRequest, out: &mut dyn FnMut(&[u8])) -> Result<
         g,
         id: &req.id,
         pid: Some(pid),
+        lease: None,
     };
-    if req.network == Network::None {
-        crate::network::loopback::bring_up_in(pid)?;
+    match req.network {
+        Network::None => crate::network::loopback::bring_up_in(pid)?,
+        Network::Host => {}
+        Network::Default => {
+            let bridge = req
+                .bridge
+                .context("internal: a RUN on the default network without its record")?;
+            // The lease names the step's container: the network sweep keeps it while the
+            // container's runtime record (under the build's runtime root) says it may run.
+            let lease = attach::attach(
+                &bridge.store,
+                &AttachRequest {
+                    network: &bridge.net,
+                    container: &req.id,
+                    pid,
+                    interface: "eth0",
+                    ip: None,
+                    mac: None,
+                    default_route: true,
+                },
+            )
+            .context("cannot put the RUN container on the default network")?;
+            let ip = lease.ip;
+            guard.lease = Some((&bridge.store, lease));
+            // Its hosts file with its address, as Docker's: written in place (the file is
+            // bound already).
+            let hostname: String = req.id.chars().take(12).collect();
+            fs::write(
+                req.bundle.join("hosts"),
+                crate::network::names::hosts_text(&[], &hostname, "", &[ip]),
+            )?;
+        }
     }
     pending.start()?;
     stream(&out_r, out)?;
@@ -179,11 +250,13 @@ fn stream(r: &OwnedFd, out: &mut dyn FnMut(&[u8])) -> Result<()> {
     }
 }
 
-/// Kills (if still running) and reaps the container's process, and deletes the container.
+/// Kills (if still running) and reaps the container's process, detaches it from the
+/// default network (its veth and lease), and deletes the container.
 struct ContainerGuard<'a> {
     g: &'a Globals,
     id: &'a str,
     pid: Option<i32>,
+    lease: Option<(&'a NetStore, Lease)>,
 }
 
 impl Drop for ContainerGuard<'_> {
@@ -192,6 +265,11 @@ impl Drop for ContainerGuard<'_> {
             // Our own child: no other process can take its pid before we reap it.
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
             let _ = waitpid(Pid::from_raw(pid), None);
+        }
+        if let Some((store, lease)) = self.lease.take() {
+            // The host end explicitly: the kernel would remove the pair with the namespace,
+            // but in the background, after the build may have ended.
+            let _ = attach::detach(store, &lease);
         }
         let _ = runtime::delete(self.g, self.id, true);
     }
@@ -255,16 +333,39 @@ fn spec_for(req: &RunRequest) -> Result<Spec> {
     if req.network == Network::Host {
         namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
     }
+    let hostname: String = spec.hostname().clone().unwrap_or_default();
     linux.set_namespaces(Some(namespaces));
     linux.set_seccomp(Some(default_seccomp(&caps)));
     spec.set_linux(Some(linux));
 
-    let hosts = match req.network {
-        Network::Host => fs::read_to_string("/etc/hosts").unwrap_or_default(),
-        Network::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+    let (hosts, resolv) = match (req.network, req.bridge) {
+        (Network::Host, _) => (
+            fs::read_to_string("/etc/hosts").unwrap_or_default(),
+            fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+        (Network::None, _) => (
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".into(),
+            fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        ),
+        // The address is added once the container has it (see `run`).
+        (Network::Default, Some(b)) => (
+            crate::network::names::hosts_text(&[], &hostname, "", &[]),
+            // Docker's default bridge: the host's servers, loopback ones left out.
+            crate::network::names::resolv_conf(
+                &b.resolv.0,
+                &b.resolv.1,
+                crate::network::names::Kind::Legacy,
+                &[],
+                &[],
+                &[],
+            )
+            .0,
+        ),
+        (Network::Default, None) => {
+            anyhow::bail!("internal: a RUN on the default network without its record")
+        }
     };
-    let resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let hostname = format!("{}\n", spec.hostname().clone().unwrap_or_default());
+    let hostname = format!("{hostname}\n");
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     for (name, text, dest) in [
         ("hosts", hosts, BOUND_FILES[0]),
@@ -341,7 +442,7 @@ mod tests {
 
     #[test]
     fn network_modes() {
-        assert_eq!(Network::parse("default").unwrap(), Network::Host);
+        assert_eq!(Network::parse("default").unwrap(), Network::Default);
         assert_eq!(Network::parse("host").unwrap(), Network::Host);
         assert_eq!(Network::parse("none").unwrap(), Network::None);
         assert!(Network::parse("bridge2").is_err());

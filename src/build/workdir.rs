@@ -19,8 +19,14 @@ use std::path::{Path, PathBuf};
 /// The file naming the build that owns a work directory.
 const OWNER_FILE: &str = "owner.json";
 
+/// The files naming the build's worker processes (`worker-PID.json`).
+const WORKER_PREFIX: &str = "worker-";
+
 /// Where builds keep their things.
 pub struct BuildRoots {
+    /// The data root (its network store holds the leases of RUN steps on the default
+    /// network).
+    pub data_root: PathBuf,
     /// `<data-root>/build`: cache records and work directories.
     pub dir: PathBuf,
     /// The runtime root of RUN containers.
@@ -30,8 +36,9 @@ pub struct BuildRoots {
 impl BuildRoots {
     pub fn new(data_root: &Path, state_root: &Path) -> BuildRoots {
         BuildRoots {
+            data_root: data_root.to_path_buf(),
             dir: data_root.join("build"),
-            state: state_root.join("build"),
+            state: state_root.join(crate::engine::record::BUILD_RUNTIME_ROOT),
         }
     }
 
@@ -54,10 +61,35 @@ struct Owner {
     start_time: u64,
 }
 
+impl Owner {
+    fn alive(&self) -> bool {
+        ProcessId {
+            pid: self.pid,
+            start_time: self.start_time,
+        }
+        .alive()
+    }
+}
+
+/// Whether a worker of the build in `dir` still lives.
+fn workers_alive(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name().to_string_lossy().starts_with(WORKER_PREFIX)
+            && fs::read(e.path())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Owner>(&b).ok())
+                .is_some_and(|o| o.alive())
+    })
+}
+
 /// One build's work directory; removed (with its containers) when dropped.
 pub struct BuildWork {
     pub id: String,
     pub dir: PathBuf,
+    pub data_root: PathBuf,
     globals: Globals,
 }
 
@@ -86,33 +118,51 @@ impl BuildWork {
         Ok(BuildWork {
             id,
             dir,
+            data_root: roots.data_root.clone(),
             globals: roots.runtime_globals(),
         })
     }
 
-    /// The runtime id of the container of step `n`.
-    pub fn container_id(&self, n: usize) -> String {
-        format!("{}-{n}", self.id)
+    /// The runtime id of the container of step `n` of stage `stage` (stages may build at
+    /// once, in worker processes).
+    pub fn container_id(&self, stage: usize, n: usize) -> String {
+        format!("{}-{stage}-{n}", self.id)
     }
 
-    pub fn step_dir(&self, n: usize) -> PathBuf {
-        self.dir.join(format!("step-{n}"))
+    pub fn step_dir(&self, stage: usize, n: usize) -> PathBuf {
+        self.dir.join(format!("step-{stage}-{n}"))
     }
 
     pub fn globals(&self) -> &Globals {
         &self.globals
     }
+
+    /// Records this process as a worker of the build (a stage built beside others): the
+    /// work directory is not swept while it lives, even after the builder died (the worker
+    /// is then removing its container).
+    pub fn note_worker(&self) -> Result<()> {
+        let me = ProcessId::me()?;
+        let owner = Owner {
+            pid: me.pid,
+            start_time: me.start_time,
+        };
+        crate::runtime::fsutil::write_atomically(
+            &self.dir.join(format!("{WORKER_PREFIX}{}.json", me.pid)),
+            &serde_json::to_vec(&owner)?,
+        )
+    }
 }
 
 impl Drop for BuildWork {
     fn drop(&mut self) {
-        remove_work(&self.globals, &self.id, &self.dir);
+        remove_work(&self.globals, &self.data_root, &self.id, &self.dir);
     }
 }
 
-/// Removes a build's containers (killing what still runs), unmounts what is mounted below
-/// its work directory, and removes the directory.
-fn remove_work(g: &Globals, id: &str, dir: &Path) {
+/// Removes a build's containers (killing what still runs), their endpoints on the default
+/// network (veth and lease), unmounts what is mounted below its work directory, and removes
+/// the directory.
+fn remove_work(g: &Globals, data_root: &Path, id: &str, dir: &Path) {
     let prefix = format!("{id}-");
     if let Ok(list) = runtime::list(g) {
         for (st, _) in list {
@@ -130,9 +180,29 @@ fn remove_work(g: &Globals, id: &str, dir: &Path) {
             }
         }
     }
+    release_leases(data_root, &prefix);
     unmount_below(dir);
     if !mounted_below(dir) {
         let _ = fs::remove_dir_all(dir);
+    }
+}
+
+/// Detaches the build's containers (ids starting with `prefix`) from every network of the
+/// data root: what a killed build's RUN steps held.
+fn release_leases(data_root: &Path, prefix: &str) {
+    use crate::network::store::Store;
+    if !data_root.join("networks").is_dir() {
+        return;
+    }
+    let Ok(store) = Store::open(data_root) else {
+        return;
+    };
+    for net in store.list().unwrap_or_default() {
+        for l in store.leases(&net.name).unwrap_or_default() {
+            if l.container.starts_with(prefix) {
+                let _ = crate::network::attach::detach(&store, &l);
+            }
+        }
     }
 }
 
@@ -175,11 +245,7 @@ pub fn sweep(roots: &BuildRoots) {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         let alive = match owner {
-            Some(o) => ProcessId {
-                pid: o.pid,
-                start_time: o.start_time,
-            }
-            .alive(),
+            Some(o) => o.alive() || workers_alive(&dir),
             None => e
                 .metadata()
                 .and_then(|m| m.modified())
@@ -189,7 +255,7 @@ pub fn sweep(roots: &BuildRoots) {
         };
         if !alive {
             let id = e.file_name().to_string_lossy().into_owned();
-            remove_work(&g, &id, &dir);
+            remove_work(&g, &roots.data_root, &id, &dir);
         }
     }
 }
@@ -218,7 +284,7 @@ mod tests {
         let base = std::env::temp_dir().join(format!("berth-workdir-test-{}", std::process::id()));
         let roots = BuildRoots::new(&base.join("data"), &base.join("run"));
         let live = BuildWork::create(&roots).unwrap();
-        fs::write(live.step_dir(1).with_extension("marker"), b"x").unwrap();
+        fs::write(live.step_dir(0, 1).with_extension("marker"), b"x").unwrap();
         let dead = roots.work_dir().join("bdead");
         fs::create_dir_all(dead.join("step-1/upper")).unwrap();
         let owner = Owner {

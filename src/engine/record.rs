@@ -28,6 +28,10 @@ pub const STATE_FILE: &str = "state.json";
 /// Docker's zero time, which `inspect` shows for what has not happened.
 pub const ZERO_TIME: &str = "0001-01-01T00:00:00Z";
 
+/// The runtime root of `berth build`'s RUN containers, below the engine's state root: the
+/// network sweep judges a lease of such a container by its runtime record there.
+pub const BUILD_RUNTIME_ROOT: &str = "build";
+
 /// Where the engine keeps its records.
 #[derive(Clone, Debug)]
 pub struct Engine {

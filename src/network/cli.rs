@@ -354,14 +354,41 @@ fn daemon(r: Result<()>) -> Result<i32> {
     }
 }
 
-/// Removes the endpoints of containers that have no process left (or no record).
+/// Removes the endpoints of containers that have no process left (or no record): the
+/// engine's containers, and `berth build`'s RUN steps.
 pub fn sweep(engine: &Engine, store: &Store) -> Result<Vec<Lease>> {
     store.sweep(|id| {
         engine
             .open(id)
             .map(|c| c.may_have_processes(engine))
             .unwrap_or(false)
+            || build_step_may_run(engine, id)
     })
+}
+
+/// Whether `id` is a RUN step of `berth build` whose process may be alive: a runtime
+/// container under the build's runtime root whose record says created, running or paused
+/// (or is not yet readable: its birth is under way). A killed build's steps are deleted by
+/// the next build's repair, which also gives back their leases.
+fn build_step_may_run(engine: &Engine, id: &str) -> bool {
+    use crate::runtime::state::{derive_status, read_state, Status as R};
+    if id.is_empty() || id.contains('/') || id.starts_with('.') {
+        return false;
+    }
+    let dir = engine
+        .state_root
+        .join(crate::engine::record::BUILD_RUNTIME_ROOT)
+        .join(id);
+    if !dir.is_dir() {
+        return false;
+    }
+    match read_state(&dir) {
+        Ok(st) => matches!(
+            derive_status(&dir, &st),
+            R::Creating | R::Created | R::Running | R::Paused
+        ),
+        Err(_) => true,
+    }
 }
 
 /// Checks `--network NAME` for create: the default network for `bridge`/`default`/`berth`

@@ -415,7 +415,7 @@ fn docker_cli() -> PathBuf {
     which("docker").expect("docker CLI")
 }
 
-fn lock_exclusive(path: &str, patience: Duration) -> nix::fcntl::Flock<File> {
+pub fn lock_exclusive(path: &str, patience: Duration) -> nix::fcntl::Flock<File> {
     use nix::fcntl::{Flock, FlockArg};
     let start = Instant::now();
     let mut said = false;
