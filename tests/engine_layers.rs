@@ -78,7 +78,13 @@ impl Container {
     }
 
     fn run(&self) -> String {
-        let id = format!("layers-{}", std::process::id());
+        // An id of the test's own: tests run at once, each in a scratch root of its own, but
+        // a container's default cgroup is named by its id alone (as runc's is), and the
+        // delete of a namesake would kill this one with it.
+        let id = format!(
+            "layers-{}",
+            self.s.dir.file_name().unwrap().to_string_lossy()
+        );
         self.s
             .berth_ok(&["run", "--bundle", self.bundle.to_str().unwrap(), &id])
     }

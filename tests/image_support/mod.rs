@@ -90,7 +90,8 @@ impl Scratch {
         let out = self.berth(args);
         assert!(
             out.status.success(),
-            "berth {args:?} failed: {}",
+            "berth {args:?} failed ({}): {}",
+            out.status,
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).unwrap()
