@@ -483,3 +483,33 @@ fn a_default_cgroup_lives_under_the_kept_berth_parent() {
         );
     }
 }
+
+/// Two containers given one `linux.cgroupsPath`: the second is created, as runc creates it, with
+/// runc's warning that the cgroup already holds a process (the first's init); a cgroup of its
+/// own gets no warning.
+#[test]
+fn a_cgroup_that_holds_processes_already_is_warned_about() {
+    if skip_v1() {
+        return;
+    }
+    let ctx = Ctx::new("cgshared");
+    let (b, path) = sleeper_in(&ctx, "shared", json!({}));
+    let first = ctx.id("first");
+    let out = ctx.try_create(&b, &first).ok();
+    assert!(
+        !out.stderr.contains("cgroup is not empty"),
+        "a new cgroup was warned about: {out}"
+    );
+    let second = ctx.id("second");
+    let out = ctx.try_create(&b, &second).ok();
+    assert!(
+        out.stderr
+            .contains("container's cgroup is not empty: 1 process(es) found"),
+        "no warning for a cgroup holding the first container's init: {out}"
+    );
+    for id in [&second, &first] {
+        ctx.rt(&["delete", "--force", id]).ok();
+    }
+    assert_cgroup_gone(&path);
+    remove_test_parents(&ctx);
+}

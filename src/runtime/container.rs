@@ -272,6 +272,15 @@ fn create_in(
     let resources = linux.and_then(|l| l.resources().as_ref());
     let rootless = g.rootless.unwrap_or(!root);
     let mut cgroup = CgroupPaths::plan(&rel, &mounted)?;
+    // A cgroup that holds processes already is another container's (or anyone's): sharing it
+    // shares its limits, its freezer and the kill of every process at a delete. runc (since
+    // 1.1) warns and goes on, for configurations that share a cgroup on purpose; so does berth.
+    let found = cgroup.processes_in_existing();
+    if found > 0 {
+        log::warn(&format!(
+            "container's cgroup is not empty: {found} process(es) found"
+        ));
+    }
     // systemd makes the scope's cgroup (and its slices) and removes it with the unit: the
     // record names the unit instead of the directories.
     cgroup.systemd_scope = systemd_unit.as_ref().map(|u| u.scope.clone());

@@ -279,6 +279,17 @@ impl CgroupPaths {
         Ok(paths)
     }
 
+    /// The most processes any of the container's directories that exist already holds (before
+    /// it is made: a cgroup someone else is using).
+    pub fn processes_in_existing(&self) -> usize {
+        self.dirs
+            .iter()
+            .filter_map(|d| std::fs::read_to_string(d.join("cgroup.procs")).ok())
+            .map(|procs| procs.lines().filter(|l| !l.trim().is_empty()).count())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Where the container's cgroup is in each of `all` (in that order); nothing is made yet
     /// ([`CgroupPaths::make`]).
     pub fn plan(rel: &Path, all: &[Hierarchy]) -> Result<CgroupPaths> {
