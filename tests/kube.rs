@@ -33,6 +33,18 @@ fn write(s: &EngineScratch, name: &str, text: &str) -> String {
     p.display().to_string()
 }
 
+/// Writes `yaml` to `name`, plays it, and checks that the play fails with every one of
+/// `needles` in its error.
+#[track_caller]
+fn play_fails(s: &EngineScratch, name: &str, yaml: &str, needles: &[&str]) {
+    let file = write(s, name, yaml);
+    let out = kube(s, &["play", &file]);
+    assert!(out.code != 0, "{name} was played: {}", out.stderr);
+    for n in needles {
+        assert!(out.stderr.contains(n), "{n:?} missing from {}", out.stderr);
+    }
+}
+
 /// `exec` in a container, retried while the answer is not there yet.
 fn exec_until(s: &EngineScratch, ctr: &str, cmd: &[&str], want: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -740,98 +752,67 @@ fn errors_name_kind_field_and_line_and_make_nothing() {
     }
     let s = EngineScratch::new("kube-errors");
     load_busybox(&s);
-    let kind = write(
+    play_fails(
         &s,
         "kind.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\napiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: x\nspec: {}\n",
-    );
-    let out = kube(&s, &["play", &kind]);
-    assert!(out.code != 0);
-    assert!(
-        out.stderr.contains("kind.yaml: document 1"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("unsupported kind \"StatefulSet\""),
-        "{}",
-        out.stderr
+        &[
+            "kind.yaml: document 1",
+            "unsupported kind \"StatefulSet\"",
+        ],
     );
 
-    let field = write(
+    play_fails(
         &s,
         "field.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    lifecycle: {}\n",
-    );
-    let out = kube(&s, &["play", &field]);
-    assert!(out.code != 0);
-    assert!(
-        out.stderr.contains("field.yaml: document 0: line 9"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("unknown field `lifecycle`"),
-        "{}",
-        out.stderr
+        &[
+            "field.yaml: document 0: line 9",
+            "unknown field `lifecycle`",
+        ],
     );
 
-    let ns = write(
+    play_fails(
         &s,
         "ns.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  namespace: prod\ndata: {}\n",
-    );
-    let out = kube(&s, &["play", &ns]);
-    assert!(out.code != 0);
-    assert!(
-        out.stderr
-            .contains("ns.yaml: document 0 (ConfigMap a): field metadata.namespace: \"prod\""),
-        "{}",
-        out.stderr
+        &["ns.yaml: document 0 (ConfigMap a): field metadata.namespace: \"prod\""],
     );
 
     // A valid first pod and a second one with a missing ConfigMap key: checked before
     // anything is made, so neither exists.
-    let half = write(
+    play_fails(
         &s,
         "half.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: good\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    command: [sleep, '60']\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: bad\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    env:\n    - name: X\n      valueFrom:\n        configMapKeyRef: {name: nope, key: k}\n",
-    );
-    let out = kube(&s, &["play", &half]);
-    assert!(out.code != 0);
-    assert!(
-        out.stderr.contains("document 1 (Pod bad)"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("ConfigMap \"nope\" has no key \"k\""),
-        "{}",
-        out.stderr
+        &[
+            "document 1 (Pod bad)",
+            "ConfigMap \"nope\" has no key \"k\"",
+        ],
     );
     // An image not in the store with imagePullPolicy: Never: the pod made so far is removed.
-    let never = write(
+    play_fails(
         &s,
         "never.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: nv\nspec:\n  containers:\n  - name: a\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '60']\n  - name: b\n    image: berth-tests/absent:latest\n    imagePullPolicy: Never\n",
+        &[
+            "nv",
+        ],
     );
-    let out = kube(&s, &["play", &never]);
-    assert!(out.code != 0);
-    assert!(out.stderr.contains("nv"), "{}", out.stderr);
     assert!(ids(&s).is_empty(), "{:?}", ids(&s));
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
 
     // A host port taken: a clear error, the pods made before it removed.
     let taken = std::net::TcpListener::bind("127.0.0.1:18484").unwrap();
-    let conflict = write(
+    play_fails(
         &s,
         "conflict.yaml",
         "apiVersion: v1\nkind: Pod\nmetadata:\n  name: first\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '60']\n---\napiVersion: v1\nkind: Pod\nmetadata:\n  name: second\nspec:\n  containers:\n  - name: c\n    image: berth-tests/busybox:latest\n    imagePullPolicy: Never\n    command: [sleep, '60']\n    ports:\n    - {containerPort: 80, hostPort: 18484, hostIP: 127.0.0.1}\n",
+        &[
+            "Pod second",
+            "18484",
+        ],
     );
-    let out = kube(&s, &["play", &conflict]);
-    assert!(out.code != 0);
-    assert!(out.stderr.contains("Pod second"), "{}", out.stderr);
-    assert!(out.stderr.contains("18484"), "{}", out.stderr);
     drop(taken);
     assert!(ids(&s).is_empty(), "{:?}", ids(&s));
     assert_eq!(pod(&s, &["ls", "-q"]).ok("pod ls").trim(), "");
