@@ -172,23 +172,15 @@ for r in $(seq $rounds); do
 done
 cd "$top"
 
-median() { # FILE-GLOB NAME: the median over all rounds, in ms
-    python3 -c "
-import glob, json, statistics, sys
-t = [x for f in glob.glob(sys.argv[1]) for r in json.load(open(f))['results'] if r['command'] == sys.argv[2] for x in r['times']]
-print(f'{statistics.median(t) * 1000:.0f}')" "$1" "$2"
-}
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else '-')" "$1" "$2"; }
-
 out=$W/table.md
 {
     echo "| compose | up -d to all healthy, median (ms) | berth ÷ it | down, median (ms) | berth ÷ it | gated by health |"
     echo "| --- | --- | --- | --- | --- | --- |"
-    bu=$(median "$W/up.berth.*.json" berth)
-    bd=$(median "$W/down.berth.*.json" berth)
+    bu=$(median "$W/up.berth.*.json" berth 0)
+    bd=$(median "$W/down.berth.*.json" berth 0)
     for e in "${engines[@]}"; do
-        u=$(median "$W/up.$e.*.json" "$e")
-        d=$(median "$W/down.$e.*.json" "$e")
+        u=$(median "$W/up.$e.*.json" "$e" 0)
+        d=$(median "$W/down.$e.*.json" "$e" 0)
         gated=yes
         [ "$e" != podman-compose ] || gated="no (1.0.3 ignores conditions)"
         printf '| %s | %s | %s | %s | %s | %s |\n' "$e" "$u" "$(ratio "$bu" "$u")" "$d" "$(ratio "$bd" "$d")" "$gated"

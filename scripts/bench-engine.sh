@@ -104,13 +104,6 @@ for r in $(seq $rounds); do
     hyperfine -N --warmup 2 --runs "$per_round" --export-json "$W/run.$r.json" "${args[@]}" >/dev/null
 done
 
-median() { # FILE-GLOB NAME: the median over all rounds, in ms
-    python3 -c "
-import glob, json, statistics, sys
-t = [x for f in glob.glob(sys.argv[1]) for r in json.load(open(f))['results'] if r['command'] == sys.argv[2] for x in r['times']]
-print(f'{statistics.median(t) * 1000:.1f}')" "$1" "$2"
-}
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else '-')" "$1" "$2"; }
 
 # --- many containers at once ------------------------------------------------------------------
 # The pids of the per-container processes of an engine, from their command lines.

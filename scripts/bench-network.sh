@@ -129,13 +129,6 @@ for e in "${engines[@]}"; do args+=(-n "$e" "${run_cmd[$e]}"); done
 for r in $(seq $rounds); do
     hyperfine -N --warmup 2 --runs "$per_round" --export-json "$W/run.$r.json" "${args[@]}" >/dev/null
 done
-median() { # FILE-GLOB NAME: the median over all rounds, in ms
-    python3 -c "
-import glob, json, statistics, sys
-t = [x for f in glob.glob(sys.argv[1]) for r in json.load(open(f))['results'] if r['command'] == sys.argv[2] for x in r['times']]
-print(f'{statistics.median(t) * 1000:.1f}')" "$1" "$2"
-}
-ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else '-')" "$1" "$2"; }
 
 # --- 2. a published port's throughput on loopback ---------------------------------------------
 cat >"$W/send.py" <<'EOF'

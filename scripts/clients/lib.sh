@@ -487,3 +487,14 @@ fetch() {
 
 # Every suite: the host as it was, restored last at exit.
 host_save
+
+# The benchmarks' figures. median FILE-GLOB NAME [DECIMALS]: the median, in ms, of NAME's times
+# over every hyperfine JSON export the glob matches (all rounds of a benchmark).
+median() {
+    python3 -c "
+import glob, json, statistics, sys
+t = [x for f in glob.glob(sys.argv[1]) for r in json.load(open(f))['results'] if r['command'] == sys.argv[2] for x in r['times']]
+print(f'{statistics.median(t) * 1000:.{int(sys.argv[3])}f}')" "$1" "$2" "${3:-1}"
+}
+# ratio A B: A / B to two decimals, '-' when B is 0.
+ratio() { python3 -c "import sys; a, b = float(sys.argv[1]), float(sys.argv[2]); print(f'{a / b:.2f}' if b else '-')" "$1" "$2"; }
