@@ -741,6 +741,51 @@ fn cache_hits_and_misses_after_each_kind_of_change() {
     assert_eq!(b.run(&["c:1"]), "v=1\n");
 }
 
+/// A hostile RUN under SOURCE_DATE_EPOCH: it plants symlinks to the host's files and
+/// directories (absolute host paths, which mean the host's tree to a walk on the host) at the
+/// top of its layer and below. The clamp of the layer's times sets the links' own times and
+/// follows none of them: the host canaries keep their times.
+#[test]
+fn source_date_epoch_clamp_follows_no_link_out_of_the_layer() {
+    let Some(b) = Builds::new("epoch-links") else {
+        return;
+    };
+    let canary = std::env::temp_dir().join(format!("berth-epoch-canary-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&canary);
+    fs::create_dir_all(canary.join("d")).unwrap();
+    fs::write(canary.join("victim"), "host\n").unwrap();
+    fs::write(canary.join("d/inner"), "host\n").unwrap();
+    let watched = ["", "victim", "d", "d/inner"].map(|n| canary.join(n));
+    let before: Vec<i64> = watched
+        .iter()
+        .map(|p| fs::symlink_metadata(p).unwrap().mtime())
+        .collect();
+    let c = canary.display();
+    let ctx = b.context(
+        "epoch-links",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {BB}\n\
+                 RUN ln -s {c}/victim /link-file && ln -s {c} /link-dir \
+                     && mkdir -p /sub/deeper && ln -s {c}/d /sub/link-sub \
+                     && ln -s {c}/d/inner /sub/deeper/link-inner\n"
+            ),
+        )],
+    );
+    b.build_id(
+        &ctx,
+        &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000"],
+    );
+    let after: Vec<i64> = watched
+        .iter()
+        .map(|p| fs::symlink_metadata(p).unwrap().mtime())
+        .collect();
+    let _ = fs::remove_dir_all(&canary);
+    assert_eq!(after, before, "the clamp changed host times through a link");
+    assert!(before.iter().all(|t| *t > 1_700_000_000), "{before:?}");
+}
+
 #[test]
 fn source_date_epoch_makes_the_image_reproducible() {
     let Some(b) = Builds::new("epoch") else {
